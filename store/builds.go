@@ -1,0 +1,225 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrNoHooks means a build was asked for a project that has no hooks, so it
+// would have no jobs.
+var ErrNoHooks = errors.New("the project has no hooks")
+
+// Build is one commit of one ref of a project; its jobs are the project's
+// hooks run on that commit.
+type Build struct {
+	ID         int64
+	ProjectID  int64
+	Number     int // 1, 2, … within the project
+	Ref        string
+	SHA        string
+	Author     string
+	Message    string
+	FromFork   bool // a pull request from another repository: no project secrets
+	Status     BuildStatus
+	CreatedAt  time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// Branch is the ref without its refs/heads/ or refs/tags/ prefix.
+func (b Build) Branch() string {
+	for _, p := range []string{"refs/heads/", "refs/tags/"} {
+		if s, ok := strings.CutPrefix(b.Ref, p); ok {
+			return s
+		}
+	}
+	return b.Ref
+}
+
+// NewBuild is what CreateBuild needs.
+type NewBuild struct {
+	ProjectID int64
+	Ref       string
+	SHA       string
+	Author    string
+	Message   string
+	FromFork  bool
+	// Payload is the JSON that caused the build (the webhook body), kept with
+	// every hook call. Empty means {}.
+	Payload []byte
+}
+
+const buildColumns = `id, project_id, number, ref, sha, author, message, from_fork, status,
+	created_at, started_at, finished_at`
+
+func scanBuild(row interface{ Scan(...any) error }) (Build, error) {
+	var b Build
+	err := row.Scan(&b.ID, &b.ProjectID, &b.Number, &b.Ref, &b.SHA, &b.Author, &b.Message, &b.FromFork,
+		&b.Status, msTime{&b.CreatedAt}, msTime{&b.StartedAt}, msTime{&b.FinishedAt})
+	return b, err
+}
+
+// CreateBuild creates, in one transaction, a build for (project, ref, SHA)
+// with the next build number, one hook call per hook of the project and one
+// enqueued job per hook call, and returns the build and its jobs.
+//
+// If the project already has a build for that ref and SHA, that build is
+// returned with no jobs, and nothing is written. A project without hooks is
+// ErrNoHooks; a missing project is ErrNotFound.
+func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error) {
+	if nb.Ref == "" || nb.SHA == "" {
+		return Build{}, nil, invalid("a build needs a ref and a commit")
+	}
+	payload := "{}"
+	if len(nb.Payload) > 0 {
+		if !json.Valid(nb.Payload) {
+			return Build{}, nil, invalid("the build payload is not JSON")
+		}
+		payload = string(nb.Payload)
+	}
+	var (
+		b    Build
+		jobs []Job
+	)
+	err := db.writeTx(ctx, func(tx txn) error {
+		var err error
+		b, err = scanBuild(tx.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds
+			WHERE project_id = ? AND ref = ? AND sha = ?`, nb.ProjectID, nb.Ref, nb.SHA))
+		if err == nil {
+			return nil
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return wrap("find build", err)
+		}
+
+		now := db.nowMS()
+		err = tx.QueryRowContext(ctx, `UPDATE projects SET last_build_number = last_build_number + 1
+			WHERE id = ? RETURNING last_build_number`, nb.ProjectID).Scan(&b.Number)
+		if err != nil {
+			return wrap("allocate build number", err)
+		}
+		b, err = scanBuild(tx.QueryRowContext(ctx, `
+			INSERT INTO builds (project_id, number, ref, sha, author, message, from_fork, status, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 'enqueued', ?) RETURNING `+buildColumns,
+			nb.ProjectID, b.Number, nb.Ref, nb.SHA, nb.Author, nb.Message, nb.FromFork, now))
+		if err != nil {
+			return wrap("insert build", err)
+		}
+		// Set-based inserts keep the statement count fixed however many hooks there are.
+		res, err := tx.ExecContext(ctx, `INSERT INTO hook_calls (hook_id, build_id, hook_title, payload, created_at)
+			SELECT id, ?, title, ?, ? FROM hooks WHERE project_id = ? ORDER BY title`, b.ID, payload, now, nb.ProjectID)
+		if err != nil {
+			return wrap("insert hook calls", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return wrap("insert hook calls", err)
+		} else if n == 0 {
+			return ErrNoHooks // rolls back the build and its number
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO jobs (build_id, hook_call_id, attempt, status, created_at)
+			SELECT build_id, id, 1, 'enqueued', created_at FROM hook_calls WHERE build_id = ? ORDER BY id`, b.ID)
+		if err != nil {
+			return wrap("insert jobs", err)
+		}
+		jobs, err = queryJobs(ctx, tx, `WHERE j.build_id = ? ORDER BY hc.hook_title, j.hook_call_id, j.attempt`, b.ID)
+		return err
+	})
+	if err != nil {
+		return Build{}, nil, err
+	}
+	return b, jobs, nil
+}
+
+// BuildByID returns a build or ErrNotFound.
+func (db *DB) BuildByID(ctx context.Context, id int64) (Build, error) {
+	b, err := scanBuild(db.read.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE id = ?`, id))
+	return b, wrap("get build", err)
+}
+
+// BuildByNumber returns build number n of a project, or ErrNotFound.
+func (db *DB) BuildByNumber(ctx context.Context, projectID int64, n int) (Build, error) {
+	b, err := scanBuild(db.read.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds
+		WHERE project_id = ? AND number = ?`, projectID, n))
+	return b, wrap("get build by number", err)
+}
+
+// BuildQuery selects a page of a project's builds, newest first.
+type BuildQuery struct {
+	Ref    string // only builds of this ref; empty: all
+	Before int    // only builds numbered below this; 0: from the newest
+	Limit  int    // at most this many; 0 means 50
+}
+
+// Builds lists a project's builds newest first, one page at a time: pass the
+// last number of a page as Before to get the next.
+func (db *DB) Builds(ctx context.Context, projectID int64, q BuildQuery) ([]Build, error) {
+	if q.Limit <= 0 {
+		q.Limit = 50
+	}
+	before := q.Before
+	if before <= 0 {
+		before = int(^uint32(0) >> 1)
+	}
+	query := `SELECT ` + buildColumns + ` FROM builds WHERE project_id = ? AND number < ?`
+	args := []any{projectID, before}
+	if q.Ref != "" {
+		query += ` AND ref = ?`
+		args = append(args, q.Ref)
+	}
+	query += ` ORDER BY number DESC LIMIT ?`
+	args = append(args, q.Limit)
+
+	rows, err := db.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, wrap("list builds", err)
+	}
+	defer rows.Close()
+	var bs []Build
+	for rows.Next() {
+		b, err := scanBuild(rows)
+		if err != nil {
+			return nil, wrap("list builds", err)
+		}
+		bs = append(bs, b)
+	}
+	return bs, wrap("list builds", rows.Err())
+}
+
+// recomputeBuild sets a build's status from the latest attempt of each of its
+// jobs, stamping started_at the first time it leaves enqueued and
+// finished_at when it becomes final (cleared again if a restart reopens it).
+func (db *DB) recomputeBuild(ctx context.Context, tx txn, buildID int64) (Build, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT status FROM jobs j WHERE build_id = ?
+		AND attempt = (SELECT MAX(attempt) FROM jobs WHERE hook_call_id = j.hook_call_id)`, buildID)
+	if err != nil {
+		return Build{}, wrap("read job statuses", err)
+	}
+	var statuses []JobStatus
+	for rows.Next() {
+		var s JobStatus
+		if err := rows.Scan(&s); err != nil {
+			rows.Close()
+			return Build{}, wrap("read job statuses", err)
+		}
+		statuses = append(statuses, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return Build{}, wrap("read job statuses", err)
+	}
+	status := DeriveBuildStatus(statuses)
+	b, err := scanBuild(tx.QueryRowContext(ctx, `
+		UPDATE builds SET
+			status = ?1,
+			started_at = CASE WHEN ?1 <> 'enqueued' THEN COALESCE(started_at, ?2) ELSE started_at END,
+			finished_at = CASE WHEN ?3 THEN COALESCE(finished_at, ?2) ELSE NULL END
+		WHERE id = ?4 RETURNING `+buildColumns, status, db.nowMS(), status.Finished(), buildID))
+	if err != nil {
+		return Build{}, wrap(fmt.Sprintf("update build %d status", buildID), err)
+	}
+	return b, nil
+}

@@ -1,0 +1,155 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// CacheResult says whether a job's install step used the cached image.
+type CacheResult string
+
+const (
+	CacheNone CacheResult = ""     // no install script, or the job did not get that far
+	CacheHit  CacheResult = "hit"  // the install script was skipped
+	CacheMiss CacheResult = "miss" // the install script ran
+)
+
+// Job is one attempt at running one hook for one build.
+type Job struct {
+	ID          int64
+	BuildID     int64
+	HookCallID  int64
+	HookID      int64 // 0 once the hook is deleted
+	HookTitle   string
+	Attempt     int
+	Status      JobStatus
+	CreatedAt   time.Time
+	StartedAt   time.Time
+	FinishedAt  time.Time
+	ExitCode    *int // nil until the build script exited
+	ContainerID string
+	CacheID     string
+	Cache       CacheResult
+	Error       string // why the job errored, in words for people
+}
+
+const jobColumns = `j.id, j.build_id, j.hook_call_id, COALESCE(hc.hook_id, 0), hc.hook_title, j.attempt,
+	j.status, j.created_at, j.started_at, j.finished_at, j.exit_code, j.container_id, j.cache_id,
+	CASE j.cache_hit WHEN 1 THEN 'hit' WHEN 0 THEN 'miss' ELSE '' END, j.error`
+
+const jobFrom = ` FROM jobs j JOIN hook_calls hc ON hc.id = j.hook_call_id `
+
+func scanJob(row interface{ Scan(...any) error }) (Job, error) {
+	var j Job
+	var exit sql.NullInt64
+	err := row.Scan(&j.ID, &j.BuildID, &j.HookCallID, &j.HookID, &j.HookTitle, &j.Attempt, &j.Status,
+		msTime{&j.CreatedAt}, msTime{&j.StartedAt}, msTime{&j.FinishedAt}, &exit, &j.ContainerID,
+		&j.CacheID, &j.Cache, &j.Error)
+	if exit.Valid {
+		code := int(exit.Int64)
+		j.ExitCode = &code
+	}
+	return j, err
+}
+
+// JobByID returns a job or ErrNotFound.
+func (db *DB) JobByID(ctx context.Context, id int64) (Job, error) {
+	j, err := scanJob(db.read.QueryRowContext(ctx, `SELECT `+jobColumns+jobFrom+`WHERE j.id = ?`, id))
+	return j, wrap("get job", err)
+}
+
+// Jobs lists every attempt of every job of a build, by hook title then
+// attempt. It reads no log bytes.
+func (db *DB) Jobs(ctx context.Context, buildID int64) ([]Job, error) {
+	var js []Job
+	err := db.readTx(ctx, func(tx txn) error {
+		var err error
+		js, err = queryJobs(ctx, tx, `WHERE j.build_id = ? ORDER BY hc.hook_title, j.hook_call_id, j.attempt`, buildID)
+		return err
+	})
+	return js, err
+}
+
+// queryJobs lists the jobs matching a WHERE … ORDER BY clause.
+func queryJobs(ctx context.Context, tx txn, where string, args ...any) ([]Job, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT `+jobColumns+jobFrom+where, args...)
+	if err != nil {
+		return nil, wrap("list jobs", err)
+	}
+	defer rows.Close()
+	var js []Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, wrap("list jobs", err)
+		}
+		js = append(js, j)
+	}
+	return js, wrap("list jobs", rows.Err())
+}
+
+// JobUpdate is a change of a job's state. Empty fields leave the stored value
+// alone.
+type JobUpdate struct {
+	Status      JobStatus
+	ExitCode    *int
+	Error       string
+	ContainerID string
+	CacheID     string
+	Cache       CacheResult
+}
+
+// UpdateJob moves a job to u.Status, stamps its start or finish time,
+// records the other fields of u, and recomputes the build's status, all in
+// one transaction. A move that JobStatus.CanBecome forbids (a finished job,
+// say) is ErrConflict and changes nothing.
+func (db *DB) UpdateJob(ctx context.Context, id int64, u JobUpdate) (Job, Build, error) {
+	var (
+		j Job
+		b Build
+	)
+	err := db.writeTx(ctx, func(tx txn) error {
+		var cur JobStatus
+		var buildID int64
+		err := tx.QueryRowContext(ctx, `SELECT status, build_id FROM jobs WHERE id = ?`, id).Scan(&cur, &buildID)
+		if err != nil {
+			return wrap("get job", err)
+		}
+		if !cur.CanBecome(u.Status) {
+			return fmt.Errorf("job %d is %s and cannot become %s: %w", id, cur, u.Status, ErrConflict)
+		}
+		var exit, cacheHit any
+		if u.ExitCode != nil {
+			exit = *u.ExitCode
+		}
+		switch u.Cache {
+		case CacheHit:
+			cacheHit = 1
+		case CacheMiss:
+			cacheHit = 0
+		}
+		now := db.nowMS()
+		_, err = tx.ExecContext(ctx, `UPDATE jobs SET
+				status = ?1,
+				started_at = CASE WHEN ?1 = 'running' THEN ?2 ELSE started_at END,
+				finished_at = CASE WHEN ?3 THEN ?2 ELSE finished_at END,
+				exit_code = COALESCE(?4, exit_code),
+				error = CASE WHEN ?5 <> '' THEN ?5 ELSE error END,
+				container_id = CASE WHEN ?6 <> '' THEN ?6 ELSE container_id END,
+				cache_id = CASE WHEN ?7 <> '' THEN ?7 ELSE cache_id END,
+				cache_hit = COALESCE(?8, cache_hit)
+			WHERE id = ?9`,
+			u.Status, now, u.Status.Finished(), exit, u.Error, u.ContainerID, u.CacheID, cacheHit, id)
+		if err != nil {
+			return wrap("update job", err)
+		}
+		if j, err = scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+jobFrom+`WHERE j.id = ?`, id)); err != nil {
+			return wrap("get job", err)
+		}
+		b, err = db.recomputeBuild(ctx, tx, buildID)
+		return err
+	})
+	return j, b, err
+}

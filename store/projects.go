@@ -1,0 +1,338 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Source says where a project's code comes from.
+type Source string
+
+const (
+	SourceGitHub Source = "github" // a GitHub repository, with webhook and statuses
+	SourceGit    Source = "git"    // any git URL or server path
+)
+
+// Project is a repository Kozmic builds.
+type Project struct {
+	ID            int64
+	OwnerID       int64
+	Source        Source
+	GitHubID      int64 // 0 for SourceGit
+	FullName      string
+	SSHCloneURL   string
+	HTTPSCloneURL string
+	GitURL        string // for SourceGit
+	IsPublic      bool
+	GitHubHookID  int64 // 0 until the webhook exists on GitHub
+	CreatedAt     time.Time
+}
+
+// CloneURL is the URL the runner clones: a plain-git project's URL, a public
+// GitHub repository's HTTPS URL, or a private one's SSH URL (read with the
+// deploy key).
+func (p Project) CloneURL() string {
+	switch {
+	case p.Source == SourceGit:
+		return p.GitURL
+	case p.IsPublic:
+		return p.HTTPSCloneURL
+	default:
+		return p.SSHCloneURL
+	}
+}
+
+// NewProject is what CreateProject needs.
+type NewProject struct {
+	OwnerID       int64
+	Source        Source
+	GitHubID      int64
+	FullName      string // owner/name
+	SSHCloneURL   string
+	HTTPSCloneURL string
+	GitURL        string
+	IsPublic      bool
+	WebhookSecret string // sealed at rest
+}
+
+const projectColumns = `id, owner_id, source, COALESCE(github_id, 0), full_name, ssh_clone_url,
+	https_clone_url, git_url, is_public, COALESCE(github_hook_id, 0), created_at`
+
+func scanProject(row interface{ Scan(...any) error }) (Project, error) {
+	var p Project
+	err := row.Scan(&p.ID, &p.OwnerID, &p.Source, &p.GitHubID, &p.FullName, &p.SSHCloneURL,
+		&p.HTTPSCloneURL, &p.GitURL, &p.IsPublic, &p.GitHubHookID, msTime{&p.CreatedAt})
+	return p, err
+}
+
+func validFullName(name string) bool {
+	owner, repo, ok := strings.Cut(name, "/")
+	return ok && owner != "" && repo != "" && !strings.ContainsAny(repo, "/ ") && !strings.Contains(owner, " ")
+}
+
+// CreateProject creates a project owned by np.OwnerID. A second project with
+// the same full name (case-insensitive) or GitHub id is ErrConflict.
+func (db *DB) CreateProject(ctx context.Context, np NewProject) (Project, error) {
+	switch {
+	case !validFullName(np.FullName):
+		return Project{}, invalid(`the project name must look like "owner/name"`)
+	case np.Source != SourceGitHub && np.Source != SourceGit:
+		return Project{}, invalid("unknown project source")
+	case np.Source == SourceGitHub && np.GitHubID == 0:
+		return Project{}, invalid("a GitHub project needs the repository id")
+	case np.Source == SourceGit && np.GitURL == "":
+		return Project{}, invalid("a git project needs a URL or path to clone")
+	case np.WebhookSecret == "":
+		return Project{}, invalid("a project needs a webhook secret")
+	}
+	secret, err := db.seal.seal([]byte(np.WebhookSecret))
+	if err != nil {
+		return Project{}, err
+	}
+	var githubID any
+	if np.GitHubID != 0 {
+		githubID = np.GitHubID
+	}
+	var p Project
+	err = db.writeTx(ctx, func(tx txn) error {
+		row := tx.QueryRowContext(ctx, `
+			INSERT INTO projects (owner_id, source, github_id, full_name, ssh_clone_url, https_clone_url,
+				git_url, is_public, webhook_secret_enc, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			RETURNING `+projectColumns,
+			np.OwnerID, np.Source, githubID, np.FullName, np.SSHCloneURL, np.HTTPSCloneURL,
+			np.GitURL, np.IsPublic, secret, db.nowMS())
+		p, err = scanProject(row)
+		return wrap("insert project", err)
+	})
+	return p, err
+}
+
+// ProjectByID returns a project or ErrNotFound.
+func (db *DB) ProjectByID(ctx context.Context, id int64) (Project, error) {
+	p, err := scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE id = ?`, id))
+	return p, wrap("get project", err)
+}
+
+// ProjectByName returns the project called fullName (case-insensitive) or ErrNotFound.
+func (db *DB) ProjectByName(ctx context.Context, fullName string) (Project, error) {
+	p, err := scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE full_name = ?`, fullName))
+	return p, wrap("get project by name", err)
+}
+
+// SetGitHubHookID records the id of the project's webhook on GitHub (0: none).
+func (db *DB) SetGitHubHookID(ctx context.Context, projectID, hookID int64) error {
+	var v any
+	if hookID != 0 {
+		v = hookID
+	}
+	return db.writeTx(ctx, func(tx txn) error {
+		return execOne(ctx, tx, "set github hook id", `UPDATE projects SET github_hook_id = ? WHERE id = ?`, v, projectID)
+	})
+}
+
+// WebhookSecret returns the project's webhook secret, unsealed.
+func (db *DB) WebhookSecret(ctx context.Context, projectID int64) (string, error) {
+	var sealed []byte
+	err := db.read.QueryRowContext(ctx, `SELECT webhook_secret_enc FROM projects WHERE id = ?`, projectID).Scan(&sealed)
+	if err != nil {
+		return "", wrap("get webhook secret", err)
+	}
+	plain, err := db.seal.open(sealed)
+	if err != nil {
+		return "", fmt.Errorf("get webhook secret: %w", err)
+	}
+	return string(plain), nil
+}
+
+// DeleteProject deletes a project with everything that belongs to it: hooks,
+// builds, hook calls, jobs, logs, memberships, secrets, deploy key, webhook
+// deliveries and pending statuses.
+func (db *DB) DeleteProject(ctx context.Context, id int64) error {
+	return db.writeTx(ctx, func(tx txn) error {
+		return execOne(ctx, tx, "delete project", `DELETE FROM projects WHERE id = ?`, id)
+	})
+}
+
+// Membership gives a user access to a project: management (configure) or
+// plain membership (view). The owner needs none.
+type Membership struct {
+	ProjectID        int64
+	UserID           int64
+	AllowsManagement bool
+}
+
+// SetMembership adds the user to the project or changes their role.
+func (db *DB) SetMembership(ctx context.Context, m Membership) error {
+	return db.writeTx(ctx, func(tx txn) error {
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO memberships (project_id, user_id, allows_management) VALUES (?, ?, ?)
+			ON CONFLICT (project_id, user_id) DO UPDATE SET allows_management = excluded.allows_management`,
+			m.ProjectID, m.UserID, m.AllowsManagement)
+		return wrap("set membership", err)
+	})
+}
+
+// Memberships lists a project's members, managers first.
+func (db *DB) Memberships(ctx context.Context, projectID int64) ([]Membership, error) {
+	rows, err := db.read.QueryContext(ctx, `
+		SELECT project_id, user_id, allows_management FROM memberships
+		WHERE project_id = ? ORDER BY allows_management DESC, user_id`, projectID)
+	if err != nil {
+		return nil, wrap("list memberships", err)
+	}
+	defer rows.Close()
+	var ms []Membership
+	for rows.Next() {
+		var m Membership
+		if err := rows.Scan(&m.ProjectID, &m.UserID, &m.AllowsManagement); err != nil {
+			return nil, wrap("list memberships", err)
+		}
+		ms = append(ms, m)
+	}
+	return ms, wrap("list memberships", rows.Err())
+}
+
+// DeployKey is the SSH key pair a project clones with; the public half is on
+// the git server, the private half is sealed at rest.
+type DeployKey struct {
+	ProjectID   int64
+	GitHubKeyID int64 // 0 when not (yet) on GitHub
+	PrivateKey  string
+	PublicKey   string
+	CreatedAt   time.Time
+}
+
+// SetDeployKey stores the project's deploy key, replacing an earlier one.
+func (db *DB) SetDeployKey(ctx context.Context, k DeployKey) error {
+	if k.PrivateKey == "" || k.PublicKey == "" {
+		return invalid("a deploy key needs both halves")
+	}
+	sealed, err := db.seal.seal([]byte(k.PrivateKey))
+	if err != nil {
+		return err
+	}
+	var keyID any
+	if k.GitHubKeyID != 0 {
+		keyID = k.GitHubKeyID
+	}
+	return db.writeTx(ctx, func(tx txn) error {
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO deploy_keys (project_id, github_key_id, private_key_enc, public_key, created_at)
+			VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (project_id) DO UPDATE SET github_key_id = excluded.github_key_id,
+				private_key_enc = excluded.private_key_enc, public_key = excluded.public_key,
+				created_at = excluded.created_at`,
+			k.ProjectID, keyID, sealed, k.PublicKey, db.nowMS())
+		return wrap("set deploy key", err)
+	})
+}
+
+// DeployKeyOf returns the project's deploy key with the private half unsealed,
+// or ErrNotFound.
+func (db *DB) DeployKeyOf(ctx context.Context, projectID int64) (DeployKey, error) {
+	k := DeployKey{ProjectID: projectID}
+	var sealed []byte
+	err := db.read.QueryRowContext(ctx, `
+		SELECT COALESCE(github_key_id, 0), private_key_enc, public_key, created_at
+		FROM deploy_keys WHERE project_id = ?`, projectID).
+		Scan(&k.GitHubKeyID, &sealed, &k.PublicKey, msTime{&k.CreatedAt})
+	if err != nil {
+		return DeployKey{}, wrap("get deploy key", err)
+	}
+	plain, err := db.seal.open(sealed)
+	if err != nil {
+		return DeployKey{}, fmt.Errorf("get deploy key: %w", err)
+	}
+	k.PrivateKey = string(plain)
+	return k, nil
+}
+
+// Secret is a named value given to a project's jobs as an environment
+// variable. Values are sealed at rest.
+type Secret struct {
+	Name  string
+	Value string
+}
+
+// SetSecret creates or replaces a project secret.
+func (db *DB) SetSecret(ctx context.Context, projectID int64, s Secret) error {
+	if !validEnvName(s.Name) {
+		return invalid("a secret name uses letters, digits and _ and does not start with a digit")
+	}
+	sealed, err := db.seal.seal([]byte(s.Value))
+	if err != nil {
+		return err
+	}
+	return db.writeTx(ctx, func(tx txn) error {
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO project_secrets (project_id, name, value_enc, created_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (project_id, name) DO UPDATE SET value_enc = excluded.value_enc`,
+			projectID, s.Name, sealed, db.nowMS())
+		return wrap("set secret", err)
+	})
+}
+
+// SecretNames lists a project's secret names without reading any value.
+func (db *DB) SecretNames(ctx context.Context, projectID int64) ([]string, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT name FROM project_secrets WHERE project_id = ? ORDER BY name`, projectID)
+	if err != nil {
+		return nil, wrap("list secret names", err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, wrap("list secret names", err)
+		}
+		names = append(names, n)
+	}
+	return names, wrap("list secret names", rows.Err())
+}
+
+// Secrets returns a project's secrets with their values unsealed, by name.
+// A value sealed under another key fails with ErrWrongKey.
+func (db *DB) Secrets(ctx context.Context, projectID int64) ([]Secret, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT name, value_enc FROM project_secrets WHERE project_id = ? ORDER BY name`, projectID)
+	if err != nil {
+		return nil, wrap("list secrets", err)
+	}
+	defer rows.Close()
+	var out []Secret
+	for rows.Next() {
+		var s Secret
+		var sealed []byte
+		if err := rows.Scan(&s.Name, &sealed); err != nil {
+			return nil, wrap("list secrets", err)
+		}
+		plain, err := db.seal.open(sealed)
+		if err != nil {
+			return nil, fmt.Errorf("secret %s: %w", s.Name, err)
+		}
+		s.Value = string(plain)
+		out = append(out, s)
+	}
+	return out, wrap("list secrets", rows.Err())
+}
+
+// DeleteSecret removes a project secret, or returns ErrNotFound.
+func (db *DB) DeleteSecret(ctx context.Context, projectID int64, name string) error {
+	return db.writeTx(ctx, func(tx txn) error {
+		return execOne(ctx, tx, "delete secret", `DELETE FROM project_secrets WHERE project_id = ? AND name = ?`, projectID, name)
+	})
+}
+
+func validEnvName(s string) bool {
+	if s == "" || (s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,292 @@
+// Package store keeps all of Kozmic's state in one SQLite file. It is the only
+// package that speaks SQL; the domain types live here too.
+//
+// Every exported method takes a context first, runs as one transaction (all or
+// nothing), and reports missing rows as ErrNotFound and broken unique
+// constraints as ErrConflict.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+var (
+	// ErrNotFound means the row asked for does not exist (or is not visible).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means the change would break a uniqueness rule or a state
+	// transition rule, for example a second project with the same name.
+	ErrConflict = errors.New("conflict")
+	// ErrWrongKey means the secret key cannot open what this database holds:
+	// it is not the key the database was created with.
+	ErrWrongKey = errors.New("the secret key does not match the one this database was created with")
+)
+
+// DB is an open Kozmic database. Writes go through a pool of exactly one
+// connection whose transactions begin IMMEDIATE, so writers queue in Go
+// instead of failing with SQLITE_BUSY; reads use a separate pool that can run
+// in parallel with the writer thanks to WAL.
+type DB struct {
+	write *sql.DB
+	read  *sql.DB
+	stmts *stmtCache // the writer's prepared statements
+	seal  *sealer
+	now   func() time.Time
+}
+
+// Options configure Open.
+type Options struct {
+	// SecretKey seals secrets at rest; at least 32 bytes. The first Open of a
+	// database records a check value, and later Opens with another key fail
+	// with ErrWrongKey.
+	SecretKey []byte
+	// Migrations holds goose SQL files; pending ones are applied by Open.
+	Migrations fs.FS
+	// Logger receives one line per applied migration. Nil discards.
+	Logger *slog.Logger
+}
+
+// Open opens the database at path, creating it if needed, applies pending
+// migrations (each in its own transaction: a failing one is rolled back and
+// Open returns its error) and checks the secret key.
+func Open(ctx context.Context, path string, opt Options) (*DB, error) {
+	seal, err := newSealer(opt.SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("database path: %w", err)
+	}
+
+	write, err := sql.Open("sqlite", dsn(abs, false))
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetConnMaxIdleTime(0)
+	write.SetConnMaxLifetime(0)
+	db := &DB{write: write, stmts: newStmtCache(write), seal: seal, now: time.Now}
+
+	if err := db.migrate(ctx, opt.Migrations, log); err != nil {
+		write.Close()
+		return nil, err
+	}
+
+	// The reader pool is opened after migrating so that it never sees a
+	// half-built schema.
+	db.read, err = sql.Open("sqlite", dsn(abs, true))
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	db.read.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+
+	if err := db.checkKey(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Set("_txlock", "immediate")
+	}
+	// A file: URI escapes '?', '#' and '%' in the path, which a plain name cannot.
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
+	return u.String()
+}
+
+func (db *DB) migrate(ctx context.Context, migrations fs.FS, log *slog.Logger) error {
+	if migrations == nil {
+		return errors.New("open database: no migrations given")
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db.write, migrations)
+	if err != nil {
+		return fmt.Errorf("load migrations: %w", err)
+	}
+	results, err := p.Up(ctx)
+	for _, r := range results {
+		if r.Error == nil {
+			log.Info("applied migration", "version", r.Source.Version, "file", filepath.Base(r.Source.Path), "duration", r.Duration)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("migrate database: %w", err)
+	}
+	return nil
+}
+
+// SchemaVersion returns the number of the newest applied migration.
+func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := db.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("schema version: %w", err)
+	}
+	return v, nil
+}
+
+// Ping checks that the database answers a read.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	return db.read.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	var err error
+	if db.read != nil {
+		err = db.read.Close()
+	}
+	db.stmts.close()
+	return errors.Join(err, db.write.Close())
+}
+
+const keyCheckPlaintext = "kozmic key check"
+
+// checkKey seals a known value the first time and opens it every later time,
+// so a changed KOZMIC_SECRET_KEY is caught at start and not at the first
+// webhook.
+func (db *DB) checkKey(ctx context.Context) error {
+	return db.writeTx(ctx, func(tx txn) error {
+		var sealed []byte
+		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'key_check'`).Scan(&sealed)
+		if errors.Is(err, sql.ErrNoRows) {
+			sealed, err = db.seal.seal([]byte(keyCheckPlaintext))
+			if err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('key_check', ?)`, sealed)
+			return wrap("record key check", err)
+		}
+		if err != nil {
+			return fmt.Errorf("read key check: %w", err)
+		}
+		plain, err := db.seal.open(sealed)
+		if err != nil || string(plain) != keyCheckPlaintext {
+			return ErrWrongKey
+		}
+		return nil
+	})
+}
+
+// writeTx runs fn in one IMMEDIATE transaction on the writer connection and
+// commits if fn returns nil; any error or panic rolls everything back.
+func (db *DB) writeTx(ctx context.Context, fn func(txn) error) (err error) {
+	sqlTx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			sqlTx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			sqlTx.Rollback()
+		}
+		// The connection is free again: prepare what this transaction met first.
+		db.stmts.prepareQueued(context.WithoutCancel(ctx))
+	}()
+	if err = fn(txn{Tx: sqlTx, cache: db.stmts}); err != nil {
+		return err
+	}
+	if err = sqlTx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// readTx runs fn in one read-only transaction, so that several queries see
+// one snapshot.
+func (db *DB) readTx(ctx context.Context, fn func(txn) error) error {
+	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(txn{Tx: tx})
+}
+
+// wrap names the failed step and turns constraint violations into
+// ErrConflict, keeping the driver's message for logs.
+func wrap(step string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", step, ErrNotFound)
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		code := se.Code()
+		// A foreign key failure here is a RESTRICT (a user who still owns
+		// projects): a conflict with existing rows, like a duplicate. SQLite
+		// reports RESTRICT actions with the trigger code, hence the message test.
+		fk := code&0xff == sqlite3.SQLITE_CONSTRAINT && strings.Contains(se.Error(), "FOREIGN KEY")
+		if fk || code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
+			return fmt.Errorf("%s: %w (%s)", step, ErrConflict, constraintDetail(se))
+		}
+	}
+	return fmt.Errorf("%s: %w", step, err)
+}
+
+func constraintDetail(se *sqlite.Error) string {
+	msg := se.Error()
+	if i := strings.LastIndex(msg, "constraint failed: "); i >= 0 {
+		return msg[i:]
+	}
+	return msg
+}
+
+// ms converts a time to the stored form: Unix milliseconds, or NULL for the zero time.
+func ms(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+// msTime scans a Unix-millisecond column (or NULL) into a UTC time.Time.
+type msTime struct{ t *time.Time }
+
+func (s msTime) Scan(v any) error {
+	switch v := v.(type) {
+	case nil:
+		*s.t = time.Time{}
+	case int64:
+		*s.t = time.UnixMilli(v).UTC()
+	default:
+		return fmt.Errorf("time column holds %T", v)
+	}
+	return nil
+}
+
+// nowMS is the current time as stored.
+func (db *DB) nowMS() int64 { return db.now().UnixMilli() }

@@ -1,0 +1,152 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrInvalid means the input breaks a rule of the data model (an empty
+// required field, for example). The wrapped message says which, in words fit
+// for the person who typed it.
+var ErrInvalid = errors.New("invalid")
+
+func invalid(msg string) error { return fmt.Errorf("%w: %s", ErrInvalid, msg) }
+
+// User is a person who can log in: with GitHub (GitHubID set) or with a
+// local username and password.
+type User struct {
+	ID            int64
+	GitHubID      int64
+	GitHubLogin   string
+	Username      string // local login name; empty for GitHub users
+	PasswordHash  string
+	Name          string
+	AvatarURL     string
+	Email         string // where failure notifications go; empty: none
+	IsAdmin       bool
+	ReposSyncedAt time.Time // zero: the repository cache was never filled
+	CreatedAt     time.Time
+}
+
+// Login is the name the user is known by in pages: the GitHub login or the
+// local username.
+func (u User) Login() string {
+	if u.GitHubLogin != "" {
+		return u.GitHubLogin
+	}
+	return u.Username
+}
+
+// GitHubUser is what a GitHub login tells about a user.
+type GitHubUser struct {
+	ID          int64
+	Login       string
+	Name        string
+	AvatarURL   string
+	Email       string // primary address; kept only if the user has none yet
+	AccessToken string
+}
+
+const userColumns = `id, COALESCE(github_id, 0), COALESCE(github_login, ''), COALESCE(username, ''),
+	password_hash, name, avatar_url, email, is_admin, repos_synced_at, created_at`
+
+func scanUser(row interface{ Scan(...any) error }) (User, error) {
+	var u User
+	err := row.Scan(&u.ID, &u.GitHubID, &u.GitHubLogin, &u.Username, &u.PasswordHash, &u.Name,
+		&u.AvatarURL, &u.Email, &u.IsAdmin, msTime{&u.ReposSyncedAt}, msTime{&u.CreatedAt})
+	return u, err
+}
+
+// UpsertGitHubUser creates or updates the user with gu.ID, storing the access
+// token sealed. An e-mail address the user already set is kept.
+func (db *DB) UpsertGitHubUser(ctx context.Context, gu GitHubUser) (User, error) {
+	if gu.ID == 0 || gu.Login == "" {
+		return User{}, invalid("a GitHub user needs an id and a login")
+	}
+	token, err := db.seal.seal([]byte(gu.AccessToken))
+	if err != nil {
+		return User{}, err
+	}
+	var u User
+	err = db.writeTx(ctx, func(tx txn) error {
+		row := tx.QueryRowContext(ctx, `
+			INSERT INTO users (github_id, github_login, name, avatar_url, email, access_token_enc, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (github_id) DO UPDATE SET
+				github_login = excluded.github_login,
+				name = excluded.name,
+				avatar_url = excluded.avatar_url,
+				email = CASE WHEN users.email = '' THEN excluded.email ELSE users.email END,
+				access_token_enc = excluded.access_token_enc
+			RETURNING `+userColumns,
+			gu.ID, gu.Login, gu.Name, gu.AvatarURL, gu.Email, token, db.nowMS())
+		u, err = scanUser(row)
+		return wrap("upsert github user", err)
+	})
+	return u, err
+}
+
+// CreateLocalUser creates a user who logs in with a username and password
+// hash. A taken username is ErrConflict.
+func (db *DB) CreateLocalUser(ctx context.Context, username, passwordHash string, admin bool) (User, error) {
+	if username == "" || passwordHash == "" {
+		return User{}, invalid("a local user needs a username and a password")
+	}
+	var u User
+	err := db.writeTx(ctx, func(tx txn) error {
+		row := tx.QueryRowContext(ctx, `
+			INSERT INTO users (username, password_hash, is_admin, created_at) VALUES (?, ?, ?, ?)
+			RETURNING `+userColumns, username, passwordHash, admin, db.nowMS())
+		var err error
+		u, err = scanUser(row)
+		return wrap("insert local user", err)
+	})
+	return u, err
+}
+
+// UserByID returns the user with the given id, or ErrNotFound.
+func (db *DB) UserByID(ctx context.Context, id int64) (User, error) {
+	u, err := scanUser(db.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+	return u, wrap("get user", err)
+}
+
+// UserAccessToken returns the user's GitHub access token, unsealed; empty
+// for local users.
+func (db *DB) UserAccessToken(ctx context.Context, id int64) (string, error) {
+	var sealed []byte
+	if err := db.read.QueryRowContext(ctx, `SELECT access_token_enc FROM users WHERE id = ?`, id).Scan(&sealed); err != nil {
+		return "", wrap("get access token", err)
+	}
+	if sealed == nil {
+		return "", nil
+	}
+	plain, err := db.seal.open(sealed)
+	if err != nil {
+		return "", fmt.Errorf("get access token: %w", err)
+	}
+	return string(plain), nil
+}
+
+// DeleteUser deletes a user and their memberships. A user who still owns a
+// project cannot be deleted: ErrConflict.
+func (db *DB) DeleteUser(ctx context.Context, id int64) error {
+	return db.writeTx(ctx, func(tx txn) error {
+		return execOne(ctx, tx, "delete user", `DELETE FROM users WHERE id = ?`, id)
+	})
+}
+
+// execOne runs a statement that must touch exactly one row; none is ErrNotFound.
+func execOne(ctx context.Context, tx txn, step, query string, args ...any) error {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return wrap(step, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return wrap(step, err)
+	} else if n == 0 {
+		return fmt.Errorf("%s: %w", step, ErrNotFound)
+	}
+	return nil
+}
