@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -76,6 +77,14 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("database path: %w", err)
 	}
 
+	// Created here rather than by SQLite so that it is private from the
+	// start: it holds session tokens. SQLite gives -wal and -shm the same mode.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	f.Close()
+
 	write, err := sql.Open("sqlite", dsn(abs, false))
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
@@ -114,7 +123,6 @@ func dsn(path string, readOnly bool) string {
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
-		q.Add("_pragma", "journal_mode(WAL)")
 		q.Set("_txlock", "immediate")
 	}
 	// A file: URI escapes '?', '#' and '%' in the path, which a plain name cannot.
@@ -130,11 +138,29 @@ func (db *DB) migrate(ctx context.Context, migrations fs.FS, log *slog.Logger) e
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}
+	// A file with tables but no migration history belongs to another
+	// program: refuse it before goose writes its version table into it.
+	var tables, history int
+	err = db.write.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(*) FILTER (WHERE name = 'goose_db_version')
+		FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).Scan(&tables, &history)
+	if err != nil {
+		return fmt.Errorf("migrate database: %w", err)
+	}
+	if tables > 0 && history == 0 {
+		return errors.New("migrate database: the file holds tables but no Kozmic migration history; is it another program's database?")
+	}
+	// WAL is a property of the file, so it is set once here rather than by
+	// every connection, and never on a file that was refused above.
+	if _, err := db.write.ExecContext(ctx, `PRAGMA journal_mode = WAL`); err != nil {
+		return fmt.Errorf("enable WAL: %w", err)
+	}
 	results, err := p.Up(ctx)
+	var partial *goose.PartialError
+	if errors.As(err, &partial) {
+		results = partial.Applied
+	}
 	for _, r := range results {
-		if r.Error == nil {
-			log.Info("applied migration", "version", r.Source.Version, "file", filepath.Base(r.Source.Path), "duration", r.Duration)
-		}
+		log.Info("applied migration", "version", r.Source.Version, "file", filepath.Base(r.Source.Path), "duration", r.Duration)
 	}
 	if err != nil {
 		return fmt.Errorf("migrate database: %w", err)

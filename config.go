@@ -1,0 +1,364 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/mail"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"kozmic/store"
+)
+
+// Config is every setting of the server, read once at start from flags and
+// KOZMIC_* environment variables (a flag wins over the variable).
+type Config struct {
+	Addr     string
+	BaseURL  *url.URL
+	Database string
+	// SecretKey seals secrets at rest. SecretKeyFile names the file it was
+	// read from or generated into when KOZMIC_SECRET_KEY is unset.
+	SecretKey          []byte
+	SecretKeyFile      string
+	SecretKeyGenerated bool
+
+	GitHubClientID     string
+	GitHubClientSecret string
+	GitHubURL          *url.URL
+
+	DockerHost        string
+	Workers           int
+	StallTimeout      time.Duration
+	JobTimeout        time.Duration
+	CachedImagesLimit int
+	MaxLogBytes       int64
+	JobNetwork        string
+	JobMemory         int64   // bytes; 0: no limit
+	JobCPUs           float64 // 0: no limit
+
+	SMTPURL            *url.URL // nil: no mail
+	MailFrom           *mail.Address
+	EmailNotifications bool
+
+	LogFormat string
+	LogLevel  slog.Level
+}
+
+// GitHubEnabled reports whether login with GitHub is configured.
+func (c Config) GitHubEnabled() bool { return c.GitHubClientID != "" }
+
+// setting is one row of the configuration table: its variable, its flag
+// (none for secrets, which must not show in the process list), its default,
+// its help text and how to store a value.
+type setting struct {
+	env, flag, def, help string
+	set                  func(c *Config, v string) error
+}
+
+// settings is the configuration table, in the order values are applied:
+// KOZMIC_DATABASE comes before KOZMIC_SECRET_KEY, whose file lives beside it.
+var settings = []setting{
+	{"KOZMIC_ADDR", "addr", ":8080", "Address to listen on.", func(c *Config, v string) error {
+		c.Addr = v
+		return nil
+	}},
+	{"KOZMIC_BASE_URL", "base-url", "http://localhost:8080", "Public URL of the server, used in webhook URLs, status links, badges and cookies.", func(c *Config, v string) error {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%q is not an absolute http or https URL", v)
+		}
+		u.Path = strings.TrimRight(u.Path, "/")
+		c.BaseURL = u
+		return nil
+	}},
+	{"KOZMIC_DATABASE", "database", "kozmic.db", "Path of the SQLite database file; created if missing.", func(c *Config, v string) error {
+		if err := checkWritable(v); err != nil {
+			return err
+		}
+		c.Database = v
+		return nil
+	}},
+	{"KOZMIC_SECRET_KEY", "", "", "Key (at least 32 bytes) that encrypts secrets at rest. If unset, one is generated once and kept in `<database>.key` (mode 0600); back that file up with the database.", func(c *Config, v string) error {
+		if v == "" {
+			return c.loadOrGenerateKey()
+		}
+		if len(v) < store.MinSecretKeyLen {
+			return fmt.Errorf("%d bytes, need at least %d (make one with: openssl rand -hex 32)", len(v), store.MinSecretKeyLen)
+		}
+		c.SecretKey = []byte(v)
+		return nil
+	}},
+	{"KOZMIC_GITHUB_CLIENT_ID", "github-client-id", "", "Client ID of the GitHub OAuth app; unset means local accounts only.", func(c *Config, v string) error {
+		c.GitHubClientID = v
+		return nil
+	}},
+	{"KOZMIC_GITHUB_CLIENT_SECRET", "", "", "Client secret of the GitHub OAuth app.", func(c *Config, v string) error {
+		if (v == "") != (c.GitHubClientID == "") {
+			return errors.New("set both KOZMIC_GITHUB_CLIENT_ID and KOZMIC_GITHUB_CLIENT_SECRET, or neither")
+		}
+		c.GitHubClientSecret = v
+		return nil
+	}},
+	{"KOZMIC_GITHUB_URL", "github-url", "https://github.com", "GitHub web URL; set it to a GitHub Enterprise server to log in and call the API there.", func(c *Config, v string) error {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%q is not an absolute http or https URL", v)
+		}
+		u.Path = strings.TrimRight(u.Path, "/")
+		c.GitHubURL = u
+		return nil
+	}},
+	{"DOCKER_HOST", "docker-host", "unix:///var/run/docker.sock", "Docker engine that runs the jobs.", func(c *Config, v string) error {
+		u, err := url.Parse(v)
+		if err != nil || !map[string]bool{"unix": true, "tcp": true, "http": true, "https": true}[u.Scheme] {
+			return fmt.Errorf("%q is not a unix://, tcp://, http:// or https:// address", v)
+		}
+		c.DockerHost = v
+		return nil
+	}},
+	{"KOZMIC_WORKERS", "workers", "2", "Jobs that run at the same time.", func(c *Config, v string) (err error) {
+		c.Workers, err = parseInt(v, 1, 256)
+		return err
+	}},
+	{"KOZMIC_STALL_TIMEOUT", "stall-timeout", "15m", "A job that prints nothing for this long is killed.", func(c *Config, v string) (err error) {
+		c.StallTimeout, err = parseDuration(v)
+		return err
+	}},
+	{"KOZMIC_JOB_TIMEOUT", "job-timeout", "1h", "A job that runs longer than this is killed.", func(c *Config, v string) (err error) {
+		c.JobTimeout, err = parseDuration(v)
+		return err
+	}},
+	{"KOZMIC_CACHED_IMAGES_LIMIT", "cached-images-limit", "3", "Install-script images kept per project; the least recently used go first.", func(c *Config, v string) (err error) {
+		c.CachedImagesLimit, err = parseInt(v, 1, 1000)
+		return err
+	}},
+	{"KOZMIC_MAX_LOG_BYTES", "max-log-bytes", "32MiB", "Log stored per job; beyond it storing stops and the job goes on.", func(c *Config, v string) (err error) {
+		c.MaxLogBytes, err = parseSize(v, 1<<10)
+		return err
+	}},
+	{"KOZMIC_JOB_NETWORK", "job-network", "bridge", "Docker network of job containers: bridge, none, or a network's name.", func(c *Config, v string) error {
+		if v == "host" || strings.HasPrefix(v, "container:") {
+			return fmt.Errorf("%q would share a network namespace with the host or another container; use bridge, none or a network name", v)
+		}
+		if !networkName.MatchString(v) {
+			return fmt.Errorf("%q is not a Docker network name", v)
+		}
+		c.JobNetwork = v
+		return nil
+	}},
+	{"KOZMIC_JOB_MEMORY", "job-memory", "", "Memory limit of each job container, such as 2GiB; unset: no limit.", func(c *Config, v string) (err error) {
+		if v == "" {
+			return nil
+		}
+		c.JobMemory, err = parseSize(v, 6<<20) // Docker refuses less than 6 MiB
+		return err
+	}},
+	{"KOZMIC_JOB_CPUS", "job-cpus", "", "CPUs each job container may use, such as 1.5; unset: no limit.", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			return fmt.Errorf("%q is not a positive number of CPUs", v)
+		}
+		c.JobCPUs = f
+		return nil
+	}},
+	{"KOZMIC_SMTP_URL", "smtp-url", "", "Mail server for notifications, as smtp://user:password@host:587 (STARTTLS) or smtps://…:465; unset: no mail.", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+			return errors.New("not an smtp:// or smtps:// URL with a host") // the URL may hold a password: not echoed
+		}
+		c.SMTPURL = u
+		return nil
+	}},
+	{"KOZMIC_MAIL_FROM", "mail-from", "", "Sender of notification mail; default kozmic@ the base URL's host.", func(c *Config, v string) error {
+		if v == "" {
+			v = "Kozmic <kozmic@" + c.BaseURL.Hostname() + ">"
+		}
+		a, err := mail.ParseAddress(v)
+		if err != nil {
+			return fmt.Errorf("%q is not an e-mail address", v)
+		}
+		c.MailFrom = a
+		return nil
+	}},
+	{"KOZMIC_EMAIL_NOTIFICATIONS", "email-notifications", "true", "Send e-mail when a build fails or errors.", func(c *Config, v string) (err error) {
+		c.EmailNotifications, err = strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		return nil
+	}},
+	{"KOZMIC_LOG_FORMAT", "log-format", "text", "Log format: text or json.", func(c *Config, v string) error {
+		if v != "text" && v != "json" {
+			return fmt.Errorf("%q is not text or json", v)
+		}
+		c.LogFormat = v
+		return nil
+	}},
+	{"KOZMIC_LOG_LEVEL", "log-level", "info", "Least important log level written: debug, info, warn or error.", func(c *Config, v string) error {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			return fmt.Errorf("%q is not debug, info, warn or error", v)
+		}
+		return nil
+	}},
+}
+
+var networkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// ConfigError is a bad setting. Its text names the setting and what is wrong.
+type ConfigError struct {
+	Setting string
+	Err     error
+}
+
+func (e *ConfigError) Error() string { return e.Setting + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// parseConfig fills a Config for command cmd from its arguments and the
+// environment. Every failure is a *ConfigError, or flag.ErrHelp for -h.
+func parseConfig(cmd string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("kozmic "+cmd, flag.ContinueOnError)
+	fs.SetOutput(usage)
+	flags := map[string]*string{}
+	for _, s := range settings {
+		if s.flag != "" {
+			flags[s.flag] = fs.String(s.flag, "", s.help+" (env "+s.env+", default "+strconv.Quote(s.def)+")")
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, err
+		}
+		return Config{}, &ConfigError{Setting: "arguments", Err: err}
+	}
+	if fs.NArg() > 0 {
+		return Config{}, &ConfigError{Setting: "arguments", Err: fmt.Errorf("unexpected %q", fs.Arg(0))}
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+
+	var c Config
+	for _, s := range settings {
+		v := s.def
+		if e := getenv(s.env); e != "" {
+			v = e
+		}
+		if s.flag != "" && given[s.flag] {
+			v = *flags[s.flag]
+		}
+		if err := s.set(&c, v); err != nil {
+			return Config{}, &ConfigError{Setting: s.env, Err: err}
+		}
+	}
+	return c, nil
+}
+
+// loadOrGenerateKey reads the key file beside the database, creating it with
+// a fresh random key (readable by the owner only) the first time.
+func (c *Config) loadOrGenerateKey() error {
+	c.SecretKeyFile = c.Database + ".key"
+	b, err := os.ReadFile(c.SecretKeyFile)
+	if errors.Is(err, os.ErrNotExist) {
+		raw := make([]byte, 32)
+		rand.Read(raw)
+		b = []byte(hex.EncodeToString(raw))
+		f, err := os.OpenFile(c.SecretKeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("unset, and no key file can be created: %w", err)
+		}
+		_, werr := f.Write(append(b, '\n'))
+		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+			os.Remove(c.SecretKeyFile)
+			return fmt.Errorf("unset, and writing %s failed: %w", c.SecretKeyFile, err)
+		}
+		c.SecretKeyGenerated = true
+	} else if err != nil {
+		return fmt.Errorf("unset, and the key file cannot be read: %w", err)
+	}
+	key := strings.TrimSpace(string(b))
+	if len(key) < store.MinSecretKeyLen {
+		return fmt.Errorf("unset, and %s holds %d bytes, need at least %d", c.SecretKeyFile, len(key), store.MinSecretKeyLen)
+	}
+	c.SecretKey = []byte(key)
+	return nil
+}
+
+// checkWritable tells whether the database file can be created or opened
+// for writing, and whether SQLite can create its -wal and -shm files beside it.
+func checkWritable(path string) error {
+	if path == "" {
+		return errors.New("empty path")
+	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("directory %s: %w", dir, errors.Unwrap(err))
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	probe, err := os.CreateTemp(dir, ".kozmic-write-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write in %s: %w", dir, errors.Unwrap(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	if f, err := os.OpenFile(path, os.O_RDWR, 0); err == nil {
+		f.Close()
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cannot open %s for writing: %w", path, errors.Unwrap(err))
+	}
+	return nil
+}
+
+func parseInt(v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%q is not a whole number from %d to %d", v, lo, hi)
+	}
+	return n, nil
+}
+
+func parseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration such as 90s, 15m or 1h", v)
+	}
+	return d, nil
+}
+
+var sizePattern = regexp.MustCompile(`^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$`)
+
+// parseSize reads a byte count such as 512, 64k, 32MiB or 2g. K, M, G and T
+// are powers of 1024, as Docker reads them.
+func parseSize(v string, min int64) (int64, error) {
+	m := sizePattern.FindStringSubmatch(strings.ToLower(strings.TrimSpace(v)))
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a size such as 512MiB or 2GiB", v)
+	}
+	f, _ := strconv.ParseFloat(m[1], 64)
+	shift := map[string]uint{"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[m[2]]
+	n := int64(f * float64(int64(1)<<shift))
+	if n < min {
+		return 0, fmt.Errorf("%q is below the minimum of %d bytes", v, min)
+	}
+	return n, nil
+}

@@ -1,0 +1,141 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/PuerkitoBio/goquery"
+
+	"kozmic/static"
+	"kozmic/store"
+)
+
+// pinger is a Store whose Ping answers with err.
+type pinger struct{ err error }
+
+func (p pinger) Ping(context.Context) error { return p.err }
+
+func newTestHandler(t *testing.T, db Store) (*Handler, *strings.Builder) {
+	t.Helper()
+	var logs strings.Builder
+	return New(Deps{DB: db, Log: slog.New(slog.NewTextHandler(&logs, nil))}), &logs
+}
+
+func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	res := rec.Result()
+	body, _ := io.ReadAll(res.Body)
+	return res, string(body)
+}
+
+func TestHealthz(t *testing.T) {
+	h, _ := newTestHandler(t, pinger{})
+	res, body := get(t, h, "/healthz")
+	if res.StatusCode != 200 || strings.TrimSpace(body) != `{"database":"ok","status":"ok"}` {
+		t.Errorf("healthy: %d %s", res.StatusCode, body)
+	}
+	h, logs := newTestHandler(t, pinger{errors.New("disk I/O error at /secret/path")})
+	res, body = get(t, h, "/healthz")
+	if res.StatusCode != 503 || !strings.Contains(body, `"database":"unavailable"`) {
+		t.Errorf("database down: %d %s", res.StatusCode, body)
+	}
+	if strings.Contains(body, "/secret/path") {
+		t.Error("healthz shows the internal error")
+	}
+	if !strings.Contains(logs.String(), "disk I/O error") {
+		t.Error("the database error was not logged")
+	}
+}
+
+func TestNotFoundPage(t *testing.T) {
+	h, _ := newTestHandler(t, pinger{})
+	res, body := get(t, h, "/projects/<script>alert(1)</script>")
+	if res.StatusCode != 404 || res.Header.Get("Content-Type") != "text/html; charset=utf-8" {
+		t.Fatalf("status %d, type %q", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	doc, err := goquery.NewDocumentFromReader(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := doc.Find("h1").Text(); got != "Page not found" {
+		t.Errorf("h1 = %q", got)
+	}
+	if got := doc.Find("title").Text(); got != "Page not found · Kozmic" {
+		t.Errorf("title = %q", got)
+	}
+	if href, _ := doc.Find(`link[rel="stylesheet"]`).Attr("href"); href != static.Path("kozmic.css") {
+		t.Errorf("stylesheet = %q, want %q", href, static.Path("kozmic.css"))
+	}
+	if strings.Contains(body, "<script>") {
+		t.Error("the page echoes markup from the URL")
+	}
+}
+
+func TestFailMapsErrorsWithoutShowingThem(t *testing.T) {
+	tests := []struct {
+		err    error
+		status int
+		logged bool
+	}{
+		{store.ErrNotFound, 404, false},
+		{errors.Join(errors.New("get build: sql: no rows"), store.ErrNotFound), 404, false},
+		{store.ErrConflict, 409, false},
+		{store.ErrInvalid, 422, false},
+		{errors.New("insert build: database is locked (internal detail)"), 500, true},
+	}
+	for _, tt := range tests {
+		h, logs := newTestHandler(t, pinger{})
+		rec := httptest.NewRecorder()
+		h.fail(rec, httptest.NewRequest(http.MethodPost, "/x", nil), tt.err)
+		body := rec.Body.String()
+		if rec.Code != tt.status {
+			t.Errorf("%v: status %d, want %d", tt.err, rec.Code, tt.status)
+		}
+		if strings.Contains(body, "internal detail") || strings.Contains(body, "sql:") {
+			t.Errorf("%v: the page shows the error text", tt.err)
+		}
+		if got := strings.Contains(logs.String(), "request failed"); got != tt.logged {
+			t.Errorf("%v: logged = %v, want %v", tt.err, got, tt.logged)
+		}
+	}
+}
+
+func TestPanicBecomes500Page(t *testing.T) {
+	h, logs := newTestHandler(t, pinger{})
+	h.mux.HandleFunc("GET /boom", func(http.ResponseWriter, *http.Request) { panic("secret panic detail") })
+	res, body := get(t, h, "/boom")
+	if res.StatusCode != 500 || !strings.Contains(body, "Something went wrong") || strings.Contains(body, "secret panic detail") {
+		t.Errorf("panic: %d %q", res.StatusCode, body)
+	}
+	if !strings.Contains(logs.String(), "secret panic detail") {
+		t.Error("the panic was not logged")
+	}
+}
+
+func TestStaticFiles(t *testing.T) {
+	h, _ := newTestHandler(t, pinger{})
+	res, body := get(t, h, static.Path("kozmic.css"))
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/css") || !strings.Contains(body, "--success") {
+		t.Errorf("versioned css: %d %q", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	if cc := res.Header.Get("Cache-Control"); cc != "public, max-age=31536000, immutable" {
+		t.Errorf("versioned Cache-Control = %q", cc)
+	}
+	res, _ = get(t, h, "/static/kozmic.css?v=old")
+	if cc := res.Header.Get("Cache-Control"); res.StatusCode != 200 || cc != "no-cache" {
+		t.Errorf("stale version: %d, Cache-Control %q", res.StatusCode, cc)
+	}
+	for _, p := range []string{"/static/nope.css", "/static/..%2fmain.go", "/static/"} {
+		if res, _ := get(t, h, p); res.StatusCode != 404 {
+			t.Errorf("%s: status %d, want 404", p, res.StatusCode)
+		}
+	}
+}

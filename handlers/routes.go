@@ -1,0 +1,8 @@
+package handlers
+
+// routes is the server's one route table.
+func (h *Handler) routes() {
+	h.mux.HandleFunc("GET /healthz", h.healthz)
+	h.mux.HandleFunc("GET /static/{file}", h.staticFile)
+	h.mux.HandleFunc("/", h.notFound)
+}

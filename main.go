@@ -1,0 +1,159 @@
+// Command kozmic is a self-hosted continuous-integration server: GitHub (or
+// any git server) sends a webhook, Kozmic runs each of the project's hooks in
+// Docker and reports the result.
+//
+// Usage:
+//
+//	kozmic [serve] [flags]   run the server (the default)
+//	kozmic migrate [flags]   apply pending database migrations and exit
+//	kozmic version           print the version
+//
+// Every flag has a KOZMIC_* environment variable; see the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"kozmic/handlers"
+	"kozmic/migrations"
+	"kozmic/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=…"; otherwise
+// it comes from the module's build information.
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes: 0 done, 1 failed while running, 2 bad command line or configuration.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// run is the whole program; ctx ends it (a signal, in main).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, "kozmic", buildVersion())
+		return exitOK
+	case "serve", "migrate":
+	default:
+		fmt.Fprintf(stderr, "kozmic: unknown command %q; commands are serve, migrate and version\n", cmd)
+		return exitUsage
+	}
+
+	cfg, err := parseConfig(cmd, args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	} else if err != nil {
+		fmt.Fprintf(stderr, "kozmic: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(cfg, stderr)
+	if cfg.SecretKeyGenerated {
+		log.Warn("KOZMIC_SECRET_KEY is not set: generated a key; back it up with the database, secrets cannot be read without it", "file", cfg.SecretKeyFile)
+	} else if cfg.SecretKeyFile != "" {
+		log.Warn("KOZMIC_SECRET_KEY is not set: using the key kept beside the database", "file", cfg.SecretKeyFile)
+	}
+
+	db, err := store.Open(ctx, cfg.Database, store.Options{SecretKey: cfg.SecretKey, Migrations: migrations.FS, Logger: log})
+	if errors.Is(err, store.ErrWrongKey) {
+		fmt.Fprintf(stderr, "kozmic: KOZMIC_SECRET_KEY: %v\n", err)
+		return exitUsage
+	} else if err != nil {
+		log.Error("open database", "path", cfg.Database, "err", err)
+		return exitFailed
+	}
+	defer db.Close()
+
+	if cmd == "migrate" {
+		v, err := db.SchemaVersion(ctx)
+		if err != nil {
+			log.Error("read schema version", "err", err)
+			return exitFailed
+		}
+		log.Info("database is up to date", "path", cfg.Database, "version", v)
+		return exitOK
+	}
+	if err := serve(ctx, cfg, db, log); err != nil {
+		log.Error("serve", "err", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// serve answers HTTP until ctx ends, then stops taking requests and lets
+// those in flight finish for up to shutdownTimeout.
+func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) error {
+	h := handlers.New(handlers.Deps{DB: db, Log: log})
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	log.Info("kozmic is listening", "addr", ln.Addr().String(), "url", cfg.BaseURL.String(), "version", buildVersion())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+const shutdownTimeout = 30 * time.Second
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+// env builds a getenv over a map, with the database in a fresh directory
+// unless the map names one.
+func env(t *testing.T, kv map[string]string) func(string) string {
+	t.Helper()
+	m := map[string]string{"KOZMIC_DATABASE": filepath.Join(t.TempDir(), "kozmic.db")}
+	for k, v := range kv {
+		m[k] = v
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "kozmic.db")
+	c, err := parseConfig("serve", nil, env(t, map[string]string{"KOZMIC_DATABASE": dbPath}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := map[string]bool{
+		"addr :8080":               c.Addr == ":8080",
+		"base url":                 c.BaseURL.String() == "http://localhost:8080",
+		"github url":               c.GitHubURL.String() == "https://github.com",
+		"github off":               !c.GitHubEnabled(),
+		"docker host":              c.DockerHost == "unix:///var/run/docker.sock",
+		"workers 2":                c.Workers == 2,
+		"stall 15m":                c.StallTimeout == 15*time.Minute,
+		"job timeout 1h":           c.JobTimeout == time.Hour,
+		"cache limit 3":            c.CachedImagesLimit == 3,
+		"max log 32 MiB":           c.MaxLogBytes == 32<<20,
+		"network bridge":           c.JobNetwork == "bridge",
+		"no memory limit":          c.JobMemory == 0,
+		"no cpu limit":             c.JobCPUs == 0,
+		"no smtp":                  c.SMTPURL == nil,
+		"mail from base host":      c.MailFrom.Address == "kozmic@localhost",
+		"notifications on":         c.EmailNotifications,
+		"log text":                 c.LogFormat == "text",
+		"log info":                 c.LogLevel.String() == "INFO",
+		"generated key":            c.SecretKeyGenerated && len(c.SecretKey) == 64,
+		"key file beside database": c.SecretKeyFile == dbPath+".key",
+	}
+	for name, ok := range checks {
+		if !ok {
+			t.Errorf("default %s: wrong; config = %+v", name, c)
+		}
+	}
+	fi, err := os.Stat(dbPath + ".key")
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	// The key is generated once: the second start reads the same one.
+	c2, err := parseConfig("serve", nil, env(t, map[string]string{"KOZMIC_DATABASE": dbPath}), io.Discard)
+	if err != nil || !bytes.Equal(c2.SecretKey, c.SecretKey) || c2.SecretKeyGenerated {
+		t.Errorf("second start: key %q generated=%v, %v; want the first key, not generated", c2.SecretKey, c2.SecretKeyGenerated, err)
+	}
+}
+
+func TestParseConfigValues(t *testing.T) {
+	c, err := parseConfig("serve", []string{"-workers", "5", "-addr", "127.0.0.1:9000"}, env(t, map[string]string{
+		"KOZMIC_WORKERS":              "3", // the flag wins
+		"KOZMIC_BASE_URL":             "https://ci.example.com/kozmic/",
+		"KOZMIC_SECRET_KEY":           strings.Repeat("k", 32),
+		"KOZMIC_GITHUB_CLIENT_ID":     "id",
+		"KOZMIC_GITHUB_CLIENT_SECRET": "secret",
+		"KOZMIC_GITHUB_URL":           "https://ghe.example.com",
+		"DOCKER_HOST":                 "tcp://10.0.0.5:2376",
+		"KOZMIC_STALL_TIMEOUT":        "90s",
+		"KOZMIC_MAX_LOG_BYTES":        "512k",
+		"KOZMIC_JOB_NETWORK":          "none",
+		"KOZMIC_JOB_MEMORY":           "2GiB",
+		"KOZMIC_JOB_CPUS":             "1.5",
+		"KOZMIC_SMTP_URL":             "smtp://user:pw@mail.example.com:587",
+		"KOZMIC_MAIL_FROM":            "CI <ci@example.com>",
+		"KOZMIC_EMAIL_NOTIFICATIONS":  "false",
+		"KOZMIC_LOG_FORMAT":           "json",
+		"KOZMIC_LOG_LEVEL":            "debug",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Workers != 5 || c.Addr != "127.0.0.1:9000" || c.BaseURL.String() != "https://ci.example.com/kozmic" ||
+		string(c.SecretKey) != strings.Repeat("k", 32) || c.SecretKeyFile != "" || !c.GitHubEnabled() ||
+		c.GitHubURL.Host != "ghe.example.com" || c.DockerHost != "tcp://10.0.0.5:2376" ||
+		c.StallTimeout != 90*time.Second || c.MaxLogBytes != 512<<10 || c.JobNetwork != "none" ||
+		c.JobMemory != 2<<30 || c.JobCPUs != 1.5 || c.SMTPURL.Host != "mail.example.com:587" ||
+		c.MailFrom.Address != "ci@example.com" || c.EmailNotifications || c.LogFormat != "json" || c.LogLevel.String() != "DEBUG" {
+		t.Errorf("config = %+v", c)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	aFile := filepath.Join(dir, "file")
+	if err := os.WriteFile(aFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	shortKeyDB := filepath.Join(t.TempDir(), "k.db")
+	if err := os.WriteFile(shortKeyDB+".key", []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		env     map[string]string
+		args    []string
+		setting string
+	}{
+		{map[string]string{"KOZMIC_BASE_URL": "ci.example.com"}, nil, "KOZMIC_BASE_URL"},
+		{map[string]string{"KOZMIC_BASE_URL": "/relative/path"}, nil, "KOZMIC_BASE_URL"},
+		{map[string]string{"KOZMIC_BASE_URL": "ftp://ci.example.com"}, nil, "KOZMIC_BASE_URL"},
+		{map[string]string{"KOZMIC_DATABASE": filepath.Join(dir, "missing-dir", "k.db")}, nil, "KOZMIC_DATABASE"},
+		{map[string]string{"KOZMIC_DATABASE": filepath.Join(aFile, "k.db")}, nil, "KOZMIC_DATABASE"},
+		{map[string]string{"KOZMIC_DATABASE": dir}, nil, "KOZMIC_DATABASE"},
+		{map[string]string{"KOZMIC_SECRET_KEY": "too-short"}, nil, "KOZMIC_SECRET_KEY"},
+		{map[string]string{"KOZMIC_DATABASE": shortKeyDB}, nil, "KOZMIC_SECRET_KEY"},
+		{map[string]string{"KOZMIC_GITHUB_CLIENT_ID": "id"}, nil, "KOZMIC_GITHUB_CLIENT_SECRET"},
+		{map[string]string{"KOZMIC_GITHUB_CLIENT_SECRET": "s"}, nil, "KOZMIC_GITHUB_CLIENT_SECRET"},
+		{map[string]string{"KOZMIC_GITHUB_URL": "github.com"}, nil, "KOZMIC_GITHUB_URL"},
+		{map[string]string{"DOCKER_HOST": "/var/run/docker.sock"}, nil, "DOCKER_HOST"},
+		{map[string]string{"KOZMIC_WORKERS": "0"}, nil, "KOZMIC_WORKERS"},
+		{map[string]string{"KOZMIC_WORKERS": "two"}, nil, "KOZMIC_WORKERS"},
+		{map[string]string{"KOZMIC_STALL_TIMEOUT": "15"}, nil, "KOZMIC_STALL_TIMEOUT"},
+		{map[string]string{"KOZMIC_STALL_TIMEOUT": "-1m"}, nil, "KOZMIC_STALL_TIMEOUT"},
+		{map[string]string{"KOZMIC_JOB_TIMEOUT": "forever"}, nil, "KOZMIC_JOB_TIMEOUT"},
+		{map[string]string{"KOZMIC_CACHED_IMAGES_LIMIT": "0"}, nil, "KOZMIC_CACHED_IMAGES_LIMIT"},
+		{map[string]string{"KOZMIC_MAX_LOG_BYTES": "lots"}, nil, "KOZMIC_MAX_LOG_BYTES"},
+		{map[string]string{"KOZMIC_MAX_LOG_BYTES": "10"}, nil, "KOZMIC_MAX_LOG_BYTES"},
+		{map[string]string{"KOZMIC_JOB_NETWORK": "host"}, nil, "KOZMIC_JOB_NETWORK"},
+		{map[string]string{"KOZMIC_JOB_NETWORK": "container:db"}, nil, "KOZMIC_JOB_NETWORK"},
+		{map[string]string{"KOZMIC_JOB_NETWORK": "bad name"}, nil, "KOZMIC_JOB_NETWORK"},
+		{map[string]string{"KOZMIC_JOB_MEMORY": "1m"}, nil, "KOZMIC_JOB_MEMORY"},
+		{map[string]string{"KOZMIC_JOB_MEMORY": "2 gigs"}, nil, "KOZMIC_JOB_MEMORY"},
+		{map[string]string{"KOZMIC_JOB_CPUS": "0"}, nil, "KOZMIC_JOB_CPUS"},
+		{map[string]string{"KOZMIC_JOB_CPUS": "many"}, nil, "KOZMIC_JOB_CPUS"},
+		{map[string]string{"KOZMIC_SMTP_URL": "mail.example.com:25"}, nil, "KOZMIC_SMTP_URL"},
+		{map[string]string{"KOZMIC_SMTP_URL": "http://mail.example.com"}, nil, "KOZMIC_SMTP_URL"},
+		{map[string]string{"KOZMIC_MAIL_FROM": "not an address"}, nil, "KOZMIC_MAIL_FROM"},
+		{map[string]string{"KOZMIC_EMAIL_NOTIFICATIONS": "maybe"}, nil, "KOZMIC_EMAIL_NOTIFICATIONS"},
+		{map[string]string{"KOZMIC_LOG_FORMAT": "xml"}, nil, "KOZMIC_LOG_FORMAT"},
+		{map[string]string{"KOZMIC_LOG_LEVEL": "loud"}, nil, "KOZMIC_LOG_LEVEL"},
+		{nil, []string{"-workers", "-1"}, "KOZMIC_WORKERS"}, // a bad flag names the setting too
+		{nil, []string{"-no-such-flag"}, "arguments"},
+		{nil, []string{"extra"}, "arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.setting, tt.env, tt.args), func(t *testing.T) {
+			_, err := parseConfig("serve", tt.args, env(t, tt.env), io.Discard)
+			ce, ok := err.(*ConfigError)
+			if !ok || ce.Setting != tt.setting {
+				t.Fatalf("err = %v, want a *ConfigError for %s", err, tt.setting)
+			}
+		})
+	}
+}
+
+// runKozmic runs the program in-process and returns its exit code and output.
+func runKozmic(ctx context.Context, args []string, getenv func(string) string) (int, string, string) {
+	var out, errOut syncBuffer
+	code := run(ctx, args, getenv, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunVersionAndUsage(t *testing.T) {
+	ctx := context.Background()
+	if code, out, _ := runKozmic(ctx, []string{"version"}, env(t, nil)); code != 0 || !strings.HasPrefix(out, "kozmic ") {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+	if code, _, errOut := runKozmic(ctx, []string{"frobnicate"}, env(t, nil)); code != 2 || !strings.Contains(errOut, `"frobnicate"`) {
+		t.Errorf("unknown command: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := runKozmic(ctx, []string{"serve", "-h"}, env(t, nil)); code != 0 || !strings.Contains(errOut, "KOZMIC_STALL_TIMEOUT") {
+		t.Errorf("-h: exit %d, usage %q", code, errOut)
+	}
+}
+
+func TestRunBadConfigExits2WithOneLine(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "k.db")
+	code, _, errOut := runKozmic(context.Background(), nil, env(t, map[string]string{
+		"KOZMIC_DATABASE": dbPath, "KOZMIC_JOB_TIMEOUT": "soon"}))
+	if code != 2 {
+		t.Errorf("exit code = %d, want 2", code)
+	}
+	if lines := strings.Split(strings.TrimSpace(errOut), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "KOZMIC_JOB_TIMEOUT") {
+		t.Errorf("stderr = %q, want one line naming KOZMIC_JOB_TIMEOUT", errOut)
+	}
+	if _, err := os.Stat(dbPath); !os.IsNotExist(err) {
+		t.Errorf("a bad configuration created the database (%v)", err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestServeHealthzAndGracefulShutdown(t *testing.T) {
+	addr := freeAddr(t)
+	dbPath := filepath.Join(t.TempDir(), "k.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var errOut string
+	go func() {
+		var code int
+		code, _, errOut = runKozmic(ctx, nil, env(t, map[string]string{"KOZMIC_ADDR": addr, "KOZMIC_DATABASE": dbPath,
+			"KOZMIC_SECRET_KEY": strings.Repeat("s", 40), "KOZMIC_LOG_FORMAT": "json"}))
+		done <- code
+	}()
+
+	var resp *http.Response
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		resp, err = http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server never answered: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var body map[string]string
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || body["status"] != "ok" || body["database"] != "ok" {
+		t.Errorf("healthz = %d %v", resp.StatusCode, body)
+	}
+	resp, err := http.Get("http://" + addr + "/no/such/page")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || !strings.Contains(string(page), "Page not found") {
+		t.Errorf("unknown page = %d %q", resp.StatusCode, page)
+	}
+
+	cancel() // what SIGINT/SIGTERM do in main
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit code after shutdown = %d, want 0; log:\n%s", code, errOut)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop after its context ended")
+	}
+	if !strings.Contains(errOut, `"msg":"shutting down"`) {
+		t.Errorf("no JSON shutdown line in the log:\n%s", errOut)
+	}
+	fi, err := os.Stat(dbPath)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("database file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+}
+
+func schemaOf(t *testing.T, path string) []string {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT type || ' ' || name FROM sqlite_master ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		names = append(names, n)
+	}
+	return names
+}
+
+// A database the migrations cannot apply to stops the server before it
+// listens, and is left as it was: another program's file is refused before
+// anything is written, and a migration that fails is rolled back.
+func TestServeRefusesDatabaseItCannotMigrate(t *testing.T) {
+	tests := map[string]struct {
+		setup, wantLog string
+		untouched      bool
+	}{
+		"another program's file": {
+			setup:     `CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('someone else''s data');`,
+			wantLog:   "another program's database",
+			untouched: true,
+		},
+		"a failing migration": {
+			// Migration history at version 0 and a table that migration 1
+			// also creates, so migration 1 fails halfway through.
+			setup: `CREATE TABLE goose_db_version (id INTEGER PRIMARY KEY AUTOINCREMENT, version_id INTEGER NOT NULL,
+					is_applied INTEGER NOT NULL, tstamp TIMESTAMP DEFAULT (datetime('now')));
+				INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, 1);
+				CREATE TABLE projects (name TEXT);`,
+			wantLog: "table projects already exists",
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			dbPath := filepath.Join(t.TempDir(), "other.db")
+			db, err := sql.Open("sqlite", dbPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(tt.setup); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			before := schemaOf(t, dbPath)
+			beforeBytes, err := os.ReadFile(dbPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			code, _, errOut := runKozmic(context.Background(), nil, env(t, map[string]string{"KOZMIC_ADDR": freeAddr(t),
+				"KOZMIC_DATABASE": dbPath, "KOZMIC_SECRET_KEY": strings.Repeat("s", 40)}))
+			if code != 1 || !strings.Contains(errOut, tt.wantLog) {
+				t.Errorf("exit %d, log %q; want 1 and %q", code, errOut, tt.wantLog)
+			}
+			if strings.Contains(errOut, "listening") {
+				t.Error("the server started listening")
+			}
+			if after := schemaOf(t, dbPath); !slices.Equal(before, after) {
+				t.Errorf("schema changed by the failed start: %v -> %v", before, after)
+			}
+			// Another program's file is not written at all, not even its header.
+			if afterBytes, _ := os.ReadFile(dbPath); tt.untouched && !bytes.Equal(beforeBytes, afterBytes) {
+				t.Error("the refused file's bytes changed")
+			}
+		})
+	}
+}
+
+func TestRunWrongSecretKeyExits2(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "k.db")
+	e := map[string]string{"KOZMIC_DATABASE": dbPath, "KOZMIC_SECRET_KEY": strings.Repeat("a", 32)}
+	if code, _, errOut := runKozmic(context.Background(), []string{"migrate"}, env(t, e)); code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, errOut)
+	}
+	e["KOZMIC_SECRET_KEY"] = strings.Repeat("b", 32)
+	code, _, errOut := runKozmic(context.Background(), []string{"migrate"}, env(t, e))
+	if code != 2 || !strings.HasPrefix(errOut, "kozmic: KOZMIC_SECRET_KEY: ") {
+		t.Errorf("wrong key: exit %d, %q; want 2 naming KOZMIC_SECRET_KEY", code, errOut)
+	}
+}
+
+// The README's configuration table lists exactly the settings the program reads.
+func TestReadmeDocumentsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `((?:KOZMIC_|DOCKER_)[A-Z_]+)` \\|")
+	var documented []string
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		documented = append(documented, m[1])
+	}
+	var read []string
+	for _, s := range settings {
+		read = append(read, s.env)
+	}
+	slices.Sort(documented)
+	slices.Sort(read)
+	if !slices.Equal(documented, read) {
+		t.Errorf("README documents %v\nprogram reads %v", documented, read)
+	}
+}
