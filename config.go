@@ -73,13 +73,9 @@ var settings = []setting{
 		return nil
 	}},
 	{"KOZMIC_BASE_URL", "base-url", "http://localhost:8080", "Public URL of the server, used in webhook URLs, status links, badges and cookies.", func(c *Config, v string) error {
-		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%q is not an absolute http or https URL", v)
-		}
-		u.Path = strings.TrimRight(u.Path, "/")
+		u, err := parseHTTPURL(v)
 		c.BaseURL = u
-		return nil
+		return err
 	}},
 	{"KOZMIC_DATABASE", "database", "kozmic.db", "Path of the SQLite database file; created if missing.", func(c *Config, v string) error {
 		if err := checkWritable(v); err != nil {
@@ -110,13 +106,9 @@ var settings = []setting{
 		return nil
 	}},
 	{"KOZMIC_GITHUB_URL", "github-url", "https://github.com", "GitHub web URL; set it to a GitHub Enterprise server to log in and call the API there.", func(c *Config, v string) error {
-		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%q is not an absolute http or https URL", v)
-		}
-		u.Path = strings.TrimRight(u.Path, "/")
+		u, err := parseHTTPURL(v)
 		c.GitHubURL = u
-		return nil
+		return err
 	}},
 	{"DOCKER_HOST", "docker-host", "unix:///var/run/docker.sock", "Docker engine that runs the jobs.", func(c *Config, v string) error {
 		u, err := url.Parse(v)
@@ -327,6 +319,16 @@ func checkWritable(path string) error {
 		return fmt.Errorf("cannot open %s for writing: %w", path, errors.Unwrap(err))
 	}
 	return nil
+}
+
+// parseHTTPURL accepts an absolute http or https URL and drops a trailing slash.
+func parseHTTPURL(v string) (*url.URL, error) {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%q is not an absolute http or https URL", v)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	return u, nil
 }
 
 func parseInt(v string, lo, hi int) (int, error) {

@@ -57,7 +57,7 @@ type NewBuild struct {
 const buildColumns = `id, project_id, number, ref, sha, author, message, from_fork, status,
 	created_at, started_at, finished_at`
 
-func scanBuild(row interface{ Scan(...any) error }) (Build, error) {
+func scanBuild(row scanner) (Build, error) {
 	var b Build
 	err := row.Scan(&b.ID, &b.ProjectID, &b.Number, &b.Ref, &b.SHA, &b.Author, &b.Message, &b.FromFork,
 		&b.Status, msTime{&b.CreatedAt}, msTime{&b.StartedAt}, msTime{&b.FinishedAt})
@@ -173,43 +173,17 @@ func (db *DB) Builds(ctx context.Context, projectID int64, q BuildQuery) ([]Buil
 	query += ` ORDER BY number DESC LIMIT ?`
 	args = append(args, q.Limit)
 
-	rows, err := db.read.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, wrap("list builds", err)
-	}
-	defer rows.Close()
-	var bs []Build
-	for rows.Next() {
-		b, err := scanBuild(rows)
-		if err != nil {
-			return nil, wrap("list builds", err)
-		}
-		bs = append(bs, b)
-	}
-	return bs, wrap("list builds", rows.Err())
+	return queryAll(ctx, db.read, "list builds", scanBuild, query, args...)
 }
 
 // recomputeBuild sets a build's status from the latest attempt of each of its
 // jobs, stamping started_at the first time it leaves enqueued and
 // finished_at when it becomes final (cleared again if a restart reopens it).
 func (db *DB) recomputeBuild(ctx context.Context, tx txn, buildID int64) (Build, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT status FROM jobs j WHERE build_id = ?
-		AND attempt = (SELECT MAX(attempt) FROM jobs WHERE hook_call_id = j.hook_call_id)`, buildID)
+	statuses, err := queryAll(ctx, tx, "read job statuses", scanValue[JobStatus], `SELECT status FROM jobs j
+		WHERE build_id = ? AND attempt = (SELECT MAX(attempt) FROM jobs WHERE hook_call_id = j.hook_call_id)`, buildID)
 	if err != nil {
-		return Build{}, wrap("read job statuses", err)
-	}
-	var statuses []JobStatus
-	for rows.Next() {
-		var s JobStatus
-		if err := rows.Scan(&s); err != nil {
-			rows.Close()
-			return Build{}, wrap("read job statuses", err)
-		}
-		statuses = append(statuses, s)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return Build{}, wrap("read job statuses", err)
+		return Build{}, err
 	}
 	status := DeriveBuildStatus(statuses)
 	b, err := scanBuild(tx.QueryRowContext(ctx, `

@@ -136,7 +136,7 @@ func (db *DB) Hooks(ctx context.Context, projectID int64) ([]Hook, error) {
 
 const hookColumns = `id, project_id, title, docker_image, install_script, build_script, created_at, updated_at`
 
-func scanHook(row interface{ Scan(...any) error }) (Hook, error) {
+func scanHook(row scanner) (Hook, error) {
 	var h Hook
 	err := row.Scan(&h.ID, &h.ProjectID, &h.Title, &h.DockerImage, &h.InstallScript, &h.BuildScript,
 		msTime{&h.CreatedAt}, msTime{&h.UpdatedAt})
@@ -153,21 +153,10 @@ func hookByID(ctx context.Context, tx txn, id int64) (Hook, error) {
 }
 
 func projectHooks(ctx context.Context, tx txn, projectID int64) ([]Hook, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT `+hookColumns+` FROM hooks WHERE project_id = ? ORDER BY title`, projectID)
+	hooks, err := queryAll(ctx, tx, "list hooks", scanHook,
+		`SELECT `+hookColumns+` FROM hooks WHERE project_id = ? ORDER BY title`, projectID)
 	if err != nil {
-		return nil, wrap("list hooks", err)
-	}
-	defer rows.Close()
-	var hooks []Hook
-	for rows.Next() {
-		h, err := scanHook(rows)
-		if err != nil {
-			return nil, wrap("list hooks", err)
-		}
-		hooks = append(hooks, h)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("list hooks", err)
+		return nil, err
 	}
 	for i := range hooks {
 		if hooks[i].TrackedFiles, err = trackedFiles(ctx, tx, hooks[i].ID); err != nil {
@@ -178,20 +167,8 @@ func projectHooks(ctx context.Context, tx txn, projectID int64) ([]Hook, error) 
 }
 
 func trackedFiles(ctx context.Context, tx txn, hookID int64) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT path FROM tracked_files WHERE hook_id = ? ORDER BY path`, hookID)
-	if err != nil {
-		return nil, wrap("list tracked files", err)
-	}
-	defer rows.Close()
-	var paths []string
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			return nil, wrap("list tracked files", err)
-		}
-		paths = append(paths, p)
-	}
-	return paths, wrap("list tracked files", rows.Err())
+	return queryAll(ctx, tx, "list tracked files", scanValue[string],
+		`SELECT path FROM tracked_files WHERE hook_id = ? ORDER BY path`, hookID)
 }
 
 func projectExists(ctx context.Context, tx txn, id int64) error {

@@ -41,7 +41,7 @@ const jobColumns = `j.id, j.build_id, j.hook_call_id, COALESCE(hc.hook_id, 0), h
 
 const jobFrom = ` FROM jobs j JOIN hook_calls hc ON hc.id = j.hook_call_id `
 
-func scanJob(row interface{ Scan(...any) error }) (Job, error) {
+func scanJob(row scanner) (Job, error) {
 	var j Job
 	var exit sql.NullInt64
 	err := row.Scan(&j.ID, &j.BuildID, &j.HookCallID, &j.HookID, &j.HookTitle, &j.Attempt, &j.Status,
@@ -74,20 +74,7 @@ func (db *DB) Jobs(ctx context.Context, buildID int64) ([]Job, error) {
 
 // queryJobs lists the jobs matching a WHERE … ORDER BY clause.
 func queryJobs(ctx context.Context, tx txn, where string, args ...any) ([]Job, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT `+jobColumns+jobFrom+where, args...)
-	if err != nil {
-		return nil, wrap("list jobs", err)
-	}
-	defer rows.Close()
-	var js []Job
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, wrap("list jobs", err)
-		}
-		js = append(js, j)
-	}
-	return js, wrap("list jobs", rows.Err())
+	return queryAll(ctx, tx, "list jobs", scanJob, `SELECT `+jobColumns+jobFrom+where, args...)
 }
 
 // JobUpdate is a change of a job's state. Empty fields leave the stored value

@@ -60,7 +60,7 @@ type NewProject struct {
 const projectColumns = `id, owner_id, source, COALESCE(github_id, 0), full_name, ssh_clone_url,
 	https_clone_url, git_url, is_public, COALESCE(github_hook_id, 0), created_at`
 
-func scanProject(row interface{ Scan(...any) error }) (Project, error) {
+func scanProject(row scanner) (Project, error) {
 	var p Project
 	err := row.Scan(&p.ID, &p.OwnerID, &p.Source, &p.GitHubID, &p.FullName, &p.SSHCloneURL,
 		&p.HTTPSCloneURL, &p.GitURL, &p.IsPublic, &p.GitHubHookID, msTime{&p.CreatedAt})
@@ -135,16 +135,7 @@ func (db *DB) SetGitHubHookID(ctx context.Context, projectID, hookID int64) erro
 
 // WebhookSecret returns the project's webhook secret, unsealed.
 func (db *DB) WebhookSecret(ctx context.Context, projectID int64) (string, error) {
-	var sealed []byte
-	err := db.read.QueryRowContext(ctx, `SELECT webhook_secret_enc FROM projects WHERE id = ?`, projectID).Scan(&sealed)
-	if err != nil {
-		return "", wrap("get webhook secret", err)
-	}
-	plain, err := db.seal.open(sealed)
-	if err != nil {
-		return "", fmt.Errorf("get webhook secret: %w", err)
-	}
-	return string(plain), nil
+	return db.readSealed(ctx, "get webhook secret", `SELECT webhook_secret_enc FROM projects WHERE id = ?`, projectID)
 }
 
 // DeleteProject deletes a project with everything that belongs to it: hooks,
@@ -177,22 +168,11 @@ func (db *DB) SetMembership(ctx context.Context, m Membership) error {
 
 // Memberships lists a project's members, managers first.
 func (db *DB) Memberships(ctx context.Context, projectID int64) ([]Membership, error) {
-	rows, err := db.read.QueryContext(ctx, `
-		SELECT project_id, user_id, allows_management FROM memberships
-		WHERE project_id = ? ORDER BY allows_management DESC, user_id`, projectID)
-	if err != nil {
-		return nil, wrap("list memberships", err)
-	}
-	defer rows.Close()
-	var ms []Membership
-	for rows.Next() {
+	return queryAll(ctx, db.read, "list memberships", func(row scanner) (Membership, error) {
 		var m Membership
-		if err := rows.Scan(&m.ProjectID, &m.UserID, &m.AllowsManagement); err != nil {
-			return nil, wrap("list memberships", err)
-		}
-		ms = append(ms, m)
-	}
-	return ms, wrap("list memberships", rows.Err())
+		return m, row.Scan(&m.ProjectID, &m.UserID, &m.AllowsManagement)
+	}, `SELECT project_id, user_id, allows_management FROM memberships
+		WHERE project_id = ? ORDER BY allows_management DESC, user_id`, projectID)
 }
 
 // DeployKey is the SSH key pair a project clones with; the public half is on
@@ -277,45 +257,26 @@ func (db *DB) SetSecret(ctx context.Context, projectID int64, s Secret) error {
 
 // SecretNames lists a project's secret names without reading any value.
 func (db *DB) SecretNames(ctx context.Context, projectID int64) ([]string, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT name FROM project_secrets WHERE project_id = ? ORDER BY name`, projectID)
-	if err != nil {
-		return nil, wrap("list secret names", err)
-	}
-	defer rows.Close()
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, wrap("list secret names", err)
-		}
-		names = append(names, n)
-	}
-	return names, wrap("list secret names", rows.Err())
+	return queryAll(ctx, db.read, "list secret names", scanValue[string],
+		`SELECT name FROM project_secrets WHERE project_id = ? ORDER BY name`, projectID)
 }
 
 // Secrets returns a project's secrets with their values unsealed, by name.
 // A value sealed under another key fails with ErrWrongKey.
 func (db *DB) Secrets(ctx context.Context, projectID int64) ([]Secret, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT name, value_enc FROM project_secrets WHERE project_id = ? ORDER BY name`, projectID)
-	if err != nil {
-		return nil, wrap("list secrets", err)
-	}
-	defer rows.Close()
-	var out []Secret
-	for rows.Next() {
+	return queryAll(ctx, db.read, "list secrets", func(row scanner) (Secret, error) {
 		var s Secret
 		var sealed []byte
-		if err := rows.Scan(&s.Name, &sealed); err != nil {
-			return nil, wrap("list secrets", err)
+		if err := row.Scan(&s.Name, &sealed); err != nil {
+			return s, err
 		}
 		plain, err := db.seal.open(sealed)
 		if err != nil {
-			return nil, fmt.Errorf("secret %s: %w", s.Name, err)
+			return s, fmt.Errorf("secret %s: %w", s.Name, err)
 		}
 		s.Value = string(plain)
-		out = append(out, s)
-	}
-	return out, wrap("list secrets", rows.Err())
+		return s, nil
+	}, `SELECT name, value_enc FROM project_secrets WHERE project_id = ? ORDER BY name`, projectID)
 }
 
 // DeleteSecret removes a project secret, or returns ErrNotFound.

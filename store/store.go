@@ -291,6 +291,55 @@ func constraintDetail(se *sqlite.Error) string {
 	return msg
 }
 
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(...any) error }
+
+// queryer is a pool or a transaction.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// queryAll runs a query and reads every row with scan; step names it in errors.
+func queryAll[T any](ctx context.Context, q queryer, step string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, wrap(step, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, wrap(step, err)
+		}
+		out = append(out, v)
+	}
+	return out, wrap(step, rows.Err())
+}
+
+// scanValue reads a one-column row.
+func scanValue[T any](row scanner) (T, error) {
+	var v T
+	err := row.Scan(&v)
+	return v, err
+}
+
+// readSealed reads one sealed column and opens it; NULL reads as "".
+func (db *DB) readSealed(ctx context.Context, step, query string, args ...any) (string, error) {
+	var sealed []byte
+	if err := db.read.QueryRowContext(ctx, query, args...).Scan(&sealed); err != nil {
+		return "", wrap(step, err)
+	}
+	if sealed == nil {
+		return "", nil
+	}
+	plain, err := db.seal.open(sealed)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", step, err)
+	}
+	return string(plain), nil
+}
+
 // ms converts a time to the stored form: Unix milliseconds, or NULL for the zero time.
 func ms(t time.Time) any {
 	if t.IsZero() {

@@ -68,6 +68,19 @@ func newFixture(t testing.TB, db *DB, name string) fixture {
 	return f
 }
 
+// newBuildFixture is a fresh database with a fixture project and one build
+// of refs/heads/main at commit abc.
+func newBuildFixture(t testing.TB) (*DB, fixture, Build, []Job) {
+	t.Helper()
+	db := newTestDB(t)
+	f := newFixture(t, db, "acme/widget")
+	b, jobs, err := db.CreateBuild(context.Background(), NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: "abc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, f, b, jobs
+}
+
 func count(t testing.TB, db *DB, query string, args ...any) int {
 	t.Helper()
 	var n int
@@ -360,12 +373,7 @@ func TestDeleteProjectRemovesEverything(t *testing.T) {
 
 func TestDeleteHookKeepsHistory(t *testing.T) {
 	ctx := context.Background()
-	db := newTestDB(t)
-	f := newFixture(t, db, "acme/widget")
-	b, jobs, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: "abc"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, f, b, jobs := newBuildFixture(t)
 	if err := db.DeleteHook(ctx, f.hooks[0].ID); err != nil {
 		t.Fatal(err)
 	}
@@ -486,12 +494,7 @@ func TestConcurrentBuildNumbers(t *testing.T) {
 
 func TestUpdateJobDerivesBuildStatus(t *testing.T) {
 	ctx := context.Background()
-	db := newTestDB(t)
-	f := newFixture(t, db, "acme/widget")
-	_, jobs, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: "abc"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, _, _, jobs := newBuildFixture(t)
 	lint, test := jobs[0].ID, jobs[1].ID
 	zero, one := 0, 1
 
@@ -541,12 +544,7 @@ func TestUpdateJobDerivesBuildStatus(t *testing.T) {
 
 func TestLogs(t *testing.T) {
 	ctx := context.Background()
-	db := newTestDB(t)
-	f := newFixture(t, db, "acme/widget")
-	_, jobs, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: "abc"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, _, _, jobs := newBuildFixture(t)
 	id := jobs[0].ID
 	if li, err := db.LogInfoOf(ctx, id); err != nil || li.Size != 0 {
 		t.Fatalf("empty log info = %+v, %v", li, err)

@@ -52,7 +52,7 @@ type GitHubUser struct {
 const userColumns = `id, COALESCE(github_id, 0), COALESCE(github_login, ''), COALESCE(username, ''),
 	password_hash, name, avatar_url, email, is_admin, repos_synced_at, created_at`
 
-func scanUser(row interface{ Scan(...any) error }) (User, error) {
+func scanUser(row scanner) (User, error) {
 	var u User
 	err := row.Scan(&u.ID, &u.GitHubID, &u.GitHubLogin, &u.Username, &u.PasswordHash, &u.Name,
 		&u.AvatarURL, &u.Email, &u.IsAdmin, msTime{&u.ReposSyncedAt}, msTime{&u.CreatedAt})
@@ -115,18 +115,7 @@ func (db *DB) UserByID(ctx context.Context, id int64) (User, error) {
 // UserAccessToken returns the user's GitHub access token, unsealed; empty
 // for local users.
 func (db *DB) UserAccessToken(ctx context.Context, id int64) (string, error) {
-	var sealed []byte
-	if err := db.read.QueryRowContext(ctx, `SELECT access_token_enc FROM users WHERE id = ?`, id).Scan(&sealed); err != nil {
-		return "", wrap("get access token", err)
-	}
-	if sealed == nil {
-		return "", nil
-	}
-	plain, err := db.seal.open(sealed)
-	if err != nil {
-		return "", fmt.Errorf("get access token: %w", err)
-	}
-	return string(plain), nil
+	return db.readSealed(ctx, "get access token", `SELECT access_token_enc FROM users WHERE id = ?`, id)
 }
 
 // DeleteUser deletes a user and their memberships. A user who still owns a
