@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -406,5 +407,19 @@ func TestReadmeDocumentsEverySetting(t *testing.T) {
 	slices.Sort(read)
 	if !slices.Equal(documented, read) {
 		t.Errorf("README documents %v\nprogram reads %v", documented, read)
+	}
+}
+
+// Kozmic ships as one static binary: it must build without cgo.
+func TestBuildsWithoutCgo(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "kozmic")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CGO_ENABLED=0 go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "kozmic ") {
+		t.Errorf("built binary: version = %q, %v", out, err)
 	}
 }
