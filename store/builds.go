@@ -179,11 +179,16 @@ func (db *DB) Builds(ctx context.Context, projectID int64, q BuildQuery) ([]Buil
 // recomputeBuild sets a build's status from the latest attempt of each of its
 // jobs, stamping started_at the first time it leaves enqueued and
 // finished_at when it becomes final (cleared again if a restart reopens it).
-func (db *DB) recomputeBuild(ctx context.Context, tx txn, buildID int64) (Build, error) {
+// It reports whether the status moved.
+func (db *DB) recomputeBuild(ctx context.Context, tx txn, buildID int64) (Build, bool, error) {
 	statuses, err := queryAll(ctx, tx, "read job statuses", scanValue[JobStatus], `SELECT status FROM jobs j
 		WHERE build_id = ? AND attempt = (SELECT MAX(attempt) FROM jobs WHERE hook_call_id = j.hook_call_id)`, buildID)
 	if err != nil {
-		return Build{}, err
+		return Build{}, false, err
+	}
+	var old BuildStatus
+	if err := tx.QueryRowContext(ctx, `SELECT status FROM builds WHERE id = ?`, buildID).Scan(&old); err != nil {
+		return Build{}, false, wrap("get build status", err)
 	}
 	status := DeriveBuildStatus(statuses)
 	b, err := scanBuild(tx.QueryRowContext(ctx, `
@@ -193,7 +198,7 @@ func (db *DB) recomputeBuild(ctx context.Context, tx txn, buildID int64) (Build,
 			finished_at = CASE WHEN ?3 THEN COALESCE(finished_at, ?2) ELSE NULL END
 		WHERE id = ?4 RETURNING `+buildColumns, status, db.nowMS(), status.Finished(), buildID))
 	if err != nil {
-		return Build{}, wrap(fmt.Sprintf("update build %d status", buildID), err)
+		return Build{}, false, wrap(fmt.Sprintf("update build %d status", buildID), err)
 	}
-	return b, nil
+	return b, status != old, nil
 }

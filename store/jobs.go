@@ -88,15 +88,20 @@ type JobUpdate struct {
 	Cache       CacheResult
 }
 
+// JobChanged is the result of a change to a job: the job and its build as
+// they are now, and whether the build's status moved.
+type JobChanged struct {
+	Job          Job
+	Build        Build
+	BuildChanged bool
+}
+
 // UpdateJob moves a job to u.Status, stamps its start or finish time,
 // records the other fields of u, and recomputes the build's status, all in
 // one transaction. A move that JobStatus.CanBecome forbids (a finished job,
 // say) is ErrConflict and changes nothing.
-func (db *DB) UpdateJob(ctx context.Context, id int64, u JobUpdate) (Job, Build, error) {
-	var (
-		j Job
-		b Build
-	)
+func (db *DB) UpdateJob(ctx context.Context, id int64, u JobUpdate) (JobChanged, error) {
+	var ch JobChanged
 	err := db.writeTx(ctx, func(tx txn) error {
 		var cur JobStatus
 		var buildID int64
@@ -117,7 +122,6 @@ func (db *DB) UpdateJob(ctx context.Context, id int64, u JobUpdate) (Job, Build,
 		case CacheMiss:
 			cacheHit = 0
 		}
-		now := db.nowMS()
 		_, err = tx.ExecContext(ctx, `UPDATE jobs SET
 				status = ?1,
 				started_at = CASE WHEN ?1 = 'running' THEN ?2 ELSE started_at END,
@@ -128,15 +132,23 @@ func (db *DB) UpdateJob(ctx context.Context, id int64, u JobUpdate) (Job, Build,
 				cache_id = CASE WHEN ?7 <> '' THEN ?7 ELSE cache_id END,
 				cache_hit = COALESCE(?8, cache_hit)
 			WHERE id = ?9`,
-			u.Status, now, u.Status.Finished(), exit, u.Error, u.ContainerID, u.CacheID, cacheHit, id)
+			u.Status, db.nowMS(), u.Status.Finished(), exit, u.Error, u.ContainerID, u.CacheID, cacheHit, id)
 		if err != nil {
 			return wrap("update job", err)
 		}
-		if j, err = scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+jobFrom+`WHERE j.id = ?`, id)); err != nil {
-			return wrap("get job", err)
-		}
-		b, err = db.recomputeBuild(ctx, tx, buildID)
+		ch, err = db.jobChanged(ctx, tx, id, buildID)
 		return err
 	})
-	return j, b, err
+	return ch, err
+}
+
+// jobChanged recomputes a build after a change to one of its jobs and reads both back.
+func (db *DB) jobChanged(ctx context.Context, tx txn, jobID, buildID int64) (JobChanged, error) {
+	var ch JobChanged
+	var err error
+	if ch.Build, ch.BuildChanged, err = db.recomputeBuild(ctx, tx, buildID); err != nil {
+		return ch, err
+	}
+	ch.Job, err = scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+jobFrom+`WHERE j.id = ?`, jobID))
+	return ch, wrap("get job", err)
 }

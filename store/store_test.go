@@ -81,6 +81,18 @@ func newBuildFixture(t testing.TB) (*DB, fixture, Build, []Job) {
 	return db, f, b, jobs
 }
 
+// latestVersion is the number of the newest migration file.
+func latestVersion(t testing.TB) int64 {
+	t.Helper()
+	names, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no migrations: %v", err)
+	}
+	var v int64
+	fmt.Sscanf(names[len(names)-1], "%d_", &v)
+	return v
+}
+
 func count(t testing.TB, db *DB, query string, args ...any) int {
 	t.Helper()
 	var n int
@@ -98,8 +110,8 @@ func TestOpenMigratesAndReopens(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, err := db.SchemaVersion(ctx)
-	if err != nil || v != 1 {
-		t.Fatalf("schema version = %d, %v; want 1", v, err)
+	if want := latestVersion(t); err != nil || v != want {
+		t.Fatalf("schema version = %d, %v; want %d", v, err, want)
 	}
 	var mode string
 	if err := db.write.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
@@ -120,8 +132,8 @@ func TestOpenMigratesAndReopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := db2.SchemaVersion(ctx); v != 1 {
-		t.Errorf("schema version after reopen = %d, want 1", v)
+	if v, _ := db2.SchemaVersion(ctx); v != latestVersion(t) {
+		t.Errorf("schema version after reopen = %d, want %d", v, latestVersion(t))
 	}
 	if _, err := db2.ProjectByID(ctx, f.project.ID); err != nil {
 		t.Errorf("project lost on reopen: %v", err)
@@ -138,21 +150,26 @@ func TestFailedMigrationLeavesDatabaseUnchanged(t *testing.T) {
 	f := newFixture(t, db, "acme/widget")
 	db.Close()
 
-	first, err := fs.ReadFile(migrations.FS, "00001_init.sql")
+	broken := fstest.MapFS{}
+	names, err := fs.Glob(migrations.FS, "*.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	broken := fstest.MapFS{
-		"00001_init.sql": {Data: first},
-		// Creates a table and changes rows, then fails: all of it must roll back.
-		"00002_broken.sql": {Data: []byte(`-- +goose Up
+	for _, name := range names {
+		data, err := fs.ReadFile(migrations.FS, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		broken[name] = &fstest.MapFile{Data: data}
+	}
+	// Creates a table and changes rows, then fails: all of it must roll back.
+	broken["99999_broken.sql"] = &fstest.MapFile{Data: []byte(`-- +goose Up
 CREATE TABLE half_done (id INTEGER PRIMARY KEY);
 UPDATE projects SET full_name = 'changed/by-broken-migration';
 INSERT INTO no_such_table VALUES (1);
 -- +goose Down
 DROP TABLE half_done;
-`)},
-	}
+`)}
 	if _, err := openAt(t, path, testKey, broken); err == nil || !strings.Contains(err.Error(), "no_such_table") {
 		t.Fatalf("Open with a broken migration: err = %v, want the failing statement's error", err)
 	}
@@ -161,8 +178,8 @@ DROP TABLE half_done;
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := db.SchemaVersion(ctx); v != 1 {
-		t.Errorf("schema version = %d after the failed migration, want 1", v)
+	if v, _ := db.SchemaVersion(ctx); v != latestVersion(t) {
+		t.Errorf("schema version = %d after the failed migration, want %d", v, latestVersion(t))
 	}
 	if n := count(t, db, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'half_done'`); n != 0 {
 		t.Error("the failed migration's table survived")
@@ -509,10 +526,11 @@ func TestUpdateJobDerivesBuildStatus(t *testing.T) {
 		{test, JobUpdate{Status: JobFailure, ExitCode: &one, Cache: CacheHit}, BuildFailure},
 	}
 	for i, s := range steps {
-		j, b, err := db.UpdateJob(ctx, s.job, s.update)
+		ch, err := db.UpdateJob(ctx, s.job, s.update)
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
+		j, b := ch.Job, ch.Build
 		if j.Status != s.update.Status || b.Status != s.wantBuild {
 			t.Errorf("step %d: job %s, build %s; want %s, %s", i, j.Status, b.Status, s.update.Status, s.wantBuild)
 		}
@@ -531,13 +549,13 @@ func TestUpdateJobDerivesBuildStatus(t *testing.T) {
 		j.StartedAt.IsZero() || j.FinishedAt.IsZero() {
 		t.Errorf("finished job = %+v", j)
 	}
-	if _, _, err := db.UpdateJob(ctx, lint, JobUpdate{Status: JobRunning}); !errors.Is(err, ErrConflict) {
+	if _, err := db.UpdateJob(ctx, lint, JobUpdate{Status: JobRunning}); !errors.Is(err, ErrConflict) {
 		t.Errorf("finished job back to running: err = %v, want ErrConflict", err)
 	}
 	if j2, _ := db.JobByID(ctx, lint); j2.Status != JobSuccess {
 		t.Errorf("refused update changed the job to %s", j2.Status)
 	}
-	if _, _, err := db.UpdateJob(ctx, 9999, JobUpdate{Status: JobRunning}); !errors.Is(err, ErrNotFound) {
+	if _, err := db.UpdateJob(ctx, 9999, JobUpdate{Status: JobRunning}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("missing job: err = %v, want ErrNotFound", err)
 	}
 }

@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+)
+
+// InterruptedMessage is the error recorded on a job that was running when
+// the server stopped.
+const InterruptedMessage = "the server stopped while this job was running"
+
+// ClaimJob takes the oldest enqueued job, marks it running and returns it.
+// ok is false when no job waits. Claims are atomic: two workers never get
+// the same job.
+func (db *DB) ClaimJob(ctx context.Context) (ch JobChanged, ok bool, err error) {
+	err = db.writeTx(ctx, func(tx txn) error {
+		var jobID, buildID int64
+		err := tx.QueryRowContext(ctx, `UPDATE jobs SET status = 'running', started_at = ?
+			WHERE id = (SELECT id FROM jobs WHERE status = 'enqueued' ORDER BY id LIMIT 1)
+			RETURNING id, build_id`, db.nowMS()).Scan(&jobID, &buildID)
+		if err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil // nothing waits
+			}
+			return wrap("claim job", err)
+		}
+		ok = true
+		ch, err = db.jobChanged(ctx, tx, jobID, buildID)
+		return err
+	})
+	return ch, ok, err
+}
+
+// JobRun is everything a worker needs to run a job.
+type JobRun struct {
+	Job     Job
+	Build   Build
+	Project Project
+	Hook    Hook     // ID 0 when the hook was deleted after the build began
+	Secrets []Secret // none for a build from a fork
+	// DeployKey is the private key the project clones with; empty if none.
+	DeployKey string
+}
+
+// JobRunOf gathers what running job jobID needs, secrets unsealed.
+func (db *DB) JobRunOf(ctx context.Context, jobID int64) (JobRun, error) {
+	var r JobRun
+	var err error
+	if r.Job, err = db.JobByID(ctx, jobID); err != nil {
+		return r, err
+	}
+	if r.Build, err = db.BuildByID(ctx, r.Job.BuildID); err != nil {
+		return r, err
+	}
+	if r.Project, err = db.ProjectByID(ctx, r.Build.ProjectID); err != nil {
+		return r, err
+	}
+	if r.Job.HookID != 0 {
+		if r.Hook, err = db.HookByID(ctx, r.Job.HookID); err != nil && !errors.Is(err, ErrNotFound) {
+			return r, err
+		}
+	}
+	if !r.Build.FromFork {
+		if r.Secrets, err = db.Secrets(ctx, r.Project.ID); err != nil {
+			return r, err
+		}
+	}
+	k, err := db.DeployKeyOf(ctx, r.Project.ID)
+	switch {
+	case err == nil:
+		r.DeployKey = k.PrivateKey
+	case !errors.Is(err, ErrNotFound):
+		return r, err
+	}
+	return r, nil
+}
+
+// RestartJob enqueues a new attempt of a finished job's hook call; earlier
+// attempts and their logs stay. A job whose latest attempt has not finished
+// is ErrConflict; one whose hook was deleted is ErrInvalid.
+func (db *DB) RestartJob(ctx context.Context, jobID int64) (JobChanged, error) {
+	var ch JobChanged
+	err := db.writeTx(ctx, func(tx txn) error {
+		var hookCallID, buildID int64
+		var latest JobStatus
+		var attempts int
+		var hookGone bool
+		err := tx.QueryRowContext(ctx, `SELECT j.hook_call_id, j.build_id, hc.hook_id IS NULL,
+				(SELECT status FROM jobs WHERE hook_call_id = j.hook_call_id ORDER BY attempt DESC LIMIT 1),
+				(SELECT MAX(attempt) FROM jobs WHERE hook_call_id = j.hook_call_id)
+			FROM jobs j JOIN hook_calls hc ON hc.id = j.hook_call_id WHERE j.id = ?`, jobID).
+			Scan(&hookCallID, &buildID, &hookGone, &latest, &attempts)
+		if err != nil {
+			return wrap("get job", err)
+		}
+		if !latest.Finished() {
+			return errors.Join(ErrConflict, errors.New("the job's latest attempt has not finished"))
+		}
+		if hookGone {
+			return invalid("the hook of this job was deleted")
+		}
+		newID, err := insertAttempt(ctx, tx, db.nowMS(), buildID, hookCallID, attempts+1)
+		if err != nil {
+			return err
+		}
+		ch, err = db.jobChanged(ctx, tx, newID, buildID)
+		return err
+	})
+	return ch, err
+}
+
+// RerunFailedJobs enqueues a new attempt for every job of the build whose
+// latest attempt failed or errored (and whose hook still exists), in one
+// transaction. It returns the new jobs, each with the build as it is after all.
+func (db *DB) RerunFailedJobs(ctx context.Context, buildID int64) ([]JobChanged, error) {
+	var out []JobChanged
+	err := db.writeTx(ctx, func(tx txn) error {
+		type call struct{ id, attempt int64 }
+		calls, err := queryAll(ctx, tx, "find failed jobs", func(row scanner) (call, error) {
+			var c call
+			return c, row.Scan(&c.id, &c.attempt)
+		}, `SELECT j.hook_call_id, j.attempt FROM jobs j JOIN hook_calls hc ON hc.id = j.hook_call_id
+			WHERE j.build_id = ? AND hc.hook_id IS NOT NULL AND j.status IN ('failure', 'error')
+			AND j.attempt = (SELECT MAX(attempt) FROM jobs WHERE hook_call_id = j.hook_call_id)
+			ORDER BY j.id`, buildID)
+		if err != nil {
+			return err
+		}
+		now := db.nowMS()
+		var ids []int64
+		for _, c := range calls {
+			id, err := insertAttempt(ctx, tx, now, buildID, c.id, int(c.attempt)+1)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		for _, id := range ids {
+			ch, err := db.jobChanged(ctx, tx, id, buildID)
+			if err != nil {
+				return err
+			}
+			out = append(out, ch)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func insertAttempt(ctx context.Context, tx txn, now, buildID, hookCallID int64, attempt int) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO jobs (build_id, hook_call_id, attempt, status, created_at)
+		VALUES (?, ?, ?, 'enqueued', ?) RETURNING id`, buildID, hookCallID, attempt, now).Scan(&id)
+	return id, wrap("insert job attempt", err)
+}
+
+// RecoverInterruptedJobs marks every job left running by a stopped server as
+// an error (InterruptedMessage) and enqueues a new attempt for it, unless the
+// attempt before it was interrupted too: a job is re-run after a crash once.
+// It returns the interrupted jobs and the new attempts.
+func (db *DB) RecoverInterruptedJobs(ctx context.Context) ([]JobChanged, error) {
+	var out []JobChanged
+	err := db.writeTx(ctx, func(tx txn) error {
+		type running struct {
+			id, buildID, hookCallID int64
+			attempt                 int
+			again                   bool // the previous attempt was not interrupted and the hook exists
+		}
+		jobs, err := queryAll(ctx, tx, "find interrupted jobs", func(row scanner) (running, error) {
+			var r running
+			return r, row.Scan(&r.id, &r.buildID, &r.hookCallID, &r.attempt, &r.again)
+		}, `SELECT j.id, j.build_id, j.hook_call_id, j.attempt,
+				hc.hook_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs p
+					WHERE p.hook_call_id = j.hook_call_id AND p.attempt = j.attempt - 1 AND p.interrupted)
+			FROM jobs j JOIN hook_calls hc ON hc.id = j.hook_call_id
+			WHERE j.status = 'running' ORDER BY j.id`)
+		if err != nil {
+			return err
+		}
+		now := db.nowMS()
+		for _, r := range jobs {
+			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'error', finished_at = ?, interrupted = 1, error = ?
+				WHERE id = ?`, now, InterruptedMessage, r.id); err != nil {
+				return wrap("mark interrupted job", err)
+			}
+			changed := []int64{r.id}
+			if r.again {
+				id, err := insertAttempt(ctx, tx, now, r.buildID, r.hookCallID, r.attempt+1)
+				if err != nil {
+					return err
+				}
+				changed = append(changed, id)
+			}
+			for _, id := range changed {
+				ch, err := db.jobChanged(ctx, tx, id, r.buildID)
+				if err != nil {
+					return err
+				}
+				out = append(out, ch)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// CacheLastUsed returns, for each install-cache id a project's jobs used, when
+// a job last started with it.
+func (db *DB) CacheLastUsed(ctx context.Context, projectID int64) (map[string]time.Time, error) {
+	type use struct {
+		id   string
+		last time.Time
+	}
+	uses, err := queryAll(ctx, db.read, "cache last used", func(row scanner) (use, error) {
+		var u use
+		return u, row.Scan(&u.id, msTime{&u.last})
+	}, `SELECT j.cache_id, MAX(j.started_at) FROM jobs j JOIN builds b ON b.id = j.build_id
+		WHERE b.project_id = ? AND j.cache_id <> '' GROUP BY j.cache_id`, projectID)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]time.Time, len(uses))
+	for _, u := range uses {
+		m[u.id] = u.last
+	}
+	return m, nil
+}

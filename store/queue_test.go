@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func TestClaimJobIsFIFOAndExclusive(t *testing.T) {
+	ctx := context.Background()
+	db := newTestDB(t)
+	f := newFixture(t, db, "acme/widget")
+	var want []int64
+	for i := range 10 {
+		_, jobs, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: fmt.Sprint(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range jobs {
+			want = append(want, j.ID)
+		}
+	}
+	first, ok, err := db.ClaimJob(ctx)
+	if err != nil || !ok || first.Job.ID != want[0] || first.Job.Status != JobRunning || first.Job.StartedAt.IsZero() {
+		t.Fatalf("first claim = %+v, %v, %v; want job %d running", first.Job, ok, err, want[0])
+	}
+	if first.Build.Status != BuildPending || !first.BuildChanged {
+		t.Errorf("build after claim = %s, changed %v; want pending, true", first.Build.Status, first.BuildChanged)
+	}
+
+	// Four workers claim the rest at once: each job exactly once.
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				ch, ok, err := db.ClaimJob(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !ok {
+					return
+				}
+				mu.Lock()
+				seen[ch.Job.ID]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for _, id := range want[1:] {
+		if seen[id] != 1 {
+			t.Errorf("job %d claimed %d times", id, seen[id])
+		}
+	}
+	if _, ok, err := db.ClaimJob(ctx); ok || err != nil {
+		t.Errorf("claim on an empty queue: ok=%v, %v", ok, err)
+	}
+}
+
+func TestRestartAndRerunFailed(t *testing.T) {
+	ctx := context.Background()
+	db, _, b, jobs := newBuildFixture(t)
+	finish := func(id int64, s JobStatus) {
+		t.Helper()
+		if _, err := db.UpdateJob(ctx, id, JobUpdate{Status: JobRunning}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.UpdateJob(ctx, id, JobUpdate{Status: s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.RestartJob(ctx, jobs[0].ID); !errors.Is(err, ErrConflict) {
+		t.Errorf("restart of an enqueued job: err = %v, want ErrConflict", err)
+	}
+	finish(jobs[0].ID, JobSuccess)
+	finish(jobs[1].ID, JobFailure)
+
+	ch, err := db.RestartJob(ctx, jobs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Job.Attempt != 2 || ch.Job.Status != JobEnqueued || ch.Job.HookCallID != jobs[0].HookCallID {
+		t.Errorf("restarted job = %+v", ch.Job)
+	}
+	// The failed test job still decides the build.
+	if ch.Build.Status != BuildFailure {
+		t.Errorf("build after restarting the passing job = %s, want failure", ch.Build.Status)
+	}
+	if _, err := db.RestartJob(ctx, jobs[0].ID); !errors.Is(err, ErrConflict) {
+		t.Errorf("restart while the new attempt waits: err = %v, want ErrConflict", err)
+	}
+
+	re, err := db.RerunFailedJobs(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(re) != 1 || re[0].Job.HookCallID != jobs[1].HookCallID || re[0].Job.Attempt != 2 {
+		t.Fatalf("re-run = %+v; want attempt 2 of the failed job only", re)
+	}
+	if re[0].Build.Status != BuildEnqueued || !re[0].Build.FinishedAt.IsZero() {
+		t.Errorf("build after re-run = %s finished %v; want enqueued, unfinished", re[0].Build.Status, re[0].Build.FinishedAt)
+	}
+	all, err := db.Jobs(ctx, b.ID)
+	if err != nil || len(all) != 4 {
+		t.Fatalf("attempts kept = %d, %v; want 4", len(all), err)
+	}
+	if again, err := db.RerunFailedJobs(ctx, b.ID); err != nil || len(again) != 0 {
+		t.Errorf("second re-run = %d jobs, %v; want none", len(again), err)
+	}
+}
+
+func TestRecoverInterruptedJobsReRunsOnce(t *testing.T) {
+	ctx := context.Background()
+	db, _, b, jobs := newBuildFixture(t)
+	for _, j := range jobs {
+		if _, err := db.UpdateJob(ctx, j.ID, JobUpdate{Status: JobRunning}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	changes, err := db.RecoverInterruptedJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 4 {
+		t.Fatalf("changes = %d, want 2 interrupted + 2 new attempts", len(changes))
+	}
+	old, _ := db.JobByID(ctx, jobs[0].ID)
+	if old.Status != JobError || old.Error != InterruptedMessage || old.FinishedAt.IsZero() {
+		t.Errorf("interrupted job = %+v", old)
+	}
+	last := changes[len(changes)-1]
+	if last.Job.Attempt != 2 || last.Job.Status != JobEnqueued || last.Build.Status != BuildEnqueued {
+		t.Errorf("new attempt = %+v, build %s", last.Job, last.Build.Status)
+	}
+
+	// The re-runs are interrupted too: this time they are not re-run again.
+	for {
+		ch, ok, err := db.ClaimJob(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		if ch.Job.Attempt != 2 {
+			t.Fatalf("claimed attempt %d", ch.Job.Attempt)
+		}
+	}
+	changes, err = db.RecoverInterruptedJobs(ctx)
+	if err != nil || len(changes) != 2 {
+		t.Fatalf("second recovery: %d changes, %v; want the 2 interrupted, no new attempts", len(changes), err)
+	}
+	if changes[1].Build.Status != BuildError {
+		t.Errorf("build after a second interruption = %s, want error", changes[1].Build.Status)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM jobs WHERE build_id = ?`, b.ID); n != 4 {
+		t.Errorf("jobs = %d, want 4", n)
+	}
+}
+
+func TestJobRunOf(t *testing.T) {
+	ctx := context.Background()
+	db, f, _, jobs := newBuildFixture(t)
+	if err := db.SetSecret(ctx, f.project.ID, Secret{Name: "TOKEN", Value: "s3cret"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetDeployKey(ctx, DeployKey{ProjectID: f.project.ID, PrivateKey: "PRIVATE", PublicKey: "pub"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := db.JobRunOf(ctx, jobs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Hook.Title != "lint" || r.Hook.BuildScript == "" || len(r.Hook.TrackedFiles) != 2 || r.Project.ID != f.project.ID ||
+		r.Build.ID != jobs[0].BuildID || len(r.Secrets) != 1 || r.DeployKey != "PRIVATE" {
+		t.Errorf("run = %+v", r)
+	}
+
+	fork, forkJobs, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/pull/3/head", SHA: "f00", FromFork: true})
+	if err != nil || !fork.FromFork {
+		t.Fatal(err)
+	}
+	r, err = db.JobRunOf(ctx, forkJobs[0].ID)
+	if err != nil || len(r.Secrets) != 0 {
+		t.Errorf("fork run secrets = %v, %v; want none", r.Secrets, err)
+	}
+
+	if err := db.DeleteHook(ctx, f.hooks[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = db.JobRunOf(ctx, jobs[0].ID); err != nil || r.Hook.ID != 0 {
+		t.Errorf("run of a deleted hook = hook %d, %v; want no hook and no error", r.Hook.ID, err)
+	}
+}
