@@ -1,0 +1,296 @@
+package runner
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+
+	"kozmic/store"
+)
+
+// Container labels. Every job container carries LabelJob and LabelProject;
+// crash recovery removes containers with LabelJob that no process owns.
+const (
+	LabelJob     = "kozmic.job"
+	LabelProject = "kozmic.project"
+	LabelCache   = "kozmic.cache"
+	LabelExec    = "kozmic.exec" // containers of `kozmic exec`, left alone by the server
+	// CacheRepository prefixes install-cache images: kozmic-cache/<cache id>:<project id>.
+	CacheRepository = "kozmic-cache/"
+)
+
+// The messages people see in a job's log when Kozmic stops their script.
+const (
+	StalledMessage  = "Sorry, your script has stalled and been killed."
+	TimedOutMessage = "Sorry, your script ran longer than %s and has been killed."
+	SkippedInstall  = "Skipping install script as tracked files did not change..."
+)
+
+var (
+	errStalled  = errors.New("stalled")
+	errTimedOut = errors.New("timed out")
+	errShutdown = errors.New("the server is stopping")
+)
+
+// canceled is the cancellation cause of a job someone canceled.
+type canceled struct{ by string }
+
+func (c canceled) Error() string { return "canceled by " + c.by }
+
+// spec is one hook definition to execute on one source tree.
+type spec struct {
+	jobID     int64 // 0 for `kozmic exec`
+	projectID int64
+	image     string
+	install   string
+	build     string
+	tracked   []string
+	src       source
+	env       []string // the build step's environment; the install step gets none of it
+}
+
+// result is how an execution ended.
+type result struct {
+	status      store.JobStatus
+	exitCode    *int
+	cache       store.CacheResult
+	cacheID     string
+	containerID string
+	message     string // why it errored, for people
+}
+
+// activity is an output that remembers when it was last written to, for the
+// stall watchdog.
+type activity struct {
+	w    io.Writer
+	last atomic.Int64
+}
+
+func (a *activity) Write(p []byte) (int, error) {
+	a.last.Store(time.Now().UnixNano())
+	return a.w.Write(p)
+}
+
+func (a *activity) idle() time.Duration { return time.Since(time.Unix(0, a.last.Load())) }
+
+// say writes a line of Kozmic's own into a job's log, set apart in bold cyan.
+func say(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, "\x1b[1;36m==> "+format+"\x1b[0m\r\n", args...)
+}
+
+// execute runs a hook definition: image, install step (or its cached image),
+// build step. It kills the container when the job stalls, times out, or is
+// canceled, and says so in the log.
+func (r *Runner) execute(ctx context.Context, s spec, w io.Writer) result {
+	out := &activity{w: w}
+	out.last.Store(time.Now().UnixNano())
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, r.cfg.JobTimeout, errTimedOut)
+	defer cancelTimeout()
+	go r.watchStall(ctx, out, cancel)
+
+	res := r.steps(ctx, s, out)
+	switch cause := context.Cause(ctx); {
+	case cause == nil || errors.Is(cause, context.Canceled) && res.status != "":
+		// finished on its own
+	case errors.Is(cause, errStalled):
+		fmt.Fprintf(out, "\r\n\x1b[1;31m%s\x1b[0m\r\n", StalledMessage)
+		res.status, res.message = store.JobFailure, StalledMessage
+	case errors.Is(cause, errTimedOut):
+		msg := fmt.Sprintf(TimedOutMessage, r.cfg.JobTimeout)
+		fmt.Fprintf(out, "\r\n\x1b[1;31m%s\x1b[0m\r\n", msg)
+		res.status, res.message = store.JobFailure, msg
+	default: // canceled, or the server is stopping
+		say(out, "%s", cause)
+		res.status, res.message = store.JobError, cause.Error()
+	}
+	return res
+}
+
+func (r *Runner) watchStall(ctx context.Context, out *activity, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(min(time.Second, r.cfg.StallTimeout/4))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if out.idle() >= r.cfg.StallTimeout {
+				cancel(errStalled)
+				return
+			}
+		}
+	}
+}
+
+func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
+	var res result
+	fail := func(format string, args ...any) result {
+		res.status, res.message = store.JobError, fmt.Sprintf(format, args...)
+		if ctx.Err() == nil {
+			fmt.Fprintf(out, "\x1b[1;31m==> %s\x1b[0m\r\n", res.message)
+		}
+		return res
+	}
+	base, err := r.image(ctx, s.image, out)
+	if err != nil {
+		return fail("%s", err)
+	}
+	runFrom := base.ID
+	labels := map[string]string{LabelProject: strconv.FormatInt(s.projectID, 10)}
+	if s.jobID != 0 {
+		labels[LabelJob] = strconv.FormatInt(s.jobID, 10)
+	} else {
+		labels[LabelExec] = "1"
+	}
+
+	if strings.TrimSpace(s.install) != "" {
+		ids, err := s.src.objectIDs(s.tracked)
+		if err != nil {
+			return fail("Could not read the tracked files: %s", err)
+		}
+		res.cacheID = cacheID(base.ID, s.install, ids)
+		cached := CacheRepository + res.cacheID + ":" + strconv.FormatInt(s.projectID, 10)
+		if img, err := r.docker.InspectImage(cached); err == nil {
+			say(out, "%s", SkippedInstall)
+			res.cache, runFrom = store.CacheHit, img.ID
+		} else {
+			res.cache = store.CacheMiss
+			say(out, "Running the install script")
+			c, err := r.createContainer(ctx, base.ID, s.install, []string{"CI=true", "KOZMIC=true"}, labels)
+			if err != nil {
+				return fail("%s", err)
+			}
+			code, err := r.runContainer(ctx, c, s.src, s.install, out)
+			if err == nil && code == 0 {
+				err = r.commit(ctx, c, res.cacheID, s.projectID)
+				if err == nil {
+					runFrom = cached
+				}
+			}
+			r.remove(c)
+			switch {
+			case ctx.Err() != nil:
+				return res
+			case err != nil:
+				return fail("%s", err)
+			case code != 0:
+				say(out, "The install script exited with %d", code)
+				res.status, res.exitCode = store.JobFailure, &code
+				return res
+			}
+			r.pruneCache(ctx, s.projectID, out)
+		}
+	}
+
+	say(out, "Running the build script")
+	c, err := r.createContainer(ctx, runFrom, s.build, s.env, labels)
+	if err != nil {
+		return fail("%s", err)
+	}
+	res.containerID = c
+	defer r.remove(c)
+	code, err := r.runContainer(ctx, c, s.src, s.build, out)
+	if ctx.Err() != nil {
+		return res
+	}
+	if err != nil {
+		return fail("%s", err)
+	}
+	res.exitCode = &code
+	if code == 0 {
+		res.status = store.JobSuccess
+		say(out, "The build script succeeded")
+	} else {
+		res.status = store.JobFailure
+		say(out, "The build script exited with %d", code)
+	}
+	return res
+}
+
+// cacheID is SHA-256 over the base image's ID, the install script, and each
+// tracked path (sorted) with its object id; a missing path counts by its
+// path alone, so removing a tracked file changes the id.
+func cacheID(imageID, install string, ids map[string]string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "image %s\ninstall %d\n%s\n", imageID, len(install), install)
+	paths := make([]string, 0, len(ids))
+	for p := range ids {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		fmt.Fprintf(h, "path %q %s\n", p, ids[p])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// pullState is the last pull of one image reference.
+type pullState struct {
+	done chan struct{} // closed when the pull ended
+	at   time.Time
+	err  error
+}
+
+// image makes sure the image is present and returns it. It pulls at most
+// once per PullInterval per reference (concurrent jobs share one pull); if
+// the pull fails and the image is present, it says so and uses that copy.
+func (r *Runner) image(ctx context.Context, ref string, out io.Writer) (*docker.Image, error) {
+	r.pullMu.Lock()
+	p := r.pulls[ref]
+	fresh := p != nil && (p.at.IsZero() || time.Since(p.at) < r.cfg.PullInterval)
+	if !fresh {
+		p = &pullState{done: make(chan struct{})}
+		r.pulls[ref] = p
+		r.pullMu.Unlock()
+		say(out, "Pulling %s", ref)
+		repo, tag := splitRef(ref)
+		p.err = r.docker.PullImage(docker.PullImageOptions{Repository: repo, Tag: tag, OutputStream: out, Context: ctx}, docker.AuthConfiguration{})
+		p.at = time.Now()
+		close(p.done)
+	} else {
+		r.pullMu.Unlock()
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if p.err == nil {
+			say(out, "Using %s, pulled %s ago", ref, time.Since(p.at).Round(time.Second))
+		}
+	}
+	img, err := r.docker.InspectImage(ref)
+	if err != nil {
+		if p.err != nil {
+			return nil, fmt.Errorf("The image %s could not be pulled and is not on this Docker engine: %v", ref, p.err)
+		}
+		return nil, fmt.Errorf("The image %s is not on this Docker engine: %v", ref, err)
+	}
+	if p.err != nil {
+		say(out, "Could not pull %s (%v); using the copy on this Docker engine", ref, p.err)
+	}
+	return img, nil
+}
+
+// splitRef splits an image reference into repository and tag; no tag means
+// latest, and a digest reference is pulled as it is.
+func splitRef(ref string) (repo, tag string) {
+	if strings.Contains(ref, "@") {
+		return ref, ""
+	}
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		return ref[:i], ref[i+1:]
+	}
+	return ref, "latest"
+}

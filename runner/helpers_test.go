@@ -1,0 +1,325 @@
+package runner
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+
+	"kozmic/migrations"
+	"kozmic/store"
+)
+
+// testImage is a busybox root filesystem imported into the local engine:
+// no registry is reachable, and none is needed. Its registry part names a
+// closed loopback port, so the runner's pull attempts are refused at once
+// without a DNS query leaving the machine.
+const testImage = "127.0.0.1:1/kozmic-test/busybox:latest"
+
+var busyboxApplets = []string{"sh", "echo", "cat", "sleep", "env", "ls", "yes", "head", "seq", "printf",
+	"test", "true", "false", "mkdir", "touch", "pwd", "dd", "tr", "grep", "wc", "rm", "id", "date", "tail"}
+
+func TestMain(m *testing.M) {
+	if os.Getenv("KOZMIC_TEST_DOCKER") != "" {
+		if err := importTestImage(); err != nil {
+			fmt.Fprintln(os.Stderr, "import test image:", err)
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+func dockerHost() string {
+	if h := os.Getenv("DOCKER_HOST"); h != "" {
+		return h
+	}
+	return "unix:///var/run/docker.sock"
+}
+
+// importTestImage builds the test image from Debian's static busybox.
+func importTestImage() error {
+	dc, err := NewDockerClient(dockerHost())
+	if err != nil {
+		return err
+	}
+	if _, err := dc.InspectImage(testImage); err == nil {
+		return nil
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		return fmt.Errorf("read /bin/busybox (install busybox-static): %w", err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, d := range []string{"bin/", "tmp/", "etc/"} {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o1777})
+	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bb))})
+	tw.Write(bb)
+	for _, a := range busyboxApplets {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777})
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	repo, tag := splitRef(testImage)
+	return dc.ImportImage(docker.ImportImageOptions{Repository: repo, Tag: tag, Source: "-", InputStream: &buf,
+		OutputStream: io.Discard})
+}
+
+func needDocker(t testing.TB) {
+	t.Helper()
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run tests against a Docker engine")
+	}
+}
+
+// recorder is a Notifier that keeps every change.
+type recorder struct {
+	mu      sync.Mutex
+	changes []store.JobChanged
+}
+
+func (r *recorder) JobChanged(_ context.Context, ch store.JobChanged) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changes = append(r.changes, ch)
+}
+
+func (r *recorder) all() []store.JobChanged {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]store.JobChanged(nil), r.changes...)
+}
+
+type harness struct {
+	t      testing.TB
+	db     *store.DB
+	dc     *docker.Client
+	r      *Runner
+	notes  *recorder
+	logs   *bytes.Buffer
+	dbPath string
+}
+
+// newHarness starts a runner with a fresh database. Jobs run with network
+// "none"; cfg's zero fields take short test values.
+func newHarness(t testing.TB, cfg Config) *harness {
+	t.Helper()
+	needDocker(t)
+	dbPath := filepath.Join(t.TempDir(), "k.db")
+	h := &harness{t: t, dbPath: dbPath}
+	h.db = openDB(t, dbPath)
+	var err error
+	if h.dc, err = NewDockerClient(dockerHost()); err != nil {
+		t.Fatal(err)
+	}
+	h.start(cfg)
+	t.Cleanup(func() { assertNoLeftovers(t, h.dc) })
+	return h
+}
+
+func openDB(t testing.TB, path string) *store.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), path, store.Options{SecretKey: []byte(strings.Repeat("k", 32)), Migrations: migrations.FS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func (h *harness) start(cfg Config) {
+	h.t.Helper()
+	if cfg.Network == "" {
+		cfg.Network = "none"
+	}
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = time.Minute
+	}
+	cfg.WorkDir = h.t.TempDir()
+	h.notes = &recorder{}
+	h.logs = &bytes.Buffer{}
+	h.r = New(cfg, h.db, h.dc, h.notes, slog.New(slog.NewTextHandler(&lockedWriter{w: h.logs}, nil)))
+	if err := h.r.Start(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		h.r.Shutdown(ctx)
+	})
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// assertNoLeftovers fails if any container or volume labelled kozmic.job remains.
+func assertNoLeftovers(t testing.TB, dc *docker.Client) {
+	t.Helper()
+	cs, err := dc.ListContainers(docker.ListContainersOptions{All: true, Filters: map[string][]string{"label": {LabelJob}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		t.Errorf("container %s (job %s) left behind", c.ID[:12], c.Labels[LabelJob])
+		dc.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true})
+	}
+	vs, err := dc.ListVolumes(docker.ListVolumesOptions{Filters: map[string][]string{"label": {LabelJob}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		t.Errorf("volume %s (job %s) left behind", v.Name, v.Labels[LabelJob])
+		dc.RemoveVolume(v.Name)
+	}
+}
+
+// repo is a git repository in a temporary directory.
+type repo struct {
+	t    testing.TB
+	path string
+}
+
+func newRepo(t testing.TB, files map[string]string) *repo {
+	t.Helper()
+	r := &repo{t: t, path: t.TempDir()}
+	r.git("init", "-q", "-b", "main")
+	r.commit(files, nil)
+	return r
+}
+
+func (r *repo) git(args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", r.path}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=t@example.com",
+		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=t@example.com")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commit writes files, removes paths, commits and returns the new SHA.
+func (r *repo) commit(files map[string]string, remove []string) string {
+	r.t.Helper()
+	for name, content := range files {
+		p := filepath.Join(r.path, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	for _, name := range remove {
+		r.git("rm", "-q", "-r", name)
+	}
+	r.git("add", "-A")
+	r.git("commit", "-q", "--allow-empty", "-m", fmt.Sprintf("commit %d", time.Now().UnixNano()))
+	return r.git("rev-parse", "HEAD")
+}
+
+// project makes a plain-git project for the repo with the given hooks.
+func (h *harness) project(rp *repo, hooks ...store.Hook) (store.Project, []store.Hook) {
+	h.t.Helper()
+	ctx := context.Background()
+	owner, err := h.db.CreateLocalUser(ctx, fmt.Sprintf("owner%d", time.Now().UnixNano()), "x", false)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	p, err := h.db.CreateProject(ctx, store.NewProject{OwnerID: owner.ID, Source: store.SourceGit,
+		FullName: fmt.Sprintf("acme/p%d", time.Now().UnixNano()), GitURL: rp.path, WebhookSecret: "whsec"})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []store.Hook
+	for _, hk := range hooks {
+		hk.ProjectID = p.ID
+		if hk.DockerImage == "" {
+			hk.DockerImage = testImage
+		}
+		created, err := h.db.CreateHook(ctx, hk)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		out = append(out, created)
+	}
+	return p, out
+}
+
+// build creates a build of sha and wakes the runner.
+func (h *harness) build(p store.Project, ref, sha string) (store.Build, []store.Job) {
+	h.t.Helper()
+	b, jobs, err := h.db.CreateBuild(context.Background(), store.NewBuild{ProjectID: p.ID, Ref: ref, SHA: sha})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.r.Enqueued()
+	return b, jobs
+}
+
+// wait polls until the job's latest state satisfies done, and returns it.
+func (h *harness) waitJob(id int64, done func(store.Job) bool) store.Job {
+	h.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		j, err := h.db.JobByID(context.Background(), id)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if done(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("job %d still %s; runner log:\n%s", id, j.Status, h.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func finished(j store.Job) bool { return j.Status.Finished() }
+
+// waitBuild waits until every job of the build has finished and returns the build.
+func (h *harness) waitBuild(b store.Build) store.Build {
+	h.t.Helper()
+	jobs, err := h.db.Jobs(context.Background(), b.ID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, j := range jobs {
+		h.waitJob(j.ID, finished)
+	}
+	got, err := h.db.BuildByID(context.Background(), b.ID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return got
+}
+
+func (h *harness) logOf(jobID int64) string {
+	h.t.Helper()
+	b, err := h.db.ReadLog(context.Background(), jobID, 0, 1<<30)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,422 @@
+// Package runner runs jobs in Docker: a bounded pool of workers takes
+// enqueued jobs from the store (the jobs table is the queue), checks out the
+// commit, runs the hook's install script (or reuses its cached image) and
+// build script, streams the output into the store and to live followers, and
+// records the result.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+
+	"kozmic/store"
+)
+
+// Store is what the runner needs of the database.
+type Store interface {
+	ClaimJob(ctx context.Context) (store.JobChanged, bool, error)
+	JobRunOf(ctx context.Context, jobID int64) (store.JobRun, error)
+	JobByID(ctx context.Context, id int64) (store.Job, error)
+	UpdateJob(ctx context.Context, id int64, u store.JobUpdate) (store.JobChanged, error)
+	RestartJob(ctx context.Context, jobID int64) (store.JobChanged, error)
+	RerunFailedJobs(ctx context.Context, buildID int64) ([]store.JobChanged, error)
+	RecoverInterruptedJobs(ctx context.Context) ([]store.JobChanged, error)
+	AppendLog(ctx context.Context, jobID int64, data []byte, truncated bool) (int64, error)
+	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
+	CacheLastUsed(ctx context.Context, projectID int64) (map[string]time.Time, error)
+}
+
+// Notifier hears of every change to a job and its build: GitHub statuses and
+// e-mail plug in here. It must not block for long.
+type Notifier interface {
+	JobChanged(ctx context.Context, ch store.JobChanged)
+}
+
+// Config tunes the runner; zero values take the defaults noted.
+type Config struct {
+	Workers           int           // jobs at once; default 2
+	StallTimeout      time.Duration // kill after this long without output; default 15m
+	JobTimeout        time.Duration // kill after this long; default 1h
+	CachedImagesLimit int           // install-cache images per project; default 3
+	MaxLogBytes       int64         // stored per job; default 32 MiB
+	Network           string        // Docker network mode of jobs; default bridge
+	Memory            int64         // bytes per container; 0: no limit
+	CPUs              float64       // per container; 0: no limit
+	PidsLimit         int64         // processes per container; default 4096
+	PullInterval      time.Duration // pull an image at most this often; default 5m
+	WorkDir           string        // where checkouts go; default the system's temporary directory
+}
+
+func (c *Config) defaults() {
+	set := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.Workers <= 0 {
+		c.Workers = 2
+	}
+	if c.CachedImagesLimit <= 0 {
+		c.CachedImagesLimit = 3
+	}
+	set((*int64)(&c.StallTimeout), int64(15*time.Minute))
+	set((*int64)(&c.JobTimeout), int64(time.Hour))
+	set((*int64)(&c.PullInterval), int64(5*time.Minute))
+	set(&c.MaxLogBytes, 32<<20)
+	set(&c.PidsLimit, 4096)
+	if c.Network == "" {
+		c.Network = "bridge"
+	}
+}
+
+// Runner is the worker pool.
+type Runner struct {
+	cfg    Config
+	store  Store
+	docker *docker.Client
+	notify Notifier
+	log    *slog.Logger
+	logs   *Broker
+
+	wake chan struct{} // a job was enqueued
+	busy atomic.Int32
+
+	mu     sync.Mutex
+	active map[int64]context.CancelCauseFunc // running jobs
+	early  map[int64]string                  // canceled between claim and start: by whom
+
+	pullMu sync.Mutex
+	pulls  map[string]*pullState
+
+	stopClaiming context.CancelFunc
+	stopJobs     context.CancelCauseFunc
+	jobsCtx      context.Context
+	workers      sync.WaitGroup
+}
+
+// New returns a runner; Start sets it going.
+func New(cfg Config, st Store, dc *docker.Client, n Notifier, log *slog.Logger) *Runner {
+	cfg.defaults()
+	return &Runner{cfg: cfg, store: st, docker: dc, notify: n, log: log, logs: NewBroker(),
+		wake: make(chan struct{}, 1), active: map[int64]context.CancelCauseFunc{},
+		early: map[int64]string{}, pulls: map[string]*pullState{}}
+}
+
+// NewDockerClient connects to the Docker engine at host (a unix:// or
+// tcp:// address). It does not check that the engine answers.
+func NewDockerClient(host string) (*docker.Client, error) {
+	c, err := docker.NewClient(host)
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %s: %w", host, err)
+	}
+	c.SkipServerVersionCheck = true // one round trip fewer per attach
+	return c, nil
+}
+
+// Logs is the broker live log followers subscribe to.
+func (r *Runner) Logs() *Broker { return r.logs }
+
+// Start removes containers an earlier process left behind, records its
+// interrupted jobs (re-enqueuing each once) and starts the workers.
+func (r *Runner) Start(ctx context.Context) error {
+	if err := r.recover(ctx); err != nil {
+		return err
+	}
+	claimCtx, stopClaiming := context.WithCancel(context.WithoutCancel(ctx))
+	r.jobsCtx, r.stopJobs = context.WithCancelCause(context.WithoutCancel(ctx))
+	r.stopClaiming = stopClaiming
+	for range r.cfg.Workers {
+		r.workers.Go(func() { r.work(claimCtx) })
+	}
+	r.Enqueued()
+	return nil
+}
+
+func (r *Runner) recover(ctx context.Context) error {
+	left, err := r.docker.ListContainers(docker.ListContainersOptions{All: true, Context: ctx,
+		Filters: map[string][]string{"label": {LabelJob}}})
+	if err != nil {
+		return fmt.Errorf("list leftover containers: %w", err)
+	}
+	for _, c := range left {
+		r.log.Info("removing a container left by an earlier run", "container", c.ID[:12], "job", c.Labels[LabelJob])
+		r.remove(c.ID)
+	}
+	changes, err := r.store.RecoverInterruptedJobs(ctx)
+	if err != nil {
+		return fmt.Errorf("recover interrupted jobs: %w", err)
+	}
+	for _, ch := range changes {
+		if ch.Job.Status == store.JobError {
+			r.log.Warn("job was interrupted by a stop of the server", "job", ch.Job.ID)
+			r.logs.end(ch.Job.ID)
+		}
+		r.notify.JobChanged(ctx, ch)
+	}
+	return nil
+}
+
+// Enqueued wakes an idle worker: call it after jobs were enqueued.
+func (r *Runner) Enqueued() {
+	select {
+	case r.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// Waiting describes why an enqueued job has not started, such as "waiting
+// for a free worker: 2 of 2 busy"; empty when a worker is free.
+func (r *Runner) Waiting() string {
+	busy := int(r.busy.Load())
+	if busy < r.cfg.Workers {
+		return ""
+	}
+	return fmt.Sprintf("waiting for a free worker: %d of %d busy", busy, r.cfg.Workers)
+}
+
+func (r *Runner) work(ctx context.Context) {
+	for {
+		ch, ok, err := r.store.ClaimJob(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Error("claim job", "err", err)
+			select { // the store failed: try again in a moment
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		if !ok {
+			select {
+			case <-r.wake:
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		r.Enqueued() // more may wait: pass the wake-up on to another idle worker
+		r.busy.Add(1)
+		r.notify.JobChanged(r.jobsCtx, ch)
+		r.runJob(ch.Job)
+		r.busy.Add(-1)
+	}
+}
+
+// runJob runs one claimed job to its end and records the result.
+func (r *Runner) runJob(job store.Job) {
+	ctx, cancel := context.WithCancelCause(r.jobsCtx)
+	defer cancel(nil)
+	r.mu.Lock()
+	by, canceledEarly := r.early[job.ID]
+	delete(r.early, job.ID)
+	if !canceledEarly {
+		r.active[job.ID] = cancel
+	}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.active, job.ID)
+		r.mu.Unlock()
+	}()
+	if canceledEarly {
+		r.finish(job.ID, result{status: store.JobError, message: canceled{by}.Error()})
+		return
+	}
+
+	run, err := r.store.JobRunOf(ctx, job.ID)
+	if err != nil {
+		r.log.Error("load job", "job", job.ID, "err", err)
+		r.finish(job.ID, result{status: store.JobError, message: "Kozmic could not load this job's definition."})
+		return
+	}
+	if run.Hook.ID == 0 {
+		r.finish(job.ID, result{status: store.JobError, message: "The hook of this job was deleted before it ran."})
+		return
+	}
+	secrets := make([]string, len(run.Secrets))
+	for i, s := range run.Secrets {
+		secrets[i] = s.Value
+	}
+	out := newJobLog(r.store, r.logs, job.ID, r.cfg.MaxLogBytes, secrets, r.log)
+	res := r.runCheckedOut(ctx, run, out)
+	out.Close()
+	if errors.Is(context.Cause(ctx), errShutdown) {
+		return // left running in the store: the next start recovers it
+	}
+	r.finish(job.ID, res)
+}
+
+// runCheckedOut clones the commit into a temporary directory and executes the job there.
+func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Writer) result {
+	say(out, "Job %d of build #%d of %s, attempt %d: %s at %.12s", run.Job.ID, run.Build.Number,
+		run.Project.FullName, run.Job.Attempt, run.Build.Branch(), run.Build.SHA)
+	dir, err := os.MkdirTemp(r.cfg.WorkDir, "kozmic-job-*")
+	if err != nil {
+		r.log.Error("make checkout directory", "job", run.Job.ID, "err", err)
+		return result{status: store.JobError, message: "Kozmic could not make a directory for the checkout."}
+	}
+	defer os.RemoveAll(dir)
+	say(out, "Fetching %.12s from %s", run.Build.SHA, run.Project.CloneURL())
+	c := cloneSpec{url: run.Project.CloneURL(), ref: run.Build.Ref, sha: run.Build.SHA}
+	if strings.HasPrefix(c.url, "git@") || strings.HasPrefix(c.url, "ssh://") {
+		c.deployKey = run.DeployKey
+	}
+	if err := clone(ctx, c, dir, out); err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			return result{status: store.JobError, message: cause.Error()}
+		}
+		msg := fmt.Sprintf("The commit could not be checked out: %v", err)
+		fmt.Fprintf(out, "\x1b[1;31m==> %s\x1b[0m\r\n", msg)
+		return result{status: store.JobError, message: msg}
+	}
+	return r.execute(ctx, spec{
+		jobID: run.Job.ID, projectID: run.Project.ID, image: run.Hook.DockerImage,
+		install: run.Hook.InstallScript, build: run.Hook.BuildScript, tracked: run.Hook.TrackedFiles,
+		src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run),
+	}, out)
+}
+
+// jobEnv is the build step's environment: what Kozmic tells every build,
+// and the project's secrets unless the build comes from a fork.
+func jobEnv(run store.JobRun) []string {
+	env := []string{
+		"CI=true",
+		"KOZMIC=true",
+		"KOZMIC_PROJECT=" + run.Project.FullName,
+		"KOZMIC_BUILD_NUMBER=" + strconv.Itoa(run.Build.Number),
+		"KOZMIC_BUILD_ID=" + strconv.FormatInt(run.Build.ID, 10),
+		"KOZMIC_JOB_ID=" + strconv.FormatInt(run.Job.ID, 10),
+		"KOZMIC_COMMIT_SHA=" + run.Build.SHA,
+		"KOZMIC_REF=" + run.Build.Ref,
+		"KOZMIC_BRANCH=" + run.Build.Branch(),
+	}
+	if n, ok := strings.CutPrefix(run.Build.Ref, "refs/pull/"); ok {
+		env = append(env, "KOZMIC_PULL_REQUEST="+strings.TrimSuffix(n, "/head"))
+	}
+	for _, s := range run.Secrets {
+		env = append(env, s.Name+"="+s.Value)
+	}
+	return env
+}
+
+// finish records a job's result, tells the notifier and ends live followers.
+func (r *Runner) finish(jobID int64, res result) {
+	ctx := context.WithoutCancel(r.jobsCtx)
+	ch, err := r.store.UpdateJob(ctx, jobID, store.JobUpdate{Status: res.status, ExitCode: res.exitCode,
+		Error: res.message, ContainerID: res.containerID, CacheID: res.cacheID, Cache: res.cache})
+	if err != nil {
+		r.log.Error("record job result", "job", jobID, "status", res.status, "err", err)
+		return
+	}
+	r.logs.end(jobID)
+	r.log.Info("job finished", "job", jobID, "status", res.status, "build", ch.Build.ID, "build_status", ch.Build.Status)
+	r.notify.JobChanged(ctx, ch)
+}
+
+// Cancel stops a job: an enqueued one never runs, a running one is killed.
+// Either way it ends as an error "canceled by <by>". A finished job is
+// store.ErrConflict.
+func (r *Runner) Cancel(ctx context.Context, jobID int64, by string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cancel := r.active[jobID]; cancel != nil {
+		cancel(canceled{by})
+		return nil
+	}
+	ch, err := r.store.UpdateJob(ctx, jobID, store.JobUpdate{Status: store.JobError, Error: canceled{by}.Error()})
+	if err == nil {
+		r.logs.end(jobID)
+		r.notify.JobChanged(ctx, ch)
+		return nil
+	}
+	if !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	// Claimed by a worker that has not registered it yet: it will see this.
+	if j, jerr := r.store.JobByID(ctx, jobID); jerr == nil && j.Status == store.JobRunning {
+		r.early[jobID] = by
+		return nil
+	}
+	return err
+}
+
+// Restart enqueues a new attempt of a finished job; earlier attempts and
+// their logs are kept.
+func (r *Runner) Restart(ctx context.Context, jobID int64) (store.Job, error) {
+	ch, err := r.store.RestartJob(ctx, jobID)
+	if err != nil {
+		return store.Job{}, err
+	}
+	r.notify.JobChanged(ctx, ch)
+	r.Enqueued()
+	return ch.Job, nil
+}
+
+// RerunFailed enqueues a new attempt of every failed or errored job of a build.
+func (r *Runner) RerunFailed(ctx context.Context, buildID int64) ([]store.Job, error) {
+	changes, err := r.store.RerunFailedJobs(ctx, buildID)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]store.Job, len(changes))
+	for i, ch := range changes {
+		jobs[i] = ch.Job
+		r.notify.JobChanged(ctx, ch)
+	}
+	r.Enqueued()
+	return jobs, nil
+}
+
+// Shutdown stops taking jobs and waits for the running ones until ctx ends;
+// then it kills those still running and leaves them to the next start's
+// recovery, which re-runs them.
+func (r *Runner) Shutdown(ctx context.Context) {
+	r.stopClaiming()
+	done := make(chan struct{})
+	go func() {
+		r.workers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		r.stopJobs(errShutdown)
+		<-done
+	}
+}
+
+// ExecSpec is a hook definition run by `kozmic exec` on a local tree.
+type ExecSpec struct {
+	Dir           string
+	Image         string
+	InstallScript string
+	BuildScript   string
+	TrackedFiles  []string
+}
+
+// Exec runs a hook definition on a working tree (uncommitted changes
+// included) through the same steps as a job, writing the log to w. Its
+// install cache belongs to project 0. The returned exit code is the build
+// script's, or 1 when it never ran.
+func (r *Runner) Exec(ctx context.Context, s ExecSpec, w io.Writer) (store.JobStatus, int) {
+	res := r.execute(ctx, spec{image: s.Image, install: s.InstallScript, build: s.BuildScript,
+		tracked: s.TrackedFiles, src: dirSource{path: s.Dir}, env: []string{"CI=true", "KOZMIC=true"}}, w)
+	if res.exitCode != nil {
+		return res.status, *res.exitCode
+	}
+	return res.status, 1
+}
