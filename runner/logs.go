@@ -41,29 +41,59 @@ func newMasker(values []string) *masker {
 	return m
 }
 
-// write takes more of the stream and returns what is safe to pass on.
+// write takes more of the stream and returns what is safe to pass on. It
+// decides left to right: where the rest of the stream could still grow into
+// a secret it stops and holds the rest; where a secret is complete it masks
+// the longest; anything else passes.
 func (m *masker) write(p []byte) []byte {
 	if len(m.secrets) == 0 {
 		return p
 	}
 	m.pending = append(m.pending, p...)
-	for _, s := range m.secrets {
-		if bytes.Contains(m.pending, s) {
-			m.pending = bytes.ReplaceAll(m.pending, s, []byte(mask))
+	out := make([]byte, 0, len(m.pending))
+	i := 0
+	for i < len(m.pending) {
+		// Pass bytes that start no secret in bulk.
+		next := len(m.pending)
+		for _, s := range m.secrets {
+			if j := bytes.IndexByte(m.pending[i:], s[0]); j >= 0 && i+j < next {
+				next = i + j
+			}
 		}
-	}
-	hold := 0
-	for _, s := range m.secrets {
-		for n := min(len(s)-1, len(m.pending)); n > hold; n-- {
-			if bytes.HasSuffix(m.pending, s[:n]) {
-				hold = n
+		out = append(out, m.pending[i:next]...)
+		if i = next; i == len(m.pending) {
+			break
+		}
+		rest := m.pending[i:]
+		if m.couldGrow(rest) {
+			break
+		}
+		matched := false
+		for _, s := range m.secrets {
+			if bytes.HasPrefix(rest, s) {
+				out = append(out, mask...)
+				i += len(s)
+				matched = true
 				break
 			}
 		}
+		if !matched {
+			out = append(out, m.pending[i])
+			i++
+		}
 	}
-	out := slices.Clone(m.pending[:len(m.pending)-hold])
-	m.pending = append(m.pending[:0], m.pending[len(m.pending)-hold:]...)
+	m.pending = append(m.pending[:0], m.pending[i:]...)
 	return out
+}
+
+// couldGrow reports whether rest is the unfinished start of some secret.
+func (m *masker) couldGrow(rest []byte) bool {
+	for _, s := range m.secrets {
+		if len(rest) < len(s) && bytes.HasPrefix(s, rest) {
+			return true
+		}
+	}
+	return false
 }
 
 // flush returns what is held back: at the end of the stream it cannot become a secret.
@@ -207,8 +237,9 @@ const subscriberBuffer = 64
 // keep up is dropped rather than allowed to slow the job; Follow resumes it
 // from the store.
 type Broker struct {
-	mu   sync.Mutex
-	subs map[int64]map[*subscription]struct{}
+	mu      sync.Mutex
+	subs    map[int64]map[*subscription]struct{}
+	dropped atomic.Int64
 }
 
 type subscription struct {
@@ -251,9 +282,13 @@ func (b *Broker) publish(jobID int64, c Chunk) {
 		default: // too slow: drop it
 			delete(b.subs[jobID], s)
 			close(s.c)
+			b.dropped.Add(1)
 		}
 	}
 }
+
+// Dropped counts the followers dropped for falling behind.
+func (b *Broker) Dropped() int64 { return b.dropped.Load() }
 
 // end closes every follower of the job, marked as ended.
 func (b *Broker) end(jobID int64) {
