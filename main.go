@@ -6,6 +6,7 @@
 //
 //	kozmic [serve] [flags]   run the server (the default)
 //	kozmic migrate [flags]   apply pending database migrations and exit
+//	kozmic exec [flags] DIR  run a hook definition on a working tree, as a job would
 //	kozmic version           print the version
 //
 // Every flag has a KOZMIC_* environment variable; see the README.
@@ -29,6 +30,7 @@ import (
 
 	"kozmic/handlers"
 	"kozmic/migrations"
+	"kozmic/runner"
 	"kozmic/store"
 )
 
@@ -60,9 +62,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "version":
 		fmt.Fprintln(stdout, "kozmic", buildVersion())
 		return exitOK
+	case "exec":
+		return runExec(ctx, args, getenv, stdout, stderr)
 	case "serve", "migrate":
 	default:
-		fmt.Fprintf(stderr, "kozmic: unknown command %q; commands are serve, migrate and version\n", cmd)
+		fmt.Fprintf(stderr, "kozmic: unknown command %q; commands are serve, migrate, exec and version\n", cmd)
 		return exitUsage
 	}
 
@@ -106,9 +110,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return exitOK
 }
 
-// serve answers HTTP until ctx ends, then stops taking requests and lets
-// those in flight finish for up to shutdownTimeout.
+// serve runs the job runner and answers HTTP until ctx ends; then it stops
+// taking requests and jobs, lets running jobs finish for up to
+// shutdownTimeout and leaves the rest to the next start's recovery.
 func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) error {
+	dc, err := runner.NewDockerClient(cfg.DockerHost)
+	if err != nil {
+		return err
+	}
+	jobs := runner.New(runner.Config{
+		Workers: cfg.Workers, StallTimeout: cfg.StallTimeout, JobTimeout: cfg.JobTimeout,
+		CachedImagesLimit: cfg.CachedImagesLimit, MaxLogBytes: cfg.MaxLogBytes, Network: cfg.JobNetwork,
+		Memory: cfg.JobMemory, CPUs: cfg.JobCPUs,
+	}, db, dc, nil, log)
+	jobs.Start(ctx)
+
 	h := handlers.New(handlers.Deps{DB: db, Log: log})
 	srv := &http.Server{
 		Handler:           h,
@@ -125,17 +141,17 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
-	case err := <-served:
-		return err
+	case err = <-served:
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	if serr := srv.Shutdown(sctx); serr != nil && err == nil {
+		err = fmt.Errorf("shutdown: %w", serr)
 	}
-	return nil
+	jobs.Shutdown(sctx)
+	return err
 }
 
 const shutdownTimeout = 30 * time.Second

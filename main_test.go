@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"kozmic/internal/testimage"
+	"kozmic/runner"
 	"net"
 	"net/http"
 	"os"
@@ -421,5 +423,31 @@ func TestBuildsWithoutCgo(t *testing.T) {
 	out, err := exec.Command(bin, "version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "kozmic ") {
 		t.Errorf("built binary: version = %q, %v", out, err)
+	}
+}
+
+func TestExecSubcommand(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run tests against a Docker engine")
+	}
+	dc, err := runner.NewDockerClient(orDefault(os.Getenv("DOCKER_HOST"), "unix:///var/run/docker.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.Ensure(dc); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "message.txt"), []byte("hello from the working tree"), 0o644)
+	script := filepath.Join(t.TempDir(), "build.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\ncat message.txt\necho\nexit 7\n"), 0o644)
+
+	code, out, errOut := runKozmic(context.Background(), []string{"exec", "-image", testimage.Name,
+		"-build-script", script, "-network", "none", dir}, env(t, nil))
+	if code != 7 || !strings.Contains(out, "hello from the working tree") {
+		t.Errorf("exec: exit %d, stdout %q, stderr %q; want 7 and the file's content", code, out, errOut)
+	}
+	if code, _, errOut := runKozmic(context.Background(), []string{"exec", "-image", testimage.Name}, env(t, nil)); code != 2 || !strings.Contains(errOut, "-build-script") {
+		t.Errorf("exec without a script: exit %d, %q", code, errOut)
 	}
 }

@@ -203,10 +203,12 @@ func (r *Runner) pruneCache(ctx context.Context, projectID int64, out io.Writer)
 	if err != nil || len(imgs) <= r.cfg.CachedImagesLimit {
 		return
 	}
-	used, err := r.store.CacheLastUsed(ctx, projectID)
-	if err != nil {
-		r.log.Error("read cache use", "project", projectID, "err", err)
-		return
+	used := map[string]time.Time{} // `kozmic exec` has no store: image age decides
+	if r.store != nil {
+		if used, err = r.store.CacheLastUsed(ctx, projectID); err != nil {
+			r.log.Error("read cache use", "project", projectID, "err", err)
+			return
+		}
 	}
 	lastUse := func(img docker.APIImages) time.Time {
 		if t, ok := used[img.Labels[LabelCache]]; ok {

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -17,18 +16,12 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"kozmic/internal/testimage"
 	"kozmic/migrations"
 	"kozmic/store"
 )
 
-// testImage is a busybox root filesystem imported into the local engine:
-// no registry is reachable, and none is needed. Its registry part names a
-// closed loopback port, so the runner's pull attempts are refused at once
-// without a DNS query leaving the machine.
-const testImage = "127.0.0.1:1/kozmic-test/busybox:latest"
-
-var busyboxApplets = []string{"sh", "echo", "cat", "sleep", "env", "ls", "yes", "head", "seq", "printf",
-	"test", "true", "false", "mkdir", "touch", "pwd", "dd", "tr", "grep", "wc", "rm", "id", "date", "tail"}
+const testImage = testimage.Name
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv("KOZMIC_CRASH_HELPER_DB"); path != "" {
@@ -50,35 +43,12 @@ func dockerHost() string {
 	return "unix:///var/run/docker.sock"
 }
 
-// importTestImage builds the test image from Debian's static busybox.
 func importTestImage() error {
 	dc, err := NewDockerClient(dockerHost())
 	if err != nil {
 		return err
 	}
-	if _, err := dc.InspectImage(testImage); err == nil {
-		return nil
-	}
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		return fmt.Errorf("read /bin/busybox (install busybox-static): %w", err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, d := range []string{"bin/", "tmp/", "etc/"} {
-		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o1777})
-	}
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bb))})
-	tw.Write(bb)
-	for _, a := range busyboxApplets {
-		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777})
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	repo, tag := splitRef(testImage)
-	return dc.ImportImage(docker.ImportImageOptions{Repository: repo, Tag: tag, Source: "-", InputStream: &buf,
-		OutputStream: io.Discard})
+	return testimage.Ensure(dc)
 }
 
 func needDocker(t testing.TB) {
@@ -155,9 +125,7 @@ func (h *harness) start(cfg Config) {
 	h.notes = &recorder{}
 	h.logs = &bytes.Buffer{}
 	h.r = New(cfg, h.db, h.dc, h.notes, slog.New(slog.NewTextHandler(&lockedWriter{w: h.logs}, nil)))
-	if err := h.r.Start(context.Background()); err != nil {
-		h.t.Fatal(err)
-	}
+	h.r.Start(context.Background())
 	h.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

@@ -16,6 +16,10 @@ import (
 const (
 	flushInterval = 250 * time.Millisecond // live output is at most this late
 	flushBytes    = 64 << 10               // or this large
+	// batchQueue batches may wait for the database: 4 MiB, enough to ride out
+	// a WAL checkpoint's fsync without making the container wait, and a
+	// bound on memory when the database is slower than the job for long.
+	batchQueue = 64
 	// MinMaskedLen is the shortest secret value masked in logs: shorter
 	// values would blank out ordinary words.
 	MinMaskedLen = 4
@@ -119,7 +123,7 @@ type jobLog struct {
 	mask    *masker
 	buf     []byte
 	closed  bool
-	batches chan []byte // bounded: a slow database slows the reader, memory stays flat
+	batches chan []byte // bounded (batchQueue): a database slower for long slows the reader
 	done    chan struct{}
 	stop    chan struct{}
 	size    atomic.Int64 // bytes stored
@@ -127,7 +131,7 @@ type jobLog struct {
 
 func newJobLog(st Store, b *Broker, jobID, max int64, secrets []string, log *slog.Logger) *jobLog {
 	l := &jobLog{jobID: jobID, store: st, broker: b, max: max, log: log, mask: newMasker(secrets),
-		batches: make(chan []byte, 4), done: make(chan struct{}), stop: make(chan struct{})}
+		batches: make(chan []byte, batchQueue), done: make(chan struct{}), stop: make(chan struct{})}
 	go l.writeBatches()
 	go l.tick()
 	return l

@@ -29,9 +29,7 @@ func crashHelper(path string) {
 		panic(err)
 	}
 	r := New(Config{Network: "none", WorkDir: os.Getenv("KOZMIC_CRASH_HELPER_WORKDIR")}, db, dc, &recorder{}, slog.New(slog.DiscardHandler))
-	if err := r.Start(context.Background()); err != nil {
-		panic(err)
-	}
+	r.Start(context.Background())
 	select {} // until SIGKILL
 }
 

@@ -38,7 +38,7 @@ type Store interface {
 }
 
 // Notifier hears of every change to a job and its build: GitHub statuses and
-// e-mail plug in here. It must not block for long.
+// e-mail plug in here. It must not block for long. A nil Notifier is allowed.
 type Notifier interface {
 	JobChanged(ctx context.Context, ch store.JobChanged)
 }
@@ -128,19 +128,43 @@ func NewDockerClient(host string) (*docker.Client, error) {
 func (r *Runner) Logs() *Broker { return r.logs }
 
 // Start removes containers an earlier process left behind, records its
-// interrupted jobs (re-enqueuing each once) and starts the workers.
-func (r *Runner) Start(ctx context.Context) error {
-	if err := r.recover(ctx); err != nil {
-		return err
-	}
-	claimCtx, stopClaiming := context.WithCancel(context.WithoutCancel(ctx))
-	r.jobsCtx, r.stopJobs = context.WithCancelCause(context.WithoutCancel(ctx))
+// interrupted jobs (re-enqueuing each once) and starts the workers. If the
+// Docker engine does not answer, Start returns at once and keeps trying in
+// the background; jobs wait in the queue until it answers.
+func (r *Runner) Start(ctx context.Context) {
+	base := context.WithoutCancel(ctx)
+	claimCtx, stopClaiming := context.WithCancel(base)
+	r.jobsCtx, r.stopJobs = context.WithCancelCause(base)
 	r.stopClaiming = stopClaiming
+	err := r.recover(claimCtx)
+	if err == nil {
+		r.startWorkers(claimCtx)
+		return
+	}
+	r.log.Warn("the Docker engine is not reachable: jobs wait until it is", "err", err)
+	r.workers.Go(func() {
+		for {
+			select {
+			case <-claimCtx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+			if err := r.recover(claimCtx); err != nil {
+				r.log.Debug("Docker engine still not reachable", "err", err)
+				continue
+			}
+			r.log.Info("the Docker engine answers: starting jobs")
+			r.startWorkers(claimCtx)
+			return
+		}
+	})
+}
+
+func (r *Runner) startWorkers(ctx context.Context) {
 	for range r.cfg.Workers {
-		r.workers.Go(func() { r.work(claimCtx) })
+		r.workers.Go(func() { r.work(ctx) })
 	}
 	r.Enqueued()
-	return nil
 }
 
 func (r *Runner) recover(ctx context.Context) error {
@@ -162,9 +186,16 @@ func (r *Runner) recover(ctx context.Context) error {
 			r.log.Warn("job was interrupted by a stop of the server", "job", ch.Job.ID)
 			r.logs.end(ch.Job.ID)
 		}
-		r.notify.JobChanged(ctx, ch)
+		r.changed(ctx, ch)
 	}
 	return nil
+}
+
+// changed tells the notifier, if there is one.
+func (r *Runner) changed(ctx context.Context, ch store.JobChanged) {
+	if r.notify != nil {
+		r.notify.JobChanged(ctx, ch)
+	}
 }
 
 // Enqueued wakes an idle worker: call it after jobs were enqueued.
@@ -210,7 +241,7 @@ func (r *Runner) work(ctx context.Context) {
 		}
 		r.Enqueued() // more may wait: pass the wake-up on to another idle worker
 		r.busy.Add(1)
-		r.notify.JobChanged(r.jobsCtx, ch)
+		r.changed(r.jobsCtx, ch)
 		r.runJob(ch.Job)
 		r.busy.Add(-1)
 	}
@@ -324,7 +355,7 @@ func (r *Runner) finish(jobID int64, res result) {
 	}
 	r.logs.end(jobID)
 	r.log.Info("job finished", "job", jobID, "status", res.status, "build", ch.Build.ID, "build_status", ch.Build.Status)
-	r.notify.JobChanged(ctx, ch)
+	r.changed(ctx, ch)
 }
 
 // Cancel stops a job: an enqueued one never runs, a running one is killed.
@@ -340,7 +371,7 @@ func (r *Runner) Cancel(ctx context.Context, jobID int64, by string) error {
 	ch, err := r.store.UpdateJob(ctx, jobID, store.JobUpdate{Status: store.JobError, Error: canceled{by}.Error()})
 	if err == nil {
 		r.logs.end(jobID)
-		r.notify.JobChanged(ctx, ch)
+		r.changed(ctx, ch)
 		return nil
 	}
 	if !errors.Is(err, store.ErrConflict) {
@@ -361,7 +392,7 @@ func (r *Runner) Restart(ctx context.Context, jobID int64) (store.Job, error) {
 	if err != nil {
 		return store.Job{}, err
 	}
-	r.notify.JobChanged(ctx, ch)
+	r.changed(ctx, ch)
 	r.Enqueued()
 	return ch.Job, nil
 }
@@ -375,7 +406,7 @@ func (r *Runner) RerunFailed(ctx context.Context, buildID int64) ([]store.Job, e
 	jobs := make([]store.Job, len(changes))
 	for i, ch := range changes {
 		jobs[i] = ch.Job
-		r.notify.JobChanged(ctx, ch)
+		r.changed(ctx, ch)
 	}
 	r.Enqueued()
 	return jobs, nil

@@ -1,0 +1,170 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime/metrics"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+
+	"kozmic/store"
+)
+
+// rawRun is the baseline: create, attach, start, wait and remove one
+// container through the same client, with the output counted and dropped.
+func rawRun(b *testing.B, dc *docker.Client, cmd []string, out io.Writer) {
+	c, err := dc.CreateContainer(docker.CreateContainerOptions{
+		Config:     &docker.Config{Image: testImage, Cmd: cmd, Tty: true},
+		HostConfig: &docker.HostConfig{NetworkMode: "none", LogConfig: docker.LogConfig{Type: "none"}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	success := make(chan struct{})
+	cw, err := dc.AttachToContainerNonBlocking(docker.AttachToContainerOptions{Container: c.ID, OutputStream: out,
+		ErrorStream: out, RawTerminal: true, Stream: true, Stdout: true, Stderr: true, Success: success})
+	if err != nil {
+		b.Fatal(err)
+	}
+	<-success
+	success <- struct{}{}
+	if err := dc.StartContainer(c.ID, nil); err != nil {
+		b.Fatal(err)
+	}
+	if code, err := dc.WaitContainer(c.ID); err != nil || code != 0 {
+		b.Fatalf("wait: %d, %v", code, err)
+	}
+	cw.Wait()
+	if err := dc.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// runnerJob runs one job of the project through the runner as a worker
+// does, without the clone: claim, execute into the job log, record.
+func runnerJob(b *testing.B, h *harness, p store.Project, sha string, src source, script string) store.Job {
+	ctx := context.Background()
+	if _, _, err := h.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: sha}); err != nil {
+		b.Fatal(err)
+	}
+	ch, ok, err := h.db.ClaimJob(ctx)
+	if err != nil || !ok {
+		b.Fatalf("claim: %v %v", ok, err)
+	}
+	l := newJobLog(h.db, h.r.Logs(), ch.Job.ID, h.r.cfg.MaxLogBytes, nil, h.r.log)
+	res := h.r.execute(ctx, spec{jobID: ch.Job.ID, projectID: p.ID, image: testImage, build: script, src: src}, l)
+	l.Close()
+	h.r.finish(ch.Job.ID, res)
+	if res.status != store.JobSuccess {
+		b.Fatalf("job %s: %s", res.status, res.message)
+	}
+	return ch.Job
+}
+
+// benchHarness is a harness whose own workers stay idle: the benchmark
+// drives jobs itself.
+func benchHarness(b *testing.B, cfg Config) (*harness, store.Project) {
+	h := newHarness(b, cfg)
+	h.r.Shutdown(context.Background()) // no workers: the benchmark claims the jobs
+	rp := newRepo(b, map[string]string{"README": "x"})
+	p, _ := h.project(rp, store.Hook{Title: "bench", BuildScript: "#!/bin/sh\n"})
+	return h, p
+}
+
+var shaSeq atomic.Int64
+
+func nextSHA() string { return fmt.Sprintf("%040d", shaSeq.Add(1)) }
+
+// BenchmarkTrivialJob compares a job whose script is `exit 0` run end to end
+// through the runner (claim, pull check, upload, container, log, result;
+// not the clone) with raw create/start/wait/remove of the same image and
+// command.
+func BenchmarkTrivialJob(b *testing.B) {
+	needDocker(b)
+	b.Run("raw", func(b *testing.B) {
+		h, _ := benchHarness(b, Config{})
+		for b.Loop() {
+			rawRun(b, h.dc, []string{"/bin/sh", "-c", "exit 0"}, io.Discard)
+		}
+	})
+	b.Run("runner", func(b *testing.B) {
+		h, p := benchHarness(b, Config{})
+		src := dirSource{path: b.TempDir()}
+		for b.Loop() {
+			runnerJob(b, h, p, nextSHA(), src, "#!/bin/sh\nexit 0\n")
+		}
+	})
+}
+
+// logLines of 500 bytes each make 100 MB.
+const logLines = 200000
+
+var logScript = "#!/bin/sh\nyes " + strings.Repeat("x", 499) + " | head -n 200000\n"
+
+// countWriter counts what passes.
+type countWriter struct{ n atomic.Int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n.Add(int64(len(p))); return len(p), nil }
+
+// BenchmarkLogThroughput streams a job printing 200,000 lines (100 MB)
+// through the runner into the store, beside raw Docker streaming of the same
+// output to nowhere, and reports MB/s and the Go heap's peak while streaming.
+func BenchmarkLogThroughput(b *testing.B) {
+	needDocker(b)
+	b.Run("raw", func(b *testing.B) {
+		h, _ := benchHarness(b, Config{})
+		var bytes int64
+		for b.Loop() {
+			var cw countWriter
+			rawRun(b, h.dc, []string{"/bin/sh", "-c", logScript[len("#!/bin/sh\n"):]}, &cw)
+			bytes += cw.n.Load()
+		}
+		b.ReportMetric(float64(bytes)/1e6/b.Elapsed().Seconds(), "MB/s")
+	})
+	b.Run("runner", func(b *testing.B) {
+		h, p := benchHarness(b, Config{MaxLogBytes: 1 << 30})
+		src := dirSource{path: b.TempDir()}
+		peak := watchHeap(b)
+		var bytes int64
+		for b.Loop() {
+			j := runnerJob(b, h, p, nextSHA(), src, logScript)
+			info, err := h.db.LogInfoOf(context.Background(), j.ID)
+			if err != nil || info.Size < logLines*500 {
+				b.Fatalf("stored %d bytes, %v", info.Size, err)
+			}
+			bytes += info.Size
+		}
+		b.ReportMetric(float64(bytes)/1e6/b.Elapsed().Seconds(), "MB/s")
+		b.ReportMetric(float64(peak())/(1<<20), "peak-heap-MiB")
+	})
+}
+
+// watchHeap samples the Go heap every 10 ms until the benchmark ends and
+// returns a function that reads the peak.
+func watchHeap(b *testing.B) func() uint64 {
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	go func() {
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				metrics.Read(sample)
+				if v := sample[0].Value.Uint64(); v > peak.Load() {
+					peak.Store(v)
+				}
+			}
+		}
+	}()
+	b.Cleanup(func() { close(stop) })
+	return peak.Load
+}
