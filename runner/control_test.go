@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	docker "github.com/fsouza/go-dockerclient"
+
 	"kozmic/store"
 )
 
@@ -212,4 +214,41 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func TestContainersAreConfinedAndLimited(t *testing.T) {
+	h := newHarness(t, Config{Memory: 64 << 20, CPUs: 0.5, PidsLimit: 100})
+	rp := newRepo(t, map[string]string{"README": "x"})
+	p, _ := h.project(rp, store.Hook{Title: "inspect-me", BuildScript: "#!/bin/sh\necho up\nsleep 30\n"})
+	_, jobs := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
+	h.waitJob(jobs[0].ID, func(j store.Job) bool { return strings.Contains(h.logOf(j.ID), "up") })
+	cs, err := h.dc.ListContainers(docker.ListContainersOptions{Filters: map[string][]string{"label": {LabelJob + "=" + itoa(jobs[0].ID)}}})
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("containers of the job = %d, %v", len(cs), err)
+	}
+	c, err := h.dc.InspectContainerWithOptions(docker.InspectContainerOptions{ID: cs[0].ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := c.HostConfig
+	if hc.Privileged || len(hc.Binds) != 0 || hc.NetworkMode != "none" || hc.Memory != 64<<20 ||
+		hc.NanoCPUs != 5e8 || hc.PidsLimit == nil || *hc.PidsLimit != 100 || len(hc.CapAdd) != 0 {
+		t.Errorf("host config = privileged %v, binds %v, network %q, memory %d, cpus %d, pids %v, cap-add %v",
+			hc.Privileged, hc.Binds, hc.NetworkMode, hc.Memory, hc.NanoCPUs, hc.PidsLimit, hc.CapAdd)
+	}
+	if len(c.Mounts) != 1 {
+		t.Errorf("mounts = %+v, want only /kozmic", c.Mounts)
+	}
+	for _, m := range c.Mounts {
+		if m.Name == "" || m.Destination != "/kozmic" || strings.Contains(m.Source, "docker.sock") { // a bind has no volume name
+			t.Errorf("mount %+v: only the /kozmic volume is allowed", m)
+		}
+	}
+	if c.Config.Labels[LabelProject] != itoa(p.ID) || !c.Config.Tty || c.Config.WorkingDir != "/kozmic/src" {
+		t.Errorf("config: labels %v, tty %v, workdir %q", c.Config.Labels, c.Config.Tty, c.Config.WorkingDir)
+	}
+	if err := h.r.Cancel(context.Background(), jobs[0].ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitJob(jobs[0].ID, finished)
 }
