@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -178,7 +177,7 @@ func TestExecRunsAWorkingTree(t *testing.T) {
 	h := newHarness(t, Config{})
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "deps.txt"), []byte("uncommitted"), 0o644)
-	var out syncBuf
+	var out syncBuffer
 	status, code := h.r.Exec(context.Background(), ExecSpec{Dir: dir, Image: testImage,
 		InstallScript: "#!/bin/sh\necho install sees $(cat deps.txt)\n", TrackedFiles: []string{"deps.txt"},
 		BuildScript: "#!/bin/sh\necho build sees $(cat deps.txt)\nexit 5\n"}, &out)
@@ -190,30 +189,13 @@ func TestExecRunsAWorkingTree(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
-	var again syncBuf
+	var again syncBuffer
 	h.r.Exec(context.Background(), ExecSpec{Dir: dir, Image: testImage, InstallScript: "#!/bin/sh\necho install sees $(cat deps.txt)\n",
 		TrackedFiles: []string{"deps.txt"}, BuildScript: "#!/bin/sh\ntrue\n"}, &again)
 	if !strings.Contains(again.String(), SkippedInstall) {
 		t.Errorf("second exec did not reuse the install image:\n%s", again.String())
 	}
 	removeCacheImages(t, h, 0)
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestContainersAreConfinedAndLimited(t *testing.T) {

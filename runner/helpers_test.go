@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -82,7 +81,7 @@ type harness struct {
 	dc     *docker.Client
 	r      *Runner
 	notes  *recorder
-	logs   *bytes.Buffer
+	logs   *syncBuffer
 	dbPath string
 }
 
@@ -123,8 +122,8 @@ func (h *harness) start(cfg Config) {
 	}
 	cfg.WorkDir = h.t.TempDir()
 	h.notes = &recorder{}
-	h.logs = &bytes.Buffer{}
-	h.r = New(cfg, h.db, h.dc, h.notes, slog.New(slog.NewTextHandler(&lockedWriter{w: h.logs}, nil)))
+	h.logs = &syncBuffer{}
+	h.r = New(cfg, h.db, h.dc, h.notes, slog.New(slog.NewTextHandler(h.logs, nil)))
 	h.r.Start(context.Background())
 	h.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -133,15 +132,22 @@ func (h *harness) start(cfg Config) {
 	})
 }
 
-type lockedWriter struct {
+// syncBuffer is a buffer safe for concurrent writers.
+type syncBuffer struct {
 	mu sync.Mutex
-	w  io.Writer
+	b  bytes.Buffer
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // assertNoLeftovers fails if any container or volume labelled kozmic.job remains.
@@ -248,7 +254,18 @@ func (h *harness) build(p store.Project, ref, sha string) (store.Build, []store.
 	return b, jobs
 }
 
-// wait polls until the job's latest state satisfies done, and returns it.
+// runOK builds sha and waits for the project's first job to succeed.
+func (h *harness) runOK(p store.Project, sha string) store.Job {
+	h.t.Helper()
+	_, jobs := h.build(p, "refs/heads/main", sha)
+	j := h.waitJob(jobs[0].ID, finished)
+	if j.Status != store.JobSuccess {
+		h.t.Fatalf("job %s; log:\n%s", j.Status, h.logOf(j.ID))
+	}
+	return j
+}
+
+// waitJob polls until the job's latest state satisfies done, and returns it.
 func (h *harness) waitJob(id int64, done func(store.Job) bool) store.Job {
 	h.t.Helper()
 	deadline := time.Now().Add(90 * time.Second)

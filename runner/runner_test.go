@@ -122,15 +122,7 @@ func TestInstallCache(t *testing.T) {
 	rp := newRepo(t, map[string]string{"deps.txt": "lib-a 1.0\n", "main.c": "v1"})
 	p, hooks := h.project(rp, store.Hook{Title: "cached", InstallScript: installScript, BuildScript: checkInstalled,
 		TrackedFiles: []string{"deps.txt", "vendor"}})
-	run := func(sha string) store.Job {
-		t.Helper()
-		_, jobs := h.build(p, "refs/heads/main", sha)
-		j := h.waitJob(jobs[0].ID, finished)
-		if j.Status != store.JobSuccess {
-			t.Fatalf("job %s; log:\n%s", j.Status, h.logOf(j.ID))
-		}
-		return j
-	}
+	run := func(sha string) store.Job { return h.runOK(p, sha) }
 	first := run(rp.git("rev-parse", "HEAD"))
 	if first.Cache != store.CacheMiss || !strings.Contains(h.logOf(first.ID), "installing deps") {
 		t.Errorf("first build: cache %q, log:\n%s", first.Cache, h.logOf(first.ID))
@@ -220,15 +212,7 @@ func TestCacheLimitDropsLeastRecentlyUsed(t *testing.T) {
 	p, _ := h.project(rp, store.Hook{Title: "c", InstallScript: "#!/bin/sh\ntrue\n", BuildScript: "#!/bin/sh\ntrue\n",
 		TrackedFiles: []string{"deps.txt"}})
 	t.Cleanup(func() { removeCacheImages(t, h, p.ID) })
-	run := func(sha string) store.Job {
-		t.Helper()
-		_, jobs := h.build(p, "refs/heads/main", sha)
-		j := h.waitJob(jobs[0].ID, finished)
-		if j.Status != store.JobSuccess {
-			t.Fatalf("job %s:\n%s", j.Status, h.logOf(j.ID))
-		}
-		return j
-	}
+	run := func(sha string) store.Job { return h.runOK(p, sha) }
 	v1 := run(rp.git("rev-parse", "HEAD"))
 	v2 := run(rp.commit(map[string]string{"deps.txt": "v2"}, nil))
 	// Using v1 again makes v2 the least recently used.
