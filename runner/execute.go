@@ -101,9 +101,10 @@ func (r *Runner) execute(ctx context.Context, s spec, w io.Writer) result {
 	go r.watchStall(ctx, out, cancel)
 
 	res := r.steps(ctx, s, out)
+	if res.status != "" {
+		return res // ended on its own, even if a timer fired just after
+	}
 	switch cause := context.Cause(ctx); {
-	case cause == nil || errors.Is(cause, context.Canceled) && res.status != "":
-		// finished on its own
 	case errors.Is(cause, errStalled):
 		fmt.Fprintf(out, "\r\n\x1b[1;31m%s\x1b[0m\r\n", StalledMessage)
 		res.status, res.message = store.JobFailure, StalledMessage
@@ -136,11 +137,14 @@ func (r *Runner) watchStall(ctx context.Context, out *activity, cancel context.C
 
 func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 	var res result
+	// fail ends the job as an error, unless ctx ended: then the step failed
+	// because of that, and execute says why from ctx's cause.
 	fail := func(format string, args ...any) result {
-		res.status, res.message = store.JobError, fmt.Sprintf(format, args...)
-		if ctx.Err() == nil {
-			fmt.Fprintf(out, "\x1b[1;31m==> %s\x1b[0m\r\n", res.message)
+		if ctx.Err() != nil {
+			return res
 		}
+		res.status, res.message = store.JobError, fmt.Sprintf(format, args...)
+		fmt.Fprintf(out, "\x1b[1;31m==> %s\x1b[0m\r\n", res.message)
 		return res
 	}
 	base, err := r.image(ctx, s.image, out)
@@ -256,8 +260,13 @@ func (r *Runner) image(ctx context.Context, ref string, out io.Writer) (*docker.
 		r.pullMu.Unlock()
 		say(out, "Pulling %s", ref)
 		repo, tag := splitRef(ref)
-		p.err = r.docker.PullImage(docker.PullImageOptions{Repository: repo, Tag: tag, OutputStream: out, Context: ctx}, docker.AuthConfiguration{})
-		p.at = time.Now()
+		err := r.docker.PullImage(docker.PullImageOptions{Repository: repo, Tag: tag, OutputStream: out, Context: ctx}, docker.AuthConfiguration{})
+		r.pullMu.Lock()
+		p.err, p.at = err, time.Now()
+		if ctx.Err() != nil {
+			delete(r.pulls, ref) // cut short by this job's end: the next job pulls again
+		}
+		r.pullMu.Unlock()
 		close(p.done)
 	} else {
 		r.pullMu.Unlock()

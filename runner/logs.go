@@ -294,7 +294,10 @@ func (b *Broker) publish(jobID int64, c Chunk) {
 // Dropped counts the followers dropped for falling behind.
 func (b *Broker) Dropped() int64 { return b.dropped.Load() }
 
-// end closes every follower of the job, marked as ended.
+// end closes every follower of the job, marked as ended. It is called when
+// the job's log is closed and again once the job's end is in the store: a
+// follower that subscribes after that sees the job finished in the store,
+// so none can wait for chunks that will never come.
 func (b *Broker) end(jobID int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

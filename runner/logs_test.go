@@ -124,6 +124,7 @@ func TestFollowSurvivesBeingDropped(t *testing.T) {
 	}
 	l.Close()
 	finishJob(t, db, job.ID)
+	b.end(job.ID) // as Runner.finish does once the job's end is recorded
 
 	for name, ch := range map[string]chan result{"fast": fast, "slow": slow} {
 		r := <-ch

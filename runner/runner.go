@@ -141,7 +141,7 @@ func (r *Runner) Start(ctx context.Context) {
 		r.startWorkers(claimCtx)
 		return
 	}
-	r.log.Warn("the Docker engine is not reachable: jobs wait until it is", "err", err)
+	r.log.Warn("the runner cannot start yet (is the Docker engine reachable?): jobs wait", "err", err)
 	r.workers.Go(func() {
 		for {
 			select {
@@ -150,10 +150,10 @@ func (r *Runner) Start(ctx context.Context) {
 			case <-time.After(5 * time.Second):
 			}
 			if err := r.recover(claimCtx); err != nil {
-				r.log.Debug("Docker engine still not reachable", "err", err)
+				r.log.Debug("the runner still cannot start", "err", err)
 				continue
 			}
-			r.log.Info("the Docker engine answers: starting jobs")
+			r.log.Info("the runner has started: jobs run")
 			r.startWorkers(claimCtx)
 			return
 		}
