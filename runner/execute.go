@@ -183,7 +183,7 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 					runFrom = cached
 				}
 			}
-			r.remove(c)
+			r.removeLater(c)
 			switch {
 			case ctx.Err() != nil:
 				return res
@@ -204,7 +204,7 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 		return fail("%s", err)
 	}
 	res.containerID = c
-	defer r.remove(c)
+	defer r.removeLater(c)
 	code, err := r.runContainer(ctx, c, s.src, s.build, out)
 	if ctx.Err() != nil {
 		return res

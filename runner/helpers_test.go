@@ -76,13 +76,14 @@ func (r *recorder) all() []store.JobChanged {
 }
 
 type harness struct {
-	t      testing.TB
-	db     *store.DB
-	dc     *docker.Client
-	r      *Runner
-	notes  *recorder
-	logs   *syncBuffer
-	dbPath string
+	t       testing.TB
+	db      *store.DB
+	dc      *docker.Client
+	r       *Runner   // the newest runner
+	runners []*Runner // every runner started, shut down at the end
+	notes   *recorder
+	logs    *syncBuffer
+	dbPath  string
 }
 
 // newHarness starts a runner with a fresh database. Jobs run with network
@@ -97,9 +98,20 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	if h.dc, err = NewDockerClient(dockerHost()); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.finish)
 	h.start(cfg)
-	t.Cleanup(func() { assertNoLeftovers(t, h.dc) })
 	return h
+}
+
+// finish shuts the harness's runners down, which waits for their container
+// removals, and then checks that nothing labelled as a job's is left.
+func (h *harness) finish() {
+	for _, r := range h.runners {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r.Shutdown(ctx)
+		cancel()
+	}
+	assertNoLeftovers(h.t, h.dc)
 }
 
 func openDB(t testing.TB, path string) *store.DB {
@@ -125,11 +137,7 @@ func (h *harness) start(cfg Config) {
 	h.logs = &syncBuffer{}
 	h.r = New(cfg, h.db, h.dc, h.notes, slog.New(slog.NewTextHandler(h.logs, nil)))
 	h.r.Start(context.Background())
-	h.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		h.r.Shutdown(ctx)
-	})
+	h.runners = append(h.runners, h.r)
 }
 
 // syncBuffer is a buffer safe for concurrent writers.

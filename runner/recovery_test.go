@@ -43,7 +43,7 @@ func TestCrashRecovery(t *testing.T) {
 	if h.dc, err = NewDockerClient(dockerHost()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { assertNoLeftovers(t, h.dc) })
+	t.Cleanup(h.finish)
 	rp := newRepo(t, map[string]string{"README": "x"})
 	// The first attempt (job 1 of this fresh database) hangs; the re-run,
 	// attempt 2, finishes at once.

@@ -103,6 +103,7 @@ type Runner struct {
 	stopJobs     context.CancelCauseFunc
 	jobsCtx      context.Context
 	workers      sync.WaitGroup
+	removals     sync.WaitGroup // containers being removed in the background
 }
 
 // New returns a runner; Start sets it going.
@@ -428,6 +429,7 @@ func (r *Runner) Shutdown(ctx context.Context) {
 		r.stopJobs(errShutdown)
 		<-done
 	}
+	r.removals.Wait()
 }
 
 // ExecSpec is a hook definition run by `kozmic exec` on a local tree.
@@ -446,6 +448,7 @@ type ExecSpec struct {
 func (r *Runner) Exec(ctx context.Context, s ExecSpec, w io.Writer) (store.JobStatus, int) {
 	res := r.execute(ctx, spec{image: s.Image, install: s.InstallScript, build: s.BuildScript,
 		tracked: s.TrackedFiles, src: dirSource{path: s.Dir}, env: []string{"CI=true", "KOZMIC=true"}}, w)
+	r.removals.Wait()
 	if res.exitCode != nil {
 		return res.status, *res.exitCode
 	}
