@@ -137,7 +137,7 @@ func (r *Runner) Start(ctx context.Context) {
 	claimCtx, stopClaiming := context.WithCancel(base)
 	r.jobsCtx, r.stopJobs = context.WithCancelCause(base)
 	r.stopClaiming = stopClaiming
-	err := r.recover(claimCtx)
+	err := r.recoverLeftovers(claimCtx)
 	if err == nil {
 		r.startWorkers(claimCtx)
 		return
@@ -150,7 +150,7 @@ func (r *Runner) Start(ctx context.Context) {
 				return
 			case <-time.After(5 * time.Second):
 			}
-			if err := r.recover(claimCtx); err != nil {
+			if err := r.recoverLeftovers(claimCtx); err != nil {
 				r.log.Debug("the runner still cannot start", "err", err)
 				continue
 			}
@@ -168,7 +168,7 @@ func (r *Runner) startWorkers(ctx context.Context) {
 	r.Enqueued()
 }
 
-func (r *Runner) recover(ctx context.Context) error {
+func (r *Runner) recoverLeftovers(ctx context.Context) error {
 	left, err := r.docker.ListContainers(docker.ListContainersOptions{All: true, Context: ctx,
 		Filters: map[string][]string{"label": {LabelJob}}})
 	if err != nil {
