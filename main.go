@@ -125,7 +125,7 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	}, db, dc, nil, log)
 	jobs.Start(ctx)
 
-	h := handlers.New(handlers.Deps{DB: db, Log: log})
+	h := handlers.New(handlers.Deps{DB: db, Jobs: jobs, Log: log})
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,

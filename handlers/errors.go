@@ -1,22 +1,29 @@
 package handlers
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"kozmic/store"
 	"kozmic/views"
 )
 
 var (
-	errPanic       = errors.New("handler panicked")
-	errNoSuchRoute = errors.New("no such route")
+	errPanic        = errors.New("handler panicked")
+	errNoSuchRoute  = errors.New("no such route")
+	errUnauthorized = errors.New("unauthorized")
+	errTooLarge     = errors.New("request body too large")
+	errBadRequest   = errors.New("bad request")
 )
 
 // fail answers a request that went wrong: store.ErrNotFound (and unknown
-// routes) with the 404 page, store.ErrConflict with 409, store.ErrInvalid
-// with 422, anything else with the 500 page after logging it. The page never
-// shows err's text.
+// routes) with 404, store.ErrConflict with 409, store.ErrInvalid with 422,
+// the handlers' own errUnauthorized, errTooLarge and errBadRequest with 401,
+// 413 and 400, and anything else with 500 after logging it. Pages get the
+// friendly error page, API routes a JSON {"error": …}. Neither shows err's
+// text.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	v := views.ErrorView{Status: http.StatusInternalServerError, Title: "Something went wrong",
 		Message: "Kozmic could not finish this request. The problem has been logged; try again in a moment."}
@@ -30,11 +37,24 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, store.ErrInvalid):
 		v = views.ErrorView{Status: http.StatusUnprocessableEntity, Title: "That cannot be saved",
 			Message: "Some of what was sent is missing or malformed. Go back, check the form and try again."}
+	case errors.Is(err, errUnauthorized):
+		v = views.ErrorView{Status: http.StatusUnauthorized, Title: "Not allowed",
+			Message: "The request's signature or credentials are missing or wrong."}
+	case errors.Is(err, errTooLarge):
+		v = views.ErrorView{Status: http.StatusRequestEntityTooLarge, Title: "Too large",
+			Message: "The request body is larger than Kozmic accepts."}
+	case errors.Is(err, errBadRequest):
+		v = views.ErrorView{Status: http.StatusBadRequest, Title: "Malformed request",
+			Message: "The request body could not be read as what it claims to be."}
 	default:
 		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	if isAPI(r) {
+		writeJSON(w, v.Status, map[string]string{"error": v.Message})
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(v.Status)
 	if r.Method == http.MethodHead {
 		return
@@ -42,6 +62,19 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if err := views.ErrorPage(v).Render(r.Context(), w); err != nil {
 		h.log.Warn("render error page", "err", err)
 	}
+}
+
+// isAPI tells requests from machines (webhooks), which get JSON, from
+// requests from browsers.
+func isAPI(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/webhooks/")
+}
+
+// writeJSON sends v as the JSON body with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
 }
 
 func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {

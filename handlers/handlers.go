@@ -7,29 +7,41 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+
+	"kozmic/store"
 )
 
 // Store is what the handlers need of the database.
 type Store interface {
 	Ping(ctx context.Context) error
+	WebhookSecret(ctx context.Context, projectID int64) (string, error)
+	CreateBuild(ctx context.Context, nb store.NewBuild) (store.Build, []store.Job, error)
+}
+
+// Jobs is what the handlers need of the job runner.
+type Jobs interface {
+	// Enqueued wakes the runner after jobs were enqueued.
+	Enqueued()
 }
 
 // Deps are the parts the handlers work with.
 type Deps struct {
-	DB  Store
-	Log *slog.Logger
+	DB   Store
+	Jobs Jobs
+	Log  *slog.Logger
 }
 
 // Handler serves every route of the server.
 type Handler struct {
-	db  Store
-	log *slog.Logger
-	mux *http.ServeMux
+	db   Store
+	jobs Jobs
+	log  *slog.Logger
+	mux  *http.ServeMux
 }
 
 // New returns the server's HTTP handler.
 func New(d Deps) *Handler {
-	h := &Handler{db: d.DB, log: d.Log, mux: http.NewServeMux()}
+	h := &Handler{db: d.DB, jobs: d.Jobs, log: d.Log, mux: http.NewServeMux()}
 	h.routes()
 	return h
 }

@@ -7,24 +7,60 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/PuerkitoBio/goquery"
 
+	"kozmic/migrations"
 	"kozmic/static"
 	"kozmic/store"
 )
 
-// pinger is a Store whose Ping answers with err.
-type pinger struct{ err error }
+// wakeCounter stands in for the runner: it counts wake-ups.
+type wakeCounter struct{ n atomic.Int64 }
 
-func (p pinger) Ping(context.Context) error { return p.err }
+func (c *wakeCounter) Enqueued() { c.n.Add(1) }
 
-func newTestHandler(t *testing.T, db Store) (*Handler, *strings.Builder) {
+// testServer is a Handler over a real database in a temporary directory.
+type testServer struct {
+	*Handler
+	db   *store.DB
+	jobs *wakeCounter
+	logs *syncBuilder
+}
+
+func newTestServer(t testing.TB) *testServer {
 	t.Helper()
-	var logs strings.Builder
-	return New(Deps{DB: db, Log: slog.New(slog.NewTextHandler(&logs, nil))}), &logs
+	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "k.db"),
+		store.Options{SecretKey: []byte(strings.Repeat("k", 32)), Migrations: migrations.FS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s := &testServer{db: db, jobs: &wakeCounter{}, logs: &syncBuilder{}}
+	s.Handler = New(Deps{DB: db, Jobs: s.jobs, Log: slog.New(slog.NewTextHandler(s.logs, nil))})
+	return s
+}
+
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {
@@ -37,26 +73,26 @@ func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {
 }
 
 func TestHealthz(t *testing.T) {
-	h, _ := newTestHandler(t, pinger{})
-	res, body := get(t, h, "/healthz")
+	s := newTestServer(t)
+	res, body := get(t, s, "/healthz")
 	if res.StatusCode != 200 || strings.TrimSpace(body) != `{"database":"ok","status":"ok"}` {
 		t.Errorf("healthy: %d %s", res.StatusCode, body)
 	}
-	h, logs := newTestHandler(t, pinger{errors.New("disk I/O error at /secret/path")})
-	res, body = get(t, h, "/healthz")
+	s.db.Close()
+	res, body = get(t, s, "/healthz")
 	if res.StatusCode != 503 || !strings.Contains(body, `"database":"unavailable"`) {
 		t.Errorf("database down: %d %s", res.StatusCode, body)
 	}
-	if strings.Contains(body, "/secret/path") {
+	if strings.Contains(body, "closed") {
 		t.Error("healthz shows the internal error")
 	}
-	if !strings.Contains(logs.String(), "disk I/O error") {
+	if !strings.Contains(s.logs.String(), "database is closed") {
 		t.Error("the database error was not logged")
 	}
 }
 
 func TestNotFoundPage(t *testing.T) {
-	h, _ := newTestHandler(t, pinger{})
+	h := newTestServer(t)
 	res, body := get(t, h, "/projects/<script>alert(1)</script>")
 	if res.StatusCode != 404 || res.Header.Get("Content-Type") != "text/html; charset=utf-8" {
 		t.Fatalf("status %d, type %q", res.StatusCode, res.Header.Get("Content-Type"))
@@ -92,7 +128,7 @@ func TestFailMapsErrorsWithoutShowingThem(t *testing.T) {
 		{errors.New("insert build: database is locked (internal detail)"), 500, true},
 	}
 	for _, tt := range tests {
-		h, logs := newTestHandler(t, pinger{})
+		h := newTestServer(t)
 		rec := httptest.NewRecorder()
 		h.fail(rec, httptest.NewRequest(http.MethodPost, "/x", nil), tt.err)
 		body := rec.Body.String()
@@ -102,26 +138,26 @@ func TestFailMapsErrorsWithoutShowingThem(t *testing.T) {
 		if strings.Contains(body, "internal detail") || strings.Contains(body, "sql:") {
 			t.Errorf("%v: the page shows the error text", tt.err)
 		}
-		if got := strings.Contains(logs.String(), "request failed"); got != tt.logged {
+		if got := strings.Contains(h.logs.String(), "request failed"); got != tt.logged {
 			t.Errorf("%v: logged = %v, want %v", tt.err, got, tt.logged)
 		}
 	}
 }
 
 func TestPanicBecomes500Page(t *testing.T) {
-	h, logs := newTestHandler(t, pinger{})
+	h := newTestServer(t)
 	h.mux.HandleFunc("GET /boom", func(http.ResponseWriter, *http.Request) { panic("secret panic detail") })
 	res, body := get(t, h, "/boom")
 	if res.StatusCode != 500 || !strings.Contains(body, "Something went wrong") || strings.Contains(body, "secret panic detail") {
 		t.Errorf("panic: %d %q", res.StatusCode, body)
 	}
-	if !strings.Contains(logs.String(), "secret panic detail") {
+	if !strings.Contains(h.logs.String(), "secret panic detail") {
 		t.Error("the panic was not logged")
 	}
 }
 
 func TestStaticFiles(t *testing.T) {
-	h, _ := newTestHandler(t, pinger{})
+	h := newTestServer(t)
 	res, body := get(t, h, static.Path("kozmic.css"))
 	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/css") || !strings.Contains(body, "--success") {
 		t.Errorf("versioned css: %d %q", res.StatusCode, res.Header.Get("Content-Type"))

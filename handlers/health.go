@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"time"
 )
@@ -17,8 +16,6 @@ func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {
 		h.log.Error("health check: database", "err", err)
 		status, code = map[string]string{"status": "unavailable", "database": "unavailable"}, http.StatusServiceUnavailable
 	}
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(status)
+	writeJSON(w, code, status)
 }

@@ -10,9 +10,14 @@ import (
 	"time"
 )
 
-// ErrNoHooks means a build was asked for a project that has no hooks, so it
-// would have no jobs.
-var ErrNoHooks = errors.New("the project has no hooks")
+var (
+	// ErrNoHooks means a build was asked for a project that has no hooks, so
+	// it would have no jobs.
+	ErrNoHooks = errors.New("the project has no hooks")
+	// ErrSeenDelivery means a webhook delivery was handled before; it is
+	// also an ErrConflict.
+	ErrSeenDelivery = fmt.Errorf("%w: webhook delivery seen before", ErrConflict)
+)
 
 // Build is one commit of one ref of a project; its jobs are the project's
 // hooks run on that commit.
@@ -52,6 +57,10 @@ type NewBuild struct {
 	// Payload is the JSON that caused the build (the webhook body), kept with
 	// every hook call. Empty means {}.
 	Payload []byte
+	// DeliveryID, when set, is the webhook delivery that asked for the build,
+	// recorded in the same transaction; Event is its event name.
+	DeliveryID string
+	Event      string
 }
 
 const buildColumns = `id, project_id, number, ref, sha, author, message, from_fork, status,
@@ -69,8 +78,9 @@ func scanBuild(row scanner) (Build, error) {
 // enqueued job per hook call, and returns the build and its jobs.
 //
 // If the project already has a build for that ref and SHA, that build is
-// returned with no jobs, and nothing is written. A project without hooks is
-// ErrNoHooks; a missing project is ErrNotFound.
+// returned with no jobs. A delivery recorded before is ErrSeenDelivery and
+// writes nothing; a project without hooks is ErrNoHooks; a missing project
+// is ErrNotFound.
 func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error) {
 	if nb.Ref == "" || nb.SHA == "" {
 		return Build{}, nil, invalid("a build needs a ref and a commit")
@@ -87,6 +97,22 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error
 		jobs []Job
 	)
 	err := db.writeTx(ctx, func(tx txn) error {
+		if nb.DeliveryID != "" {
+			res, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (delivery_id, project_id, event, received_at)
+				SELECT ?, id, ?, ? FROM projects WHERE id = ? ON CONFLICT (delivery_id) DO NOTHING`,
+				nb.DeliveryID, nb.Event, db.nowMS(), nb.ProjectID)
+			if err != nil {
+				return wrap("record delivery", err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return wrap("record delivery", err)
+			} else if n == 0 {
+				if err := projectExists(ctx, tx, nb.ProjectID); err != nil {
+					return err
+				}
+				return ErrSeenDelivery
+			}
+		}
 		var err error
 		b, err = scanBuild(tx.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds
 			WHERE project_id = ? AND ref = ? AND sha = ?`, nb.ProjectID, nb.Ref, nb.SHA))

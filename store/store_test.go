@@ -715,3 +715,39 @@ func TestWriterStatementsArePreparedAfterFirstUse(t *testing.T) {
 		t.Errorf("prepared statements grew from %d to %d on a repeated operation", after, n)
 	}
 }
+
+func TestCreateBuildRecordsDeliveryOnce(t *testing.T) {
+	ctx := context.Background()
+	db := newTestDB(t)
+	f := newFixture(t, db, "acme/widget")
+	nb := NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: "abc", DeliveryID: "d-1", Event: "push"}
+	b, jobs, err := db.CreateBuild(ctx, nb)
+	if err != nil || len(jobs) != 2 {
+		t.Fatalf("first delivery: %d jobs, %v", len(jobs), err)
+	}
+	if _, _, err := db.CreateBuild(ctx, nb); !errors.Is(err, ErrSeenDelivery) || !errors.Is(err, ErrConflict) {
+		t.Errorf("same delivery again: err = %v, want ErrSeenDelivery", err)
+	}
+	// Another delivery of the same commit reuses the build and is recorded.
+	nb.DeliveryID = "d-2"
+	again, jobs, err := db.CreateBuild(ctx, nb)
+	if err != nil || again.ID != b.ID || jobs != nil {
+		t.Errorf("second delivery of the commit: build %d, %d jobs, %v", again.ID, len(jobs), err)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM webhook_deliveries WHERE project_id = ?`, f.project.ID); n != 2 {
+		t.Errorf("deliveries = %d, want 2", n)
+	}
+	if _, _, err := db.CreateBuild(ctx, NewBuild{ProjectID: 999, Ref: "r", SHA: "s", DeliveryID: "d-3"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("delivery for a missing project: err = %v, want ErrNotFound", err)
+	}
+	// A failed build creation (no hooks) does not keep its delivery.
+	for _, h := range f.hooks {
+		db.DeleteHook(ctx, h.ID)
+	}
+	if _, _, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "r", SHA: "s", DeliveryID: "d-4"}); !errors.Is(err, ErrNoHooks) {
+		t.Fatalf("no hooks: %v", err)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM webhook_deliveries WHERE delivery_id = 'd-4'`); n != 0 {
+		t.Error("the delivery of a rolled-back build was kept")
+	}
+}

@@ -1,0 +1,138 @@
+// Package gh is everything Kozmic does with GitHub (and with Gitea and
+// Forgejo, which send the same webhooks): reading webhooks, and the API
+// calls behind login, projects, roles and commit statuses.
+package gh
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/google/go-github/v60/github"
+)
+
+var (
+	// ErrBadSignature means X-Hub-Signature-256 is missing or does not match
+	// the body signed with the project's secret.
+	ErrBadSignature = errors.New("webhook signature missing or wrong")
+	// ErrMalformed means the body is not the JSON the event promises.
+	ErrMalformed = errors.New("webhook payload malformed")
+	// ErrUnhandledEvent means Kozmic does nothing with this kind of event.
+	ErrUnhandledEvent = errors.New("webhook event not handled")
+)
+
+// VerifySignature checks header, the X-Hub-Signature-256 value
+// ("sha256=<hex>"), against the HMAC-SHA256 of body under secret, in
+// constant time. SHA-1 signatures are not accepted.
+func VerifySignature(secret []byte, header string, body []byte) error {
+	hexSig, ok := strings.CutPrefix(header, "sha256=")
+	if !ok {
+		return ErrBadSignature
+	}
+	got, err := hex.DecodeString(hexSig)
+	if err != nil {
+		return ErrBadSignature
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	if !hmac.Equal(got, mac.Sum(nil)) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// Sign returns the X-Hub-Signature-256 value for body under secret, as
+// GitHub computes it.
+func Sign(secret, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// Trigger is what a webhook asks of Kozmic.
+type Trigger struct {
+	Build   bool   // false: nothing to build, for Reason
+	Reason  string // why there is nothing to build
+	Ref     string
+	SHA     string
+	Author  string
+	Message string
+	// FromFork is a pull request whose head lives in another repository:
+	// it runs without the project's secrets.
+	FromFork bool
+}
+
+// ParseWebhook reads a webhook's body for its event (the X-GitHub-Event
+// header): a push makes a build of its ref at "after", unless the ref was
+// deleted or the head commit asks to skip CI; a pull request opened,
+// synchronized or reopened makes a build of its head commit on
+// refs/pull/N/head; ping makes nothing. Other events are ErrUnhandledEvent;
+// a body that does not parse is ErrMalformed.
+func ParseWebhook(event string, body []byte) (Trigger, error) {
+	switch event {
+	case "ping":
+		return Trigger{Reason: "pong"}, nil
+	case "push", "pull_request":
+	default:
+		return Trigger{}, ErrUnhandledEvent
+	}
+	parsed, err := github.ParseWebHook(event, body)
+	if err != nil {
+		return Trigger{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	switch e := parsed.(type) {
+	case *github.PushEvent:
+		return pushTrigger(e)
+	case *github.PullRequestEvent:
+		return pullRequestTrigger(e)
+	}
+	return Trigger{}, ErrUnhandledEvent
+}
+
+const zeroSHA = "0000000000000000000000000000000000000000"
+
+func pushTrigger(e *github.PushEvent) (Trigger, error) {
+	if e.GetRef() == "" {
+		return Trigger{}, fmt.Errorf("%w: push without ref", ErrMalformed)
+	}
+	if e.GetDeleted() || e.GetAfter() == zeroSHA || e.GetAfter() == "" {
+		return Trigger{Reason: "the ref was deleted"}, nil
+	}
+	hc := e.GetHeadCommit()
+	msg := hc.GetMessage()
+	if lower := strings.ToLower(msg); strings.Contains(lower, "[ci skip]") || strings.Contains(lower, "[skip ci]") {
+		return Trigger{Reason: "the head commit asks to skip CI"}, nil
+	}
+	author := hc.GetAuthor().GetName()
+	if author == "" {
+		author = hc.GetAuthor().GetLogin()
+	}
+	return Trigger{Build: true, Ref: e.GetRef(), SHA: e.GetAfter(), Author: author, Message: msg}, nil
+}
+
+func pullRequestTrigger(e *github.PullRequestEvent) (Trigger, error) {
+	switch e.GetAction() {
+	case "opened", "synchronize", "reopened":
+	default:
+		return Trigger{Reason: "pull request " + e.GetAction()}, nil
+	}
+	pr := e.GetPullRequest()
+	sha := pr.GetHead().GetSHA()
+	if pr == nil || pr.GetNumber() == 0 || sha == "" {
+		return Trigger{}, fmt.Errorf("%w: pull request without number or head", ErrMalformed)
+	}
+	head, base := pr.GetHead().GetRepo(), pr.GetBase().GetRepo()
+	return Trigger{
+		Build:   true,
+		Ref:     "refs/pull/" + strconv.Itoa(pr.GetNumber()) + "/head",
+		SHA:     sha,
+		Author:  pr.GetUser().GetLogin(),
+		Message: pr.GetTitle(),
+		// A deleted fork has no head repository: treat it as a fork.
+		FromFork: head == nil || head.GetID() != base.GetID(),
+	}, nil
+}
