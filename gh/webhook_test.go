@@ -91,4 +91,3 @@ func TestParseWebhookSkipsAndForks(t *testing.T) {
 		t.Errorf("same-repository pull request marked as a fork: %+v, %v", same, err)
 	}
 }
-
