@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"kozmic/gh"
 	"kozmic/handlers"
 	"kozmic/migrations"
 	"kozmic/runner"
@@ -118,11 +119,19 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
+	github := gh.New(gh.Config{WebURL: cfg.GitHubURL, ClientID: cfg.GitHubClientID,
+		ClientSecret: cfg.GitHubClientSecret, BaseURL: cfg.BaseURL})
+	statuses := gh.NewStatuses(github, db, log)
+	postCtx, stopPosting := context.WithCancel(context.WithoutCancel(ctx))
+	posting := make(chan struct{})
+	go func() { statuses.Run(postCtx); close(posting) }()
+	defer func() { stopPosting(); <-posting }()
+
 	jobs := runner.New(runner.Config{
 		Workers: cfg.Workers, StallTimeout: cfg.StallTimeout, JobTimeout: cfg.JobTimeout,
 		CachedImagesLimit: cfg.CachedImagesLimit, MaxLogBytes: cfg.MaxLogBytes, Network: cfg.JobNetwork,
 		Memory: cfg.JobMemory, CPUs: cfg.JobCPUs,
-	}, db, dc, nil, log)
+	}, db, dc, statuses, log)
 	jobs.Start(ctx)
 
 	h := handlers.New(handlers.Deps{DB: db, Jobs: jobs, Log: log})

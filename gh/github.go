@@ -1,0 +1,68 @@
+package gh
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+
+	"github.com/google/go-github/v60/github"
+	"golang.org/x/oauth2"
+)
+
+// Config says which GitHub Kozmic talks to and how it is known there.
+type Config struct {
+	// WebURL is GitHub's web address: https://github.com, or a GitHub
+	// Enterprise server, whose API is then at WebURL/api/v3/.
+	WebURL       *url.URL
+	ClientID     string
+	ClientSecret string
+	// BaseURL is Kozmic's public address, for OAuth callbacks and links.
+	BaseURL *url.URL
+}
+
+// GitHub makes API clients and runs the OAuth flow against one GitHub.
+type GitHub struct {
+	cfg    Config
+	apiURL string
+	oauth  *oauth2.Config
+}
+
+// New returns a GitHub for cfg.
+func New(cfg Config) *GitHub {
+	web := strings.TrimRight(cfg.WebURL.String(), "/")
+	api := web + "/api/v3/"
+	if cfg.WebURL.Host == "github.com" {
+		api = "https://api.github.com/"
+	}
+	return &GitHub{cfg: cfg, apiURL: api, oauth: &oauth2.Config{
+		ClientID:     cfg.ClientID,
+		ClientSecret: cfg.ClientSecret,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   web + "/login/oauth/authorize",
+			TokenURL:  web + "/login/oauth/access_token",
+			AuthStyle: oauth2.AuthStyleInParams,
+		},
+		RedirectURL: strings.TrimRight(cfg.BaseURL.String(), "/") + "/auth/github/callback",
+		Scopes:      []string{"repo", "read:org", "user:email"},
+	}}
+}
+
+// client returns an API client acting with token.
+func (g *GitHub) client(ctx context.Context, token string) *github.Client {
+	hc := oauth2.NewClient(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token}))
+	c := github.NewClient(hc)
+	if g.apiURL != "https://api.github.com/" {
+		c, _ = c.WithEnterpriseURLs(g.apiURL, g.apiURL) // both end in /: never an error
+	}
+	return c
+}
+
+// statusCode is the HTTP status of a failed API call, or 0.
+func statusCode(err error) int {
+	var er *github.ErrorResponse
+	if errors.As(err, &er) && er.Response != nil {
+		return er.Response.StatusCode
+	}
+	return 0
+}

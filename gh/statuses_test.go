@@ -1,0 +1,196 @@
+package gh
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"kozmic/migrations"
+	"kozmic/store"
+)
+
+type statusFixture struct {
+	db      *store.DB
+	fake    *fakeGitHub
+	st      *Statuses
+	project store.Project
+	jobs    []store.Job
+	key     string // the fake's statuses route for the build's commit
+}
+
+func newStatusFixture(t *testing.T) *statusFixture {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "k.db"), store.Options{SecretKey: []byte(strings.Repeat("k", 32)), Migrations: migrations.FS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	owner, err := db.UpsertGitHubUser(ctx, githubUserForTest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := db.CreateProject(ctx, store.NewProject{OwnerID: owner.ID, Source: store.SourceGitHub, GitHubID: 1296269,
+		FullName: "octocat/Hello-World", WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, title := range []string{"lint", "test"} {
+		if _, err := db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: title, DockerImage: "i", BuildScript: "#!/bin/sh"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const sha = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
+	_, jobs, err := db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: sha})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := newFakeGitHub(t)
+	key := "POST /api/v3/repos/octocat/Hello-World/statuses/" + sha
+	fake.route(key, 201, "create_status.json")
+	base, _ := url.Parse("https://kozmic.example.com")
+	st := NewStatuses(New(Config{WebURL: fake.webURL(), BaseURL: base}), db, slog.New(slog.DiscardHandler))
+	st.Backoff = 50 * time.Millisecond
+	return &statusFixture{db: db, fake: fake, st: st, project: p, jobs: jobs, key: key}
+}
+
+func githubUserForTest() store.GitHubUser {
+	return store.GitHubUser{ID: 583231, Login: "octocat", Name: "The Octocat", AccessToken: "gho_statuses_token"}
+}
+
+// move changes a job's status and tells the notifier, as the runner does.
+func (f *statusFixture) move(t *testing.T, i int, s store.JobStatus, errMsg string) {
+	t.Helper()
+	ch, err := f.db.UpdateJob(context.Background(), f.jobs[i].ID, store.JobUpdate{Status: s, Error: errMsg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.st.JobChanged(context.Background(), ch)
+}
+
+type postedStatus struct {
+	State, Description, Context string
+	TargetURL                   string `json:"target_url"`
+}
+
+func decode(t *testing.T, c apiCall) postedStatus {
+	t.Helper()
+	var p postedStatus
+	if err := json.Unmarshal(c.Body, &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestStatusesFollowJobs(t *testing.T) {
+	f := newStatusFixture(t)
+	ctx := context.Background()
+	f.move(t, 0, store.JobRunning, "")
+	f.move(t, 0, store.JobSuccess, "") // replaces the unposted "running"
+	f.move(t, 1, store.JobRunning, "")
+	f.st.postDue(ctx)
+	calls := f.fake.callsTo(f.key)
+	if len(calls) != 2 {
+		t.Fatalf("posted %d statuses, want 2 (one per context)", len(calls))
+	}
+	lint, test := decode(t, calls[0]), decode(t, calls[1])
+	if lint.State != "success" || lint.Context != "kozmic/lint" || lint.Description != "Build #1 passed in 0s" ||
+		lint.TargetURL != fmt.Sprintf("https://kozmic.example.com/projects/%d/builds/1/jobs/%d", f.project.ID, f.jobs[0].ID) {
+		t.Errorf("lint status = %+v", lint)
+	}
+	if test.State != "pending" || test.Context != "kozmic/test" || test.Description != "Build #1 is running" {
+		t.Errorf("test status = %+v", test)
+	}
+	if calls[0].Auth != "Bearer gho_statuses_token" {
+		t.Errorf("Authorization = %q", calls[0].Auth)
+	}
+	f.move(t, 1, store.JobError, strings.Repeat("the engine broke ", 20))
+	f.st.postDue(ctx)
+	calls = f.fake.callsTo(f.key)
+	if last := decode(t, calls[len(calls)-1]); last.State != "error" || len([]rune(last.Description)) != 140 ||
+		!strings.HasPrefix(last.Description, "Build #1 errored: the engine broke") {
+		t.Errorf("error status = %+v (%d characters)", last, len([]rune(last.Description)))
+	}
+	if due, _ := f.db.DueStatuses(ctx, time.Now().Add(time.Hour), 10); len(due) != 0 {
+		t.Errorf("outbox not empty after posting: %+v", due)
+	}
+}
+
+func TestStatusRetriesAndRateLimits(t *testing.T) {
+	f := newStatusFixture(t)
+	reset := time.Now().Add(time.Second).Truncate(time.Second).Add(time.Second)
+	f.fake.script(f.key,
+		reply{status: 500, body: `{"message":"Server Error"}`},
+		reply{status: 403, headers: map[string]string{"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0",
+			"X-RateLimit-Reset": fmt.Sprint(reset.Unix())}, body: `{"message":"API rate limit exceeded for user ID 1."}`},
+		reply{status: 403, headers: map[string]string{"Retry-After": "1"}, body: `{"message":"You have exceeded a secondary rate limit.",
+			"documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#secondary-rate-limits"}`},
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go f.st.Run(ctx)
+	f.move(t, 0, store.JobRunning, "")
+	for len(f.fake.callsTo(f.key)) < 4 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	calls := f.fake.callsTo(f.key)
+	if len(calls) != 4 {
+		t.Fatalf("calls = %d, want 4 (500, rate limit, secondary limit, success)", len(calls))
+	}
+	if gap := calls[1].At.Sub(calls[0].At); gap < f.st.Backoff {
+		t.Errorf("retry after a 500 came %s later, before the backoff", gap)
+	}
+	if calls[2].At.Before(reset) {
+		t.Errorf("retry after the rate limit at %s, before its reset at %s", calls[2].At.Format(time.StampMilli), reset.Format(time.StampMilli))
+	}
+	if gap := calls[3].At.Sub(calls[2].At); gap < time.Second {
+		t.Errorf("retry after Retry-After: 1 came %s later", gap)
+	}
+	if pending, failed, _ := f.db.StatusCounts(ctx); pending != 0 || failed != 0 {
+		t.Errorf("outbox: %d pending, %d failed; want empty", pending, failed)
+	}
+}
+
+func TestStatusGivesUpOn422(t *testing.T) {
+	f := newStatusFixture(t)
+	ctx := context.Background()
+	f.fake.script(f.key, reply{status: 422, body: `{"message":"Validation Failed","errors":[{"resource":"Status","code":"custom","message":"This SHA and context has reached the maximum number of statuses."}]}`})
+	f.move(t, 0, store.JobRunning, "")
+	f.st.postDue(ctx)
+	f.st.postDue(ctx)
+	if n := len(f.fake.callsTo(f.key)); n != 1 {
+		t.Errorf("calls = %d, want 1: no retry after a 422", n)
+	}
+	if pending, failed, _ := f.db.StatusCounts(ctx); pending != 0 || failed != 1 {
+		t.Errorf("outbox: %d pending, %d failed; want the status kept as failed", pending, failed)
+	}
+}
+
+func TestStatusesSurviveARestart(t *testing.T) {
+	f := newStatusFixture(t)
+	f.move(t, 0, store.JobRunning, "") // enqueued, never posted: the server stops here
+	if n := len(f.fake.callsTo(f.key)); n != 0 {
+		t.Fatalf("posted before Run: %d", n)
+	}
+	base, _ := url.Parse("https://kozmic.example.com")
+	again := NewStatuses(New(Config{WebURL: f.fake.webURL(), BaseURL: base}), f.db, slog.New(slog.DiscardHandler))
+	again.postDue(context.Background())
+	if calls := f.fake.callsTo(f.key); len(calls) != 1 || decode(t, calls[0]).State != "pending" {
+		t.Errorf("after the restart: %d calls", len(calls))
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "0s", 45 * time.Second: "45s", 63 * time.Second: "1m03s",
+		time.Hour + 5*time.Minute + 30*time.Second: "1h05m"} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%s) = %s, want %s", d, got, want)
+		}
+	}
+}
