@@ -134,7 +134,8 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	}, db, dc, statuses, log)
 	jobs.Start(ctx)
 
-	h := handlers.New(handlers.Deps{DB: db, Jobs: jobs, Log: log})
+	go sweepSessions(postCtx, db, log)
+	h := handlers.New(handlers.Deps{DB: db, Jobs: jobs, GitHub: github, Sessions: db.Sessions(), BaseURL: cfg.BaseURL, Log: log})
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -164,6 +165,24 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 }
 
 const shutdownTimeout = 30 * time.Second
+
+// sweepSessions deletes expired sessions every hour until ctx ends.
+func sweepSessions(ctx context.Context, db *store.DB, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := db.Sessions().DeleteExpired(ctx); err != nil {
+				log.Error("delete expired sessions", "err", err)
+			} else if n > 0 {
+				log.Info("deleted expired sessions", "count", n)
+			}
+		}
+	}
+}
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}

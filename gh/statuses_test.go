@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"kozmic/internal/fakegithub"
 	"kozmic/migrations"
 	"kozmic/store"
 )
 
 type statusFixture struct {
 	db      *store.DB
-	fake    *fakeGitHub
+	fake    *fakegithub.Server
 	st      *Statuses
 	project store.Project
 	jobs    []store.Job
@@ -51,11 +52,11 @@ func newStatusFixture(t *testing.T) *statusFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := newFakeGitHub(t)
+	fake := fakegithub.New(t)
 	key := "POST /api/v3/repos/octocat/Hello-World/statuses/" + sha
-	fake.route(key, 201, "create_status.json")
+	fake.Route(key, 201, "create_status.json")
 	base, _ := url.Parse("https://kozmic.example.com")
-	st := NewStatuses(New(Config{WebURL: fake.webURL(), BaseURL: base}), db, slog.New(slog.DiscardHandler))
+	st := NewStatuses(New(Config{WebURL: fake.WebURL(), BaseURL: base}), db, slog.New(slog.DiscardHandler))
 	st.Backoff = 50 * time.Millisecond
 	return &statusFixture{db: db, fake: fake, st: st, project: p, jobs: jobs, key: key}
 }
@@ -79,7 +80,7 @@ type postedStatus struct {
 	TargetURL                   string `json:"target_url"`
 }
 
-func decode(t *testing.T, c apiCall) postedStatus {
+func decode(t *testing.T, c fakegithub.Call) postedStatus {
 	t.Helper()
 	var p postedStatus
 	if err := json.Unmarshal(c.Body, &p); err != nil {
@@ -95,7 +96,7 @@ func TestStatusesFollowJobs(t *testing.T) {
 	f.move(t, 0, store.JobSuccess, "") // replaces the unposted "running"
 	f.move(t, 1, store.JobRunning, "")
 	f.st.postDue(ctx)
-	calls := f.fake.callsTo(f.key)
+	calls := f.fake.CallsTo(f.key)
 	if len(calls) != 2 {
 		t.Fatalf("posted %d statuses, want 2 (one per context)", len(calls))
 	}
@@ -112,7 +113,7 @@ func TestStatusesFollowJobs(t *testing.T) {
 	}
 	f.move(t, 1, store.JobError, strings.Repeat("the engine broke ", 20))
 	f.st.postDue(ctx)
-	calls = f.fake.callsTo(f.key)
+	calls = f.fake.CallsTo(f.key)
 	if last := decode(t, calls[len(calls)-1]); last.State != "error" || len([]rune(last.Description)) != 140 ||
 		!strings.HasPrefix(last.Description, "Build #1 errored: the engine broke") {
 		t.Errorf("error status = %+v (%d characters)", last, len([]rune(last.Description)))
@@ -125,21 +126,21 @@ func TestStatusesFollowJobs(t *testing.T) {
 func TestStatusRetriesAndRateLimits(t *testing.T) {
 	f := newStatusFixture(t)
 	reset := time.Now().Add(time.Second).Truncate(time.Second).Add(time.Second)
-	f.fake.script(f.key,
-		reply{status: 500, body: `{"message":"Server Error"}`},
-		reply{status: 403, headers: map[string]string{"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0",
-			"X-RateLimit-Reset": fmt.Sprint(reset.Unix())}, body: `{"message":"API rate limit exceeded for user ID 1."}`},
-		reply{status: 403, headers: map[string]string{"Retry-After": "1"}, body: `{"message":"You have exceeded a secondary rate limit.",
+	f.fake.Script(f.key,
+		fakegithub.Reply{Status: 500, Body: `{"message":"Server Error"}`},
+		fakegithub.Reply{Status: 403, Headers: map[string]string{"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0",
+			"X-RateLimit-Reset": fmt.Sprint(reset.Unix())}, Body: `{"message":"API rate limit exceeded for user ID 1."}`},
+		fakegithub.Reply{Status: 403, Headers: map[string]string{"Retry-After": "1"}, Body: `{"message":"You have exceeded a secondary rate limit.",
 			"documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#secondary-rate-limits"}`},
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	go f.st.Run(ctx)
 	f.move(t, 0, store.JobRunning, "")
-	for len(f.fake.callsTo(f.key)) < 4 && ctx.Err() == nil {
+	for len(f.fake.CallsTo(f.key)) < 4 && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
-	calls := f.fake.callsTo(f.key)
+	calls := f.fake.CallsTo(f.key)
 	if len(calls) != 4 {
 		t.Fatalf("calls = %d, want 4 (500, rate limit, secondary limit, success)", len(calls))
 	}
@@ -160,11 +161,11 @@ func TestStatusRetriesAndRateLimits(t *testing.T) {
 func TestStatusGivesUpOn422(t *testing.T) {
 	f := newStatusFixture(t)
 	ctx := context.Background()
-	f.fake.script(f.key, reply{status: 422, body: `{"message":"Validation Failed","errors":[{"resource":"Status","code":"custom","message":"This SHA and context has reached the maximum number of statuses."}]}`})
+	f.fake.Script(f.key, fakegithub.Reply{Status: 422, Body: `{"message":"Validation Failed","errors":[{"resource":"Status","code":"custom","message":"This SHA and context has reached the maximum number of statuses."}]}`})
 	f.move(t, 0, store.JobRunning, "")
 	f.st.postDue(ctx)
 	f.st.postDue(ctx)
-	if n := len(f.fake.callsTo(f.key)); n != 1 {
+	if n := len(f.fake.CallsTo(f.key)); n != 1 {
 		t.Errorf("calls = %d, want 1: no retry after a 422", n)
 	}
 	if pending, failed, _ := f.db.StatusCounts(ctx); pending != 0 || failed != 1 {
@@ -175,13 +176,13 @@ func TestStatusGivesUpOn422(t *testing.T) {
 func TestStatusesSurviveARestart(t *testing.T) {
 	f := newStatusFixture(t)
 	f.move(t, 0, store.JobRunning, "") // enqueued, never posted: the server stops here
-	if n := len(f.fake.callsTo(f.key)); n != 0 {
+	if n := len(f.fake.CallsTo(f.key)); n != 0 {
 		t.Fatalf("posted before Run: %d", n)
 	}
 	base, _ := url.Parse("https://kozmic.example.com")
-	again := NewStatuses(New(Config{WebURL: f.fake.webURL(), BaseURL: base}), f.db, slog.New(slog.DiscardHandler))
+	again := NewStatuses(New(Config{WebURL: f.fake.WebURL(), BaseURL: base}), f.db, slog.New(slog.DiscardHandler))
 	again.postDue(context.Background())
-	if calls := f.fake.callsTo(f.key); len(calls) != 1 || decode(t, calls[0]).State != "pending" {
+	if calls := f.fake.CallsTo(f.key); len(calls) != 1 || decode(t, calls[0]).State != "pending" {
 		t.Errorf("after the restart: %d calls", len(calls))
 	}
 }

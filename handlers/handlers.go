@@ -7,6 +7,10 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
 
 	"kozmic/store"
 )
@@ -16,6 +20,9 @@ type Store interface {
 	Ping(ctx context.Context) error
 	WebhookSecret(ctx context.Context, projectID int64) (string, error)
 	CreateBuild(ctx context.Context, nb store.NewBuild) (store.Build, []store.Job, error)
+	UpsertGitHubUser(ctx context.Context, gu store.GitHubUser) (store.User, error)
+	UserByID(ctx context.Context, id int64) (store.User, error)
+	SetUserEmail(ctx context.Context, id int64, email string) error
 }
 
 // Jobs is what the handlers need of the job runner.
@@ -24,25 +31,54 @@ type Jobs interface {
 	Enqueued()
 }
 
+// GitHubLogin is the OAuth flow with GitHub.
+type GitHubLogin interface {
+	Enabled() bool
+	AuthURL(state string) string
+	Login(ctx context.Context, code string) (store.GitHubUser, error)
+}
+
 // Deps are the parts the handlers work with.
 type Deps struct {
-	DB   Store
-	Jobs Jobs
-	Log  *slog.Logger
+	DB       Store
+	Jobs     Jobs
+	GitHub   GitHubLogin
+	Sessions scs.Store
+	BaseURL  *url.URL
+	Log      *slog.Logger
 }
 
 // Handler serves every route of the server.
 type Handler struct {
-	db   Store
-	jobs Jobs
-	log  *slog.Logger
-	mux  *http.ServeMux
+	db       Store
+	jobs     Jobs
+	github   GitHubLogin
+	sessions *scs.SessionManager
+	log      *slog.Logger
+	mux      *http.ServeMux
+	serve    http.Handler // mux behind sessions and cross-origin protection
 }
 
 // New returns the server's HTTP handler.
 func New(d Deps) *Handler {
-	h := &Handler{db: d.DB, jobs: d.Jobs, log: d.Log, mux: http.NewServeMux()}
+	sm := scs.New()
+	sm.Store = d.Sessions
+	sm.Lifetime = 30 * 24 * time.Hour
+	sm.IdleTimeout = 7 * 24 * time.Hour
+	sm.Cookie.Name = "kozmic_session"
+	sm.Cookie.HttpOnly = true
+	sm.Cookie.SameSite = http.SameSiteLaxMode
+	sm.Cookie.Secure = d.BaseURL.Scheme == "https"
+	sm.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) {
+		d.Log.Error("session", "path", r.URL.Path, "err", err)
+		http.Error(w, "Kozmic could not read your session; try again.", http.StatusInternalServerError)
+	}
+	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, sessions: sm, log: d.Log, mux: http.NewServeMux()}
 	h.routes()
+	// Every state change needs a same-origin request; webhooks are signed instead.
+	cop := http.NewCrossOriginProtection()
+	cop.AddInsecureBypassPattern("POST /webhooks/{projectID}")
+	h.serve = sm.LoadAndSave(cop.Handler(h.mux))
 	return h
 }
 
@@ -58,5 +94,5 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, errPanic)
 		}
 	}()
-	h.mux.ServeHTTP(w, r)
+	h.serve.ServeHTTP(w, r)
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"kozmic/gh"
+	"kozmic/internal/fakegithub"
 	"kozmic/migrations"
 	"kozmic/static"
 	"kozmic/store"
@@ -28,9 +31,10 @@ func (c *wakeCounter) Enqueued() { c.n.Add(1) }
 // testServer is a Handler over a real database in a temporary directory.
 type testServer struct {
 	*Handler
-	db   *store.DB
-	jobs *wakeCounter
-	logs *syncBuilder
+	db     *store.DB
+	jobs   *wakeCounter
+	logs   *syncBuilder
+	github *fakegithub.Server
 }
 
 func newTestServer(t testing.TB) *testServer {
@@ -41,8 +45,11 @@ func newTestServer(t testing.TB) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s := &testServer{db: db, jobs: &wakeCounter{}, logs: &syncBuilder{}}
-	s.Handler = New(Deps{DB: db, Jobs: s.jobs, Log: slog.New(slog.NewTextHandler(s.logs, nil))})
+	s := &testServer{db: db, jobs: &wakeCounter{}, logs: &syncBuilder{}, github: fakegithub.New(t)}
+	base, _ := url.Parse("http://kozmic.test")
+	g := gh.New(gh.Config{WebURL: s.github.WebURL(), ClientID: "client-id", ClientSecret: "client-secret", BaseURL: base})
+	s.Handler = New(Deps{DB: db, Jobs: s.jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base,
+		Log: slog.New(slog.NewTextHandler(s.logs, nil))})
 	return s
 }
 

@@ -139,3 +139,10 @@ func execOne(ctx context.Context, tx txn, step, query string, args ...any) error
 	}
 	return nil
 }
+
+// SetUserEmail sets the address a user's notifications go to; empty means none.
+func (db *DB) SetUserEmail(ctx context.Context, id int64, email string) error {
+	return db.writeTx(ctx, func(tx txn) error {
+		return execOne(ctx, tx, "set user e-mail", `UPDATE users SET email = ? WHERE id = ?`, email, id)
+	})
+}

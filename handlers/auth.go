@@ -1,0 +1,193 @@
+package handlers
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strings"
+
+	"github.com/a-h/templ"
+
+	"kozmic/store"
+	"kozmic/views"
+)
+
+// Session keys.
+const (
+	sessionUser  = "user_id"
+	sessionState = "oauth_state"
+	sessionNext  = "next"
+)
+
+type userKey struct{}
+
+// requireUser runs next with the signed-in user in the request's context,
+// or sends an anonymous visitor to the login page, to come back afterwards.
+func (h *Handler) requireUser(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, ok := h.currentUser(r)
+		if !ok {
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
+	}
+}
+
+// user is the signed-in user of a request that went through requireUser.
+func user(r *http.Request) store.User { return r.Context().Value(userKey{}).(store.User) }
+
+// currentUser returns the signed-in user, if any. A session whose user is
+// gone is treated as anonymous.
+func (h *Handler) currentUser(r *http.Request) (store.User, bool) {
+	id := h.sessions.GetInt64(r.Context(), sessionUser)
+	if id == 0 {
+		return store.User{}, false
+	}
+	u, err := h.db.UserByID(r.Context(), id)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			h.log.Error("load session user", "user", id, "err", err)
+		}
+		return store.User{}, false
+	}
+	return u, true
+}
+
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := c.Render(r.Context(), w); err != nil {
+		h.log.Error("render", "path", r.URL.Path, "err", err)
+	}
+}
+
+// home sends people to the page that fits them.
+func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.currentUser(r); !ok {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/account", http.StatusSeeOther)
+}
+
+func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
+	h.render(w, r, http.StatusOK, views.LoginPage(views.LoginView{GitHub: h.github.Enabled(), Next: localPath(r.URL.Query().Get("next"))}))
+}
+
+// githubLogin starts the OAuth flow with a fresh random state kept in the session.
+func (h *Handler) githubLogin(w http.ResponseWriter, r *http.Request) {
+	if !h.github.Enabled() {
+		h.fail(w, r, errNoSuchRoute)
+		return
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	state := hex.EncodeToString(b)
+	h.sessions.Put(r.Context(), sessionState, state)
+	h.sessions.Put(r.Context(), sessionNext, localPath(r.URL.Query().Get("next")))
+	http.Redirect(w, r, h.github.AuthURL(state), http.StatusSeeOther)
+}
+
+// githubCallback finishes the OAuth flow: the state must match the one
+// this browser was given, then the user is stored (token sealed) and the
+// session renewed before it is marked signed in.
+func (h *Handler) githubCallback(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	want := h.sessions.PopString(ctx, sessionState)
+	next := h.sessions.PopString(ctx, sessionNext)
+	got := r.URL.Query().Get("state")
+	if want == "" || subtle.ConstantTimeCompare([]byte(want), []byte(got)) != 1 {
+		h.render(w, r, http.StatusBadRequest, views.LoginPage(views.LoginView{GitHub: h.github.Enabled(),
+			Error: "That sign-in link has expired or was not made for this browser. Please try again."}))
+		return
+	}
+	if e := r.URL.Query().Get("error"); e != "" {
+		h.render(w, r, http.StatusOK, views.LoginPage(views.LoginView{GitHub: true, Next: next,
+			Error: "GitHub did not let you sign in (" + e + ")."}))
+		return
+	}
+	gu, err := h.github.Login(ctx, r.URL.Query().Get("code"))
+	if err != nil {
+		h.log.Warn("GitHub login failed", "err", err)
+		h.render(w, r, http.StatusBadGateway, views.LoginPage(views.LoginView{GitHub: true, Next: next,
+			Error: "Signing in with GitHub failed. Please try again."}))
+		return
+	}
+	u, err := h.db.UpsertGitHubUser(ctx, gu)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	// A new token at login: a session token planted before cannot be used.
+	if err := h.sessions.RenewToken(ctx); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.sessions.Put(ctx, sessionUser, u.ID)
+	h.log.Info("signed in", "user", u.ID, "login", u.GitHubLogin)
+	http.Redirect(w, r, orHome(next), http.StatusSeeOther)
+}
+
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+	if err := h.sessions.Destroy(r.Context()); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// localPath returns p if it is a path on this server, else "": a login
+// must not send anybody to another site.
+func localPath(p string) string {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+		return ""
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" {
+		return ""
+	}
+	return p
+}
+
+func orHome(p string) string {
+	if p == "" {
+		return "/"
+	}
+	return p
+}
+
+func accountView(u store.User) views.AccountView {
+	return views.AccountView{Login: u.Login(), Name: u.Name, AvatarURL: u.AvatarURL, Email: u.Email}
+}
+
+func (h *Handler) account(w http.ResponseWriter, r *http.Request) {
+	v := accountView(user(r))
+	v.Saved = r.URL.Query().Has("saved")
+	h.render(w, r, http.StatusOK, views.AccountPage(v))
+}
+
+// saveAccount sets the address failure notifications go to; empty turns
+// them off.
+func (h *Handler) saveAccount(w http.ResponseWriter, r *http.Request) {
+	u := user(r)
+	email := strings.TrimSpace(r.PostFormValue("email"))
+	if email != "" {
+		if a, err := mail.ParseAddress(email); err != nil || a.Address != email {
+			v := accountView(u)
+			v.Email, v.Error = email, "That is not an e-mail address."
+			h.render(w, r, http.StatusUnprocessableEntity, views.AccountPage(v))
+			return
+		}
+	}
+	if err := h.db.SetUserEmail(r.Context(), u.ID, email); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/account?saved", http.StatusSeeOther)
+}

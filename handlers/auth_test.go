@@ -1,0 +1,175 @@
+package handlers
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// browser is an HTTP client with cookies that does not follow redirects.
+type browser struct {
+	t      *testing.T
+	c      *http.Client
+	base   string
+	header http.Header // sent with every request
+}
+
+func newBrowser(t *testing.T, s *testServer) *browser {
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, base: srv.URL, header: http.Header{}, c: &http.Client{Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (b *browser) do(method, path string, form url.Values) (*http.Response, string) {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, b.base+path, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for k, v := range b.header {
+		req.Header[k] = v
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	res, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	page, _ := io.ReadAll(res.Body)
+	return res, string(page)
+}
+
+func (b *browser) sessionCookie() string {
+	u, _ := url.Parse(b.base)
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == "kozmic_session" {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// signIn runs the GitHub login as a browser would, against the fake GitHub.
+func (b *browser) signIn(next string) *http.Response {
+	b.t.Helper()
+	res, _ := b.do("GET", "/auth/github?next="+url.QueryEscape(next), nil)
+	if res.StatusCode != http.StatusSeeOther {
+		b.t.Fatalf("/auth/github: %d", res.StatusCode)
+	}
+	auth, _ := url.Parse(res.Header.Get("Location"))
+	res, _ = b.do("GET", "/auth/github/callback?code=a-code&state="+url.QueryEscape(auth.Query().Get("state")), nil)
+	return res
+}
+
+func TestGitHubLogin(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	ctx := context.Background()
+
+	res, page := b.do("GET", "/login", nil)
+	if res.StatusCode != 200 || !strings.Contains(page, "Sign in with GitHub") {
+		t.Fatalf("login page: %d", res.StatusCode)
+	}
+	res, _ = b.do("GET", "/auth/github?next=/account", nil)
+	auth, _ := url.Parse(res.Header.Get("Location"))
+	if res.StatusCode != 303 || auth.Host != s.github.WebURL().Host || auth.Path != "/login/oauth/authorize" || len(auth.Query().Get("state")) != 64 {
+		t.Fatalf("/auth/github: %d to %s", res.StatusCode, auth)
+	}
+	before := b.sessionCookie()
+	res, _ = b.do("GET", "/auth/github/callback?code=a-code&state="+auth.Query().Get("state"), nil)
+	if res.StatusCode != 303 || res.Header.Get("Location") != "/account" {
+		t.Fatalf("callback: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	if after := b.sessionCookie(); after == "" || after == before {
+		t.Errorf("session token not renewed at login (%q -> %q)", before, after)
+	}
+	u, err := s.db.UserByID(ctx, 1)
+	if err != nil || u.GitHubLogin != "octocat" || u.Email != "octocat@github.com" {
+		t.Fatalf("stored user = %+v, %v", u, err)
+	}
+	if tok, _ := s.db.UserAccessToken(ctx, u.ID); tok != "gho_16C7e42F292c6912E7710c838347Ae178B4a" {
+		t.Errorf("stored token = %q", tok)
+	}
+
+	res, page = b.do("GET", "/account", nil)
+	if res.StatusCode != 200 || !strings.Contains(page, "octocat") || !strings.Contains(page, `value="octocat@github.com"`) {
+		t.Errorf("account page: %d", res.StatusCode)
+	}
+	res, page = b.do("POST", "/account", url.Values{"email": {"not an address"}})
+	if res.StatusCode != 422 || !strings.Contains(page, "not an e-mail address") {
+		t.Errorf("bad address: %d", res.StatusCode)
+	}
+	res, _ = b.do("POST", "/account", url.Values{"email": {"builds@example.com"}})
+	if u, _ := s.db.UserByID(ctx, 1); res.StatusCode != 303 || u.Email != "builds@example.com" {
+		t.Errorf("saving the address: %d, stored %q", res.StatusCode, u.Email)
+	}
+
+	// A cross-site form post is refused, whatever it carries.
+	b.header.Set("Sec-Fetch-Site", "cross-site")
+	if res, _ := b.do("POST", "/logout", url.Values{}); res.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site logout: %d, want 403", res.StatusCode)
+	}
+	b.header.Del("Sec-Fetch-Site")
+
+	res, _ = b.do("POST", "/logout", url.Values{})
+	if res.StatusCode != 303 || res.Header.Get("Location") != "/login" {
+		t.Errorf("logout: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	res, _ = b.do("GET", "/account", nil)
+	if res.StatusCode != 303 || res.Header.Get("Location") != "/login?next=%2Faccount" {
+		t.Errorf("account after logout: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+}
+
+func TestGitHubLoginRefusals(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	b.do("GET", "/auth/github", nil)
+	res, page := b.do("GET", "/auth/github/callback?code=a-code&state=forged", nil)
+	if res.StatusCode != 400 || !strings.Contains(page, "expired") {
+		t.Errorf("forged state: %d", res.StatusCode)
+	}
+	// A callback without a login started here at all.
+	other := newBrowser(t, s)
+	if res, _ := other.do("GET", "/auth/github/callback?code=a-code&state=", nil); res.StatusCode != 400 {
+		t.Errorf("callback with no state: %d", res.StatusCode)
+	}
+	if _, err := s.db.UserByID(context.Background(), 1); err == nil {
+		t.Error("a refused login created a user")
+	}
+	if len(s.github.CallsTo("POST /login/oauth/access_token")) != 0 {
+		t.Error("the code was exchanged despite a bad state")
+	}
+
+	// next= only ever leads to this server.
+	for _, next := range []string{"//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"} {
+		if res := b.signIn(next); res.Header.Get("Location") != "/" {
+			t.Errorf("next=%q led to %q", next, res.Header.Get("Location"))
+		}
+	}
+	if res := b.signIn("/account?tab=1"); res.Header.Get("Location") != "/account?tab=1" {
+		t.Errorf("local next led to %q", res.Header.Get("Location"))
+	}
+}
+
+func TestLocalPath(t *testing.T) {
+	for p, want := range map[string]string{"/a/b?c=d": "/a/b?c=d", "": "", "a": "", "//x": "", "/\\x": "",
+		"http://x/": "", "/ok#frag": "/ok#frag"} {
+		if got := localPath(p); got != want {
+			t.Errorf("localPath(%q) = %q, want %q", p, got, want)
+		}
+	}
+}
