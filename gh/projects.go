@@ -1,0 +1,186 @@
+package gh
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/google/go-github/v60/github"
+	"golang.org/x/crypto/ssh"
+)
+
+// Repo is a GitHub repository as Kozmic needs it, with the permissions of
+// the user who read it.
+type Repo struct {
+	ID       int64
+	FullName string
+	SSHURL   string
+	HTTPSURL string
+	Private  bool
+	Admin    bool // the user may administer it: make it a project
+	Push     bool
+}
+
+func repoOf(r *github.Repository) Repo {
+	p := r.GetPermissions()
+	return Repo{ID: r.GetID(), FullName: r.GetFullName(), SSHURL: r.GetSSHURL(), HTTPSURL: r.GetCloneURL(),
+		Private: r.GetPrivate(), Admin: p["admin"], Push: p["push"] || p["admin"]}
+}
+
+func splitName(fullName string) (owner, repo string, err error) {
+	owner, repo, ok := strings.Cut(fullName, "/")
+	if !ok || owner == "" || repo == "" {
+		return "", "", fmt.Errorf("%q is not owner/name", fullName)
+	}
+	return owner, repo, nil
+}
+
+// Repo reads a repository as the user whose token this is sees it.
+func (g *GitHub) Repo(ctx context.Context, token, fullName string) (Repo, error) {
+	owner, name, err := splitName(fullName)
+	if err != nil {
+		return Repo{}, err
+	}
+	r, _, err := g.client(ctx, token).Repositories.Get(ctx, owner, name)
+	if err != nil {
+		return Repo{}, fmt.Errorf("read repository %s: %w", fullName, err)
+	}
+	return repoOf(r), nil
+}
+
+// webhookEvents are the events a Kozmic webhook sends.
+var webhookEvents = []string{"push", "pull_request"}
+
+// EnsureWebhook makes sure the repository has a working Kozmic webhook at
+// url: JSON, events push and pull_request, active, signed with secret. A
+// hook already pointing at url is repaired in place (GitHub never shows a
+// secret, so it is always set again); otherwise one is created. It returns
+// the hook's id.
+func (g *GitHub) EnsureWebhook(ctx context.Context, token, fullName, url, secret string) (int64, error) {
+	owner, name, err := splitName(fullName)
+	if err != nil {
+		return 0, err
+	}
+	c := g.client(ctx, token)
+	hook := &github.Hook{
+		Config: &github.HookConfig{URL: &url, ContentType: github.String("json"), Secret: &secret, InsecureSSL: github.String("0")},
+		Events: webhookEvents,
+		Active: github.Bool(true),
+	}
+	opts := &github.ListOptions{PerPage: 100}
+	for {
+		hooks, res, err := c.Repositories.ListHooks(ctx, owner, name, opts)
+		if err != nil {
+			return 0, fmt.Errorf("list webhooks of %s: %w", fullName, err)
+		}
+		for _, h := range hooks {
+			if h.GetConfig().GetURL() == url {
+				edited, _, err := c.Repositories.EditHook(ctx, owner, name, h.GetID(), hook)
+				if err != nil {
+					return 0, fmt.Errorf("repair the webhook of %s: %w", fullName, err)
+				}
+				return edited.GetID(), nil
+			}
+		}
+		if res.NextPage == 0 {
+			break
+		}
+		opts.Page = res.NextPage
+	}
+	hook.Name = github.String("web")
+	created, _, err := c.Repositories.CreateHook(ctx, owner, name, hook)
+	if err != nil {
+		return 0, fmt.Errorf("create the webhook of %s: %w", fullName, err)
+	}
+	return created.GetID(), nil
+}
+
+// EnsureDeployKey makes sure publicKey is a read-only deploy key of the
+// repository, adding it if it is missing, and returns its id.
+func (g *GitHub) EnsureDeployKey(ctx context.Context, token, fullName, title, publicKey string) (int64, error) {
+	owner, name, err := splitName(fullName)
+	if err != nil {
+		return 0, err
+	}
+	c := g.client(ctx, token)
+	want := keyBody(publicKey)
+	opts := &github.ListOptions{PerPage: 100}
+	for {
+		keys, res, err := c.Repositories.ListKeys(ctx, owner, name, opts)
+		if err != nil {
+			return 0, fmt.Errorf("list deploy keys of %s: %w", fullName, err)
+		}
+		for _, k := range keys {
+			if keyBody(k.GetKey()) == want {
+				return k.GetID(), nil
+			}
+		}
+		if res.NextPage == 0 {
+			break
+		}
+		opts.Page = res.NextPage
+	}
+	k, _, err := c.Repositories.CreateKey(ctx, owner, name, &github.Key{Title: &title, Key: &publicKey, ReadOnly: github.Bool(true)})
+	if err != nil {
+		return 0, fmt.Errorf("add the deploy key to %s: %w", fullName, err)
+	}
+	return k.GetID(), nil
+}
+
+// keyBody is a public key's type and data, without its comment.
+func keyBody(k string) string {
+	f := strings.Fields(k)
+	if len(f) < 2 {
+		return k
+	}
+	return f[0] + " " + f[1]
+}
+
+// DeleteWebhook removes a webhook; one already gone is fine.
+func (g *GitHub) DeleteWebhook(ctx context.Context, token, fullName string, id int64) error {
+	owner, name, err := splitName(fullName)
+	if err != nil {
+		return err
+	}
+	_, err = g.client(ctx, token).Repositories.DeleteHook(ctx, owner, name, id)
+	if err != nil && statusCode(err) != http.StatusNotFound {
+		return fmt.Errorf("delete the webhook of %s: %w", fullName, err)
+	}
+	return nil
+}
+
+// DeleteDeployKey removes a deploy key; one already gone is fine.
+func (g *GitHub) DeleteDeployKey(ctx context.Context, token, fullName string, id int64) error {
+	owner, name, err := splitName(fullName)
+	if err != nil {
+		return err
+	}
+	_, err = g.client(ctx, token).Repositories.DeleteKey(ctx, owner, name, id)
+	if err != nil && statusCode(err) != http.StatusNotFound {
+		return fmt.Errorf("delete the deploy key of %s: %w", fullName, err)
+	}
+	return nil
+}
+
+// GenerateDeployKey makes an ed25519 key pair: the private key in OpenSSH
+// PEM form and the public key in authorized_keys form.
+func GenerateDeployKey(comment string) (private, public string, err error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, comment)
+	if err != nil {
+		return "", "", err
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return "", "", err
+	}
+	public = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " " + comment
+	return string(pem.EncodeToMemory(block)), public, nil
+}
