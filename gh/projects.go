@@ -71,25 +71,20 @@ func (g *GitHub) EnsureWebhook(ctx context.Context, token, fullName, url, secret
 		Events: webhookEvents,
 		Active: github.Bool(true),
 	}
-	opts := &github.ListOptions{PerPage: 100}
-	for {
-		hooks, res, err := c.Repositories.ListHooks(ctx, owner, name, opts)
-		if err != nil {
-			return 0, fmt.Errorf("list webhooks of %s: %w", fullName, err)
-		}
-		for _, h := range hooks {
-			if h.GetConfig().GetURL() == url {
-				edited, _, err := c.Repositories.EditHook(ctx, owner, name, h.GetID(), hook)
-				if err != nil {
-					return 0, fmt.Errorf("repair the webhook of %s: %w", fullName, err)
-				}
-				return edited.GetID(), nil
+	hooks, err := all(func(o github.ListOptions) ([]*github.Hook, *github.Response, error) {
+		return c.Repositories.ListHooks(ctx, owner, name, &o)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list webhooks of %s: %w", fullName, err)
+	}
+	for _, h := range hooks {
+		if h.GetConfig().GetURL() == url {
+			edited, _, err := c.Repositories.EditHook(ctx, owner, name, h.GetID(), hook)
+			if err != nil {
+				return 0, fmt.Errorf("repair the webhook of %s: %w", fullName, err)
 			}
+			return edited.GetID(), nil
 		}
-		if res.NextPage == 0 {
-			break
-		}
-		opts.Page = res.NextPage
 	}
 	hook.Name = github.String("web")
 	created, _, err := c.Repositories.CreateHook(ctx, owner, name, hook)
@@ -108,21 +103,16 @@ func (g *GitHub) EnsureDeployKey(ctx context.Context, token, fullName, title, pu
 	}
 	c := g.client(ctx, token)
 	want := keyBody(publicKey)
-	opts := &github.ListOptions{PerPage: 100}
-	for {
-		keys, res, err := c.Repositories.ListKeys(ctx, owner, name, opts)
-		if err != nil {
-			return 0, fmt.Errorf("list deploy keys of %s: %w", fullName, err)
+	keys, err := all(func(o github.ListOptions) ([]*github.Key, *github.Response, error) {
+		return c.Repositories.ListKeys(ctx, owner, name, &o)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list deploy keys of %s: %w", fullName, err)
+	}
+	for _, k := range keys {
+		if keyBody(k.GetKey()) == want {
+			return k.GetID(), nil
 		}
-		for _, k := range keys {
-			if keyBody(k.GetKey()) == want {
-				return k.GetID(), nil
-			}
-		}
-		if res.NextPage == 0 {
-			break
-		}
-		opts.Page = res.NextPage
 	}
 	k, _, err := c.Repositories.CreateKey(ctx, owner, name, &github.Key{Title: &title, Key: &publicKey, ReadOnly: github.Bool(true)})
 	if err != nil {

@@ -65,13 +65,19 @@ func (f *Server) WebURL() *url.URL {
 
 // Route answers key ("POST /api/v3/…") with status and a file of testdata/.
 func (f *Server) Route(key string, status int, file string) {
+	body := f.Fixture(file)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.routes[key] = Reply{Status: status, Body: body}
+}
+
+// Fixture returns the body of a file of testdata/, for scripted replies.
+func (f *Server) Fixture(file string) string {
 	b, err := testdata.ReadFile("testdata/" + file)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.routes[key] = Reply{Status: status, Body: string(b)}
+	return string(b)
 }
 
 // Script queues replies for key, given before the route's own answer.
