@@ -3,6 +3,7 @@ package gh
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -65,4 +66,23 @@ func statusCode(err error) int {
 		return er.Response.StatusCode
 	}
 	return 0
+}
+
+// Message says, in words fit to show people, why a GitHub call failed:
+// GitHub's own message, or that GitHub could not be reached. It never
+// includes Kozmic's internal error text.
+func Message(err error) string {
+	var rate *github.RateLimitError
+	if errors.As(err, &rate) {
+		return "GitHub's rate limit for your account is used up until " + rate.Rate.Reset.Format("15:04 MST") + "."
+	}
+	var er *github.ErrorResponse
+	if errors.As(err, &er) && er.Response != nil {
+		msg := er.Message
+		if msg == "" {
+			msg = http.StatusText(er.Response.StatusCode)
+		}
+		return "GitHub answered: " + msg
+	}
+	return "GitHub could not be reached; try again in a moment."
 }

@@ -131,6 +131,13 @@ func (h *Handler) githubCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	h.sessions.Put(ctx, sessionUser, u.ID)
 	h.log.Info("signed in", "user", u.ID, "login", u.GitHubLogin)
+	// Their access may have changed since they were last here. A failure
+	// keeps the memberships they had: signing in still works.
+	if repos, err := h.github.AccessibleRepos(ctx, gu.AccessToken); err != nil {
+		h.log.Warn("sync memberships at login", "user", u.ID, "err", err)
+	} else if err := h.db.SyncUserMemberships(ctx, u.ID, repos); err != nil {
+		h.log.Error("store memberships at login", "user", u.ID, "err", err)
+	}
 	http.Redirect(w, r, orHome(next), http.StatusSeeOther)
 }
 

@@ -14,14 +14,15 @@ var (
 	errPanic        = errors.New("handler panicked")
 	errNoSuchRoute  = errors.New("no such route")
 	errUnauthorized = errors.New("unauthorized")
+	errForbidden    = errors.New("forbidden")
 	errTooLarge     = errors.New("request body too large")
 	errBadRequest   = errors.New("bad request")
 )
 
 // fail answers a request that went wrong: store.ErrNotFound (and unknown
 // routes) with 404, store.ErrConflict with 409, store.ErrInvalid with 422,
-// the handlers' own errUnauthorized, errTooLarge and errBadRequest with 401,
-// 413 and 400, and anything else with 500 after logging it. Pages get the
+// the handlers' own errUnauthorized, errForbidden, errTooLarge and
+// errBadRequest with 401, 403, 413 and 400, and anything else with 500 after logging it. Pages get the
 // friendly error page, API routes a JSON {"error": …}. Neither shows err's
 // text.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -40,6 +41,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, errUnauthorized):
 		v = views.ErrorView{Status: http.StatusUnauthorized, Title: "Not allowed",
 			Message: "The request's signature or credentials are missing or wrong."}
+	case errors.Is(err, errForbidden):
+		v = views.ErrorView{Status: http.StatusForbidden, Title: "Not allowed",
+			Message: "Your role in this project does not allow that. Its owner or managers can."}
 	case errors.Is(err, errTooLarge):
 		v = views.ErrorView{Status: http.StatusRequestEntityTooLarge, Title: "Too large",
 			Message: "The request body is larger than Kozmic accepts."}

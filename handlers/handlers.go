@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
 
+	"kozmic/gh"
 	"kozmic/store"
 )
 
@@ -22,7 +24,22 @@ type Store interface {
 	CreateBuild(ctx context.Context, nb store.NewBuild) (store.Build, []store.Job, error)
 	UpsertGitHubUser(ctx context.Context, gu store.GitHubUser) (store.User, error)
 	UserByID(ctx context.Context, id int64) (store.User, error)
+	UserAccessToken(ctx context.Context, id int64) (string, error)
 	SetUserEmail(ctx context.Context, id int64, email string) error
+	CreateProject(ctx context.Context, np store.NewProject) (store.Project, error)
+	ProjectByID(ctx context.Context, id int64) (store.Project, error)
+	ProjectByGitHubID(ctx context.Context, githubID int64) (store.Project, error)
+	ProjectsOf(ctx context.Context, userID int64) ([]store.Project, error)
+	DeleteProject(ctx context.Context, id int64) error
+	SetGitHubHookID(ctx context.Context, projectID, hookID int64) error
+	SetDeployKey(ctx context.Context, k store.DeployKey) error
+	DeployKeyOf(ctx context.Context, projectID int64) (store.DeployKey, error)
+	RoleOf(ctx context.Context, projectID, userID int64) (store.Role, error)
+	Memberships(ctx context.Context, projectID int64) ([]store.Membership, error)
+	SyncMemberships(ctx context.Context, projectID int64, access []store.GitHubAccess) (int, error)
+	SyncUserMemberships(ctx context.Context, userID int64, repos map[int64]bool) error
+	ReplaceRepoCache(ctx context.Context, userID int64, own []store.CachedRepo, orgs []store.CachedOrg) error
+	RepoCache(ctx context.Context, userID int64) ([]store.CachedRepo, []store.CachedOrg, time.Time, error)
 }
 
 // Jobs is what the handlers need of the job runner.
@@ -31,18 +48,27 @@ type Jobs interface {
 	Enqueued()
 }
 
-// GitHubLogin is the OAuth flow with GitHub.
-type GitHubLogin interface {
+// GitHub is what the handlers ask of GitHub: login, repositories, webhooks,
+// deploy keys and who may access a repository.
+type GitHub interface {
 	Enabled() bool
 	AuthURL(state string) string
 	Login(ctx context.Context, code string) (store.GitHubUser, error)
+	Repo(ctx context.Context, token, fullName string) (gh.Repo, error)
+	ProjectCandidates(ctx context.Context, token string) ([]gh.Repo, []gh.Org, error)
+	EnsureWebhook(ctx context.Context, token, fullName, url, secret string) (int64, error)
+	EnsureDeployKey(ctx context.Context, token, fullName, title, publicKey string) (int64, error)
+	DeleteWebhook(ctx context.Context, token, fullName string, id int64) error
+	DeleteDeployKey(ctx context.Context, token, fullName string, id int64) error
+	RepoAccess(ctx context.Context, token, fullName string) ([]gh.Access, error)
+	AccessibleRepos(ctx context.Context, token string) (map[int64]bool, error)
 }
 
 // Deps are the parts the handlers work with.
 type Deps struct {
 	DB       Store
 	Jobs     Jobs
-	GitHub   GitHubLogin
+	GitHub   GitHub
 	Sessions scs.Store
 	BaseURL  *url.URL
 	Log      *slog.Logger
@@ -52,7 +78,8 @@ type Deps struct {
 type Handler struct {
 	db       Store
 	jobs     Jobs
-	github   GitHubLogin
+	github   GitHub
+	baseURL  string // without a trailing slash
 	sessions *scs.SessionManager
 	log      *slog.Logger
 	mux      *http.ServeMux
@@ -73,7 +100,8 @@ func New(d Deps) *Handler {
 		d.Log.Error("session", "path", r.URL.Path, "err", err)
 		http.Error(w, "Kozmic could not read your session; try again.", http.StatusInternalServerError)
 	}
-	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, sessions: sm, log: d.Log, mux: http.NewServeMux()}
+	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, sessions: sm, log: d.Log, mux: http.NewServeMux(),
+		baseURL: strings.TrimRight(d.BaseURL.String(), "/")}
 	h.routes()
 	// Every state change needs a same-origin request; webhooks are signed instead.
 	cop := http.NewCrossOriginProtection()

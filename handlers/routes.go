@@ -13,5 +13,13 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /logout", h.logout)
 	h.mux.HandleFunc("GET /account", h.requireUser(h.account))
 	h.mux.HandleFunc("POST /account", h.requireUser(h.saveAccount))
+
+	h.mux.HandleFunc("GET /repositories", h.requireUser(h.repositories))
+	h.mux.HandleFunc("POST /repositories/sync", h.requireUser(h.syncRepositories))
+	h.mux.HandleFunc("POST /projects", h.requireUser(h.createProject))
+	h.mux.HandleFunc("GET /projects/{id}", h.requireUser(h.showProject))
+	h.mux.HandleFunc("POST /projects/{id}/members/sync", h.requireUser(h.syncMembers))
+	h.mux.HandleFunc("GET /projects/{id}/delete", h.requireUser(h.confirmDeleteProject))
+	h.mux.HandleFunc("POST /projects/{id}/delete", h.requireUser(h.deleteProject))
 	h.mux.HandleFunc("/", h.notFound)
 }

@@ -122,6 +122,18 @@ func (db *DB) ProjectByName(ctx context.Context, fullName string) (Project, erro
 	return p, wrap("get project by name", err)
 }
 
+// ProjectByGitHubID returns the project of a GitHub repository, or ErrNotFound.
+func (db *DB) ProjectByGitHubID(ctx context.Context, githubID int64) (Project, error) {
+	p, err := scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE github_id = ?`, githubID))
+	return p, wrap("get project by GitHub id", err)
+}
+
+// ProjectsOf lists the projects a user owns or is a member of, by name.
+func (db *DB) ProjectsOf(ctx context.Context, userID int64) ([]Project, error) {
+	return queryAll(ctx, db.read, "list projects of user", scanProject, `SELECT `+projectColumns+` FROM projects
+		WHERE owner_id = ?1 OR id IN (SELECT project_id FROM memberships WHERE user_id = ?1) ORDER BY full_name`, userID)
+}
+
 // SetGitHubHookID records the id of the project's webhook on GitHub (0: none).
 func (db *DB) SetGitHubHookID(ctx context.Context, projectID, hookID int64) error {
 	var v any
@@ -153,6 +165,7 @@ type Membership struct {
 	ProjectID        int64
 	UserID           int64
 	AllowsManagement bool
+	Login            string // the member's login, when listed
 }
 
 // SetMembership adds the user to the project or changes their role.
@@ -170,9 +183,10 @@ func (db *DB) SetMembership(ctx context.Context, m Membership) error {
 func (db *DB) Memberships(ctx context.Context, projectID int64) ([]Membership, error) {
 	return queryAll(ctx, db.read, "list memberships", func(row scanner) (Membership, error) {
 		var m Membership
-		return m, row.Scan(&m.ProjectID, &m.UserID, &m.AllowsManagement)
-	}, `SELECT project_id, user_id, allows_management FROM memberships
-		WHERE project_id = ? ORDER BY allows_management DESC, user_id`, projectID)
+		return m, row.Scan(&m.ProjectID, &m.UserID, &m.AllowsManagement, &m.Login)
+	}, `SELECT m.project_id, m.user_id, m.allows_management, COALESCE(u.github_login, u.username, '')
+		FROM memberships m JOIN users u ON u.id = m.user_id
+		WHERE m.project_id = ? ORDER BY m.allows_management DESC, 4`, projectID)
 }
 
 // DeployKey is the SSH key pair a project clones with; the public half is on
