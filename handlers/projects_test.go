@@ -65,7 +65,7 @@ func TestCreateProjectFromRepository(t *testing.T) {
 		Key      string
 		ReadOnly bool `json:"read_only"`
 	}
-	json.Unmarshal(s.github.CallsTo("POST "+repoAPI+"/keys")[0].Body, &sentKey)
+	json.Unmarshal(s.github.CallsTo("POST " + repoAPI + "/keys")[0].Body, &sentKey)
 	if err != nil || key.GitHubKeyID != 1 || !strings.Contains(key.PrivateKey, "OPENSSH PRIVATE KEY") || sentKey.Key != key.PublicKey || !sentKey.ReadOnly {
 		t.Errorf("deploy key = %+v, %v; sent %+v", key, err, sentKey)
 	}
