@@ -30,6 +30,7 @@ import (
 
 	"kozmic/gh"
 	"kozmic/handlers"
+	"kozmic/mailer"
 	"kozmic/migrations"
 	"kozmic/runner"
 	"kozmic/store"
@@ -127,11 +128,15 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	go func() { statuses.Run(postCtx); close(posting) }()
 	defer func() { stopPosting(); <-posting }()
 
+	mail := mailer.New(mailer.Config{SMTP: cfg.SMTPURL, From: cfg.MailFrom, BaseURL: cfg.BaseURL.String(),
+		Enabled: cfg.EmailNotifications}, db, log)
+	defer mail.Wait()
+
 	jobs := runner.New(runner.Config{
 		Workers: cfg.Workers, StallTimeout: cfg.StallTimeout, JobTimeout: cfg.JobTimeout,
 		CachedImagesLimit: cfg.CachedImagesLimit, MaxLogBytes: cfg.MaxLogBytes, Network: cfg.JobNetwork,
 		Memory: cfg.JobMemory, CPUs: cfg.JobCPUs,
-	}, db, dc, statuses, log)
+	}, db, dc, notifiers{statuses, mail}, log)
 	jobs.Start(ctx)
 
 	go sweepSessions(postCtx, db, log)
@@ -165,6 +170,15 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 }
 
 const shutdownTimeout = 30 * time.Second
+
+// notifiers passes every job change to each notifier in turn.
+type notifiers []runner.Notifier
+
+func (ns notifiers) JobChanged(ctx context.Context, ch store.JobChanged) {
+	for _, n := range ns {
+		n.JobChanged(ctx, ch)
+	}
+}
 
 // sweepSessions deletes expired sessions every hour until ctx ends.
 func sweepSessions(ctx context.Context, db *store.DB, log *slog.Logger) {

@@ -311,3 +311,12 @@ func validEnvName(s string) bool {
 	}
 	return true
 }
+
+// ProjectRecipients returns the e-mail addresses of a project's owner and
+// members, for those who have one, each once.
+func (db *DB) ProjectRecipients(ctx context.Context, projectID int64) ([]string, error) {
+	return queryAll(ctx, db.read, "list project recipients", scanValue[string], `SELECT DISTINCT u.email FROM users u
+		WHERE u.email <> '' AND (u.id = (SELECT owner_id FROM projects WHERE id = ?1)
+			OR u.id IN (SELECT user_id FROM memberships WHERE project_id = ?1))
+		ORDER BY u.email`, projectID)
+}
