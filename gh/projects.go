@@ -132,26 +132,26 @@ func keyBody(k string) string {
 
 // DeleteWebhook removes a webhook; one already gone is fine.
 func (g *GitHub) DeleteWebhook(ctx context.Context, token, fullName string, id int64) error {
-	owner, name, err := splitName(fullName)
-	if err != nil {
-		return err
-	}
-	_, err = g.client(ctx, token).Repositories.DeleteHook(ctx, owner, name, id)
-	if err != nil && statusCode(err) != http.StatusNotFound {
-		return fmt.Errorf("delete the webhook of %s: %w", fullName, err)
-	}
-	return nil
+	return g.deleteGone(ctx, token, fullName, "the webhook", func(c *github.Client, owner, name string) (*github.Response, error) {
+		return c.Repositories.DeleteHook(ctx, owner, name, id)
+	})
 }
 
 // DeleteDeployKey removes a deploy key; one already gone is fine.
 func (g *GitHub) DeleteDeployKey(ctx context.Context, token, fullName string, id int64) error {
+	return g.deleteGone(ctx, token, fullName, "the deploy key", func(c *github.Client, owner, name string) (*github.Response, error) {
+		return c.Repositories.DeleteKey(ctx, owner, name, id)
+	})
+}
+
+// deleteGone runs a deletion on a repository, taking a 404 as done.
+func (g *GitHub) deleteGone(ctx context.Context, token, fullName, what string, del func(c *github.Client, owner, name string) (*github.Response, error)) error {
 	owner, name, err := splitName(fullName)
 	if err != nil {
 		return err
 	}
-	_, err = g.client(ctx, token).Repositories.DeleteKey(ctx, owner, name, id)
-	if err != nil && statusCode(err) != http.StatusNotFound {
-		return fmt.Errorf("delete the deploy key of %s: %w", fullName, err)
+	if _, err := del(g.client(ctx, token), owner, name); err != nil && statusCode(err) != http.StatusNotFound {
+		return fmt.Errorf("delete %s of %s: %w", what, fullName, err)
 	}
 	return nil
 }

@@ -19,6 +19,32 @@ var (
 	errBadRequest   = errors.New("bad request")
 )
 
+var internalError = views.ErrorView{Status: http.StatusInternalServerError, Title: "Something went wrong",
+	Message: "Kozmic could not finish this request. The problem has been logged; try again in a moment."}
+
+// errorKinds are the failures with a page of their own, checked in order.
+var errorKinds = []struct {
+	err  error
+	view views.ErrorView
+}{
+	{store.ErrNotFound, views.ErrorView{Status: http.StatusNotFound, Title: "Page not found",
+		Message: "There is nothing here, or you are not allowed to see it."}},
+	{errNoSuchRoute, views.ErrorView{Status: http.StatusNotFound, Title: "Page not found",
+		Message: "There is nothing here, or you are not allowed to see it."}},
+	{store.ErrConflict, views.ErrorView{Status: http.StatusConflict, Title: "That clashes with something that exists",
+		Message: "Another item already uses that name, or the item changed meanwhile. Reload and try again."}},
+	{store.ErrInvalid, views.ErrorView{Status: http.StatusUnprocessableEntity, Title: "That cannot be saved",
+		Message: "Some of what was sent is missing or malformed. Go back, check the form and try again."}},
+	{errUnauthorized, views.ErrorView{Status: http.StatusUnauthorized, Title: "Not allowed",
+		Message: "The request's signature or credentials are missing or wrong."}},
+	{errForbidden, views.ErrorView{Status: http.StatusForbidden, Title: "Not allowed",
+		Message: "Your role in this project does not allow that. Its owner or managers can."}},
+	{errTooLarge, views.ErrorView{Status: http.StatusRequestEntityTooLarge, Title: "Too large",
+		Message: "The request body is larger than Kozmic accepts."}},
+	{errBadRequest, views.ErrorView{Status: http.StatusBadRequest, Title: "Malformed request",
+		Message: "The request body could not be read as what it claims to be."}},
+}
+
 // fail answers a request that went wrong: store.ErrNotFound (and unknown
 // routes) with 404, store.ErrConflict with 409, store.ErrInvalid with 422,
 // the handlers' own errUnauthorized, errForbidden, errTooLarge and
@@ -26,31 +52,14 @@ var (
 // friendly error page, API routes a JSON {"error": …}. Neither shows err's
 // text.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	v := views.ErrorView{Status: http.StatusInternalServerError, Title: "Something went wrong",
-		Message: "Kozmic could not finish this request. The problem has been logged; try again in a moment."}
-	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, errNoSuchRoute):
-		v = views.ErrorView{Status: http.StatusNotFound, Title: "Page not found",
-			Message: "There is nothing here, or you are not allowed to see it."}
-	case errors.Is(err, store.ErrConflict):
-		v = views.ErrorView{Status: http.StatusConflict, Title: "That clashes with something that exists",
-			Message: "Another item already uses that name, or the item changed meanwhile. Reload and try again."}
-	case errors.Is(err, store.ErrInvalid):
-		v = views.ErrorView{Status: http.StatusUnprocessableEntity, Title: "That cannot be saved",
-			Message: "Some of what was sent is missing or malformed. Go back, check the form and try again."}
-	case errors.Is(err, errUnauthorized):
-		v = views.ErrorView{Status: http.StatusUnauthorized, Title: "Not allowed",
-			Message: "The request's signature or credentials are missing or wrong."}
-	case errors.Is(err, errForbidden):
-		v = views.ErrorView{Status: http.StatusForbidden, Title: "Not allowed",
-			Message: "Your role in this project does not allow that. Its owner or managers can."}
-	case errors.Is(err, errTooLarge):
-		v = views.ErrorView{Status: http.StatusRequestEntityTooLarge, Title: "Too large",
-			Message: "The request body is larger than Kozmic accepts."}
-	case errors.Is(err, errBadRequest):
-		v = views.ErrorView{Status: http.StatusBadRequest, Title: "Malformed request",
-			Message: "The request body could not be read as what it claims to be."}
-	default:
+	v := internalError
+	for _, k := range errorKinds {
+		if errors.Is(err, k.err) {
+			v = k.view
+			break
+		}
+	}
+	if v.Status == http.StatusInternalServerError {
 		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	w.Header().Set("Cache-Control", "no-store")
