@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"kozmic/internal/syncbuf"
 	"kozmic/internal/testimage"
 	"kozmic/runner"
 	"net"
@@ -17,7 +18,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -177,26 +177,9 @@ func TestParseConfigErrors(t *testing.T) {
 
 // runKozmic runs the program in-process and returns its exit code and output.
 func runKozmic(ctx context.Context, args []string, getenv func(string) string) (int, string, string) {
-	var out, errOut syncBuffer
+	var out, errOut syncbuf.Buffer
 	code := run(ctx, args, getenv, &out, &errOut)
 	return code, out.String(), errOut.String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestRunVersionAndUsage(t *testing.T) {

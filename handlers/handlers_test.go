@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -18,6 +17,7 @@ import (
 
 	"kozmic/gh"
 	"kozmic/internal/fakegithub"
+	"kozmic/internal/syncbuf"
 	"kozmic/migrations"
 	"kozmic/static"
 	"kozmic/store"
@@ -33,7 +33,7 @@ type testServer struct {
 	*Handler
 	db     *store.DB
 	jobs   *wakeCounter
-	logs   *syncBuilder
+	logs   *syncbuf.Buffer
 	github *fakegithub.Server
 }
 
@@ -45,29 +45,12 @@ func newTestServer(t testing.TB) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s := &testServer{db: db, jobs: &wakeCounter{}, logs: &syncBuilder{}, github: fakegithub.New(t)}
+	s := &testServer{db: db, jobs: &wakeCounter{}, logs: &syncbuf.Buffer{}, github: fakegithub.New(t)}
 	base, _ := url.Parse("http://kozmic.test")
 	g := gh.New(gh.Config{WebURL: s.github.WebURL(), ClientID: "client-id", ClientSecret: "client-secret", BaseURL: base})
 	s.Handler = New(Deps{DB: db, Jobs: s.jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base,
 		Log: slog.New(slog.NewTextHandler(s.logs, nil))})
 	return s
-}
-
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {

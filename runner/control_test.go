@@ -11,6 +11,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"kozmic/internal/syncbuf"
 	"kozmic/store"
 )
 
@@ -177,7 +178,7 @@ func TestExecRunsAWorkingTree(t *testing.T) {
 	h := newHarness(t, Config{})
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "deps.txt"), []byte("uncommitted"), 0o644)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	status, code := h.r.Exec(context.Background(), ExecSpec{Dir: dir, Image: testImage,
 		InstallScript: "#!/bin/sh\necho install sees $(cat deps.txt)\n", TrackedFiles: []string{"deps.txt"},
 		BuildScript: "#!/bin/sh\necho build sees $(cat deps.txt)\nexit 5\n"}, &out)
@@ -189,7 +190,7 @@ func TestExecRunsAWorkingTree(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
-	var again syncBuffer
+	var again syncbuf.Buffer
 	h.r.Exec(context.Background(), ExecSpec{Dir: dir, Image: testImage, InstallScript: "#!/bin/sh\necho install sees $(cat deps.txt)\n",
 		TrackedFiles: []string{"deps.txt"}, BuildScript: "#!/bin/sh\ntrue\n"}, &again)
 	if !strings.Contains(again.String(), SkippedInstall) {

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"kozmic/internal/syncbuf"
 	"kozmic/internal/testimage"
 	"kozmic/migrations"
 	"kozmic/store"
@@ -82,7 +82,7 @@ type harness struct {
 	r       *Runner   // the newest runner
 	runners []*Runner // every runner started, shut down at the end
 	notes   *recorder
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	dbPath  string
 }
 
@@ -134,28 +134,10 @@ func (h *harness) start(cfg Config) {
 	}
 	cfg.WorkDir = h.t.TempDir()
 	h.notes = &recorder{}
-	h.logs = &syncBuffer{}
+	h.logs = &syncbuf.Buffer{}
 	h.r = New(cfg, h.db, h.dc, h.notes, slog.New(slog.NewTextHandler(h.logs, nil)))
 	h.r.Start(context.Background())
 	h.runners = append(h.runners, h.r)
-}
-
-// syncBuffer is a buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // assertNoLeftovers fails if any container or volume labelled kozmic.job remains.
