@@ -40,6 +40,14 @@ type Store interface {
 	SyncUserMemberships(ctx context.Context, userID int64, repos map[int64]bool) error
 	ReplaceRepoCache(ctx context.Context, userID int64, own []store.CachedRepo, orgs []store.CachedOrg) error
 	RepoCache(ctx context.Context, userID int64) ([]store.CachedRepo, []store.CachedOrg, time.Time, error)
+	Hooks(ctx context.Context, projectID int64) ([]store.Hook, error)
+	HookByID(ctx context.Context, id int64) (store.Hook, error)
+	CreateHook(ctx context.Context, h store.Hook) (store.Hook, error)
+	UpdateHook(ctx context.Context, h store.Hook) (store.Hook, error)
+	DeleteHook(ctx context.Context, id int64) error
+	SecretNames(ctx context.Context, projectID int64) ([]string, error)
+	SetSecret(ctx context.Context, projectID int64, s store.Secret) error
+	DeleteSecret(ctx context.Context, projectID int64, name string) error
 }
 
 // Jobs is what the handlers need of the job runner.
@@ -106,8 +114,23 @@ func New(d Deps) *Handler {
 	// Every state change needs a same-origin request; webhooks are signed instead.
 	cop := http.NewCrossOriginProtection()
 	cop.AddInsecureBypassPattern("POST /webhooks/{projectID}")
-	h.serve = sm.LoadAndSave(cop.Handler(h.mux))
+	h.serve = securityHeaders(sm.LoadAndSave(cop.Handler(h.mux)))
 	return h
+}
+
+// contentSecurityPolicy allows scripts, styles and connections from Kozmic
+// itself only: no inline script runs, whatever a commit message or a log holds.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; " +
+	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// securityHeaders sets the headers every response carries.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", contentSecurityPolicy)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "same-origin")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // ServeHTTP serves a request, answering a panic in a handler with the 500

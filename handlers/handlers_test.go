@@ -103,6 +103,14 @@ func TestNotFoundPage(t *testing.T) {
 	if strings.Contains(body, "<script>") {
 		t.Error("the page echoes markup from the URL")
 	}
+	if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("Content-Security-Policy = %q", csp)
+	}
+	for _, js := range []string{"htmx.min.js", "htmx-ext-sse.min.js"} {
+		if src, ok := doc.Find(`script[src="` + static.Path(js) + `"]`).Attr("src"); !ok || src == "" {
+			t.Errorf("the layout does not load %s", js)
+		}
+	}
 }
 
 func TestFailMapsErrorsWithoutShowingThem(t *testing.T) {
@@ -158,6 +166,10 @@ func TestStaticFiles(t *testing.T) {
 	res, _ = get(t, h, "/static/kozmic.css?v=old")
 	if cc := res.Header.Get("Cache-Control"); res.StatusCode != 200 || cc != "no-cache" {
 		t.Errorf("stale version: %d, Cache-Control %q", res.StatusCode, cc)
+	}
+	res, body = get(t, h, static.Path("htmx.min.js"))
+	if res.StatusCode != 200 || !strings.Contains(res.Header.Get("Content-Type"), "javascript") || !strings.Contains(body, "htmx") {
+		t.Errorf("htmx: %d %q", res.StatusCode, res.Header.Get("Content-Type"))
 	}
 	for _, p := range []string{"/static/nope.css", "/static/..%2fmain.go", "/static/"} {
 		if res, _ := get(t, h, p); res.StatusCode != 404 {

@@ -21,5 +21,13 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /projects/{id}/members/sync", h.requireUser(h.syncMembers))
 	h.mux.HandleFunc("GET /projects/{id}/delete", h.requireUser(h.confirmDeleteProject))
 	h.mux.HandleFunc("POST /projects/{id}/delete", h.requireUser(h.deleteProject))
+	h.mux.HandleFunc("GET /projects/{id}/settings", h.requireUser(h.settings))
+	h.mux.HandleFunc("GET /projects/{id}/hooks/new", h.requireUser(h.newHook))
+	h.mux.HandleFunc("POST /projects/{id}/hooks", h.requireUser(h.saveHook))
+	h.mux.HandleFunc("GET /projects/{id}/hooks/{hook}", h.requireUser(h.editHook))
+	h.mux.HandleFunc("POST /projects/{id}/hooks/{hook}", h.requireUser(h.saveHook))
+	h.mux.HandleFunc("POST /projects/{id}/hooks/{hook}/delete", h.requireUser(h.deleteHook))
+	h.mux.HandleFunc("POST /projects/{id}/secrets", h.requireUser(h.setSecret))
+	h.mux.HandleFunc("POST /projects/{id}/secrets/{name}/delete", h.requireUser(h.deleteSecret))
 	h.mux.HandleFunc("/", h.notFound)
 }

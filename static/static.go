@@ -11,9 +11,11 @@ import (
 	"net/url"
 )
 
-// FS holds the files served under /static/.
+// FS holds the files served under /static/: Kozmic's stylesheet and
+// script, and htmx 2.0.11 with its SSE extension 2.2.4 (from the npm
+// registry, with their licence files).
 //
-//go:embed *.css
+//go:embed *.css *.js *.txt
 var FS embed.FS
 
 // versions maps each file name to the first 12 hex digits of its SHA-256.

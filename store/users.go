@@ -8,11 +8,17 @@ import (
 )
 
 // ErrInvalid means the input breaks a rule of the data model (an empty
-// required field, for example). The wrapped message says which, in words fit
-// for the person who typed it.
+// required field, for example). Such errors are *InvalidError, whose Msg
+// says which rule, in words fit for the person who typed it.
 var ErrInvalid = errors.New("invalid")
 
-func invalid(msg string) error { return fmt.Errorf("%w: %s", ErrInvalid, msg) }
+// InvalidError is an ErrInvalid with its reason.
+type InvalidError struct{ Msg string }
+
+func (e *InvalidError) Error() string        { return "invalid: " + e.Msg }
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(msg string) error { return &InvalidError{Msg: msg} }
 
 // User is a person who can log in: with GitHub (GitHubID set) or with a
 // local username and password.

@@ -1,0 +1,197 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"kozmic/store"
+	"kozmic/views"
+)
+
+// sentence turns a store message ("a hook needs a title") into one for a page.
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:] + "."
+}
+
+// formError is what to tell the person who filled in a form that err
+// refused, and false when err is not about the form.
+func formError(err error, conflict string) (string, bool) {
+	var inv *store.InvalidError
+	switch {
+	case errors.As(err, &inv):
+		return sentence(inv.Msg), true
+	case errors.Is(err, store.ErrConflict):
+		return conflict, true
+	}
+	return "", false
+}
+
+func (h *Handler) settings(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.renderSettings(w, r, p, http.StatusOK, r.URL.Query().Get("flash"), "")
+}
+
+var settingsFlashes = map[string]string{
+	"hook-saved": "Hook saved.", "hook-deleted": "Hook deleted.", "secret-saved": "Secret saved.", "secret-deleted": "Secret deleted.",
+}
+
+func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, p store.Project, status int, flash, errMsg string) {
+	hooks, err := h.db.Hooks(r.Context(), p.ID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	names, err := h.db.SecretNames(r.Context(), p.ID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	v := views.SettingsView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, Secrets: names,
+		Flash: settingsFlashes[flash], Error: errMsg}
+	for _, hk := range hooks {
+		v.Hooks = append(v.Hooks, views.HookRow{ID: hk.ID, Title: hk.Title, Image: hk.DockerImage, Install: hk.InstallScript != ""})
+	}
+	h.render(w, r, status, views.SettingsPage(v))
+}
+
+func settingsURL(p store.Project, flash string) string {
+	return fmt.Sprintf("/projects/%d/settings?flash=%s", p.ID, flash)
+}
+
+// hookFor loads the hook named in the path, which must belong to p.
+func (h *Handler) hookFor(r *http.Request, p store.Project) (store.Hook, error) {
+	id, err := strconv.ParseInt(r.PathValue("hook"), 10, 64)
+	if err != nil {
+		return store.Hook{}, store.ErrNotFound
+	}
+	hk, err := h.db.HookByID(r.Context(), id)
+	if err == nil && hk.ProjectID != p.ID {
+		err = store.ErrNotFound
+	}
+	return hk, err
+}
+
+func hookFormView(r *http.Request, p store.Project, hk store.Hook) views.HookFormView {
+	return views.HookFormView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, HookID: hk.ID, Title: hk.Title,
+		Image: hk.DockerImage, Install: hk.InstallScript, Build: hk.BuildScript, TrackedFiles: strings.Join(hk.TrackedFiles, "\n")}
+}
+
+func (h *Handler) newHook(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.render(w, r, http.StatusOK, views.HookForm(hookFormView(r, p, store.Hook{BuildScript: "#!/bin/sh\nset -e\n"})))
+}
+
+func (h *Handler) editHook(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	hk, err := h.hookFor(r, p)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.render(w, r, http.StatusOK, views.HookForm(hookFormView(r, p, hk)))
+}
+
+// hookFromForm reads the hook form. Scripts keep their text as typed, with
+// the browser's \r\n turned into \n: a #! line ending in \r names no interpreter.
+func hookFromForm(r *http.Request, p store.Project) store.Hook {
+	text := func(name string) string { return strings.ReplaceAll(r.PostFormValue(name), "\r\n", "\n") }
+	return store.Hook{ProjectID: p.ID, Title: r.PostFormValue("title"), DockerImage: r.PostFormValue("image"),
+		InstallScript: text("install"), BuildScript: text("build"), TrackedFiles: strings.Split(text("tracked"), "\n")}
+}
+
+// saveHook creates the hook (no hook in the path) or updates it.
+func (h *Handler) saveHook(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	hk := hookFromForm(r, p)
+	if r.PathValue("hook") == "" {
+		_, err = h.db.CreateHook(r.Context(), hk)
+	} else {
+		var old store.Hook
+		if old, err = h.hookFor(r, p); err == nil {
+			hk.ID = old.ID
+			_, err = h.db.UpdateHook(r.Context(), hk)
+		}
+	}
+	if msg, ok := formError(err, "Another hook of this project already has that title."); ok {
+		v := hookFormView(r, p, hk)
+		v.TrackedFiles, v.Error = r.PostFormValue("tracked"), msg
+		h.render(w, r, http.StatusUnprocessableEntity, views.HookForm(v))
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, settingsURL(p, "hook-saved"), http.StatusSeeOther)
+}
+
+// deleteHook deletes a hook; its past jobs and their logs stay.
+func (h *Handler) deleteHook(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	hk, err := h.hookFor(r, p)
+	if err == nil {
+		err = h.db.DeleteHook(r.Context(), hk.ID)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, settingsURL(p, "hook-deleted"), http.StatusSeeOther)
+}
+
+func (h *Handler) setSecret(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	err = h.db.SetSecret(r.Context(), p.ID, store.Secret{Name: strings.TrimSpace(r.PostFormValue("name")), Value: r.PostFormValue("value")})
+	if msg, ok := formError(err, ""); ok {
+		h.renderSettings(w, r, p, http.StatusUnprocessableEntity, "", msg)
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, settingsURL(p, "secret-saved"), http.StatusSeeOther)
+}
+
+func (h *Handler) deleteSecret(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if err := h.db.DeleteSecret(r.Context(), p.ID, r.PathValue("name")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, settingsURL(p, "secret-deleted"), http.StatusSeeOther)
+}

@@ -1,0 +1,122 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"kozmic/store"
+)
+
+// ownedProject signs b in as octocat and gives them a private GitHub project.
+func ownedProject(t *testing.T, s *testServer, b *browser, name string, githubID int64) store.Project {
+	t.Helper()
+	b.signIn("/")
+	p, err := s.db.CreateProject(context.Background(), store.NewProject{OwnerID: 1, Source: store.SourceGitHub,
+		GitHubID: githubID, FullName: name, WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestHookSettings(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	other := ownedProject(t, s, b, "octocat/Other", 42)
+	ctx := context.Background()
+	settings := fmt.Sprintf("/projects/%d/settings", p.ID)
+
+	res, page := b.do("GET", settings, nil)
+	if res.StatusCode != 200 || !strings.Contains(page, "No hooks yet") {
+		t.Fatalf("empty settings: %d", res.StatusCode)
+	}
+	form := url.Values{"title": {"unit <tests>"}, "image": {"golang:1.26"}, "install": {"#!/bin/sh\r\ngo mod download\r\n"},
+		"tracked": {"go.mod\r\ngo.sum\r\n\r\n"}, "build": {"#!/bin/sh\r\ngo test ./...\r\n"}}
+	res, _ = b.do("POST", fmt.Sprintf("/projects/%d/hooks", p.ID), form)
+	if res.StatusCode != 303 || res.Header.Get("Location") != settings+"?flash=hook-saved" {
+		t.Fatalf("create hook: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	hooks, _ := s.db.Hooks(ctx, p.ID)
+	if len(hooks) != 1 || hooks[0].BuildScript != "#!/bin/sh\ngo test ./...\n" || hooks[0].InstallScript != "#!/bin/sh\ngo mod download\n" ||
+		strings.Join(hooks[0].TrackedFiles, ",") != "go.mod,go.sum" {
+		t.Fatalf("stored hook = %+v", hooks)
+	}
+	hk := hooks[0]
+	res, page = b.do("GET", settings+"?flash=hook-saved", nil)
+	if !strings.Contains(page, "Hook saved.") || !strings.Contains(page, "unit &lt;tests&gt;") || strings.Contains(page, "unit <tests>") {
+		t.Errorf("settings after save: %d, title escaped? %v", res.StatusCode, strings.Contains(page, "&lt;tests&gt;"))
+	}
+
+	// Refusals keep what was typed and say why.
+	form.Set("title", "")
+	res, page = b.do("POST", fmt.Sprintf("/projects/%d/hooks", p.ID), form)
+	if res.StatusCode != 422 || !strings.Contains(page, "A hook needs a title.") || !strings.Contains(page, "go mod download") {
+		t.Errorf("untitled hook: %d", res.StatusCode)
+	}
+	form.Set("title", "unit <tests>")
+	res, page = b.do("POST", fmt.Sprintf("/projects/%d/hooks", p.ID), form)
+	if res.StatusCode != 422 || !strings.Contains(page, "already has that title") {
+		t.Errorf("duplicate title: %d", res.StatusCode)
+	}
+
+	// Edit.
+	res, page = b.do("GET", fmt.Sprintf("/projects/%d/hooks/%d", p.ID, hk.ID), nil)
+	if res.StatusCode != 200 || !strings.Contains(page, "go.mod\ngo.sum") {
+		t.Errorf("edit form: %d", res.StatusCode)
+	}
+	form.Set("image", "golang:1.27")
+	if res, _ := b.do("POST", fmt.Sprintf("/projects/%d/hooks/%d", p.ID, hk.ID), form); res.StatusCode != 303 {
+		t.Errorf("update: %d", res.StatusCode)
+	}
+	if got, _ := s.db.HookByID(ctx, hk.ID); got.DockerImage != "golang:1.27" {
+		t.Errorf("image after update = %q", got.DockerImage)
+	}
+	// A hook is only reachable through its own project.
+	for _, path := range []string{fmt.Sprintf("/projects/%d/hooks/%d", other.ID, hk.ID), fmt.Sprintf("/projects/%d/hooks/999", p.ID)} {
+		if res, _ := b.do("GET", path, nil); res.StatusCode != 404 {
+			t.Errorf("GET %s: %d, want 404", path, res.StatusCode)
+		}
+	}
+	if res, _ := b.do("POST", fmt.Sprintf("/projects/%d/hooks/%d/delete", other.ID, hk.ID), url.Values{}); res.StatusCode != 404 {
+		t.Errorf("deleting through another project: %d", res.StatusCode)
+	}
+	if res, _ := b.do("POST", fmt.Sprintf("/projects/%d/hooks/%d/delete", p.ID, hk.ID), url.Values{}); res.StatusCode != 303 {
+		t.Errorf("delete: %d", res.StatusCode)
+	}
+	if hooks, _ := s.db.Hooks(ctx, p.ID); len(hooks) != 0 {
+		t.Errorf("hooks after delete = %d", len(hooks))
+	}
+}
+
+func TestSecretSettings(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	const value = "the-value-nobody-sees"
+	res, _ := b.do("POST", fmt.Sprintf("/projects/%d/secrets", p.ID), url.Values{"name": {"DEPLOY_TOKEN"}, "value": {value}})
+	if res.StatusCode != 303 {
+		t.Fatalf("set secret: %d", res.StatusCode)
+	}
+	res, page := b.do("GET", fmt.Sprintf("/projects/%d/settings", p.ID), nil)
+	if !strings.Contains(page, "DEPLOY_TOKEN") || strings.Contains(page, value) {
+		t.Errorf("settings: name shown %v, value shown %v", strings.Contains(page, "DEPLOY_TOKEN"), strings.Contains(page, value))
+	}
+	res, page = b.do("POST", fmt.Sprintf("/projects/%d/secrets", p.ID), url.Values{"name": {"1BAD"}, "value": {"x"}})
+	if res.StatusCode != 422 || !strings.Contains(page, "A secret name uses letters") {
+		t.Errorf("bad name: %d", res.StatusCode)
+	}
+	secrets, _ := s.db.Secrets(context.Background(), p.ID)
+	if len(secrets) != 1 || secrets[0].Value != value {
+		t.Errorf("secrets = %+v", secrets)
+	}
+	if res, _ := b.do("POST", fmt.Sprintf("/projects/%d/secrets/DEPLOY_TOKEN/delete", p.ID), url.Values{}); res.StatusCode != 303 {
+		t.Errorf("delete secret: %d", res.StatusCode)
+	}
+	if names, _ := s.db.SecretNames(context.Background(), p.ID); len(names) != 0 {
+		t.Errorf("secrets after delete = %v", names)
+	}
+}
