@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-github/v60/github"
 
+	"kozmic/internal/when"
 	"kozmic/store"
 )
 
@@ -102,9 +103,9 @@ func StatusDescription(build int, j store.Job) string {
 	case store.JobRunning:
 		d = fmt.Sprintf("Build #%d is running", build)
 	case store.JobSuccess:
-		d = fmt.Sprintf("Build #%d passed in %s", build, shortDuration(took))
+		d = fmt.Sprintf("Build #%d passed in %s", build, when.Duration(took))
 	case store.JobFailure:
-		d = fmt.Sprintf("Build #%d failed in %s", build, shortDuration(took))
+		d = fmt.Sprintf("Build #%d failed in %s", build, when.Duration(took))
 	default:
 		d = fmt.Sprintf("Build #%d errored: %s", build, j.Error)
 	}
@@ -112,19 +113,6 @@ func StatusDescription(build int, j store.Job) string {
 		d = string([]rune(d)[:139]) + "…"
 	}
 	return d
-}
-
-// shortDuration writes 45s, 1m03s or 2h05m.
-func shortDuration(d time.Duration) string {
-	d = d.Round(time.Second)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	default:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
 }
 
 // Run posts due statuses until ctx ends, sleeping until the next one is

@@ -454,3 +454,10 @@ func (r *Runner) Exec(ctx context.Context, s ExecSpec, w io.Writer) (store.JobSt
 	}
 	return res.status, 1
 }
+
+// Follow calls fn with a job's stored log from byte offset from on and then
+// with its new output as it is stored, until the job has ended and all of
+// its log was passed; see Broker.Follow.
+func (r *Runner) Follow(ctx context.Context, jobID, from int64, fn func(Chunk) error) error {
+	return r.logs.Follow(ctx, r.store, jobID, from, fn)
+}

@@ -173,6 +173,19 @@ func (db *DB) BuildByNumber(ctx context.Context, projectID int64, n int) (Build,
 	return b, wrap("get build by number", err)
 }
 
+// LatestBuild returns the newest build of a project, of ref when it is not
+// empty, or ErrNotFound.
+func (db *DB) LatestBuild(ctx context.Context, projectID int64, ref string) (Build, error) {
+	bs, err := db.Builds(ctx, projectID, BuildQuery{Ref: ref, Limit: 1})
+	if err != nil {
+		return Build{}, err
+	}
+	if len(bs) == 0 {
+		return Build{}, fmt.Errorf("latest build: %w", ErrNotFound)
+	}
+	return bs[0], nil
+}
+
 // BuildQuery selects a page of a project's builds, newest first.
 type BuildQuery struct {
 	Ref    string // only builds of this ref; empty: all
