@@ -140,7 +140,8 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	jobs.Start(ctx)
 
 	go sweepSessions(postCtx, db, log)
-	h := handlers.New(handlers.Deps{DB: db, Jobs: jobs, GitHub: github, Sessions: db.Sessions(), BaseURL: cfg.BaseURL, Log: log})
+	h := handlers.New(handlers.Deps{DB: db, Jobs: jobs, GitHub: github, Sessions: db.Sessions(), BaseURL: cfg.BaseURL,
+		GitHubURL: cfg.GitHubURL, Log: log})
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,

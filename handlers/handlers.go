@@ -14,6 +14,7 @@ import (
 	"github.com/alexedwards/scs/v2"
 
 	"kozmic/gh"
+	"kozmic/runner"
 	"kozmic/store"
 )
 
@@ -48,12 +49,25 @@ type Store interface {
 	SecretNames(ctx context.Context, projectID int64) ([]string, error)
 	SetSecret(ctx context.Context, projectID int64, s store.Secret) error
 	DeleteSecret(ctx context.Context, projectID int64, name string) error
+	ProjectByName(ctx context.Context, fullName string) (store.Project, error)
+	Builds(ctx context.Context, projectID int64, q store.BuildQuery) ([]store.Build, error)
+	BuildByNumber(ctx context.Context, projectID int64, n int) (store.Build, error)
+	LatestBuild(ctx context.Context, projectID int64, ref string) (store.Build, error)
+	Jobs(ctx context.Context, buildID int64) ([]store.Job, error)
+	JobByID(ctx context.Context, id int64) (store.Job, error)
+	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
 }
 
 // Jobs is what the handlers need of the job runner.
 type Jobs interface {
 	// Enqueued wakes the runner after jobs were enqueued.
 	Enqueued()
+	Cancel(ctx context.Context, jobID int64, by string) error
+	Restart(ctx context.Context, jobID int64) (store.Job, error)
+	RerunFailed(ctx context.Context, buildID int64) ([]store.Job, error)
+	// Waiting says why enqueued jobs wait, or "".
+	Waiting() string
+	Follow(ctx context.Context, jobID, from int64, fn func(runner.Chunk) error) error
 }
 
 // GitHub is what the handlers ask of GitHub: login, repositories, webhooks,
@@ -79,19 +93,22 @@ type Deps struct {
 	GitHub   GitHub
 	Sessions scs.Store
 	BaseURL  *url.URL
-	Log      *slog.Logger
+	// GitHubURL is GitHub's web address, for links to commits.
+	GitHubURL *url.URL
+	Log       *slog.Logger
 }
 
 // Handler serves every route of the server.
 type Handler struct {
-	db       Store
-	jobs     Jobs
-	github   GitHub
-	baseURL  string // without a trailing slash
-	sessions *scs.SessionManager
-	log      *slog.Logger
-	mux      *http.ServeMux
-	serve    http.Handler // mux behind sessions and cross-origin protection
+	db        Store
+	jobs      Jobs
+	github    GitHub
+	baseURL   string // without a trailing slash
+	githubURL string // without a trailing slash
+	sessions  *scs.SessionManager
+	log       *slog.Logger
+	mux       *http.ServeMux
+	serve     http.Handler // mux behind sessions and cross-origin protection
 }
 
 // New returns the server's HTTP handler.
@@ -109,7 +126,7 @@ func New(d Deps) *Handler {
 		http.Error(w, "Kozmic could not read your session; try again.", http.StatusInternalServerError)
 	}
 	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, sessions: sm, log: d.Log, mux: http.NewServeMux(),
-		baseURL: strings.TrimRight(d.BaseURL.String(), "/")}
+		baseURL: strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
 	h.routes()
 	// Every state change needs a same-origin request; webhooks are signed instead.
 	cop := http.NewCrossOriginProtection()

@@ -19,14 +19,19 @@ import (
 	"kozmic/internal/fakegithub"
 	"kozmic/internal/syncbuf"
 	"kozmic/migrations"
+	"kozmic/runner"
 	"kozmic/static"
 	"kozmic/store"
 )
 
-// wakeCounter stands in for the runner: it counts wake-ups.
-type wakeCounter struct{ n atomic.Int64 }
+// wakeCounter is the real runner, not started (so no Docker is needed),
+// counting its wake-ups.
+type wakeCounter struct {
+	*runner.Runner
+	n atomic.Int64
+}
 
-func (c *wakeCounter) Enqueued() { c.n.Add(1) }
+func (c *wakeCounter) Enqueued() { c.n.Add(1); c.Runner.Enqueued() }
 
 // testServer is a Handler over a real database in a temporary directory.
 type testServer struct {
@@ -45,11 +50,12 @@ func newTestServer(t testing.TB) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s := &testServer{db: db, jobs: &wakeCounter{}, logs: &syncbuf.Buffer{}, github: fakegithub.New(t)}
+	s := &testServer{db: db, logs: &syncbuf.Buffer{}, github: fakegithub.New(t)}
+	log := slog.New(slog.NewTextHandler(s.logs, nil))
+	s.jobs = &wakeCounter{Runner: runner.New(runner.Config{}, db, nil, nil, log)}
 	base, _ := url.Parse("http://kozmic.test")
 	g := gh.New(gh.Config{WebURL: s.github.WebURL(), ClientID: "client-id", ClientSecret: "client-secret", BaseURL: base})
-	s.Handler = New(Deps{DB: db, Jobs: s.jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base,
-		Log: slog.New(slog.NewTextHandler(s.logs, nil))})
+	s.Handler = New(Deps{DB: db, Jobs: s.jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base, GitHubURL: s.github.WebURL(), Log: log})
 	return s
 }
 

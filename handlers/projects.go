@@ -262,12 +262,14 @@ func (h *Handler) showProject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := h.projectView(r, p, role)
+	if err == nil {
+		v.Builds, err = h.buildsSection(r, p)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	switch {
-	case r.URL.Query().Has("synced"):
+	if r.URL.Query().Has("synced") {
 		v.Flash = "Members synced with GitHub."
 	}
 	h.render(w, r, http.StatusOK, views.ProjectPage(v))

@@ -200,6 +200,14 @@ func TestPermissionMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.db.SetGitHubHookID(ctx, p.ID, 12345678)
+		if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "t", DockerImage: "i", BuildScript: "#!/bin/sh"}); err != nil {
+			t.Fatal(err)
+		}
+		_, jobs, err := s.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: "abc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: store.JobError}) // canceled: can be re-run
 		return p.ID
 	}
 	reseed := func(id int64) {
@@ -217,6 +225,10 @@ func TestPermissionMatrix(t *testing.T) {
 		{false, "POST", "/projects/%d/members/sync", []int{303, 404, 403, 303, 303}},
 		{false, "GET", "/projects/%d/delete", []int{303, 404, 403, 403, 200}},
 		{false, "GET", "/projects/%d/settings", []int{303, 404, 403, 200, 200}},
+		{false, "GET", "/projects/%d/builds/1", []int{303, 404, 200, 200, 200}},
+		{false, "POST", "/projects/%d/builds/1/rerun", []int{303, 404, 403, 303, 303}},
+		{true, "GET", "/projects/%d/builds/1", []int{303, 200, 200, 200, 200}},
+		{true, "POST", "/projects/%d/builds/1/rerun", []int{303, 403, 403, 303, 303}},
 		{false, "GET", "/projects/%d/hooks/new", []int{303, 404, 403, 200, 200}},
 		{false, "POST", "/projects/%d/secrets", []int{303, 404, 403, 422, 422}}, // allowed, then refused for its empty name
 		{false, "POST", "/projects/%d/delete", []int{303, 404, 403, 403, 303}},

@@ -29,5 +29,13 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /projects/{id}/hooks/{hook}/delete", h.requireUser(h.deleteHook))
 	h.mux.HandleFunc("POST /projects/{id}/secrets", h.requireUser(h.setSecret))
 	h.mux.HandleFunc("POST /projects/{id}/secrets/{name}/delete", h.requireUser(h.deleteSecret))
+	h.mux.HandleFunc("GET /projects/{id}/builds/{n}", h.requireUser(h.showBuild))
+	h.mux.HandleFunc("POST /projects/{id}/builds/{n}/rerun", h.requireUser(h.rerunFailed))
+	h.mux.HandleFunc("GET /projects/{id}/builds/{n}/jobs/{job}", h.requireUser(h.showJob))
+	h.mux.HandleFunc("POST /projects/{id}/builds/{n}/jobs/{job}/cancel", h.requireUser(h.cancelJob))
+	h.mux.HandleFunc("POST /projects/{id}/builds/{n}/jobs/{job}/restart", h.requireUser(h.restartJob))
+	h.mux.HandleFunc("GET /projects/{id}/builds/{n}/jobs/{job}/log/stream", h.requireUser(h.logStream))
+	h.mux.HandleFunc("GET /projects/{id}/builds/{n}/jobs/{job}/log.txt", h.requireUser(h.rawLog))
+	h.mux.HandleFunc("GET /badges/{owner}/{file}", h.badge)
 	h.mux.HandleFunc("/", h.notFound)
 }

@@ -5,3 +5,11 @@ document.addEventListener("submit", function (e) {
     e.preventDefault();
   }
 });
+
+// A followed log scrolls with its new lines.
+document.addEventListener("htmx:sseMessage", function (e) {
+  var follow = document.getElementById("follow");
+  if (follow && follow.checked && e.target.id === "log") {
+    window.scrollTo(0, document.body.scrollHeight);
+  }
+});

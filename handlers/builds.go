@@ -1,0 +1,480 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	terminal "github.com/buildkite/terminal-to-html/v3"
+
+	"kozmic/internal/when"
+	"kozmic/runner"
+	"kozmic/store"
+	"kozmic/views"
+)
+
+const buildsPerPage = 25
+
+func buildStatus(s store.BuildStatus) views.Status {
+	return map[store.BuildStatus]views.Status{
+		store.BuildEnqueued: {Word: "enqueued", Class: "status-enqueued"},
+		store.BuildPending:  {Word: "running", Class: "status-running"},
+		store.BuildSuccess:  {Word: "passed", Class: "status-success"},
+		store.BuildFailure:  {Word: "failed", Class: "status-failure"},
+		store.BuildError:    {Word: "error", Class: "status-error"},
+	}[s]
+}
+
+func jobStatus(s store.JobStatus) views.Status {
+	return map[store.JobStatus]views.Status{
+		store.JobEnqueued: {Word: "enqueued", Class: "status-enqueued"},
+		store.JobRunning:  {Word: "running", Class: "status-running"},
+		store.JobSuccess:  {Word: "passed", Class: "status-success"},
+		store.JobFailure:  {Word: "failed", Class: "status-failure"},
+		store.JobError:    {Word: "error", Class: "status-error"},
+	}[s]
+}
+
+func ago(t time.Time) views.Time {
+	if t.IsZero() {
+		return views.Time{}
+	}
+	return views.Time{Relative: when.Ago(t, time.Now()), Exact: t.Local().Format("2006-01-02 15:04:05 MST")}
+}
+
+// took is how long something ran: until it finished, or so far.
+func took(start, end time.Time) string {
+	if start.IsZero() {
+		return ""
+	}
+	if end.IsZero() {
+		end = time.Now()
+	}
+	return when.Duration(end.Sub(start))
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func shortSHA(sha string) string {
+	if len(sha) > 8 {
+		return sha[:8]
+	}
+	return sha
+}
+
+// buildsSection is the list of a project's builds, newest first, a page at
+// a time (?before=N), optionally of one branch (?branch=).
+func (h *Handler) buildsSection(r *http.Request, p store.Project) (views.BuildsView, error) {
+	branch := strings.TrimSpace(r.URL.Query().Get("branch"))
+	before, _ := strconv.Atoi(r.URL.Query().Get("before"))
+	q := store.BuildQuery{Before: before, Limit: buildsPerPage + 1}
+	if branch != "" {
+		q.Ref = branch
+		if !strings.HasPrefix(branch, "refs/") {
+			q.Ref = "refs/heads/" + branch
+		}
+	}
+	bs, err := h.db.Builds(r.Context(), p.ID, q)
+	if err != nil {
+		return views.BuildsView{}, err
+	}
+	v := views.BuildsView{ProjectID: p.ID, Branch: branch,
+		BadgeMD: fmt.Sprintf("[![build](%s/badges/%s.svg)](%s/projects/%d)", h.baseURL, p.FullName, h.baseURL, p.ID)}
+	if len(bs) > buildsPerPage {
+		bs = bs[:buildsPerPage]
+		v.NextBefore = bs[len(bs)-1].Number
+	}
+	for _, b := range bs {
+		row := views.BuildRow{Number: b.Number, Status: buildStatus(b.Status), Branch: b.Branch(), ShortSHA: shortSHA(b.SHA),
+			Message: firstLine(b.Message), Author: b.Author, Age: ago(b.CreatedAt)}
+		if !b.StartedAt.IsZero() {
+			row.Duration = took(b.StartedAt, b.FinishedAt)
+		}
+		v.Builds = append(v.Builds, row)
+	}
+	return v, nil
+}
+
+// buildFor loads the build numbered in the path, of project p.
+func (h *Handler) buildFor(r *http.Request, p store.Project) (store.Build, error) {
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if err != nil {
+		return store.Build{}, store.ErrNotFound
+	}
+	return h.db.BuildByNumber(r.Context(), p.ID, n)
+}
+
+func (h *Handler) showBuild(w http.ResponseWriter, r *http.Request) {
+	p, role, err := h.projectFor(r, store.RoleMember)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	b, err := h.buildFor(r, p)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	jobs, err := h.db.Jobs(r.Context(), b.ID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	v := views.BuildView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, Number: b.Number, Status: buildStatus(b.Status),
+		Ref: b.Ref, SHA: b.SHA, Message: b.Message, Author: b.Author, Created: ago(b.CreatedAt), Finished: b.Status.Finished(),
+		CanConfigure: role >= store.RoleManager}
+	if p.Source == store.SourceGitHub {
+		v.CommitURL = fmt.Sprintf("%s/%s/commit/%s", h.githubURL, p.FullName, b.SHA)
+	}
+	if !b.StartedAt.IsZero() {
+		v.Duration = took(b.StartedAt, b.FinishedAt)
+	}
+	waiting := h.jobs.Waiting()
+	for _, j := range latestAttempts(jobs) {
+		row := views.JobRow{ID: j.ID, Title: j.HookTitle, Attempt: j.Attempt, Status: jobStatus(j.Status), Duration: took(j.StartedAt, j.FinishedAt)}
+		switch j.Cache {
+		case store.CacheHit:
+			row.Cache = "cache hit"
+		case store.CacheMiss:
+			row.Cache = "cache miss"
+		}
+		if j.Status == store.JobEnqueued {
+			row.Waiting = waiting
+		}
+		v.AnyFailed = v.AnyFailed || j.Status == store.JobFailure || j.Status == store.JobError
+		v.Jobs = append(v.Jobs, row)
+	}
+	h.render(w, r, http.StatusOK, views.BuildPage(v))
+}
+
+// latestAttempts keeps the newest attempt of each hook call; jobs come
+// ordered by hook title, hook call and attempt.
+func latestAttempts(jobs []store.Job) []store.Job {
+	var out []store.Job
+	for i, j := range jobs {
+		if i+1 < len(jobs) && jobs[i+1].HookCallID == j.HookCallID {
+			continue
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+func (h *Handler) rerunFailed(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	b, err := h.buildFor(r, p)
+	if err == nil {
+		_, err = h.jobs.RerunFailed(r.Context(), b.ID)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, fmt.Sprintf("/projects/%d/builds/%d", p.ID, b.Number), http.StatusSeeOther)
+}
+
+// jobFor loads the build and job named in the path; the job must belong to
+// that build of project p.
+func (h *Handler) jobFor(r *http.Request, p store.Project) (store.Build, store.Job, error) {
+	b, err := h.buildFor(r, p)
+	if err != nil {
+		return b, store.Job{}, err
+	}
+	id, err := strconv.ParseInt(r.PathValue("job"), 10, 64)
+	if err != nil {
+		return b, store.Job{}, store.ErrNotFound
+	}
+	j, err := h.db.JobByID(r.Context(), id)
+	if err == nil && j.BuildID != b.ID {
+		err = store.ErrNotFound
+	}
+	return b, j, err
+}
+
+func (h *Handler) jobPath(p store.Project, b store.Build, j store.Job) string {
+	return fmt.Sprintf("/projects/%d/builds/%d/jobs/%d", p.ID, b.Number, j.ID)
+}
+
+func (h *Handler) showJob(w http.ResponseWriter, r *http.Request) {
+	p, role, err := h.projectFor(r, store.RoleMember)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	b, j, err := h.jobFor(r, p)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	all, err := h.db.Jobs(r.Context(), b.ID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	path := h.jobPath(p, b, j)
+	v := views.JobView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, BuildNumber: b.Number, ID: j.ID,
+		Title: j.HookTitle, Attempt: j.Attempt, Status: jobStatus(j.Status), Duration: took(j.StartedAt, j.FinishedAt),
+		Error: j.Error, CanConfigure: role >= store.RoleManager, CanCancel: !j.Status.Finished(),
+		StreamURL: path + "/log/stream", RawURL: path + "/log.txt"}
+	latest := true
+	for _, a := range all {
+		if a.HookCallID != j.HookCallID {
+			continue
+		}
+		v.Attempts = append(v.Attempts, views.AttemptLink{ID: a.ID, Attempt: a.Attempt, Status: jobStatus(a.Status), Current: a.ID == j.ID})
+		latest = a.Attempt <= j.Attempt
+	}
+	v.CanRestart = j.Status.Finished() && latest && j.HookID != 0
+	h.render(w, r, http.StatusOK, views.JobPage(v))
+}
+
+func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	b, j, err := h.jobFor(r, p)
+	if err == nil {
+		err = h.jobs.Cancel(r.Context(), j.ID, user(r).Login())
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, h.jobPath(p, b, j), http.StatusSeeOther)
+}
+
+func (h *Handler) restartJob(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	b, j, err := h.jobFor(r, p)
+	if err == nil {
+		j, err = h.jobs.Restart(r.Context(), j.ID)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, h.jobPath(p, b, j), http.StatusSeeOther)
+}
+
+// rawLog sends the stored log as it is, ANSI codes and all.
+func (h *Handler) rawLog(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleMember)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	_, j, err := h.jobFor(r, p)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="job-%d.log"`, j.ID))
+	for pos := int64(0); ; {
+		data, err := h.db.ReadLog(r.Context(), j.ID, pos, 1<<20)
+		if err != nil {
+			h.log.Error("read log", "job", j.ID, "err", err)
+			return
+		}
+		if len(data) == 0 {
+			return
+		}
+		if _, err := w.Write(data); err != nil {
+			return
+		}
+		pos += int64(len(data))
+	}
+}
+
+// heartbeat is how often an idle log stream says it is alive, so that
+// proxies keep it open.
+const heartbeat = 15 * time.Second
+
+// logStream sends a job's log as server-sent events: the stored log, then
+// new output as it comes, as numbered HTML lines (ANSI colours rendered on
+// the server; a line is sent when it is complete, so \r progress bars show
+// their last state). Each event's id is "offset:line" of the next line, so a
+// reconnect with Last-Event-ID continues with no gap and no repeat. When the
+// job ends a final "end" event carries its status.
+func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleMember)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	_, j, err := h.jobFor(r, p)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	from, line := parseEventID(r.Header.Get("Last-Event-ID"))
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	rc := http.NewResponseController(w)
+
+	var mu sync.Mutex // the heartbeat and the log write to w in turn
+	send := func(s string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := io.WriteString(w, s); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	if err := send(": log of job " + strconv.FormatInt(j.ID, 10) + "\n\n"); err != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		t := time.NewTicker(heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if send(": heartbeat\n\n") != nil {
+					cancel()
+				}
+			}
+		}
+	}()
+
+	lines := &lineRenderer{next: line, pos: from}
+	err = h.jobs.Follow(ctx, j.ID, from, func(c runner.Chunk) error {
+		if out := lines.write(c.Data); out != "" {
+			return send(lines.event(out))
+		}
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			h.log.Warn("log stream", "job", j.ID, "err", err)
+		}
+		return
+	}
+	if out := lines.flush(); out != "" {
+		if send(lines.event(out)) != nil {
+			return
+		}
+	}
+	done, err := h.db.JobByID(context.WithoutCancel(ctx), j.ID)
+	if err != nil {
+		return
+	}
+	var status bytes.Buffer
+	views.StatusFragment(jobStatus(done.Status), took(done.StartedAt, done.FinishedAt)).Render(ctx, &status)
+	send("event: end\ndata: " + strings.ReplaceAll(status.String(), "\n", "") + "\n\n")
+}
+
+// parseEventID reads "offset:line"; anything else starts at the beginning.
+func parseEventID(id string) (int64, int) {
+	off, ln, ok := strings.Cut(id, ":")
+	o, err1 := strconv.ParseInt(off, 10, 64)
+	l, err2 := strconv.Atoi(ln)
+	if !ok || err1 != nil || err2 != nil || o < 0 || l < 1 {
+		return 0, 1
+	}
+	return o, l
+}
+
+// lineRenderer turns terminal output into numbered HTML lines, holding an
+// unfinished line back until its newline comes.
+type lineRenderer struct {
+	pending []byte
+	next    int   // number of the next line
+	pos     int64 // byte offset where pending starts
+}
+
+// write takes more output and returns the HTML of the lines it completed.
+func (l *lineRenderer) write(p []byte) string {
+	l.pending = append(l.pending, p...)
+	var b strings.Builder
+	for {
+		i := bytes.IndexByte(l.pending, '\n')
+		if i < 0 {
+			return b.String()
+		}
+		l.line(&b, l.pending[:i])
+		l.pos += int64(i + 1)
+		l.pending = l.pending[i+1:]
+	}
+}
+
+// flush renders what is left at the end of the log as a last line.
+func (l *lineRenderer) flush() string {
+	if len(l.pending) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	l.line(&b, l.pending)
+	l.pos += int64(len(l.pending))
+	l.pending = nil
+	return b.String()
+}
+
+func (l *lineRenderer) line(b *strings.Builder, raw []byte) {
+	raw = bytes.TrimSuffix(raw, []byte("\r"))
+	n := strconv.Itoa(l.next)
+	fmt.Fprintf(b, `<div class="line" id="L%s"><a href="#L%s">%s</a><span>%s</span></div>`, n, n, n,
+		strings.ReplaceAll(terminal.Render(raw), "\n", ""))
+	l.next++
+}
+
+// event wraps rendered lines as one server-sent event whose id resumes after them.
+func (l *lineRenderer) event(htmlLines string) string {
+	return fmt.Sprintf("id: %d:%d\nevent: line\ndata: %s\n\n", l.pos, l.next, htmlLines)
+}
+
+// badge answers GET /badges/{owner}/{name}.svg[?ref=BRANCH] with an SVG
+// reading passing, failing, error, running or unknown, never cached. It is
+// public, as badges are shown in READMEs; a private project's badge reads
+// unknown like a missing one, so it tells nothing.
+func (h *Handler) badge(w http.ResponseWriter, r *http.Request) {
+	name, ok := strings.CutSuffix(r.PathValue("file"), ".svg")
+	word := "unknown"
+	if ok {
+		if p, err := h.db.ProjectByName(r.Context(), r.PathValue("owner")+"/"+name); err == nil && p.IsPublic {
+			ref := r.URL.Query().Get("ref")
+			if ref != "" && !strings.HasPrefix(ref, "refs/") {
+				ref = "refs/heads/" + ref
+			}
+			if b, err := h.db.LatestBuild(r.Context(), p.ID, ref); err == nil {
+				word = map[store.BuildStatus]string{store.BuildSuccess: "passing", store.BuildFailure: "failing",
+					store.BuildError: "error", store.BuildPending: "running", store.BuildEnqueued: "running"}[b.Status]
+			}
+		}
+	}
+	colour := map[string]string{"passing": "#1a7f37", "failing": "#cf222e", "error": "#9a6700", "running": "#8250df", "unknown": "#6e7781"}[word]
+	w.Header().Set("Content-Type", "image/svg+xml")
+	w.Header().Set("Cache-Control", "no-cache, no-store, max-age=0")
+	fmt.Fprintf(w, badgeSVG, word, word, colour, html.EscapeString(word))
+}
+
+const badgeSVG = `<svg xmlns="http://www.w3.org/2000/svg" width="98" height="20" role="img" aria-label="build: %s">` +
+	`<title>build: %s</title><rect width="40" height="20" fill="#555"/><rect x="40" width="58" height="20" fill="%s"/>` +
+	`<g fill="#fff" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11" text-anchor="middle">` +
+	`<text x="20" y="14">build</text><text x="69" y="14">%s</text></g></svg>`

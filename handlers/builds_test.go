@@ -1,0 +1,258 @@
+package handlers
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"kozmic/store"
+)
+
+// buildWithLog makes a build of p with one job, the given log, finished as s.
+func buildWithLog(t *testing.T, s *testServer, p store.Project, ref, sha, message, log string, st store.JobStatus) (store.Build, store.Job) {
+	t.Helper()
+	ctx := context.Background()
+	if hooks, _ := s.db.Hooks(ctx, p.ID); len(hooks) == 0 {
+		if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "busybox", BuildScript: "#!/bin/sh"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, jobs, err := s.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: ref, SHA: sha, Author: "Ann", Message: message})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if log != "" {
+		if _, err := s.db.AppendLog(ctx, jobs[0].ID, []byte(log), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st != store.JobEnqueued {
+		s.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: store.JobRunning})
+		if st != store.JobRunning {
+			s.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: st})
+		}
+	}
+	b, _ = s.db.BuildByID(ctx, b.ID)
+	return b, jobs[0]
+}
+
+const hostileLog = "\x1b[32mgreen\x1b[0m <script>alert('log')</script>\n" +
+	"\x1b]8;;javascript:alert(1)\x1b\\click me\x1b]8;;\x1b\\\n" +
+	"\x1b]1337;File=name=eC5zdmc=;inline=1:PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+\x07\n" +
+	"progress 10%\rprogress 50%\rprogress 100%\n" +
+	"last line without a newline"
+
+func TestProjectBuildsList(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	for i := 1; i <= 30; i++ {
+		ref := "refs/heads/main"
+		if i%10 == 0 {
+			ref = "refs/heads/feature"
+		}
+		buildWithLog(t, s, p, ref, fmt.Sprintf("%040d", i), fmt.Sprintf("change %d <b>bold</b>\n\nsecond-paragraph-text", i), "", store.JobSuccess)
+	}
+	res, page := b.do("GET", fmt.Sprintf("/projects/%d", p.ID), nil)
+	if res.StatusCode != 200 {
+		t.Fatalf("project page: %d", res.StatusCode)
+	}
+	if n := strings.Count(page, `class="build"`); n != 25 {
+		t.Errorf("first page rows = %d, want 25", n)
+	}
+	if !strings.Contains(page, "#30") || strings.Contains(page, ">#5<") || !strings.Contains(page, "?before=6") {
+		t.Errorf("first page is not builds 30..6 with a link to older ones")
+	}
+	if strings.Contains(page, "<b>bold</b>") || !strings.Contains(page, "&lt;b&gt;bold&lt;/b&gt;") || strings.Contains(page, "second-paragraph-text") {
+		t.Error("commit messages are not escaped, or more than their first line is shown")
+	}
+	if !strings.Contains(page, "/badges/octocat/Hello-World.svg") {
+		t.Error("no badge Markdown")
+	}
+	_, page = b.do("GET", fmt.Sprintf("/projects/%d?before=6", p.ID), nil)
+	if n := strings.Count(page, `class="build"`); n != 5 || strings.Contains(page, "Older builds") {
+		t.Errorf("second page rows = %d", n)
+	}
+	_, page = b.do("GET", fmt.Sprintf("/projects/%d?branch=feature", p.ID), nil)
+	if n := strings.Count(page, `class="build"`); n != 3 || !strings.Contains(page, "#30") || strings.Contains(page, ">#29<") {
+		t.Errorf("feature builds = %d", n)
+	}
+	_, page = b.do("GET", fmt.Sprintf("/projects/%d?branch=nothing", p.ID), nil)
+	if !strings.Contains(page, "No builds of nothing") {
+		t.Error("no empty state for an unknown branch")
+	}
+}
+
+func TestBuildAndJobPages(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	ctx := context.Background()
+	build, job := buildWithLog(t, s, p, "refs/heads/main", "6113728f27ae82c7b1a177c8d03f9e96e0adf246", "<img src=x onerror=alert(1)>", hostileLog, store.JobFailure)
+	buildURL := fmt.Sprintf("/projects/%d/builds/%d", p.ID, build.Number)
+	jobURL := fmt.Sprintf("%s/jobs/%d", buildURL, job.ID)
+
+	res, page := b.do("GET", buildURL, nil)
+	if res.StatusCode != 200 || !strings.Contains(page, "failed") || !strings.Contains(page, "Re-run failed jobs") ||
+		strings.Contains(page, "<img src=x") || !strings.Contains(page, "/octocat/Hello-World/commit/6113728f27ae82c7b1a177c8d03f9e96e0adf246") {
+		t.Errorf("build page: %d", res.StatusCode)
+	}
+	if strings.Contains(page, "every 2s") {
+		t.Error("a finished build still polls")
+	}
+	res, page = b.do("GET", jobURL, nil)
+	if res.StatusCode != 200 || !strings.Contains(page, `sse-connect="`+jobURL+`/log/stream"`) || !strings.Contains(page, "Restart") || strings.Contains(page, ">Cancel<") {
+		t.Errorf("job page: %d", res.StatusCode)
+	}
+
+	res, raw := b.do("GET", jobURL+"/log.txt", nil)
+	if res.StatusCode != 200 || raw != hostileLog || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") {
+		t.Errorf("raw log: %d, %d bytes", res.StatusCode, len(raw))
+	}
+
+	// Re-run: a second attempt, enqueued; the build polls again and offers to cancel.
+	if res, _ := b.do("POST", buildURL+"/rerun", url.Values{}); res.StatusCode != 303 {
+		t.Fatalf("re-run: %d", res.StatusCode)
+	}
+	jobs, _ := s.db.Jobs(ctx, build.ID)
+	if len(jobs) != 2 || jobs[1].Attempt != 2 || jobs[1].Status != store.JobEnqueued {
+		t.Fatalf("jobs after re-run = %+v", jobs)
+	}
+	_, page = b.do("GET", buildURL, nil)
+	if !strings.Contains(page, `hx-trigger="every 2s"`) || !strings.Contains(page, "attempt 2") {
+		t.Error("the re-run build does not poll, or hides its new attempt")
+	}
+	second := fmt.Sprintf("%s/jobs/%d", buildURL, jobs[1].ID)
+	if _, page := b.do("GET", second, nil); !strings.Contains(page, ">Cancel<") || !strings.Contains(page, "Attempts:") {
+		t.Error("the enqueued attempt's page offers no Cancel or no attempt history")
+	}
+	if res, _ := b.do("POST", second+"/cancel", url.Values{}); res.StatusCode != 303 {
+		t.Fatalf("cancel: %d", res.StatusCode)
+	}
+	if j, _ := s.db.JobByID(ctx, jobs[1].ID); j.Status != store.JobError || j.Error != "canceled by octocat" {
+		t.Errorf("canceled job = %s %q", j.Status, j.Error)
+	}
+	if res, _ := b.do("POST", second+"/restart", url.Values{}); res.StatusCode != 303 {
+		t.Fatalf("restart: %d", res.StatusCode)
+	}
+	if jobs, _ := s.db.Jobs(ctx, build.ID); len(jobs) != 3 {
+		t.Errorf("attempts after restart = %d, want 3", len(jobs))
+	}
+	// A job is only reachable through its own build.
+	other, _ := buildWithLog(t, s, p, "refs/heads/main", "abcdef", "other", "", store.JobSuccess)
+	if res, _ := b.do("GET", fmt.Sprintf("/projects/%d/builds/%d/jobs/%d", p.ID, other.Number, job.ID), nil); res.StatusCode != 404 {
+		t.Errorf("job through another build: %d", res.StatusCode)
+	}
+}
+
+type sseEvent struct{ id, event, data string }
+
+// readEvents reads a finished event stream.
+func readEvents(t *testing.T, b *browser, path, lastID string) []sseEvent {
+	t.Helper()
+	req, _ := http.NewRequest("GET", b.base+path, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	res, err := b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/event-stream" || res.Header.Get("X-Accel-Buffering") != "no" {
+		t.Fatalf("stream: %d %q", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	var evs []sseEvent
+	var ev sseEvent
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if ev.event != "" {
+				evs = append(evs, ev)
+			}
+			ev = sseEvent{}
+		case strings.HasPrefix(line, "id: "):
+			ev.id = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			ev.event = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			ev.data += line[6:]
+		}
+	}
+	return evs
+}
+
+func TestLogStream(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	build, job := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", hostileLog, store.JobFailure)
+	stream := fmt.Sprintf("/projects/%d/builds/%d/jobs/%d/log/stream", p.ID, build.Number, job.ID)
+
+	evs := readEvents(t, b, stream, "")
+	if len(evs) < 2 || evs[len(evs)-1].event != "end" || !strings.Contains(evs[len(evs)-1].data, "failed") {
+		t.Fatalf("events = %+v", evs)
+	}
+	var all strings.Builder
+	for _, e := range evs[:len(evs)-1] {
+		all.WriteString(e.data)
+	}
+	html := all.String()
+	for _, want := range []string{`id="L1"`, `id="L5"`, `<span class="term-fg32">green</span>`, "&lt;script&gt;", "progress 100%", "last line without a newline"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("stream lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"<script>", "javascript:", "onload", "progress 10%", `id="L6"`} {
+		if strings.Contains(html, bad) {
+			t.Errorf("stream contains %q", bad)
+		}
+	}
+
+	// Resuming after the first event gives exactly the rest, numbered on.
+	first := evs[0]
+	rest := readEvents(t, b, stream, first.id)
+	var resumed strings.Builder
+	for _, e := range rest[:len(rest)-1] {
+		resumed.WriteString(e.data)
+	}
+	if first.data+resumed.String() != html {
+		t.Errorf("first event + resumed stream differ from the whole stream\nfirst: %q\nid: %s", first.data, first.id)
+	}
+	if len(rest) < 2 || strings.Contains(resumed.String(), `id="L1"`) {
+		t.Error("the resumed stream repeats the first line")
+	}
+}
+
+func TestBadge(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	ctx := context.Background()
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	pub, _ := s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: 77,
+		FullName: "octocat/Public", IsPublic: true, WebhookSecret: "s"})
+	buildWithLog(t, s, pub, "refs/heads/main", "a1", "m", "", store.JobSuccess)
+	buildWithLog(t, s, pub, "refs/heads/dev", "a2", "m", "", store.JobFailure)
+	buildWithLog(t, s, p, "refs/heads/main", "a3", "m", "", store.JobSuccess)
+	anon := newBrowser(t, s)
+	for path, want := range map[string]string{
+		"/badges/octocat/Public.svg":          "failing", // the latest build of any ref
+		"/badges/octocat/Public.svg?ref=main": "passing",
+		"/badges/octocat/Public.svg?ref=nope": "unknown",
+		"/badges/octocat/Hello-World.svg":     "unknown", // private: tells nothing
+		"/badges/nobody/nothing.svg":          "unknown",
+	} {
+		res, body := anon.do("GET", path, nil)
+		if res.StatusCode != 200 || res.Header.Get("Content-Type") != "image/svg+xml" ||
+			res.Header.Get("Cache-Control") != "no-cache, no-store, max-age=0" || !strings.Contains(body, ">"+want+"<") {
+			t.Errorf("%s: %d %q, want %s", path, res.StatusCode, body, want)
+		}
+	}
+}
