@@ -256,3 +256,27 @@ func TestBadge(t *testing.T) {
 		}
 	}
 }
+
+func TestDashboard(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	res, page := b.do("GET", "/", nil)
+	if res.StatusCode != 303 || res.Header.Get("Location") != "/login" {
+		t.Errorf("anonymous dashboard: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	_, page = b.do("GET", "/", nil)
+	if !strings.Contains(page, "octocat/Hello-World") || !strings.Contains(page, "no builds") || !strings.Contains(page, `hx-trigger="every 5s"`) {
+		t.Errorf("dashboard without builds:\n%s", page)
+	}
+	buildWithLog(t, s, p, "refs/heads/main", "6113728f27ae82c7b1a177c8d03f9e96e0adf246", "m", "", store.JobSuccess)
+	_, page = b.do("GET", "/", nil)
+	if !strings.Contains(page, "passed") || !strings.Contains(page, "6113728f") || !strings.Contains(page, ">main<") {
+		t.Errorf("dashboard with a build:\n%s", page)
+	}
+	other := newBrowser(t, s)
+	signInAs(t, s, other, 9, "stranger")
+	if _, page := other.do("GET", "/", nil); strings.Contains(page, "octocat/Hello-World") || !strings.Contains(page, "No projects yet") {
+		t.Error("a stranger's dashboard shows a private project, or no empty state")
+	}
+}
