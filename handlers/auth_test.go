@@ -13,13 +13,13 @@ import (
 
 // browser is an HTTP client with cookies that does not follow redirects.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	c      *http.Client
 	base   string
 	header http.Header // sent with every request
 }
 
-func newBrowser(t *testing.T, s *testServer) *browser {
+func newBrowser(t testing.TB, s *testServer) *browser {
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)

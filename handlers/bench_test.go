@@ -2,17 +2,20 @@ package handlers
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"kozmic/gh"
+	"kozmic/store"
 )
 
 // BenchmarkWebhookIngest sends signed push webhooks for distinct commits
@@ -62,4 +65,44 @@ func BenchmarkWebhookIngest(b *testing.B) {
 	slices.Sort(latencies)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "webhooks/s")
 	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkProjectPage renders a project's page (its first page of builds)
+// for a project with 100,000 builds, through the real handler, session and
+// store.
+func BenchmarkProjectPage(b *testing.B) {
+	s := newTestServer(b)
+	br := newBrowser(b, s)
+	br.signIn("/")
+	ctx := context.Background()
+	p, err := s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: 1296269,
+		FullName: "octocat/Hello-World", WebhookSecret: "s"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "i", BuildScript: "#!/bin/sh"}); err != nil {
+		b.Fatal(err)
+	}
+	const builds = 100_000
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < builds; i += 4 {
+				if _, _, err := s.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main",
+					SHA: fmt.Sprintf("%040x", i), Author: "Ann", Message: "a change"}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	path := fmt.Sprintf("/projects/%d", p.ID)
+	b.ResetTimer()
+	for b.Loop() {
+		res, page := br.do("GET", path, nil)
+		if res.StatusCode != 200 || strings.Count(page, `class="build"`) != buildsPerPage {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+	}
 }
