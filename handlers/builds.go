@@ -221,10 +221,19 @@ func (h *Handler) showJob(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	all, err := h.db.Jobs(r.Context(), b.ID)
+	v, err := h.jobView(r, p, role, b, j)
 	if err != nil {
 		h.fail(w, r, err)
 		return
+	}
+	h.render(w, r, http.StatusOK, views.JobPage(v))
+}
+
+// jobView is what a job's page shows, also sent again when its log ends.
+func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b store.Build, j store.Job) (views.JobView, error) {
+	all, err := h.db.Jobs(r.Context(), b.ID)
+	if err != nil {
+		return views.JobView{}, err
 	}
 	path := h.jobPath(p, b, j)
 	v := views.JobView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, BuildNumber: b.Number, ID: j.ID,
@@ -240,7 +249,7 @@ func (h *Handler) showJob(w http.ResponseWriter, r *http.Request) {
 		latest = a.Attempt <= j.Attempt
 	}
 	v.CanRestart = j.Status.Finished() && latest && j.HookID != 0
-	h.render(w, r, http.StatusOK, views.JobPage(v))
+	return v, nil
 }
 
 func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) {
@@ -318,12 +327,12 @@ const heartbeat = 15 * time.Second
 // reconnect with Last-Event-ID continues with no gap and no repeat. When the
 // job ends a final "end" event carries its status.
 func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
-	p, _, err := h.projectFor(r, store.RoleMember)
+	p, role, err := h.projectFor(r, store.RoleMember)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	_, j, err := h.jobFor(r, p)
+	b, j, err := h.jobFor(r, p)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -381,13 +390,17 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	done, err := h.db.JobByID(context.WithoutCancel(ctx), j.ID)
+	done, err := h.db.JobByID(ctx, j.ID)
 	if err != nil {
 		return
 	}
-	var status bytes.Buffer
-	views.StatusFragment(jobStatus(done.Status), took(done.StartedAt, done.FinishedAt)).Render(ctx, &status)
-	send("event: end\ndata: " + strings.ReplaceAll(status.String(), "\n", "") + "\n\n")
+	v, err := h.jobView(r, p, role, b, done)
+	if err != nil {
+		return
+	}
+	var head bytes.Buffer
+	views.JobHead(v).Render(ctx, &head)
+	send("event: end\ndata: " + strings.ReplaceAll(head.String(), "\n", "") + "\n\n")
 }
 
 // parseEventID reads "offset:line"; anything else starts at the beginning.

@@ -70,6 +70,9 @@ func TestProjectBuildsList(t *testing.T) {
 	if strings.Contains(page, "<b>bold</b>") || !strings.Contains(page, "&lt;b&gt;bold&lt;/b&gt;") || strings.Contains(page, "second-paragraph-text") {
 		t.Error("commit messages are not escaped, or more than their first line is shown")
 	}
+	if strings.Contains(page, "@timeAgo") || strings.Count(page, "<time title=") != 25 {
+		t.Error("the builds list shows template code instead of times")
+	}
 	if !strings.Contains(page, "/badges/octocat/Hello-World.svg") {
 		t.Error("no badge Markdown")
 	}
@@ -103,6 +106,9 @@ func TestBuildAndJobPages(t *testing.T) {
 	}
 	if strings.Contains(page, "every 2s") {
 		t.Error("a finished build still polls")
+	}
+	if strings.Contains(page, "@timeAgo") || !strings.Contains(page, "<time title=") {
+		t.Error("the build page shows template code instead of the time")
 	}
 	res, page = b.do("GET", jobURL, nil)
 	if res.StatusCode != 200 || !strings.Contains(page, `sse-connect="`+jobURL+`/log/stream"`) || !strings.Contains(page, "Restart") || strings.Contains(page, ">Cancel<") {
@@ -197,7 +203,8 @@ func TestLogStream(t *testing.T) {
 	stream := fmt.Sprintf("/projects/%d/builds/%d/jobs/%d/log/stream", p.ID, build.Number, job.ID)
 
 	evs := readEvents(t, b, stream, "")
-	if len(evs) < 2 || evs[len(evs)-1].event != "end" || !strings.Contains(evs[len(evs)-1].data, "failed") {
+	if len(evs) < 2 || evs[len(evs)-1].event != "end" || !strings.Contains(evs[len(evs)-1].data, "failed") ||
+		!strings.Contains(evs[len(evs)-1].data, "Restart") || strings.Contains(evs[len(evs)-1].data, ">Cancel<") {
 		t.Fatalf("events = %+v", evs)
 	}
 	var all strings.Builder

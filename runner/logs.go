@@ -210,7 +210,8 @@ func (l *jobLog) append(b []byte, truncated bool) {
 	l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b)), Data: b})
 }
 
-// Close stores what is left and tells live followers the log has ended.
+// Close stores what is left. Followers are ended by Runner.finish once the
+// job's result is in the store, so that a follower that stops then reads it.
 func (l *jobLog) Close() {
 	l.mu.Lock()
 	if l.closed {
@@ -224,7 +225,6 @@ func (l *jobLog) Close() {
 	close(l.stop)
 	l.mu.Unlock()
 	<-l.done
-	l.broker.end(l.jobID)
 }
 
 // Chunk is a piece of a job's stored log starting at byte Offset.
@@ -294,10 +294,11 @@ func (b *Broker) publish(jobID int64, c Chunk) {
 // Dropped counts the followers dropped for falling behind.
 func (b *Broker) Dropped() int64 { return b.dropped.Load() }
 
-// end closes every follower of the job, marked as ended. It is called when
-// the job's log is closed and again once the job's end is in the store: a
-// follower that subscribes after that sees the job finished in the store,
-// so none can wait for chunks that will never come.
+// end closes every follower of the job, marked as ended. It is called once
+// the job's end is in the store (or the server stops): a follower that
+// subscribes after that sees the job finished in the store, so none waits
+// for chunks that will never come, and none stops before the result is
+// there to read.
 func (b *Broker) end(jobID int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

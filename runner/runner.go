@@ -287,6 +287,7 @@ func (r *Runner) runJob(job store.Job) {
 	res := r.runCheckedOut(ctx, run, out)
 	out.Close()
 	if errors.Is(context.Cause(ctx), errShutdown) {
+		r.logs.end(job.ID)
 		return // left running in the store: the next start recovers it
 	}
 	r.finish(job.ID, res)
@@ -350,11 +351,11 @@ func (r *Runner) finish(jobID int64, res result) {
 	ctx := context.WithoutCancel(r.jobsCtx)
 	ch, err := r.store.UpdateJob(ctx, jobID, store.JobUpdate{Status: res.status, ExitCode: res.exitCode,
 		Error: res.message, ContainerID: res.containerID, CacheID: res.cacheID, Cache: res.cache})
+	r.logs.end(jobID) // after the store has the result: followers read it when they stop
 	if err != nil {
 		r.log.Error("record job result", "job", jobID, "status", res.status, "err", err)
 		return
 	}
-	r.logs.end(jobID)
 	r.log.Info("job finished", "job", jobID, "status", res.status, "build", ch.Build.ID, "build_status", ch.Build.Status)
 	r.changed(ctx, ch)
 }

@@ -45,8 +45,8 @@ type Reply struct {
 }
 
 // New starts a server that lives until the test ends. It answers the OAuth
-// code exchange and the authenticated user's profile and e-mail addresses
-// from testdata/ from the start.
+// authorization (agreeing at once), the code exchange, and the authenticated
+// user's profile and e-mail addresses from testdata/ from the start.
 func New(t testing.TB) *Server {
 	f := &Server{t: t, scripts: map[string][]Reply{}, routes: map[string]Reply{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
@@ -88,6 +88,21 @@ func (f *Server) Script(key string, replies ...Reply) {
 }
 
 func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/login/oauth/authorize" {
+		// The person agrees at once: back to the app with a code and its state.
+		q := r.URL.Query()
+		back, err := url.Parse(q.Get("redirect_uri"))
+		if err != nil {
+			http.Error(w, "bad redirect_uri", http.StatusBadRequest)
+			return
+		}
+		v := back.Query()
+		v.Set("code", "code-from-the-fake")
+		v.Set("state", q.Get("state"))
+		back.RawQuery = v.Encode()
+		http.Redirect(w, r, back.String(), http.StatusFound)
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
 	key := r.Method + " " + r.URL.Path
 	f.mu.Lock()

@@ -1,0 +1,247 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"kozmic/gh"
+	"kozmic/internal/fakegithub"
+	"kozmic/internal/syncbuf"
+	"kozmic/internal/testimage"
+	"kozmic/migrations"
+	"kozmic/runner"
+	"kozmic/store"
+)
+
+// liveServer is the whole server on 127.0.0.1: store, a started runner on
+// the Docker engine, handlers, and a fake GitHub to sign in with.
+type liveServer struct {
+	url  string
+	db   *store.DB
+	logs *syncbuf.Buffer
+}
+
+func newLiveServer(t *testing.T) *liveServer {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "k.db"), store.Options{SecretKey: []byte(strings.Repeat("k", 32)), Migrations: migrations.FS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	host := os.Getenv("DOCKER_HOST")
+	if host == "" {
+		host = "unix:///var/run/docker.sock"
+	}
+	dc, err := runner.NewDockerClient(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.Ensure(dc); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncbuf.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	jobs := runner.New(runner.Config{Network: "none", WorkDir: t.TempDir()}, db, dc, nil, log)
+	jobs.Start(ctx)
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		jobs.Shutdown(sctx)
+	})
+	fake := fakegithub.New(t)
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	base, _ := url.Parse(srv.URL)
+	g := gh.New(gh.Config{WebURL: fake.WebURL(), ClientID: "id", ClientSecret: "secret", BaseURL: base})
+	srv.Config.Handler = New(Deps{DB: db, Jobs: jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base, GitHubURL: fake.WebURL(), Log: log})
+	return &liveServer{url: srv.URL, db: db, logs: logs}
+}
+
+// newChrome starts Debian's Chromium headless with a fresh profile, kept
+// off the network but for this machine.
+func newChrome(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath("/usr/bin/chromium"),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	return ctx
+}
+
+// waitText polls, for up to 30 seconds, until the element's text satisfies ok.
+func waitText(ctx context.Context, sel string, ok func(string) bool) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if time.Now().After(deadline) {
+				var html string
+				chromedp.Run(ctx, chromedp.OuterHTML(sel, &html, chromedp.ByQuery, chromedp.AtLeast(0)))
+				return fmt.Errorf("waiting for %s, which is now: %.600s", sel, html)
+			}
+			var text string
+			if err := chromedp.Run(ctx, chromedp.Text(sel, &text, chromedp.ByQuery, chromedp.AtLeast(0))); err == nil && ok(text) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for %s: %w", sel, ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+}
+
+// screenshot saves a PNG of the page to docs/screenshots/name when
+// KOZMIC_UPDATE_SCREENSHOTS is set, and checks that one was taken.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(png, []byte("\x89PNG")) || len(png) < 5000 {
+		t.Errorf("screenshot %s: %d bytes, not a page", name, len(png))
+	}
+	if os.Getenv("KOZMIC_UPDATE_SCREENSHOTS") != "" {
+		if err := os.WriteFile(filepath.Join("..", "docs", "screenshots", name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+const liveScript = `#!/bin/sh
+printf '\033[1;32mKozmic\033[0m builds \033[33m%s\033[0m\n' "$KOZMIC_BRANCH"
+for i in $(seq 1 30); do
+  echo "line $i of the live log"
+  sleep 0.15
+done
+`
+
+func TestBrowserLiveLog(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
+	}
+	srv := newLiveServer(t)
+	ctx := newChrome(t)
+
+	// Sign in with (the fake) GitHub, as a person would.
+	if err := chromedp.Run(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(`a.button`, chromedp.ByQuery),
+		waitText(ctx, "h1", func(s string) bool { return s == "Projects" })); err != nil {
+		t.Fatal(err)
+	}
+
+	// A project of a real git repository on this machine.
+	repo := t.TempDir()
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"commit", "-q", "--allow-empty", "-m", "Make it green"}} {
+		cmd := exec.Command("git", append([]string{"-C", repo}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ann", "GIT_AUTHOR_EMAIL=a@example.com", "GIT_COMMITTER_NAME=Ann", "GIT_COMMITTER_EMAIL=a@example.com")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	sha, _ := exec.Command("git", "-C", repo, "rev-parse", "HEAD").Output()
+	p, err := srv.db.CreateProject(context.Background(), store.NewProject{OwnerID: 1, Source: store.SourceGit,
+		FullName: "octocat/live", GitURL: repo, WebhookSecret: "live-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Its hook, through the form.
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/projects/%d/hooks/new", srv.url, p.ID)),
+		chromedp.SendKeys(`#title`, "live", chromedp.ByID),
+		chromedp.SendKeys(`#image`, testimage.Name, chromedp.ByID),
+		chromedp.SetValue(`#build`, liveScript, chromedp.ByID),
+		chromedp.Submit(`#build`, chromedp.ByID),
+		waitText(ctx, ".flash-ok", func(s string) bool { return s == "Hook saved." }),
+	); err != nil {
+		t.Fatal(err)
+	}
+
+	// The dashboard is open before the build starts; it must turn green by itself.
+	if err := chromedp.Run(ctx, chromedp.Navigate(srv.url+"/")); err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"head_commit":{"message":"Make it green","author":{"name":"Ann"}}}`, strings.TrimSpace(string(sha)))
+	req, _ := http.NewRequest("POST", fmt.Sprintf("%s/webhooks/%d", srv.url, p.ID), strings.NewReader(body))
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", "live-1")
+	req.Header.Set("X-Hub-Signature-256", gh.Sign([]byte("live-secret"), []byte(body)))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != 201 {
+		t.Fatalf("webhook: %v %v", res, err)
+	}
+	jobs, _ := srv.db.Jobs(context.Background(), 1)
+	jobURL := fmt.Sprintf("%s/projects/%d/builds/1/jobs/%d", srv.url, p.ID, jobs[0].ID)
+
+	// In a second tab: the job page, where the log arrives live.
+	tab, cancelTab := chromedp.NewContext(ctx)
+	defer cancelTab()
+	if err := chromedp.Run(tab, chromedp.Navigate(jobURL),
+		waitText(tab, "#log", func(s string) bool { return strings.Contains(s, "line 5 of") })); err != nil {
+		t.Fatalf("%v\nserver log:\n%s", err, srv.logs)
+	}
+	var early string
+	chromedp.Run(tab, chromedp.Text("#log", &early, chromedp.ByID))
+	if strings.Contains(early, "line 30 of") {
+		t.Fatal("the whole log was there at once: it did not arrive live")
+	}
+	// Reload mid-job: the page starts again and shows every line once.
+	if err := chromedp.Run(tab, chromedp.Reload(),
+		waitText(tab, "#job-status", func(s string) bool { return strings.Contains(s, "passed") })); err != nil {
+		var logTail string
+		chromedp.Run(tab, chromedp.Evaluate(`document.getElementById("log").innerText.slice(-300)`, &logTail))
+		t.Fatalf("%v\nlog ends: %q\nserver log:\n%s", err, logTail, srv.logs)
+	}
+	var log string
+	chromedp.Run(tab, chromedp.Text("#log", &log, chromedp.ByID))
+	for i := 1; i <= 30; i++ {
+		if n := strings.Count(log, fmt.Sprintf("line %d of the live log", i)); n != 1 {
+			t.Errorf("line %d shows %d times after the reload", i, n)
+		}
+	}
+	var coloured int
+	chromedp.Run(tab, chromedp.Evaluate(`document.querySelectorAll("#log .term-fg32").length`, &coloured))
+	if coloured == 0 {
+		t.Error("the log's colours were not rendered")
+	}
+	screenshot(t, tab, "job.png")
+
+	// Back on the first tab, never reloaded: the dashboard shows the build passed.
+	if err := chromedp.Run(ctx, waitText(ctx, "#dashboard", func(s string) bool { return strings.Contains(s, "passed") })); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "dashboard.png")
+	if err := chromedp.Run(ctx, chromedp.Navigate(fmt.Sprintf("%s/projects/%d/builds/1", srv.url, p.ID)),
+		waitText(ctx, "#jobs-table", func(s string) bool { return strings.Contains(s, "passed") })); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "build.png")
+}
