@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	jobs := runner.New(runner.Config{
 		Workers: cfg.Workers, StallTimeout: cfg.StallTimeout, JobTimeout: cfg.JobTimeout,
 		CachedImagesLimit: cfg.CachedImagesLimit, MaxLogBytes: cfg.MaxLogBytes, Network: cfg.JobNetwork,
-		Memory: cfg.JobMemory, CPUs: cfg.JobCPUs,
+		Memory: cfg.JobMemory, CPUs: cfg.JobCPUs, Instance: db.InstanceID(),
 	}, db, dc, notifiers{statuses, mail}, log)
 	jobs.Start(ctx)
 

@@ -55,7 +55,7 @@ func newLiveServer(t *testing.T) *liveServer {
 	}
 	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	jobs := runner.New(runner.Config{Network: "none", WorkDir: t.TempDir()}, db, dc, nil, log)
+	jobs := runner.New(runner.Config{Network: "none", WorkDir: t.TempDir(), Instance: db.InstanceID()}, db, dc, nil, log)
 	jobs.Start(ctx)
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -16,7 +16,8 @@ import (
 )
 
 func TestStalledJobIsKilled(t *testing.T) {
-	h := newHarness(t, Config{StallTimeout: time.Second})
+	// Long enough that starting the container under load does not count as a stall.
+	h := newHarness(t, Config{StallTimeout: 5 * time.Second})
 	rp := newRepo(t, map[string]string{"README": "x"})
 	p, _ := h.project(rp, store.Hook{Title: "stall", BuildScript: "#!/bin/sh\necho started\nsleep 60\necho never\n"})
 	start := time.Now()

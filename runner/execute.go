@@ -21,7 +21,8 @@ import (
 // Container labels. Every job container carries LabelJob and LabelProject;
 // crash recovery removes containers with LabelJob that no process owns.
 const (
-	LabelJob     = "kozmic.job"
+	LabelJob      = "kozmic.job"
+	LabelInstance = "kozmic.instance" // which Kozmic (which database) made it
 	LabelProject = "kozmic.project"
 	LabelCache   = "kozmic.cache"
 	LabelExec    = "kozmic.exec" // containers of `kozmic exec`, left alone by the server
@@ -153,6 +154,9 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 	}
 	runFrom := base.ID
 	labels := map[string]string{LabelProject: strconv.FormatInt(s.projectID, 10)}
+	if r.cfg.Instance != "" {
+		labels[LabelInstance] = r.cfg.Instance
+	}
 	if s.jobID != 0 {
 		labels[LabelJob] = strconv.FormatInt(s.jobID, 10)
 	} else {

@@ -111,7 +111,7 @@ func (h *harness) finish() {
 		r.Shutdown(ctx)
 		cancel()
 	}
-	assertNoLeftovers(h.t, h.dc)
+	assertNoLeftovers(h.t, h.dc, h.db.InstanceID())
 }
 
 func openDB(t testing.TB, path string) *store.DB {
@@ -129,6 +129,7 @@ func (h *harness) start(cfg Config) {
 	if cfg.Network == "" {
 		cfg.Network = "none"
 	}
+	cfg.Instance = h.db.InstanceID()
 	if cfg.StallTimeout == 0 {
 		cfg.StallTimeout = time.Minute
 	}
@@ -140,10 +141,12 @@ func (h *harness) start(cfg Config) {
 	h.runners = append(h.runners, h.r)
 }
 
-// assertNoLeftovers fails if any container or volume labelled kozmic.job remains.
-func assertNoLeftovers(t testing.TB, dc *docker.Client) {
+// assertNoLeftovers fails if any container or volume of the instance remains.
+// Other instances' are not this test's: packages test in parallel on one engine.
+func assertNoLeftovers(t testing.TB, dc *docker.Client, instance string) {
 	t.Helper()
-	cs, err := dc.ListContainers(docker.ListContainersOptions{All: true, Filters: map[string][]string{"label": {LabelJob}}})
+	mine := map[string][]string{"label": {LabelJob, LabelInstance + "=" + instance}}
+	cs, err := dc.ListContainers(docker.ListContainersOptions{All: true, Filters: mine})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +154,7 @@ func assertNoLeftovers(t testing.TB, dc *docker.Client) {
 		t.Errorf("container %s (job %s) left behind", c.ID[:12], c.Labels[LabelJob])
 		dc.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true, RemoveVolumes: true})
 	}
-	vs, err := dc.ListVolumes(docker.ListVolumesOptions{Filters: map[string][]string{"label": {LabelJob}}})
+	vs, err := dc.ListVolumes(docker.ListVolumesOptions{Filters: mine})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func crashHelper(path string) {
 	if err != nil {
 		panic(err)
 	}
-	r := New(Config{Network: "none", WorkDir: os.Getenv("KOZMIC_CRASH_HELPER_WORKDIR")}, db, dc, &recorder{}, slog.New(slog.DiscardHandler))
+	r := New(Config{Network: "none", WorkDir: os.Getenv("KOZMIC_CRASH_HELPER_WORKDIR"), Instance: db.InstanceID()}, db, dc, &recorder{}, slog.New(slog.DiscardHandler))
 	r.Start(context.Background())
 	select {} // until SIGKILL
 }

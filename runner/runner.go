@@ -56,6 +56,10 @@ type Config struct {
 	PidsLimit         int64         // processes per container; default 4096
 	PullInterval      time.Duration // pull an image at most this often; default 5m
 	WorkDir           string        // where checkouts go; default the system's temporary directory
+	// Instance labels this Kozmic's containers (store.DB.InstanceID): the
+	// start-up recovery removes only leftovers of the same instance, so
+	// several Kozmic servers can share one Docker engine.
+	Instance string
 }
 
 func (c *Config) defaults() {
@@ -169,8 +173,12 @@ func (r *Runner) startWorkers(ctx context.Context) {
 }
 
 func (r *Runner) recoverLeftovers(ctx context.Context) error {
+	labels := []string{LabelJob}
+	if r.cfg.Instance != "" {
+		labels = append(labels, LabelInstance+"="+r.cfg.Instance)
+	}
 	left, err := r.docker.ListContainers(docker.ListContainersOptions{All: true, Context: ctx,
-		Filters: map[string][]string{"label": {LabelJob}}})
+		Filters: map[string][]string{"label": labels}})
 	if err != nil {
 		return fmt.Errorf("list leftover containers: %w", err)
 	}

@@ -8,6 +8,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -41,11 +43,12 @@ var (
 // instead of failing with SQLITE_BUSY; reads use a separate pool that can run
 // in parallel with the writer thanks to WAL.
 type DB struct {
-	write *sql.DB
-	read  *sql.DB
-	stmts *stmtCache // the writer's prepared statements
-	seal  *sealer
-	now   func() time.Time
+	write    *sql.DB
+	read     *sql.DB
+	stmts    *stmtCache // the writer's prepared statements
+	seal     *sealer
+	now      func() time.Time
+	instance string
 }
 
 // Options configure Open.
@@ -112,7 +115,32 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	if db.instance, err = db.ensureInstanceID(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return db, nil
+}
+
+// InstanceID is a random id made when the database was created. It names
+// this Kozmic on a Docker engine that others may share: each removes only
+// the containers it labelled with its own id.
+func (db *DB) InstanceID() string { return db.instance }
+
+func (db *DB) ensureInstanceID(ctx context.Context) (string, error) {
+	var id []byte
+	err := db.writeTx(ctx, func(tx txn) error {
+		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'instance_id'`).Scan(&id)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return wrap("read instance id", err)
+		}
+		raw := make([]byte, 8)
+		rand.Read(raw)
+		id = []byte(hex.EncodeToString(raw))
+		_, err = tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('instance_id', ?)`, id)
+		return wrap("record instance id", err)
+	})
+	return string(id), err
 }
 
 func dsn(path string, readOnly bool) string {
