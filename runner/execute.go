@@ -23,9 +23,9 @@ import (
 const (
 	LabelJob      = "kozmic.job"
 	LabelInstance = "kozmic.instance" // which Kozmic (which database) made it
-	LabelProject = "kozmic.project"
-	LabelCache   = "kozmic.cache"
-	LabelExec    = "kozmic.exec" // containers of `kozmic exec`, left alone by the server
+	LabelProject  = "kozmic.project"
+	LabelCache    = "kozmic.cache"
+	LabelExec     = "kozmic.exec" // containers of `kozmic exec`, left alone by the server
 	// CacheRepository prefixes install-cache images: kozmic-cache/<cache id>:<project id>.
 	CacheRepository = "kozmic-cache/"
 )
