@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"kozmic/internal/fakegithub"
-	"kozmic/migrations"
+	"kozmic/internal/testdb"
 	"kozmic/store"
 )
 
@@ -28,11 +27,7 @@ type statusFixture struct {
 func newStatusFixture(t *testing.T) *statusFixture {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "k.db"), store.Options{SecretKey: []byte(strings.Repeat("k", 32)), Migrations: migrations.FS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := testdb.Open(t)
 	owner, err := db.UpsertGitHubUser(ctx, githubUserForTest())
 	if err != nil {
 		t.Fatal(err)

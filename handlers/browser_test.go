@@ -20,8 +20,8 @@ import (
 	"kozmic/gh"
 	"kozmic/internal/fakegithub"
 	"kozmic/internal/syncbuf"
+	"kozmic/internal/testdb"
 	"kozmic/internal/testimage"
-	"kozmic/migrations"
 	"kozmic/runner"
 	"kozmic/store"
 )
@@ -37,11 +37,7 @@ type liveServer struct {
 func newLiveServer(t *testing.T) *liveServer {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "k.db"), store.Options{SecretKey: []byte(strings.Repeat("k", 32)), Migrations: migrations.FS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := testdb.Open(t)
 	host := os.Getenv("DOCKER_HOST")
 	if host == "" {
 		host = "unix:///var/run/docker.sock"

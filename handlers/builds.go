@@ -188,6 +188,17 @@ func (h *Handler) rerunFailed(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, fmt.Sprintf("/projects/%d/builds/%d", p.ID, b.Number), http.StatusSeeOther)
 }
 
+// projectJob loads the project, build and job named in the path, checking
+// the user's role as projectFor does.
+func (h *Handler) projectJob(r *http.Request, need store.Role) (store.Project, store.Role, store.Build, store.Job, error) {
+	p, role, err := h.projectFor(r, need)
+	if err != nil {
+		return p, role, store.Build{}, store.Job{}, err
+	}
+	b, j, err := h.jobFor(r, p)
+	return p, role, b, j, err
+}
+
 // jobFor loads the build and job named in the path; the job must belong to
 // that build of project p.
 func (h *Handler) jobFor(r *http.Request, p store.Project) (store.Build, store.Job, error) {
@@ -211,12 +222,7 @@ func (h *Handler) jobPath(p store.Project, b store.Build, j store.Job) string {
 }
 
 func (h *Handler) showJob(w http.ResponseWriter, r *http.Request) {
-	p, role, err := h.projectFor(r, store.RoleMember)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	b, j, err := h.jobFor(r, p)
+	p, role, b, j, err := h.projectJob(r, store.RoleMember)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -253,12 +259,7 @@ func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b s
 }
 
 func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) {
-	p, _, err := h.projectFor(r, store.RoleManager)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	b, j, err := h.jobFor(r, p)
+	p, _, b, j, err := h.projectJob(r, store.RoleManager)
 	if err == nil {
 		err = h.jobs.Cancel(r.Context(), j.ID, user(r).Login())
 	}
@@ -270,12 +271,7 @@ func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) restartJob(w http.ResponseWriter, r *http.Request) {
-	p, _, err := h.projectFor(r, store.RoleManager)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	b, j, err := h.jobFor(r, p)
+	p, _, b, j, err := h.projectJob(r, store.RoleManager)
 	if err == nil {
 		j, err = h.jobs.Restart(r.Context(), j.ID)
 	}
@@ -288,12 +284,7 @@ func (h *Handler) restartJob(w http.ResponseWriter, r *http.Request) {
 
 // rawLog sends the stored log as it is, ANSI codes and all.
 func (h *Handler) rawLog(w http.ResponseWriter, r *http.Request) {
-	p, _, err := h.projectFor(r, store.RoleMember)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	_, j, err := h.jobFor(r, p)
+	_, _, _, j, err := h.projectJob(r, store.RoleMember)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -327,12 +318,7 @@ const heartbeat = 15 * time.Second
 // reconnect with Last-Event-ID continues with no gap and no repeat. When the
 // job ends a final "end" event carries its status.
 func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
-	p, role, err := h.projectFor(r, store.RoleMember)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	b, j, err := h.jobFor(r, p)
+	p, role, b, j, err := h.projectJob(r, store.RoleMember)
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -1,14 +1,12 @@
 package handlers
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,7 +16,7 @@ import (
 	"kozmic/gh"
 	"kozmic/internal/fakegithub"
 	"kozmic/internal/syncbuf"
-	"kozmic/migrations"
+	"kozmic/internal/testdb"
 	"kozmic/runner"
 	"kozmic/static"
 	"kozmic/store"
@@ -44,12 +42,7 @@ type testServer struct {
 
 func newTestServer(t testing.TB) *testServer {
 	t.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "k.db"),
-		store.Options{SecretKey: []byte(strings.Repeat("k", 32)), Migrations: migrations.FS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := testdb.Open(t)
 	s := &testServer{db: db, logs: &syncbuf.Buffer{}, github: fakegithub.New(t)}
 	log := slog.New(slog.NewTextHandler(s.logs, nil))
 	s.jobs = &wakeCounter{Runner: runner.New(runner.Config{}, db, nil, nil, log)}

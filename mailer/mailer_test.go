@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/mail"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"kozmic/migrations"
+	"kozmic/internal/testdb"
 	"kozmic/store"
 )
 
@@ -91,11 +90,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) fixture {
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "k.db"), store.Options{SecretKey: []byte(strings.Repeat("k", 32)), Migrations: migrations.FS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := testdb.Open(t)
 	owner, _ := db.UpsertGitHubUser(ctx, store.GitHubUser{ID: 1, Login: "octocat", Email: "octocat@example.com"})
 	db.UpsertGitHubUser(ctx, store.GitHubUser{ID: 2, Login: "hubot", Email: "hubot@example.com"})
 	db.UpsertGitHubUser(ctx, store.GitHubUser{ID: 3, Login: "quiet"}) // no address: no mail

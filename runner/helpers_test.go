@@ -15,8 +15,8 @@ import (
 	docker "github.com/fsouza/go-dockerclient"
 
 	"kozmic/internal/syncbuf"
+	"kozmic/internal/testdb"
 	"kozmic/internal/testimage"
-	"kozmic/migrations"
 	"kozmic/store"
 )
 
@@ -116,12 +116,7 @@ func (h *harness) finish() {
 
 func openDB(t testing.TB, path string) *store.DB {
 	t.Helper()
-	db, err := store.Open(context.Background(), path, store.Options{SecretKey: []byte(strings.Repeat("k", 32)), Migrations: migrations.FS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	return testdb.OpenAt(t, path)
 }
 
 func (h *harness) start(cfg Config) {

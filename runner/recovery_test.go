@@ -13,6 +13,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"kozmic/internal/testdb"
 	"kozmic/migrations"
 	"kozmic/store"
 )
@@ -20,7 +21,7 @@ import (
 // crashHelper runs jobs from the database at path until the process is
 // killed; TestCrashRecovery starts the test binary in this mode.
 func crashHelper(path string) {
-	db, err := store.Open(context.Background(), path, store.Options{SecretKey: []byte(strings.Repeat("k", 32)), Migrations: migrations.FS})
+	db, err := store.Open(context.Background(), path, store.Options{SecretKey: testdb.Key, Migrations: migrations.FS})
 	if err != nil {
 		panic(err)
 	}
