@@ -23,25 +23,19 @@ import (
 
 const buildsPerPage = 25
 
-func buildStatus(s store.BuildStatus) views.Status {
-	return map[store.BuildStatus]views.Status{
-		store.BuildEnqueued: {Word: "enqueued", Class: "status-enqueued"},
-		store.BuildPending:  {Word: "running", Class: "status-running"},
-		store.BuildSuccess:  {Word: "passed", Class: "status-success"},
-		store.BuildFailure:  {Word: "failed", Class: "status-failure"},
-		store.BuildError:    {Word: "error", Class: "status-error"},
-	}[s]
+// statusViews shows build and job statuses alike: a build "pending" and a
+// job "running" are both running.
+var statusViews = map[string]views.Status{
+	"enqueued": {Word: "enqueued", Class: "status-enqueued"},
+	"pending":  {Word: "running", Class: "status-running"},
+	"running":  {Word: "running", Class: "status-running"},
+	"success":  {Word: "passed", Class: "status-success"},
+	"failure":  {Word: "failed", Class: "status-failure"},
+	"error":    {Word: "error", Class: "status-error"},
 }
 
-func jobStatus(s store.JobStatus) views.Status {
-	return map[store.JobStatus]views.Status{
-		store.JobEnqueued: {Word: "enqueued", Class: "status-enqueued"},
-		store.JobRunning:  {Word: "running", Class: "status-running"},
-		store.JobSuccess:  {Word: "passed", Class: "status-success"},
-		store.JobFailure:  {Word: "failed", Class: "status-failure"},
-		store.JobError:    {Word: "error", Class: "status-error"},
-	}[s]
-}
+func buildStatus(s store.BuildStatus) views.Status { return statusViews[string(s)] }
+func jobStatus(s store.JobStatus) views.Status     { return statusViews[string(s)] }
 
 func ago(t time.Time) views.Time {
 	if t.IsZero() {
