@@ -40,7 +40,7 @@ type Org struct {
 func (g *GitHub) ProjectCandidates(ctx context.Context, token string) ([]Repo, []Org, error) {
 	c := g.client(ctx, token)
 	own, err := all(func(o github.ListOptions) ([]*github.Repository, *github.Response, error) {
-		return c.Repositories.List(ctx, "", &github.RepositoryListOptions{Affiliation: "owner", Sort: "full_name", ListOptions: o})
+		return c.Repositories.ListByAuthenticatedUser(ctx, &github.RepositoryListByAuthenticatedUserOptions{Affiliation: "owner", Sort: "full_name", ListOptions: o})
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("list your repositories: %w", err)
@@ -170,7 +170,7 @@ func values(m map[int64]Access) []Access {
 func (g *GitHub) AccessibleRepos(ctx context.Context, token string) (map[int64]bool, error) {
 	c := g.client(ctx, token)
 	repos, err := all(func(o github.ListOptions) ([]*github.Repository, *github.Response, error) {
-		return c.Repositories.List(ctx, "", &github.RepositoryListOptions{ListOptions: o})
+		return c.Repositories.ListByAuthenticatedUser(ctx, &github.RepositoryListByAuthenticatedUserOptions{ListOptions: o})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list your repositories: %w", err)

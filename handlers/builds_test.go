@@ -267,12 +267,12 @@ func TestBadge(t *testing.T) {
 func TestDashboard(t *testing.T) {
 	s := newTestServer(t)
 	b := newBrowser(t, s)
-	res, page := b.do("GET", "/", nil)
+	res, _ := b.do("GET", "/", nil)
 	if res.StatusCode != 303 || res.Header.Get("Location") != "/login" {
 		t.Errorf("anonymous dashboard: %d to %q", res.StatusCode, res.Header.Get("Location"))
 	}
 	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
-	_, page = b.do("GET", "/", nil)
+	_, page := b.do("GET", "/", nil)
 	if !strings.Contains(page, "octocat/Hello-World") || !strings.Contains(page, "no builds") || !strings.Contains(page, `hx-trigger="every 5s"`) {
 		t.Errorf("dashboard without builds:\n%s", page)
 	}

@@ -101,7 +101,7 @@ func TestSecretSettings(t *testing.T) {
 	if res.StatusCode != 303 {
 		t.Fatalf("set secret: %d", res.StatusCode)
 	}
-	res, page := b.do("GET", fmt.Sprintf("/projects/%d/settings", p.ID), nil)
+	_, page := b.do("GET", fmt.Sprintf("/projects/%d/settings", p.ID), nil)
 	if !strings.Contains(page, "DEPLOY_TOKEN") || strings.Contains(page, value) {
 		t.Errorf("settings: name shown %v, value shown %v", strings.Contains(page, "DEPLOY_TOKEN"), strings.Contains(page, value))
 	}

@@ -155,7 +155,7 @@ func assertNoLeftovers(t testing.TB, dc *docker.Client, instance string) {
 	}
 	for _, v := range vs {
 		t.Errorf("volume %s (job %s) left behind", v.Name, v.Labels[LabelJob])
-		dc.RemoveVolume(v.Name)
+		dc.RemoveVolumeWithOptions(docker.RemoveVolumeOptions{Name: v.Name, Force: true})
 	}
 }
 

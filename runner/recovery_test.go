@@ -88,7 +88,7 @@ echo done
 	}
 
 	h.start(Config{})
-	if _, err := h.dc.InspectContainer(orphan); err == nil {
+	if _, err := h.dc.InspectContainerWithOptions(docker.InspectContainerOptions{ID: orphan}); err == nil {
 		t.Error("the crashed run's container is still there")
 	}
 	interrupted := h.waitJob(jobs[0].ID, finished)
