@@ -106,3 +106,47 @@ func BenchmarkProjectPage(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLogPage serves one page (1,000 lines, with colours) from the
+// middle of a finished 100,000-line log, through the real handler and store.
+func BenchmarkLogPage(b *testing.B) {
+	s := newTestServer(b)
+	br := newBrowser(b, s)
+	br.signIn("/")
+	ctx := context.Background()
+	p, err := s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: 1296269,
+		FullName: "octocat/Hello-World", WebhookSecret: "s"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "i", BuildScript: "#!/bin/sh"}); err != nil {
+		b.Fatal(err)
+	}
+	_, jobs, err := s.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: "abc"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var log bytes.Buffer
+	offsets := map[int]int{}
+	for i := 1; i <= 100_000; i++ {
+		offsets[i] = log.Len()
+		fmt.Fprintf(&log, "\x1b[36mstep\x1b[0m %d of a very long build\n", i)
+	}
+	for data := log.Bytes(); len(data) > 0; {
+		n := min(len(data), 64<<10)
+		if _, err := s.db.AppendLog(ctx, jobs[0].ID, data[:n], false); err != nil {
+			b.Fatal(err)
+		}
+		data = data[n:]
+	}
+	s.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: store.JobRunning})
+	s.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: store.JobSuccess})
+	path := fmt.Sprintf("/projects/%d/builds/1/jobs/%d/log?at=%d:50001", p.ID, jobs[0].ID, offsets[50001])
+	b.ResetTimer()
+	for b.Loop() {
+		res, page := br.do("GET", path, nil)
+		if res.StatusCode != 200 || strings.Count(page, `class="line"`) != logPageLines {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+	}
+}

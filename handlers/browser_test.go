@@ -211,7 +211,8 @@ func TestBrowserLiveLog(t *testing.T) {
 	}
 	// Reload mid-job: the page starts again and shows every line once.
 	if err := chromedp.Run(tab, chromedp.Reload(),
-		waitText(tab, "#job-status", func(s string) bool { return strings.Contains(s, "passed") })); err != nil {
+		waitText(tab, "#job-status", func(s string) bool { return strings.Contains(s, "passed") }),
+		waitText(tab, "#log", func(s string) bool { return strings.Contains(s, "line 30 of") })); err != nil {
 		var logTail string
 		chromedp.Run(tab, chromedp.Evaluate(`document.getElementById("log").innerText.slice(-300)`, &logTail))
 		t.Fatalf("%v\nlog ends: %q\nserver log:\n%s", err, logTail, srv.logs)
@@ -240,4 +241,113 @@ func TestBrowserLiveLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	screenshot(t, ctx, "build.png")
+}
+
+// A finished 100,000-line log opens a page at a time, loads more as it is
+// scrolled, and a link to a line deep inside it loads the pages up to it.
+// Then every page fits a phone's width.
+func TestBrowserLongLogAndPhone(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
+	}
+	srv := newLiveServer(t)
+	ctx := newChrome(t)
+	bg := context.Background()
+	if err := chromedp.Run(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(`a.button`, chromedp.ByQuery),
+		waitText(ctx, "h1", func(s string) bool { return s == "Projects" })); err != nil {
+		t.Fatal(err)
+	}
+	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/long",
+		GitURL: t.TempDir(), WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: p.ID, Title: "long", DockerImage: testimage.Name, BuildScript: "#!/bin/sh"}); err != nil {
+		t.Fatal(err)
+	}
+	_, jobs, err := srv.db.CreateBuild(bg, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), Message: "Long log"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The job is marked running before its log is written, so the runner
+	// (started, but with nothing enqueued) leaves it alone.
+	job := jobs[0].ID
+	srv.db.UpdateJob(bg, job, store.JobUpdate{Status: store.JobRunning})
+	var chunk bytes.Buffer
+	for i := 1; i <= 100_000; i++ {
+		fmt.Fprintf(&chunk, "\x1b[36mstep\x1b[0m %d of a very long build\n", i)
+		if chunk.Len() > 1<<20 || i == 100_000 {
+			if _, err := srv.db.AppendLog(bg, job, chunk.Bytes(), false); err != nil {
+				t.Fatal(err)
+			}
+			chunk.Reset()
+		}
+	}
+	srv.db.UpdateJob(bg, job, store.JobUpdate{Status: store.JobSuccess})
+	jobURL := fmt.Sprintf("%s/projects/%d/builds/1/jobs/%d", srv.url, p.ID, job)
+
+	count := func(tab context.Context) (n int) {
+		chromedp.Run(tab, chromedp.Evaluate(`document.querySelectorAll("#log .line").length`, &n))
+		return n
+	}
+	if err := chromedp.Run(ctx, chromedp.Navigate(jobURL), chromedp.WaitVisible("#L1000", chromedp.ByID)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(ctx); n != 1000 {
+		t.Errorf("the page opened with %d lines, want the first 1,000", n)
+	}
+	// Scrolling to the end of what is there brings the next page.
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`window.scrollTo(0, document.body.scrollHeight)`, nil),
+		chromedp.WaitVisible("#L2000", chromedp.ByID)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(ctx); n < 2000 || n > 3000 {
+		t.Errorf("after one scroll %d lines are loaded", n)
+	}
+	// A link to line 54,321 loads the pages up to it and shows that line.
+	tab, cancelTab := chromedp.NewContext(ctx)
+	defer cancelTab()
+	var inView bool
+	if err := chromedp.Run(tab, chromedp.Navigate(jobURL+"#L54321"), chromedp.WaitVisible("#L54321", chromedp.ByID),
+		chromedp.Poll(`(function () { var r = document.getElementById("L54321").getBoundingClientRect();
+			return r.top >= 0 && r.bottom <= window.innerHeight; })()`, &inView, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	chromedp.Run(tab, chromedp.Text("#L54321", &text, chromedp.ByID))
+	if !strings.Contains(text, "step 54321 of a very long build") {
+		t.Errorf("#L54321 reads %q", text)
+	}
+	if n := count(tab); n < 54321 || n > 56000 {
+		t.Errorf("%d lines loaded to show line 54,321", n)
+	}
+
+	// On a phone, no page is wider than the screen (the log scrolls by
+	// itself). A mobile browser widens its viewport to fit what overflows,
+	// so the width checked against is the phone's own.
+	if err := chromedp.Run(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/", fmt.Sprintf("/projects/%d", p.ID), fmt.Sprintf("/projects/%d/builds/1", p.ID),
+		strings.TrimPrefix(jobURL, srv.url), fmt.Sprintf("/projects/%d/settings", p.ID), fmt.Sprintf("/projects/%d/hooks/new", p.ID), "/account"} {
+		// The first element that reaches past the right edge, if any.
+		var wide string
+		if err := chromedp.Run(ctx, chromedp.Navigate(srv.url+path), chromedp.WaitVisible("h1", chromedp.ByQuery),
+			chromedp.Evaluate(`(function () {
+				for (const e of document.querySelectorAll("body *")) {
+					if (e.getBoundingClientRect().right > 391) {
+						return e.outerHTML.slice(0, 200);
+					}
+				}
+				return document.documentElement.scrollWidth > 390 ? "the page" : "";
+			})()`, &wide)); err != nil {
+			t.Fatal(err)
+		}
+		if wide != "" {
+			t.Errorf("%s is wider than a phone's screen: %s", path, wide)
+		}
+		if path == fmt.Sprintf("/projects/%d/builds/1", p.ID) {
+			screenshot(t, ctx, "phone-build.png")
+		}
+	}
 }

@@ -238,8 +238,8 @@ func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b s
 	path := h.jobPath(p, b, j)
 	v := views.JobView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, BuildNumber: b.Number, ID: j.ID,
 		Title: j.HookTitle, Attempt: j.Attempt, Status: jobStatus(j.Status), Duration: took(j.StartedAt, j.FinishedAt),
-		Error: j.Error, CanConfigure: role >= store.RoleManager, CanCancel: !j.Status.Finished(),
-		StreamURL: path + "/log/stream", RawURL: path + "/log.txt"}
+		Error: j.Error, CanConfigure: role >= store.RoleManager, CanCancel: !j.Status.Finished(), Finished: j.Status.Finished(),
+		StreamURL: path + "/log/stream", PageURL: path + "/log", RawURL: path + "/log.txt"}
 	latest := true
 	for _, a := range all {
 		if a.HookCallID != j.HookCallID {
@@ -299,6 +299,64 @@ func (h *Handler) rawLog(w http.ResponseWriter, r *http.Request) {
 		}
 		pos += int64(len(data))
 	}
+}
+
+// logPageLines is how many lines of a finished log one page holds: enough
+// to fill a screen many times over, few enough that a browser renders them at
+// once however long the whole log is.
+const logPageLines = 1000
+
+// logPage answers GET .../log?at=OFFSET:LINE with the next page of a job's
+// log as numbered HTML lines, followed, if the log goes on, by a placeholder
+// that loads the page after it when it scrolls into view. A job still
+// running keeps its unfinished last line for a later page.
+func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
+	p, _, b, j, err := h.projectJob(r, store.RoleMember)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	from, line := parseEventID(r.URL.Query().Get("at"))
+	lines := &lineRenderer{next: line, pos: from}
+	var out strings.Builder
+	read, eof := from, false
+	for lines.next-line < logPageLines {
+		data, err := h.db.ReadLog(r.Context(), j.ID, read, 64<<10)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if len(data) == 0 {
+			eof = true
+			break
+		}
+		data = upToLines(data, logPageLines-(lines.next-line))
+		read += int64(len(data))
+		out.WriteString(lines.write(data))
+	}
+	if eof && j.Status.Finished() {
+		out.WriteString(lines.flush())
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// Each page is a block of its own, so that the browser can skip laying
+	// out the pages that are off screen.
+	io.WriteString(w, `<div class="log-page">`+out.String()+`</div>`)
+	if !eof {
+		next := fmt.Sprintf("%s/log?at=%d:%d", h.jobPath(p, b, j), lines.pos, lines.next)
+		views.LogMore(next, "intersect once").Render(r.Context(), w)
+	}
+}
+
+// upToLines cuts p after its nth newline, if it has that many.
+func upToLines(p []byte, n int) []byte {
+	for i, c := range p {
+		if c == '\n' {
+			if n--; n == 0 {
+				return p[:i+1]
+			}
+		}
+	}
+	return p
 }
 
 // heartbeat is how often an idle log stream says it is alive, so that

@@ -9,7 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/PuerkitoBio/goquery"
+
 	"kozmic/store"
+	"kozmic/views"
 )
 
 // buildWithLog makes a build of p with one job, the given log, finished as s.
@@ -111,7 +114,7 @@ func TestBuildAndJobPages(t *testing.T) {
 		t.Error("the build page shows template code instead of the time")
 	}
 	res, page = b.do("GET", jobURL, nil)
-	if res.StatusCode != 200 || !strings.Contains(page, `sse-connect="`+jobURL+`/log/stream"`) || !strings.Contains(page, "Restart") || strings.Contains(page, ">Cancel<") {
+	if res.StatusCode != 200 || !strings.Contains(page, `hx-get="`+jobURL+`/log"`) || !strings.Contains(page, "Restart") || strings.Contains(page, ">Cancel<") {
 		t.Errorf("job page: %d", res.StatusCode)
 	}
 
@@ -133,8 +136,9 @@ func TestBuildAndJobPages(t *testing.T) {
 		t.Error("the re-run build does not poll, or hides its new attempt")
 	}
 	second := fmt.Sprintf("%s/jobs/%d", buildURL, jobs[1].ID)
-	if _, page := b.do("GET", second, nil); !strings.Contains(page, ">Cancel<") || !strings.Contains(page, "Attempts:") {
-		t.Error("the enqueued attempt's page offers no Cancel or no attempt history")
+	if _, page := b.do("GET", second, nil); !strings.Contains(page, ">Cancel<") || !strings.Contains(page, "Attempts:") ||
+		!strings.Contains(page, `sse-connect="`+second+`/log/stream"`) {
+		t.Error("the enqueued attempt's page offers no Cancel, no attempt history or no live log")
 	}
 	if res, _ := b.do("POST", second+"/cancel", url.Values{}); res.StatusCode != 303 {
 		t.Fatalf("cancel: %d", res.StatusCode)
@@ -285,5 +289,77 @@ func TestDashboard(t *testing.T) {
 	signInAs(t, s, other, 9, "stranger")
 	if _, page := other.do("GET", "/", nil); strings.Contains(page, "octocat/Hello-World") || !strings.Contains(page, "No projects yet") {
 		t.Error("a stranger's dashboard shows a private project, or no empty state")
+	}
+}
+
+// A finished log comes a page at a time, each ending with a placeholder
+// for the next; followed to the end they hold every line once, in order.
+func TestLogPages(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	var log strings.Builder
+	for i := 1; i <= 2*logPageLines+500; i++ {
+		fmt.Fprintf(&log, "\x1b[33mline %d\x1b[0m <b>\n", i)
+	}
+	log.WriteString("the end, without a newline")
+	build, job := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", log.String(), store.JobSuccess)
+	jobURL := fmt.Sprintf("/projects/%d/builds/%d/jobs/%d", p.ID, build.Number, job.ID)
+
+	_, page := b.do("GET", jobURL, nil)
+	doc, err := goquery.NewDocumentFromReader(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Find("[sse-connect]").Length() != 0 || doc.Find("#follow").Length() != 0 {
+		t.Error("a finished job's page streams its log or offers to follow it")
+	}
+	more := doc.Find("#" + views.LogID + " > ." + views.LogMoreClass)
+	if next, _ := more.Attr("hx-get"); next != jobURL+"/log" || more.AttrOr("hx-trigger", "") != "load, seek" {
+		t.Fatalf("log placeholder = %q %q", next, more.AttrOr("hx-trigger", ""))
+	}
+
+	next, pages, want := jobURL+"/log", 0, 1
+	for next != "" {
+		res, frag := b.do("GET", next, nil)
+		if res.StatusCode != 200 {
+			t.Fatalf("%s: %d", next, res.StatusCode)
+		}
+		pages++
+		doc, _ := goquery.NewDocumentFromReader(strings.NewReader(frag))
+		lines := doc.Find(".line")
+		if lines.Length() > logPageLines {
+			t.Errorf("page %d has %d lines", pages, lines.Length())
+		}
+		lines.Each(func(_ int, l *goquery.Selection) {
+			text := l.Find("span").First().Text()
+			if id := l.AttrOr("id", ""); id != fmt.Sprintf("L%d", want) {
+				t.Fatalf("line %s where L%d was due", id, want)
+			}
+			if want <= 2*logPageLines+500 && text != fmt.Sprintf("line %d <b>", want) {
+				t.Fatalf("L%d reads %q", want, text)
+			}
+			want++
+		})
+		if l := doc.Find("span.term-fg33"); lines.Length() > 0 && l.Length() == 0 {
+			t.Errorf("page %d lost its colours", pages)
+		}
+		next = doc.Find("." + views.LogMoreClass).AttrOr("hx-get", "")
+		if next != "" && doc.Find("."+views.LogMoreClass).AttrOr("hx-trigger", "") != "intersect once, seek" {
+			t.Error("the next page does not load as it scrolls into view")
+		}
+		if pages > 5 {
+			t.Fatal("the pages do not end")
+		}
+	}
+	if want != 2*logPageLines+502 || pages != 3 {
+		t.Errorf("%d pages ending before L%d, want 3 pages of 2,501 lines", pages, want)
+	}
+
+	// While the job runs, its unfinished last line waits for its newline.
+	_, running := buildWithLog(t, s, p, "refs/heads/main", "def", "m", "one\ntwo, half", store.JobRunning)
+	_, frag := b.do("GET", fmt.Sprintf("/projects/%d/builds/%d/jobs/%d/log", p.ID, build.Number+1, running.ID), nil)
+	if !strings.Contains(frag, "one") || strings.Contains(frag, "two, half") {
+		t.Errorf("running job's page = %q", frag)
 	}
 }

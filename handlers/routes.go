@@ -35,6 +35,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /projects/{id}/builds/{n}/jobs/{job}/cancel", h.requireUser(h.cancelJob))
 	h.mux.HandleFunc("POST /projects/{id}/builds/{n}/jobs/{job}/restart", h.requireUser(h.restartJob))
 	h.mux.HandleFunc("GET /projects/{id}/builds/{n}/jobs/{job}/log/stream", h.requireUser(h.logStream))
+	h.mux.HandleFunc("GET /projects/{id}/builds/{n}/jobs/{job}/log", h.requireUser(h.logPage))
 	h.mux.HandleFunc("GET /projects/{id}/builds/{n}/jobs/{job}/log.txt", h.requireUser(h.rawLog))
 	h.mux.HandleFunc("GET /badges/{owner}/{file}", h.badge)
 	h.mux.HandleFunc("/", h.notFound)

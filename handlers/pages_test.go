@@ -1,0 +1,1489 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"html"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/PuerkitoBio/goquery"
+
+	"kozmic/gh"
+	"kozmic/internal/fakegithub"
+	"kozmic/store"
+	"kozmic/views"
+)
+
+// Hostile text, as a commit message, branch, hook, login or address may hold it.
+const (
+	xssScript = `<script>alert(1)</script>`
+	xssImg    = `"><img src=x onerror=alert(1)>`
+)
+
+var (
+	durationRE = regexp.MustCompile(`^\d+s$`)
+	exactRE    = regexp.MustCompile(`^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} `)
+)
+
+// parseHTML parses a page or a fragment of one.
+func parseHTML(t *testing.T, s string) *goquery.Document {
+	t.Helper()
+	doc, err := goquery.NewDocumentFromReader(strings.NewReader(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// fetch GETs path as b, requires the status and an HTML answer, and parses it.
+func fetch(t *testing.T, b *browser, path string, status int) (*goquery.Document, string) {
+	t.Helper()
+	res, body := b.do("GET", path, nil)
+	if res.StatusCode != status {
+		t.Fatalf("GET %s: status %d, want %d", path, res.StatusCode, status)
+	}
+	if ct := res.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("GET %s: Content-Type %q", path, ct)
+	}
+	return parseHTML(t, body), body
+}
+
+// fetchHX GETs path as htmx does when it polls.
+func fetchHX(t *testing.T, b *browser, path string) *goquery.Document {
+	t.Helper()
+	b.header.Set("HX-Request", "true")
+	defer b.header.Del("HX-Request")
+	doc, _ := fetch(t, b, path, 200)
+	return doc
+}
+
+// text is the selection's text with each run of white space made one space.
+func text(s *goquery.Selection) string { return strings.Join(strings.Fields(s.Text()), " ") }
+
+// attr is an attribute's value, or a marker when the element or attribute is absent.
+func attr(s *goquery.Selection, name string) string {
+	if v, ok := s.Attr(name); ok {
+		return v
+	}
+	return "<no " + name + ">"
+}
+
+// checkStatus checks that s is one status badge: the word, and its class.
+func checkStatus(t *testing.T, where string, s *goquery.Selection, word, class string) {
+	t.Helper()
+	if s.Length() != 1 || text(s) != word || !s.HasClass("status") || !s.HasClass(class) {
+		t.Errorf("%s: status %d× %q class %q, want %q with %q", where, s.Length(), text(s), attr(s, "class"), word, class)
+	}
+}
+
+// checkForm checks that s is one form posting to action with a submit button saying button.
+func checkForm(t *testing.T, where string, s *goquery.Selection, action, button string) {
+	t.Helper()
+	if s.Length() != 1 {
+		t.Errorf("%s: %d forms to %s, want 1", where, s.Length(), action)
+		return
+	}
+	if m, a := attr(s, "method"), attr(s, "action"); m != "post" || a != action {
+		t.Errorf("%s: form %s %s, want post %s", where, m, a, action)
+	}
+	if b := s.Find(`button[type="submit"]`); b.Length() != 1 || text(b) != button {
+		t.Errorf("%s: submit button %q, want %q", where, text(b), button)
+	}
+}
+
+// checkInert checks that nothing a user typed became markup: the only
+// scripts are the layout's files, and there is no image or event handler.
+func checkInert(t *testing.T, where string, doc *goquery.Document, body string) {
+	t.Helper()
+	doc.Find("script").Each(func(_ int, s *goquery.Selection) {
+		if src := attr(s, "src"); !strings.HasPrefix(src, "/static/") || strings.TrimSpace(s.Text()) != "" {
+			t.Errorf("%s: a script element that is not the layout's: src %q, %q", where, src, s.Text())
+		}
+	})
+	if n := doc.Find("img, svg, [onerror], [onload]").Length(); n != 0 {
+		t.Errorf("%s: %d injected elements", where, n)
+	}
+	for _, raw := range []string{xssScript, "<img src=x"} {
+		if strings.Contains(body, raw) {
+			t.Errorf("%s: the page holds %q unescaped", where, raw)
+		}
+	}
+}
+
+// checkSignedIn checks the top bar of a signed-in person's page.
+func checkSignedIn(t *testing.T, where string, doc *goquery.Document, login string) {
+	t.Helper()
+	nav := doc.Find("header.top nav.session")
+	if a := nav.Find(`a[href="/account"]`); a.Length() != 1 || a.Text() != login {
+		t.Errorf("%s: account link %q, want %q", where, a.Text(), login)
+	}
+	checkForm(t, where+" sign out", nav.Find("form"), "/logout", "Sign out")
+	if nav.Find(`a[href="/login"]`).Length() != 0 {
+		t.Errorf("%s: a signed-in page offers to sign in", where)
+	}
+}
+
+// team signs in hubot (a manager of p) and monalisa (a member), after
+// ownedProject signed in octocat; it returns their browsers by login.
+func team(t *testing.T, s *testServer, p store.Project) map[string]*browser {
+	t.Helper()
+	bs := map[string]*browser{"hubot": newBrowser(t, s), "monalisa": newBrowser(t, s), "eve": newBrowser(t, s)}
+	signInAs(t, s, bs["hubot"], 2, "hubot")
+	signInAs(t, s, bs["monalisa"], 3, "monalisa")
+	signInAs(t, s, bs["eve"], 4, "eve")
+	if _, err := s.db.SyncMemberships(context.Background(), p.ID, []store.GitHubAccess{{GitHubID: 2, Manage: true}, {GitHubID: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	return bs
+}
+
+// runJob moves an enqueued job to st through running, with the cache result.
+func runJob(t *testing.T, s *testServer, id int64, st store.JobStatus, cache store.CacheResult) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.db.UpdateJob(ctx, id, store.JobUpdate{Status: store.JobRunning, Cache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	if st != store.JobRunning {
+		if _, err := s.db.UpdateJob(ctx, id, store.JobUpdate{Status: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestPageLogin(t *testing.T) {
+	s := newTestServer(t)
+	anon := newBrowser(t, s)
+	for _, tt := range []struct {
+		next  string
+		local bool // kept, to come back to after signing in
+	}{
+		{"", true},
+		{"/projects/1?branch=a%26b", true},
+		{"/" + xssImg, true},
+		{"https://evil.example/", false},
+		{"//evil.example/", false},
+	} {
+		href := "/auth/github?next="
+		if tt.local {
+			href += url.QueryEscape(tt.next)
+		}
+		where := "login next=" + tt.next
+		doc, body := fetch(t, anon, "/login?next="+url.QueryEscape(tt.next), 200)
+		if got := doc.Find("title").Text(); got != "Sign in · Kozmic" {
+			t.Errorf("%s: title %q", where, got)
+		}
+		if got := text(doc.Find("main h1")); got != "Sign in to Kozmic" {
+			t.Errorf("%s: h1 %q", where, got)
+		}
+		if a := doc.Find("main a.button"); a.Length() != 1 || text(a) != "Sign in with GitHub" || attr(a, "href") != href {
+			t.Errorf("%s: button %d× %q to %q, want %q", where, a.Length(), text(a), attr(a, "href"), href)
+		}
+		nav := doc.Find("header.top nav.session")
+		if nav.Find(`a[href="/login"]`).Length() != 1 || nav.Find("form").Length() != 0 || nav.Find(`a[href="/account"]`).Length() != 0 {
+			t.Errorf("%s: the top bar is not an anonymous one: %q", where, text(nav))
+		}
+		if doc.Find(".flash").Length() != 0 {
+			t.Errorf("%s: an error shows before any attempt", where)
+		}
+		checkInert(t, where, doc, body)
+	}
+
+	// A callback that does not match the login started here.
+	anon.do("GET", "/auth/github", nil)
+	doc, _ := fetch(t, anon, "/auth/github/callback?code=c&state=forged", 400)
+	if f := doc.Find("p.flash.flash-error"); f.Length() != 1 || attr(f, "role") != "alert" || !strings.Contains(text(f), "expired") {
+		t.Errorf("forged state: flash %q role %q", text(f), attr(f, "role"))
+	}
+	if doc.Find("main a.button").Length() != 1 {
+		t.Error("forged state: no way to try again")
+	}
+
+	// Without GitHub configured the page says what the administrator must set.
+	off := newTestServer(t)
+	off.Handler.github = gh.New(gh.Config{WebURL: off.github.WebURL(), BaseURL: &url.URL{Scheme: "http", Host: "kozmic.test"}})
+	doc, _ = fetch(t, newBrowser(t, off), "/login", 200)
+	if doc.Find("main a.button").Length() != 0 {
+		t.Error("GitHub not configured: the page still offers to sign in with it")
+	}
+	var codes []string
+	doc.Find("main p code").Each(func(_ int, c *goquery.Selection) { codes = append(codes, c.Text()) })
+	if strings.Join(codes, ",") != "KOZMIC_GITHUB_CLIENT_ID,KOZMIC_GITHUB_CLIENT_SECRET" {
+		t.Errorf("GitHub not configured: settings named %q", codes)
+	}
+}
+
+func TestPageDashboard(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	ctx := context.Background()
+	b.signIn("/")
+
+	// Nothing yet: the empty state says where to start.
+	doc, _ := fetch(t, b, "/", 200)
+	checkSignedIn(t, "empty dashboard", doc, "octocat")
+	if got := doc.Find("title").Text(); got != "Dashboard · Kozmic" {
+		t.Errorf("title %q", got)
+	}
+	if got := text(doc.Find("main h1")); got != "Projects" {
+		t.Errorf("h1 %q", got)
+	}
+	if doc.Find(`main .head a[href="/repositories"]`).Length() != 1 {
+		t.Error("no link to the repositories in the head")
+	}
+	dash := doc.Find("#" + views.DashboardID)
+	empty := dash.Find("p.muted")
+	if dash.Find("li").Length() != 0 || !strings.HasPrefix(text(empty), "No projects yet.") || empty.Find(`a[href="/repositories"]`).Length() != 1 {
+		t.Errorf("empty state %q", text(empty))
+	}
+
+	// One project per build status, and one without builds.
+	statuses := []struct {
+		job         store.JobStatus
+		word, class string
+	}{
+		{store.JobEnqueued, "enqueued", "status-enqueued"},
+		{store.JobRunning, "running", "status-running"},
+		{store.JobSuccess, "passed", "status-success"},
+		{store.JobFailure, "failed", "status-failure"},
+		{store.JobError, "error", "status-error"},
+	}
+	for i, st := range statuses {
+		p, err := s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: int64(100 + i),
+			FullName: "octocat/" + string(st.job), WebhookSecret: "s"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		buildWithLog(t, s, p, "refs/heads/feature/"+string(st.job), fmt.Sprintf("%02d13728f27ae82c7b1a177c8d03f9e96e0adf2", i), "m", "", st.job)
+	}
+	idle, err := s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: 99, FullName: "octocat/idle", WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	check := func(where string, doc *goquery.Document) {
+		dash := doc.Find("#" + views.DashboardID)
+		if dash.Length() != 1 {
+			t.Fatalf("%s: %d dashboards", where, dash.Length())
+		}
+		for k, v := range map[string]string{"hx-get": "/", "hx-trigger": "every 5s", "hx-select": "#" + views.DashboardID, "hx-swap": "outerHTML"} {
+			if got := attr(dash, k); got != v {
+				t.Errorf("%s: %s=%q, want %q", where, k, got, v)
+			}
+		}
+		if n := dash.Find("ul.rows > li").Length(); n != len(statuses)+1 {
+			t.Errorf("%s: %d rows, want %d", where, n, len(statuses)+1)
+		}
+		if dash.Find("p.muted").Length() != 0 {
+			t.Errorf("%s: the empty state shows beside projects", where)
+		}
+		for i, st := range statuses {
+			name := "octocat/" + string(st.job)
+			link := dash.Find("li a").FilterFunction(func(_ int, a *goquery.Selection) bool { return a.Text() == name })
+			row := link.Closest("li")
+			if link.Length() != 1 {
+				t.Errorf("%s: %d rows for %s", where, link.Length(), name)
+				continue
+			}
+			pid := strings.TrimPrefix(attr(link, "href"), "/projects/")
+			checkStatus(t, where+" "+name, row.Find("span.build > .status"), st.word, st.class)
+			if a := row.Find(`a[href="/projects/` + pid + `/builds/1"]`); text(a) != "#1" {
+				t.Errorf("%s %s: build link %q", where, name, text(a))
+			}
+			if got := text(row.Find("span.branch")); got != "feature/"+string(st.job) {
+				t.Errorf("%s %s: branch %q", where, name, got)
+			}
+			if got := text(row.Find("code")); got != fmt.Sprintf("%02d13728f", i)[:8] {
+				t.Errorf("%s %s: commit %q", where, name, got)
+			}
+			if tm := row.Find("span.meta time"); text(tm) != "just now" || !exactRE.MatchString(attr(tm, "title")) {
+				t.Errorf("%s %s: time %q title %q", where, name, text(tm), attr(tm, "title"))
+			}
+		}
+		row := dash.Find(fmt.Sprintf(`a[href="/projects/%d"]`, idle.ID)).Closest("li")
+		checkStatus(t, where+" idle", row.Find(".status"), "no builds", "status-enqueued")
+		if row.Find("a").Length() != 1 || row.Find("span.branch, code, time").Length() != 0 {
+			t.Errorf("%s: the project without builds shows a build: %q", where, text(row))
+		}
+	}
+	doc, body := fetch(t, b, "/", 200)
+	check("dashboard", doc)
+	checkInert(t, "dashboard", doc, body)
+	// What the poll gets: the list it selects, polling on.
+	check("dashboard poll", fetchHX(t, b, "/"))
+
+	// A stranger sees none of it.
+	stranger := newBrowser(t, s)
+	signInAs(t, s, stranger, 9, "stranger")
+	doc, _ = fetch(t, stranger, "/", 200)
+	if n := doc.Find("#" + views.DashboardID + " li").Length(); n != 0 || !strings.HasPrefix(text(doc.Find("#"+views.DashboardID+" p.muted")), "No projects yet.") {
+		t.Errorf("stranger: %d rows, empty state %q", n, text(doc.Find("#"+views.DashboardID+" p.muted")))
+	}
+}
+
+func TestPageRepositories(t *testing.T) {
+	s := newTestServer(t)
+	routeRepoAPI(s.github)
+	b := newBrowser(t, s)
+	b.signIn("/")
+
+	// GitHub fails on the first visit: the page says so and lists nothing.
+	s.github.Script("GET /api/v3/user/repos", fakegithub.Reply{Status: 502, Body: `{"message":"Server Error"}`})
+	doc, _ := fetch(t, b, "/repositories", 200)
+	if f := doc.Find("p.flash.flash-error"); f.Length() != 1 || attr(f, "role") != "alert" || text(f) != "GitHub answered: Server Error" {
+		t.Errorf("GitHub down: flash %q", text(f))
+	}
+	if n := doc.Find("section.panel").Length(); n != 0 {
+		t.Errorf("GitHub down: %d groups listed", n)
+	}
+	if got := text(doc.Find("main > p.muted")); got != "Repositories you administer, as GitHub listed them never." {
+		t.Errorf("GitHub down: %q", got)
+	}
+
+	// A repository with a hostile name (GitHub's word is not trusted either), one a project already.
+	hostile := "octocat/" + xssImg
+	js, _ := json.Marshal(hostile)
+	s.github.Script("GET /api/v3/user/repos", fakegithub.Reply{Status: 200,
+		Body: strings.Replace(s.github.Fixture("user_repos.json"), `"octocat/Spoon-Knife"`, string(js), 1)})
+	p, err := s.db.CreateProject(context.Background(), store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: 1296269,
+		FullName: "octocat/Hello-World", WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, body := fetch(t, b, "/repositories", 200)
+	checkSignedIn(t, "repositories", doc, "octocat")
+	checkInert(t, "repositories", doc, body)
+	if got := text(doc.Find("main h1")); got != "Repositories" {
+		t.Errorf("h1 %q", got)
+	}
+	checkForm(t, "sync", doc.Find("main .head form"), "/repositories/sync", "Sync with GitHub")
+	if doc.Find(".flash").Length() != 0 {
+		t.Error("a flash shows after a good sync")
+	}
+	if got := text(doc.Find("main > p.muted")); !regexp.MustCompile(`^Repositories you administer, as GitHub listed them at \d{1,2} [A-Z][a-z]{2} \d\d:\d\d\.$`).MatchString(got) {
+		t.Errorf("synced at: %q", got)
+	}
+	var groups []string
+	doc.Find("section.panel h2").Each(func(_ int, h *goquery.Selection) { groups = append(groups, h.Text()) })
+	if strings.Join(groups, ",") != "Your repositories,github" {
+		t.Errorf("groups %q", groups)
+	}
+	row := func(name string) *goquery.Selection {
+		return doc.Find("section.panel li").FilterFunction(func(_ int, li *goquery.Selection) bool {
+			return strings.TrimSpace(li.Find("span").First().Contents().First().Text()) == name
+		})
+	}
+	for _, tt := range []struct {
+		name    string
+		private bool
+		project int64
+	}{
+		{"octocat/Hello-World", true, p.ID},
+		{hostile, false, 0},
+		{"github/kozmic-ci", true, 0},
+	} {
+		li := row(tt.name)
+		if li.Length() != 1 {
+			t.Errorf("%d rows for %q", li.Length(), tt.name)
+			continue
+		}
+		if got := li.Find("span.tag").Length() == 1 && text(li.Find("span.tag")) == "private"; got != tt.private {
+			t.Errorf("%s: private tag %v, want %v", tt.name, got, tt.private)
+		}
+		if tt.project != 0 {
+			if a := li.Find("a"); text(a) != "Open project" || attr(a, "href") != fmt.Sprintf("/projects/%d", tt.project) || li.Find("form").Length() != 0 {
+				t.Errorf("%s: link %q to %q, %d forms", tt.name, text(a), attr(a, "href"), li.Find("form").Length())
+			}
+			continue
+		}
+		form := li.Find("form")
+		checkForm(t, tt.name, form, "/projects", "Create project")
+		if in := form.Find(`input[type="hidden"][name="repo"]`); attr(in, "value") != tt.name {
+			t.Errorf("%s: the form creates %q", tt.name, attr(in, "value"))
+		}
+	}
+}
+
+func TestPageProject(t *testing.T) {
+	s := newTestServer(t)
+	owner := newBrowser(t, s)
+	ctx := context.Background()
+	p := ownedProject(t, s, owner, "octocat/Hello-World", 1296269)
+	bs := team(t, s, p)
+	bs["octocat"] = owner
+	projectURL := fmt.Sprintf("/projects/%d", p.ID)
+	if err := s.db.SetDeployKey(ctx, store.DeployKey{ProjectID: p.ID, PublicKey: "ssh-ed25519 AAAAC3Nza kozmic", PrivateKey: "private"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// No builds yet.
+	doc, _ := fetch(t, owner, projectURL, 200)
+	if got := text(doc.Find("section.panel.wide").First().Find("p.muted").First()); !strings.HasPrefix(got, "No builds yet. Push a commit") {
+		t.Errorf("empty state %q", got)
+	}
+	if n := doc.Find("ul.builds > li").Length(); n != 0 {
+		t.Errorf("%d rows without builds", n)
+	}
+
+	for i := 1; i <= 30; i++ {
+		ref := "refs/heads/main"
+		if i%10 == 0 {
+			ref = "refs/heads/feature"
+		}
+		buildWithLog(t, s, p, ref, fmt.Sprintf("%040d", i), fmt.Sprintf("change %d <b>bold</b>\n\nsecond-paragraph-text", i), "", store.JobSuccess)
+	}
+	doc, body := fetch(t, owner, projectURL, 200)
+	checkSignedIn(t, "project", doc, "octocat")
+	checkInert(t, "project", doc, body)
+	if got := doc.Find("title").Text(); got != "octocat/Hello-World · Kozmic" {
+		t.Errorf("title %q", got)
+	}
+	if got := text(doc.Find("main > .head h1")); got != "octocat/Hello-World" {
+		t.Errorf("h1 %q", got)
+	}
+	if got := text(doc.Find("main > .head span.tag")); got != "private" {
+		t.Errorf("visibility tag %q", got)
+	}
+	rows := doc.Find("ul.builds > li")
+	if rows.Length() != 25 {
+		t.Fatalf("%d rows on the first page, want 25", rows.Length())
+	}
+	first := rows.First()
+	checkStatus(t, "first row", first.Find("span.build > .status"), "passed", "status-success")
+	if a := first.Find("span.build > a"); text(a) != "#30" || attr(a, "href") != projectURL+"/builds/30" {
+		t.Errorf("first row links %q to %q", text(a), attr(a, "href"))
+	}
+	if got := text(first.Find("span.branch")); got != "feature" {
+		t.Errorf("first row branch %q", got)
+	}
+	if got := text(first.Find("code")); got != "00000000" {
+		t.Errorf("first row commit %q", got)
+	}
+	if msg := first.Find("span.message"); msg.Text() != "change 30 <b>bold</b>" || msg.Find("b").Length() != 0 {
+		t.Errorf("first row message %q (markup %d)", msg.Text(), msg.Find("b").Length())
+	}
+	if meta := text(first.Find("span.meta")); !regexp.MustCompile(`^Ann · \d+s · just now$`).MatchString(meta) {
+		t.Errorf("first row meta %q", meta)
+	}
+	if got := text(rows.Last().Find("span.build > a")); got != "#6" {
+		t.Errorf("last row %q, want #6", got)
+	}
+	if doc.Find("time").Length() != 25 {
+		t.Errorf("%d times, want one a row", doc.Find("time").Length())
+	}
+	older := doc.Find("a").FilterFunction(func(_ int, a *goquery.Selection) bool { return a.Text() == "Older builds" })
+	if attr(older, "href") != projectURL+"?before=6" {
+		t.Errorf("older builds link %q", attr(older, "href"))
+	}
+	filter := doc.Find(`form[method="get"]`)
+	if attr(filter, "action") != projectURL || attr(filter.Find(`input[name="branch"]`), "value") != "" || text(filter.Find(`button[type="submit"]`)) != "Filter" {
+		t.Errorf("branch filter: action %q", attr(filter, "action"))
+	}
+	badge := fmt.Sprintf("[![build](http://kozmic.test/badges/octocat/Hello-World.svg)](http://kozmic.test/projects/%d)", p.ID)
+	if got := doc.Find("code.wrap").FilterFunction(func(_ int, c *goquery.Selection) bool { return strings.HasPrefix(c.Text(), "[![") }); got.Text() != badge {
+		t.Errorf("badge Markdown %q, want %q", got.Text(), badge)
+	}
+
+	// The next page, a branch, a branch with no builds.
+	for _, tt := range []struct {
+		query, branch string
+		rows          int
+		first, older  string
+		empty         string
+	}{
+		{"?before=6", "", 5, "#5", "", ""},
+		{"?branch=feature", "feature", 3, "#30", "", ""},
+		{"?branch=refs/heads/feature", "refs/heads/feature", 3, "#30", "", ""},
+		{"?branch=main&before=11", "main", 9, "#9", "", ""},
+		{"?branch=nothing", "nothing", 0, "", "", "No builds of nothing."},
+	} {
+		doc, _ := fetch(t, owner, projectURL+tt.query, 200)
+		rows := doc.Find("ul.builds > li")
+		if rows.Length() != tt.rows || text(rows.First().Find("span.build > a")) != tt.first {
+			t.Errorf("%s: %d rows from %q", tt.query, rows.Length(), text(rows.First().Find("span.build > a")))
+		}
+		if got := attr(doc.Find(`form[method="get"] input[name="branch"]`), "value"); got != tt.branch {
+			t.Errorf("%s: filter shows %q", tt.query, got)
+		}
+		if n := doc.Find("a").FilterFunction(func(_ int, a *goquery.Selection) bool { return a.Text() == "Older builds" }).Length(); n != 0 {
+			t.Errorf("%s: a link to older builds on the last page", tt.query)
+		}
+		empty := doc.Find("ul.builds").PrevAllFiltered("p.muted")
+		if text(empty) != tt.empty {
+			t.Errorf("%s: empty state %q, want %q", tt.query, text(empty), tt.empty)
+		}
+	}
+
+	// What each role is offered.
+	webhook := fmt.Sprintf("http://kozmic.test/webhooks/%d", p.ID)
+	for _, tt := range []struct {
+		login, role         string
+		configure, canDelete bool
+	}{
+		{"octocat", "owner", true, true},
+		{"hubot", "manager", true, false},
+		{"monalisa", "member", false, false},
+	} {
+		doc, body := fetch(t, bs[tt.login], projectURL+"?synced", 200)
+		where := "project as " + tt.login
+		if got := text(doc.Find("main > p.muted").First()); got != "Your role: "+tt.role+"." {
+			t.Errorf("%s: %q", where, got)
+		}
+		if f := doc.Find("p.flash.flash-ok"); text(f) != "Members synced with GitHub." || attr(f, "role") != "status" {
+			t.Errorf("%s: flash %q", where, text(f))
+		}
+		conn := doc.Find("section.panel").FilterFunction(func(_ int, s *goquery.Selection) bool { return text(s.Find("h2")) == "Connection" })
+		if got := conn.Length() == 1; got != tt.configure {
+			t.Errorf("%s: connection shown %v", where, got)
+		}
+		if tt.configure && (conn.Find("code").First().Text() != webhook || conn.Find("code.wrap").Text() != "ssh-ed25519 AAAAC3Nza kozmic") {
+			t.Errorf("%s: connection %q", where, text(conn))
+		}
+		if !tt.configure && (strings.Contains(body, webhook) || strings.Contains(body, "ssh-ed25519")) {
+			t.Errorf("%s: the webhook or deploy key is shown", where)
+		}
+		people := doc.Find("section.panel").FilterFunction(func(_ int, s *goquery.Selection) bool { return text(s.Find("h2")) == "People" })
+		var got []string
+		people.Find("li").Each(func(_ int, li *goquery.Selection) {
+			got = append(got, li.Find("span").First().Text()+" "+li.Find("span.tag").Text())
+		})
+		if strings.Join(got, ",") != "octocat owner,hubot manager,monalisa member" {
+			t.Errorf("%s: people %q", where, got)
+		}
+		if sync := people.Find("form"); tt.configure {
+			checkForm(t, where, sync, projectURL+"/members/sync", "Sync with GitHub")
+		} else if sync.Length() != 0 {
+			t.Errorf("%s: offers to sync members", where)
+		}
+		if n := doc.Find(`a[href="` + projectURL + `/settings"]`).Length(); (n == 1) != tt.configure || n > 1 {
+			t.Errorf("%s: %d settings links", where, n)
+		}
+		del := doc.Find(`a[href="` + projectURL + `/delete"]`)
+		if (del.Length() == 1) != tt.canDelete || del.Length() > 1 {
+			t.Errorf("%s: %d delete links", where, del.Length())
+		}
+		if tt.canDelete && (!del.HasClass("danger") || text(del) != "Delete this project…") {
+			t.Errorf("%s: delete link %q", where, text(del))
+		}
+	}
+}
+
+func TestPageBuild(t *testing.T) {
+	s := newTestServer(t)
+	owner := newBrowser(t, s)
+	ctx := context.Background()
+	p := ownedProject(t, s, owner, "octocat/Hello-World", 1296269)
+	bs := team(t, s, p)
+	bs["octocat"] = owner
+	for _, title := range []string{"unit", "lint"} {
+		if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: title, DockerImage: "busybox", BuildScript: "#!/bin/sh"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const sha = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+	build, jobs, err := s.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: sha, Author: "Ann",
+		Message: "Fix the parser\n\nIt broke on empty input."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobOf := map[string]store.Job{}
+	for _, j := range jobs {
+		jobOf[j.HookTitle] = j
+	}
+	runJob(t, s, jobOf["lint"].ID, store.JobSuccess, store.CacheHit)
+	runJob(t, s, jobOf["unit"].ID, store.JobFailure, store.CacheMiss)
+	buildURL := fmt.Sprintf("/projects/%d/builds/%d", p.ID, build.Number)
+	jobURL := func(id int64) string { return fmt.Sprintf("%s/jobs/%d", buildURL, id) }
+	polls := func(table *goquery.Selection) bool {
+		_, get := table.Attr("hx-get")
+		_, trigger := table.Attr("hx-trigger")
+		_, sel := table.Attr("hx-select")
+		_, swap := table.Attr("hx-swap")
+		if get || trigger || sel || swap {
+			want := map[string]string{"hx-get": buildURL, "hx-trigger": "every 2s", "hx-select": "#" + views.JobsTableID, "hx-swap": "outerHTML"}
+			for k, v := range want {
+				if got := attr(table, k); got != v {
+					t.Errorf("jobs table %s=%q, want %q", k, got, v)
+				}
+			}
+			return true
+		}
+		return false
+	}
+
+	doc, body := fetch(t, owner, buildURL, 200)
+	checkSignedIn(t, "build", doc, "octocat")
+	checkInert(t, "build", doc, body)
+	if got := doc.Find("title").Text(); got != "#1 · octocat/Hello-World · Kozmic" {
+		t.Errorf("title %q", got)
+	}
+	if got := text(doc.Find("main > .head h1")); got != "Build #1" {
+		t.Errorf("h1 %q", got)
+	}
+	if a := doc.Find("main > .head a"); attr(a, "href") != fmt.Sprintf("/projects/%d", p.ID) || text(a) != "octocat/Hello-World" {
+		t.Errorf("project link %q to %q", text(a), attr(a, "href"))
+	}
+	if got := doc.Find("p.message").Text(); got != "Fix the parser\n\nIt broke on empty input." {
+		t.Errorf("message %q", got)
+	}
+	meta := doc.Find("section.panel p.muted").First()
+	if got := text(meta); !strings.HasPrefix(got, "Ann · refs/heads/main · "+sha+" · just now") {
+		t.Errorf("meta %q", got)
+	}
+	if a := meta.Find("a"); attr(a, "href") != s.github.WebURL().String()+"/octocat/Hello-World/commit/"+sha || a.Find("code").Text() != sha {
+		t.Errorf("commit link %q to %q", text(a), attr(a, "href"))
+	}
+	table := doc.Find("#" + views.JobsTableID)
+	if table.Length() != 1 || polls(table) {
+		t.Errorf("a finished build's jobs table (%d) polls", table.Length())
+	}
+	checkStatus(t, "build", table.Find(".head > .status"), "failed", "status-failure")
+	if got := text(table.Find(".head > span.muted")); !durationRE.MatchString(got) {
+		t.Errorf("build duration %q", got)
+	}
+	rows := table.Find("ul.rows > li")
+	if rows.Length() != 2 {
+		t.Fatalf("%d job rows, want 2", rows.Length())
+	}
+	for i, tt := range []struct {
+		title, word, class, cache string
+	}{
+		{"lint", "passed", "status-success", "cache hit"},
+		{"unit", "failed", "status-failure", "cache miss"},
+	} {
+		row := rows.Eq(i)
+		checkStatus(t, tt.title, row.Find(".status"), tt.word, tt.class)
+		if a := row.Find("a"); text(a) != tt.title || attr(a, "href") != jobURL(jobOf[tt.title].ID) {
+			t.Errorf("row %d: %q to %q, want %s", i, text(a), attr(a, "href"), tt.title)
+		}
+		if got := text(row.Find("span.tag")); got != tt.cache {
+			t.Errorf("%s: tags %q, want %q", tt.title, got, tt.cache)
+		}
+		if got := text(row.Children().Last()); !durationRE.MatchString(got) {
+			t.Errorf("%s: duration %q", tt.title, got)
+		}
+	}
+
+	// Only those who may configure may re-run.
+	for _, tt := range []struct {
+		login string
+		rerun bool
+	}{{"octocat", true}, {"hubot", true}, {"monalisa", false}} {
+		doc, _ := fetch(t, bs[tt.login], buildURL, 200)
+		if form := doc.Find("#" + views.JobsTableID + " form"); tt.rerun {
+			checkForm(t, "build as "+tt.login, form, buildURL+"/rerun", "Re-run failed jobs")
+		} else if form.Length() != 0 {
+			t.Errorf("build as %s: %d forms", tt.login, form.Length())
+		}
+	}
+
+	// Re-run: the build polls, and shows the waiting second attempt.
+	if res, _ := owner.do("POST", buildURL+"/rerun", url.Values{}); res.StatusCode != 303 {
+		t.Fatalf("re-run: %d", res.StatusCode)
+	}
+	all, _ := s.db.Jobs(ctx, build.ID)
+	second := all[len(all)-1]
+	if second.HookTitle != "unit" || second.Attempt != 2 {
+		t.Fatalf("after re-run the last job is %s attempt %d", second.HookTitle, second.Attempt)
+	}
+	for _, doc := range []*goquery.Document{func() *goquery.Document { d, _ := fetch(t, owner, buildURL, 200); return d }(), fetchHX(t, owner, buildURL)} {
+		table := doc.Find("#" + views.JobsTableID)
+		if table.Length() != 1 || !polls(table) {
+			t.Errorf("an unfinished build's jobs table (%d) does not poll", table.Length())
+		}
+		if table.Find("form").Length() != 0 {
+			t.Error("an unfinished build offers a re-run")
+		}
+		rows := table.Find("ul.rows > li")
+		if rows.Length() != 2 {
+			t.Fatalf("%d job rows after re-run, want 2 (the latest attempts)", rows.Length())
+		}
+		row := rows.Eq(1)
+		checkStatus(t, "second attempt", row.Find(".status"), "enqueued", "status-enqueued")
+		if a := row.Find("a"); attr(a, "href") != jobURL(second.ID) {
+			t.Errorf("second attempt links to %q", attr(a, "href"))
+		}
+		if got := text(row.Find("span.tag")); got != "attempt 2" {
+			t.Errorf("second attempt tags %q", got)
+		}
+		if got := text(row.Children().Last()); !strings.HasPrefix(got, "waiting for a free worker") {
+			t.Errorf("second attempt says %q", got)
+		}
+	}
+	// Once it is finished again, the poll's answer stops polling.
+	if res, _ := owner.do("POST", jobURL(second.ID)+"/cancel", url.Values{}); res.StatusCode != 303 {
+		t.Fatalf("cancel: %d", res.StatusCode)
+	}
+	table = fetchHX(t, owner, buildURL).Find("#" + views.JobsTableID)
+	if polls(table) {
+		t.Error("the poll's answer for a finished build polls on")
+	}
+	checkStatus(t, "canceled", table.Find(".head > .status"), "error", "status-error")
+	checkForm(t, "canceled", table.Find("form"), buildURL+"/rerun", "Re-run failed jobs")
+
+	// A build of a project that is not on GitHub links to no commit.
+	local, err := s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGit, GitURL: "/srv/git/x.git", FullName: "local/x", WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, _ := buildWithLog(t, s, local, "refs/heads/main", sha, "m", "", store.JobSuccess)
+	doc, _ = fetch(t, owner, fmt.Sprintf("/projects/%d/builds/%d", local.ID, lb.Number), 200)
+	if meta := doc.Find("section.panel p.muted").First(); meta.Find("a").Length() != 0 || meta.Find("code").Text() != sha {
+		t.Errorf("local build: commit %q, %d links", meta.Find("code").Text(), meta.Find("a").Length())
+	}
+}
+
+func TestPageJob(t *testing.T) {
+	s := newTestServer(t)
+	owner := newBrowser(t, s)
+	ctx := context.Background()
+	p := ownedProject(t, s, owner, "octocat/Hello-World", 1296269)
+	bs := team(t, s, p)
+	bs["octocat"] = owner
+	build, first := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", "ok\n", store.JobFailure)
+	buildURL := fmt.Sprintf("/projects/%d/builds/%d", p.ID, build.Number)
+	jobURL := func(id int64) string { return fmt.Sprintf("%s/jobs/%d", buildURL, id) }
+	if res, _ := owner.do("POST", jobURL(first.ID)+"/restart", url.Values{}); res.StatusCode != 303 {
+		t.Fatalf("restart: %d", res.StatusCode)
+	}
+	all, _ := s.db.Jobs(ctx, build.ID)
+	second := all[1]
+
+	head := func(where string, doc *goquery.Document, id int64, word, class string, cancel, restart bool) {
+		t.Helper()
+		h := doc.Find("#" + views.JobHeadID)
+		if h.Length() != 1 || attr(h, "sse-swap") != "end" || attr(h, "hx-swap") != "outerHTML" {
+			t.Errorf("%s: %d heads, sse-swap %q hx-swap %q", where, h.Length(), attr(h, "sse-swap"), attr(h, "hx-swap"))
+		}
+		checkStatus(t, where, h.Find("#"+views.JobStatusID+" > .status"), word, class)
+		if f := h.Find(`form[action$="/cancel"]`); cancel {
+			checkForm(t, where, f, jobURL(id)+"/cancel", "Cancel")
+			if !f.HasClass("confirm") || attr(f, "data-confirm") != "Cancel this job?" {
+				t.Errorf("%s: cancel is not confirmed: class %q", where, attr(f, "class"))
+			}
+		} else if f.Length() != 0 {
+			t.Errorf("%s: offers to cancel", where)
+		}
+		if f := h.Find(`form[action$="/restart"]`); restart {
+			checkForm(t, where, f, jobURL(id)+"/restart", "Restart")
+		} else if f.Length() != 0 {
+			t.Errorf("%s: offers to restart", where)
+		}
+		if a := h.Find("a"); a.Length() != 1 || text(a) != "Raw log" || attr(a, "href") != jobURL(id)+"/log.txt" {
+			t.Errorf("%s: raw log link %q to %q", where, text(a), attr(a, "href"))
+		}
+	}
+	attempts := func(where string, doc *goquery.Document, current string, links map[string]string) {
+		t.Helper()
+		line := doc.Find("p.muted").FilterFunction(func(_ int, s *goquery.Selection) bool { return strings.HasPrefix(text(s), "Attempts:") })
+		if line.Length() != 1 || text(line.Find("strong")) != current || line.Find(".status").Length() != 2 {
+			t.Errorf("%s: attempts %q", where, text(line))
+		}
+		for n, href := range links {
+			if a := line.Find(`a[href="` + href + `"]`); text(a) != n {
+				t.Errorf("%s: attempt %s links %q", where, n, text(a))
+			}
+		}
+	}
+
+	// The waiting second attempt: it streams its log, follows it, and can be canceled.
+	doc, body := fetch(t, owner, jobURL(second.ID), 200)
+	checkSignedIn(t, "job", doc, "octocat")
+	checkInert(t, "job", doc, body)
+	if got := doc.Find("title").Text(); got != "test · #1 · octocat/Hello-World · Kozmic" {
+		t.Errorf("title %q", got)
+	}
+	if got := text(doc.Find("main > .head h1")); got != "test" {
+		t.Errorf("h1 %q", got)
+	}
+	if a := doc.Find(`main > .head a[href="` + buildURL + `"]`); text(a) != "Build #1" {
+		t.Errorf("build link %q", text(a))
+	}
+	if a := doc.Find(fmt.Sprintf(`main > .head a[href="/projects/%d"]`, p.ID)); text(a) != "octocat/Hello-World" {
+		t.Errorf("project link %q", text(a))
+	}
+	head("enqueued job", doc, second.ID, "enqueued", "status-enqueued", true, false)
+	sec := doc.Find("section[sse-connect]")
+	if sec.Length() != 1 || attr(sec, "hx-ext") != "sse" || attr(sec, "sse-connect") != jobURL(second.ID)+"/log/stream" || attr(sec, "sse-close") != "end" {
+		t.Errorf("stream: %d sections, hx-ext %q sse-connect %q sse-close %q", sec.Length(), attr(sec, "hx-ext"), attr(sec, "sse-connect"), attr(sec, "sse-close"))
+	}
+	if l := sec.Find("#" + views.LogID); l.Length() != 1 || !l.HasClass("log") || attr(l, "sse-swap") != "line" || attr(l, "hx-swap") != "beforeend" {
+		t.Errorf("log: %d, sse-swap %q hx-swap %q", l.Length(), attr(l, "sse-swap"), attr(l, "hx-swap"))
+	}
+	if f := doc.Find(`#` + views.JobHeadID + ` label.follow input#follow[type="checkbox"]`); f.Length() != 1 || attr(f, "checked") == "<no checked>" {
+		t.Errorf("follow checkbox: %d, checked %q", f.Length(), attr(f, "checked"))
+	}
+	attempts("second attempt", doc, "2", map[string]string{"1": jobURL(first.ID)})
+
+	// The first attempt: finished, not the latest, so no actions.
+	doc, _ = fetch(t, owner, jobURL(first.ID), 200)
+	head("first attempt", doc, first.ID, "failed", "status-failure", false, false)
+	if got := text(doc.Find("#" + views.JobStatusID + " span.muted")); !durationRE.MatchString(got) {
+		t.Errorf("first attempt duration %q", got)
+	}
+	attempts("first attempt", doc, "1", map[string]string{"2": jobURL(second.ID)})
+
+	// Who may cancel the waiting attempt.
+	for _, tt := range []struct {
+		login  string
+		cancel bool
+	}{{"hubot", true}, {"monalisa", false}} {
+		doc, _ := fetch(t, bs[tt.login], jobURL(second.ID), 200)
+		head("enqueued job as "+tt.login, doc, second.ID, "enqueued", "status-enqueued", tt.cancel, false)
+	}
+
+	// Canceled: it says by whom, and who may restart it.
+	if res, _ := bs["hubot"].do("POST", jobURL(second.ID)+"/cancel", url.Values{}); res.StatusCode != 303 {
+		t.Fatalf("cancel: %d", res.StatusCode)
+	}
+	for _, tt := range []struct {
+		login   string
+		restart bool
+	}{{"octocat", true}, {"hubot", true}, {"monalisa", false}} {
+		doc, _ := fetch(t, bs[tt.login], jobURL(second.ID), 200)
+		where := "canceled job as " + tt.login
+		head(where, doc, second.ID, "error", "status-error", false, tt.restart)
+		if got := text(doc.Find("#" + views.JobHeadID + " > span.muted")); got != "canceled by hubot" {
+			t.Errorf("%s: error %q", where, got)
+		}
+	}
+
+	// The end of the log stream sends the head again, as it is now.
+	evs := readEvents(t, owner, jobURL(second.ID)+"/log/stream", "")
+	if len(evs) == 0 || evs[len(evs)-1].event != "end" {
+		t.Fatalf("stream events %+v", evs)
+	}
+	end := parseHTML(t, evs[len(evs)-1].data)
+	if n := end.Find("body").Children().Length(); n != 1 {
+		t.Errorf("the end event holds %d elements, want the head only", n)
+	}
+	head("end event", end, second.ID, "error", "status-error", false, true)
+	monaEnd := readEvents(t, bs["monalisa"], jobURL(second.ID)+"/log/stream", "")
+	head("end event as monalisa", parseHTML(t, monaEnd[len(monaEnd)-1].data), second.ID, "error", "status-error", false, false)
+}
+
+func TestPageSettings(t *testing.T) {
+	s := newTestServer(t)
+	owner := newBrowser(t, s)
+	ctx := context.Background()
+	p := ownedProject(t, s, owner, "octocat/Hello-World", 1296269)
+	bs := team(t, s, p)
+	settingsURL := fmt.Sprintf("/projects/%d/settings", p.ID)
+
+	doc, _ := fetch(t, owner, settingsURL, 200)
+	if got := doc.Find("title").Text(); got != "Settings · octocat/Hello-World · Kozmic" {
+		t.Errorf("title %q", got)
+	}
+	if got := text(doc.Find("main > .head h1")); got != "Settings" {
+		t.Errorf("h1 %q", got)
+	}
+	if a := doc.Find("main > .head a"); attr(a, "href") != fmt.Sprintf("/projects/%d", p.ID) || text(a) != "octocat/Hello-World" {
+		t.Errorf("project link %q to %q", text(a), attr(a, "href"))
+	}
+	hooks := doc.Find("section.panel").Eq(0)
+	if a := hooks.Find("a.button"); text(a) != "New hook" || attr(a, "href") != fmt.Sprintf("/projects/%d/hooks/new", p.ID) {
+		t.Errorf("new hook link %q to %q", text(a), attr(a, "href"))
+	}
+	if got := text(hooks.Find("p.muted")); !strings.HasPrefix(got, "No hooks yet") || hooks.Find("li").Length() != 0 {
+		t.Errorf("hooks empty state %q", got)
+	}
+
+	unit, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "unit", DockerImage: "golang:1.26", BuildScript: "#!/bin/sh", InstallScript: "#!/bin/sh\ngo mod download"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lint, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "lint", DockerImage: "golangci/golangci-lint", BuildScript: "#!/bin/sh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const value = "value-of-DEPLOY_TOKEN-nobody-reads"
+	for _, name := range []string{"DEPLOY_TOKEN", "API_KEY"} {
+		if err := s.db.SetSecret(ctx, p.ID, store.Secret{Name: name, Value: value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, tt := range []struct {
+		who   *browser
+		flash string
+		shown string
+	}{
+		{owner, "", ""},
+		{owner, "hook-saved", "Hook saved."},
+		{owner, "hook-deleted", "Hook deleted."},
+		{owner, "secret-saved", "Secret saved."},
+		{owner, "secret-deleted", "Secret deleted."},
+		{owner, xssScript, ""},
+		{bs["hubot"], "", ""},
+	} {
+		where := "settings?flash=" + tt.flash
+		doc, body := fetch(t, tt.who, settingsURL+"?flash="+url.QueryEscape(tt.flash), 200)
+		checkInert(t, where, doc, body)
+		if f := doc.Find(".flash"); tt.shown == "" && f.Length() != 0 || tt.shown != "" && (text(f) != tt.shown || !f.HasClass("flash-ok") || attr(f, "role") != "status") {
+			t.Errorf("%s: flash %q, want %q", where, text(f), tt.shown)
+		}
+		if strings.Contains(body, value) {
+			t.Errorf("%s: a secret's value shows", where)
+		}
+		hooks := doc.Find("section.panel").Eq(0)
+		if hooks.Find("p.muted").Length() != 0 {
+			t.Errorf("%s: the empty state shows beside hooks", where)
+		}
+		if n := hooks.Find("li").Length(); n != 2 {
+			t.Errorf("%s: %d hook rows", where, n)
+		}
+		for _, hk := range []struct {
+			store.Hook
+			install bool
+		}{{unit, true}, {lint, false}} {
+			path := fmt.Sprintf("/projects/%d/hooks/%d", p.ID, hk.ID)
+			li := hooks.Find(`a[href="` + path + `"]`).Closest("li")
+			if text(li.Find("a")) != hk.Title || text(li.Find("code")) != hk.DockerImage {
+				t.Errorf("%s: hook row %q", where, text(li))
+			}
+			if got := li.Find("span.tag").Length() == 1 && text(li.Find("span.tag")) == "install script"; got != hk.install {
+				t.Errorf("%s: %s install tag %v", where, hk.Title, got)
+			}
+			form := li.Find("form")
+			checkForm(t, where+" delete "+hk.Title, form, path+"/delete", "Delete")
+			if !form.HasClass("confirm") || attr(form, "data-confirm") != "Delete the hook "+hk.Title+"? Past jobs keep their logs." {
+				t.Errorf("%s: delete %s asks %q", where, hk.Title, attr(form, "data-confirm"))
+			}
+		}
+		secrets := doc.Find("section.panel").Eq(1)
+		if got := text(secrets.Find("h2")); got != "Secrets" {
+			t.Fatalf("%s: second panel %q", where, got)
+		}
+		var names []string
+		secrets.Find("li").Each(func(_ int, li *goquery.Selection) {
+			name := li.Find("code").Text()
+			names = append(names, name)
+			form := li.Find("form")
+			checkForm(t, where+" delete "+name, form, fmt.Sprintf("/projects/%d/secrets/%s/delete", p.ID, name), "Delete")
+			if !form.HasClass("confirm") || attr(form, "data-confirm") != "Delete the secret "+name+"?" {
+				t.Errorf("%s: delete %s asks %q", where, name, attr(form, "data-confirm"))
+			}
+		})
+		if strings.Join(names, ",") != "API_KEY,DEPLOY_TOKEN" {
+			t.Errorf("%s: secrets %q", where, names)
+		}
+		set := secrets.Children().Last()
+		checkForm(t, where+" set secret", set, fmt.Sprintf("/projects/%d/secrets", p.ID), "Set")
+		if in := set.Find(`input[name="name"]`); attr(in, "pattern") != "[A-Za-z_][A-Za-z0-9_]*" || attr(in, "required") == "<no required>" {
+			t.Errorf("%s: name input pattern %q", where, attr(in, "pattern"))
+		}
+		if in := set.Find(`input[name="value"]`); attr(in, "type") != "password" || attr(in, "value") != "<no value>" || attr(in, "autocomplete") != "new-password" {
+			t.Errorf("%s: value input type %q value %q", where, attr(in, "type"), attr(in, "value"))
+		}
+	}
+
+	// A refused secret says why, and does not echo the value.
+	res, body := owner.do("POST", fmt.Sprintf("/projects/%d/secrets", p.ID), url.Values{"name": {xssImg}, "value": {"typed-" + value}})
+	doc = parseHTML(t, body)
+	if f := doc.Find("p.flash.flash-error"); res.StatusCode != 422 || attr(f, "role") != "alert" || !strings.HasPrefix(text(f), "A secret name uses letters") {
+		t.Errorf("bad secret name: %d, %q", res.StatusCode, text(f))
+	}
+	checkInert(t, "bad secret name", doc, body)
+	if strings.Contains(body, value) {
+		t.Error("the refused secret's value is echoed")
+	}
+
+	// Members are not let in.
+	doc, _ = fetch(t, bs["monalisa"], settingsURL, 403)
+	if got := text(doc.Find("main h1")); got != "Not allowed" || strings.Contains(doc.Text(), "DEPLOY_TOKEN") {
+		t.Errorf("member: h1 %q", got)
+	}
+}
+
+func TestPageHookForm(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	ctx := context.Background()
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	hk, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "unit", DockerImage: "golang:1.26",
+		InstallScript: "#!/bin/sh\ngo mod download\n", BuildScript: "#!/bin/sh\ngo test ./...\n", TrackedFiles: []string{"go.mod", "go.sum"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := fmt.Sprintf("/projects/%d/settings", p.ID)
+	type fields struct{ title, image, install, tracked, build string }
+	check := func(where string, doc *goquery.Document, h1, action string, want fields) {
+		t.Helper()
+		if got := doc.Find("title").Text(); got != "Hook · octocat/Hello-World · Kozmic" {
+			t.Errorf("%s: title %q", where, got)
+		}
+		if got := text(doc.Find("main > .head h1")); got != h1 {
+			t.Errorf("%s: h1 %q, want %q", where, got, h1)
+		}
+		if a := doc.Find("main > .head a"); attr(a, "href") != settings || text(a) != "octocat/Hello-World settings" {
+			t.Errorf("%s: settings link %q to %q", where, text(a), attr(a, "href"))
+		}
+		form := doc.Find("form.stack")
+		checkForm(t, where, form, action, "Save")
+		for _, f := range []struct {
+			sel, got, want string
+		}{
+			{`input#title[name="title"][required]`, attr(form.Find(`input#title[name="title"][required]`), "value"), want.title},
+			{`input#image[name="image"][required]`, attr(form.Find(`input#image[name="image"][required]`), "value"), want.image},
+			{`textarea#install[name="install"]`, form.Find(`textarea#install[name="install"]`).Text(), want.install},
+			{`textarea#tracked[name="tracked"]`, form.Find(`textarea#tracked[name="tracked"]`).Text(), want.tracked},
+			{`textarea#build[name="build"][required]`, form.Find(`textarea#build[name="build"][required]`).Text(), want.build},
+		} {
+			if f.got != f.want {
+				t.Errorf("%s: %s holds %q, want %q", where, f.sel, f.got, f.want)
+			}
+		}
+		if ph := attr(form.Find("input#image"), "placeholder"); ph != "golang:1.26" {
+			t.Errorf("%s: image placeholder %q", where, ph)
+		}
+		for _, id := range []string{"title", "image", "install", "tracked", "build"} {
+			if form.Find(`label[for="`+id+`"]`).Length() != 1 {
+				t.Errorf("%s: no label for %s", where, id)
+			}
+		}
+	}
+
+	doc, body := fetch(t, b, fmt.Sprintf("/projects/%d/hooks/new", p.ID), 200)
+	checkSignedIn(t, "new hook", doc, "octocat")
+	checkInert(t, "new hook", doc, body)
+	check("new hook", doc, "New hook", fmt.Sprintf("/projects/%d/hooks", p.ID), fields{image: "", build: "#!/bin/sh\nset -e\n"})
+	if doc.Find(".flash").Length() != 0 {
+		t.Error("new hook: an error shows before saving")
+	}
+
+	edit := fmt.Sprintf("/projects/%d/hooks/%d", p.ID, hk.ID)
+	doc, _ = fetch(t, b, edit, 200)
+	check("edit hook", doc, "unit", edit, fields{"unit", "golang:1.26", "#!/bin/sh\ngo mod download\n", "go.mod\ngo.sum", "#!/bin/sh\ngo test ./...\n"})
+
+	// Refused: the form again with what was typed and why.
+	res, body := b.do("POST", edit, url.Values{"title": {""}, "image": {"golang:1.27"}, "install": {""}, "tracked": {"a\r\nb"}, "build": {"#!/bin/bash\r\nmake\r\n"}})
+	if res.StatusCode != 422 {
+		t.Fatalf("untitled hook: %d", res.StatusCode)
+	}
+	doc = parseHTML(t, body)
+	if f := doc.Find("p.flash.flash-error"); text(f) != "A hook needs a title." || attr(f, "role") != "alert" {
+		t.Errorf("untitled hook: flash %q", text(f))
+	}
+	check("untitled hook", doc, "", edit, fields{"", "golang:1.27", "", "a\nb", "#!/bin/bash\nmake\n"})
+}
+
+func TestPageDeleteProject(t *testing.T) {
+	s := newTestServer(t)
+	owner := newBrowser(t, s)
+	p := ownedProject(t, s, owner, "octocat/Hello-World", 1296269)
+	bs := team(t, s, p)
+	path := fmt.Sprintf("/projects/%d/delete", p.ID)
+
+	doc, body := fetch(t, owner, path, 200)
+	checkSignedIn(t, "delete", doc, "octocat")
+	checkInert(t, "delete", doc, body)
+	if got := doc.Find("title").Text(); got != "Delete octocat/Hello-World · Kozmic" {
+		t.Errorf("title %q", got)
+	}
+	if got := text(doc.Find("main h1")); got != "Delete octocat/Hello-World?" {
+		t.Errorf("h1 %q", got)
+	}
+	if !strings.Contains(text(doc.Find("main section p")), "It cannot be undone.") {
+		t.Error("the page does not warn that deleting is final")
+	}
+	form := doc.Find("main form")
+	checkForm(t, "delete", form, path, "Delete the project")
+	if !form.Find("button").HasClass("danger-button") {
+		t.Error("the delete button does not look dangerous")
+	}
+	if a := form.Find("a"); text(a) != "Cancel" || attr(a, "href") != fmt.Sprintf("/projects/%d", p.ID) {
+		t.Errorf("cancel link %q to %q", text(a), attr(a, "href"))
+	}
+	if doc.Find(".flash").Length() != 0 {
+		t.Error("an error shows before trying")
+	}
+
+	for _, login := range []string{"hubot", "monalisa"} {
+		doc, _ := fetch(t, bs[login], path, 403)
+		if got := text(doc.Find("main h1")); got != "Not allowed" || doc.Find("main form").Length() != 0 {
+			t.Errorf("%s: h1 %q", login, got)
+		}
+	}
+	if _, err := s.db.ProjectByID(context.Background(), p.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// GitHub refuses: the page again, with GitHub's answer.
+	s.db.SetGitHubHookID(context.Background(), p.ID, 12345678)
+	s.github.Script("DELETE "+repoAPI+"/hooks/12345678", fakegithub.Reply{Status: 403, Body: `{"message":"Must have admin rights to Repository."}`})
+	res, body := owner.do("POST", path, url.Values{})
+	doc = parseHTML(t, body)
+	if f := doc.Find("p.flash.flash-error"); res.StatusCode != 502 || attr(f, "role") != "alert" || text(f) != "GitHub answered: Must have admin rights to Repository." {
+		t.Errorf("refused: %d, flash %q", res.StatusCode, text(f))
+	}
+	checkForm(t, "refused", doc.Find("main form"), path, "Delete the project")
+}
+
+func TestPageAccount(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	const avatar = "https://avatars.example/u/1?v=4&s=40"
+	s.github.Script("GET /api/v3/user", fakegithub.Reply{Status: 200,
+		Body: `{"login": "octocat", "id": 1, "type": "User", "name": "Mona <b>Lisa</b>", "avatar_url": "` + avatar + `"}`})
+	if res := b.signIn("/"); res.StatusCode != 303 {
+		t.Fatalf("sign in: %d", res.StatusCode)
+	}
+	check := func(where string, doc *goquery.Document, email string) {
+		t.Helper()
+		checkSignedIn(t, where, doc, "octocat")
+		if got := doc.Find("title").Text(); got != "Account · Kozmic" {
+			t.Errorf("%s: title %q", where, got)
+		}
+		if got := text(doc.Find("main h1")); got != "Account" {
+			t.Errorf("%s: h1 %q", where, got)
+		}
+		who := doc.Find("p.who")
+		if text(who.Find("strong")) != "octocat" || who.Find("span.muted").Text() != "Mona <b>Lisa</b>" || who.Find("b").Length() != 0 {
+			t.Errorf("%s: who %q", where, text(who))
+		}
+		if img := doc.Find("img"); img.Length() != 1 || !img.HasClass("avatar") || attr(img, "src") != avatar || attr(img, "alt") != "" {
+			t.Errorf("%s: %d images, src %q", where, img.Length(), attr(img, "src"))
+		}
+		form := doc.Find("main form")
+		checkForm(t, where, form, "/account", "Save")
+		in := form.Find(`input#email[name="email"]`)
+		if attr(in, "type") != "email" || attr(in, "value") != email || form.Find(`label[for="email"]`).Length() != 1 {
+			t.Errorf("%s: e-mail input type %q value %q", where, attr(in, "type"), attr(in, "value"))
+		}
+	}
+
+	doc, _ := fetch(t, b, "/account", 200)
+	check("account", doc, "octocat@github.com")
+	if doc.Find(".flash").Length() != 0 {
+		t.Error("account: a flash before saving")
+	}
+	doc, _ = fetch(t, b, "/account?saved", 200)
+	check("saved", doc, "octocat@github.com")
+	if f := doc.Find(".flash"); text(f) != "Saved." || !f.HasClass("flash-ok") || attr(f, "role") != "status" {
+		t.Errorf("saved: flash %q", text(f))
+	}
+
+	// A refused address is shown back as typed, as text.
+	res, body := b.do("POST", "/account", url.Values{"email": {xssImg}})
+	if res.StatusCode != 422 {
+		t.Fatalf("bad address: %d", res.StatusCode)
+	}
+	doc = parseHTML(t, body)
+	check("bad address", doc, xssImg)
+	if f := doc.Find(".flash"); text(f) != "That is not an e-mail address." || !f.HasClass("flash-error") || attr(f, "role") != "alert" {
+		t.Errorf("bad address: flash %q", text(f))
+	}
+	if doc.Find("[onerror]").Length() != 0 || strings.Contains(body, "<img src=x") {
+		t.Error("bad address: the address became markup")
+	}
+
+	// An address stored some other way is shown as text too.
+	s.db.SetUserEmail(context.Background(), 1, xssScript)
+	doc, body = fetch(t, b, "/account", 200)
+	check("stored address", doc, xssScript)
+	if strings.Contains(body, xssScript) || doc.Find("script:not([src])").Length() != 0 {
+		t.Error("stored address: the address became markup")
+	}
+}
+
+func TestPageNotFound(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	ctx := context.Background()
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	build, job := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", "", store.JobSuccess)
+	other, err := s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: 5, FullName: "octocat/Secret", WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buildWithLog(t, s, other, "refs/heads/main", "abc", "m", "", store.JobSuccess)
+	stranger := newBrowser(t, s)
+	signInAs(t, s, stranger, 9, "stranger")
+
+	for _, tt := range []struct {
+		who  *browser
+		path string
+	}{
+		{b, "/projects/999"},
+		{b, "/projects/abc"},
+		{b, "/projects/" + url.PathEscape(xssImg)},
+		{b, fmt.Sprintf("/projects/%d/builds/99", p.ID)},
+		{b, fmt.Sprintf("/projects/%d/builds/x", p.ID)},
+		{b, fmt.Sprintf("/projects/%d/builds/%d/jobs/999", p.ID, build.Number)},
+		{b, fmt.Sprintf("/projects/%d/builds/%d/jobs/%d", other.ID, 1, job.ID)},
+		{b, fmt.Sprintf("/projects/%d/hooks/999", p.ID)},
+		{b, "/no/such/page"},
+		{stranger, fmt.Sprintf("/projects/%d", other.ID)},
+		{stranger, fmt.Sprintf("/projects/%d/builds/1", other.ID)},
+		{stranger, fmt.Sprintf("/projects/%d/settings", other.ID)},
+		{newBrowser(t, s), "/no/such/page"},
+	} {
+		res, body := tt.who.do("GET", tt.path, nil)
+		if res.StatusCode != 404 || res.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: %d, Cache-Control %q", tt.path, res.StatusCode, res.Header.Get("Cache-Control"))
+			continue
+		}
+		doc := parseHTML(t, body)
+		checkInert(t, tt.path, doc, body)
+		if got := doc.Find("title").Text(); got != "Page not found · Kozmic" {
+			t.Errorf("%s: title %q", tt.path, got)
+		}
+		if code, h1 := text(doc.Find("main p.code")), text(doc.Find("main h1")); code != "404" || h1 != "Page not found" {
+			t.Errorf("%s: %q %q", tt.path, code, h1)
+		}
+		if a := doc.Find(`main a[href="/"]`); text(a) != "Back to the start page" {
+			t.Errorf("%s: link home %q", tt.path, text(a))
+		}
+		if strings.Contains(body, "octocat/Secret") {
+			t.Errorf("%s: the page names the hidden project", tt.path)
+		}
+	}
+
+	// Anonymous visitors are sent to sign in instead, to come back.
+	res, _ := newBrowser(t, s).do("GET", "/projects/999", nil)
+	if res.StatusCode != 303 || res.Header.Get("Location") != "/login?next=%2Fprojects%2F999" {
+		t.Errorf("anonymous: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+}
+
+func TestPageBadge(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	ctx := context.Background()
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	pub, err := s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: 77,
+		FullName: "octocat/Public", IsPublic: true, WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buildWithLog(t, s, p, "refs/heads/main", "a0", "m", "", store.JobSuccess)
+	for i, tt := range []struct {
+		branch string
+		st     store.JobStatus
+	}{{"main", store.JobSuccess}, {"dev", store.JobFailure}, {"broken", store.JobError}, {"queued", store.JobEnqueued}, {"wip", store.JobRunning}} {
+		buildWithLog(t, s, pub, "refs/heads/"+tt.branch, fmt.Sprintf("a%d", i+1), "m", "", tt.st)
+	}
+	type svg struct {
+		XMLName xml.Name `xml:"svg"`
+		Label   string   `xml:"aria-label,attr"`
+		Title   string   `xml:"title"`
+		Rects   []struct {
+			Fill string `xml:"fill,attr"`
+		} `xml:"rect"`
+		Texts []string `xml:"g>text"`
+	}
+	colours := map[string]string{}
+	anon := newBrowser(t, s)
+	for _, tt := range []struct{ path, word string }{
+		{"/badges/octocat/Public.svg", "running"}, // the latest build of any ref
+		{"/badges/octocat/Public.svg?ref=main", "passing"},
+		{"/badges/octocat/Public.svg?ref=refs/heads/main", "passing"},
+		{"/badges/octocat/Public.svg?ref=dev", "failing"},
+		{"/badges/octocat/Public.svg?ref=broken", "error"},
+		{"/badges/octocat/Public.svg?ref=queued", "running"},
+		{"/badges/octocat/Public.svg?ref=nope", "unknown"},
+		{"/badges/octocat/Hello-World.svg", "unknown"}, // private: tells nothing
+		{"/badges/nobody/nothing.svg", "unknown"},
+		{"/badges/octocat/Public.png", "unknown"},
+	} {
+		res, body := anon.do("GET", tt.path, nil)
+		if res.StatusCode != 200 || res.Header.Get("Content-Type") != "image/svg+xml" || res.Header.Get("Cache-Control") != "no-cache, no-store, max-age=0" {
+			t.Errorf("%s: %d %q %q", tt.path, res.StatusCode, res.Header.Get("Content-Type"), res.Header.Get("Cache-Control"))
+		}
+		var got svg
+		if err := xml.Unmarshal([]byte(body), &got); err != nil {
+			t.Errorf("%s: not XML: %v\n%s", tt.path, err, body)
+			continue
+		}
+		if strings.Join(got.Texts, ",") != "build,"+tt.word || got.Title != "build: "+tt.word || got.Label != "build: "+tt.word {
+			t.Errorf("%s: texts %q, title %q, label %q; want %s", tt.path, got.Texts, got.Title, got.Label, tt.word)
+		}
+		if len(got.Rects) != 2 || !regexp.MustCompile(`^#[0-9a-f]{6}$`).MatchString(got.Rects[1].Fill) {
+			t.Errorf("%s: rects %+v", tt.path, got.Rects)
+			continue
+		}
+		if c, ok := colours[tt.word]; ok && c != got.Rects[1].Fill {
+			t.Errorf("%s: %s is %s here and %s elsewhere", tt.path, tt.word, got.Rects[1].Fill, c)
+		}
+		colours[tt.word] = got.Rects[1].Fill
+	}
+	if len(colours) != 5 || colours["passing"] == colours["failing"] || colours["failing"] == colours["unknown"] {
+		t.Errorf("badge colours %v: each word needs its own", colours)
+	}
+	seen := map[string]bool{}
+	for _, c := range colours {
+		seen[c] = true
+	}
+	if len(seen) != len(colours) {
+		t.Errorf("two badge words share a colour: %v", colours)
+	}
+}
+
+// hostileFixture is a project in which every text a user or GitHub
+// controls is hostile markup, with a build, a job canceled by a manager
+// whose login is hostile, a hook and secrets.
+type hostileFixture struct {
+	s             *testServer
+	owner         *browser
+	p             store.Project
+	hook          store.Hook
+	build         store.Build
+	job           store.Job
+	secretValue   string
+	webhookSecret string
+	privateKey    string
+}
+
+func newHostileFixture(t *testing.T) hostileFixture {
+	t.Helper()
+	ctx := context.Background()
+	f := hostileFixture{s: newTestServer(t), secretValue: "sv-" + xssScript + "-5f4dcc3b5aa765d6",
+		webhookSecret: "wh-8f14e45fceea167a5a36dedd4bea2543", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\npk-3c59dc048e8850243be8079a5c74d079\n"}
+	s := f.s
+	f.owner = newBrowser(t, s)
+	signInAs(t, s, f.owner, 1, xssScript)
+	manager := newBrowser(t, s)
+	signInAs(t, s, manager, 2, xssImg)
+	var err error
+	f.p, err = s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: 1296269,
+		FullName: xssScript, WebhookSecret: f.webhookSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.SyncMemberships(ctx, f.p.ID, []store.GitHubAccess{{GitHubID: 2, Manage: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.SetDeployKey(ctx, store.DeployKey{ProjectID: f.p.ID, PublicKey: "ssh-ed25519 AAAA kozmic", PrivateKey: f.privateKey}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.SetSecret(ctx, f.p.ID, store.Secret{Name: "DEPLOY_TOKEN", Value: f.secretValue}); err != nil {
+		t.Fatal(err)
+	}
+	f.hook, err = s.db.CreateHook(ctx, store.Hook{ProjectID: f.p.ID, Title: xssImg, DockerImage: xssScript,
+		InstallScript: "#!/bin/sh\necho " + xssScript + "\n", BuildScript: "#!/bin/sh\necho '" + xssImg + "'\n",
+		TrackedFiles: []string{xssScript, xssImg}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []store.Job
+	f.build, jobs, err = s.db.CreateBuild(ctx, store.NewBuild{ProjectID: f.p.ID, Ref: "refs/heads/" + xssImg,
+		SHA: "6113728f27ae82c7b1a177c8d03f9e96e0adf246", Author: xssScript, Message: xssImg + "\n\n" + xssScript})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.job = jobs[0]
+	if _, err := s.db.AppendLog(ctx, f.job.ID, []byte(hostileLog), false); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := manager.do("POST", fmt.Sprintf("/projects/%d/builds/%d/jobs/%d/cancel", f.p.ID, f.build.Number, f.job.ID), url.Values{}); res.StatusCode != 303 {
+		t.Fatalf("cancel: %d", res.StatusCode)
+	}
+	s.db.SetUserEmail(ctx, 1, xssImg+"@example.com")
+	return f
+}
+
+func TestPageEscapesUserText(t *testing.T) {
+	f := newHostileFixture(t)
+	project := fmt.Sprintf("/projects/%d", f.p.ID)
+	build := fmt.Sprintf("%s/builds/%d", project, f.build.Number)
+	job := fmt.Sprintf("%s/jobs/%d", build, f.job.ID)
+	hook := fmt.Sprintf("%s/hooks/%d", project, f.hook.ID)
+	type want struct{ sel, text string } // what the first match's text starts with
+	type attrWant struct{ sel, attr, value string }
+	for _, tt := range []struct {
+		path  string
+		texts []want
+		attrs []attrWant
+	}{
+		{"/", []want{{"#" + views.DashboardID + " li a", xssScript}, {"#" + views.DashboardID + " span.branch", xssImg}}, nil},
+		{project, []want{{"main > .head h1", xssScript}, {"ul.builds span.branch", xssImg}, {"ul.builds span.message", xssImg},
+			{"ul.builds span.meta", xssScript}, {"title", xssScript + " · Kozmic"}}, nil},
+		{project + "?branch=" + url.QueryEscape(xssImg), []want{{"ul.builds span.branch", xssImg}},
+			[]attrWant{{`input[name="branch"]`, "value", xssImg}}},
+		{project + "?branch=" + url.QueryEscape(xssScript), []want{{"section.panel .head + p.muted", "No builds of " + xssScript + "."}},
+			[]attrWant{{`input[name="branch"]`, "value", xssScript}}},
+		{build, []want{{"p.message", xssImg + "\n\n" + xssScript}, {"#" + views.JobsTableID + " li a", xssImg}, {"main > .head a", xssScript}}, nil},
+		{job, []want{{"main > .head h1", xssImg}, {"#" + views.JobHeadID + " > span.muted", "canceled by " + xssImg},
+			{"title", xssImg + " · #1 · " + xssScript + " · Kozmic"}}, nil},
+		{project + "/settings", []want{{"section.panel li a", xssImg}, {"section.panel li code.muted", xssScript}, {"main > .head a", xssScript}},
+			[]attrWant{{"section.panel li form.confirm", "data-confirm", "Delete the hook " + xssImg + "? Past jobs keep their logs."}}},
+		{hook, []want{{"main > .head h1", xssImg}, {"textarea#install", "#!/bin/sh\necho " + xssScript + "\n"},
+			{"textarea#build", "#!/bin/sh\necho '" + xssImg + "'\n"}, {"textarea#tracked", xssScript + "\n" + xssImg}},
+			[]attrWant{{"input#title", "value", xssImg}, {"input#image", "value", xssScript}}},
+		{project + "/delete", []want{{"main h1", "Delete " + xssScript + "?"}}, nil},
+		{"/account", []want{{"p.who strong", xssScript}}, []attrWant{{"input#email", "value", xssImg + "@example.com"}}},
+		{"/repositories", nil, nil},
+	} {
+		doc, body := fetch(t, f.owner, tt.path, 200)
+		checkInert(t, tt.path, doc, body)
+		if a := doc.Find(`header.top a[href="/account"]`); a.Text() != xssScript {
+			t.Errorf("%s: account link %q", tt.path, a.Text())
+		}
+		for _, w := range tt.texts {
+			if got := doc.Find(w.sel).First(); !strings.HasPrefix(got.Text(), w.text) {
+				t.Errorf("%s: %s = %q, want %q", tt.path, w.sel, got.Text(), w.text)
+			}
+		}
+		for _, w := range tt.attrs {
+			if got := attr(doc.Find(w.sel).First(), w.attr); got != w.value {
+				t.Errorf("%s: %s %s = %q, want %q", tt.path, w.sel, w.attr, got, w.value)
+			}
+		}
+	}
+	// The project page's people: the manager's login as text.
+	doc, _ := fetch(t, f.owner, project, 200)
+	var people []string
+	doc.Find("section.panel li").Each(func(_ int, li *goquery.Selection) { people = append(people, li.Find("span").First().Text()) })
+	if strings.Join(people, "|") != xssScript+"|"+xssImg {
+		t.Errorf("people %q", people)
+	}
+	// The end of the log stream too.
+	evs := readEvents(t, f.owner, job+"/log/stream", "")
+	var all strings.Builder
+	for _, e := range evs {
+		all.WriteString(e.data)
+	}
+	stream := parseHTML(t, all.String())
+	checkInert(t, "log stream", stream, all.String())
+	if got := text(stream.Find("#" + views.JobHeadID + " > span.muted")); got != "canceled by "+xssImg {
+		t.Errorf("end event error %q", got)
+	}
+}
+
+func TestPageNeverShowsSecrets(t *testing.T) {
+	f := newHostileFixture(t)
+	project := fmt.Sprintf("/projects/%d", f.p.ID)
+	build := fmt.Sprintf("%s/builds/%d", project, f.build.Number)
+	job := fmt.Sprintf("%s/jobs/%d", build, f.job.ID)
+	token, _ := f.s.db.UserAccessToken(context.Background(), 1)
+	if token == "" {
+		t.Fatal("the owner has no token to look for")
+	}
+	secrets := map[string]string{"secret value": f.secretValue, "webhook secret": f.webhookSecret, "private key": "pk-3c59dc048e8850243be8079a5c74d079", "private key header": "PRIVATE KEY", "access token": token}
+	for _, path := range []string{"/", "/account", "/repositories", project, project + "/settings", project + "/settings?flash=secret-saved",
+		project + "/hooks/new", fmt.Sprintf("%s/hooks/%d", project, f.hook.ID), project + "/delete", build, job, "/login"} {
+		doc, body := fetch(t, f.owner, path, 200)
+		for what, v := range secrets {
+			if strings.Contains(body, v) || strings.Contains(body, html.EscapeString(v)) || strings.Contains(doc.Text(), v) {
+				t.Errorf("%s shows the %s", path, what)
+			}
+		}
+		doc.Find("input").Each(func(_ int, in *goquery.Selection) {
+			for what, v := range secrets {
+				if strings.Contains(attr(in, "value"), v) {
+					t.Errorf("%s: an input holds the %s", path, what)
+				}
+			}
+		})
+	}
+	// The settings list the secret by name only.
+	doc, _ := fetch(t, f.owner, project+"/settings", 200)
+	if got := doc.Find("section.panel").Eq(1).Find("li code").Text(); got != "DEPLOY_TOKEN" {
+		t.Errorf("secret names %q", got)
+	}
+}
