@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"kozmic/internal/password"
 	"kozmic/store"
 )
 
@@ -31,6 +32,10 @@ type Config struct {
 	SecretKey          []byte
 	SecretKeyFile      string
 	SecretKeyGenerated bool
+
+	// AdminPassword is the password of the "admin" user created at the
+	// first start without GitHub; empty: generate one.
+	AdminPassword string
 
 	GitHubClientID     string
 	GitHubClientSecret string
@@ -109,6 +114,16 @@ var settings = []setting{
 		u, err := parseHTTPURL(v)
 		c.GitHubURL = u
 		return err
+	}},
+	{"KOZMIC_ADMIN_PASSWORD", "", "", "Without GitHub: the password of the `admin` user made at the first start (8 to 72 bytes). If unset, one is generated and printed once to the log.", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		if c.GitHubEnabled() {
+			return errors.New("is for local accounts, which are off while KOZMIC_GITHUB_CLIENT_ID is set")
+		}
+		c.AdminPassword = v
+		return password.Check(v)
 	}},
 	{"DOCKER_HOST", "docker-host", "unix:///var/run/docker.sock", "Docker engine that runs the jobs.", func(c *Config, v string) error {
 		u, err := url.Parse(v)

@@ -6,6 +6,7 @@
 //
 //	kozmic [serve] [flags]   run the server (the default)
 //	kozmic migrate [flags]   apply pending database migrations and exit
+//	kozmic user add NAME [-admin] | passwd NAME   make a local account, or set its password
 //	kozmic exec [flags] DIR  run a hook definition on a working tree, as a job would
 //	kozmic version           print the version
 //
@@ -42,7 +43,7 @@ var version = ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -55,7 +56,7 @@ const (
 )
 
 // run is the whole program; ctx ends it (a signal, in main).
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -66,9 +67,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitOK
 	case "exec":
 		return runExec(ctx, args, getenv, stdout, stderr)
+	case "user":
+		return runUser(ctx, args, getenv, stdin, stdout, stderr)
 	case "serve", "migrate":
 	default:
-		fmt.Fprintf(stderr, "kozmic: unknown command %q; commands are serve, migrate, exec and version\n", cmd)
+		fmt.Fprintf(stderr, "kozmic: unknown command %q; commands are serve, migrate, user, exec and version\n", cmd)
 		return exitUsage
 	}
 
@@ -80,19 +83,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitUsage
 	}
 	log := newLogger(cfg, stderr)
-	if cfg.SecretKeyGenerated {
-		log.Warn("KOZMIC_SECRET_KEY is not set: generated a key; back it up with the database, secrets cannot be read without it", "file", cfg.SecretKeyFile)
-	} else if cfg.SecretKeyFile != "" {
-		log.Warn("KOZMIC_SECRET_KEY is not set: using the key kept beside the database", "file", cfg.SecretKeyFile)
-	}
-
-	db, err := store.Open(ctx, cfg.Database, store.Options{SecretKey: cfg.SecretKey, Migrations: migrations.FS, Logger: log})
-	if errors.Is(err, store.ErrWrongKey) {
-		fmt.Fprintf(stderr, "kozmic: KOZMIC_SECRET_KEY: %v\n", err)
-		return exitUsage
-	} else if err != nil {
-		log.Error("open database", "path", cfg.Database, "err", err)
-		return exitFailed
+	db, code := openStore(ctx, cfg, log, stderr)
+	if db == nil {
+		return code
 	}
 	defer db.Close()
 
@@ -105,11 +98,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info("database is up to date", "path", cfg.Database, "version", v)
 		return exitOK
 	}
+	if !cfg.GitHubEnabled() {
+		if err := ensureAdmin(ctx, cfg, db, log); err != nil {
+			log.Error("local accounts", "err", err)
+			return exitFailed
+		}
+	}
 	if err := serve(ctx, cfg, db, log); err != nil {
 		log.Error("serve", "err", err)
 		return exitFailed
 	}
 	return exitOK
+}
+
+// openStore opens (creating and migrating) the database. It returns nil
+// and the exit code when that fails: 2 for a wrong secret key, else 1.
+func openStore(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writer) (*store.DB, int) {
+	if cfg.SecretKeyGenerated {
+		log.Warn("KOZMIC_SECRET_KEY is not set: generated a key; back it up with the database, secrets cannot be read without it", "file", cfg.SecretKeyFile)
+	} else if cfg.SecretKeyFile != "" {
+		log.Warn("KOZMIC_SECRET_KEY is not set: using the key kept beside the database", "file", cfg.SecretKeyFile)
+	}
+	db, err := store.Open(ctx, cfg.Database, store.Options{SecretKey: cfg.SecretKey, Migrations: migrations.FS, Logger: log})
+	if errors.Is(err, store.ErrWrongKey) {
+		fmt.Fprintf(stderr, "kozmic: KOZMIC_SECRET_KEY: %v\n", err)
+		return nil, exitUsage
+	} else if err != nil {
+		log.Error("open database", "path", cfg.Database, "err", err)
+		return nil, exitFailed
+	}
+	return db, exitOK
 }
 
 // serve runs the job runner and answers HTTP until ctx ends; then it stops

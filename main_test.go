@@ -7,9 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"kozmic/internal/syncbuf"
-	"kozmic/internal/testimage"
-	"kozmic/runner"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +19,13 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"kozmic/internal/password"
+	"kozmic/internal/syncbuf"
+	"kozmic/internal/testimage"
+	"kozmic/migrations"
+	"kozmic/runner"
+	"kozmic/store"
 )
 
 // env builds a getenv over a map, with the database in a fresh directory
@@ -161,6 +165,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{map[string]string{"KOZMIC_LOG_FORMAT": "xml"}, nil, "KOZMIC_LOG_FORMAT"},
 		{map[string]string{"KOZMIC_LOG_LEVEL": "loud"}, nil, "KOZMIC_LOG_LEVEL"},
 		{nil, []string{"-workers", "-1"}, "KOZMIC_WORKERS"}, // a bad flag names the setting too
+		{map[string]string{"KOZMIC_ADMIN_PASSWORD": "short"}, nil, "KOZMIC_ADMIN_PASSWORD"},
+		{map[string]string{"KOZMIC_ADMIN_PASSWORD": "long enough", "KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "s"}, nil, "KOZMIC_ADMIN_PASSWORD"},
 		{nil, []string{"-no-such-flag"}, "arguments"},
 		{nil, []string{"extra"}, "arguments"},
 	}
@@ -178,7 +184,7 @@ func TestParseConfigErrors(t *testing.T) {
 // runKozmic runs the program in-process and returns its exit code and output.
 func runKozmic(ctx context.Context, args []string, getenv func(string) string) (int, string, string) {
 	var out, errOut syncbuf.Buffer
-	code := run(ctx, args, getenv, &out, &errOut)
+	code := run(ctx, args, getenv, strings.NewReader(""), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -273,6 +279,16 @@ func TestServeHealthzAndGracefulShutdown(t *testing.T) {
 	}
 	if !strings.Contains(errOut, `"msg":"shutting down"`) {
 		t.Errorf("no JSON shutdown line in the log:\n%s", errOut)
+	}
+	// Without GitHub, the first start made an admin with a generated
+	// password, written to the log once, which signs in.
+	m := regexp.MustCompile(`"msg":"created the user admin[^"]*","username":"admin","password":"([A-Z2-7]{26})"`).FindStringSubmatch(errOut)
+	if m == nil {
+		t.Fatalf("no generated admin password in the log:\n%s", errOut)
+	}
+	db := openTestStore(t, dbPath, strings.Repeat("s", 40))
+	if u, err := db.UserByUsername(context.Background(), "admin"); err != nil || !u.IsAdmin || !password.Matches(u.PasswordHash, m[1]) {
+		t.Errorf("admin = %+v, %v; the logged password does not match", u, err)
 	}
 	fi, err := os.Stat(dbPath)
 	if err != nil || fi.Mode().Perm() != 0o600 {
@@ -392,6 +408,66 @@ func TestReadmeDocumentsEverySetting(t *testing.T) {
 	slices.Sort(read)
 	if !slices.Equal(documented, read) {
 		t.Errorf("README documents %v\nprogram reads %v", documented, read)
+	}
+}
+
+// openTestStore opens a database the program made.
+func openTestStore(t *testing.T, path, key string) *store.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), path, store.Options{SecretKey: []byte(key), Migrations: migrations.FS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestUserCommand(t *testing.T) {
+	ctx := context.Background()
+	dbPath := filepath.Join(t.TempDir(), "k.db")
+	e := env(t, map[string]string{"KOZMIC_DATABASE": dbPath, "KOZMIC_SECRET_KEY": strings.Repeat("k", 40)})
+	user := func(stdin string, args ...string) (int, string, string) {
+		var out, errOut syncbuf.Buffer
+		code := run(ctx, append([]string{"user"}, args...), e, strings.NewReader(stdin), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	if code, out, errOut := user("first password\n", "add", "ann", "-admin"); code != 0 || out != "user ann added\n" {
+		t.Fatalf("add: exit %d, %q %q", code, out, errOut)
+	}
+	if code, _, errOut := user("another password\n", "add", "bob"); code != 0 {
+		t.Fatalf("add bob: exit %d, %q", code, errOut)
+	}
+	for _, tt := range []struct {
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"x\n", []string{"add"}, "usage: kozmic user"},
+		{"x\n", []string{"remove", "ann"}, "usage: kozmic user"},
+		{"long enough\n", []string{"add", "ANN"}, `the username "ANN" is taken`},
+		{"short\n", []string{"add", "carl"}, "at least 8 characters"},
+		{"", []string{"add", "carl"}, "no password on stdin"},
+		{"long enough\n", []string{"add", "-carl"}, "usage: kozmic user"},
+		{"long enough\n", []string{"add", "carl/x"}, "a username has"},
+		{"long enough\n", []string{"passwd", "nobody"}, `there is no local user "nobody"`},
+	} {
+		code, _, errOut := user(tt.stdin, tt.args...)
+		if code != 2 || !strings.Contains(errOut, tt.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 1 {
+			t.Errorf("user %v: exit %d, %q; want 2 and %q", tt.args, code, errOut, tt.want)
+		}
+	}
+	if code, out, _ := user("changed password\r\n", "passwd", "ann"); code != 0 || out != "password of ann changed\n" {
+		t.Fatalf("passwd: exit %d, %q", code, out)
+	}
+	db := openTestStore(t, dbPath, strings.Repeat("k", 40))
+	ann, _ := db.UserByUsername(ctx, "ann")
+	bob, _ := db.UserByUsername(ctx, "bob")
+	if !ann.IsAdmin || bob.IsAdmin || !password.Matches(ann.PasswordHash, "changed password") || password.Matches(ann.PasswordHash, "first password") ||
+		!password.Matches(bob.PasswordHash, "another password") {
+		t.Errorf("ann = %+v, bob = %+v", ann, bob)
+	}
+	if users, _ := db.LocalUsers(ctx); len(users) != 2 {
+		t.Errorf("%d local users after the refusals, want 2", len(users))
 	}
 }
 

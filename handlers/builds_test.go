@@ -344,7 +344,7 @@ func TestLogPages(t *testing.T) {
 		if l := doc.Find("span.term-fg33"); lines.Length() > 0 && l.Length() == 0 {
 			t.Errorf("page %d lost its colours", pages)
 		}
-		next = doc.Find("." + views.LogMoreClass).AttrOr("hx-get", "")
+		next = doc.Find("."+views.LogMoreClass).AttrOr("hx-get", "")
 		if next != "" && doc.Find("."+views.LogMoreClass).AttrOr("hx-trigger", "") != "intersect once, seek" {
 			t.Error("the next page does not load as it scrolls into view")
 		}

@@ -179,6 +179,14 @@ func (db *DB) SetMembership(ctx context.Context, m Membership) error {
 	})
 }
 
+// RemoveMembership takes the user's role in the project away; one who had
+// none is ErrNotFound.
+func (db *DB) RemoveMembership(ctx context.Context, projectID, userID int64) error {
+	return db.writeTx(ctx, func(tx txn) error {
+		return execOne(ctx, tx, "remove membership", `DELETE FROM memberships WHERE project_id = ? AND user_id = ?`, projectID, userID)
+	})
+}
+
 // Memberships lists a project's members, managers first.
 func (db *DB) Memberships(ctx context.Context, projectID int64) ([]Membership, error) {
 	return queryAll(ctx, db.read, "list memberships", func(row scanner) (Membership, error) {

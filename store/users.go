@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 )
 
@@ -94,11 +95,16 @@ func (db *DB) UpsertGitHubUser(ctx context.Context, gu GitHubUser) (User, error)
 	return u, err
 }
 
+var validUsername = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,38}$`)
+
 // CreateLocalUser creates a user who logs in with a username and password
 // hash. A taken username is ErrConflict.
 func (db *DB) CreateLocalUser(ctx context.Context, username, passwordHash string, admin bool) (User, error) {
-	if username == "" || passwordHash == "" {
-		return User{}, invalid("a local user needs a username and a password")
+	switch {
+	case !validUsername.MatchString(username):
+		return User{}, invalid("a username has 1 to 39 letters, digits, dots, dashes or underscores, and starts with a letter or digit")
+	case passwordHash == "":
+		return User{}, invalid("a local user needs a password")
 	}
 	var u User
 	err := db.writeTx(ctx, func(tx txn) error {
@@ -150,5 +156,29 @@ func execOne(ctx context.Context, tx txn, step, query string, args ...any) error
 func (db *DB) SetUserEmail(ctx context.Context, id int64, email string) error {
 	return db.writeTx(ctx, func(tx txn) error {
 		return execOne(ctx, tx, "set user e-mail", `UPDATE users SET email = ? WHERE id = ?`, email, id)
+	})
+}
+
+// UserByUsername returns the local user called username (case-insensitive),
+// or ErrNotFound.
+func (db *DB) UserByUsername(ctx context.Context, username string) (User, error) {
+	u, err := scanUser(db.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = ?`, username))
+	return u, wrap("get user by username", err)
+}
+
+// LocalUsers lists the users who log in with a username, by username.
+func (db *DB) LocalUsers(ctx context.Context) ([]User, error) {
+	return queryAll(ctx, db.read, "list local users", scanUser,
+		`SELECT `+userColumns+` FROM users WHERE username IS NOT NULL ORDER BY username`)
+}
+
+// SetPasswordHash replaces a local user's password hash. A user without a
+// username (a GitHub user) is ErrNotFound: they have no password here.
+func (db *DB) SetPasswordHash(ctx context.Context, userID int64, hash string) error {
+	if hash == "" {
+		return invalid("a password is needed")
+	}
+	return db.writeTx(ctx, func(tx txn) error {
+		return execOne(ctx, tx, "set password", `UPDATE users SET password_hash = ? WHERE id = ? AND username IS NOT NULL`, hash, userID)
 	})
 }

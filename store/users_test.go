@@ -1,0 +1,70 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+func TestLocalUsers(t *testing.T) {
+	db := newTestDB(t)
+	ctx := context.Background()
+	for _, bad := range []string{"", "-admin", "has space", "a/b", "x23456789012345678901234567890123456789z"} {
+		if _, err := db.CreateLocalUser(ctx, bad, "hash", false); !errors.Is(err, ErrInvalid) {
+			t.Errorf("username %q: %v, want ErrInvalid", bad, err)
+		}
+	}
+	admin, err := db.CreateLocalUser(ctx, "Admin", "hash-1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann, _ := db.CreateLocalUser(ctx, "ann.lee", "hash-2", false)
+	gu, _ := db.UpsertGitHubUser(ctx, GitHubUser{ID: 7, Login: "octocat"})
+	if _, err := db.CreateLocalUser(ctx, "admin", "h", false); !errors.Is(err, ErrConflict) {
+		t.Errorf("a second admin, differently cased: %v", err)
+	}
+	if u, err := db.UserByUsername(ctx, "ADMIN"); err != nil || u.ID != admin.ID || !u.IsAdmin || u.PasswordHash != "hash-1" {
+		t.Errorf("UserByUsername = %+v, %v", u, err)
+	}
+	if _, err := db.UserByUsername(ctx, "octocat"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a GitHub login found as a username: %v", err)
+	}
+	users, err := db.LocalUsers(ctx)
+	if err != nil || len(users) != 2 || users[0].ID != admin.ID || users[1].ID != ann.ID {
+		t.Errorf("LocalUsers = %+v, %v", users, err)
+	}
+	if err := db.SetPasswordHash(ctx, ann.ID, "hash-3"); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := db.UserByID(ctx, ann.ID); u.PasswordHash != "hash-3" {
+		t.Errorf("password hash after change = %q", u.PasswordHash)
+	}
+	if err := db.SetPasswordHash(ctx, gu.ID, "hash"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("password for a GitHub user: %v", err)
+	}
+	if err := db.SetPasswordHash(ctx, ann.ID, ""); !errors.Is(err, ErrInvalid) {
+		t.Errorf("empty password hash: %v", err)
+	}
+}
+
+func TestRemoveMembership(t *testing.T) {
+	db := newTestDB(t)
+	ctx := context.Background()
+	f := newFixture(t, db, "acme/app")
+	ann, _ := db.CreateLocalUser(ctx, "ann", "h", false)
+	if err := db.SetMembership(ctx, Membership{ProjectID: f.project.ID, UserID: ann.ID, AllowsManagement: true}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := db.RoleOf(ctx, f.project.ID, ann.ID); r != RoleManager {
+		t.Fatalf("role = %v", r)
+	}
+	if err := db.RemoveMembership(ctx, f.project.ID, ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := db.RoleOf(ctx, f.project.ID, ann.ID); r != RoleNone {
+		t.Errorf("role after removal = %v", r)
+	}
+	if err := db.RemoveMembership(ctx, f.project.ID, ann.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second removal: %v", err)
+	}
+}
