@@ -6,13 +6,18 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/mail"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/a-h/templ"
 
+	"kozmic/internal/password"
+	"kozmic/internal/when"
 	"kozmic/store"
 	"kozmic/views"
 )
@@ -100,6 +105,62 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	h.render(w, r, http.StatusOK, views.LoginPage(views.LoginView{GitHub: h.github.Enabled(), Next: localPath(r.URL.Query().Get("next"))}))
 }
 
+// localLogin signs a local user in with their username and password; it
+// exists only where GitHub login is not set up. Failed attempts are counted
+// per username and per client address: past the limit every attempt is
+// refused (429) for a while, the right password too.
+func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
+	if h.github.Enabled() {
+		h.fail(w, r, errNoSuchRoute)
+		return
+	}
+	ctx := r.Context()
+	name := strings.TrimSpace(r.PostFormValue("username"))
+	v := views.LoginView{Username: name, Next: localPath(r.PostFormValue("next"))}
+	addr, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		addr = r.RemoteAddr
+	}
+	account := limitKey{"user:" + strings.ToLower(name), failuresPerUser}
+	keys := []limitKey{account, {"addr:" + addr, failuresPerAddr}}
+	if wait := h.logins.wait(keys...); wait > 0 {
+		v.Error = fmt.Sprintf("Too many failed sign-ins. Try again in %s.", when.Duration(wait.Round(time.Minute)+time.Minute))
+		h.render(w, r, http.StatusTooManyRequests, views.LoginPage(v))
+		return
+	}
+	u, err := h.db.UserByUsername(ctx, name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		h.fail(w, r, err)
+		return
+	}
+	// An unknown name is checked against a decoy hash, taking as long as a
+	// real one: the answer's timing does not tell which names exist.
+	if !password.Matches(u.PasswordHash, r.PostFormValue("password")) {
+		h.logins.failed(keys...)
+		h.log.Warn("failed sign-in", "username", name, "addr", addr)
+		v.Error = "Wrong username or password."
+		h.render(w, r, http.StatusUnauthorized, views.LoginPage(v))
+		return
+	}
+	h.logins.forget(account.key)
+	if err := h.signIn(ctx, u); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, orHome(v.Next), http.StatusSeeOther)
+}
+
+// signIn marks the session as u's under a new token, so that a session
+// token planted before cannot be used.
+func (h *Handler) signIn(ctx context.Context, u store.User) error {
+	if err := h.sessions.RenewToken(ctx); err != nil {
+		return err
+	}
+	h.sessions.Put(ctx, sessionUser, u.ID)
+	h.log.Info("signed in", "user", u.ID, "login", u.Login())
+	return nil
+}
+
 // githubLogin starts the OAuth flow with a fresh random state kept in the session.
 func (h *Handler) githubLogin(w http.ResponseWriter, r *http.Request) {
 	if !h.github.Enabled() {
@@ -144,13 +205,10 @@ func (h *Handler) githubCallback(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	// A new token at login: a session token planted before cannot be used.
-	if err := h.sessions.RenewToken(ctx); err != nil {
+	if err := h.signIn(ctx, u); err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	h.sessions.Put(ctx, sessionUser, u.ID)
-	h.log.Info("signed in", "user", u.ID, "login", u.GitHubLogin)
 	// Their access may have changed since they were last here. A failure
 	// keeps the memberships they had: signing in still works.
 	if repos, err := h.github.AccessibleRepos(ctx, gu.AccessToken); err != nil {
@@ -190,13 +248,49 @@ func orHome(p string) string {
 }
 
 func accountView(u store.User) views.AccountView {
-	return views.AccountView{Login: u.Login(), Name: u.Name, AvatarURL: u.AvatarURL, Email: u.Email}
+	return views.AccountView{Login: u.Login(), Name: u.Name, AvatarURL: u.AvatarURL, Email: u.Email, Local: u.Username != ""}
 }
 
 func (h *Handler) account(w http.ResponseWriter, r *http.Request) {
 	v := accountView(user(r))
 	v.Saved = r.URL.Query().Has("saved")
+	v.PasswordChanged = r.URL.Query().Has("password-changed")
 	h.render(w, r, http.StatusOK, views.AccountPage(v))
+}
+
+// changePassword sets a local user's new password, given the current one.
+func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) {
+	u := user(r)
+	if u.Username == "" {
+		h.fail(w, r, errNoSuchRoute)
+		return
+	}
+	v := accountView(u)
+	next := r.PostFormValue("new")
+	var hash string
+	var err error
+	switch {
+	case !password.Matches(u.PasswordHash, r.PostFormValue("current")):
+		v.PasswordError = "The current password is wrong."
+	case next != r.PostFormValue("confirm"):
+		v.PasswordError = "The new passwords differ."
+	default:
+		if hash, err = password.Hash(next); errors.Is(err, password.ErrTooShort) || errors.Is(err, password.ErrTooLong) {
+			v.PasswordError = "That password cannot be used: " + err.Error() + "."
+		} else if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+	}
+	if v.PasswordError != "" {
+		h.render(w, r, http.StatusUnprocessableEntity, views.AccountPage(v))
+		return
+	}
+	if err := h.db.SetPasswordHash(r.Context(), u.ID, hash); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/account?password-changed", http.StatusSeeOther)
 }
 
 // saveAccount sets the address failure notifications go to; empty turns

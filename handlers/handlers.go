@@ -25,6 +25,8 @@ type Store interface {
 	CreateBuild(ctx context.Context, nb store.NewBuild) (store.Build, []store.Job, error)
 	UpsertGitHubUser(ctx context.Context, gu store.GitHubUser) (store.User, error)
 	UserByID(ctx context.Context, id int64) (store.User, error)
+	UserByUsername(ctx context.Context, username string) (store.User, error)
+	SetPasswordHash(ctx context.Context, userID int64, hash string) error
 	UserAccessToken(ctx context.Context, id int64) (string, error)
 	SetUserEmail(ctx context.Context, id int64, email string) error
 	CreateProject(ctx context.Context, np store.NewProject) (store.Project, error)
@@ -106,6 +108,7 @@ type Handler struct {
 	baseURL   string // without a trailing slash
 	githubURL string // without a trailing slash
 	sessions  *scs.SessionManager
+	logins    *loginLimiter
 	log       *slog.Logger
 	mux       *http.ServeMux
 	serve     http.Handler // mux behind sessions and cross-origin protection
@@ -125,7 +128,7 @@ func New(d Deps) *Handler {
 		d.Log.Error("session", "path", r.URL.Path, "err", err)
 		http.Error(w, "Kozmic could not read your session; try again.", http.StatusInternalServerError)
 	}
-	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, sessions: sm, log: d.Log, mux: http.NewServeMux(),
+	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, sessions: sm, logins: newLoginLimiter(), log: d.Log, mux: http.NewServeMux(),
 		baseURL: strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
 	h.routes()
 	// Every state change needs a same-origin request; webhooks are signed instead.

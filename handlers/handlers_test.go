@@ -40,14 +40,23 @@ type testServer struct {
 	github *fakegithub.Server
 }
 
-func newTestServer(t testing.TB) *testServer {
+func newTestServer(t testing.TB) *testServer { return newTestServerWith(t, true) }
+
+// newLocalTestServer is a testServer without GitHub login: local accounts.
+func newLocalTestServer(t testing.TB) *testServer { return newTestServerWith(t, false) }
+
+func newTestServerWith(t testing.TB, withGitHub bool) *testServer {
 	t.Helper()
 	db := testdb.Open(t)
 	s := &testServer{db: db, logs: &syncbuf.Buffer{}, github: fakegithub.New(t)}
 	log := slog.New(slog.NewTextHandler(s.logs, nil))
 	s.jobs = &wakeCounter{Runner: runner.New(runner.Config{}, db, nil, nil, log)}
 	base, _ := url.Parse("http://kozmic.test")
-	g := gh.New(gh.Config{WebURL: s.github.WebURL(), ClientID: "client-id", ClientSecret: "client-secret", BaseURL: base})
+	gc := gh.Config{WebURL: s.github.WebURL(), BaseURL: base}
+	if withGitHub {
+		gc.ClientID, gc.ClientSecret = "client-id", "client-secret"
+	}
+	g := gh.New(gc)
 	s.Handler = New(Deps{DB: db, Jobs: s.jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base, GitHubURL: s.github.WebURL(), Log: log})
 	return s
 }

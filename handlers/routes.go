@@ -8,11 +8,13 @@ func (h *Handler) routes() {
 
 	h.mux.HandleFunc("GET /{$}", h.home)
 	h.mux.HandleFunc("GET /login", h.loginPage)
+	h.mux.HandleFunc("POST /login", h.localLogin)
 	h.mux.HandleFunc("GET /auth/github", h.githubLogin)
 	h.mux.HandleFunc("GET /auth/github/callback", h.githubCallback)
 	h.mux.HandleFunc("POST /logout", h.logout)
 	h.mux.HandleFunc("GET /account", h.requireUser(h.account))
 	h.mux.HandleFunc("POST /account", h.requireUser(h.saveAccount))
+	h.mux.HandleFunc("POST /account/password", h.requireUser(h.changePassword))
 
 	h.mux.HandleFunc("GET /repositories", h.requireUser(h.repositories))
 	h.mux.HandleFunc("POST /repositories/sync", h.requireUser(h.syncRepositories))
