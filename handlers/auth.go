@@ -85,7 +85,7 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	v := views.DashboardView{User: u.Login()}
+	v := views.DashboardView{User: u.Login(), GitHub: h.github.Enabled()}
 	for _, p := range projects {
 		row := views.DashboardRow{ProjectID: p.ID, FullName: p.FullName}
 		b, err := h.db.LatestBuild(r.Context(), p.ID, "")

@@ -128,6 +128,9 @@ func (h *Handler) showBuild(w http.ResponseWriter, r *http.Request) {
 	v := views.BuildView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, Number: b.Number, Status: buildStatus(b.Status),
 		Ref: b.Ref, SHA: b.SHA, Message: b.Message, Author: b.Author, Created: ago(b.CreatedAt), Finished: b.Status.Finished(),
 		CanConfigure: role >= store.RoleManager}
+	if r.URL.Query().Has("existing") {
+		v.Flash = "This commit was built before: here is that build. Restart a job or re-run the failed ones to build it again."
+	}
 	if p.Source == store.SourceGitHub {
 		v.CommitURL = fmt.Sprintf("%s/%s/commit/%s", h.githubURL, p.FullName, b.SHA)
 	}

@@ -37,6 +37,9 @@ type Store interface {
 	SetGitHubHookID(ctx context.Context, projectID, hookID int64) error
 	SetDeployKey(ctx context.Context, k store.DeployKey) error
 	DeployKeyOf(ctx context.Context, projectID int64) (store.DeployKey, error)
+	SetMembership(ctx context.Context, m store.Membership) error
+	RemoveMembership(ctx context.Context, projectID, userID int64) error
+	LocalUsers(ctx context.Context) ([]store.User, error)
 	RoleOf(ctx context.Context, projectID, userID int64) (store.Role, error)
 	Memberships(ctx context.Context, projectID int64) ([]store.Membership, error)
 	SyncMemberships(ctx context.Context, projectID int64, access []store.GitHubAccess) (int, error)

@@ -269,8 +269,15 @@ func (h *Handler) showProject(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if r.URL.Query().Has("synced") {
+	switch q := r.URL.Query(); {
+	case q.Has("synced"):
 		v.Flash = "Members synced with GitHub."
+	case q.Has("people"):
+		v.Flash = "People saved."
+	case q.Has("created") && v.DeployKey != "" && p.Source == store.SourceGit:
+		v.Flash = "Project created. Give its deploy key (below) read access on the git server, add a hook in its settings, then run a build."
+	case q.Has("created"):
+		v.Flash = "Project created. Add a hook in its settings, then run a build."
 	}
 	h.render(w, r, http.StatusOK, views.ProjectPage(v))
 }
@@ -289,15 +296,19 @@ func (h *Handler) projectView(r *http.Request, p store.Project, role store.Role)
 		return v, err
 	}
 	for _, m := range members {
-		v.Members = append(v.Members, views.MemberView{Login: m.Login, Manager: m.AllowsManagement})
+		v.Members = append(v.Members, views.MemberView{UserID: m.UserID, Login: m.Login, Manager: m.AllowsManagement})
 	}
-	if v.CanConfigure {
-		v.WebhookURL = fmt.Sprintf("%s/webhooks/%d", h.baseURL, p.ID)
-		if k, err := h.db.DeployKeyOf(ctx, p.ID); err == nil {
-			v.DeployKey = k.PublicKey
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return v, err
-		}
+	if !v.CanConfigure {
+		return v, nil
+	}
+	v.WebhookURL = fmt.Sprintf("%s/webhooks/%d", h.baseURL, p.ID)
+	if k, err := h.db.DeployKeyOf(ctx, p.ID); err == nil {
+		v.DeployKey = k.PublicKey
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return v, err
+	}
+	if p.Source == store.SourceGit {
+		return v, h.gitProjectView(ctx, &v, p, role)
 	}
 	return v, nil
 }
@@ -335,7 +346,7 @@ func (h *Handler) confirmDeleteProject(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	h.render(w, r, http.StatusOK, views.DeleteProjectPage(views.DeleteProjectView{User: user(r).Login(), ID: p.ID, FullName: p.FullName}))
+	h.render(w, r, http.StatusOK, views.DeleteProjectPage(views.DeleteProjectView{User: user(r).Login(), ID: p.ID, FullName: p.FullName, GitHub: p.Source == store.SourceGitHub}))
 }
 
 // deleteProject removes the project's webhook and deploy key from GitHub
@@ -352,7 +363,7 @@ func (h *Handler) deleteProject(w http.ResponseWriter, r *http.Request) {
 		if err := h.disconnect(ctx, r, p); err != nil {
 			h.log.Warn("disconnect project from GitHub", "project", p.ID, "err", err)
 			h.render(w, r, http.StatusBadGateway, views.DeleteProjectPage(views.DeleteProjectView{User: user(r).Login(),
-				ID: p.ID, FullName: p.FullName, Error: gh.Message(err)}))
+				ID: p.ID, FullName: p.FullName, GitHub: true, Error: gh.Message(err)}))
 			return
 		}
 	}

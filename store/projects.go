@@ -55,6 +55,9 @@ type NewProject struct {
 	GitURL        string
 	IsPublic      bool
 	WebhookSecret string // sealed at rest
+	// DeployKey, when set, is stored with the project in one transaction
+	// (its ProjectID is filled in).
+	DeployKey *DeployKey
 }
 
 const projectColumns = `id, owner_id, source, COALESCE(github_id, 0), full_name, ssh_clone_url,
@@ -95,6 +98,15 @@ func (db *DB) CreateProject(ctx context.Context, np NewProject) (Project, error)
 	if np.GitHubID != 0 {
 		githubID = np.GitHubID
 	}
+	var key []byte
+	if k := np.DeployKey; k != nil {
+		if k.PrivateKey == "" || k.PublicKey == "" {
+			return Project{}, invalid("a deploy key needs both halves")
+		}
+		if key, err = db.seal.seal([]byte(k.PrivateKey)); err != nil {
+			return Project{}, err
+		}
+	}
 	var p Project
 	err = db.writeTx(ctx, func(tx txn) error {
 		row := tx.QueryRowContext(ctx, `
@@ -104,8 +116,15 @@ func (db *DB) CreateProject(ctx context.Context, np NewProject) (Project, error)
 			RETURNING `+projectColumns,
 			np.OwnerID, np.Source, githubID, np.FullName, np.SSHCloneURL, np.HTTPSCloneURL,
 			np.GitURL, np.IsPublic, secret, db.nowMS())
-		p, err = scanProject(row)
-		return wrap("insert project", err)
+		if p, err = scanProject(row); err != nil {
+			return wrap("insert project", err)
+		}
+		if key == nil {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO deploy_keys (project_id, private_key_enc, public_key, created_at)
+			VALUES (?, ?, ?, ?)`, p.ID, key, np.DeployKey.PublicKey, db.nowMS())
+		return wrap("insert deploy key", err)
 	})
 	return p, err
 }

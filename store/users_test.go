@@ -68,3 +68,32 @@ func TestRemoveMembership(t *testing.T) {
 		t.Errorf("second removal: %v", err)
 	}
 }
+
+func TestCreateProjectWithDeployKey(t *testing.T) {
+	db := newTestDB(t)
+	ctx := context.Background()
+	owner, _ := db.CreateLocalUser(ctx, "ann", "h", false)
+	np := NewProject{OwnerID: owner.ID, Source: SourceGit, FullName: "team/app", GitURL: "git@git.example:team/app.git",
+		WebhookSecret: "s", DeployKey: &DeployKey{PrivateKey: "-----PRIVATE-----", PublicKey: "ssh-ed25519 AAAA kozmic"}}
+	p, err := db.CreateProject(ctx, np)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := db.DeployKeyOf(ctx, p.ID)
+	if err != nil || k.PrivateKey != "-----PRIVATE-----" || k.PublicKey != "ssh-ed25519 AAAA kozmic" {
+		t.Errorf("deploy key = %+v, %v", k, err)
+	}
+	// A project that cannot be stored leaves no key behind, and the reverse.
+	if _, err := db.CreateProject(ctx, np); !errors.Is(err, ErrConflict) {
+		t.Errorf("same name again: %v", err)
+	}
+	np.FullName, np.DeployKey = "team/other", &DeployKey{PublicKey: "only half"}
+	if _, err := db.CreateProject(ctx, np); !errors.Is(err, ErrInvalid) {
+		t.Errorf("half a key: %v", err)
+	}
+	var keys, projects int
+	db.read.QueryRow(`SELECT (SELECT COUNT(*) FROM deploy_keys), (SELECT COUNT(*) FROM projects)`).Scan(&keys, &projects)
+	if keys != 1 || projects != 1 {
+		t.Errorf("%d keys, %d projects; want 1 and 1", keys, projects)
+	}
+}

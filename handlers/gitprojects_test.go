@@ -1,0 +1,230 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"kozmic/store"
+)
+
+// gitRepo makes a git repository with one commit on main and returns its
+// path and that commit.
+func gitRepo(t *testing.T, dir string, bare bool) (string, string) {
+	t.Helper()
+	run := func(dir string, args ...string) string {
+		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ann \"Quote\" Lee", "GIT_AUTHOR_EMAIL=a@example.com",
+			"GIT_COMMITTER_NAME=Ann", "GIT_COMMITTER_EMAIL=a@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	work := filepath.Join(dir, "work")
+	os.MkdirAll(work, 0o755)
+	run(work, "init", "-q", "-b", "main")
+	os.WriteFile(filepath.Join(work, "README"), []byte("hello\n"), 0o644)
+	run(work, "add", "README")
+	run(work, "commit", "-q", "-m", `First "commit" \ with a backslash`)
+	sha := run(work, "rev-parse", "HEAD")
+	if !bare {
+		return work, sha
+	}
+	repo := filepath.Join(dir, "repo.git")
+	run(dir, "clone", "-q", "--bare", work, repo)
+	return repo, sha
+}
+
+func TestGitProject(t *testing.T) {
+	s := newLocalTestServer(t)
+	ctx := context.Background()
+	ann := localUser(t, s, "ann", "ann's password")
+	bob := localUser(t, s, "bob", "bob's password")
+	a, b := newBrowser(t, s), newBrowser(t, s)
+	login(a, "ann", "ann's password", "")
+	login(b, "bob", "bob's password", "")
+	repo, sha := gitRepo(t, t.TempDir(), false)
+
+	_, page := a.do("GET", "/", nil)
+	if doc := parse(t, page); doc.Find(`a[href="/projects/new"]`).Length() == 0 || doc.Find(`a[href="/repositories"]`).Length() != 0 {
+		t.Error("the dashboard without GitHub does not lead to /projects/new, or leads to GitHub repositories")
+	}
+	_, page = a.do("GET", "/projects/new", nil)
+	if doc := parse(t, page); doc.Find(`form[action="/projects/new"] input[name="git_url"]`).Length() != 1 {
+		t.Fatalf("new project form:\n%s", page)
+	}
+	for _, tt := range []struct{ name, url, want string }{
+		{"team/app", "ext::sh -c touch% /tmp/pwned", "ext::"},
+		{"team/app", "--upload-pack=touch /tmp/pwned", "-"},
+		{"team/app", "/no/such/dir", "There is no directory /no/such/dir on this server."},
+		{"no-slash", repo, `The project name must look like "owner/name".`},
+	} {
+		res, page := a.do("POST", "/projects/new", url.Values{"name": {tt.name}, "git_url": {tt.url}})
+		doc := parse(t, page)
+		if got := doc.Find(`[role="alert"]`).Text(); res.StatusCode != 422 || !strings.Contains(got, tt.want) ||
+			doc.Find(`input[name="git_url"]`).AttrOr("value", "") != tt.url {
+			t.Errorf("%s %q: %d %q, want %q and the form kept", tt.name, tt.url, res.StatusCode, got, tt.want)
+		}
+	}
+	if _, err := os.Stat("/tmp/pwned"); err == nil {
+		t.Fatal("a URL ran a command")
+	}
+	res, _ := a.do("POST", "/projects/new", url.Values{"name": {"team/app"}, "git_url": {repo}})
+	if res.StatusCode != 303 || !strings.HasSuffix(res.Header.Get("Location"), "?created") {
+		t.Fatalf("create: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	p, err := s.db.ProjectByName(ctx, "team/app")
+	if err != nil || p.OwnerID != ann.ID || p.Source != store.SourceGit || p.GitURL != repo || p.IsPublic {
+		t.Fatalf("project = %+v, %v", p, err)
+	}
+	if res, page := a.do("POST", "/projects/new", url.Values{"name": {"Team/App"}, "git_url": {repo}}); res.StatusCode != 422 ||
+		!strings.Contains(page, "There is a project called Team/App already.") {
+		t.Errorf("same name again: %d", res.StatusCode)
+	}
+	projectURL := fmt.Sprintf("/projects/%d", p.ID)
+	_, page = a.do("GET", projectURL+"?created", nil)
+	doc := parse(t, page)
+	secret, _ := s.db.WebhookSecret(ctx, p.ID)
+	if !strings.Contains(doc.Find(".flash-ok").Text(), "Project created") || !strings.Contains(doc.Find("details").Text(), secret) ||
+		!strings.Contains(doc.Find("pre.copy").Text(), fmt.Sprintf("url='http://kozmic.test/webhooks/%d'", p.ID)) ||
+		doc.Find(`form[action="`+projectURL+`/members/sync"]`).Length() != 0 {
+		t.Errorf("project page of a git project:\n%s", doc.Find("main").Text())
+	}
+
+	// An ssh URL gets a deploy key, shown to copy.
+	res, _ = a.do("POST", "/projects/new", url.Values{"name": {"team/remote"}, "git_url": {"git@git.example.com:team/remote.git"}, "public": {"1"}})
+	remote, _ := s.db.ProjectByName(ctx, "team/remote")
+	key, err := s.db.DeployKeyOf(ctx, remote.ID)
+	if res.StatusCode != 303 || err != nil || !strings.HasPrefix(key.PublicKey, "ssh-ed25519 ") || !remote.IsPublic {
+		t.Fatalf("ssh project: %d, key %v", res.StatusCode, err)
+	}
+	_, page = a.do("GET", fmt.Sprintf("/projects/%d?created", remote.ID), nil)
+	if doc := parse(t, page); !strings.Contains(doc.Find("pre.copy").First().Text(), key.PublicKey) ||
+		!strings.Contains(doc.Find(".flash-ok").Text(), "deploy key") || strings.Contains(page, "PRIVATE KEY") {
+		t.Error("the ssh project's page does not show its public key to copy, or shows the private one")
+	}
+
+	// People: the owner adds and removes local users.
+	if res, _ := b.do("GET", projectURL, nil); res.StatusCode != 404 {
+		t.Errorf("bob sees a private project he is not on: %d", res.StatusCode)
+	}
+	_, page = a.do("GET", projectURL, nil)
+	if opts := parse(t, page).Find(`select[name="username"] option`); opts.Length() != 1 || opts.AttrOr("value", "") != "bob" {
+		t.Errorf("candidates = %d", opts.Length())
+	}
+	if res, _ := a.do("POST", projectURL+"/members", url.Values{"username": {"bob"}, "role": {"manager"}}); res.StatusCode != 303 {
+		t.Fatalf("add bob: %d", res.StatusCode)
+	}
+	if r, _ := s.db.RoleOf(ctx, p.ID, bob.ID); r != store.RoleManager {
+		t.Errorf("bob's role = %v", r)
+	}
+	for _, form := range []url.Values{{"username": {"nobody"}}, {"username": {"ann"}}} {
+		if res, _ := a.do("POST", projectURL+"/members", form); res.StatusCode != 422 {
+			t.Errorf("add %v: %d", form, res.StatusCode)
+		}
+	}
+	if res, _ := b.do("POST", projectURL+"/members", url.Values{"username": {"bob"}, "role": {"member"}}); res.StatusCode != 403 {
+		t.Errorf("a manager changes people: %d", res.StatusCode)
+	}
+	if res, _ := b.do("POST", fmt.Sprintf("%s/members/%d/delete", projectURL, bob.ID), url.Values{}); res.StatusCode != 403 {
+		t.Errorf("a manager removes people: %d", res.StatusCode)
+	}
+
+	// Run build: refused without hooks, then a build of main's commit, once.
+	res, page = b.do("POST", projectURL+"/builds", url.Values{"ref": {"main"}})
+	if res.StatusCode != 422 || !strings.Contains(parse(t, page).Find(`[role="alert"]`).Text(), "no hooks") {
+		t.Errorf("run without hooks: %d", res.StatusCode)
+	}
+	if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "busybox", BuildScript: "#!/bin/sh"}); err != nil {
+		t.Fatal(err)
+	}
+	woken := s.jobs.n.Load()
+	res, _ = b.do("POST", projectURL+"/builds", url.Values{"ref": {"main"}})
+	if res.StatusCode != 303 || res.Header.Get("Location") != projectURL+"/builds/1" || s.jobs.n.Load() != woken+1 {
+		t.Fatalf("run main: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	build, _ := s.db.BuildByNumber(ctx, p.ID, 1)
+	if build.Ref != "refs/heads/main" || build.SHA != sha || build.Author != "bob" {
+		t.Errorf("build = %+v", build)
+	}
+	res, _ = b.do("POST", projectURL+"/builds", url.Values{"ref": {sha[:10]}})
+	if res.StatusCode != 303 || res.Header.Get("Location") != projectURL+"/builds/2" {
+		t.Errorf("run a short SHA: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	res, _ = b.do("POST", projectURL+"/builds", url.Values{"ref": {"main"}})
+	if res.StatusCode != 303 || res.Header.Get("Location") != projectURL+"/builds/1?existing" {
+		t.Errorf("run main again: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	_, page = b.do("GET", projectURL+"/builds/1?existing", nil)
+	if !strings.Contains(parse(t, page).Find(".flash-ok").Text(), "built before") {
+		t.Error("no word that the commit was built before")
+	}
+	res, page = b.do("POST", projectURL+"/builds", url.Values{"ref": {"nope"}})
+	doc = parse(t, page)
+	if res.StatusCode != 422 || !strings.Contains(doc.Find(`[role="alert"]`).Text(), "no branch, tag or commit nope in") ||
+		doc.Find(`input[name="ref"]`).AttrOr("value", "") != "nope" {
+		t.Errorf("run nope: %d %q", res.StatusCode, doc.Find(`[role="alert"]`).Text())
+	}
+
+	if res, _ := a.do("POST", fmt.Sprintf("%s/members/%d/delete", projectURL, bob.ID), url.Values{}); res.StatusCode != 303 {
+		t.Fatalf("remove bob: %d", res.StatusCode)
+	}
+	if res, _ := b.do("GET", projectURL, nil); res.StatusCode != 404 {
+		t.Errorf("bob still sees the project after removal: %d", res.StatusCode)
+	}
+}
+
+// The post-receive hook the project page offers, installed in a bare
+// repository, turns a push into a signed webhook and so a build.
+func TestPostReceiveHookStartsBuild(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("the post-receive hook needs curl")
+	}
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Fatal("the post-receive hook needs openssl")
+	}
+	s := newLocalTestServer(t)
+	ctx := context.Background()
+	localUser(t, s, "ann", "ann's password")
+	a := newBrowser(t, s)
+	login(a, "ann", "ann's password", "")
+	dir := t.TempDir()
+	repo, sha := gitRepo(t, dir, true)
+	a.do("POST", "/projects/new", url.Values{"name": {"team/app"}, "git_url": {repo}})
+	p, err := s.db.ProjectByName(ctx, "team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "busybox", BuildScript: "#!/bin/sh"})
+	_, page := a.do("GET", fmt.Sprintf("/projects/%d", p.ID), nil)
+	hook := parse(t, page).Find("details pre.copy").Text()
+	// The page names the public URL; this test's server listens elsewhere.
+	hook = strings.Replace(hook, "http://kozmic.test", a.base, 1)
+	if err := os.WriteFile(filepath.Join(repo, "hooks", "post-receive"), []byte(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(dir, "work")
+	cmd := exec.Command("git", "-C", work, "push", "-q", repo, "main:feature")
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Contains(string(out), "kozmic:") {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	b, err := s.db.BuildByNumber(ctx, p.ID, 1)
+	if err != nil || b.Ref != "refs/heads/feature" || b.SHA != sha || b.Author != `Ann "Quote" Lee` || b.Message != `First "commit" \ with a backslash` {
+		t.Fatalf("build after the push = %+v, %v\npush said: %s", b, err, out)
+	}
+	// A deleted branch asks for nothing.
+	if out, err := exec.Command("git", "-C", work, "push", "-q", repo, ":feature").CombinedOutput(); err != nil || len(out) != 0 {
+		t.Errorf("delete push: %v %s", err, out)
+	}
+	if _, err := s.db.BuildByNumber(ctx, p.ID, 2); err == nil {
+		t.Error("a deleted branch made a build")
+	}
+}
