@@ -67,7 +67,7 @@ func (h *Handler) currentUser(r *http.Request) (store.User, bool) {
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	if err := c.Render(r.Context(), w); err != nil {
+	if err := c.Render(views.WithBanner(r.Context(), h.jobs.Unreachable()), w); err != nil {
 		h.log.Error("render", "path", r.URL.Path, "err", err)
 	}
 }

@@ -72,6 +72,8 @@ type Jobs interface {
 	RerunFailed(ctx context.Context, buildID int64) ([]store.Job, error)
 	// Waiting says why enqueued jobs wait, or "".
 	Waiting() string
+	// Unreachable says that the Docker engine does not answer, or "".
+	Unreachable() string
 	Follow(ctx context.Context, jobID, from int64, fn func(runner.Chunk) error) error
 }
 

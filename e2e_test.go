@@ -1,0 +1,331 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"kozmic/gh"
+	"kozmic/internal/syncbuf"
+	"kozmic/internal/testimage"
+	"kozmic/runner"
+)
+
+// kozmicBinary builds the program once per test run.
+func kozmicBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "kozmic")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// server is the real binary, serving on a free 127.0.0.1 port with its own
+// database, as a person would start it.
+type server struct {
+	url  string
+	logs *syncbuf.Buffer
+}
+
+func startServer(t *testing.T, bin string, env ...string) *server {
+	t.Helper()
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	s := &server{url: "http://" + addr, logs: &syncbuf.Buffer{}}
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(), "KOZMIC_ADDR="+addr, "KOZMIC_BASE_URL="+s.url, "KOZMIC_DATABASE="+filepath.Join(dir, "kozmic.db"),
+		"KOZMIC_ADMIN_PASSWORD=admin's password", "KOZMIC_JOB_NETWORK=none", "KOZMIC_WORKERS=1",
+		"KOZMIC_GITHUB_CLIENT_ID=", "KOZMIC_GITHUB_CLIENT_SECRET=", "KOZMIC_SECRET_KEY=")
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdout, cmd.Stderr = s.logs, s.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(40 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("the server did not stop on SIGTERM; its log:\n%s", s.logs)
+		}
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if res, err := http.Get(s.url + "/healthz"); err == nil {
+			res.Body.Close()
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server never answered; its log:\n%s", s.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// client is a person's browser: cookies, no redirects followed.
+type client struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+}
+
+func newClient(t *testing.T, s *server) *client {
+	jar, _ := cookiejar.New(nil)
+	return &client{t: t, base: s.url, c: &http.Client{Jar: jar, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (c *client) do(method, path string, form url.Values) (*http.Response, string) {
+	c.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, c.base+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	res, err := c.c.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res, string(b)
+}
+
+// git runs git in dir as Ann.
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ann", "GIT_AUTHOR_EMAIL=a@example.com", "GIT_COMMITTER_NAME=Ann",
+		"GIT_COMMITTER_EMAIL=a@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func commit(t *testing.T, repo string, files map[string]string, msg string) string {
+	t.Helper()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(repo, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		git(t, repo, "add", name)
+	}
+	git(t, repo, "commit", "-q", "-m", msg)
+	return git(t, repo, "rev-parse", "HEAD")
+}
+
+// signIn logs in as admin and checks the session works.
+func (c *client) signIn(pw string) int {
+	c.t.Helper()
+	res, _ := c.do("POST", "/login", url.Values{"username": {"admin"}, "password": {pw}})
+	return res.StatusCode
+}
+
+// createProject makes a public project of repo with one hook and returns its id.
+func (c *client) createProject(repo, name string, hook url.Values) int64 {
+	c.t.Helper()
+	res, _ := c.do("POST", "/projects/new", url.Values{"name": {name}, "git_url": {repo}, "public": {"1"}})
+	var id int64
+	if _, err := fmt.Sscanf(res.Header.Get("Location"), "/projects/%d?created", &id); res.StatusCode != 303 || err != nil {
+		c.t.Fatalf("create project: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	if res, page := c.do("POST", fmt.Sprintf("/projects/%d/hooks", id), hook); res.StatusCode != 303 {
+		c.t.Fatalf("add hook: %d\n%s", res.StatusCode, page)
+	}
+	return id
+}
+
+const (
+	e2eInstall = "#!/bin/sh\necho \"installing $(cat deps.txt)\"\ncp deps.txt /installed-deps\n"
+	e2eBuild   = "#!/bin/sh\necho \"building $(cat src.txt) with $(cat /installed-deps)\"\n"
+)
+
+// webhook sends a signed push for sha, as a git server would.
+func webhook(t *testing.T, s *server, projectID int64, secret, sha, delivery string) int {
+	t.Helper()
+	body := fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"head_commit":{"id":%q,"message":"change","author":{"name":"Ann"}}}`, sha, sha)
+	req, _ := http.NewRequest("POST", fmt.Sprintf("%s/webhooks/%d", s.url, projectID), strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", delivery)
+	req.Header.Set("X-Hub-Signature-256", gh.Sign([]byte(secret), []byte(body)))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
+var (
+	secretInPage = regexp.MustCompile(`Secret: <code>([0-9a-f]{64})</code>`)
+	jobLink      = regexp.MustCompile(`href="(/projects/\d+/builds/\d+/jobs/\d+)"`)
+)
+
+// badge reads a project's badge word.
+func badge(t *testing.T, s *server, name string) string {
+	res, err := http.Get(s.url + "/badges/" + name + ".svg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	m := regexp.MustCompile(`<text x="69" y="14">(\w+)</text>`).FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatalf("badge: %s", b)
+	}
+	return m[1]
+}
+
+// waitBuild waits for build n to finish and returns its job's raw log.
+func (c *client) waitBuild(s *server, projectID int64, n int) (string, string) {
+	c.t.Helper()
+	path := fmt.Sprintf("/projects/%d/builds/%d", projectID, n)
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		res, page := c.do("GET", path, nil)
+		if res.StatusCode == 200 && !strings.Contains(page, `hx-trigger="every 2s"`) {
+			m := jobLink.FindStringSubmatch(page)
+			if m == nil {
+				c.t.Fatalf("no job on the build page:\n%s", page)
+			}
+			_, log := c.do("GET", m[1]+"/log.txt", nil)
+			status := "failed"
+			if strings.Contains(page, "passed") {
+				status = "passed"
+			}
+			return status, log
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("build %d did not finish; server log:\n%s", n, s.logs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// The binary as a newcomer meets it: no GitHub, the admin account, a
+// project of a git repository on this machine, a hook with an install
+// script, builds started by signed webhooks.
+func TestEndToEnd(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run the binary against a Docker engine")
+	}
+	dc, err := runner.NewDockerClient(orDefault(os.Getenv("DOCKER_HOST"), "unix:///var/run/docker.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.Ensure(dc); err != nil {
+		t.Fatal(err)
+	}
+	bin := kozmicBinary(t)
+	s := startServer(t, bin)
+	c := newClient(t, s)
+
+	if code := c.signIn("wrong password"); code != 401 {
+		t.Errorf("wrong password: %d, want 401", code)
+	}
+	if res, _ := c.do("GET", "/account", nil); res.StatusCode != 303 {
+		t.Fatalf("a session after a wrong password: %d", res.StatusCode)
+	}
+	if code := c.signIn("admin's password"); code != 303 {
+		t.Fatalf("sign in: %d", code)
+	}
+
+	repo := t.TempDir()
+	git(t, repo, "init", "-q", "-b", "main")
+	first := commit(t, repo, map[string]string{"deps.txt": "dep-v1", "src.txt": "src-v1"}, "first")
+	id := c.createProject(repo, "team/app", url.Values{"title": {"test"}, "image": {testimage.Name},
+		"install": {e2eInstall}, "tracked": {"deps.txt"}, "build": {e2eBuild}})
+	_, page := c.do("GET", fmt.Sprintf("/projects/%d", id), nil)
+	m := secretInPage.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no webhook secret on the project page:\n%s", page)
+	}
+	secret := m[1]
+
+	// A forged webhook: refused, and no build.
+	if code := webhook(t, s, id, "not the secret", first, "forged"); code != 401 {
+		t.Errorf("bad signature: %d, want 401", code)
+	}
+	if res, _ := c.do("GET", fmt.Sprintf("/projects/%d/builds/1", id), nil); res.StatusCode != 404 {
+		t.Errorf("a build after a forged webhook: %d", res.StatusCode)
+	}
+
+	if code := webhook(t, s, id, secret, first, "d-1"); code != 201 {
+		t.Fatalf("webhook: %d", code)
+	}
+	status, log := c.waitBuild(s, id, 1)
+	if status != "passed" || !strings.Contains(log, "Running the install script") || !strings.Contains(log, "installing dep-v1") ||
+		!strings.Contains(log, "building src-v1 with dep-v1") {
+		t.Fatalf("first build %s; log:\n%s", status, log)
+	}
+
+	// A commit that leaves the tracked file alone reuses the installed image.
+	second := commit(t, repo, map[string]string{"src.txt": "src-v2"}, "second")
+	if code := webhook(t, s, id, secret, second, "d-2"); code != 201 {
+		t.Fatalf("second webhook: %d", code)
+	}
+	status, log = c.waitBuild(s, id, 2)
+	if status != "passed" || !strings.Contains(log, runner.SkippedInstall) || strings.Contains(log, "installing") ||
+		!strings.Contains(log, "building src-v2 with dep-v1") {
+		t.Fatalf("second build %s; log:\n%s", status, log)
+	}
+	if word := badge(t, s, "team/app"); word != "passing" {
+		t.Errorf("badge = %s, want passing", word)
+	}
+}
+
+// With no Docker engine the server still starts, says so on every page,
+// and keeps jobs enqueued.
+func TestEndToEndWithoutDocker(t *testing.T) {
+	bin := kozmicBinary(t)
+	s := startServer(t, bin, "DOCKER_HOST=tcp://127.0.0.1:1")
+	c := newClient(t, s)
+	if code := c.signIn("admin's password"); code != 303 {
+		t.Fatalf("sign in: %d\n%s", code, s.logs)
+	}
+	repo := t.TempDir()
+	git(t, repo, "init", "-q", "-b", "main")
+	commit(t, repo, map[string]string{"src.txt": "src"}, "first")
+	id := c.createProject(repo, "team/app", url.Values{"title": {"test"}, "image": {testimage.Name}, "build": {e2eBuild}})
+	res, _ := c.do("POST", fmt.Sprintf("/projects/%d/builds", id), url.Values{"ref": {"main"}})
+	if res.StatusCode != 303 {
+		t.Fatalf("run build: %d", res.StatusCode)
+	}
+	const banner = "Docker is not reachable at tcp://127.0.0.1:1 — jobs will wait"
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		_, page := c.do("GET", "/", nil)
+		if strings.Contains(page, banner) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner on the dashboard:\n%s", page)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // time enough for a worker to take the job, were it going to
+	_, page := c.do("GET", fmt.Sprintf("/projects/%d/builds/1", id), nil)
+	if !strings.Contains(page, banner) || !strings.Contains(page, "enqueued") || strings.Contains(page, "error") {
+		t.Errorf("the build page does not show the banner and an enqueued job:\n%s", page)
+	}
+	if badge(t, s, "team/app") != "running" {
+		t.Error("the badge of an enqueued build does not read running")
+	}
+}
