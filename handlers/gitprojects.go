@@ -47,7 +47,7 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 	rand.Read(secret)
 	np := store.NewProject{OwnerID: user(r).ID, Source: store.SourceGit, FullName: v.Name, GitURL: v.GitURL,
 		IsPublic: v.Public, WebhookSecret: hex.EncodeToString(secret)}
-	if isSSH(v.GitURL) {
+	if runner.OverSSH(v.GitURL) {
 		private, public, err := gh.GenerateDeployKey("kozmic " + v.Name)
 		if err != nil {
 			h.fail(w, r, err)
@@ -70,15 +70,6 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.Info("project created", "project", p.ID, "name", p.FullName, "by", user(r).Login())
 	http.Redirect(w, r, fmt.Sprintf("/projects/%d?created", p.ID), http.StatusSeeOther)
-}
-
-// isSSH reports whether a git URL is reached over ssh: ssh:// or the
-// scp-like user@host:path.
-func isSSH(u string) bool {
-	if strings.HasPrefix(u, "ssh://") || strings.HasPrefix(u, "git+ssh://") {
-		return true
-	}
-	return !strings.Contains(u, "://") && !filepath.IsAbs(u) && strings.Contains(u, ":")
 }
 
 // runBuild starts a build of what the form names (a branch, tag or commit),

@@ -78,9 +78,10 @@ func (r *recorder) all() []store.JobChanged {
 type harness struct {
 	t       testing.TB
 	db      *store.DB
-	dc      *docker.Client
-	r       *Runner   // the newest runner
-	runners []*Runner // every runner started, shut down at the end
+	dc      *docker.Client // the test's own; nil without Docker
+	jobsDC  *docker.Client // the runners'; nil: dc
+	r       *Runner        // the newest runner
+	runners []*Runner      // every runner started, shut down at the end
 	notes   *recorder
 	logs    *syncbuf.Buffer
 	dbPath  string
@@ -91,15 +92,23 @@ type harness struct {
 func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	needDocker(t)
-	dbPath := filepath.Join(t.TempDir(), "k.db")
-	h := &harness{t: t, dbPath: dbPath}
-	h.db = openDB(t, dbPath)
+	h := openHarness(t)
 	var err error
 	if h.dc, err = NewDockerClient(dockerHost()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(h.finish)
 	h.start(cfg)
+	return h
+}
+
+// openHarness is a harness with a fresh database and no Docker client or
+// runner yet.
+func openHarness(t testing.TB) *harness {
+	t.Helper()
+	dbPath := filepath.Join(t.TempDir(), "k.db")
+	h := &harness{t: t, dbPath: dbPath}
+	h.db = openDB(t, dbPath)
+	t.Cleanup(h.finish)
 	return h
 }
 
@@ -111,7 +120,9 @@ func (h *harness) finish() {
 		r.Shutdown(ctx)
 		cancel()
 	}
-	assertNoLeftovers(h.t, h.dc, h.db.InstanceID())
+	if h.dc != nil {
+		assertNoLeftovers(h.t, h.dc, h.db.InstanceID())
+	}
 }
 
 func openDB(t testing.TB, path string) *store.DB {
@@ -131,7 +142,11 @@ func (h *harness) start(cfg Config) {
 	cfg.WorkDir = h.t.TempDir()
 	h.notes = &recorder{}
 	h.logs = &syncbuf.Buffer{}
-	h.r = New(cfg, h.db, h.dc, h.notes, slog.New(slog.NewTextHandler(h.logs, nil)))
+	dc := h.jobsDC
+	if dc == nil {
+		dc = h.dc
+	}
+	h.r = New(cfg, h.db, dc, h.notes, slog.New(slog.NewTextHandler(h.logs, nil)))
 	h.r.Start(context.Background())
 	h.runners = append(h.runners, h.r)
 }

@@ -56,6 +56,7 @@ type Config struct {
 	PidsLimit         int64         // processes per container; default 4096
 	PullInterval      time.Duration // pull an image at most this often; default 5m
 	WorkDir           string        // where checkouts go; default the system's temporary directory
+	PingInterval      time.Duration // how often the Docker engine is checked; default 5s
 	// Instance labels this Kozmic's containers (store.DB.InstanceID): the
 	// start-up recovery removes only leftovers of the same instance, so
 	// several Kozmic servers can share one Docker engine.
@@ -77,6 +78,7 @@ func (c *Config) defaults() {
 	set((*int64)(&c.StallTimeout), int64(15*time.Minute))
 	set((*int64)(&c.JobTimeout), int64(time.Hour))
 	set((*int64)(&c.PullInterval), int64(5*time.Minute))
+	set((*int64)(&c.PingInterval), int64(5*time.Second))
 	set(&c.MaxLogBytes, 32<<20)
 	set(&c.PidsLimit, 4096)
 	if c.Network == "" {
@@ -93,8 +95,9 @@ type Runner struct {
 	log    *slog.Logger
 	logs   *Broker
 
-	wake chan struct{} // a job was enqueued
+	wake chan struct{} // a job was enqueued, or the Docker engine answers again
 	busy atomic.Int32
+	down atomic.Bool // the Docker engine did not answer the last ping
 
 	mu     sync.Mutex
 	active map[int64]context.CancelCauseFunc // running jobs
@@ -132,37 +135,73 @@ func NewDockerClient(host string) (*docker.Client, error) {
 // Logs is the broker live log followers subscribe to.
 func (r *Runner) Logs() *Broker { return r.logs }
 
+// pingTimeout is how long the Docker engine has to answer a ping.
+const pingTimeout = 3 * time.Second
+
 // Start removes containers an earlier process left behind, records its
-// interrupted jobs (re-enqueuing each once) and starts the workers. If the
-// Docker engine does not answer, Start returns at once and keeps trying in
-// the background; jobs wait in the queue until it answers.
+// interrupted jobs (re-enqueuing each once) and starts the workers, and
+// from then on pings the Docker engine every Config.PingInterval until
+// Shutdown (see Unreachable). If the engine does not answer the first ping
+// within a few seconds, Start returns and the monitor does the rest once it
+// answers; until then jobs wait in the queue.
 func (r *Runner) Start(ctx context.Context) {
 	base := context.WithoutCancel(ctx)
 	claimCtx, stopClaiming := context.WithCancel(base)
 	r.jobsCtx, r.stopJobs = context.WithCancelCause(base)
 	r.stopClaiming = stopClaiming
-	err := r.recoverLeftovers(claimCtx)
-	if err == nil {
+	started, level := false, slog.LevelWarn // the first failure is worth a warning, the retries are not
+	startUp := func() {
+		if err := r.recoverLeftovers(claimCtx); err != nil {
+			if claimCtx.Err() == nil {
+				r.log.Log(claimCtx, level, "the runner cannot start yet: jobs wait", "err", err)
+			}
+			level = slog.LevelDebug
+			return
+		}
 		r.startWorkers(claimCtx)
-		return
+		started = true
 	}
-	r.log.Warn("the runner cannot start yet (is the Docker engine reachable?): jobs wait", "err", err)
-	r.workers.Go(func() {
+	if r.ping(claimCtx) {
+		startUp()
+	}
+	r.workers.Go(func() { // the monitor; it alone calls startUp from now on
+		tick := time.NewTicker(r.cfg.PingInterval)
+		defer tick.Stop()
 		for {
 			select {
 			case <-claimCtx.Done():
 				return
-			case <-time.After(5 * time.Second):
+			case <-tick.C:
 			}
-			if err := r.recoverLeftovers(claimCtx); err != nil {
-				r.log.Debug("the runner still cannot start", "err", err)
-				continue
+			if r.ping(claimCtx) && !started {
+				startUp()
 			}
-			r.log.Info("the runner has started: jobs run")
-			r.startWorkers(claimCtx)
-			return
 		}
 	})
+}
+
+// ping asks the Docker engine whether it answers, records that for
+// Unreachable and the workers, and logs each change. When the engine comes
+// back, it wakes the workers.
+func (r *Runner) ping(ctx context.Context) bool {
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	err := r.docker.PingWithContext(pctx)
+	cancel()
+	if ctx.Err() != nil {
+		return false // stopping: that says nothing of the engine
+	}
+	if err != nil {
+		if !r.down.Swap(true) {
+			r.log.Warn("the Docker engine is not reachable: jobs wait until it answers",
+				"endpoint", r.docker.Endpoint(), "err", err)
+		}
+		return false
+	}
+	if r.down.Swap(false) {
+		r.log.Info("the Docker engine is reachable again: waiting jobs start", "endpoint", r.docker.Endpoint())
+		r.Enqueued()
+	}
+	return true
 }
 
 func (r *Runner) startWorkers(ctx context.Context) {
@@ -215,9 +254,24 @@ func (r *Runner) Enqueued() {
 	}
 }
 
+// Unreachable is the sentence "Docker is not reachable at <endpoint> —
+// jobs will wait" while the Docker engine does not answer, and "" while it
+// does. It reads what the last ping found, so it is cheap; a runner that
+// was never started has not pinged and returns "".
+func (r *Runner) Unreachable() string {
+	if !r.down.Load() {
+		return ""
+	}
+	return fmt.Sprintf("Docker is not reachable at %s — jobs will wait", r.docker.Endpoint())
+}
+
 // Waiting describes why an enqueued job has not started, such as "waiting
-// for a free worker: 2 of 2 busy"; empty when a worker is free.
+// for a free worker: 2 of 2 busy" or "waiting for Docker: not reachable at
+// unix:///var/run/docker.sock"; empty when a worker is free.
 func (r *Runner) Waiting() string {
+	if r.down.Load() {
+		return "waiting for Docker: not reachable at " + r.docker.Endpoint()
+	}
 	busy := int(r.busy.Load())
 	if busy < r.cfg.Workers {
 		return ""
@@ -227,6 +281,16 @@ func (r *Runner) Waiting() string {
 
 func (r *Runner) work(ctx context.Context) {
 	for {
+		if r.down.Load() {
+			// A job claimed now would fail on every Docker call: leave it
+			// enqueued. ping wakes a worker when the engine answers again.
+			select {
+			case <-r.wake:
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
 		ch, ok, err := r.store.ClaimJob(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -312,10 +376,7 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 	}
 	defer os.RemoveAll(dir)
 	say(out, "Fetching %.12s from %s", run.Build.SHA, run.Project.CloneURL())
-	c := cloneSpec{url: run.Project.CloneURL(), ref: run.Build.Ref, sha: run.Build.SHA}
-	if strings.HasPrefix(c.url, "git@") || strings.HasPrefix(c.url, "ssh://") {
-		c.deployKey = run.DeployKey
-	}
+	c := cloneSpec{url: run.Project.CloneURL(), ref: run.Build.Ref, sha: run.Build.SHA, deployKey: run.DeployKey}
 	if err := clone(ctx, c, dir, out); err != nil {
 		if cause := context.Cause(ctx); cause != nil {
 			return result{status: store.JobError, message: cause.Error()}

@@ -67,24 +67,21 @@ func (g gitSource) objectIDs(paths []string) (map[string]string, error) {
 // cloneSpec says what to fetch.
 type cloneSpec struct {
 	url, ref, sha string
-	deployKey     string // private key for ssh URLs; never enters a container
+	deployKey     string // private key for SSH URLs, unused for others; never enters a container
 }
 
 // clone fetches the commit into dir and checks it out, with git's output in
 // out. It fetches the commit itself, and if the server refuses that, the ref.
+// A URL that CheckGitURL refuses is an error before git runs.
 func clone(ctx context.Context, c cloneSpec, dir string, out io.Writer) error {
-	env := append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true")
-	if c.deployKey != "" {
-		keyFile, err := writeKeyFile(c.deployKey)
-		if err != nil {
-			return err
-		}
-		defer os.Remove(keyFile)
-		known := keyFile + ".known_hosts"
-		defer os.Remove(known)
-		env = append(env, fmt.Sprintf("GIT_SSH_COMMAND=ssh -i %s -o IdentitiesOnly=yes -o BatchMode=yes "+
-			"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=%s", keyFile, known))
+	if err := CheckGitURL(c.url); err != nil {
+		return err
 	}
+	env, cleanup, err := gitEnv(c.url, c.deployKey)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	git := func(args ...string) error {
 		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir, "-c", "advice.detachedHead=false"}, args...)...)
 		cmd.Env = env
@@ -97,8 +94,8 @@ func clone(ctx context.Context, c cloneSpec, dir string, out io.Writer) error {
 	if err := git("remote", "add", "origin", c.url); err != nil {
 		return fmt.Errorf("git remote add: %w", err)
 	}
-	if err := git("fetch", "-q", "--no-tags", "origin", c.sha); err != nil {
-		if err := git("fetch", "-q", "--no-tags", "origin", "+"+c.ref+":refs/kozmic/build"); err != nil {
+	if err := git("fetch", "-q", "--no-tags", "--", "origin", c.sha); err != nil {
+		if err := git("fetch", "-q", "--no-tags", "--", "origin", "+"+c.ref+":refs/kozmic/build"); err != nil {
 			return fmt.Errorf("could not fetch %s or %s", c.sha, c.ref)
 		}
 	}

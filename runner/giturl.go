@@ -1,0 +1,153 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+)
+
+// allowedProtocols is GIT_ALLOW_PROTOCOL for every git command the runner
+// runs: git refuses every other transport, ext:: and the other remote
+// helpers included, whatever URL it is given and however git is configured.
+const allowedProtocols = "file:git:http:https:ssh"
+
+// gitURLKind is how git reaches a repository.
+type gitURLKind int
+
+const (
+	localPath gitURLKind = iota // an absolute path on this machine
+	scpLike                     // [user@]host:path, over SSH
+	schemeURL                   // scheme://...
+)
+
+var (
+	// A remote helper's transport::address; git's rule for the transport name.
+	remoteHelper = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+.-]*::`)
+	// A host name, IPv4 address or bracketed IPv6 address.
+	hostName = regexp.MustCompile(`^([A-Za-z0-9_][A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]+\])$`)
+)
+
+// parseGitURL classifies u as git would read it, refusing what CheckGitURL
+// refuses.
+func parseGitURL(u string) (gitURLKind, *url.URL, error) {
+	switch {
+	case strings.TrimSpace(u) == "":
+		return 0, nil, errors.New("the git URL is empty")
+	case strings.HasPrefix(u, "-"):
+		return 0, nil, fmt.Errorf("%q is not a git URL: it cannot start with -", u)
+	case strings.ContainsFunc(u, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return 0, nil, fmt.Errorf("%q is not a git URL: it contains a control character", u)
+	case remoteHelper.MatchString(u):
+		return 0, nil, fmt.Errorf("%q is not allowed: git remote helpers (transport::address, such as ext::) "+
+			"can run commands on the server; use an https://, ssh:// or git@host:path URL", u)
+	case strings.HasPrefix(u, "/"):
+		return localPath, nil, nil
+	}
+	if scheme, _, ok := strings.Cut(u, "://"); ok {
+		pu, err := url.Parse(u)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%q is not a valid URL: %w", u, err)
+		}
+		switch scheme {
+		case "https", "http", "ssh", "git":
+			if !hostName.MatchString(strings.TrimSuffix(pu.Host, portOf(pu))) {
+				return 0, nil, fmt.Errorf("%q has no valid host name", u)
+			}
+			if pu.User != nil && strings.HasPrefix(pu.User.Username(), "-") {
+				return 0, nil, fmt.Errorf("%q is not allowed: its user name starts with -", u)
+			}
+		case "file":
+			if pu.Host != "" || !strings.HasPrefix(pu.Path, "/") {
+				return 0, nil, fmt.Errorf("%q is not a local repository URL: write file:///absolute/path", u)
+			}
+		default:
+			return 0, nil, fmt.Errorf("%q is not allowed: Kozmic fetches over https://, http://, ssh://, git:// "+
+				"and file:// only", u)
+		}
+		return schemeURL, pu, nil
+	}
+	// git reads host:path as SSH when no slash comes before the first colon.
+	hostPart, path, ok := strings.Cut(u, ":")
+	if !ok || strings.Contains(hostPart, "/") {
+		return 0, nil, fmt.Errorf("%q is not a git URL: use https://host/path, ssh://host/path, "+
+			"user@host:path or an absolute path on the server", u)
+	}
+	user, host, hasUser := strings.Cut(hostPart, "@")
+	if !hasUser {
+		host = hostPart
+	}
+	switch {
+	case hasUser && (user == "" || strings.ContainsAny(user, " \t")):
+		return 0, nil, fmt.Errorf("%q has an invalid user name", u)
+	case !hostName.MatchString(host):
+		return 0, nil, fmt.Errorf("%q has no valid host name", u)
+	case path == "":
+		return 0, nil, fmt.Errorf("%q has no repository path after the colon", u)
+	}
+	return scpLike, nil, nil
+}
+
+// portOf is ":port" of a parsed URL's host, or "".
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return ":" + p
+	}
+	return ""
+}
+
+// CheckGitURL says whether u is a git URL Kozmic may fetch from: an
+// https://, http://, ssh://, git:// or file:// URL, an scp-like
+// [user@]host:path, or an absolute path on the server. Anything else is an
+// error whose message is fit to show to the person who typed u; in
+// particular an empty string, anything starting with - (which git would
+// read as an option) and remote helpers such as ext::, which run commands.
+// It checks the form only, not that the repository exists.
+func CheckGitURL(u string) error {
+	_, _, err := parseGitURL(u)
+	return err
+}
+
+// localRepo is the directory of a repository on this machine that u names,
+// if it names one.
+func localRepo(u string) (string, bool) {
+	kind, pu, err := parseGitURL(u)
+	switch {
+	case err != nil:
+		return "", false
+	case kind == localPath:
+		return u, true
+	case kind == schemeURL && pu.Scheme == "file":
+		return pu.Path, true
+	}
+	return "", false
+}
+
+// OverSSH says whether git reaches u over SSH (ssh:// or scp-like
+// user@host:path), where a deploy key applies.
+func OverSSH(u string) bool {
+	kind, pu, err := parseGitURL(u)
+	return err == nil && (kind == scpLike || kind == schemeURL && pu.Scheme == "ssh")
+}
+
+// gitEnv is the environment of a git command that fetches from u: this
+// process's, with no prompts for credentials, only the protocols in
+// allowedProtocols, and for an SSH URL with a deploy key, an ssh that uses
+// that key alone. The key is written to a file only its owner can read;
+// cleanup removes it and must be called once the command has ended.
+func gitEnv(u, deployKey string) (env []string, cleanup func(), err error) {
+	env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true", "GIT_ALLOW_PROTOCOL="+allowedProtocols)
+	if deployKey == "" || !OverSSH(u) {
+		return env, func() {}, nil
+	}
+	keyFile, err := writeKeyFile(deployKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	known := keyFile + ".known_hosts"
+	env = append(env, fmt.Sprintf("GIT_SSH_COMMAND=ssh -i %s -o IdentitiesOnly=yes -o BatchMode=yes "+
+		"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=%s", keyFile, known))
+	return env, func() { os.Remove(keyFile); os.Remove(known) }, nil
+}

@@ -1,0 +1,123 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCheckGitURL(t *testing.T) {
+	for _, u := range []string{
+		"https://github.com/acme/widget.git",
+		"https://kozmic:token@git.example.com/acme/widget",
+		"http://git.example.com:8080/acme/widget.git",
+		"ssh://git@github.com/acme/widget.git",
+		"ssh://git@git.example.com:2222/acme/widget.git",
+		"ssh://git@[::1]:22/acme/widget.git",
+		"git://git.example.com/acme/widget.git",
+		"file:///srv/git/widget.git",
+		"git@github.com:acme/widget.git",
+		"deploy@git.example.com:/srv/git/widget.git",
+		"git.example.com:acme/widget.git",
+		"/srv/git/widget.git",
+		"/srv/git/with space.git",
+	} {
+		if err := CheckGitURL(u); err != nil {
+			t.Errorf("CheckGitURL(%q) = %v, want nil", u, err)
+		}
+	}
+	for u, want := range map[string]string{
+		"":                                  "empty",
+		"   ":                               "empty",
+		"-uhoh":                             "cannot start with -",
+		"--upload-pack=touch /tmp/x":        "cannot start with -",
+		"ext::sh -c touch% /tmp/x":          "remote helpers",
+		"fd::17":                            "remote helpers",
+		"transport::https://x.example/y":    "remote helpers",
+		"ftp://git.example.com/widget.git":  "https://, http://, ssh://, git:// and file:// only",
+		"HTTPS://git.example.com/w.git":     "https://, http://, ssh://, git:// and file:// only",
+		"git+ssh://git.example.com/w.git":   "https://, http://, ssh://, git:// and file:// only",
+		"relative/path":                     "not a git URL",
+		"./widget":                          "not a git URL",
+		"widget":                            "not a git URL",
+		"https:///widget.git":               "no valid host name",
+		"ssh://-oProxyCommand=touch/w":      "no valid host name",
+		"ssh://-oProxyCommand=x@host/w.git": "user name starts with -",
+		"git@:acme/widget.git":              "no valid host name",
+		"-oProxyCommand=x:acme/widget.git":  "cannot start with -",
+		"git@git.example.com:":              "no repository path",
+		"@git.example.com:acme/w.git":       "invalid user name",
+		"https://git.example.com/w.git\n":   "control character",
+		"/srv/git/w.git\x00":                "control character",
+		"file://host/srv/git/w.git":         "file:///absolute/path",
+		"file://relative":                   "file:///absolute/path",
+	} {
+		err := CheckGitURL(u)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckGitURL(%q) = %v, want an error saying %q", u, err, want)
+		}
+	}
+}
+
+// An ext:: URL never runs its command: clone and ResolveRef refuse it, and
+// git itself refuses it in the environment they give it even where git's
+// configuration would allow it.
+func TestExtTransportNeverRuns(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "ran")
+	ext := "ext::sh -c touch% " + marker
+	ran := func() bool {
+		_, err := os.Stat(marker)
+		return err == nil
+	}
+	// A configuration that lets ext run, so only Kozmic's own guards stop it.
+	t.Setenv("GIT_CONFIG_COUNT", "1")
+	t.Setenv("GIT_CONFIG_KEY_0", "protocol.ext.allow")
+	t.Setenv("GIT_CONFIG_VALUE_0", "always")
+
+	err := clone(context.Background(), cloneSpec{url: ext, ref: "refs/heads/main", sha: strings.Repeat("a", 40)}, t.TempDir(), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "remote helpers") || ran() {
+		t.Errorf("clone: err = %v, ran = %v", err, ran())
+	}
+	if _, _, err := ResolveRef(context.Background(), ext, "", "main"); err == nil || !strings.Contains(err.Error(), "remote helpers") || ran() {
+		t.Errorf("ResolveRef: err = %v, ran = %v", err, ran())
+	}
+
+	lsRemote := func(env []string) string {
+		cmd := exec.Command("git", "ls-remote", "--", ext)
+		cmd.Env = env
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		cmd.Run()
+		return stderr.String()
+	}
+	if lsRemote(os.Environ()); !ran() {
+		t.Fatal("git did not run the ext command even when allowed to: this test shows nothing")
+	}
+	os.Remove(marker)
+	env, cleanup, err := gitEnv(ext, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	if stderr := lsRemote(env); ran() || !strings.Contains(stderr, "transport 'ext' not allowed") {
+		t.Errorf("in gitEnv's environment git ran the ext command (%v) or said:\n%s", ran(), stderr)
+	}
+}
+
+func TestFirstComplaint(t *testing.T) {
+	for stderr, want := range map[string]string{
+		"fatal: '/x' does not appear to be a git repository\nfatal: Could not read from remote repository.\n":                                                              "'/x' does not appear to be a git repository",
+		"Warning: Permanently added 'h' (ED25519) to the list of known hosts.\r\ngit@h: Permission denied (publickey).\r\nfatal: Could not read from remote repository.\n": "git@h: Permission denied (publickey).",
+		"fatal: unable to connect to h:\nh[0: 10.0.0.1]: errno=Connection refused\n":                                                                                       "unable to connect to h: h[0: 10.0.0.1]: errno=Connection refused",
+		"": "",
+	} {
+		if got := firstComplaint(stderr); got != want {
+			t.Errorf("firstComplaint(%q) = %q, want %q", stderr, got, want)
+		}
+	}
+}

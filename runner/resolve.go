@@ -1,0 +1,215 @@
+package runner
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// resolveTimeout bounds each git command of ResolveRef: a person waits on it.
+const resolveTimeout = 30 * time.Second
+
+var (
+	fullSHA  = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
+	shortSHA = regexp.MustCompile(`^[0-9a-fA-F]{4,39}$`)
+)
+
+// ResolveRef turns what a person typed as the ref of a build into the full
+// ref and the commit SHA it names in the repository at repoURL (any URL that
+// CheckGitURL accepts; deployKey, if not empty, is used for SSH URLs):
+//
+//   - "" or "HEAD": the default branch, such as refs/heads/main (if HEAD is
+//     detached, its commit, with the SHA as fullRef);
+//   - a branch name, main: refs/heads/main, preferred to a tag of that name;
+//   - a tag name, v1.0: refs/tags/v1.0, with an annotated tag peeled to its commit;
+//   - a full ref, refs/heads/x;
+//   - a full 40-character commit SHA: fullRef is the SHA itself, as no ref
+//     names it. Only for a repository on this machine is it checked to exist.
+//
+// For a repository on this machine (an absolute path or file:// URL) it
+// also takes anything `git rev-parse --verify REF^{commit}` takes, such as a
+// short SHA or main~2, again with the SHA as fullRef.
+//
+// The refs are listed with git ls-remote; each git command has 30 seconds.
+// Every error's message is fit to show to the person who typed ref, such as
+// "no branch or tag main in <repoURL>" or "could not reach <repoURL>: <git's
+// reason>"; a password in repoURL is masked in them.
+func ResolveRef(ctx context.Context, repoURL, deployKey, ref string) (fullRef, sha string, err error) {
+	if err := CheckGitURL(repoURL); err != nil {
+		return "", "", err
+	}
+	shown := redact(repoURL)
+	ref = strings.TrimSpace(ref)
+	if ref == "" {
+		ref = "HEAD"
+	}
+	if strings.HasPrefix(ref, "-") {
+		return "", "", fmt.Errorf("%q is not a branch, tag or commit: it cannot start with -", ref)
+	}
+	env, cleanup, err := gitEnv(repoURL, deployKey)
+	if err != nil {
+		return "", "", err
+	}
+	defer cleanup()
+
+	// Only names that cannot match other refs as patterns are asked for; HEAD
+	// at least, so that an unreachable repository is reported as such.
+	var candidates []string
+	switch {
+	case ref == "HEAD" || !plainRefName(ref):
+	case strings.HasPrefix(ref, "refs/"):
+		candidates = []string{ref}
+	default:
+		candidates = []string{"refs/heads/" + ref, "refs/tags/" + ref} // branches first
+	}
+	args := []string{"ls-remote", "--symref", "--", repoURL, "HEAD"}
+	for _, c := range candidates {
+		args = append(args, c, c+"^{}") // the second, for a tag, is its commit
+	}
+	out, err := runGit(ctx, env, args...)
+	if err != nil {
+		return "", "", fmt.Errorf("could not reach %s: %w", shown, err)
+	}
+	refs, symrefs := parseLsRemote(out)
+
+	if ref == "HEAD" {
+		sha, ok := refs["HEAD"]
+		switch {
+		case !ok:
+			return "", "", fmt.Errorf("%s has no commit on its default branch", shown)
+		case symrefs["HEAD"] != "":
+			return symrefs["HEAD"], sha, nil
+		default: // a detached HEAD: no branch to name
+			return sha, sha, nil
+		}
+	}
+	for _, c := range candidates {
+		if sha, ok := refs[c+"^{}"]; ok {
+			return c, sha, nil
+		}
+		if sha, ok := refs[c]; ok {
+			return c, sha, nil
+		}
+	}
+	dir, local := localRepo(repoURL)
+	switch {
+	case strings.HasPrefix(ref, "refs/"):
+		return "", "", fmt.Errorf("no ref %s in %s", ref, shown)
+	case local:
+		sha, err := revParse(ctx, env, dir, ref)
+		if err != nil {
+			return "", "", fmt.Errorf("no branch, tag or commit %s in %s", ref, shown)
+		}
+		return sha, sha, nil
+	case fullSHA.MatchString(ref):
+		sha := strings.ToLower(ref)
+		return sha, sha, nil
+	case shortSHA.MatchString(ref):
+		return "", "", fmt.Errorf("no branch or tag %s in %s (a commit needs its full 40-character SHA)", ref, shown)
+	}
+	return "", "", fmt.Errorf("no branch or tag %s in %s", ref, shown)
+}
+
+// plainRefName says whether git would take name literally as an ls-remote
+// pattern and could have a ref of that name.
+func plainRefName(name string) bool {
+	return !strings.ContainsFunc(name, func(r rune) bool {
+		return r <= ' ' || r == 0x7f || strings.ContainsRune(`~^:?*[\`, r)
+	}) && !strings.Contains(name, "..") && !strings.Contains(name, "@{") &&
+		!strings.HasSuffix(name, "/") && !strings.HasSuffix(name, ".")
+}
+
+// parseLsRemote reads git ls-remote --symref output: each ref's object id,
+// and the target of each symbolic ref.
+func parseLsRemote(out []byte) (refs, symrefs map[string]string) {
+	refs, symrefs = map[string]string{}, map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		left, name, ok := strings.Cut(sc.Text(), "\t")
+		if !ok {
+			continue
+		}
+		if target, ok := strings.CutPrefix(left, "ref: "); ok {
+			symrefs[name] = target
+		} else {
+			refs[name] = left
+		}
+	}
+	return refs, symrefs
+}
+
+// revParse is the commit that rev names in the repository at dir.
+func revParse(ctx context.Context, env []string, dir, rev string) (string, error) {
+	// Never a repository above dir: dir itself must be one.
+	env = append(env[:len(env):len(env)], "GIT_CEILING_DIRECTORIES="+filepath.Dir(filepath.Clean(dir)))
+	out, err := runGit(ctx, env, "-C", dir, "rev-parse", "--verify", "--quiet", "--end-of-options", rev+"^{commit}")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// runGit runs git with env for at most resolveTimeout and returns its
+// output. Its error says why in a line fit for people: git's first line of
+// complaint, or that it timed out.
+func runGit(ctx context.Context, env []string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return nil, fmt.Errorf("no answer within %s", resolveTimeout)
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	}
+	if line := firstComplaint(stderr.String()); line != "" {
+		return nil, errors.New(line)
+	}
+	return nil, fmt.Errorf("git %s: %w", args[0], err)
+}
+
+// firstComplaint is the first line of git's standard error that says what
+// went wrong, without git's "fatal: " prefix, and with the next line if it
+// ends in a colon ("unable to connect to host:" then the reason).
+func firstComplaint(stderr string) string {
+	var said string
+	for line := range strings.Lines(stderr) {
+		line = strings.TrimSpace(line)
+		// ssh's note on a host key it has just accepted is no reason.
+		if line == "" || strings.HasPrefix(line, "Warning: Permanently added") {
+			continue
+		}
+		if said != "" {
+			return said + " " + line
+		}
+		said = strings.TrimPrefix(line, "fatal: ")
+		if !strings.HasSuffix(said, ":") {
+			return said
+		}
+	}
+	return said
+}
+
+// redact is u with any password in it masked, for messages.
+func redact(u string) string {
+	if pu, err := url.Parse(u); err == nil && pu.User != nil {
+		if _, ok := pu.User.Password(); ok {
+			return pu.Redacted()
+		}
+	}
+	return u
+}
