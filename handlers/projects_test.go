@@ -231,7 +231,7 @@ func TestPermissionMatrix(t *testing.T) {
 		{true, "POST", "/projects/%d/builds/1/rerun", []int{303, 403, 403, 303, 303}},
 		{false, "GET", "/projects/%d/hooks/new", []int{303, 404, 403, 200, 200}},
 		{false, "POST", "/projects/%d/secrets", []int{303, 404, 403, 422, 422}}, // allowed, then refused for its empty name
-		{false, "POST", "/projects/%d/builds", []int{303, 404, 403, 422, 422}}, // allowed, then refused: no ref can be resolved here
+		{false, "POST", "/projects/%d/builds", []int{303, 404, 403, 422, 422}},  // allowed, then refused: no ref can be resolved here
 		{true, "POST", "/projects/%d/builds", []int{303, 403, 403, 422, 422}},
 		{false, "POST", "/projects/%d/members", []int{303, 404, 403, 403, 403}}, // a GitHub project's people come from GitHub
 		{false, "POST", "/projects/%d/delete", []int{303, 404, 403, 403, 303}},
