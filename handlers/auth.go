@@ -101,7 +101,13 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 	h.render(w, r, http.StatusOK, views.DashboardPage(v))
 }
 
+// loginPage offers the ways to sign in; a signed-in person goes on to
+// where they were headed.
 func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.currentUser(r); ok {
+		http.Redirect(w, r, orHome(localPath(r.URL.Query().Get("next"))), http.StatusSeeOther)
+		return
+	}
 	h.render(w, r, http.StatusOK, views.LoginPage(views.LoginView{GitHub: h.github.Enabled(), Next: localPath(r.URL.Query().Get("next"))}))
 }
 

@@ -72,7 +72,14 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	if err := views.ErrorPage(v).Render(r.Context(), w); err != nil {
+	if u, ok := r.Context().Value(userKey{}).(store.User); ok {
+		v.User = u.Login()
+	} else if r.Context().Value(sessionKey{}) != nil {
+		// A failure before requireUser ran (an unknown page): the session still tells who is here.
+		u, _ := h.currentUser(r)
+		v.User = u.Login()
+	}
+	if err := views.ErrorPage(v).Render(views.WithBanner(r.Context(), h.jobs.Unreachable()), w); err != nil {
 		h.log.Warn("render error page", "err", err)
 	}
 }

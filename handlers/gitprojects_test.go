@@ -64,7 +64,7 @@ func TestGitProject(t *testing.T) {
 		{"team/app", "ext::sh -c touch% /tmp/pwned", "ext::"},
 		{"team/app", "--upload-pack=touch /tmp/pwned", "-"},
 		{"team/app", "/no/such/dir", "There is no directory /no/such/dir on this server."},
-		{"no-slash", repo, `The project name must look like "owner/name".`},
+		{"no-slash", repo, `The project name must look like "owner/name", with letters`},
 	} {
 		res, page := a.do("POST", "/projects/new", url.Values{"name": {tt.name}, "git_url": {tt.url}})
 		doc := parse(t, page)

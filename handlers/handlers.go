@@ -139,19 +139,34 @@ func New(d Deps) *Handler {
 	// Every state change needs a same-origin request; webhooks are signed instead.
 	cop := http.NewCrossOriginProtection()
 	cop.AddInsecureBypassPattern("POST /webhooks/{projectID}")
-	h.serve = securityHeaders(sm.LoadAndSave(cop.Handler(h.mux)))
+	h.serve = securityHeaders(contentSecurityPolicy(d.GitHubURL), sm.LoadAndSave(cop.Handler(sessionLoaded(h.mux))))
 	return h
 }
 
 // contentSecurityPolicy allows scripts, styles and connections from Kozmic
-// itself only: no inline script runs, whatever a commit message or a log holds.
-const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; " +
-	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+// itself only: no inline script runs, whatever a commit message or a log
+// holds. Images come from Kozmic or GitHub's avatar hosts alone, so a log
+// that renders an image escape cannot make viewers' browsers call out.
+func contentSecurityPolicy(githubURL *url.URL) string {
+	return "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https://avatars.githubusercontent.com " +
+		githubURL.Scheme + "://" + githubURL.Host + "; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+}
+
+type sessionKey struct{}
+
+// sessionLoaded marks requests whose session is loaded: only those may read
+// it (scs panics otherwise), which matters to pages rendered on the way out
+// of a failure.
+func sessionLoaded(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, true)))
+	})
+}
 
 // securityHeaders sets the headers every response carries.
-func securityHeaders(next http.Handler) http.Handler {
+func securityHeaders(csp string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", contentSecurityPolicy)
+		w.Header().Set("Content-Security-Policy", csp)
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Referrer-Policy", "same-origin")
 		next.ServeHTTP(w, r)

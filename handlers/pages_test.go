@@ -13,7 +13,6 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
-	"kozmic/gh"
 	"kozmic/internal/fakegithub"
 	"kozmic/store"
 	"kozmic/views"
@@ -30,8 +29,8 @@ var (
 	exactRE    = regexp.MustCompile(`^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} `)
 )
 
-// parseHTML parses a page or a fragment of one.
-func parseHTML(t *testing.T, s string) *goquery.Document {
+// pageDoc parses a page or a fragment of one.
+func pageDoc(t *testing.T, s string) *goquery.Document {
 	t.Helper()
 	doc, err := goquery.NewDocumentFromReader(strings.NewReader(s))
 	if err != nil {
@@ -40,8 +39,8 @@ func parseHTML(t *testing.T, s string) *goquery.Document {
 	return doc
 }
 
-// fetch GETs path as b, requires the status and an HTML answer, and parses it.
-func fetch(t *testing.T, b *browser, path string, status int) (*goquery.Document, string) {
+// fetchPage GETs path as b, requires the status and an HTML answer, and parses it.
+func fetchPage(t *testing.T, b *browser, path string, status int) (*goquery.Document, string) {
 	t.Helper()
 	res, body := b.do("GET", path, nil)
 	if res.StatusCode != status {
@@ -50,23 +49,23 @@ func fetch(t *testing.T, b *browser, path string, status int) (*goquery.Document
 	if ct := res.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
 		t.Errorf("GET %s: Content-Type %q", path, ct)
 	}
-	return parseHTML(t, body), body
+	return pageDoc(t, body), body
 }
 
-// fetchHX GETs path as htmx does when it polls.
-func fetchHX(t *testing.T, b *browser, path string) *goquery.Document {
+// fetchPoll GETs path as htmx does when it polls.
+func fetchPoll(t *testing.T, b *browser, path string) *goquery.Document {
 	t.Helper()
 	b.header.Set("HX-Request", "true")
 	defer b.header.Del("HX-Request")
-	doc, _ := fetch(t, b, path, 200)
+	doc, _ := fetchPage(t, b, path, 200)
 	return doc
 }
 
-// text is the selection's text with each run of white space made one space.
-func text(s *goquery.Selection) string { return strings.Join(strings.Fields(s.Text()), " ") }
+// textOf is the selection's text with each run of white space made one space.
+func textOf(s *goquery.Selection) string { return strings.Join(strings.Fields(s.Text()), " ") }
 
-// attr is an attribute's value, or a marker when the element or attribute is absent.
-func attr(s *goquery.Selection, name string) string {
+// attrOf is an attribute's value, or a marker when the element or attribute is absent.
+func attrOf(s *goquery.Selection, name string) string {
 	if v, ok := s.Attr(name); ok {
 		return v
 	}
@@ -76,8 +75,8 @@ func attr(s *goquery.Selection, name string) string {
 // checkStatus checks that s is one status badge: the word, and its class.
 func checkStatus(t *testing.T, where string, s *goquery.Selection, word, class string) {
 	t.Helper()
-	if s.Length() != 1 || text(s) != word || !s.HasClass("status") || !s.HasClass(class) {
-		t.Errorf("%s: status %d× %q class %q, want %q with %q", where, s.Length(), text(s), attr(s, "class"), word, class)
+	if s.Length() != 1 || textOf(s) != word || !s.HasClass("status") || !s.HasClass(class) {
+		t.Errorf("%s: status %d× %q class %q, want %q with %q", where, s.Length(), textOf(s), attrOf(s, "class"), word, class)
 	}
 }
 
@@ -88,11 +87,11 @@ func checkForm(t *testing.T, where string, s *goquery.Selection, action, button 
 		t.Errorf("%s: %d forms to %s, want 1", where, s.Length(), action)
 		return
 	}
-	if m, a := attr(s, "method"), attr(s, "action"); m != "post" || a != action {
+	if m, a := attrOf(s, "method"), attrOf(s, "action"); m != "post" || a != action {
 		t.Errorf("%s: form %s %s, want post %s", where, m, a, action)
 	}
-	if b := s.Find(`button[type="submit"]`); b.Length() != 1 || text(b) != button {
-		t.Errorf("%s: submit button %q, want %q", where, text(b), button)
+	if b := s.Find(`button[type="submit"]`); b.Length() != 1 || textOf(b) != button {
+		t.Errorf("%s: submit button %q, want %q", where, textOf(b), button)
 	}
 }
 
@@ -101,7 +100,7 @@ func checkForm(t *testing.T, where string, s *goquery.Selection, action, button 
 func checkInert(t *testing.T, where string, doc *goquery.Document, body string) {
 	t.Helper()
 	doc.Find("script").Each(func(_ int, s *goquery.Selection) {
-		if src := attr(s, "src"); !strings.HasPrefix(src, "/static/") || strings.TrimSpace(s.Text()) != "" {
+		if src := attrOf(s, "src"); !strings.HasPrefix(src, "/static/") || strings.TrimSpace(s.Text()) != "" {
 			t.Errorf("%s: a script element that is not the layout's: src %q, %q", where, src, s.Text())
 		}
 	})
@@ -113,6 +112,35 @@ func checkInert(t *testing.T, where string, doc *goquery.Document, body string) 
 			t.Errorf("%s: the page holds %q unescaped", where, raw)
 		}
 	}
+}
+
+// checkLogInert checks a rendered log: no script or event handler, and
+// images only as the data: URLs of a terminal's inline images.
+func checkLogInert(t *testing.T, where string, doc *goquery.Document, body string) {
+	t.Helper()
+	doc.Find("img").Each(func(_ int, img *goquery.Selection) {
+		if !strings.HasPrefix(attrOf(img, "src"), "data:image/") {
+			t.Errorf("%s: image from %q", where, attrOf(img, "src"))
+		}
+	})
+	if n := doc.Find("script, [onerror], [onload]").Length(); n != 0 || strings.Contains(body, xssScript) || strings.Contains(body, "javascript:") {
+		t.Errorf("%s: %d injected elements", where, n)
+	}
+}
+
+// panelTitled is the page's section.panel whose h2 says title.
+func panelTitled(doc *goquery.Document, title string) *goquery.Selection {
+	return doc.Find("section.panel").FilterFunction(func(_ int, s *goquery.Selection) bool { return textOf(s.Find("h2")) == title })
+}
+
+// peopleOf lists people rows (li) as "login role" lines.
+func peopleOf(rows *goquery.Selection) []string {
+	var out []string
+	rows.Each(func(_ int, li *goquery.Selection) {
+		own := li.Find("span").First().Contents().FilterFunction(func(_ int, n *goquery.Selection) bool { return goquery.NodeName(n) == "#text" })
+		out = append(out, strings.TrimSpace(own.Text())+" "+textOf(li.Find("span.tag")))
+	})
+	return out
 }
 
 // checkSignedIn checks the top bar of a signed-in person's page.
@@ -128,9 +156,9 @@ func checkSignedIn(t *testing.T, where string, doc *goquery.Document, login stri
 	}
 }
 
-// team signs in hubot (a manager of p) and monalisa (a member), after
+// signInTeam signs in hubot (a manager of p) and monalisa (a member), after
 // ownedProject signed in octocat; it returns their browsers by login.
-func team(t *testing.T, s *testServer, p store.Project) map[string]*browser {
+func signInTeam(t *testing.T, s *testServer, p store.Project) map[string]*browser {
 	t.Helper()
 	bs := map[string]*browser{"hubot": newBrowser(t, s), "monalisa": newBrowser(t, s), "eve": newBrowser(t, s)}
 	signInAs(t, s, bs["hubot"], 2, "hubot")
@@ -142,8 +170,8 @@ func team(t *testing.T, s *testServer, p store.Project) map[string]*browser {
 	return bs
 }
 
-// runJob moves an enqueued job to st through running, with the cache result.
-func runJob(t *testing.T, s *testServer, id int64, st store.JobStatus, cache store.CacheResult) {
+// moveJob moves an enqueued job to st through running, with the cache result.
+func moveJob(t *testing.T, s *testServer, id int64, st store.JobStatus, cache store.CacheResult) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := s.db.UpdateJob(ctx, id, store.JobUpdate{Status: store.JobRunning, Cache: cache}); err != nil {
@@ -174,19 +202,19 @@ func TestPageLogin(t *testing.T) {
 			href += url.QueryEscape(tt.next)
 		}
 		where := "login next=" + tt.next
-		doc, body := fetch(t, anon, "/login?next="+url.QueryEscape(tt.next), 200)
+		doc, body := fetchPage(t, anon, "/login?next="+url.QueryEscape(tt.next), 200)
 		if got := doc.Find("title").Text(); got != "Sign in · Kozmic" {
 			t.Errorf("%s: title %q", where, got)
 		}
-		if got := text(doc.Find("main h1")); got != "Sign in to Kozmic" {
+		if got := textOf(doc.Find("main h1")); got != "Sign in to Kozmic" {
 			t.Errorf("%s: h1 %q", where, got)
 		}
-		if a := doc.Find("main a.button"); a.Length() != 1 || text(a) != "Sign in with GitHub" || attr(a, "href") != href {
-			t.Errorf("%s: button %d× %q to %q, want %q", where, a.Length(), text(a), attr(a, "href"), href)
+		if a := doc.Find("main a.button"); a.Length() != 1 || textOf(a) != "Sign in with GitHub" || attrOf(a, "href") != href {
+			t.Errorf("%s: button %d× %q to %q, want %q", where, a.Length(), textOf(a), attrOf(a, "href"), href)
 		}
 		nav := doc.Find("header.top nav.session")
 		if nav.Find(`a[href="/login"]`).Length() != 1 || nav.Find("form").Length() != 0 || nav.Find(`a[href="/account"]`).Length() != 0 {
-			t.Errorf("%s: the top bar is not an anonymous one: %q", where, text(nav))
+			t.Errorf("%s: the top bar is not an anonymous one: %q", where, textOf(nav))
 		}
 		if doc.Find(".flash").Length() != 0 {
 			t.Errorf("%s: an error shows before any attempt", where)
@@ -196,25 +224,75 @@ func TestPageLogin(t *testing.T) {
 
 	// A callback that does not match the login started here.
 	anon.do("GET", "/auth/github", nil)
-	doc, _ := fetch(t, anon, "/auth/github/callback?code=c&state=forged", 400)
-	if f := doc.Find("p.flash.flash-error"); f.Length() != 1 || attr(f, "role") != "alert" || !strings.Contains(text(f), "expired") {
-		t.Errorf("forged state: flash %q role %q", text(f), attr(f, "role"))
+	doc, _ := fetchPage(t, anon, "/auth/github/callback?code=c&state=forged", 400)
+	if f := doc.Find("p.flash.flash-error"); f.Length() != 1 || attrOf(f, "role") != "alert" || !strings.Contains(textOf(f), "expired") {
+		t.Errorf("forged state: flash %q role %q", textOf(f), attrOf(f, "role"))
 	}
 	if doc.Find("main a.button").Length() != 1 {
 		t.Error("forged state: no way to try again")
 	}
+}
 
-	// Without GitHub configured the page says what the administrator must set.
-	off := newTestServer(t)
-	off.Handler.github = gh.New(gh.Config{WebURL: off.github.WebURL(), BaseURL: &url.URL{Scheme: "http", Host: "kozmic.test"}})
-	doc, _ = fetch(t, newBrowser(t, off), "/login", 200)
-	if doc.Find("main a.button").Length() != 0 {
-		t.Error("GitHub not configured: the page still offers to sign in with it")
+// Without GitHub, people sign in with a local account's name and password.
+func TestPageLocalLogin(t *testing.T) {
+	s := newLocalTestServer(t)
+	localUser(t, s, "ann", "ann's password")
+	b := newBrowser(t, s)
+	check := func(where string, doc *goquery.Document, body, next, username string) {
+		t.Helper()
+		checkInert(t, where, doc, body)
+		if got := textOf(doc.Find("main h1")); got != "Sign in to Kozmic" {
+			t.Errorf("%s: h1 %q", where, got)
+		}
+		if doc.Find(`main a.button, a[href^="/auth/github"]`).Length() != 0 {
+			t.Errorf("%s: offers GitHub, which is not set up", where)
+		}
+		form := doc.Find("main form")
+		checkForm(t, where, form, "/login", "Sign in")
+		if got := attrOf(form.Find(`input[type="hidden"][name="next"]`), "value"); got != next {
+			t.Errorf("%s: next %q, want %q", where, got, next)
+		}
+		user, pw := form.Find(`input#username[name="username"][required]`), form.Find(`input#password[name="password"][type="password"][required]`)
+		if user.Length() != 1 || pw.Length() != 1 || attrOf(user, "value") != username || attrOf(pw, "value") != "<no value>" {
+			t.Errorf("%s: username %d× %q, password %d×", where, user.Length(), attrOf(user, "value"), pw.Length())
+		}
+		// The cursor starts where there is something to type.
+		if _, onUser := user.Attr("autofocus"); onUser != (username == "") {
+			t.Errorf("%s: autofocus on the username %v with %q typed", where, onUser, username)
+		}
+		if _, onPw := pw.Attr("autofocus"); onPw != (username != "") {
+			t.Errorf("%s: autofocus on the password %v with %q typed", where, onPw, username)
+		}
+		for _, id := range []string{"username", "password"} {
+			if form.Find(`label[for="`+id+`"]`).Length() != 1 {
+				t.Errorf("%s: no label for %s", where, id)
+			}
+		}
+		var codes []string
+		doc.Find("main p.muted code").Each(func(_ int, c *goquery.Selection) { codes = append(codes, c.Text()) })
+		if strings.Join(codes, ",") != "admin,KOZMIC_ADMIN_PASSWORD,kozmic user add NAME" {
+			t.Errorf("%s: the help names %q", where, codes)
+		}
 	}
-	var codes []string
-	doc.Find("main p code").Each(func(_ int, c *goquery.Selection) { codes = append(codes, c.Text()) })
-	if strings.Join(codes, ",") != "KOZMIC_GITHUB_CLIENT_ID,KOZMIC_GITHUB_CLIENT_SECRET" {
-		t.Errorf("GitHub not configured: settings named %q", codes)
+
+	doc, body := fetchPage(t, b, "/login?next="+url.QueryEscape("/"+xssImg), 200)
+	check("local login", doc, body, "/"+xssImg, "")
+	if doc.Find(".flash").Length() != 0 {
+		t.Error("local login: an error before any attempt")
+	}
+
+	// Refused: why, with the name kept as typed.
+	res, body := b.do("POST", "/login", url.Values{"username": {xssScript}, "password": {"guess"}, "next": {"/account"}})
+	if res.StatusCode != 401 {
+		t.Fatalf("wrong password: %d", res.StatusCode)
+	}
+	doc = pageDoc(t, body)
+	check("wrong password", doc, body, "/account", xssScript)
+	if f := doc.Find("p.flash.flash-error"); textOf(f) != "Wrong username or password." || attrOf(f, "role") != "alert" {
+		t.Errorf("wrong password: flash %q", textOf(f))
+	}
+	if strings.Contains(body, "guess") {
+		t.Error("wrong password: the password is echoed")
 	}
 }
 
@@ -225,21 +303,35 @@ func TestPageDashboard(t *testing.T) {
 	b.signIn("/")
 
 	// Nothing yet: the empty state says where to start.
-	doc, _ := fetch(t, b, "/", 200)
+	doc, _ := fetchPage(t, b, "/", 200)
 	checkSignedIn(t, "empty dashboard", doc, "octocat")
 	if got := doc.Find("title").Text(); got != "Dashboard · Kozmic" {
 		t.Errorf("title %q", got)
 	}
-	if got := text(doc.Find("main h1")); got != "Projects" {
+	if got := textOf(doc.Find("main h1")); got != "Projects" {
 		t.Errorf("h1 %q", got)
 	}
 	if doc.Find(`main .head a[href="/repositories"]`).Length() != 1 {
 		t.Error("no link to the repositories in the head")
 	}
+	if a := doc.Find(`main .head a.button[href="/projects/new"]`); textOf(a) != "New project" {
+		t.Errorf("new project button %q", textOf(a))
+	}
 	dash := doc.Find("#" + views.DashboardID)
 	empty := dash.Find("p.muted")
-	if dash.Find("li").Length() != 0 || !strings.HasPrefix(text(empty), "No projects yet.") || empty.Find(`a[href="/repositories"]`).Length() != 1 {
-		t.Errorf("empty state %q", text(empty))
+	if dash.Find("li").Length() != 0 || !strings.HasPrefix(textOf(empty), "No projects yet.") ||
+		empty.Find(`a[href="/repositories"]`).Length() != 1 || empty.Find(`a[href="/projects/new"]`).Length() != 1 {
+		t.Errorf("empty state %q", textOf(empty))
+	}
+
+	// Without GitHub there are no repositories to lead to.
+	_, lb := signInLocal(t, newLocalTestServer(t), "ann")
+	doc, _ = fetchPage(t, lb, "/", 200)
+	checkSignedIn(t, "local dashboard", doc, "ann")
+	empty = doc.Find("#" + views.DashboardID + " p.muted")
+	if doc.Find(`a[href="/repositories"]`).Length() != 0 || !strings.HasPrefix(textOf(empty), "No projects yet. Create one") ||
+		empty.Find(`a[href="/projects/new"]`).Length() != 1 || doc.Find(`main .head a.button[href="/projects/new"]`).Length() != 1 {
+		t.Errorf("local empty state %q", textOf(empty))
 	}
 
 	// One project per build status, and one without builds.
@@ -272,7 +364,7 @@ func TestPageDashboard(t *testing.T) {
 			t.Fatalf("%s: %d dashboards", where, dash.Length())
 		}
 		for k, v := range map[string]string{"hx-get": "/", "hx-trigger": "every 5s", "hx-select": "#" + views.DashboardID, "hx-swap": "outerHTML"} {
-			if got := attr(dash, k); got != v {
+			if got := attrOf(dash, k); got != v {
 				t.Errorf("%s: %s=%q, want %q", where, k, got, v)
 			}
 		}
@@ -290,39 +382,39 @@ func TestPageDashboard(t *testing.T) {
 				t.Errorf("%s: %d rows for %s", where, link.Length(), name)
 				continue
 			}
-			pid := strings.TrimPrefix(attr(link, "href"), "/projects/")
+			pid := strings.TrimPrefix(attrOf(link, "href"), "/projects/")
 			checkStatus(t, where+" "+name, row.Find("span.build > .status"), st.word, st.class)
-			if a := row.Find(`a[href="/projects/` + pid + `/builds/1"]`); text(a) != "#1" {
-				t.Errorf("%s %s: build link %q", where, name, text(a))
+			if a := row.Find(`a[href="/projects/` + pid + `/builds/1"]`); textOf(a) != "#1" {
+				t.Errorf("%s %s: build link %q", where, name, textOf(a))
 			}
-			if got := text(row.Find("span.branch")); got != "feature/"+string(st.job) {
+			if got := textOf(row.Find("span.branch")); got != "feature/"+string(st.job) {
 				t.Errorf("%s %s: branch %q", where, name, got)
 			}
-			if got := text(row.Find("code")); got != fmt.Sprintf("%02d13728f", i)[:8] {
+			if got := textOf(row.Find("code")); got != fmt.Sprintf("%02d13728f", i)[:8] {
 				t.Errorf("%s %s: commit %q", where, name, got)
 			}
-			if tm := row.Find("span.meta time"); text(tm) != "just now" || !exactRE.MatchString(attr(tm, "title")) {
-				t.Errorf("%s %s: time %q title %q", where, name, text(tm), attr(tm, "title"))
+			if tm := row.Find("span.meta time"); textOf(tm) != "just now" || !exactRE.MatchString(attrOf(tm, "title")) {
+				t.Errorf("%s %s: time %q title %q", where, name, textOf(tm), attrOf(tm, "title"))
 			}
 		}
 		row := dash.Find(fmt.Sprintf(`a[href="/projects/%d"]`, idle.ID)).Closest("li")
 		checkStatus(t, where+" idle", row.Find(".status"), "no builds", "status-enqueued")
 		if row.Find("a").Length() != 1 || row.Find("span.branch, code, time").Length() != 0 {
-			t.Errorf("%s: the project without builds shows a build: %q", where, text(row))
+			t.Errorf("%s: the project without builds shows a build: %q", where, textOf(row))
 		}
 	}
-	doc, body := fetch(t, b, "/", 200)
+	doc, body := fetchPage(t, b, "/", 200)
 	check("dashboard", doc)
 	checkInert(t, "dashboard", doc, body)
 	// What the poll gets: the list it selects, polling on.
-	check("dashboard poll", fetchHX(t, b, "/"))
+	check("dashboard poll", fetchPoll(t, b, "/"))
 
 	// A stranger sees none of it.
 	stranger := newBrowser(t, s)
 	signInAs(t, s, stranger, 9, "stranger")
-	doc, _ = fetch(t, stranger, "/", 200)
-	if n := doc.Find("#" + views.DashboardID + " li").Length(); n != 0 || !strings.HasPrefix(text(doc.Find("#"+views.DashboardID+" p.muted")), "No projects yet.") {
-		t.Errorf("stranger: %d rows, empty state %q", n, text(doc.Find("#"+views.DashboardID+" p.muted")))
+	doc, _ = fetchPage(t, stranger, "/", 200)
+	if n := doc.Find("#" + views.DashboardID + " li").Length(); n != 0 || !strings.HasPrefix(textOf(doc.Find("#"+views.DashboardID+" p.muted")), "No projects yet.") {
+		t.Errorf("stranger: %d rows, empty state %q", n, textOf(doc.Find("#"+views.DashboardID+" p.muted")))
 	}
 }
 
@@ -334,14 +426,14 @@ func TestPageRepositories(t *testing.T) {
 
 	// GitHub fails on the first visit: the page says so and lists nothing.
 	s.github.Script("GET /api/v3/user/repos", fakegithub.Reply{Status: 502, Body: `{"message":"Server Error"}`})
-	doc, _ := fetch(t, b, "/repositories", 200)
-	if f := doc.Find("p.flash.flash-error"); f.Length() != 1 || attr(f, "role") != "alert" || text(f) != "GitHub answered: Server Error" {
-		t.Errorf("GitHub down: flash %q", text(f))
+	doc, _ := fetchPage(t, b, "/repositories", 200)
+	if f := doc.Find("p.flash.flash-error"); f.Length() != 1 || attrOf(f, "role") != "alert" || textOf(f) != "GitHub answered: Server Error" {
+		t.Errorf("GitHub down: flash %q", textOf(f))
 	}
 	if n := doc.Find("section.panel").Length(); n != 0 {
 		t.Errorf("GitHub down: %d groups listed", n)
 	}
-	if got := text(doc.Find("main > p.muted")); got != "Repositories you administer, as GitHub listed them never." {
+	if got := textOf(doc.Find("main > p.muted")); got != "Repositories you administer, as GitHub listed them never." {
 		t.Errorf("GitHub down: %q", got)
 	}
 
@@ -355,17 +447,17 @@ func TestPageRepositories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, body := fetch(t, b, "/repositories", 200)
+	doc, body := fetchPage(t, b, "/repositories", 200)
 	checkSignedIn(t, "repositories", doc, "octocat")
 	checkInert(t, "repositories", doc, body)
-	if got := text(doc.Find("main h1")); got != "Repositories" {
+	if got := textOf(doc.Find("main h1")); got != "Repositories" {
 		t.Errorf("h1 %q", got)
 	}
 	checkForm(t, "sync", doc.Find("main .head form"), "/repositories/sync", "Sync with GitHub")
 	if doc.Find(".flash").Length() != 0 {
 		t.Error("a flash shows after a good sync")
 	}
-	if got := text(doc.Find("main > p.muted")); !regexp.MustCompile(`^Repositories you administer, as GitHub listed them at \d{1,2} [A-Z][a-z]{2} \d\d:\d\d\.$`).MatchString(got) {
+	if got := textOf(doc.Find("main > p.muted")); !regexp.MustCompile(`^Repositories you administer, as GitHub listed them at \d{1,2} [A-Z][a-z]{2} \d\d:\d\d\.$`).MatchString(got) {
 		t.Errorf("synced at: %q", got)
 	}
 	var groups []string
@@ -392,19 +484,19 @@ func TestPageRepositories(t *testing.T) {
 			t.Errorf("%d rows for %q", li.Length(), tt.name)
 			continue
 		}
-		if got := li.Find("span.tag").Length() == 1 && text(li.Find("span.tag")) == "private"; got != tt.private {
+		if got := li.Find("span.tag").Length() == 1 && textOf(li.Find("span.tag")) == "private"; got != tt.private {
 			t.Errorf("%s: private tag %v, want %v", tt.name, got, tt.private)
 		}
 		if tt.project != 0 {
-			if a := li.Find("a"); text(a) != "Open project" || attr(a, "href") != fmt.Sprintf("/projects/%d", tt.project) || li.Find("form").Length() != 0 {
-				t.Errorf("%s: link %q to %q, %d forms", tt.name, text(a), attr(a, "href"), li.Find("form").Length())
+			if a := li.Find("a"); textOf(a) != "Open project" || attrOf(a, "href") != fmt.Sprintf("/projects/%d", tt.project) || li.Find("form").Length() != 0 {
+				t.Errorf("%s: link %q to %q, %d forms", tt.name, textOf(a), attrOf(a, "href"), li.Find("form").Length())
 			}
 			continue
 		}
 		form := li.Find("form")
 		checkForm(t, tt.name, form, "/projects", "Create project")
-		if in := form.Find(`input[type="hidden"][name="repo"]`); attr(in, "value") != tt.name {
-			t.Errorf("%s: the form creates %q", tt.name, attr(in, "value"))
+		if in := form.Find(`input[type="hidden"][name="repo"]`); attrOf(in, "value") != tt.name {
+			t.Errorf("%s: the form creates %q", tt.name, attrOf(in, "value"))
 		}
 	}
 }
@@ -414,7 +506,7 @@ func TestPageProject(t *testing.T) {
 	owner := newBrowser(t, s)
 	ctx := context.Background()
 	p := ownedProject(t, s, owner, "octocat/Hello-World", 1296269)
-	bs := team(t, s, p)
+	bs := signInTeam(t, s, p)
 	bs["octocat"] = owner
 	projectURL := fmt.Sprintf("/projects/%d", p.ID)
 	if err := s.db.SetDeployKey(ctx, store.DeployKey{ProjectID: p.ID, PublicKey: "ssh-ed25519 AAAAC3Nza kozmic", PrivateKey: "private"}); err != nil {
@@ -422,8 +514,8 @@ func TestPageProject(t *testing.T) {
 	}
 
 	// No builds yet.
-	doc, _ := fetch(t, owner, projectURL, 200)
-	if got := text(doc.Find("section.panel.wide").First().Find("p.muted").First()); !strings.HasPrefix(got, "No builds yet. Push a commit") {
+	doc, _ := fetchPage(t, owner, projectURL, 200)
+	if got := textOf(doc.Find("section.panel.wide").First().Find("p.muted").First()); !strings.HasPrefix(got, "No builds yet. Push a commit") {
 		t.Errorf("empty state %q", got)
 	}
 	if n := doc.Find("ul.builds > li").Length(); n != 0 {
@@ -437,16 +529,16 @@ func TestPageProject(t *testing.T) {
 		}
 		buildWithLog(t, s, p, ref, fmt.Sprintf("%040d", i), fmt.Sprintf("change %d <b>bold</b>\n\nsecond-paragraph-text", i), "", store.JobSuccess)
 	}
-	doc, body := fetch(t, owner, projectURL, 200)
+	doc, body := fetchPage(t, owner, projectURL, 200)
 	checkSignedIn(t, "project", doc, "octocat")
 	checkInert(t, "project", doc, body)
 	if got := doc.Find("title").Text(); got != "octocat/Hello-World · Kozmic" {
 		t.Errorf("title %q", got)
 	}
-	if got := text(doc.Find("main > .head h1")); got != "octocat/Hello-World" {
+	if got := textOf(doc.Find("main > .head h1")); got != "octocat/Hello-World" {
 		t.Errorf("h1 %q", got)
 	}
-	if got := text(doc.Find("main > .head span.tag")); got != "private" {
+	if got := textOf(doc.Find("main > .head span.tag")); got != "private" {
 		t.Errorf("visibility tag %q", got)
 	}
 	rows := doc.Find("ul.builds > li")
@@ -455,34 +547,34 @@ func TestPageProject(t *testing.T) {
 	}
 	first := rows.First()
 	checkStatus(t, "first row", first.Find("span.build > .status"), "passed", "status-success")
-	if a := first.Find("span.build > a"); text(a) != "#30" || attr(a, "href") != projectURL+"/builds/30" {
-		t.Errorf("first row links %q to %q", text(a), attr(a, "href"))
+	if a := first.Find("span.build > a"); textOf(a) != "#30" || attrOf(a, "href") != projectURL+"/builds/30" {
+		t.Errorf("first row links %q to %q", textOf(a), attrOf(a, "href"))
 	}
-	if got := text(first.Find("span.branch")); got != "feature" {
+	if got := textOf(first.Find("span.branch")); got != "feature" {
 		t.Errorf("first row branch %q", got)
 	}
-	if got := text(first.Find("code")); got != "00000000" {
+	if got := textOf(first.Find("code")); got != "00000000" {
 		t.Errorf("first row commit %q", got)
 	}
 	if msg := first.Find("span.message"); msg.Text() != "change 30 <b>bold</b>" || msg.Find("b").Length() != 0 {
 		t.Errorf("first row message %q (markup %d)", msg.Text(), msg.Find("b").Length())
 	}
-	if meta := text(first.Find("span.meta")); !regexp.MustCompile(`^Ann · \d+s · just now$`).MatchString(meta) {
+	if meta := textOf(first.Find("span.meta")); !regexp.MustCompile(`^Ann · \d+s · just now$`).MatchString(meta) {
 		t.Errorf("first row meta %q", meta)
 	}
-	if got := text(rows.Last().Find("span.build > a")); got != "#6" {
+	if got := textOf(rows.Last().Find("span.build > a")); got != "#6" {
 		t.Errorf("last row %q, want #6", got)
 	}
 	if doc.Find("time").Length() != 25 {
 		t.Errorf("%d times, want one a row", doc.Find("time").Length())
 	}
 	older := doc.Find("a").FilterFunction(func(_ int, a *goquery.Selection) bool { return a.Text() == "Older builds" })
-	if attr(older, "href") != projectURL+"?before=6" {
-		t.Errorf("older builds link %q", attr(older, "href"))
+	if attrOf(older, "href") != projectURL+"?before=6" {
+		t.Errorf("older builds link %q", attrOf(older, "href"))
 	}
 	filter := doc.Find(`form[method="get"]`)
-	if attr(filter, "action") != projectURL || attr(filter.Find(`input[name="branch"]`), "value") != "" || text(filter.Find(`button[type="submit"]`)) != "Filter" {
-		t.Errorf("branch filter: action %q", attr(filter, "action"))
+	if attrOf(filter, "action") != projectURL || attrOf(filter.Find(`input[name="branch"]`), "value") != "" || textOf(filter.Find(`button[type="submit"]`)) != "Filter" {
+		t.Errorf("branch filter: action %q", attrOf(filter, "action"))
 	}
 	badge := fmt.Sprintf("[![build](http://kozmic.test/badges/octocat/Hello-World.svg)](http://kozmic.test/projects/%d)", p.ID)
 	if got := doc.Find("code.wrap").FilterFunction(func(_ int, c *goquery.Selection) bool { return strings.HasPrefix(c.Text(), "[![") }); got.Text() != badge {
@@ -503,21 +595,21 @@ func TestPageProject(t *testing.T) {
 		{"?branch=main&before=11", "main", 9, "#9", "", ""},
 		{"?branch=nothing", "nothing", 0, "", "", "No builds of nothing."},
 	} {
-		doc, _ := fetch(t, owner, projectURL+tt.query, 200)
+		doc, _ := fetchPage(t, owner, projectURL+tt.query, 200)
 		rows := doc.Find("ul.builds > li")
-		if rows.Length() != tt.rows || text(rows.First().Find("span.build > a")) != tt.first {
-			t.Errorf("%s: %d rows from %q", tt.query, rows.Length(), text(rows.First().Find("span.build > a")))
+		if rows.Length() != tt.rows || textOf(rows.First().Find("span.build > a")) != tt.first {
+			t.Errorf("%s: %d rows from %q", tt.query, rows.Length(), textOf(rows.First().Find("span.build > a")))
 		}
-		if got := attr(doc.Find(`form[method="get"] input[name="branch"]`), "value"); got != tt.branch {
+		if got := attrOf(doc.Find(`form[method="get"] input[name="branch"]`), "value"); got != tt.branch {
 			t.Errorf("%s: filter shows %q", tt.query, got)
 		}
 		older := doc.Find("a").FilterFunction(func(_ int, a *goquery.Selection) bool { return a.Text() == "Older builds" })
-		if tt.older == "" && older.Length() != 0 || tt.older != "" && attr(older, "href") != tt.older {
-			t.Errorf("%s: %d links to older builds, to %q; want %q", tt.query, older.Length(), attr(older, "href"), tt.older)
+		if tt.older == "" && older.Length() != 0 || tt.older != "" && attrOf(older, "href") != tt.older {
+			t.Errorf("%s: %d links to older builds, to %q; want %q", tt.query, older.Length(), attrOf(older, "href"), tt.older)
 		}
 		empty := doc.Find("ul.builds").PrevAllFiltered("p.muted")
-		if text(empty) != tt.empty {
-			t.Errorf("%s: empty state %q, want %q", tt.query, text(empty), tt.empty)
+		if textOf(empty) != tt.empty {
+			t.Errorf("%s: empty state %q, want %q", tt.query, textOf(empty), tt.empty)
 		}
 	}
 
@@ -531,36 +623,51 @@ func TestPageProject(t *testing.T) {
 		{"hubot", "manager", true, false},
 		{"monalisa", "member", false, false},
 	} {
-		doc, body := fetch(t, bs[tt.login], projectURL+"?synced", 200)
+		doc, body := fetchPage(t, bs[tt.login], projectURL, 200)
 		where := "project as " + tt.login
-		if got := text(doc.Find("main > p.muted").First()); got != "Your role: "+tt.role+"." {
+		if got := textOf(doc.Find("main > p.muted").First()); got != "Your role: "+tt.role+"." {
 			t.Errorf("%s: %q", where, got)
 		}
-		if f := doc.Find("p.flash.flash-ok"); text(f) != "Members synced with GitHub." || attr(f, "role") != "status" {
-			t.Errorf("%s: flash %q", where, text(f))
+		if n := doc.Find(".flash").Length(); n != 0 {
+			t.Errorf("%s: %d flashes unasked", where, n)
 		}
-		conn := doc.Find("section.panel").FilterFunction(func(_ int, s *goquery.Selection) bool { return text(s.Find("h2")) == "Connection" })
+		if run := doc.Find("form#" + views.RunBuildID); tt.configure {
+			checkForm(t, where+" run build", run, projectURL+"/builds", "Run build")
+			if in := run.Find(`input#ref[name="ref"]`); attrOf(in, "value") != "" || run.Find(`label[for="ref"]`).Length() != 1 {
+				t.Errorf("%s: run build ref %q", where, attrOf(in, "value"))
+			}
+		} else if run.Length() != 0 {
+			t.Errorf("%s: offers to run a build", where)
+		}
+		conn := panelTitled(doc, "Connection")
 		if got := conn.Length() == 1; got != tt.configure {
 			t.Errorf("%s: connection shown %v", where, got)
 		}
-		if tt.configure && (conn.Find("code").First().Text() != webhook || conn.Find("code.wrap").Text() != "ssh-ed25519 AAAAC3Nza kozmic") {
-			t.Errorf("%s: connection %q", where, text(conn))
+		if tt.configure {
+			hook := conn.Find("p").FilterFunction(func(_ int, p *goquery.Selection) bool { return strings.HasPrefix(p.Text(), "Webhook:") })
+			if hook.Find("code").Text() != webhook || conn.Find("pre.copy").Text() != "ssh-ed25519 AAAAC3Nza kozmic" {
+				t.Errorf("%s: connection %q", where, textOf(conn))
+			}
+			// A GitHub project's webhook secret went to GitHub; the page keeps it.
+			if n := conn.Find("details").Length(); n != 0 || strings.Contains(textOf(conn), "Clones") {
+				t.Errorf("%s: a GitHub project shows what git URL projects need: %q", where, textOf(conn))
+			}
 		}
 		if !tt.configure && (strings.Contains(body, webhook) || strings.Contains(body, "ssh-ed25519")) {
 			t.Errorf("%s: the webhook or deploy key is shown", where)
 		}
-		people := doc.Find("section.panel").FilterFunction(func(_ int, s *goquery.Selection) bool { return text(s.Find("h2")) == "People" })
-		var got []string
-		people.Find("li").Each(func(_ int, li *goquery.Selection) {
-			got = append(got, li.Find("span").First().Text()+" "+li.Find("span.tag").Text())
-		})
-		if strings.Join(got, ",") != "octocat owner,hubot manager,monalisa member" {
+		people := doc.Find("#" + views.PeopleID)
+		if got := strings.Join(peopleOf(people.Find("li")), ","); got != "octocat owner,hubot manager,monalisa member" {
 			t.Errorf("%s: people %q", where, got)
 		}
-		if sync := people.Find("form"); tt.configure {
+		if sync := people.Find(`form[action$="/sync"]`); tt.configure {
 			checkForm(t, where, sync, projectURL+"/members/sync", "Sync with GitHub")
 		} else if sync.Length() != 0 {
 			t.Errorf("%s: offers to sync members", where)
+		}
+		// GitHub says who is on the project: nobody is added or removed here.
+		if n := people.Find(`form[action$="/delete"], form[action$="/members"], select`).Length(); n != 0 {
+			t.Errorf("%s: %d controls to add or remove people", where, n)
 		}
 		if n := doc.Find(`a[href="` + projectURL + `/settings"]`).Length(); (n == 1) != tt.configure || n > 1 {
 			t.Errorf("%s: %d settings links", where, n)
@@ -569,9 +676,288 @@ func TestPageProject(t *testing.T) {
 		if (del.Length() == 1) != tt.canDelete || del.Length() > 1 {
 			t.Errorf("%s: %d delete links", where, del.Length())
 		}
-		if tt.canDelete && (!del.HasClass("danger") || text(del) != "Delete this project…") {
-			t.Errorf("%s: delete link %q", where, text(del))
+		if tt.canDelete && (!del.HasClass("danger") || textOf(del) != "Delete this project…") {
+			t.Errorf("%s: delete link %q", where, textOf(del))
 		}
+	}
+
+	// What the page says after an action sent people back to it.
+	for query, flash := range map[string]string{
+		"?synced":  "Members synced with GitHub.",
+		"?people":  "People saved.",
+		"?created": "Project created. Add a hook in its settings, then run a build.",
+		"?other":   "",
+	} {
+		doc, _ := fetchPage(t, owner, projectURL+query, 200)
+		f := doc.Find(".flash")
+		if flash == "" && f.Length() != 0 || flash != "" && (textOf(f) != flash || !f.HasClass("flash-ok") || attrOf(f, "role") != "status") {
+			t.Errorf("%s: flash %q, want %q", query, textOf(f), flash)
+		}
+	}
+}
+
+// signInLocal makes a local account and signs a browser in with it.
+func signInLocal(t *testing.T, s *testServer, name string) (store.User, *browser) {
+	t.Helper()
+	u := localUser(t, s, name, name+"'s password")
+	b := newBrowser(t, s)
+	if res, _ := b.do("POST", "/login", url.Values{"username": {name}, "password": {name + "'s password"}}); res.StatusCode != 303 {
+		t.Fatalf("sign in as %s: %d", name, res.StatusCode)
+	}
+	return u, b
+}
+
+// A project of a git URL: its managers see how to connect the git server,
+// and its owner manages its people.
+func TestPageGitProject(t *testing.T) {
+	s := newLocalTestServer(t)
+	ctx := context.Background()
+	ann, annB := signInLocal(t, s, "ann")
+	bob, bobB := signInLocal(t, s, "bob")
+	carol, carolB := signInLocal(t, s, "carol")
+	dave := localUser(t, s, "dave", "dave's password")
+	const (
+		gitURL  = "git@git.example.com:team/app.git"
+		private = "pk-a87ff679a2f3e71d9181a67b7542122c"
+		secret  = "wh-e4da3b7fbbce2345d7772b0674a318d5"
+		public  = "ssh-ed25519 AAAAgit kozmic team/app"
+	)
+	p, err := s.db.CreateProject(ctx, store.NewProject{OwnerID: ann.ID, Source: store.SourceGit, FullName: "team/app", GitURL: gitURL,
+		WebhookSecret: secret, DeployKey: &store.DeployKey{PrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\n" + private + "\n", PublicKey: public}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.db.SetMembership(ctx, store.Membership{ProjectID: p.ID, UserID: bob.ID})
+	s.db.SetMembership(ctx, store.Membership{ProjectID: p.ID, UserID: carol.ID, AllowsManagement: true})
+	projectURL := fmt.Sprintf("/projects/%d", p.ID)
+	webhook := fmt.Sprintf("http://kozmic.test/webhooks/%d", p.ID)
+
+	for _, tt := range []struct {
+		login, role      string
+		b                *browser
+		configure, owner bool
+	}{
+		{"ann", "owner", annB, true, true},
+		{"carol", "manager", carolB, true, false},
+		{"bob", "member", bobB, false, false},
+	} {
+		where := "git project as " + tt.login
+		doc, body := fetchPage(t, tt.b, projectURL, 200)
+		checkSignedIn(t, where, doc, tt.login)
+		checkInert(t, where, doc, body)
+		if got := textOf(doc.Find("main > p.muted").First()); got != "Your role: "+tt.role+"." {
+			t.Errorf("%s: %q", where, got)
+		}
+		if strings.Contains(body, private) || strings.Contains(body, "PRIVATE KEY") {
+			t.Errorf("%s: the private deploy key shows", where)
+		}
+		if got := doc.Find("form#"+views.RunBuildID).Length() == 1; got != tt.configure {
+			t.Errorf("%s: run build form %v", where, got)
+		}
+		conn := panelTitled(doc, "Connection")
+		if !tt.configure {
+			if conn.Length() != 0 || strings.Contains(body, secret) || strings.Contains(body, gitURL) || strings.Contains(body, public) {
+				t.Errorf("%s: a member sees the connection, its secret or its key", where)
+			}
+		} else {
+			clones := conn.Find("p").FilterFunction(func(_ int, p *goquery.Selection) bool { return strings.HasPrefix(p.Text(), "Clones") })
+			hook := conn.Find("p").FilterFunction(func(_ int, p *goquery.Selection) bool { return strings.HasPrefix(p.Text(), "Webhook:") })
+			if clones.Find("code").Text() != gitURL || conn.Find("pre.copy").First().Text() != public || hook.Find("code").Text() != webhook {
+				t.Errorf("%s: connection %q", where, textOf(conn))
+			}
+			if help := conn.Find("p.muted").First(); !strings.Contains(textOf(help), "Give this key read access") || help.Find("code").Text() != "~/.ssh/authorized_keys" {
+				t.Errorf("%s: deploy key help %q", where, textOf(help))
+			}
+			details := conn.Find("details")
+			if got := textOf(details.Find("summary")); got != "Webhook secret and a post-receive hook" {
+				t.Errorf("%s: summary %q", where, got)
+			}
+			if got := details.Find("p").First().Find("code").Text(); got != secret {
+				t.Errorf("%s: secret %q", where, got)
+			}
+			script := details.Find("pre.copy").Text()
+			if !strings.HasPrefix(script, "#!/bin/sh\n") || !strings.Contains(script, "\nurl='"+webhook+"'\n") || !strings.Contains(script, "\nsecret='"+secret+"'\n") {
+				t.Errorf("%s: post-receive hook\n%s", where, script)
+			}
+		}
+		people := doc.Find("#" + views.PeopleID)
+		if got := strings.Join(peopleOf(people.Find("li")), ","); got != "ann owner,carol manager,bob member" {
+			t.Errorf("%s: people %q", where, got)
+		}
+		if n := people.Find(`form[action$="/members/sync"]`).Length(); n != 0 {
+			t.Errorf("%s: offers to sync people with GitHub", where)
+		}
+		removes := people.Find(`li form`)
+		add := people.Find(`form[action="` + projectURL + `/members"]`)
+		if !tt.owner {
+			if removes.Length() != 0 || add.Length() != 0 || people.Find("select").Length() != 0 {
+				t.Errorf("%s: %d remove and %d add forms", where, removes.Length(), add.Length())
+			}
+			continue
+		}
+		for _, m := range []store.User{carol, bob} {
+			li := people.Find("li").FilterFunction(func(_ int, li *goquery.Selection) bool {
+				return strings.HasPrefix(peopleOf(li)[0], m.Username+" ")
+			})
+			form := li.Find("form")
+			checkForm(t, where+" remove "+m.Username, form, fmt.Sprintf("%s/members/%d/delete", projectURL, m.ID), "Remove")
+			if !form.HasClass("confirm") || attrOf(form, "data-confirm") != "Remove "+m.Username+" from team/app?" {
+				t.Errorf("%s: removing %s asks %q", where, m.Username, attrOf(form, "data-confirm"))
+			}
+		}
+		checkForm(t, where+" add", add, projectURL+"/members", "Add")
+		var users, roles []string
+		add.Find(`select[name="username"] option`).Each(func(_ int, o *goquery.Selection) { users = append(users, attrOf(o, "value")+"="+o.Text()) })
+		add.Find(`select[name="role"] option`).Each(func(_ int, o *goquery.Selection) { roles = append(roles, attrOf(o, "value")) })
+		if strings.Join(users, ",") != "dave=dave" || strings.Join(roles, ",") != "member,manager" {
+			t.Errorf("%s: may add %q as %q", where, users, roles)
+		}
+	}
+
+	// Once everyone is on the project, the owner is told how to make more accounts.
+	s.db.SetMembership(ctx, store.Membership{ProjectID: p.ID, UserID: dave.ID})
+	doc, _ := fetchPage(t, annB, projectURL+"?created", 200)
+	people := doc.Find("#" + views.PeopleID)
+	if note := people.Find("p.muted"); people.Find("select").Length() != 0 || !strings.HasPrefix(textOf(note), "Everyone with an account here is on the project.") ||
+		note.Find("code").Text() != "kozmic user add NAME" {
+		t.Errorf("nobody left to add: %q", textOf(note))
+	}
+	if f := doc.Find(".flash"); textOf(f) != "Project created. Give its deploy key (below) read access on the git server, add a hook in its settings, then run a build." {
+		t.Errorf("created: flash %q", textOf(f))
+	}
+	doc, _ = fetchPage(t, annB, projectURL+"/delete", 200)
+	if got := textOf(doc.Find("main section p")); !strings.Contains(got, "The repository itself is not touched.") || strings.Contains(got, "GitHub") {
+		t.Errorf("delete page of a git project: %q", got)
+	}
+	if strings.Contains(doc.Text(), secret) {
+		t.Error("the delete page shows the webhook secret")
+	}
+
+	// Running a build by hand: a ref that is not there is refused, as typed.
+	repo, _ := gitRepo(t, t.TempDir(), true)
+	local, err := s.db.CreateProject(ctx, store.NewProject{OwnerID: ann.ID, Source: store.SourceGit, FullName: "team/local", GitURL: repo, WebhookSecret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: local.ID, Title: "test", DockerImage: "busybox", BuildScript: "#!/bin/sh"}); err != nil {
+		t.Fatal(err)
+	}
+	runURL := fmt.Sprintf("/projects/%d/builds", local.ID)
+	res, body := annB.do("POST", runURL, url.Values{"ref": {xssImg}})
+	if res.StatusCode != 422 {
+		t.Fatalf("unknown ref: %d", res.StatusCode)
+	}
+	doc = pageDoc(t, body)
+	checkInert(t, "unknown ref", doc, body)
+	if f := doc.Find("p.flash.flash-error"); f.Length() != 1 || attrOf(f, "role") != "alert" || textOf(f) == "" {
+		t.Errorf("unknown ref: flash %q", textOf(f))
+	}
+	if got := attrOf(doc.Find("form#"+views.RunBuildID+" input#ref"), "value"); got != xssImg {
+		t.Errorf("unknown ref: the form holds %q", got)
+	}
+	if n := doc.Find("ul.builds > li").Length(); n != 0 {
+		t.Errorf("unknown ref: %d builds", n)
+	}
+	// The same commit twice: the second time, the first build and why.
+	for i, want := range []string{runURL + "/1", runURL + "/1?existing"} {
+		res, _ := annB.do("POST", runURL, url.Values{"ref": {"main"}})
+		if loc := res.Header.Get("Location"); res.StatusCode != 303 || loc != want {
+			t.Fatalf("run %d: %d to %q, want %q", i+1, res.StatusCode, loc, want)
+		}
+	}
+	doc, _ = fetchPage(t, annB, runURL+"/1?existing", 200)
+	if f := doc.Find("main > p.flash.flash-ok"); !strings.HasPrefix(textOf(f), "This commit was built before") {
+		t.Errorf("existing: flash %q", textOf(f))
+	}
+	if got := textOf(doc.Find("section.panel p.muted").First()); !strings.HasPrefix(got, "ann · refs/heads/main · ") {
+		t.Errorf("a build run by hand: %q", got)
+	}
+}
+
+func TestPageNewProject(t *testing.T) {
+	s := newLocalTestServer(t)
+	_, b := signInLocal(t, s, "ann")
+	check := func(where string, doc *goquery.Document, body, name, gitURL string, public bool) {
+		t.Helper()
+		checkSignedIn(t, where, doc, "ann")
+		checkInert(t, where, doc, body)
+		if got := doc.Find("title").Text(); got != "New project · Kozmic" {
+			t.Errorf("%s: title %q", where, got)
+		}
+		if got := textOf(doc.Find("main h1")); got != "New project" {
+			t.Errorf("%s: h1 %q", where, got)
+		}
+		form := doc.Find("main form")
+		checkForm(t, where, form, "/projects/new", "Create project")
+		n, u := form.Find(`input#name[name="name"][required]`), form.Find(`input#git_url[name="git_url"][required]`)
+		if attrOf(n, "value") != name || attrOf(u, "value") != gitURL || attrOf(n, "placeholder") != "team/app" {
+			t.Errorf("%s: name %q, URL %q; want %q, %q", where, attrOf(n, "value"), attrOf(u, "value"), name, gitURL)
+		}
+		for _, id := range []string{"name", "git_url"} {
+			if form.Find(`label[for="`+id+`"]`).Length() != 1 {
+				t.Errorf("%s: no label for %s", where, id)
+			}
+		}
+		box := form.Find(`label > input[type="checkbox"][name="public"]`)
+		if _, checked := box.Attr("checked"); box.Length() != 1 || attrOf(box, "value") != "1" || checked != public {
+			t.Errorf("%s: public box %d×, checked %v, want %v", where, box.Length(), checked, public)
+		}
+	}
+	doc, body := fetchPage(t, b, "/projects/new", 200)
+	check("new project", doc, body, "", "", false)
+	if doc.Find(".flash").Length() != 0 {
+		t.Error("new project: an error before any attempt")
+	}
+	// Refused: why, with what was typed kept, as text.
+	dir := "/no/such/" + xssImg
+	res, body := b.do("POST", "/projects/new", url.Values{"name": {xssScript}, "git_url": {dir}, "public": {"1"}})
+	if res.StatusCode != 422 {
+		t.Fatalf("no such directory: %d", res.StatusCode)
+	}
+	doc = pageDoc(t, body)
+	check("no such directory", doc, body, xssScript, dir, true)
+	if f := doc.Find("p.flash.flash-error"); textOf(f) != strings.Join(strings.Fields("There is no directory "+dir+" on this server."), " ") || attrOf(f, "role") != "alert" {
+		t.Errorf("no such directory: flash %q", textOf(f))
+	}
+}
+
+// unreachableJobs is the runner while the Docker engine does not answer.
+type unreachableJobs struct {
+	Jobs
+	msg string
+}
+
+func (u unreachableJobs) Unreachable() string { return u.msg }
+
+// While Docker does not answer, every page of a signed-in person says so.
+func TestPageDockerBanner(t *testing.T) {
+	const msg = "Docker is not reachable at unix:///var/run/docker.sock — jobs will wait"
+	s := newTestServer(t)
+	s.Handler.jobs = unreachableJobs{Jobs: s.Handler.jobs, msg: msg}
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	build, job := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", "ok\n", store.JobSuccess)
+	project := fmt.Sprintf("/projects/%d", p.ID)
+	buildURL := fmt.Sprintf("%s/builds/%d", project, build.Number)
+	for _, path := range []string{"/", "/account", project, project + "/settings", project + "/hooks/new", buildURL, fmt.Sprintf("%s/jobs/%d", buildURL, job.ID)} {
+		doc, _ := fetchPage(t, b, path, 200)
+		banner := doc.Find("#" + views.BannerID)
+		if banner.Length() != 1 || textOf(banner) != msg || !banner.HasClass("banner") || attrOf(banner, "role") != "alert" {
+			t.Errorf("%s: banner %d× %q", path, banner.Length(), textOf(banner))
+		}
+		if banner.Closest("main").Length() != 0 || banner.Prev().Is("header.top") != true {
+			t.Errorf("%s: the banner is not right under the top bar", path)
+		}
+	}
+	// Not for visitors, and not when Docker answers.
+	if doc, _ := fetchPage(t, newBrowser(t, s), "/login", 200); doc.Find("#"+views.BannerID).Length() != 0 {
+		t.Error("the banner shows to visitors")
+	}
+	ok := newTestServer(t)
+	okB := newBrowser(t, ok)
+	okB.signIn("/")
+	if doc, _ := fetchPage(t, okB, "/", 200); doc.Find("#"+views.BannerID).Length() != 0 {
+		t.Error("the banner shows while Docker answers")
 	}
 }
 
@@ -580,7 +966,7 @@ func TestPageBuild(t *testing.T) {
 	owner := newBrowser(t, s)
 	ctx := context.Background()
 	p := ownedProject(t, s, owner, "octocat/Hello-World", 1296269)
-	bs := team(t, s, p)
+	bs := signInTeam(t, s, p)
 	bs["octocat"] = owner
 	for _, title := range []string{"unit", "lint"} {
 		if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: title, DockerImage: "busybox", BuildScript: "#!/bin/sh"}); err != nil {
@@ -597,8 +983,8 @@ func TestPageBuild(t *testing.T) {
 	for _, j := range jobs {
 		jobOf[j.HookTitle] = j
 	}
-	runJob(t, s, jobOf["lint"].ID, store.JobSuccess, store.CacheHit)
-	runJob(t, s, jobOf["unit"].ID, store.JobFailure, store.CacheMiss)
+	moveJob(t, s, jobOf["lint"].ID, store.JobSuccess, store.CacheHit)
+	moveJob(t, s, jobOf["unit"].ID, store.JobFailure, store.CacheMiss)
 	buildURL := fmt.Sprintf("/projects/%d/builds/%d", p.ID, build.Number)
 	jobURL := func(id int64) string { return fmt.Sprintf("%s/jobs/%d", buildURL, id) }
 	polls := func(table *goquery.Selection) bool {
@@ -609,7 +995,7 @@ func TestPageBuild(t *testing.T) {
 		if get || trigger || sel || swap {
 			want := map[string]string{"hx-get": buildURL, "hx-trigger": "every 2s", "hx-select": "#" + views.JobsTableID, "hx-swap": "outerHTML"}
 			for k, v := range want {
-				if got := attr(table, k); got != v {
+				if got := attrOf(table, k); got != v {
 					t.Errorf("jobs table %s=%q, want %q", k, got, v)
 				}
 			}
@@ -618,34 +1004,34 @@ func TestPageBuild(t *testing.T) {
 		return false
 	}
 
-	doc, body := fetch(t, owner, buildURL, 200)
+	doc, body := fetchPage(t, owner, buildURL, 200)
 	checkSignedIn(t, "build", doc, "octocat")
 	checkInert(t, "build", doc, body)
 	if got := doc.Find("title").Text(); got != "#1 · octocat/Hello-World · Kozmic" {
 		t.Errorf("title %q", got)
 	}
-	if got := text(doc.Find("main > .head h1")); got != "Build #1" {
+	if got := textOf(doc.Find("main > .head h1")); got != "Build #1" {
 		t.Errorf("h1 %q", got)
 	}
-	if a := doc.Find("main > .head a"); attr(a, "href") != fmt.Sprintf("/projects/%d", p.ID) || text(a) != "octocat/Hello-World" {
-		t.Errorf("project link %q to %q", text(a), attr(a, "href"))
+	if a := doc.Find("main > .head a"); attrOf(a, "href") != fmt.Sprintf("/projects/%d", p.ID) || textOf(a) != "octocat/Hello-World" {
+		t.Errorf("project link %q to %q", textOf(a), attrOf(a, "href"))
 	}
 	if got := doc.Find("p.message").Text(); got != "Fix the parser\n\nIt broke on empty input." {
 		t.Errorf("message %q", got)
 	}
 	meta := doc.Find("section.panel p.muted").First()
-	if got := text(meta); !strings.HasPrefix(got, "Ann · refs/heads/main · "+sha+" · just now") {
+	if got := textOf(meta); !strings.HasPrefix(got, "Ann · refs/heads/main · "+sha+" · just now") {
 		t.Errorf("meta %q", got)
 	}
-	if a := meta.Find("a"); attr(a, "href") != s.github.WebURL().String()+"/octocat/Hello-World/commit/"+sha || a.Find("code").Text() != sha {
-		t.Errorf("commit link %q to %q", text(a), attr(a, "href"))
+	if a := meta.Find("a"); attrOf(a, "href") != s.github.WebURL().String()+"/octocat/Hello-World/commit/"+sha || a.Find("code").Text() != sha {
+		t.Errorf("commit link %q to %q", textOf(a), attrOf(a, "href"))
 	}
 	table := doc.Find("#" + views.JobsTableID)
 	if table.Length() != 1 || polls(table) {
 		t.Errorf("a finished build's jobs table (%d) polls", table.Length())
 	}
 	checkStatus(t, "build", table.Find(".head > .status"), "failed", "status-failure")
-	if got := text(table.Find(".head > span.muted")); !durationRE.MatchString(got) {
+	if got := textOf(table.Find(".head > span.muted")); !durationRE.MatchString(got) {
 		t.Errorf("build duration %q", got)
 	}
 	rows := table.Find("ul.rows > li")
@@ -660,15 +1046,24 @@ func TestPageBuild(t *testing.T) {
 	} {
 		row := rows.Eq(i)
 		checkStatus(t, tt.title, row.Find(".status"), tt.word, tt.class)
-		if a := row.Find("a"); text(a) != tt.title || attr(a, "href") != jobURL(jobOf[tt.title].ID) {
-			t.Errorf("row %d: %q to %q, want %s", i, text(a), attr(a, "href"), tt.title)
+		if a := row.Find("a"); textOf(a) != tt.title || attrOf(a, "href") != jobURL(jobOf[tt.title].ID) {
+			t.Errorf("row %d: %q to %q, want %s", i, textOf(a), attrOf(a, "href"), tt.title)
 		}
-		if got := text(row.Find("span.tag")); got != tt.cache {
+		if got := textOf(row.Find("span.tag")); got != tt.cache {
 			t.Errorf("%s: tags %q, want %q", tt.title, got, tt.cache)
 		}
-		if got := text(row.Children().Last()); !durationRE.MatchString(got) {
+		if got := textOf(row.Children().Last()); !durationRE.MatchString(got) {
 			t.Errorf("%s: duration %q", tt.title, got)
 		}
+	}
+
+	if n := doc.Find(".flash").Length(); n != 0 {
+		t.Errorf("build: %d flashes unasked", n)
+	}
+	// A build asked for again: this one, and why.
+	doc, _ = fetchPage(t, owner, buildURL+"?existing", 200)
+	if f := doc.Find("main > p.flash"); !strings.HasPrefix(textOf(f), "This commit was built before: here is that build.") || !f.HasClass("flash-ok") || attrOf(f, "role") != "status" {
+		t.Errorf("existing build: flash %q", textOf(f))
 	}
 
 	// Only those who may configure may re-run.
@@ -676,7 +1071,7 @@ func TestPageBuild(t *testing.T) {
 		login string
 		rerun bool
 	}{{"octocat", true}, {"hubot", true}, {"monalisa", false}} {
-		doc, _ := fetch(t, bs[tt.login], buildURL, 200)
+		doc, _ := fetchPage(t, bs[tt.login], buildURL, 200)
 		if form := doc.Find("#" + views.JobsTableID + " form"); tt.rerun {
 			checkForm(t, "build as "+tt.login, form, buildURL+"/rerun", "Re-run failed jobs")
 		} else if form.Length() != 0 {
@@ -693,7 +1088,7 @@ func TestPageBuild(t *testing.T) {
 	if second.HookTitle != "unit" || second.Attempt != 2 {
 		t.Fatalf("after re-run the last job is %s attempt %d", second.HookTitle, second.Attempt)
 	}
-	for _, doc := range []*goquery.Document{func() *goquery.Document { d, _ := fetch(t, owner, buildURL, 200); return d }(), fetchHX(t, owner, buildURL)} {
+	for _, doc := range []*goquery.Document{func() *goquery.Document { d, _ := fetchPage(t, owner, buildURL, 200); return d }(), fetchPoll(t, owner, buildURL)} {
 		table := doc.Find("#" + views.JobsTableID)
 		if table.Length() != 1 || !polls(table) {
 			t.Errorf("an unfinished build's jobs table (%d) does not poll", table.Length())
@@ -707,13 +1102,13 @@ func TestPageBuild(t *testing.T) {
 		}
 		row := rows.Eq(1)
 		checkStatus(t, "second attempt", row.Find(".status"), "enqueued", "status-enqueued")
-		if a := row.Find("a"); attr(a, "href") != jobURL(second.ID) {
-			t.Errorf("second attempt links to %q", attr(a, "href"))
+		if a := row.Find("a"); attrOf(a, "href") != jobURL(second.ID) {
+			t.Errorf("second attempt links to %q", attrOf(a, "href"))
 		}
-		if got := text(row.Find("span.tag")); got != "attempt 2" {
+		if got := textOf(row.Find("span.tag")); got != "attempt 2" {
 			t.Errorf("second attempt tags %q", got)
 		}
-		if got := text(row.Children().Last()); durationRE.MatchString(got) {
+		if got := textOf(row.Children().Last()); durationRE.MatchString(got) {
 			t.Errorf("the attempt that never started shows a duration %q", got)
 		}
 	}
@@ -721,7 +1116,7 @@ func TestPageBuild(t *testing.T) {
 	if res, _ := owner.do("POST", jobURL(second.ID)+"/cancel", url.Values{}); res.StatusCode != 303 {
 		t.Fatalf("cancel: %d", res.StatusCode)
 	}
-	table = fetchHX(t, owner, buildURL).Find("#" + views.JobsTableID)
+	table = fetchPoll(t, owner, buildURL).Find("#" + views.JobsTableID)
 	if polls(table) {
 		t.Error("the poll's answer for a finished build polls on")
 	}
@@ -734,7 +1129,7 @@ func TestPageBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	lb, _ := buildWithLog(t, s, local, "refs/heads/main", sha, "m", "", store.JobSuccess)
-	doc, _ = fetch(t, owner, fmt.Sprintf("/projects/%d/builds/%d", local.ID, lb.Number), 200)
+	doc, _ = fetchPage(t, owner, fmt.Sprintf("/projects/%d/builds/%d", local.ID, lb.Number), 200)
 	if meta := doc.Find("section.panel p.muted").First(); meta.Find("a").Length() != 0 || meta.Find("code").Text() != sha {
 		t.Errorf("local build: commit %q, %d links", meta.Find("code").Text(), meta.Find("a").Length())
 	}
@@ -745,7 +1140,7 @@ func TestPageJob(t *testing.T) {
 	owner := newBrowser(t, s)
 	ctx := context.Background()
 	p := ownedProject(t, s, owner, "octocat/Hello-World", 1296269)
-	bs := team(t, s, p)
+	bs := signInTeam(t, s, p)
 	bs["octocat"] = owner
 	build, first := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", "ok\n", store.JobFailure)
 	buildURL := fmt.Sprintf("/projects/%d/builds/%d", p.ID, build.Number)
@@ -759,14 +1154,14 @@ func TestPageJob(t *testing.T) {
 	head := func(where string, doc *goquery.Document, id int64, word, class string, cancel, restart bool) {
 		t.Helper()
 		h := doc.Find("#" + views.JobHeadID)
-		if h.Length() != 1 || attr(h, "sse-swap") != "end" || attr(h, "hx-swap") != "outerHTML" {
-			t.Errorf("%s: %d heads, sse-swap %q hx-swap %q", where, h.Length(), attr(h, "sse-swap"), attr(h, "hx-swap"))
+		if h.Length() != 1 || attrOf(h, "sse-swap") != "end" || attrOf(h, "hx-swap") != "outerHTML" {
+			t.Errorf("%s: %d heads, sse-swap %q hx-swap %q", where, h.Length(), attrOf(h, "sse-swap"), attrOf(h, "hx-swap"))
 		}
 		checkStatus(t, where, h.Find("#"+views.JobStatusID+" > .status"), word, class)
 		if f := h.Find(`form[action$="/cancel"]`); cancel {
 			checkForm(t, where, f, jobURL(id)+"/cancel", "Cancel")
-			if !f.HasClass("confirm") || attr(f, "data-confirm") != "Cancel this job?" {
-				t.Errorf("%s: cancel is not confirmed: class %q", where, attr(f, "class"))
+			if !f.HasClass("confirm") || attrOf(f, "data-confirm") != "Cancel this job?" {
+				t.Errorf("%s: cancel is not confirmed: class %q", where, attrOf(f, "class"))
 			}
 		} else if f.Length() != 0 {
 			t.Errorf("%s: offers to cancel", where)
@@ -776,56 +1171,56 @@ func TestPageJob(t *testing.T) {
 		} else if f.Length() != 0 {
 			t.Errorf("%s: offers to restart", where)
 		}
-		if a := h.Find("a"); a.Length() != 1 || text(a) != "Raw log" || attr(a, "href") != jobURL(id)+"/log.txt" {
-			t.Errorf("%s: raw log link %q to %q", where, text(a), attr(a, "href"))
+		if a := h.Find("a"); a.Length() != 1 || textOf(a) != "Raw log" || attrOf(a, "href") != jobURL(id)+"/log.txt" {
+			t.Errorf("%s: raw log link %q to %q", where, textOf(a), attrOf(a, "href"))
 		}
 	}
 	attempts := func(where string, doc *goquery.Document, current string, links map[string]string) {
 		t.Helper()
-		line := doc.Find("p.muted").FilterFunction(func(_ int, s *goquery.Selection) bool { return strings.HasPrefix(text(s), "Attempts:") })
-		if line.Length() != 1 || text(line.Find("strong")) != current || line.Find(".status").Length() != 2 {
-			t.Errorf("%s: attempts %q", where, text(line))
+		line := doc.Find("p.muted").FilterFunction(func(_ int, s *goquery.Selection) bool { return strings.HasPrefix(textOf(s), "Attempts:") })
+		if line.Length() != 1 || textOf(line.Find("strong")) != current || line.Find(".status").Length() != 2 {
+			t.Errorf("%s: attempts %q", where, textOf(line))
 		}
 		for n, href := range links {
-			if a := line.Find(`a[href="` + href + `"]`); text(a) != n {
-				t.Errorf("%s: attempt %s links %q", where, n, text(a))
+			if a := line.Find(`a[href="` + href + `"]`); textOf(a) != n {
+				t.Errorf("%s: attempt %s links %q", where, n, textOf(a))
 			}
 		}
 	}
 
 	// The waiting second attempt: it streams its log, follows it, and can be canceled.
-	doc, body := fetch(t, owner, jobURL(second.ID), 200)
+	doc, body := fetchPage(t, owner, jobURL(second.ID), 200)
 	checkSignedIn(t, "job", doc, "octocat")
 	checkInert(t, "job", doc, body)
 	if got := doc.Find("title").Text(); got != "test · #1 · octocat/Hello-World · Kozmic" {
 		t.Errorf("title %q", got)
 	}
-	if got := text(doc.Find("main > .head h1")); got != "test" {
+	if got := textOf(doc.Find("main > .head h1")); got != "test" {
 		t.Errorf("h1 %q", got)
 	}
-	if a := doc.Find(`main > .head a[href="` + buildURL + `"]`); text(a) != "Build #1" {
-		t.Errorf("build link %q", text(a))
+	if a := doc.Find(`main > .head a[href="` + buildURL + `"]`); textOf(a) != "Build #1" {
+		t.Errorf("build link %q", textOf(a))
 	}
-	if a := doc.Find(fmt.Sprintf(`main > .head a[href="/projects/%d"]`, p.ID)); text(a) != "octocat/Hello-World" {
-		t.Errorf("project link %q", text(a))
+	if a := doc.Find(fmt.Sprintf(`main > .head a[href="/projects/%d"]`, p.ID)); textOf(a) != "octocat/Hello-World" {
+		t.Errorf("project link %q", textOf(a))
 	}
 	head("enqueued job", doc, second.ID, "enqueued", "status-enqueued", true, false)
 	sec := doc.Find("section[sse-connect]")
-	if sec.Length() != 1 || attr(sec, "hx-ext") != "sse" || attr(sec, "sse-connect") != jobURL(second.ID)+"/log/stream" || attr(sec, "sse-close") != "end" {
-		t.Errorf("stream: %d sections, hx-ext %q sse-connect %q sse-close %q", sec.Length(), attr(sec, "hx-ext"), attr(sec, "sse-connect"), attr(sec, "sse-close"))
+	if sec.Length() != 1 || attrOf(sec, "hx-ext") != "sse" || attrOf(sec, "sse-connect") != jobURL(second.ID)+"/log/stream" || attrOf(sec, "sse-close") != "end" {
+		t.Errorf("stream: %d sections, hx-ext %q sse-connect %q sse-close %q", sec.Length(), attrOf(sec, "hx-ext"), attrOf(sec, "sse-connect"), attrOf(sec, "sse-close"))
 	}
-	if l := sec.Find("#" + views.LogID); l.Length() != 1 || !l.HasClass("log") || attr(l, "sse-swap") != "line" || attr(l, "hx-swap") != "beforeend" {
-		t.Errorf("log: %d, sse-swap %q hx-swap %q", l.Length(), attr(l, "sse-swap"), attr(l, "hx-swap"))
+	if l := sec.Find("#" + views.LogID); l.Length() != 1 || !l.HasClass("log") || attrOf(l, "sse-swap") != "line" || attrOf(l, "hx-swap") != "beforeend" {
+		t.Errorf("log: %d, sse-swap %q hx-swap %q", l.Length(), attrOf(l, "sse-swap"), attrOf(l, "hx-swap"))
 	}
-	if f := doc.Find(`#` + views.JobHeadID + ` label.follow input#follow[type="checkbox"]`); f.Length() != 1 || attr(f, "checked") == "<no checked>" {
-		t.Errorf("follow checkbox: %d, checked %q", f.Length(), attr(f, "checked"))
+	if f := doc.Find(`#` + views.JobHeadID + ` label.follow input#follow[type="checkbox"]`); f.Length() != 1 || attrOf(f, "checked") == "<no checked>" {
+		t.Errorf("follow checkbox: %d, checked %q", f.Length(), attrOf(f, "checked"))
 	}
 	attempts("second attempt", doc, "2", map[string]string{"1": jobURL(first.ID)})
 
 	// The first attempt: finished, not the latest, so no actions.
-	doc, _ = fetch(t, owner, jobURL(first.ID), 200)
+	doc, _ = fetchPage(t, owner, jobURL(first.ID), 200)
 	head("first attempt", doc, first.ID, "failed", "status-failure", false, false)
-	if got := text(doc.Find("#" + views.JobStatusID + " span.muted")); !durationRE.MatchString(got) {
+	if got := textOf(doc.Find("#" + views.JobStatusID + " span.muted")); !durationRE.MatchString(got) {
 		t.Errorf("first attempt duration %q", got)
 	}
 	attempts("first attempt", doc, "1", map[string]string{"2": jobURL(second.ID)})
@@ -835,7 +1230,7 @@ func TestPageJob(t *testing.T) {
 		login  string
 		cancel bool
 	}{{"hubot", true}, {"monalisa", false}} {
-		doc, _ := fetch(t, bs[tt.login], jobURL(second.ID), 200)
+		doc, _ := fetchPage(t, bs[tt.login], jobURL(second.ID), 200)
 		head("enqueued job as "+tt.login, doc, second.ID, "enqueued", "status-enqueued", tt.cancel, false)
 	}
 
@@ -847,12 +1242,41 @@ func TestPageJob(t *testing.T) {
 		login   string
 		restart bool
 	}{{"octocat", true}, {"hubot", true}, {"monalisa", false}} {
-		doc, _ := fetch(t, bs[tt.login], jobURL(second.ID), 200)
+		doc, _ := fetchPage(t, bs[tt.login], jobURL(second.ID), 200)
 		where := "canceled job as " + tt.login
 		head(where, doc, second.ID, "error", "status-error", false, tt.restart)
-		if got := text(doc.Find("#" + views.JobHeadID + " > span.muted")); got != "canceled by hubot" {
+		if got := textOf(doc.Find("#" + views.JobHeadID + " > span.muted")); got != "canceled by hubot" {
 			t.Errorf("%s: error %q", where, got)
 		}
+	}
+
+	// A finished job's page loads its log a page at a time instead of streaming it.
+	doc, _ = fetchPage(t, owner, jobURL(first.ID), 200)
+	if n := doc.Find("[sse-connect], [hx-ext], [sse-swap=line], #follow").Length(); n != 0 {
+		t.Errorf("finished job: %d elements stream the log or follow it", n)
+	}
+	more := doc.Find("#" + views.LogID + " > ." + views.LogMoreClass)
+	if more.Length() != 1 || attrOf(more, "hx-get") != jobURL(first.ID)+"/log" || attrOf(more, "hx-trigger") != "load, seek" ||
+		attrOf(more, "hx-swap") != "outerHTML" || textOf(more) != "Loading…" {
+		t.Errorf("finished job: %d placeholders, hx-get %q hx-trigger %q hx-swap %q", more.Length(), attrOf(more, "hx-get"), attrOf(more, "hx-trigger"), attrOf(more, "hx-swap"))
+	}
+	// The page it loads: numbered lines, linked to themselves; members may read it.
+	for _, login := range []string{"octocat", "monalisa"} {
+		doc, body := fetchPage(t, bs[login], jobURL(first.ID)+"/log", 200)
+		checkInert(t, "log page as "+login, doc, body)
+		lines := doc.Find("body > div.log-page > div.line")
+		if lines.Length() != 1 || attrOf(lines, "id") != "L1" || textOf(lines.Find("span").First()) != "ok" {
+			t.Errorf("log page as %s: %d lines, %q", login, lines.Length(), textOf(lines))
+		}
+		if a := lines.Find("a"); attrOf(a, "href") != "#L1" || textOf(a) != "1" {
+			t.Errorf("log page as %s: line link %q to %q", login, textOf(a), attrOf(a, "href"))
+		}
+		if n := doc.Find("." + views.LogMoreClass).Length(); n != 0 {
+			t.Errorf("log page as %s: a placeholder after the last page", login)
+		}
+	}
+	if res, _ := bs["eve"].do("GET", jobURL(first.ID)+"/log", nil); res.StatusCode != 404 {
+		t.Errorf("log page as a stranger: %d, want 404", res.StatusCode)
 	}
 
 	// The end of the log stream sends the head again, as it is now.
@@ -860,13 +1284,13 @@ func TestPageJob(t *testing.T) {
 	if len(evs) == 0 || evs[len(evs)-1].event != "end" {
 		t.Fatalf("stream events %+v", evs)
 	}
-	end := parseHTML(t, evs[len(evs)-1].data)
+	end := pageDoc(t, evs[len(evs)-1].data)
 	if n := end.Find("body").Children().Length(); n != 1 {
 		t.Errorf("the end event holds %d elements, want the head only", n)
 	}
 	head("end event", end, second.ID, "error", "status-error", false, true)
 	monaEnd := readEvents(t, bs["monalisa"], jobURL(second.ID)+"/log/stream", "")
-	head("end event as monalisa", parseHTML(t, monaEnd[len(monaEnd)-1].data), second.ID, "error", "status-error", false, false)
+	head("end event as monalisa", pageDoc(t, monaEnd[len(monaEnd)-1].data), second.ID, "error", "status-error", false, false)
 }
 
 func TestPageSettings(t *testing.T) {
@@ -874,24 +1298,24 @@ func TestPageSettings(t *testing.T) {
 	owner := newBrowser(t, s)
 	ctx := context.Background()
 	p := ownedProject(t, s, owner, "octocat/Hello-World", 1296269)
-	bs := team(t, s, p)
+	bs := signInTeam(t, s, p)
 	settingsURL := fmt.Sprintf("/projects/%d/settings", p.ID)
 
-	doc, _ := fetch(t, owner, settingsURL, 200)
+	doc, _ := fetchPage(t, owner, settingsURL, 200)
 	if got := doc.Find("title").Text(); got != "Settings · octocat/Hello-World · Kozmic" {
 		t.Errorf("title %q", got)
 	}
-	if got := text(doc.Find("main > .head h1")); got != "Settings" {
+	if got := textOf(doc.Find("main > .head h1")); got != "Settings" {
 		t.Errorf("h1 %q", got)
 	}
-	if a := doc.Find("main > .head a"); attr(a, "href") != fmt.Sprintf("/projects/%d", p.ID) || text(a) != "octocat/Hello-World" {
-		t.Errorf("project link %q to %q", text(a), attr(a, "href"))
+	if a := doc.Find("main > .head a"); attrOf(a, "href") != fmt.Sprintf("/projects/%d", p.ID) || textOf(a) != "octocat/Hello-World" {
+		t.Errorf("project link %q to %q", textOf(a), attrOf(a, "href"))
 	}
 	hooks := doc.Find("section.panel").Eq(0)
-	if a := hooks.Find("a.button"); text(a) != "New hook" || attr(a, "href") != fmt.Sprintf("/projects/%d/hooks/new", p.ID) {
-		t.Errorf("new hook link %q to %q", text(a), attr(a, "href"))
+	if a := hooks.Find("a.button"); textOf(a) != "New hook" || attrOf(a, "href") != fmt.Sprintf("/projects/%d/hooks/new", p.ID) {
+		t.Errorf("new hook link %q to %q", textOf(a), attrOf(a, "href"))
 	}
-	if got := text(hooks.Find("p.muted")); !strings.HasPrefix(got, "No hooks yet") || hooks.Find("li").Length() != 0 {
+	if got := textOf(hooks.Find("p.muted")); !strings.HasPrefix(got, "No hooks yet") || hooks.Find("li").Length() != 0 {
 		t.Errorf("hooks empty state %q", got)
 	}
 
@@ -924,10 +1348,10 @@ func TestPageSettings(t *testing.T) {
 		{bs["hubot"], "", ""},
 	} {
 		where := "settings?flash=" + tt.flash
-		doc, body := fetch(t, tt.who, settingsURL+"?flash="+url.QueryEscape(tt.flash), 200)
+		doc, body := fetchPage(t, tt.who, settingsURL+"?flash="+url.QueryEscape(tt.flash), 200)
 		checkInert(t, where, doc, body)
-		if f := doc.Find(".flash"); tt.shown == "" && f.Length() != 0 || tt.shown != "" && (text(f) != tt.shown || !f.HasClass("flash-ok") || attr(f, "role") != "status") {
-			t.Errorf("%s: flash %q, want %q", where, text(f), tt.shown)
+		if f := doc.Find(".flash"); tt.shown == "" && f.Length() != 0 || tt.shown != "" && (textOf(f) != tt.shown || !f.HasClass("flash-ok") || attrOf(f, "role") != "status") {
+			t.Errorf("%s: flash %q, want %q", where, textOf(f), tt.shown)
 		}
 		if strings.Contains(body, value) {
 			t.Errorf("%s: a secret's value shows", where)
@@ -945,20 +1369,20 @@ func TestPageSettings(t *testing.T) {
 		}{{unit, true}, {lint, false}} {
 			path := fmt.Sprintf("/projects/%d/hooks/%d", p.ID, hk.ID)
 			li := hooks.Find(`a[href="` + path + `"]`).Closest("li")
-			if text(li.Find("a")) != hk.Title || text(li.Find("code")) != hk.DockerImage {
-				t.Errorf("%s: hook row %q", where, text(li))
+			if textOf(li.Find("a")) != hk.Title || textOf(li.Find("code")) != hk.DockerImage {
+				t.Errorf("%s: hook row %q", where, textOf(li))
 			}
-			if got := li.Find("span.tag").Length() == 1 && text(li.Find("span.tag")) == "install script"; got != hk.install {
+			if got := li.Find("span.tag").Length() == 1 && textOf(li.Find("span.tag")) == "install script"; got != hk.install {
 				t.Errorf("%s: %s install tag %v", where, hk.Title, got)
 			}
 			form := li.Find("form")
 			checkForm(t, where+" delete "+hk.Title, form, path+"/delete", "Delete")
-			if !form.HasClass("confirm") || attr(form, "data-confirm") != "Delete the hook "+hk.Title+"? Past jobs keep their logs." {
-				t.Errorf("%s: delete %s asks %q", where, hk.Title, attr(form, "data-confirm"))
+			if !form.HasClass("confirm") || attrOf(form, "data-confirm") != "Delete the hook "+hk.Title+"? Past jobs keep their logs." {
+				t.Errorf("%s: delete %s asks %q", where, hk.Title, attrOf(form, "data-confirm"))
 			}
 		}
 		secrets := doc.Find("section.panel").Eq(1)
-		if got := text(secrets.Find("h2")); got != "Secrets" {
+		if got := textOf(secrets.Find("h2")); got != "Secrets" {
 			t.Fatalf("%s: second panel %q", where, got)
 		}
 		var names []string
@@ -967,8 +1391,8 @@ func TestPageSettings(t *testing.T) {
 			names = append(names, name)
 			form := li.Find("form")
 			checkForm(t, where+" delete "+name, form, fmt.Sprintf("/projects/%d/secrets/%s/delete", p.ID, name), "Delete")
-			if !form.HasClass("confirm") || attr(form, "data-confirm") != "Delete the secret "+name+"?" {
-				t.Errorf("%s: delete %s asks %q", where, name, attr(form, "data-confirm"))
+			if !form.HasClass("confirm") || attrOf(form, "data-confirm") != "Delete the secret "+name+"?" {
+				t.Errorf("%s: delete %s asks %q", where, name, attrOf(form, "data-confirm"))
 			}
 		})
 		if strings.Join(names, ",") != "API_KEY,DEPLOY_TOKEN" {
@@ -976,19 +1400,19 @@ func TestPageSettings(t *testing.T) {
 		}
 		set := secrets.Children().Last()
 		checkForm(t, where+" set secret", set, fmt.Sprintf("/projects/%d/secrets", p.ID), "Set")
-		if in := set.Find(`input[name="name"]`); attr(in, "pattern") != "[A-Za-z_][A-Za-z0-9_]*" || attr(in, "required") == "<no required>" {
-			t.Errorf("%s: name input pattern %q", where, attr(in, "pattern"))
+		if in := set.Find(`input[name="name"]`); attrOf(in, "pattern") != "[A-Za-z_][A-Za-z0-9_]*" || attrOf(in, "required") == "<no required>" {
+			t.Errorf("%s: name input pattern %q", where, attrOf(in, "pattern"))
 		}
-		if in := set.Find(`input[name="value"]`); attr(in, "type") != "password" || attr(in, "value") != "<no value>" || attr(in, "autocomplete") != "new-password" {
-			t.Errorf("%s: value input type %q value %q", where, attr(in, "type"), attr(in, "value"))
+		if in := set.Find(`input[name="value"]`); attrOf(in, "type") != "password" || attrOf(in, "value") != "<no value>" || attrOf(in, "autocomplete") != "new-password" {
+			t.Errorf("%s: value input type %q value %q", where, attrOf(in, "type"), attrOf(in, "value"))
 		}
 	}
 
 	// A refused secret says why, and does not echo the value.
 	res, body := owner.do("POST", fmt.Sprintf("/projects/%d/secrets", p.ID), url.Values{"name": {xssImg}, "value": {"typed-" + value}})
-	doc = parseHTML(t, body)
-	if f := doc.Find("p.flash.flash-error"); res.StatusCode != 422 || attr(f, "role") != "alert" || !strings.HasPrefix(text(f), "A secret name uses letters") {
-		t.Errorf("bad secret name: %d, %q", res.StatusCode, text(f))
+	doc = pageDoc(t, body)
+	if f := doc.Find("p.flash.flash-error"); res.StatusCode != 422 || attrOf(f, "role") != "alert" || !strings.HasPrefix(textOf(f), "A secret name uses letters") {
+		t.Errorf("bad secret name: %d, %q", res.StatusCode, textOf(f))
 	}
 	checkInert(t, "bad secret name", doc, body)
 	if strings.Contains(body, value) {
@@ -996,8 +1420,8 @@ func TestPageSettings(t *testing.T) {
 	}
 
 	// Members are not let in.
-	doc, _ = fetch(t, bs["monalisa"], settingsURL, 403)
-	if got := text(doc.Find("main h1")); got != "Not allowed" || strings.Contains(doc.Text(), "DEPLOY_TOKEN") {
+	doc, _ = fetchPage(t, bs["monalisa"], settingsURL, 403)
+	if got := textOf(doc.Find("main h1")); got != "Not allowed" || textOf(doc.Find("main p.code")) != "403" || strings.Contains(doc.Text(), "DEPLOY_TOKEN") {
 		t.Errorf("member: h1 %q", got)
 	}
 }
@@ -1019,19 +1443,19 @@ func TestPageHookForm(t *testing.T) {
 		if got := doc.Find("title").Text(); got != "Hook · octocat/Hello-World · Kozmic" {
 			t.Errorf("%s: title %q", where, got)
 		}
-		if got := text(doc.Find("main > .head h1")); h1 != "" && got != h1 {
+		if got := textOf(doc.Find("main > .head h1")); h1 != "" && got != h1 {
 			t.Errorf("%s: h1 %q, want %q", where, got, h1)
 		}
-		if a := doc.Find("main > .head a"); attr(a, "href") != settings || text(a) != "octocat/Hello-World settings" {
-			t.Errorf("%s: settings link %q to %q", where, text(a), attr(a, "href"))
+		if a := doc.Find("main > .head a"); attrOf(a, "href") != settings || textOf(a) != "octocat/Hello-World settings" {
+			t.Errorf("%s: settings link %q to %q", where, textOf(a), attrOf(a, "href"))
 		}
 		form := doc.Find("form.stack")
 		checkForm(t, where, form, action, "Save")
 		for _, f := range []struct {
 			sel, got, want string
 		}{
-			{`input#title[name="title"][required]`, attr(form.Find(`input#title[name="title"][required]`), "value"), want.title},
-			{`input#image[name="image"][required]`, attr(form.Find(`input#image[name="image"][required]`), "value"), want.image},
+			{`input#title[name="title"][required]`, attrOf(form.Find(`input#title[name="title"][required]`), "value"), want.title},
+			{`input#image[name="image"][required]`, attrOf(form.Find(`input#image[name="image"][required]`), "value"), want.image},
 			{`textarea#install[name="install"]`, form.Find(`textarea#install[name="install"]`).Text(), want.install},
 			{`textarea#tracked[name="tracked"]`, form.Find(`textarea#tracked[name="tracked"]`).Text(), want.tracked},
 			{`textarea#build[name="build"][required]`, form.Find(`textarea#build[name="build"][required]`).Text(), want.build},
@@ -1040,7 +1464,7 @@ func TestPageHookForm(t *testing.T) {
 				t.Errorf("%s: %s holds %q, want %q", where, f.sel, f.got, f.want)
 			}
 		}
-		if ph := attr(form.Find("input#image"), "placeholder"); ph != "golang:1.26" {
+		if ph := attrOf(form.Find("input#image"), "placeholder"); ph != "golang:1.26" {
 			t.Errorf("%s: image placeholder %q", where, ph)
 		}
 		for _, id := range []string{"title", "image", "install", "tracked", "build"} {
@@ -1050,7 +1474,7 @@ func TestPageHookForm(t *testing.T) {
 		}
 	}
 
-	doc, body := fetch(t, b, fmt.Sprintf("/projects/%d/hooks/new", p.ID), 200)
+	doc, body := fetchPage(t, b, fmt.Sprintf("/projects/%d/hooks/new", p.ID), 200)
 	checkSignedIn(t, "new hook", doc, "octocat")
 	checkInert(t, "new hook", doc, body)
 	check("new hook", doc, "New hook", fmt.Sprintf("/projects/%d/hooks", p.ID), fields{image: "", build: "#!/bin/sh\nset -e\n"})
@@ -1059,7 +1483,7 @@ func TestPageHookForm(t *testing.T) {
 	}
 
 	edit := fmt.Sprintf("/projects/%d/hooks/%d", p.ID, hk.ID)
-	doc, _ = fetch(t, b, edit, 200)
+	doc, _ = fetchPage(t, b, edit, 200)
 	check("edit hook", doc, "unit", edit, fields{"unit", "golang:1.26", "#!/bin/sh\ngo mod download\n", "go.mod\ngo.sum", "#!/bin/sh\ngo test ./...\n"})
 
 	// Refused: the form again with what was typed and why.
@@ -1067,9 +1491,9 @@ func TestPageHookForm(t *testing.T) {
 	if res.StatusCode != 422 {
 		t.Fatalf("untitled hook: %d", res.StatusCode)
 	}
-	doc = parseHTML(t, body)
-	if f := doc.Find("p.flash.flash-error"); text(f) != "A hook needs a title." || attr(f, "role") != "alert" {
-		t.Errorf("untitled hook: flash %q", text(f))
+	doc = pageDoc(t, body)
+	if f := doc.Find("p.flash.flash-error"); textOf(f) != "A hook needs a title." || attrOf(f, "role") != "alert" {
+		t.Errorf("untitled hook: flash %q", textOf(f))
 	}
 	// (Its h1 is left unchecked: it shows the typed, empty title.)
 	check("untitled hook", doc, "", edit, fields{"", "golang:1.27", "", "a\nb", "#!/bin/bash\nmake\n"})
@@ -1079,36 +1503,36 @@ func TestPageDeleteProject(t *testing.T) {
 	s := newTestServer(t)
 	owner := newBrowser(t, s)
 	p := ownedProject(t, s, owner, "octocat/Hello-World", 1296269)
-	bs := team(t, s, p)
+	bs := signInTeam(t, s, p)
 	path := fmt.Sprintf("/projects/%d/delete", p.ID)
 
-	doc, body := fetch(t, owner, path, 200)
+	doc, body := fetchPage(t, owner, path, 200)
 	checkSignedIn(t, "delete", doc, "octocat")
 	checkInert(t, "delete", doc, body)
 	if got := doc.Find("title").Text(); got != "Delete octocat/Hello-World · Kozmic" {
 		t.Errorf("title %q", got)
 	}
-	if got := text(doc.Find("main h1")); got != "Delete octocat/Hello-World?" {
+	if got := textOf(doc.Find("main h1")); got != "Delete octocat/Hello-World?" {
 		t.Errorf("h1 %q", got)
 	}
-	if !strings.Contains(text(doc.Find("main section p")), "It cannot be undone.") {
-		t.Error("the page does not warn that deleting is final")
+	if got := textOf(doc.Find("main section p")); !strings.Contains(got, "removes Kozmic's webhook and deploy key from the repository on GitHub") || !strings.HasSuffix(got, "It cannot be undone.") {
+		t.Errorf("the page does not say what deleting does, or that it is final: %q", got)
 	}
 	form := doc.Find("main form")
 	checkForm(t, "delete", form, path, "Delete the project")
 	if !form.Find("button").HasClass("danger-button") {
 		t.Error("the delete button does not look dangerous")
 	}
-	if a := form.Find("a"); text(a) != "Cancel" || attr(a, "href") != fmt.Sprintf("/projects/%d", p.ID) {
-		t.Errorf("cancel link %q to %q", text(a), attr(a, "href"))
+	if a := form.Find("a"); textOf(a) != "Cancel" || attrOf(a, "href") != fmt.Sprintf("/projects/%d", p.ID) {
+		t.Errorf("cancel link %q to %q", textOf(a), attrOf(a, "href"))
 	}
 	if doc.Find(".flash").Length() != 0 {
 		t.Error("an error shows before trying")
 	}
 
 	for _, login := range []string{"hubot", "monalisa"} {
-		doc, _ := fetch(t, bs[login], path, 403)
-		if got := text(doc.Find("main h1")); got != "Not allowed" || doc.Find("main form").Length() != 0 {
+		doc, _ := fetchPage(t, bs[login], path, 403)
+		if got := textOf(doc.Find("main h1")); got != "Not allowed" || textOf(doc.Find("main p.code")) != "403" || doc.Find("main form").Length() != 0 {
 			t.Errorf("%s: h1 %q", login, got)
 		}
 	}
@@ -1120,9 +1544,9 @@ func TestPageDeleteProject(t *testing.T) {
 	s.db.SetGitHubHookID(context.Background(), p.ID, 12345678)
 	s.github.Script("DELETE "+repoAPI+"/hooks/12345678", fakegithub.Reply{Status: 403, Body: `{"message":"Must have admin rights to Repository."}`})
 	res, body := owner.do("POST", path, url.Values{})
-	doc = parseHTML(t, body)
-	if f := doc.Find("p.flash.flash-error"); res.StatusCode != 502 || attr(f, "role") != "alert" || text(f) != "GitHub answered: Must have admin rights to Repository." {
-		t.Errorf("refused: %d, flash %q", res.StatusCode, text(f))
+	doc = pageDoc(t, body)
+	if f := doc.Find("p.flash.flash-error"); res.StatusCode != 502 || attrOf(f, "role") != "alert" || textOf(f) != "GitHub answered: Must have admin rights to Repository." {
+		t.Errorf("refused: %d, flash %q", res.StatusCode, textOf(f))
 	}
 	checkForm(t, "refused", doc.Find("main form"), path, "Delete the project")
 }
@@ -1142,33 +1566,36 @@ func TestPageAccount(t *testing.T) {
 		if got := doc.Find("title").Text(); got != "Account · Kozmic" {
 			t.Errorf("%s: title %q", where, got)
 		}
-		if got := text(doc.Find("main h1")); got != "Account" {
+		if got := textOf(doc.Find("main h1")); got != "Account" {
 			t.Errorf("%s: h1 %q", where, got)
 		}
 		who := doc.Find("p.who")
-		if text(who.Find("strong")) != "octocat" || who.Find("span.muted").Text() != "Mona <b>Lisa</b>" || who.Find("b").Length() != 0 {
-			t.Errorf("%s: who %q", where, text(who))
+		if textOf(who.Find("strong")) != "octocat" || who.Find("span.muted").Text() != "Mona <b>Lisa</b>" || who.Find("b").Length() != 0 {
+			t.Errorf("%s: who %q", where, textOf(who))
 		}
-		if img := doc.Find("img"); img.Length() != 1 || !img.HasClass("avatar") || attr(img, "src") != avatar || attr(img, "alt") != "" {
-			t.Errorf("%s: %d images, src %q", where, img.Length(), attr(img, "src"))
+		if img := doc.Find("img"); img.Length() != 1 || !img.HasClass("avatar") || attrOf(img, "src") != avatar || attrOf(img, "alt") != "" {
+			t.Errorf("%s: %d images, src %q", where, img.Length(), attrOf(img, "src"))
 		}
-		form := doc.Find("main form")
+		form := doc.Find(`main form[action="/account"]`)
 		checkForm(t, where, form, "/account", "Save")
+		if n := doc.Find(`form[action="/account/password"], input[type="password"]`).Length(); n != 0 {
+			t.Errorf("%s: a GitHub account is offered a password (%d elements)", where, n)
+		}
 		in := form.Find(`input#email[name="email"]`)
-		if attr(in, "type") != "email" || attr(in, "value") != email || form.Find(`label[for="email"]`).Length() != 1 {
-			t.Errorf("%s: e-mail input type %q value %q", where, attr(in, "type"), attr(in, "value"))
+		if attrOf(in, "type") != "email" || attrOf(in, "value") != email || form.Find(`label[for="email"]`).Length() != 1 {
+			t.Errorf("%s: e-mail input type %q value %q", where, attrOf(in, "type"), attrOf(in, "value"))
 		}
 	}
 
-	doc, _ := fetch(t, b, "/account", 200)
+	doc, _ := fetchPage(t, b, "/account", 200)
 	check("account", doc, "octocat@github.com")
 	if doc.Find(".flash").Length() != 0 {
 		t.Error("account: a flash before saving")
 	}
-	doc, _ = fetch(t, b, "/account?saved", 200)
+	doc, _ = fetchPage(t, b, "/account?saved", 200)
 	check("saved", doc, "octocat@github.com")
-	if f := doc.Find(".flash"); text(f) != "Saved." || !f.HasClass("flash-ok") || attr(f, "role") != "status" {
-		t.Errorf("saved: flash %q", text(f))
+	if f := doc.Find(".flash"); textOf(f) != "Saved." || !f.HasClass("flash-ok") || attrOf(f, "role") != "status" {
+		t.Errorf("saved: flash %q", textOf(f))
 	}
 
 	// A refused address is shown back as typed, as text.
@@ -1176,10 +1603,10 @@ func TestPageAccount(t *testing.T) {
 	if res.StatusCode != 422 {
 		t.Fatalf("bad address: %d", res.StatusCode)
 	}
-	doc = parseHTML(t, body)
+	doc = pageDoc(t, body)
 	check("bad address", doc, xssImg)
-	if f := doc.Find(".flash"); text(f) != "That is not an e-mail address." || !f.HasClass("flash-error") || attr(f, "role") != "alert" {
-		t.Errorf("bad address: flash %q", text(f))
+	if f := doc.Find(".flash"); textOf(f) != "That is not an e-mail address." || !f.HasClass("flash-error") || attrOf(f, "role") != "alert" {
+		t.Errorf("bad address: flash %q", textOf(f))
 	}
 	if doc.Find("[onerror]").Length() != 0 || strings.Contains(body, "<img src=x") {
 		t.Error("bad address: the address became markup")
@@ -1187,10 +1614,43 @@ func TestPageAccount(t *testing.T) {
 
 	// An address stored some other way is shown as text too.
 	s.db.SetUserEmail(context.Background(), 1, xssScript)
-	doc, body = fetch(t, b, "/account", 200)
+	doc, body = fetchPage(t, b, "/account", 200)
 	check("stored address", doc, xssScript)
 	if strings.Contains(body, xssScript) || doc.Find("script:not([src])").Length() != 0 {
 		t.Error("stored address: the address became markup")
+	}
+}
+
+// A local account's page also changes its password.
+func TestPageLocalAccount(t *testing.T) {
+	_, b := signInLocal(t, newLocalTestServer(t), "ann")
+	for _, tt := range []struct{ query, flash string }{{"", ""}, {"?password-changed", "Password changed."}} {
+		where := "account" + tt.query
+		doc, body := fetchPage(t, b, "/account"+tt.query, 200)
+		checkSignedIn(t, where, doc, "ann")
+		checkInert(t, where, doc, body)
+		if got := textOf(doc.Find("p.who")); got != "ann" {
+			t.Errorf("%s: who %q", where, got)
+		}
+		checkForm(t, where, doc.Find(`main form[action="/account"]`), "/account", "Save")
+		panel := doc.Find("section.panel").FilterFunction(func(_ int, s *goquery.Selection) bool { return textOf(s.Find("h2")) == "Password" })
+		form := panel.Find("form")
+		checkForm(t, where, form, "/account/password", "Change password")
+		if got := attrOf(form.Find(`input[type="hidden"][name="username"]`), "value"); got != "ann" {
+			t.Errorf("%s: the form names %q for password managers", where, got)
+		}
+		for _, f := range []struct{ id, autocomplete string }{{"current", "current-password"}, {"new", "new-password"}, {"confirm", "new-password"}} {
+			in := form.Find(`input#` + f.id + `[name="` + f.id + `"][type="password"][required]`)
+			if in.Length() != 1 || attrOf(in, "autocomplete") != f.autocomplete || attrOf(in, "value") != "<no value>" || form.Find(`label[for="`+f.id+`"]`).Length() != 1 {
+				t.Errorf("%s: %s input %d×, autocomplete %q", where, f.id, in.Length(), attrOf(in, "autocomplete"))
+			}
+		}
+		if in := form.Find("input#new"); attrOf(in, "minlength") != "8" || attrOf(in, "maxlength") != "72" {
+			t.Errorf("%s: new password length %s..%s", where, attrOf(in, "minlength"), attrOf(in, "maxlength"))
+		}
+		if f := form.Find(".flash"); tt.flash == "" && f.Length() != 0 || tt.flash != "" && (textOf(f) != tt.flash || !f.HasClass("flash-ok") || attrOf(f, "role") != "status") {
+			t.Errorf("%s: flash %q, want %q", where, textOf(f), tt.flash)
+		}
 	}
 }
 
@@ -1231,16 +1691,16 @@ func TestPageNotFound(t *testing.T) {
 			t.Errorf("%s: %d, Cache-Control %q", tt.path, res.StatusCode, res.Header.Get("Cache-Control"))
 			continue
 		}
-		doc := parseHTML(t, body)
+		doc := pageDoc(t, body)
 		checkInert(t, tt.path, doc, body)
 		if got := doc.Find("title").Text(); got != "Page not found · Kozmic" {
 			t.Errorf("%s: title %q", tt.path, got)
 		}
-		if code, h1 := text(doc.Find("main p.code")), text(doc.Find("main h1")); code != "404" || h1 != "Page not found" {
+		if code, h1 := textOf(doc.Find("main p.code")), textOf(doc.Find("main h1")); code != "404" || h1 != "Page not found" {
 			t.Errorf("%s: %q %q", tt.path, code, h1)
 		}
-		if a := doc.Find(`main a[href="/"]`); text(a) != "Back to the start page" {
-			t.Errorf("%s: link home %q", tt.path, text(a))
+		if a := doc.Find(`main a[href="/"]`); textOf(a) != "Back to the start page" {
+			t.Errorf("%s: link home %q", tt.path, textOf(a))
 		}
 		if strings.Contains(body, "octocat/Secret") {
 			t.Errorf("%s: the page names the hidden project", tt.path)
@@ -1354,7 +1814,7 @@ func newHostileFixture(t *testing.T) hostileFixture {
 	signInAs(t, s, manager, 2, xssImg)
 	var err error
 	f.p, err = s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: 1296269,
-		FullName: xssScript, WebhookSecret: f.webhookSecret})
+		FullName: "octocat/Hello-World", WebhookSecret: f.webhookSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1403,26 +1863,26 @@ func TestPageEscapesUserText(t *testing.T) {
 		texts []want
 		attrs []attrWant
 	}{
-		{"/", []want{{"#" + views.DashboardID + " li a", xssScript}, {"#" + views.DashboardID + " span.branch", xssImg}}, nil},
-		{project, []want{{"main > .head h1", xssScript}, {"ul.builds span.branch", xssImg}, {"ul.builds span.message", xssImg},
-			{"ul.builds span.meta", xssScript}, {"title", xssScript + " · Kozmic"}}, nil},
+		{"/", []want{{"#" + views.DashboardID + " li a", f.p.FullName}, {"#" + views.DashboardID + " span.branch", xssImg}}, nil},
+		{project, []want{{"main > .head h1", f.p.FullName}, {"ul.builds span.branch", xssImg}, {"ul.builds span.message", xssImg},
+			{"ul.builds span.meta", xssScript}, {"title", f.p.FullName + " · Kozmic"}}, nil},
 		{project + "?branch=" + url.QueryEscape(xssImg), []want{{"ul.builds span.branch", xssImg}},
 			[]attrWant{{`input[name="branch"]`, "value", xssImg}}},
 		{project + "?branch=" + url.QueryEscape(xssScript), []want{{"section.panel .head + p.muted", "No builds of " + xssScript + "."}},
 			[]attrWant{{`input[name="branch"]`, "value", xssScript}}},
-		{build, []want{{"p.message", xssImg + "\n\n" + xssScript}, {"#" + views.JobsTableID + " li a", xssImg}, {"main > .head a", xssScript}}, nil},
+		{build, []want{{"p.message", xssImg + "\n\n" + xssScript}, {"#" + views.JobsTableID + " li a", xssImg}, {"main > .head a", f.p.FullName}}, nil},
 		{job, []want{{"main > .head h1", xssImg}, {"#" + views.JobHeadID + " > span.muted", "canceled by " + xssImg},
-			{"title", xssImg + " · #1 · " + xssScript + " · Kozmic"}}, nil},
-		{project + "/settings", []want{{"section.panel li a", xssImg}, {"section.panel li code.muted", xssScript}, {"main > .head a", xssScript}},
+			{"title", xssImg + " · #1 · " + f.p.FullName + " · Kozmic"}}, nil},
+		{project + "/settings", []want{{"section.panel li a", xssImg}, {"section.panel li code.muted", xssScript}, {"main > .head a", f.p.FullName}},
 			[]attrWant{{"section.panel li form.confirm", "data-confirm", "Delete the hook " + xssImg + "? Past jobs keep their logs."}}},
 		{hook, []want{{"main > .head h1", xssImg}, {"textarea#install", "#!/bin/sh\necho " + xssScript + "\n"},
 			{"textarea#build", "#!/bin/sh\necho '" + xssImg + "'\n"}, {"textarea#tracked", xssImg + "\n" + xssScript}}, // sorted
 			[]attrWant{{"input#title", "value", xssImg}, {"input#image", "value", xssScript}}},
-		{project + "/delete", []want{{"main h1", "Delete " + xssScript + "?"}}, nil},
+		{project + "/delete", []want{{"main h1", "Delete " + f.p.FullName + "?"}}, nil},
 		{"/account", []want{{"p.who strong", xssScript}}, []attrWant{{"input#email", "value", xssImg + "@example.com"}}},
 		{"/repositories", nil, nil},
 	} {
-		doc, body := fetch(t, f.owner, tt.path, 200)
+		doc, body := fetchPage(t, f.owner, tt.path, 200)
 		checkInert(t, tt.path, doc, body)
 		if a := doc.Find(`header.top a[href="/account"]`); a.Text() != xssScript {
 			t.Errorf("%s: account link %q", tt.path, a.Text())
@@ -1433,17 +1893,25 @@ func TestPageEscapesUserText(t *testing.T) {
 			}
 		}
 		for _, w := range tt.attrs {
-			if got := attr(doc.Find(w.sel).First(), w.attr); got != w.value {
+			if got := attrOf(doc.Find(w.sel).First(), w.attr); got != w.value {
 				t.Errorf("%s: %s %s = %q, want %q", tt.path, w.sel, w.attr, got, w.value)
 			}
 		}
 	}
+	// The finished job's log, a page of it.
+	doc, body := fetchPage(t, f.owner, job+"/log", 200)
+	checkLogInert(t, "log page", doc, body)
+	if got := doc.Find("#L1 > span").Text(); !strings.Contains(got, "<script>alert('log')</script>") {
+		t.Errorf("log page: L1 reads %q", got)
+	}
+	if lines := doc.Find("div.line"); lines.Length() != 5 || lines.Last().Find("span").Text() != "last line without a newline" {
+		t.Errorf("log page: %d lines, the last %q", lines.Length(), lines.Last().Find("span").Text())
+	}
 	// The project page's people: the manager's login as text.
-	doc, _ := fetch(t, f.owner, project, 200)
+	doc, _ = fetchPage(t, f.owner, project, 200)
 	var people []string
-	doc.Find("section.panel").FilterFunction(func(_ int, s *goquery.Selection) bool { return text(s.Find("h2")) == "People" }).
-		Find("li").Each(func(_ int, li *goquery.Selection) { people = append(people, li.Find("span").First().Text()) })
-	if strings.Join(people, "|") != xssScript+"|"+xssImg {
+	people = peopleOf(doc.Find("#" + views.PeopleID + " li"))
+	if strings.Join(people, "|") != xssScript+" owner|"+xssImg+" manager" {
 		t.Errorf("people %q", people)
 	}
 	// The end of the log stream too.
@@ -1452,17 +1920,9 @@ func TestPageEscapesUserText(t *testing.T) {
 	for _, e := range evs {
 		all.WriteString(e.data)
 	}
-	stream := parseHTML(t, all.String())
-	// The log renders a terminal's inline image, as a data: URL: the only image allowed.
-	stream.Find("img").Each(func(_ int, img *goquery.Selection) {
-		if !strings.HasPrefix(attr(img, "src"), "data:image/") {
-			t.Errorf("log stream: image from %q", attr(img, "src"))
-		}
-	})
-	if n := stream.Find("script, [onerror], [onload]").Length(); n != 0 || strings.Contains(all.String(), xssScript) {
-		t.Errorf("log stream: %d injected elements", n)
-	}
-	if got := text(stream.Find("#" + views.JobHeadID + " > span.muted")); got != "canceled by "+xssImg {
+	stream := pageDoc(t, all.String())
+	checkLogInert(t, "log stream", stream, all.String())
+	if got := textOf(stream.Find("#" + views.JobHeadID + " > span.muted")); got != "canceled by "+xssImg {
 		t.Errorf("end event error %q", got)
 	}
 }
@@ -1478,8 +1938,8 @@ func TestPageNeverShowsSecrets(t *testing.T) {
 	}
 	secrets := map[string]string{"secret value": f.secretValue, "webhook secret": f.webhookSecret, "private key": "pk-3c59dc048e8850243be8079a5c74d079", "private key header": "PRIVATE KEY", "access token": token}
 	for _, path := range []string{"/", "/account", "/repositories", project, project + "/settings", project + "/settings?flash=secret-saved",
-		project + "/hooks/new", fmt.Sprintf("%s/hooks/%d", project, f.hook.ID), project + "/delete", build, job, "/login"} {
-		doc, body := fetch(t, f.owner, path, 200)
+		project + "/hooks/new", fmt.Sprintf("%s/hooks/%d", project, f.hook.ID), project + "/delete", build, job, job + "/log"} {
+		doc, body := fetchPage(t, f.owner, path, 200)
 		for what, v := range secrets {
 			if strings.Contains(body, v) || strings.Contains(body, html.EscapeString(v)) || strings.Contains(doc.Text(), v) {
 				t.Errorf("%s shows the %s", path, what)
@@ -1487,14 +1947,14 @@ func TestPageNeverShowsSecrets(t *testing.T) {
 		}
 		doc.Find("input").Each(func(_ int, in *goquery.Selection) {
 			for what, v := range secrets {
-				if strings.Contains(attr(in, "value"), v) {
+				if strings.Contains(attrOf(in, "value"), v) {
 					t.Errorf("%s: an input holds the %s", path, what)
 				}
 			}
 		})
 	}
 	// The settings list the secret by name only.
-	doc, _ := fetch(t, f.owner, project+"/settings", 200)
+	doc, _ := fetchPage(t, f.owner, project+"/settings", 200)
 	if got := doc.Find("section.panel").Eq(1).Find("li code").Text(); got != "DEPLOY_TOKEN" {
 		t.Errorf("secret names %q", got)
 	}

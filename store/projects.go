@@ -3,7 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
+	"regexp"
 	"time"
 )
 
@@ -70,17 +70,19 @@ func scanProject(row scanner) (Project, error) {
 	return p, err
 }
 
-func validFullName(name string) bool {
-	owner, repo, ok := strings.Cut(name, "/")
-	return ok && owner != "" && repo != "" && !strings.ContainsAny(repo, "/ ") && !strings.Contains(owner, " ")
-}
+// validFullName accepts owner/name with the characters GitHub allows in
+// both (letters, digits, '-', '_' and '.'), so that a name is safe in URLs
+// and badge Markdown as it is.
+func validFullName(name string) bool { return fullNamePattern.MatchString(name) }
+
+var fullNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
 
 // CreateProject creates a project owned by np.OwnerID. A second project with
 // the same full name (case-insensitive) or GitHub id is ErrConflict.
 func (db *DB) CreateProject(ctx context.Context, np NewProject) (Project, error) {
 	switch {
 	case !validFullName(np.FullName):
-		return Project{}, invalid(`the project name must look like "owner/name"`)
+		return Project{}, invalid(`the project name must look like "owner/name", with letters, digits, '-', '_' or '.' on each side`)
 	case np.Source != SourceGitHub && np.Source != SourceGit:
 		return Project{}, invalid("unknown project source")
 	case np.Source == SourceGitHub && np.GitHubID == 0:

@@ -97,3 +97,16 @@ func TestCreateProjectWithDeployKey(t *testing.T) {
 		t.Errorf("%d keys, %d projects; want 1 and 1", keys, projects)
 	}
 }
+
+func TestProjectNamesAreURLSafe(t *testing.T) {
+	db := newTestDB(t)
+	ctx := context.Background()
+	owner, _ := db.CreateLocalUser(ctx, "ann", "h", false)
+	for name, ok := range map[string]bool{"team/app": true, "My-Org/repo.name_2": true, "team/a#b": false, "team/a?b": false,
+		"team/a%20b": false, "team/a b": false, "team/": false, "/app": false, "a/b/c": false, "<script>/x": false} {
+		_, err := db.CreateProject(ctx, NewProject{OwnerID: owner.ID, Source: SourceGit, FullName: name, GitURL: "/srv/x", WebhookSecret: "s"})
+		if (err == nil) != ok || (!ok && !errors.Is(err, ErrInvalid)) {
+			t.Errorf("%q: %v", name, err)
+		}
+	}
+}
