@@ -57,6 +57,8 @@ type Config struct {
 
 	LogFormat string
 	LogLevel  slog.Level
+
+	ShutdownGrace time.Duration
 }
 
 // GitHubEnabled reports whether login with GitHub is configured.
@@ -124,6 +126,10 @@ var settings = []setting{
 		}
 		c.AdminPassword = v
 		return password.Check(v)
+	}},
+	{"KOZMIC_SHUTDOWN_GRACE", "shutdown-grace", "10m", "On SIGINT or SIGTERM, how long running jobs may go on before they are stopped (and run again at the next start); a second signal stops them at once.", func(c *Config, v string) (err error) {
+		c.ShutdownGrace, err = parseDuration(v)
+		return err
 	}},
 	{"DOCKER_HOST", "docker-host", "unix:///var/run/docker.sock", "Docker engine that runs the jobs.", func(c *Config, v string) error {
 		u, err := url.Parse(v)

@@ -34,16 +34,23 @@ func kozmicBinary(t *testing.T) string {
 // server is the real binary, serving on a free 127.0.0.1 port with its own
 // database, as a person would start it.
 type server struct {
-	url  string
-	logs *syncbuf.Buffer
+	url    string
+	logs   *syncbuf.Buffer
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has ended
 }
 
 func startServer(t *testing.T, bin string, env ...string) *server {
+	return startServerAt(t, bin, t.TempDir(), env...)
+}
+
+// startServerAt starts the binary with its database in dir.
+func startServerAt(t *testing.T, bin, dir string, env ...string) *server {
 	t.Helper()
 	addr := freeAddr(t)
-	dir := t.TempDir()
-	s := &server{url: "http://" + addr, logs: &syncbuf.Buffer{}}
+	s := &server{url: "http://" + addr, logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	cmd := exec.Command(bin, "serve")
+	s.cmd = cmd
 	cmd.Env = append(os.Environ(), "KOZMIC_ADDR="+addr, "KOZMIC_BASE_URL="+s.url, "KOZMIC_DATABASE="+filepath.Join(dir, "kozmic.db"),
 		"KOZMIC_ADMIN_PASSWORD=admin's password", "KOZMIC_JOB_NETWORK=none", "KOZMIC_WORKERS=1",
 		"KOZMIC_GITHUB_CLIENT_ID=", "KOZMIC_GITHUB_CLIENT_SECRET=", "KOZMIC_SECRET_KEY=")
@@ -52,12 +59,12 @@ func startServer(t *testing.T, bin string, env ...string) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() { cmd.Wait(); close(s.exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
+		cmd.Process.Signal(syscall.SIGTERM) // and at once: whatever runs is left to recovery
 		select {
-		case <-done:
+		case <-s.exited:
 		case <-time.After(40 * time.Second):
 			cmd.Process.Kill()
 			t.Errorf("the server did not stop on SIGTERM; its log:\n%s", s.logs)
@@ -327,5 +334,98 @@ func TestEndToEndWithoutDocker(t *testing.T) {
 	}
 	if badge(t, s, "team/app") != "running" {
 		t.Error("the badge of an enqueued build does not read running")
+	}
+}
+
+// waitExit waits up to d for the server process to end and returns its exit code.
+func (s *server) waitExit(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-s.exited:
+		return s.cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		t.Fatalf("the server did not exit within %s; its log:\n%s", d, s.logs)
+		return -1
+	}
+}
+
+// waitRunning waits until build n's page shows a running job.
+func (c *client) waitRunning(s *server, projectID int64, n int) {
+	c.t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; {
+		if _, page := c.do("GET", fmt.Sprintf("/projects/%d/builds/%d", projectID, n), nil); strings.Contains(page, "running") &&
+			!strings.Contains(page, "enqueued") {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("build %d never ran; server log:\n%s", n, s.logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A signal lets a running job finish before the server exits; a second
+// one stops at once, and the next start runs the interrupted job again.
+func TestEndToEndShutdown(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run the binary against a Docker engine")
+	}
+	dc, err := runner.NewDockerClient(orDefault(os.Getenv("DOCKER_HOST"), "unix:///var/run/docker.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.Ensure(dc); err != nil {
+		t.Fatal(err)
+	}
+	bin, dir := kozmicBinary(t), t.TempDir()
+	key := "KOZMIC_SECRET_KEY=" + strings.Repeat("k", 40)
+	repo := t.TempDir()
+	git(t, repo, "init", "-q", "-b", "main")
+	commit(t, repo, map[string]string{"src.txt": "one"}, "first")
+	slow := "#!/bin/sh\nfor i in 1 2 3 4 5 6; do echo \"step $i of 6\"; sleep 0.5; done\n"
+
+	// One signal: the running job finishes, then the server exits 0.
+	s := startServerAt(t, bin, dir, key)
+	c := newClient(t, s)
+	c.signIn("admin's password")
+	id := c.createProject(repo, "team/app", url.Values{"title": {"slow"}, "image": {testimage.Name}, "build": {slow}})
+	c.do("POST", fmt.Sprintf("/projects/%d/builds", id), url.Values{"ref": {"main"}})
+	c.waitRunning(s, id, 1)
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if code := s.waitExit(t, 30*time.Second); code != 0 {
+		t.Errorf("exit code %d after one signal; log:\n%s", code, s.logs)
+	}
+	if !strings.Contains(s.logs.String(), "shutting down") || strings.Contains(s.logs.String(), "stopped before every running job finished") {
+		t.Errorf("the server did not wait for its job:\n%s", s.logs)
+	}
+
+	// Two signals: it stops mid-job; the next start runs the job again.
+	s = startServerAt(t, bin, dir, key)
+	c = newClient(t, s)
+	c.signIn("admin's password")
+	status, log := c.waitBuild(s, id, 1)
+	if status != "passed" || !strings.Contains(log, "step 6 of 6") {
+		t.Fatalf("the job the first server waited for: %s\n%s", status, log)
+	}
+	commit(t, repo, map[string]string{"src.txt": "two"}, "second")
+	c.do("POST", fmt.Sprintf("/projects/%d/builds", id), url.Values{"ref": {"main"}})
+	c.waitRunning(s, id, 2)
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond) // the first signal has started the shutdown
+	if _, err := http.Get(s.url + "/healthz"); err == nil {
+		t.Error("still taking requests after the first signal")
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.waitExit(t, 10*time.Second)
+	if !strings.Contains(s.logs.String(), "stopped before every running job finished") {
+		t.Errorf("no word of the interrupted job:\n%s", s.logs)
+	}
+
+	s = startServerAt(t, bin, dir, key)
+	c = newClient(t, s)
+	c.signIn("admin's password")
+	status, log = c.waitBuild(s, id, 2)
+	if status != "passed" || !strings.Contains(log, "step 6 of 6") {
+		t.Fatalf("the interrupted job after the restart: %s\n%s\nserver log:\n%s", status, log, s.logs)
 	}
 }

@@ -42,10 +42,37 @@ import (
 var version = ""
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
-	stop()
+	// The first SIGINT or SIGTERM ends ctx: the server stops taking work and
+	// lets running jobs finish. A second one ends the grace at once.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	soft, stop := context.WithCancel(context.Background())
+	hard, stopNow := context.WithCancel(context.Background())
+	go func() {
+		<-sigs
+		stop()
+		<-sigs
+		stopNow()
+	}()
+	code := run(withHardStop(soft, hard), os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	os.Exit(code)
+}
+
+type hardStopKey struct{}
+
+// withHardStop returns ctx carrying hard, whose end cuts a graceful
+// shutdown short.
+func withHardStop(ctx, hard context.Context) context.Context {
+	return context.WithValue(ctx, hardStopKey{}, hard)
+}
+
+// hardStop is the context whose end cuts ctx's graceful shutdown short;
+// one that never ends when there is none.
+func hardStop(ctx context.Context) context.Context {
+	if h, ok := ctx.Value(hardStopKey{}).(context.Context); ok {
+		return h
+	}
+	return context.Background()
 }
 
 // Exit codes: 0 done, 1 failed while running, 2 bad command line or configuration.
@@ -132,7 +159,8 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writ
 
 // serve runs the job runner and answers HTTP until ctx ends; then it stops
 // taking requests and jobs, lets running jobs finish for up to
-// shutdownTimeout and leaves the rest to the next start's recovery.
+// cfg.ShutdownGrace (or until the hard stop in ctx) and leaves the rest to
+// the next start's recovery.
 func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) error {
 	dc, err := runner.NewDockerClient(cfg.DockerHost)
 	if err != nil {
@@ -178,17 +206,25 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	case err = <-served:
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	log.Info("shutting down", "grace", cfg.ShutdownGrace.String())
+	// Running jobs may finish within the grace; a second signal ends it.
+	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
 	defer cancel()
-	if serr := srv.Shutdown(sctx); serr != nil && err == nil {
+	defer context.AfterFunc(hardStop(ctx), cancel)()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Shutdown(grace) }() // stops listening now; idle connections close
+	jobs.Shutdown(grace)
+	if grace.Err() != nil {
+		log.Warn("stopped before every running job finished: the next start runs them again")
+	}
+	// Live log streams never go idle: once the jobs are done they are cut.
+	srv.Close()
+	if serr := <-httpDone; serr != nil && !errors.Is(serr, http.ErrServerClosed) && !errors.Is(serr, context.Canceled) &&
+		!errors.Is(serr, context.DeadlineExceeded) && err == nil {
 		err = fmt.Errorf("shutdown: %w", serr)
 	}
-	jobs.Shutdown(sctx)
 	return err
 }
-
-const shutdownTimeout = 30 * time.Second
 
 // notifiers passes every job change to each notifier in turn.
 type notifiers []runner.Notifier
