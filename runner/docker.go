@@ -168,15 +168,29 @@ func addTree(tw *tar.Writer, root, prefix string) error {
 	})
 }
 
+// cacheTag tags a project's cache images: with the instance, so that two
+// Kozmic databases on one engine, each with its project 1, keep apart.
+func (r *Runner) cacheTag(projectID int64) string {
+	if r.cfg.Instance == "" {
+		return strconv.FormatInt(projectID, 10)
+	}
+	return r.cfg.Instance + "-" + strconv.FormatInt(projectID, 10)
+}
+
+// cacheImage names the install cache image of cacheID for a project.
+func (r *Runner) cacheImage(cacheID string, projectID int64) string {
+	return CacheRepository + cacheID + ":" + r.cacheTag(projectID)
+}
+
 // commit saves a finished install container as the cache image.
 func (r *Runner) commit(ctx context.Context, id, cacheID string, projectID int64) error {
 	_, err := r.docker.CommitContainer(docker.CommitContainerOptions{
 		Context:    ctx,
 		Container:  id,
 		Repository: CacheRepository + cacheID,
-		Tag:        strconv.FormatInt(projectID, 10),
+		Tag:        r.cacheTag(projectID),
 		Run: &docker.Config{Labels: map[string]string{
-			LabelCache: cacheID, LabelProject: strconv.FormatInt(projectID, 10),
+			LabelCache: cacheID, LabelProject: strconv.FormatInt(projectID, 10), LabelInstance: r.cfg.Instance,
 		}},
 	})
 	if err != nil {
@@ -206,7 +220,7 @@ func (r *Runner) remove(id string) {
 func (r *Runner) pruneCache(ctx context.Context, projectID int64, out io.Writer) {
 	pid := strconv.FormatInt(projectID, 10)
 	imgs, err := r.docker.ListImages(docker.ListImagesOptions{Context: ctx,
-		Filters: map[string][]string{"label": {LabelProject + "=" + pid, LabelCache}}})
+		Filters: map[string][]string{"label": {LabelProject + "=" + pid, LabelCache, LabelInstance + "=" + r.cfg.Instance}}})
 	if err != nil || len(imgs) <= r.cfg.CachedImagesLimit {
 		return
 	}
@@ -225,7 +239,7 @@ func (r *Runner) pruneCache(ctx context.Context, projectID int64, out io.Writer)
 	}
 	slices.SortFunc(imgs, func(a, b docker.APIImages) int { return lastUse(b).Compare(lastUse(a)) })
 	for _, img := range imgs[r.cfg.CachedImagesLimit:] {
-		name := CacheRepository + img.Labels[LabelCache] + ":" + pid
+		name := r.cacheImage(img.Labels[LabelCache], projectID)
 		if err := r.docker.RemoveImageExtended(name, docker.RemoveImageOptions{Context: ctx}); err != nil {
 			r.log.Warn("remove cache image", "image", name, "err", err)
 			continue

@@ -127,7 +127,7 @@ func TestInstallCache(t *testing.T) {
 	if first.Cache != store.CacheMiss || !strings.Contains(h.logOf(first.ID), "installing deps") {
 		t.Errorf("first build: cache %q, log:\n%s", first.Cache, h.logOf(first.ID))
 	}
-	if _, err := h.dc.InspectImage(CacheRepository + first.CacheID + ":" + itoa(p.ID)); err != nil {
+	if _, err := h.dc.InspectImage(h.r.cacheImage(first.CacheID, p.ID)); err != nil {
 		t.Errorf("cache image missing: %v", err)
 	}
 
@@ -181,7 +181,7 @@ func TestFailingInstallScriptFailsTheJob(t *testing.T) {
 	if log := h.logOf(j.ID); !strings.Contains(log, "broken install") || strings.Contains(log, "build ran") {
 		t.Errorf("log:\n%s", log)
 	}
-	if _, err := h.dc.InspectImage(CacheRepository + j.CacheID + ":" + itoa(p.ID)); err == nil {
+	if _, err := h.dc.InspectImage(h.r.cacheImage(j.CacheID, p.ID)); err == nil {
 		t.Error("a failed install step was cached")
 	}
 }
