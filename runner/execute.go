@@ -26,7 +26,8 @@ const (
 	LabelProject  = "kozmic.project"
 	LabelCache    = "kozmic.cache"
 	LabelExec     = "kozmic.exec" // containers of `kozmic exec`, left alone by the server
-	// CacheRepository prefixes install-cache images: kozmic-cache/<cache id>:<project id>.
+	// CacheRepository prefixes install-cache images:
+	// kozmic-cache/<cache id>:<instance>-<project id>.
 	CacheRepository = "kozmic-cache/"
 )
 
@@ -169,7 +170,7 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 			return fail("Could not read the tracked files: %s", err)
 		}
 		res.cacheID = cacheID(base.ID, s.install, ids)
-		cached := CacheRepository + res.cacheID + ":" + strconv.FormatInt(s.projectID, 10)
+		cached := r.cacheImage(res.cacheID, s.projectID)
 		if img, err := r.docker.InspectImage(cached); err == nil {
 			say(out, "%s", SkippedInstall)
 			res.cache, runFrom = store.CacheHit, img.ID
