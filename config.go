@@ -42,11 +42,13 @@ type Config struct {
 	GitHubURL          *url.URL
 
 	DockerHost        string
+	DockerCertPath    string // ca.pem, cert.pem and key.pem for an engine over TLS
 	Workers           int
 	StallTimeout      time.Duration
 	JobTimeout        time.Duration
 	CachedImagesLimit int
 	MaxLogBytes       int64
+	KeepLogs          time.Duration // logs of jobs that finished longer ago are deleted; 0: kept forever
 	JobNetwork        string
 	JobMemory         int64   // bytes; 0: no limit
 	JobCPUs           float64 // 0: no limit
@@ -57,6 +59,9 @@ type Config struct {
 
 	LogFormat string
 	LogLevel  slog.Level
+
+	// MetricsToken is the bearer token GET /metrics requires; empty: none.
+	MetricsToken string
 
 	ShutdownGrace time.Duration
 }
@@ -139,6 +144,18 @@ var settings = []setting{
 		c.DockerHost = v
 		return nil
 	}},
+	{"DOCKER_CERT_PATH", "docker-cert-path", "", "Directory with ca.pem, cert.pem and key.pem, for a Docker engine that wants TLS (a remote one at tcp://host:2376).", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		for _, f := range []string{"ca.pem", "cert.pem", "key.pem"} {
+			if _, err := os.Stat(filepath.Join(v, f)); err != nil {
+				return fmt.Errorf("%s has no %s", v, f)
+			}
+		}
+		c.DockerCertPath = v
+		return nil
+	}},
 	{"KOZMIC_WORKERS", "workers", "2", "Jobs that run at the same time.", func(c *Config, v string) (err error) {
 		c.Workers, err = parseInt(v, 1, 256)
 		return err
@@ -157,6 +174,10 @@ var settings = []setting{
 	}},
 	{"KOZMIC_MAX_LOG_BYTES", "max-log-bytes", "32MiB", "Log stored per job; beyond it storing stops and the job goes on.", func(c *Config, v string) (err error) {
 		c.MaxLogBytes, err = parseSize(v, 1<<10)
+		return err
+	}},
+	{"KOZMIC_KEEP_LOGS", "keep-logs", "90d", "Logs of jobs that finished longer ago than this are deleted (builds and jobs stay): days such as 90d, or a duration such as 720h; 0 or forever keeps them.", func(c *Config, v string) (err error) {
+		c.KeepLogs, err = parseKeepLogs(v)
 		return err
 	}},
 	{"KOZMIC_JOB_NETWORK", "job-network", "bridge", "Docker network of job containers: bridge, none, or a network's name.", func(c *Config, v string) error {
@@ -227,6 +248,21 @@ var settings = []setting{
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			return fmt.Errorf("%q is not debug, info, warn or error", v)
 		}
+		return nil
+	}},
+	{"KOZMIC_METRICS_TOKEN", "", "", "Bearer token that GET /metrics requires (at least 16 printable characters, no spaces); unset: /metrics is public.", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		if len(v) < 16 {
+			return fmt.Errorf("%d characters, need at least 16 (make one with: openssl rand -hex 32)", len(v))
+		}
+		for _, r := range v {
+			if r <= ' ' || r > '~' {
+				return errors.New("holds a space or a character that is not printable ASCII") // a secret: not echoed
+			}
+		}
+		c.MetricsToken = v
 		return nil
 	}},
 }

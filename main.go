@@ -8,6 +8,7 @@
 //	kozmic migrate [flags]   apply pending database migrations and exit
 //	kozmic user add NAME [-admin] | passwd NAME   make a local account, or set its password
 //	kozmic exec [flags] DIR  run a hook definition on a working tree, as a job would
+//	kozmic backup FILE [-force] [flags]   write a checked copy of the database, also while it runs
 //	kozmic version           print the version
 //
 // Every flag has a KOZMIC_* environment variable; see the README.
@@ -32,6 +33,7 @@ import (
 	"kozmic/gh"
 	"kozmic/handlers"
 	"kozmic/mailer"
+	"kozmic/metrics"
 	"kozmic/migrations"
 	"kozmic/runner"
 	"kozmic/store"
@@ -96,9 +98,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runExec(ctx, args, getenv, stdout, stderr)
 	case "user":
 		return runUser(ctx, args, getenv, stdin, stdout, stderr)
+	case "backup":
+		return runBackup(ctx, args, getenv, stdout, stderr)
 	case "serve", "migrate":
 	default:
-		fmt.Fprintf(stderr, "kozmic: unknown command %q; commands are serve, migrate, user, exec and version\n", cmd)
+		fmt.Fprintf(stderr, "kozmic: unknown command %q; commands are serve, migrate, user, exec, backup and version\n", cmd)
 		return exitUsage
 	}
 
@@ -162,7 +166,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writ
 // cfg.ShutdownGrace (or until the hard stop in ctx) and leaves the rest to
 // the next start's recovery.
 func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) error {
-	dc, err := runner.NewDockerClient(cfg.DockerHost)
+	dc, err := runner.NewDockerTLSClient(cfg.DockerHost, cfg.DockerCertPath)
 	if err != nil {
 		return err
 	}
@@ -178,16 +182,21 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 		Enabled: cfg.EmailNotifications}, db, log)
 	defer mail.Wait()
 
+	mets := metrics.New(db, log)
 	jobs := runner.New(runner.Config{
 		Workers: cfg.Workers, StallTimeout: cfg.StallTimeout, JobTimeout: cfg.JobTimeout,
 		CachedImagesLimit: cfg.CachedImagesLimit, MaxLogBytes: cfg.MaxLogBytes, Network: cfg.JobNetwork,
-		Memory: cfg.JobMemory, CPUs: cfg.JobCPUs, Instance: db.InstanceID(),
+		Memory: cfg.JobMemory, CPUs: cfg.JobCPUs, Instance: db.InstanceID(), Metrics: mets,
 	}, db, dc, notifiers{statuses, mail}, log)
 	jobs.Start(ctx)
 
 	go sweepSessions(postCtx, db, log)
+	// Waited for at shutdown, so that it is out of the database before it closes.
+	maintaining := make(chan struct{})
+	go func() { maintainLogs(postCtx, db, cfg.KeepLogs, log); close(maintaining) }()
+	defer func() { stopPosting(); <-maintaining }()
 	h := handlers.New(handlers.Deps{DB: db, Jobs: jobs, GitHub: github, Sessions: db.Sessions(), BaseURL: cfg.BaseURL,
-		GitHubURL: cfg.GitHubURL, Log: log})
+		GitHubURL: cfg.GitHubURL, Log: log, Metrics: mets, MetricsToken: cfg.MetricsToken})
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -167,6 +167,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{nil, []string{"-workers", "-1"}, "KOZMIC_WORKERS"}, // a bad flag names the setting too
 		{map[string]string{"KOZMIC_ADMIN_PASSWORD": "short"}, nil, "KOZMIC_ADMIN_PASSWORD"},
 		{map[string]string{"KOZMIC_ADMIN_PASSWORD": "long enough", "KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "s"}, nil, "KOZMIC_ADMIN_PASSWORD"},
+		{map[string]string{"DOCKER_CERT_PATH": "/no/such/dir"}, nil, "DOCKER_CERT_PATH"},
+		{map[string]string{"KOZMIC_SHUTDOWN_GRACE": "soon"}, nil, "KOZMIC_SHUTDOWN_GRACE"},
 		{nil, []string{"-no-such-flag"}, "arguments"},
 		{nil, []string{"extra"}, "arguments"},
 	}
@@ -235,7 +237,8 @@ func TestServeHealthzAndGracefulShutdown(t *testing.T) {
 	go func() {
 		var code int
 		code, _, errOut = runKozmic(ctx, nil, env(t, map[string]string{"KOZMIC_ADDR": addr, "KOZMIC_DATABASE": dbPath,
-			"KOZMIC_SECRET_KEY": strings.Repeat("s", 40), "KOZMIC_LOG_FORMAT": "json"}))
+			"KOZMIC_SECRET_KEY": strings.Repeat("s", 40), "KOZMIC_LOG_FORMAT": "json",
+			"DOCKER_HOST": "tcp://127.0.0.1:1"})) // no engine answers there: healthz says so
 		done <- code
 	}()
 
@@ -255,8 +258,8 @@ func TestServeHealthzAndGracefulShutdown(t *testing.T) {
 	var body map[string]string
 	json.NewDecoder(resp.Body).Decode(&body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || body["status"] != "ok" || body["database"] != "ok" {
-		t.Errorf("healthz = %d %v", resp.StatusCode, body)
+	if resp.StatusCode != 503 || body["status"] != "unavailable" || body["database"] != "ok" || body["docker"] != "unreachable" {
+		t.Errorf("healthz without Docker = %d %v", resp.StatusCode, body)
 	}
 	resp, err := http.Get("http://" + addr + "/no/such/page")
 	if err != nil {

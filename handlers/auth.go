@@ -57,7 +57,7 @@ func (h *Handler) currentUser(r *http.Request) (store.User, bool) {
 	u, err := h.db.UserByID(r.Context(), id)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
-			h.log.Error("load session user", "user", id, "err", err)
+			h.log.ErrorContext(r.Context(), "load session user", "user", id, "err", err)
 		}
 		return store.User{}, false
 	}
@@ -68,7 +68,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, c t
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	if err := c.Render(views.WithBanner(r.Context(), h.jobs.Unreachable()), w); err != nil {
-		h.log.Error("render", "path", r.URL.Path, "err", err)
+		h.log.ErrorContext(r.Context(), "render", "path", r.URL.Path, "err", err)
 	}
 }
 
@@ -143,7 +143,7 @@ func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	// real one: the answer's timing does not tell which names exist.
 	if !password.Matches(u.PasswordHash, r.PostFormValue("password")) {
 		h.logins.failed(keys...)
-		h.log.Warn("failed sign-in", "username", name, "addr", addr)
+		h.log.WarnContext(r.Context(), "failed sign-in", "username", name, "addr", addr)
 		v.Error = "Wrong username or password."
 		h.render(w, r, http.StatusUnauthorized, views.LoginPage(v))
 		return
@@ -163,7 +163,7 @@ func (h *Handler) signIn(ctx context.Context, u store.User) error {
 		return err
 	}
 	h.sessions.Put(ctx, sessionUser, u.ID)
-	h.log.Info("signed in", "user", u.ID, "login", u.Login())
+	h.log.InfoContext(ctx, "signed in", "user", u.ID, "login", u.Login())
 	return nil
 }
 
@@ -201,7 +201,7 @@ func (h *Handler) githubCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	gu, err := h.github.Login(ctx, r.URL.Query().Get("code"))
 	if err != nil {
-		h.log.Warn("GitHub login failed", "err", err)
+		h.log.WarnContext(r.Context(), "GitHub login failed", "err", err)
 		h.render(w, r, http.StatusBadGateway, views.LoginPage(views.LoginView{GitHub: true, Next: next,
 			Error: "Signing in with GitHub failed. Please try again."}))
 		return
@@ -218,9 +218,9 @@ func (h *Handler) githubCallback(w http.ResponseWriter, r *http.Request) {
 	// Their access may have changed since they were last here. A failure
 	// keeps the memberships they had: signing in still works.
 	if repos, err := h.github.AccessibleRepos(ctx, gu.AccessToken); err != nil {
-		h.log.Warn("sync memberships at login", "user", u.ID, "err", err)
+		h.log.WarnContext(r.Context(), "sync memberships at login", "user", u.ID, "err", err)
 	} else if err := h.db.SyncUserMemberships(ctx, u.ID, repos); err != nil {
-		h.log.Error("store memberships at login", "user", u.ID, "err", err)
+		h.log.ErrorContext(r.Context(), "store memberships at login", "user", u.ID, "err", err)
 	}
 	http.Redirect(w, r, orHome(next), http.StatusSeeOther)
 }

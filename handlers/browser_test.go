@@ -22,12 +22,13 @@ import (
 	"kozmic/internal/syncbuf"
 	"kozmic/internal/testdb"
 	"kozmic/internal/testimage"
+	"kozmic/metrics"
 	"kozmic/runner"
 	"kozmic/store"
 )
 
 // liveServer is the whole server on 127.0.0.1: store, a started runner on
-// the Docker engine, handlers, and a fake GitHub to sign in with.
+// the Docker engine, handlers, metrics, and a fake GitHub to sign in with.
 type liveServer struct {
 	url  string
 	db   *store.DB
@@ -51,7 +52,8 @@ func newLiveServer(t *testing.T) *liveServer {
 	}
 	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	jobs := runner.New(runner.Config{Network: "none", WorkDir: t.TempDir(), Instance: db.InstanceID()}, db, dc, nil, log)
+	mets := metrics.New(db, log)
+	jobs := runner.New(runner.Config{Network: "none", WorkDir: t.TempDir(), Instance: db.InstanceID(), Metrics: mets}, db, dc, nil, log)
 	jobs.Start(ctx)
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -64,7 +66,7 @@ func newLiveServer(t *testing.T) *liveServer {
 	t.Cleanup(srv.Close)
 	base, _ := url.Parse(srv.URL)
 	g := gh.New(gh.Config{WebURL: fake.WebURL(), ClientID: "id", ClientSecret: "secret", BaseURL: base})
-	srv.Config.Handler = New(Deps{DB: db, Jobs: jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base, GitHubURL: fake.WebURL(), Log: log})
+	srv.Config.Handler = New(Deps{DB: db, Jobs: jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base, GitHubURL: fake.WebURL(), Log: log, Metrics: mets})
 	return &liveServer{url: srv.URL, db: db, logs: logs}
 }
 

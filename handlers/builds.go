@@ -252,6 +252,16 @@ func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b s
 		latest = a.Attempt <= j.Attempt
 	}
 	v.CanRestart = j.Status.Finished() && latest && j.HookID != 0
+	info, err := h.db.LogInfoOf(r.Context(), j.ID)
+	if err != nil {
+		return v, err
+	}
+	switch {
+	case !info.DeletedAt.IsZero():
+		v.LogNote = "This job's log was deleted " + ago(info.DeletedAt).Relative + ", as logs are kept for a limited time (KOZMIC_KEEP_LOGS)."
+	case info.Truncated:
+		v.LogNote = "This log reached the size limit (KOZMIC_MAX_LOG_BYTES): the rest of the job's output was not kept."
+	}
 	return v, nil
 }
 
@@ -291,7 +301,7 @@ func (h *Handler) rawLog(w http.ResponseWriter, r *http.Request) {
 	for pos := int64(0); ; {
 		data, err := h.db.ReadLog(r.Context(), j.ID, pos, 1<<20)
 		if err != nil {
-			h.log.Error("read log", "job", j.ID, "err", err)
+			h.log.ErrorContext(r.Context(), "read log", "job", j.ID, "err", err)
 			return
 		}
 		if len(data) == 0 {
@@ -397,8 +407,10 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())
+	var beats sync.WaitGroup
+	defer beats.Wait() // after cancel: nothing may write to w once the handler returns
 	defer cancel()
-	go func() {
+	beats.Go(func() {
 		t := time.NewTicker(heartbeat)
 		defer t.Stop()
 		for {
@@ -411,7 +423,7 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
-	}()
+	})
 
 	lines := &lineRenderer{next: line, pos: from}
 	err = h.jobs.Follow(ctx, j.ID, from, func(c runner.Chunk) error {
@@ -422,7 +434,7 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
-			h.log.Warn("log stream", "job", j.ID, "err", err)
+			h.log.WarnContext(r.Context(), "log stream", "job", j.ID, "err", err)
 		}
 		return
 	}

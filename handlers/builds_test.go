@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 
@@ -361,5 +362,27 @@ func TestLogPages(t *testing.T) {
 	_, frag := b.do("GET", fmt.Sprintf("/projects/%d/builds/%d/jobs/%d/log", p.ID, build.Number+1, running.ID), nil)
 	if !strings.Contains(frag, "one") || strings.Contains(frag, "two, half") {
 		t.Errorf("running job's page = %q", frag)
+	}
+}
+
+// A job whose log retention deleted says so on its page.
+func TestJobPageSaysLogWasDeleted(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	build, job := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", "old output\n", store.JobSuccess)
+	jobURL := fmt.Sprintf("/projects/%d/builds/%d/jobs/%d", p.ID, build.Number, job.ID)
+	if _, page := b.do("GET", jobURL, nil); strings.Contains(page, "was deleted") {
+		t.Fatal("a kept log is said to be deleted")
+	}
+	if n, err := s.db.DeleteLogsBefore(context.Background(), time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("DeleteLogsBefore = %d, %v", n, err)
+	}
+	_, page := b.do("GET", jobURL, nil)
+	if note := parse(t, page).Find("main p.muted").Text(); !strings.Contains(note, "log was deleted") {
+		t.Errorf("no word that the log was deleted: %q", note)
+	}
+	if _, frag := b.do("GET", jobURL+"/log", nil); strings.Contains(frag, "old output") {
+		t.Error("the deleted log is still served")
 	}
 }

@@ -60,7 +60,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	}
 	if v.Status == http.StatusInternalServerError {
-		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if isAPI(r) {
@@ -80,14 +80,14 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		v.User = u.Login()
 	}
 	if err := views.ErrorPage(v).Render(views.WithBanner(r.Context(), h.jobs.Unreachable()), w); err != nil {
-		h.log.Warn("render error page", "err", err)
+		h.log.WarnContext(r.Context(), "render error page", "err", err)
 	}
 }
 
-// isAPI tells requests from machines (webhooks), which get JSON, from
-// requests from browsers.
+// isAPI tells requests from machines (webhooks, metrics scrapers), which
+// get JSON, from requests from browsers.
 func isAPI(r *http.Request) bool {
-	return strings.HasPrefix(r.URL.Path, "/webhooks/")
+	return strings.HasPrefix(r.URL.Path, "/webhooks/") || r.URL.Path == "/metrics"
 }
 
 // writeJSON sends v as the JSON body with the given status.

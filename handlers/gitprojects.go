@@ -68,7 +68,7 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	h.log.Info("project created", "project", p.ID, "name", p.FullName, "by", user(r).Login())
+	h.log.InfoContext(r.Context(), "project created", "project", p.ID, "name", p.FullName, "by", user(r).Login())
 	http.Redirect(w, r, fmt.Sprintf("/projects/%d?created", p.ID), http.StatusSeeOther)
 }
 
@@ -120,7 +120,7 @@ func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 		path += "?existing"
 	} else {
 		h.jobs.Enqueued()
-		h.log.Info("build run by hand", "project", p.ID, "build", b.Number, "ref", ref, "sha", sha, "by", user(r).Login())
+		h.log.InfoContext(r.Context(), "build run by hand", "project", p.ID, "build", b.Number, "ref", ref, "sha", sha, "by", user(r).Login())
 	}
 	http.Redirect(w, r, path, http.StatusSeeOther)
 }

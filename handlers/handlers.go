@@ -61,6 +61,7 @@ type Store interface {
 	Jobs(ctx context.Context, buildID int64) ([]store.Job, error)
 	JobByID(ctx context.Context, id int64) (store.Job, error)
 	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
+	LogInfoOf(ctx context.Context, jobID int64) (store.LogInfo, error)
 }
 
 // Jobs is what the handlers need of the job runner.
@@ -74,6 +75,8 @@ type Jobs interface {
 	Waiting() string
 	// Unreachable says that the Docker engine does not answer, or "".
 	Unreachable() string
+	// ClearCache removes a project's install cache images.
+	ClearCache(ctx context.Context, projectID int64) (int, error)
 	Follow(ctx context.Context, jobID, from int64, fn func(runner.Chunk) error) error
 }
 
@@ -103,24 +106,31 @@ type Deps struct {
 	// GitHubURL is GitHub's web address, for links to commits.
 	GitHubURL *url.URL
 	Log       *slog.Logger
+	// Metrics counts webhooks and serves GET /metrics; nil: /metrics is 404.
+	Metrics Metrics
+	// MetricsToken, when set, is the bearer token GET /metrics requires.
+	MetricsToken string
 }
 
 // Handler serves every route of the server.
 type Handler struct {
-	db        Store
-	jobs      Jobs
-	github    GitHub
-	baseURL   string // without a trailing slash
-	githubURL string // without a trailing slash
-	sessions  *scs.SessionManager
-	logins    *loginLimiter
-	log       *slog.Logger
-	mux       *http.ServeMux
-	serve     http.Handler // mux behind sessions and cross-origin protection
+	db           Store
+	jobs         Jobs
+	github       GitHub
+	baseURL      string // without a trailing slash
+	githubURL    string // without a trailing slash
+	sessions     *scs.SessionManager
+	logins       *loginLimiter
+	log          *slog.Logger // adds the request id to lines logged with a request's context
+	metrics      Metrics      // nil: none
+	metricsToken string       // the bearer token /metrics requires; "": none
+	mux          *http.ServeMux
+	serve        http.Handler // mux behind sessions and cross-origin protection
 }
 
 // New returns the server's HTTP handler.
 func New(d Deps) *Handler {
+	log := slog.New(withRequestID{d.Log.Handler()})
 	sm := scs.New()
 	sm.Store = d.Sessions
 	sm.Lifetime = 30 * 24 * time.Hour
@@ -130,10 +140,11 @@ func New(d Deps) *Handler {
 	sm.Cookie.SameSite = http.SameSiteLaxMode
 	sm.Cookie.Secure = d.BaseURL.Scheme == "https"
 	sm.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) {
-		d.Log.Error("session", "path", r.URL.Path, "err", err)
+		log.ErrorContext(r.Context(), "session", "path", r.URL.Path, "err", err)
 		http.Error(w, "Kozmic could not read your session; try again.", http.StatusInternalServerError)
 	}
-	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, sessions: sm, logins: newLoginLimiter(), log: d.Log, mux: http.NewServeMux(),
+	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, sessions: sm, logins: newLoginLimiter(), log: log, mux: http.NewServeMux(),
+		metrics: d.Metrics, metricsToken: d.MetricsToken,
 		baseURL: strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
 	h.routes()
 	// Every state change needs a same-origin request; webhooks are signed instead.
@@ -173,15 +184,20 @@ func securityHeaders(csp string, next http.Handler) http.Handler {
 	})
 }
 
-// ServeHTTP serves a request, answering a panic in a handler with the 500
-// page instead of a dropped connection.
+// ServeHTTP serves a request, giving it a request id and logging it (see
+// logRequest), and answers a panic in a handler with the 500 page instead
+// of a dropped connection.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.logRequest(w, r, h.serveRecovering)
+}
+
+func (h *Handler) serveRecovering(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			h.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", p)
+			h.log.ErrorContext(r.Context(), "handler panicked", "method", r.Method, "path", r.URL.Path, "panic", p)
 			h.fail(w, r, errPanic)
 		}
 	}()

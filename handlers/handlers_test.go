@@ -73,12 +73,12 @@ func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {
 func TestHealthz(t *testing.T) {
 	s := newTestServer(t)
 	res, body := get(t, s, "/healthz")
-	if res.StatusCode != 200 || strings.TrimSpace(body) != `{"database":"ok","status":"ok"}` {
+	if res.StatusCode != 200 || strings.TrimSpace(body) != `{"status":"ok","database":"ok","docker":"ok"}` {
 		t.Errorf("healthy: %d %s", res.StatusCode, body)
 	}
 	s.db.Close()
 	res, body = get(t, s, "/healthz")
-	if res.StatusCode != 503 || !strings.Contains(body, `"database":"unavailable"`) {
+	if res.StatusCode != 503 || strings.TrimSpace(body) != `{"status":"unavailable","database":"unavailable","docker":"ok"}` {
 		t.Errorf("database down: %d %s", res.StatusCode, body)
 	}
 	if strings.Contains(body, "closed") {

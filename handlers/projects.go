@@ -107,7 +107,7 @@ func (h *Handler) syncRepoCache(r *http.Request) string {
 	}
 	own, orgs, err := h.github.ProjectCandidates(r.Context(), token)
 	if err != nil {
-		h.log.Warn("list repositories", "user", user(r).ID, "err", err)
+		h.log.WarnContext(r.Context(), "list repositories", "user", user(r).ID, "err", err)
 		return gh.Message(err)
 	}
 	cached := func(repos []gh.Repo) []store.CachedRepo {
@@ -123,7 +123,7 @@ func (h *Handler) syncRepoCache(r *http.Request) string {
 		cachedOrgs = append(cachedOrgs, store.CachedOrg{GitHubID: o.ID, Login: o.Login, Name: o.Name, AvatarURL: o.AvatarURL, Repos: cached(o.Repos)})
 	}
 	if err := h.db.ReplaceRepoCache(r.Context(), user(r).ID, cached(own), cachedOrgs); err != nil {
-		h.log.Error("store repository cache", "user", user(r).ID, "err", err)
+		h.log.ErrorContext(r.Context(), "store repository cache", "user", user(r).ID, "err", err)
 		return "Kozmic could not save the list of repositories; try again."
 	}
 	return ""
@@ -187,17 +187,17 @@ func (h *Handler) createProject(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if msg, err := h.connect(ctx, token, p, repo); err != nil {
-		h.log.Warn("connect project to GitHub", "project", p.ID, "err", err)
+		h.log.WarnContext(r.Context(), "connect project to GitHub", "project", p.ID, "err", err)
 		if created {
 			if err := h.db.DeleteProject(ctx, p.ID); err != nil {
-				h.log.Error("undo project creation", "project", p.ID, "err", err)
+				h.log.ErrorContext(r.Context(), "undo project creation", "project", p.ID, "err", err)
 			}
 		}
 		h.renderRepositories(w, r, nil, nil, time.Time{}, msg)
 		return
 	}
 	if _, err := h.syncProjectMembers(ctx, token, p); err != nil {
-		h.log.Warn("sync members of new project", "project", p.ID, "err", err)
+		h.log.WarnContext(r.Context(), "sync members of new project", "project", p.ID, "err", err)
 	}
 	http.Redirect(w, r, fmt.Sprintf("/projects/%d", p.ID), http.StatusSeeOther)
 }
@@ -234,7 +234,7 @@ func (h *Handler) connect(ctx context.Context, token string, p store.Project, re
 	}
 	if err != nil {
 		if derr := h.github.DeleteWebhook(ctx, token, repo.FullName, hookID); derr != nil {
-			h.log.Warn("undo webhook", "project", p.ID, "err", derr)
+			h.log.WarnContext(ctx, "undo webhook", "project", p.ID, "err", derr)
 		}
 		return gh.Message(err), err
 	}
@@ -327,7 +327,7 @@ func (h *Handler) syncMembers(w http.ResponseWriter, r *http.Request) {
 		_, err = h.syncProjectMembers(r.Context(), token, p)
 	}
 	if err != nil {
-		h.log.Warn("sync members", "project", p.ID, "err", err)
+		h.log.WarnContext(r.Context(), "sync members", "project", p.ID, "err", err)
 		v, verr := h.projectView(r, p, role)
 		if verr != nil {
 			h.fail(w, r, verr)
@@ -361,7 +361,7 @@ func (h *Handler) deleteProject(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if p.Source == store.SourceGitHub {
 		if err := h.disconnect(ctx, r, p); err != nil {
-			h.log.Warn("disconnect project from GitHub", "project", p.ID, "err", err)
+			h.log.WarnContext(r.Context(), "disconnect project from GitHub", "project", p.ID, "err", err)
 			h.render(w, r, http.StatusBadGateway, views.DeleteProjectPage(views.DeleteProjectView{User: user(r).Login(),
 				ID: p.ID, FullName: p.FullName, GitHub: true, Error: gh.Message(err)}))
 			return
@@ -371,7 +371,7 @@ func (h *Handler) deleteProject(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	h.log.Info("project deleted", "project", p.ID, "name", p.FullName, "by", user(r).ID)
+	h.log.InfoContext(r.Context(), "project deleted", "project", p.ID, "name", p.FullName, "by", user(r).ID)
 	http.Redirect(w, r, "/repositories", http.StatusSeeOther)
 }
 

@@ -3,6 +3,7 @@ package handlers
 // routes is the server's one route table.
 func (h *Handler) routes() {
 	h.mux.HandleFunc("GET /healthz", h.healthz)
+	h.mux.HandleFunc("GET /metrics", h.serveMetrics)
 	h.mux.HandleFunc("GET /static/{file}", h.staticFile)
 	h.mux.HandleFunc("POST /webhooks/{projectID}", h.webhook)
 
@@ -34,6 +35,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /projects/{id}/hooks/{hook}", h.requireUser(h.saveHook))
 	h.mux.HandleFunc("POST /projects/{id}/hooks/{hook}/delete", h.requireUser(h.deleteHook))
 	h.mux.HandleFunc("POST /projects/{id}/secrets", h.requireUser(h.setSecret))
+	h.mux.HandleFunc("POST /projects/{id}/cache/clear", h.requireUser(h.clearCache))
 	h.mux.HandleFunc("POST /projects/{id}/secrets/{name}/delete", h.requireUser(h.deleteSecret))
 	h.mux.HandleFunc("POST /projects/{id}/builds", h.requireUser(h.runBuild))
 	h.mux.HandleFunc("GET /projects/{id}/builds/{n}", h.requireUser(h.showBuild))

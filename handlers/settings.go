@@ -43,6 +43,26 @@ func (h *Handler) settings(w http.ResponseWriter, r *http.Request) {
 
 var settingsFlashes = map[string]string{
 	"hook-saved": "Hook saved.", "hook-deleted": "Hook deleted.", "secret-saved": "Secret saved.", "secret-deleted": "Secret deleted.",
+	"cache-cleared": "Install cache cleared: the next job of each hook runs its install script again.",
+}
+
+// clearCache removes the project's install cache images, so that every
+// hook's next job runs its install script afresh.
+func (h *Handler) clearCache(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	n, err := h.jobs.ClearCache(r.Context(), p.ID)
+	if err != nil {
+		h.log.Warn("clear install cache", "project", p.ID, "removed", n, "err", err)
+		h.renderSettings(w, r, p, http.StatusConflict, "", "Some install cache images could not be removed: Docker is unreachable, "+
+			"or a running job uses them. Try again later.")
+		return
+	}
+	h.log.Info("install cache cleared", "project", p.ID, "images", n, "by", user(r).Login())
+	http.Redirect(w, r, settingsURL(p, "cache-cleared"), http.StatusSeeOther)
 }
 
 func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, p store.Project, status int, flash, errMsg string) {

@@ -120,3 +120,25 @@ func TestSecretSettings(t *testing.T) {
 		t.Errorf("secrets after delete = %v", names)
 	}
 }
+
+func TestClearCacheForm(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	path := fmt.Sprintf("/projects/%d/settings", p.ID)
+	_, page := b.do("GET", path, nil)
+	form := parse(t, page).Find(`form[action="/projects/` + fmt.Sprint(p.ID) + `/cache/clear"]`)
+	if form.Length() != 1 || form.AttrOr("method", "") != "post" || !strings.Contains(form.AttrOr("data-confirm", ""), "install script again") {
+		t.Fatalf("no confirmed Clear install cache form")
+	}
+	// This server's runner has no Docker engine: the page says it could not.
+	res, page := b.do("POST", fmt.Sprintf("/projects/%d/cache/clear", p.ID), url.Values{})
+	if res.StatusCode != 409 || !strings.Contains(parse(t, page).Find(`[role="alert"]`).Text(), "could not be removed") {
+		t.Errorf("clear without Docker: %d", res.StatusCode)
+	}
+	stranger := newBrowser(t, s)
+	signInAs(t, s, stranger, 9, "stranger")
+	if res, _ := stranger.do("POST", fmt.Sprintf("/projects/%d/cache/clear", p.ID), url.Values{}); res.StatusCode != 404 {
+		t.Errorf("a stranger clears the cache: %d", res.StatusCode)
+	}
+}

@@ -216,19 +216,18 @@ func (r *Runner) remove(id string) {
 }
 
 // pruneCache keeps a project's CachedImagesLimit most recently used cache
-// images and removes the rest. An image a container still uses stays.
-func (r *Runner) pruneCache(ctx context.Context, projectID int64, out io.Writer) {
-	pid := strconv.FormatInt(projectID, 10)
-	imgs, err := r.docker.ListImages(docker.ListImagesOptions{Context: ctx,
-		Filters: map[string][]string{"label": {LabelProject + "=" + pid, LabelCache, LabelInstance + "=" + r.cfg.Instance}}})
+// images and removes the rest, returning how many. An image a container
+// still uses stays.
+func (r *Runner) pruneCache(ctx context.Context, projectID int64, out io.Writer) int {
+	imgs, err := r.cacheImages(ctx, projectID)
 	if err != nil || len(imgs) <= r.cfg.CachedImagesLimit {
-		return
+		return 0
 	}
 	used := map[string]time.Time{} // `kozmic exec` has no store: image age decides
 	if r.store != nil {
 		if used, err = r.store.CacheLastUsed(ctx, projectID); err != nil {
 			r.log.Error("read cache use", "project", projectID, "err", err)
-			return
+			return 0
 		}
 	}
 	lastUse := func(img docker.APIImages) time.Time {
@@ -238,12 +237,15 @@ func (r *Runner) pruneCache(ctx context.Context, projectID int64, out io.Writer)
 		return time.Unix(img.Created, 0)
 	}
 	slices.SortFunc(imgs, func(a, b docker.APIImages) int { return lastUse(b).Compare(lastUse(a)) })
+	n := 0
 	for _, img := range imgs[r.cfg.CachedImagesLimit:] {
 		name := r.cacheImage(img.Labels[LabelCache], projectID)
 		if err := r.docker.RemoveImageExtended(name, docker.RemoveImageOptions{Context: ctx}); err != nil {
 			r.log.Warn("remove cache image", "image", name, "err", err)
 			continue
 		}
+		n++
 		say(out, "Removed the install cache image %s, the least recently used", img.Labels[LabelCache][:12])
 	}
+	return n
 }

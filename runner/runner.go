@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,8 @@ type Store interface {
 	AppendLog(ctx context.Context, jobID int64, data []byte, truncated bool) (int64, error)
 	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
 	CacheLastUsed(ctx context.Context, projectID int64) (map[string]time.Time, error)
+	ProjectByID(ctx context.Context, id int64) (store.Project, error)
+	CompressLog(ctx context.Context, jobID int64) error
 }
 
 // Notifier hears of every change to a job and its build: GitHub statuses and
@@ -57,10 +60,13 @@ type Config struct {
 	PullInterval      time.Duration // pull an image at most this often; default 5m
 	WorkDir           string        // where checkouts go; default the system's temporary directory
 	PingInterval      time.Duration // how often the Docker engine is checked; default 5s
+	SweepInterval     time.Duration // how often leftovers are swept (Sweep); default 1h
 	// Instance labels this Kozmic's containers (store.DB.InstanceID): the
 	// start-up recovery removes only leftovers of the same instance, so
 	// several Kozmic servers can share one Docker engine.
 	Instance string
+	// Metrics hears of started and finished jobs and stored log bytes; nil: none.
+	Metrics Metrics
 }
 
 func (c *Config) defaults() {
@@ -79,6 +85,7 @@ func (c *Config) defaults() {
 	set((*int64)(&c.JobTimeout), int64(time.Hour))
 	set((*int64)(&c.PullInterval), int64(5*time.Minute))
 	set((*int64)(&c.PingInterval), int64(5*time.Second))
+	set((*int64)(&c.SweepInterval), int64(time.Hour))
 	set(&c.MaxLogBytes, 32<<20)
 	set(&c.PidsLimit, 4096)
 	if c.Network == "" {
@@ -110,7 +117,7 @@ type Runner struct {
 	stopJobs     context.CancelCauseFunc
 	jobsCtx      context.Context
 	workers      sync.WaitGroup
-	removals     sync.WaitGroup // containers being removed in the background
+	removals     sync.WaitGroup // containers being removed and logs compressed in the background
 }
 
 // New returns a runner; Start sets it going.
@@ -124,7 +131,21 @@ func New(cfg Config, st Store, dc *docker.Client, n Notifier, log *slog.Logger) 
 // NewDockerClient connects to the Docker engine at host (a unix:// or
 // tcp:// address). It does not check that the engine answers.
 func NewDockerClient(host string) (*docker.Client, error) {
-	c, err := docker.NewClient(host)
+	return NewDockerTLSClient(host, "")
+}
+
+// NewDockerTLSClient is NewDockerClient for an engine that wants TLS with
+// client certificates: certDir holds ca.pem, cert.pem and key.pem, as
+// DOCKER_CERT_PATH does for the docker command. An empty certDir means
+// no TLS.
+func NewDockerTLSClient(host, certDir string) (*docker.Client, error) {
+	var c *docker.Client
+	var err error
+	if certDir == "" {
+		c, err = docker.NewClient(host)
+	} else {
+		c, err = docker.NewTLSClient(host, filepath.Join(certDir, "cert.pem"), filepath.Join(certDir, "key.pem"), filepath.Join(certDir, "ca.pem"))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("docker client for %s: %w", host, err)
 	}
@@ -208,6 +229,7 @@ func (r *Runner) startWorkers(ctx context.Context) {
 	for range r.cfg.Workers {
 		r.workers.Go(func() { r.work(ctx) })
 	}
+	r.workers.Go(func() { r.sweepEvery(ctx, r.cfg.SweepInterval) })
 	r.Enqueued()
 }
 
@@ -315,6 +337,7 @@ func (r *Runner) work(ctx context.Context) {
 		r.Enqueued() // more may wait: pass the wake-up on to another idle worker
 		r.busy.Add(1)
 		r.changed(r.jobsCtx, ch)
+		r.jobStarted(ch.Job)
 		r.runJob(ch.Job)
 		r.busy.Add(-1)
 	}
@@ -355,7 +378,7 @@ func (r *Runner) runJob(job store.Job) {
 	for i, s := range run.Secrets {
 		secrets[i] = s.Value
 	}
-	out := newJobLog(r.store, r.logs, job.ID, r.cfg.MaxLogBytes, secrets, r.log)
+	out := newJobLog(r.logStore(), r.logs, job.ID, r.cfg.MaxLogBytes, secrets, r.log)
 	res := r.runCheckedOut(ctx, run, out)
 	out.Close()
 	if errors.Is(context.Cause(ctx), errShutdown) {
@@ -426,7 +449,15 @@ func (r *Runner) finish(jobID int64, res result) {
 		return
 	}
 	r.log.Info("job finished", "job", jobID, "status", res.status, "build", ch.Build.ID, "build_status", ch.Build.Status)
+	r.jobFinished(ch.Job)
 	r.changed(ctx, ch)
+	// The log is closed (runJob waited for its writes): store it compressed,
+	// off the worker's path, like container removals (Shutdown waits for both).
+	r.removals.Go(func() {
+		if err := r.store.CompressLog(ctx, jobID); err != nil {
+			r.log.Error("compress job log", "job", jobID, "err", err)
+		}
+	})
 }
 
 // Cancel stops a job: an enqueued one never runs, a running one is killed.

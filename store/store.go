@@ -49,6 +49,7 @@ type DB struct {
 	seal     *sealer
 	now      func() time.Time
 	instance string
+	path     string // absolute
 }
 
 // Options configure Open.
@@ -61,6 +62,11 @@ type Options struct {
 	Migrations fs.FS
 	// Logger receives one line per applied migration. Nil discards.
 	Logger *slog.Logger
+	// ReadOnly opens an existing database without changing it, for tools
+	// that run beside the server (Backup): nothing is created or migrated,
+	// the secret key is checked against the one recorded, no write lock is
+	// ever taken, and every method that writes fails.
+	ReadOnly bool
 }
 
 // Open opens the database at path, creating it if needed, applies pending
@@ -79,6 +85,9 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database path: %w", err)
 	}
+	if opt.ReadOnly {
+		return openReadOnly(ctx, abs, seal)
+	}
 
 	// Created here rather than by SQLite so that it is private from the
 	// start: it holds session tokens. SQLite gives -wal and -shm the same mode.
@@ -95,7 +104,7 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	write.SetMaxOpenConns(1)
 	write.SetConnMaxIdleTime(0)
 	write.SetConnMaxLifetime(0)
-	db := &DB{write: write, stmts: newStmtCache(write), seal: seal, now: time.Now}
+	db := &DB{write: write, stmts: newStmtCache(write), seal: seal, now: time.Now, path: abs}
 
 	if err := db.migrate(ctx, opt.Migrations, log); err != nil {
 		write.Close()

@@ -1,0 +1,141 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+
+	"kozmic/store"
+)
+
+// Swept counts what a sweep removed from the Docker engine.
+type Swept struct {
+	Containers, Volumes, Images int
+}
+
+// Sweep removes what this Kozmic (its instance label) left on the Docker
+// engine and no longer needs: stopped containers that no running job owns,
+// dangling volumes, the cache images of deleted projects, and each
+// project's cache images beyond CachedImagesLimit. Objects without this
+// instance's label, another Kozmic's among them, are never touched. It
+// goes on past single failures, which it logs, and returns the first
+// error that stopped a whole step.
+func (r *Runner) Sweep(ctx context.Context) (Swept, error) {
+	var s Swept
+	mine := LabelInstance + "=" + r.cfg.Instance
+	stopped, err := r.docker.ListContainers(docker.ListContainersOptions{All: true, Context: ctx,
+		Filters: map[string][]string{"label": {mine}, "status": {"created", "exited", "dead"}}})
+	if err != nil {
+		return s, fmt.Errorf("list stopped containers: %w", err)
+	}
+	for _, c := range stopped {
+		// A job's install container stops before it is committed: leave it to its job.
+		if id, err := strconv.ParseInt(c.Labels[LabelJob], 10, 64); err == nil && r.isActive(id) {
+			continue
+		}
+		r.remove(c.ID)
+		s.Containers++
+	}
+	vols, err := r.docker.ListVolumes(docker.ListVolumesOptions{Context: ctx,
+		Filters: map[string][]string{"label": {mine}, "dangling": {"true"}}})
+	if err != nil {
+		return s, fmt.Errorf("list dangling volumes: %w", err)
+	}
+	for _, v := range vols {
+		if err := r.docker.RemoveVolumeWithOptions(docker.RemoveVolumeOptions{Context: ctx, Name: v.Name}); err != nil {
+			r.log.Warn("remove volume", "volume", v.Name, "err", err)
+			continue
+		}
+		s.Volumes++
+	}
+	imgs, err := r.cacheImages(ctx, 0)
+	if err != nil {
+		return s, err
+	}
+	byProject := map[int64]int{}
+	for _, img := range imgs {
+		pid, _ := strconv.ParseInt(img.Labels[LabelProject], 10, 64)
+		byProject[pid]++
+	}
+	for pid, n := range byProject {
+		_, err := r.store.ProjectByID(ctx, pid)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			removed, _ := r.ClearCache(ctx, pid)
+			s.Images += removed
+		case err != nil:
+			return s, fmt.Errorf("look up project %d: %w", pid, err)
+		case n > r.cfg.CachedImagesLimit:
+			s.Images += r.pruneCache(ctx, pid, io.Discard)
+		}
+	}
+	return s, nil
+}
+
+// ClearCache removes every install cache image of a project, so that its
+// next jobs run their install scripts again; it returns how many it
+// removed. An image a running job uses stays, and is counted as an error.
+func (r *Runner) ClearCache(ctx context.Context, projectID int64) (int, error) {
+	if r.docker == nil {
+		return 0, errors.New("clear cache: no Docker engine")
+	}
+	imgs, err := r.cacheImages(ctx, projectID)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, img := range imgs {
+		name := r.cacheImage(img.Labels[LabelCache], projectID)
+		if err := r.docker.RemoveImageExtended(name, docker.RemoveImageOptions{Context: ctx}); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", name, err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// cacheImages lists this instance's install cache images, of one project
+// or (projectID 0) of all.
+func (r *Runner) cacheImages(ctx context.Context, projectID int64) ([]docker.APIImages, error) {
+	labels := []string{LabelCache, LabelInstance + "=" + r.cfg.Instance}
+	if projectID != 0 {
+		labels = append(labels, LabelProject+"="+strconv.FormatInt(projectID, 10))
+	}
+	imgs, err := r.docker.ListImages(docker.ListImagesOptions{Context: ctx, Filters: map[string][]string{"label": labels}})
+	if err != nil {
+		return nil, fmt.Errorf("list cache images: %w", err)
+	}
+	return imgs, nil
+}
+
+// isActive reports whether the job is running in this process.
+func (r *Runner) isActive(jobID int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.active[jobID]
+	return ok
+}
+
+// sweepEvery runs Sweep now and then every interval until ctx ends,
+// logging what it removed.
+func (r *Runner) sweepEvery(ctx context.Context, interval time.Duration) {
+	for {
+		if s, err := r.Sweep(ctx); err != nil {
+			r.log.Warn("disk hygiene", "err", err)
+		} else if s != (Swept{}) {
+			r.log.Info("disk hygiene removed leftovers", "containers", s.Containers, "volumes", s.Volumes, "images", s.Images)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+)
+
+// Sweep removes this Kozmic's leftovers and nothing of anyone else's;
+// ClearCache removes one project's cache images.
+func TestSweepRemovesOnlyOwnLeftovers(t *testing.T) {
+	h := newHarness(t, Config{})
+	ctx := context.Background()
+	p, _ := h.project(newRepo(t, map[string]string{"a": "a"}))
+	other, _ := h.project(newRepo(t, map[string]string{"a": "a"}))
+	// A runner of its own instance, not started: the harness's started
+	// runner sweeps at start too, but only what carries its own instance.
+	mine, theirs := fmt.Sprintf("sweep-%d", time.Now().UnixNano()), "other-instance"
+	r := New(Config{Instance: mine, CachedImagesLimit: 2}, h.db, h.dc, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	var made []string // everything made here, removed at the end whatever happens
+	t.Cleanup(func() {
+		for _, id := range made {
+			h.dc.RemoveContainer(docker.RemoveContainerOptions{ID: id, Force: true, RemoveVolumes: true})
+			h.dc.RemoveImageExtended(id, docker.RemoveImageOptions{Force: true})
+			h.dc.RemoveVolumeWithOptions(docker.RemoveVolumeOptions{Name: id})
+		}
+	})
+	container := func(labels map[string]string) string {
+		c, err := h.dc.CreateContainer(docker.CreateContainerOptions{Config: &docker.Config{Image: testImage, Cmd: []string{"true"}, Labels: labels}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, c.ID)
+		return c.ID
+	}
+	volume := func(name string, labels map[string]string) {
+		if _, err := h.dc.CreateVolume(docker.CreateVolumeOptions{Name: name, Labels: labels}); err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, name)
+	}
+	// cacheImage commits a container as a cache image of a project of an instance.
+	cacheImage := func(instance string, projectID int64, n int) string {
+		c := container(nil)
+		cacheID := fmt.Sprintf("%064x", n)
+		tag := instance + "-" + strconv.FormatInt(projectID, 10)
+		if _, err := h.dc.CommitContainer(docker.CommitContainerOptions{Container: c, Repository: CacheRepository + cacheID, Tag: tag,
+			Run: &docker.Config{Labels: map[string]string{LabelCache: cacheID, LabelProject: strconv.FormatInt(projectID, 10), LabelInstance: instance}}}); err != nil {
+			t.Fatal(err)
+		}
+		name := CacheRepository + cacheID + ":" + tag
+		made = append(made, name)
+		return name
+	}
+	exists := func(kind, name string) bool {
+		var err error
+		switch kind {
+		case "container":
+			_, err = h.dc.InspectContainerWithOptions(docker.InspectContainerOptions{ID: name})
+		case "volume":
+			_, err = h.dc.InspectVolume(name)
+		case "image":
+			_, err = h.dc.InspectImage(name)
+		}
+		return err == nil
+	}
+
+	ownStopped := container(map[string]string{LabelInstance: mine, LabelJob: "999999"})
+	theirStopped := container(map[string]string{LabelInstance: theirs, LabelJob: "1"})
+	unlabelled := container(nil)
+	volume("kozmic-test-own-"+mine, map[string]string{LabelInstance: mine})
+	volume("kozmic-test-their-"+mine, map[string]string{LabelInstance: theirs})
+	var kept []string
+	for i := range 4 {
+		kept = append(kept, cacheImage(mine, p.ID, i))
+	}
+	gone := cacheImage(mine, 987654, 10) // a deleted project's
+	theirImage := cacheImage(theirs, p.ID, 11)
+	otherProject := cacheImage(mine, other.ID, 12)
+
+	s, err := r.Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Containers != 1 || s.Volumes != 1 || s.Images != 3 {
+		t.Errorf("swept %+v, want 1 container, 1 volume, 3 images", s)
+	}
+	for _, tt := range []struct {
+		kind, name string
+		want       bool
+	}{
+		{"container", ownStopped, false}, {"container", theirStopped, true}, {"container", unlabelled, true},
+		{"volume", "kozmic-test-own-" + mine, false}, {"volume", "kozmic-test-their-" + mine, true},
+		{"image", gone, false}, {"image", theirImage, true}, {"image", otherProject, true},
+	} {
+		if got := exists(tt.kind, tt.name); got != tt.want {
+			t.Errorf("%s %.40s exists = %v, want %v", tt.kind, tt.name, got, tt.want)
+		}
+	}
+	left := 0
+	for _, name := range kept {
+		if exists("image", name) {
+			left++
+		}
+	}
+	if left != 2 {
+		t.Errorf("%d of the project's 4 cache images left, want its limit of 2", left)
+	}
+
+	n, err := r.ClearCache(ctx, p.ID)
+	if err != nil || n != 2 {
+		t.Errorf("ClearCache = %d, %v; want 2", n, err)
+	}
+	for _, name := range kept {
+		if exists("image", name) {
+			t.Errorf("%.40s survived ClearCache", name)
+		}
+	}
+	if !exists("image", otherProject) || !exists("image", theirImage) {
+		t.Error("ClearCache removed another project's or another Kozmic's image")
+	}
+}
