@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -37,13 +36,9 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 		return exitUsage
 	}
 	file, rest := args[0], args[1:]
-	cfg, err := parseConfig("backup", rest, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(stderr, usage)
-		return exitOK
-	} else if err != nil {
-		fmt.Fprintf(stderr, "kozmic: %v\n", err)
-		return exitUsage
+	cfg, code, ok := loadConfig("backup", rest, getenv, stderr, usage)
+	if !ok {
+		return code
 	}
 	if cfg.SecretKeyGenerated {
 		// parseConfig just made a key for a database that has none beside

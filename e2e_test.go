@@ -21,6 +21,22 @@ import (
 	"kozmic/runner"
 )
 
+// needTestImage skips the test unless KOZMIC_TEST_DOCKER is set, and makes
+// sure the Docker engine has the test image.
+func needTestImage(t *testing.T) {
+	t.Helper()
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run tests against a Docker engine")
+	}
+	dc, err := runner.NewDockerClient(orDefault(os.Getenv("DOCKER_HOST"), "unix:///var/run/docker.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.Ensure(dc); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // kozmicBinary builds the program once per test run.
 func kozmicBinary(t *testing.T) string {
 	t.Helper()
@@ -231,16 +247,7 @@ func (c *client) waitBuild(s *server, projectID int64, n int) (string, string) {
 // project of a git repository on this machine, a hook with an install
 // script, builds started by signed webhooks.
 func TestEndToEnd(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_DOCKER=1 to run the binary against a Docker engine")
-	}
-	dc, err := runner.NewDockerClient(orDefault(os.Getenv("DOCKER_HOST"), "unix:///var/run/docker.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testimage.Ensure(dc); err != nil {
-		t.Fatal(err)
-	}
+	needTestImage(t)
 	bin := kozmicBinary(t)
 	s := startServer(t, bin)
 	c := newClient(t, s)
@@ -367,16 +374,7 @@ func (c *client) waitRunning(s *server, projectID int64, n int) {
 // A signal lets a running job finish before the server exits; a second
 // one stops at once, and the next start runs the interrupted job again.
 func TestEndToEndShutdown(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_DOCKER=1 to run the binary against a Docker engine")
-	}
-	dc, err := runner.NewDockerClient(orDefault(os.Getenv("DOCKER_HOST"), "unix:///var/run/docker.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testimage.Ensure(dc); err != nil {
-		t.Fatal(err)
-	}
+	needTestImage(t)
 	bin, dir := kozmicBinary(t), t.TempDir()
 	key := "KOZMIC_SECRET_KEY=" + strings.Repeat("k", 40)
 	repo := t.TempDir()

@@ -106,12 +106,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return exitUsage
 	}
 
-	cfg, err := parseConfig(cmd, args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	} else if err != nil {
-		fmt.Fprintf(stderr, "kozmic: %v\n", err)
-		return exitUsage
+	cfg, code, ok := loadConfig(cmd, args, getenv, stderr, "")
+	if !ok {
+		return code
 	}
 	log := newLogger(cfg, stderr)
 	db, code := openStore(ctx, cfg, log, stderr)
@@ -140,6 +137,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return exitFailed
 	}
 	return exitOK
+}
+
+// loadConfig reads the configuration of command cmd. When it cannot go on
+// it has said why on stderr (with usage, if given, after -h) and returns
+// ok false and the exit code: 0 for -h, 2 for a bad setting.
+func loadConfig(cmd string, args []string, getenv func(string) string, stderr io.Writer, usage string) (cfg Config, code int, ok bool) {
+	cfg, err := parseConfig(cmd, args, getenv, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		if usage != "" {
+			fmt.Fprintln(stderr, usage)
+		}
+		return cfg, exitOK, false
+	case err != nil:
+		fmt.Fprintf(stderr, "kozmic: %v\n", err)
+		return cfg, exitUsage, false
+	}
+	return cfg, exitOK, true
 }
 
 // openStore opens (creating and migrating) the database. It returns nil

@@ -24,7 +24,6 @@ import (
 	"kozmic/internal/syncbuf"
 	"kozmic/internal/testimage"
 	"kozmic/migrations"
-	"kozmic/runner"
 	"kozmic/store"
 )
 
@@ -489,16 +488,7 @@ func TestBuildsWithoutCgo(t *testing.T) {
 }
 
 func TestExecSubcommand(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_DOCKER=1 to run tests against a Docker engine")
-	}
-	dc, err := runner.NewDockerClient(orDefault(os.Getenv("DOCKER_HOST"), "unix:///var/run/docker.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testimage.Ensure(dc); err != nil {
-		t.Fatal(err)
-	}
+	needTestImage(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "message.txt"), []byte("hello from the working tree"), 0o644)
 	script := filepath.Join(t.TempDir(), "build.sh")

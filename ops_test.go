@@ -8,14 +8,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"kozmic/internal/testimage"
-	"kozmic/runner"
 )
 
 func TestMetricsTokenSetting(t *testing.T) {
@@ -53,16 +51,7 @@ func TestMetricsTokenSetting(t *testing.T) {
 // token counting a real build, and a request log line per request that
 // carries the request id.
 func TestEndToEndOperations(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_DOCKER=1 to run the binary against a Docker engine")
-	}
-	dc, err := runner.NewDockerClient(orDefault(os.Getenv("DOCKER_HOST"), "unix:///var/run/docker.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testimage.Ensure(dc); err != nil {
-		t.Fatal(err)
-	}
+	needTestImage(t)
 	const token = "metrics-token-for-the-e2e-test"
 	s := startServer(t, kozmicBinary(t), "KOZMIC_METRICS_TOKEN="+token, "KOZMIC_LOG_FORMAT=json")
 

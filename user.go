@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,13 +34,9 @@ func runUser(ctx context.Context, args []string, getenv func(string) string, std
 		rest = slices.DeleteFunc(rest, func(a string) bool { return a == "-admin" || a == "--admin" })
 		admin = len(rest) < n
 	}
-	cfg, err := parseConfig("user "+sub, rest, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(stderr, usage)
-		return exitOK
-	} else if err != nil {
-		fmt.Fprintf(stderr, "kozmic: %v\n", err)
-		return exitUsage
+	cfg, code, ok := loadConfig("user "+sub, rest, getenv, stderr, usage)
+	if !ok {
+		return code
 	}
 	log := newLogger(cfg, stderr)
 	db, code := openStore(ctx, cfg, log, stderr)
@@ -51,6 +46,7 @@ func runUser(ctx context.Context, args []string, getenv func(string) string, std
 	defer db.Close()
 
 	var u store.User
+	var err error
 	if sub == "passwd" {
 		if u, err = db.UserByUsername(ctx, name); errors.Is(err, store.ErrNotFound) {
 			fmt.Fprintf(stderr, "kozmic: there is no local user %q\n", name)

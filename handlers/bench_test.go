@@ -67,10 +67,9 @@ func BenchmarkWebhookIngest(b *testing.B) {
 	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
 }
 
-// BenchmarkProjectPage renders a project's page (its first page of builds)
-// for a project with 100,000 builds, through the real handler, session and
-// store.
-func BenchmarkProjectPage(b *testing.B) {
+// benchProject is a signed-in browser on a test server with a project of
+// one hook.
+func benchProject(b *testing.B) (*testServer, *browser, store.Project) {
 	s := newTestServer(b)
 	br := newBrowser(b, s)
 	br.signIn("/")
@@ -83,6 +82,15 @@ func BenchmarkProjectPage(b *testing.B) {
 	if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "i", BuildScript: "#!/bin/sh"}); err != nil {
 		b.Fatal(err)
 	}
+	return s, br, p
+}
+
+// BenchmarkProjectPage renders a project's page (its first page of builds)
+// for a project with 100,000 builds, through the real handler, session and
+// store.
+func BenchmarkProjectPage(b *testing.B) {
+	s, br, p := benchProject(b)
+	ctx := context.Background()
 	const builds = 100_000
 	var wg sync.WaitGroup
 	for w := range 4 {
@@ -110,18 +118,8 @@ func BenchmarkProjectPage(b *testing.B) {
 // BenchmarkLogPage serves one page (1,000 lines, with colours) from the
 // middle of a finished 100,000-line log, through the real handler and store.
 func BenchmarkLogPage(b *testing.B) {
-	s := newTestServer(b)
-	br := newBrowser(b, s)
-	br.signIn("/")
+	s, br, p := benchProject(b)
 	ctx := context.Background()
-	p, err := s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: 1296269,
-		FullName: "octocat/Hello-World", WebhookSecret: "s"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "i", BuildScript: "#!/bin/sh"}); err != nil {
-		b.Fatal(err)
-	}
 	_, jobs, err := s.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: "abc"})
 	if err != nil {
 		b.Fatal(err)

@@ -27,6 +27,7 @@ func localUser(t *testing.T, s *testServer, name, pw string) store.User {
 	return u
 }
 
+// parse reads a page, or a fragment of one, for goquery.
 func parse(t *testing.T, page string) *goquery.Document {
 	t.Helper()
 	doc, err := goquery.NewDocumentFromReader(strings.NewReader(page))

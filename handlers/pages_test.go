@@ -29,15 +29,6 @@ var (
 	exactRE    = regexp.MustCompile(`^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} `)
 )
 
-// pageDoc parses a page or a fragment of one.
-func pageDoc(t *testing.T, s string) *goquery.Document {
-	t.Helper()
-	doc, err := goquery.NewDocumentFromReader(strings.NewReader(s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return doc
-}
 
 // fetchPage GETs path as b, requires the status and an HTML answer, and parses it.
 func fetchPage(t *testing.T, b *browser, path string, status int) (*goquery.Document, string) {
@@ -49,7 +40,7 @@ func fetchPage(t *testing.T, b *browser, path string, status int) (*goquery.Docu
 	if ct := res.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
 		t.Errorf("GET %s: Content-Type %q", path, ct)
 	}
-	return pageDoc(t, body), body
+	return parse(t, body), body
 }
 
 // fetchPoll GETs path as htmx does when it polls.
@@ -286,7 +277,7 @@ func TestPageLocalLogin(t *testing.T) {
 	if res.StatusCode != 401 {
 		t.Fatalf("wrong password: %d", res.StatusCode)
 	}
-	doc = pageDoc(t, body)
+	doc = parse(t, body)
 	check("wrong password", doc, body, "/account", xssScript)
 	if f := doc.Find("p.flash.flash-error"); textOf(f) != "Wrong username or password." || attrOf(f, "role") != "alert" {
 		t.Errorf("wrong password: flash %q", textOf(f))
@@ -847,7 +838,7 @@ func TestPageGitProject(t *testing.T) {
 	if res.StatusCode != 422 {
 		t.Fatalf("unknown ref: %d", res.StatusCode)
 	}
-	doc = pageDoc(t, body)
+	doc = parse(t, body)
 	checkInert(t, "unknown ref", doc, body)
 	if f := doc.Find("p.flash.flash-error"); f.Length() != 1 || attrOf(f, "role") != "alert" || textOf(f) == "" {
 		t.Errorf("unknown ref: flash %q", textOf(f))
@@ -914,7 +905,7 @@ func TestPageNewProject(t *testing.T) {
 	if res.StatusCode != 422 {
 		t.Fatalf("no such directory: %d", res.StatusCode)
 	}
-	doc = pageDoc(t, body)
+	doc = parse(t, body)
 	check("no such directory", doc, body, xssScript, dir, true)
 	if f := doc.Find("p.flash.flash-error"); textOf(f) != strings.Join(strings.Fields("There is no directory "+dir+" on this server."), " ") || attrOf(f, "role") != "alert" {
 		t.Errorf("no such directory: flash %q", textOf(f))
@@ -1284,13 +1275,13 @@ func TestPageJob(t *testing.T) {
 	if len(evs) == 0 || evs[len(evs)-1].event != "end" {
 		t.Fatalf("stream events %+v", evs)
 	}
-	end := pageDoc(t, evs[len(evs)-1].data)
+	end := parse(t, evs[len(evs)-1].data)
 	if n := end.Find("body").Children().Length(); n != 1 {
 		t.Errorf("the end event holds %d elements, want the head only", n)
 	}
 	head("end event", end, second.ID, "error", "status-error", false, true)
 	monaEnd := readEvents(t, bs["monalisa"], jobURL(second.ID)+"/log/stream", "")
-	head("end event as monalisa", pageDoc(t, monaEnd[len(monaEnd)-1].data), second.ID, "error", "status-error", false, false)
+	head("end event as monalisa", parse(t, monaEnd[len(monaEnd)-1].data), second.ID, "error", "status-error", false, false)
 }
 
 func TestPageSettings(t *testing.T) {
@@ -1410,7 +1401,7 @@ func TestPageSettings(t *testing.T) {
 
 	// A refused secret says why, and does not echo the value.
 	res, body := owner.do("POST", fmt.Sprintf("/projects/%d/secrets", p.ID), url.Values{"name": {xssImg}, "value": {"typed-" + value}})
-	doc = pageDoc(t, body)
+	doc = parse(t, body)
 	if f := doc.Find("p.flash.flash-error"); res.StatusCode != 422 || attrOf(f, "role") != "alert" || !strings.HasPrefix(textOf(f), "A secret name uses letters") {
 		t.Errorf("bad secret name: %d, %q", res.StatusCode, textOf(f))
 	}
@@ -1491,7 +1482,7 @@ func TestPageHookForm(t *testing.T) {
 	if res.StatusCode != 422 {
 		t.Fatalf("untitled hook: %d", res.StatusCode)
 	}
-	doc = pageDoc(t, body)
+	doc = parse(t, body)
 	if f := doc.Find("p.flash.flash-error"); textOf(f) != "A hook needs a title." || attrOf(f, "role") != "alert" {
 		t.Errorf("untitled hook: flash %q", textOf(f))
 	}
@@ -1544,7 +1535,7 @@ func TestPageDeleteProject(t *testing.T) {
 	s.db.SetGitHubHookID(context.Background(), p.ID, 12345678)
 	s.github.Script("DELETE "+repoAPI+"/hooks/12345678", fakegithub.Reply{Status: 403, Body: `{"message":"Must have admin rights to Repository."}`})
 	res, body := owner.do("POST", path, url.Values{})
-	doc = pageDoc(t, body)
+	doc = parse(t, body)
 	if f := doc.Find("p.flash.flash-error"); res.StatusCode != 502 || attrOf(f, "role") != "alert" || textOf(f) != "GitHub answered: Must have admin rights to Repository." {
 		t.Errorf("refused: %d, flash %q", res.StatusCode, textOf(f))
 	}
@@ -1603,7 +1594,7 @@ func TestPageAccount(t *testing.T) {
 	if res.StatusCode != 422 {
 		t.Fatalf("bad address: %d", res.StatusCode)
 	}
-	doc = pageDoc(t, body)
+	doc = parse(t, body)
 	check("bad address", doc, xssImg)
 	if f := doc.Find(".flash"); textOf(f) != "That is not an e-mail address." || !f.HasClass("flash-error") || attrOf(f, "role") != "alert" {
 		t.Errorf("bad address: flash %q", textOf(f))
@@ -1691,7 +1682,7 @@ func TestPageNotFound(t *testing.T) {
 			t.Errorf("%s: %d, Cache-Control %q", tt.path, res.StatusCode, res.Header.Get("Cache-Control"))
 			continue
 		}
-		doc := pageDoc(t, body)
+		doc := parse(t, body)
 		checkInert(t, tt.path, doc, body)
 		if got := doc.Find("title").Text(); got != "Page not found · Kozmic" {
 			t.Errorf("%s: title %q", tt.path, got)
@@ -1920,7 +1911,7 @@ func TestPageEscapesUserText(t *testing.T) {
 	for _, e := range evs {
 		all.WriteString(e.data)
 	}
-	stream := pageDoc(t, all.String())
+	stream := parse(t, all.String())
 	checkLogInert(t, "log stream", stream, all.String())
 	if got := textOf(stream.Find("#" + views.JobHeadID + " > span.muted")); got != "canceled by "+xssImg {
 		t.Errorf("end event error %q", got)
