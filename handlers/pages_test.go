@@ -29,7 +29,6 @@ var (
 	exactRE    = regexp.MustCompile(`^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} `)
 )
 
-
 // fetchPage GETs path as b, requires the status and an HTML answer, and parses it.
 func fetchPage(t *testing.T, b *browser, path string, status int) (*goquery.Document, string) {
 	t.Helper()
