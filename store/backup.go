@@ -68,11 +68,7 @@ func (db *DB) checkKeyReadOnly(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read key check: %w", err)
 	}
-	plain, err := db.seal.open(sealed)
-	if err != nil || string(plain) != keyCheckPlaintext {
-		return ErrWrongKey
-	}
-	return nil
+	return db.opensKeyCheck(sealed)
 }
 
 // Backup writes a consistent snapshot of the database to path, which must

@@ -251,12 +251,18 @@ func (db *DB) checkKey(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("read key check: %w", err)
 		}
-		plain, err := db.seal.open(sealed)
-		if err != nil || string(plain) != keyCheckPlaintext {
-			return ErrWrongKey
-		}
-		return nil
+		return db.opensKeyCheck(sealed)
 	})
+}
+
+// opensKeyCheck says whether the sealed key check opens with this
+// database's key: ErrWrongKey if not.
+func (db *DB) opensKeyCheck(sealed []byte) error {
+	plain, err := db.seal.open(sealed)
+	if err != nil || string(plain) != keyCheckPlaintext {
+		return ErrWrongKey
+	}
+	return nil
 }
 
 // writeTx runs fn in one IMMEDIATE transaction on the writer connection and
