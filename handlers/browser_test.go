@@ -74,6 +74,11 @@ func newLiveServer(t *testing.T) *liveServer {
 // off the network but for this machine.
 func newChrome(t *testing.T) context.Context {
 	t.Helper()
+	// Not t.TempDir: its removal would not wait for Chromium's stragglers.
+	profile, err := os.MkdirTemp("", "kozmic-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath("/usr/bin/chromium"),
 		chromedp.NoSandbox,
@@ -83,13 +88,26 @@ func newChrome(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1280, 900),
 	)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(alloc)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+		// Chromium's helper processes may still write to the profile for a
+		// moment after the browser has gone, so removal is tried again.
+		for range 50 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("the Chromium profile %s could not be removed", profile)
+	})
 	return ctx
 }
 
