@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/a-h/templ"
-
 	"kozmic/internal/password"
 	"kozmic/internal/when"
 	"kozmic/store"
@@ -62,43 +60,6 @@ func (h *Handler) currentUser(r *http.Request) (store.User, bool) {
 		return store.User{}, false
 	}
 	return u, true
-}
-
-func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	if err := c.Render(views.WithBanner(r.Context(), h.jobs.Unreachable()), w); err != nil {
-		h.log.ErrorContext(r.Context(), "render", "path", r.URL.Path, "err", err)
-	}
-}
-
-// home is the dashboard: the projects the signed-in person may see, each
-// with its latest build. Anonymous visitors are sent to sign in.
-func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
-	u, ok := h.currentUser(r)
-	if !ok {
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
-		return
-	}
-	projects, err := h.db.ProjectsOf(r.Context(), u.ID)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	v := views.DashboardView{User: u.Login(), GitHub: h.github.Enabled()}
-	for _, p := range projects {
-		row := views.DashboardRow{ProjectID: p.ID, FullName: p.FullName}
-		b, err := h.db.LatestBuild(r.Context(), p.ID, "")
-		switch {
-		case err == nil:
-			row.HasBuild, row.Number, row.Status, row.Branch, row.ShortSHA, row.Age = true, b.Number, buildStatus(b.Status), b.Branch(), shortSHA(b.SHA), ago(b.CreatedAt)
-		case !errors.Is(err, store.ErrNotFound):
-			h.fail(w, r, err)
-			return
-		}
-		v.Projects = append(v.Projects, row)
-	}
-	h.render(w, r, http.StatusOK, views.DashboardPage(v))
 }
 
 // loginPage offers the ways to sign in; a signed-in person goes on to

@@ -72,59 +72,6 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, fmt.Sprintf("/projects/%d?created", p.ID), http.StatusSeeOther)
 }
 
-// runBuild starts a build of what the form names (a branch, tag or commit),
-// resolved to a commit on the project's git server. A commit built before
-// shows that build instead.
-func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
-	p, role, err := h.projectFor(r, store.RoleManager)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	ctx := r.Context()
-	typed := strings.TrimSpace(r.PostFormValue("ref"))
-	refuse := func(msg string) {
-		v, err := h.projectView(r, p, role)
-		if err == nil {
-			v.Builds, err = h.buildsSection(r, p)
-		}
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		v.RunRef, v.Error = typed, msg
-		h.render(w, r, http.StatusUnprocessableEntity, views.ProjectPage(v))
-	}
-	key, err := h.db.DeployKeyOf(ctx, p.ID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		h.fail(w, r, err)
-		return
-	}
-	ref, sha, err := runner.ResolveRef(ctx, p.CloneURL(), key.PrivateKey, typed)
-	if err != nil {
-		refuse(err.Error())
-		return
-	}
-	b, jobs, err := h.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: ref, SHA: sha, Author: user(r).Login(),
-		Message: "Run by " + user(r).Login()})
-	switch {
-	case errors.Is(err, store.ErrNoHooks):
-		refuse("The project has no hooks yet: add one in its settings, then run it.")
-		return
-	case err != nil:
-		h.fail(w, r, err)
-		return
-	}
-	path := fmt.Sprintf("/projects/%d/builds/%d", p.ID, b.Number)
-	if len(jobs) == 0 {
-		path += "?existing"
-	} else {
-		h.jobs.Enqueued()
-		h.log.InfoContext(r.Context(), "build run by hand", "project", p.ID, "build", b.Number, "ref", ref, "sha", sha, "by", user(r).Login())
-	}
-	http.Redirect(w, r, path, http.StatusSeeOther)
-}
-
 // addMember gives a local user a role in a git URL project; only its owner
 // may. GitHub projects take their people from GitHub instead.
 func (h *Handler) addMember(w http.ResponseWriter, r *http.Request) {

@@ -11,11 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/a-h/templ"
 	"github.com/alexedwards/scs/v2"
 
 	"kozmic/gh"
 	"kozmic/runner"
 	"kozmic/store"
+	"kozmic/views"
 )
 
 // Store is what the handlers need of the database.
@@ -202,4 +204,12 @@ func (h *Handler) serveRecovering(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	h.serve.ServeHTTP(w, r)
+}
+
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := c.Render(views.WithBanner(r.Context(), h.jobs.Unreachable()), w); err != nil {
+		h.log.ErrorContext(r.Context(), "render", "path", r.URL.Path, "err", err)
+	}
 }

@@ -1,0 +1,246 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/buildkite/terminal-to-html/v3"
+
+	"kozmic/runner"
+	"kozmic/store"
+	"kozmic/views"
+)
+
+// rawLog sends the stored log as it is, ANSI codes and all.
+func (h *Handler) rawLog(w http.ResponseWriter, r *http.Request) {
+	_, _, _, j, err := h.projectJob(r, store.RoleMember)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="job-%d.log"`, j.ID))
+	for pos := int64(0); ; {
+		data, err := h.db.ReadLog(r.Context(), j.ID, pos, 1<<20)
+		if err != nil {
+			h.log.ErrorContext(r.Context(), "read log", "job", j.ID, "err", err)
+			return
+		}
+		if len(data) == 0 {
+			return
+		}
+		if _, err := w.Write(data); err != nil {
+			return
+		}
+		pos += int64(len(data))
+	}
+}
+
+// logPageLines is how many lines of a finished log one page holds: enough
+// to fill a screen many times over, few enough that a browser renders them at
+// once however long the whole log is.
+const logPageLines = 1000
+
+// logPage answers GET .../log?at=OFFSET:LINE with the next page of a job's
+// log as numbered HTML lines, followed, if the log goes on, by a placeholder
+// that loads the page after it when it scrolls into view. A job still
+// running keeps its unfinished last line for a later page.
+func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
+	p, _, b, j, err := h.projectJob(r, store.RoleMember)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	from, line := parseEventID(r.URL.Query().Get("at"))
+	lines := &lineRenderer{next: line, pos: from}
+	var out strings.Builder
+	read, eof := from, false
+	for lines.next-line < logPageLines {
+		data, err := h.db.ReadLog(r.Context(), j.ID, read, 64<<10)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if len(data) == 0 {
+			eof = true
+			break
+		}
+		data = upToLines(data, logPageLines-(lines.next-line))
+		read += int64(len(data))
+		out.WriteString(lines.write(data))
+	}
+	if eof && j.Status.Finished() {
+		out.WriteString(lines.flush())
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// Each page is a block of its own, so that the browser can skip laying
+	// out the pages that are off screen.
+	io.WriteString(w, `<div class="log-page">`+out.String()+`</div>`)
+	if !eof {
+		next := fmt.Sprintf("%s/log?at=%d:%d", h.jobPath(p, b, j), lines.pos, lines.next)
+		views.LogMore(next, "intersect once").Render(r.Context(), w)
+	}
+}
+
+// upToLines cuts p after its nth newline, if it has that many.
+func upToLines(p []byte, n int) []byte {
+	for i, c := range p {
+		if c == '\n' {
+			if n--; n == 0 {
+				return p[:i+1]
+			}
+		}
+	}
+	return p
+}
+
+// heartbeat is how often an idle log stream says it is alive, so that
+// proxies keep it open.
+const heartbeat = 15 * time.Second
+
+// logStream sends a job's log as server-sent events: the stored log, then
+// new output as it comes, as numbered HTML lines (ANSI colours rendered on
+// the server; a line is sent when it is complete, so \r progress bars show
+// their last state). Each event's id is "offset:line" of the next line, so a
+// reconnect with Last-Event-ID continues with no gap and no repeat. When the
+// job ends a final "end" event carries its status.
+func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
+	p, role, b, j, err := h.projectJob(r, store.RoleMember)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	from, line := parseEventID(r.Header.Get("Last-Event-ID"))
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	rc := http.NewResponseController(w)
+
+	var mu sync.Mutex // the heartbeat and the log write to w in turn
+	send := func(s string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := io.WriteString(w, s); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	if err := send(": log of job " + strconv.FormatInt(j.ID, 10) + "\n\n"); err != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	var beats sync.WaitGroup
+	defer beats.Wait() // after cancel: nothing may write to w once the handler returns
+	defer cancel()
+	beats.Go(func() {
+		t := time.NewTicker(heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if send(": heartbeat\n\n") != nil {
+					cancel()
+				}
+			}
+		}
+	})
+
+	lines := &lineRenderer{next: line, pos: from}
+	err = h.jobs.Follow(ctx, j.ID, from, func(c runner.Chunk) error {
+		if out := lines.write(c.Data); out != "" {
+			return send(lines.event(out))
+		}
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			h.log.WarnContext(r.Context(), "log stream", "job", j.ID, "err", err)
+		}
+		return
+	}
+	if out := lines.flush(); out != "" {
+		if send(lines.event(out)) != nil {
+			return
+		}
+	}
+	done, err := h.db.JobByID(ctx, j.ID)
+	if err != nil {
+		return
+	}
+	v, err := h.jobView(r, p, role, b, done)
+	if err != nil {
+		return
+	}
+	var head bytes.Buffer
+	views.JobHead(v).Render(ctx, &head)
+	send("event: end\ndata: " + strings.ReplaceAll(head.String(), "\n", "") + "\n\n")
+}
+
+// parseEventID reads "offset:line"; anything else starts at the beginning.
+func parseEventID(id string) (int64, int) {
+	off, ln, ok := strings.Cut(id, ":")
+	o, err1 := strconv.ParseInt(off, 10, 64)
+	l, err2 := strconv.Atoi(ln)
+	if !ok || err1 != nil || err2 != nil || o < 0 || l < 1 {
+		return 0, 1
+	}
+	return o, l
+}
+
+// lineRenderer turns terminal output into numbered HTML lines, holding an
+// unfinished line back until its newline comes.
+type lineRenderer struct {
+	pending []byte
+	next    int   // number of the next line
+	pos     int64 // byte offset where pending starts
+}
+
+// write takes more output and returns the HTML of the lines it completed.
+func (l *lineRenderer) write(p []byte) string {
+	l.pending = append(l.pending, p...)
+	var b strings.Builder
+	for {
+		i := bytes.IndexByte(l.pending, '\n')
+		if i < 0 {
+			return b.String()
+		}
+		l.line(&b, l.pending[:i])
+		l.pos += int64(i + 1)
+		l.pending = l.pending[i+1:]
+	}
+}
+
+// flush renders what is left at the end of the log as a last line.
+func (l *lineRenderer) flush() string {
+	if len(l.pending) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	l.line(&b, l.pending)
+	l.pos += int64(len(l.pending))
+	l.pending = nil
+	return b.String()
+}
+
+func (l *lineRenderer) line(b *strings.Builder, raw []byte) {
+	raw = bytes.TrimSuffix(raw, []byte("\r"))
+	n := strconv.Itoa(l.next)
+	fmt.Fprintf(b, `<div class="line" id="L%s"><a href="#L%s">%s</a><span>%s</span></div>`, n, n, n,
+		strings.ReplaceAll(terminal.Render(raw), "\n", ""))
+	l.next++
+}
+
+// event wraps rendered lines as one server-sent event whose id resumes after them.
+func (l *lineRenderer) event(htmlLines string) string {
+	return fmt.Sprintf("id: %d:%d\nevent: line\ndata: %s\n\n", l.pos, l.next, htmlLines)
+}
