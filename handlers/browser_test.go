@@ -112,17 +112,15 @@ func newChrome(t *testing.T) context.Context {
 }
 
 // waitText polls, for up to 30 seconds, until the element's text satisfies ok.
-func waitText(ctx context.Context, sel string, ok func(string) bool) chromedp.Action {
-	return chromedp.ActionFunc(func(ctx context.Context) error {
+func waitText(sel string, ok func(string) bool) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			if time.Now().After(deadline) {
-				var html string
-				chromedp.Run(ctx, chromedp.OuterHTML(sel, &html, chromedp.ByQuery, chromedp.AtLeast(0)))
+				html, _ := chromedp.OuterHTML(chromedp.CSS(sel), chromedp.AtLeast(0))(ctx, t)
 				return fmt.Errorf("waiting for %s, which is now: %.600s", sel, html)
 			}
-			var text string
-			if err := chromedp.Run(ctx, chromedp.Text(sel, &text, chromedp.ByQuery, chromedp.AtLeast(0))); err == nil && ok(text) {
+			if text, err := chromedp.Text(chromedp.CSS(sel), chromedp.AtLeast(0))(ctx, t); err == nil && ok(text) {
 				return nil
 			}
 			select {
@@ -138,8 +136,8 @@ func waitText(ctx context.Context, sel string, ok func(string) bool) chromedp.Ac
 // KOZMIC_UPDATE_SCREENSHOTS is set, and checks that one was taken.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	var png []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.HasPrefix(png, []byte("\x89PNG")) || len(png) < 5000 {
@@ -168,8 +166,8 @@ func TestBrowserLiveLog(t *testing.T) {
 	ctx := newChrome(t)
 
 	// Sign in with (the fake) GitHub, as a person would.
-	if err := chromedp.Run(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(`a.button`, chromedp.ByQuery),
-		waitText(ctx, "h1", func(s string) bool { return s == "Projects" })); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(chromedp.CSS(`a.button`)),
+		waitText("h1", func(s string) bool { return s == "Projects" })); err != nil {
 		t.Fatal(err)
 	}
 
@@ -190,19 +188,19 @@ func TestBrowserLiveLog(t *testing.T) {
 	}
 
 	// Its hook, through the form.
-	if err := chromedp.Run(ctx,
+	if err := chromedp.Do(ctx,
 		chromedp.Navigate(fmt.Sprintf("%s/projects/%d/hooks/new", srv.url, p.ID)),
-		chromedp.SendKeys(`#title`, "live", chromedp.ByID),
-		chromedp.SendKeys(`#image`, testimage.Name, chromedp.ByID),
-		chromedp.SetValue(`#build`, liveScript, chromedp.ByID),
-		chromedp.Submit(`#build`, chromedp.ByID),
-		waitText(ctx, ".flash-ok", func(s string) bool { return s == "Hook saved." }),
+		chromedp.SendKeys(chromedp.ID("title"), "live"),
+		chromedp.SendKeys(chromedp.ID("image"), testimage.Name),
+		chromedp.SetValue(chromedp.ID("build"), liveScript),
+		chromedp.Submit(chromedp.ID("build")),
+		waitText(".flash-ok", func(s string) bool { return s == "Hook saved." }),
 	); err != nil {
 		t.Fatal(err)
 	}
 
 	// The dashboard is open before the build starts; it must turn green by itself.
-	if err := chromedp.Run(ctx, chromedp.Navigate(srv.url+"/")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.url+"/")); err != nil {
 		t.Fatal(err)
 	}
 	body := fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"head_commit":{"message":"Make it green","author":{"name":"Ann"}}}`, strings.TrimSpace(string(sha)))
@@ -220,44 +218,40 @@ func TestBrowserLiveLog(t *testing.T) {
 	// In a second tab: the job page, where the log arrives live.
 	tab, cancelTab := chromedp.NewContext(ctx)
 	defer cancelTab()
-	if err := chromedp.Run(tab, chromedp.Navigate(jobURL),
-		waitText(tab, "#log", func(s string) bool { return strings.Contains(s, "line 5 of") })); err != nil {
+	if err := chromedp.Do(tab, chromedp.Navigate(jobURL),
+		waitText("#log", func(s string) bool { return strings.Contains(s, "line 5 of") })); err != nil {
 		t.Fatalf("%v\nserver log:\n%s", err, srv.logs)
 	}
-	var early string
-	chromedp.Run(tab, chromedp.Text("#log", &early, chromedp.ByID))
+	early, _ := chromedp.Run(tab, chromedp.Text(chromedp.ID("log")))
 	if strings.Contains(early, "line 30 of") {
 		t.Fatal("the whole log was there at once: it did not arrive live")
 	}
 	// Reload mid-job: the page starts again and shows every line once.
-	if err := chromedp.Run(tab, chromedp.Reload(),
-		waitText(tab, "#job-status", func(s string) bool { return strings.Contains(s, "passed") }),
-		waitText(tab, "#log", func(s string) bool { return strings.Contains(s, "line 30 of") })); err != nil {
-		var logTail string
-		chromedp.Run(tab, chromedp.Evaluate(`document.getElementById("log").innerText.slice(-300)`, &logTail))
+	if err := chromedp.Do(tab, chromedp.Reload(),
+		waitText("#job-status", func(s string) bool { return strings.Contains(s, "passed") }),
+		waitText("#log", func(s string) bool { return strings.Contains(s, "line 30 of") })); err != nil {
+		logTail, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.getElementById("log").innerText.slice(-300)`))
 		t.Fatalf("%v\nlog ends: %q\nserver log:\n%s", err, logTail, srv.logs)
 	}
-	var log string
-	chromedp.Run(tab, chromedp.Text("#log", &log, chromedp.ByID))
+	log, _ := chromedp.Run(tab, chromedp.Text(chromedp.ID("log")))
 	for i := 1; i <= 30; i++ {
 		if n := strings.Count(log, fmt.Sprintf("line %d of the live log", i)); n != 1 {
 			t.Errorf("line %d shows %d times after the reload", i, n)
 		}
 	}
-	var coloured int
-	chromedp.Run(tab, chromedp.Evaluate(`document.querySelectorAll("#log .term-fg32").length`, &coloured))
+	coloured, _ := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#log .term-fg32").length`))
 	if coloured == 0 {
 		t.Error("the log's colours were not rendered")
 	}
 	screenshot(t, tab, "job.png")
 
 	// Back on the first tab, never reloaded: the dashboard shows the build passed.
-	if err := chromedp.Run(ctx, waitText(ctx, "#dashboard", func(s string) bool { return strings.Contains(s, "passed") })); err != nil {
+	if err := chromedp.Do(ctx, waitText("#dashboard", func(s string) bool { return strings.Contains(s, "passed") })); err != nil {
 		t.Fatal(err)
 	}
 	screenshot(t, ctx, "dashboard.png")
-	if err := chromedp.Run(ctx, chromedp.Navigate(fmt.Sprintf("%s/projects/%d/builds/1", srv.url, p.ID)),
-		waitText(ctx, "#jobs-table", func(s string) bool { return strings.Contains(s, "passed") })); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("%s/projects/%d/builds/1", srv.url, p.ID)),
+		waitText("#jobs-table", func(s string) bool { return strings.Contains(s, "passed") })); err != nil {
 		t.Fatal(err)
 	}
 	screenshot(t, ctx, "build.png")
@@ -273,8 +267,8 @@ func TestBrowserLongLogAndPhone(t *testing.T) {
 	srv := newLiveServer(t)
 	ctx := newChrome(t)
 	bg := context.Background()
-	if err := chromedp.Run(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(`a.button`, chromedp.ByQuery),
-		waitText(ctx, "h1", func(s string) bool { return s == "Projects" })); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(chromedp.CSS(`a.button`)),
+		waitText("h1", func(s string) bool { return s == "Projects" })); err != nil {
 		t.Fatal(err)
 	}
 	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/long",
@@ -306,19 +300,19 @@ func TestBrowserLongLogAndPhone(t *testing.T) {
 	srv.db.UpdateJob(bg, job, store.JobUpdate{Status: store.JobSuccess})
 	jobURL := fmt.Sprintf("%s/projects/%d/builds/1/jobs/%d", srv.url, p.ID, job)
 
-	count := func(tab context.Context) (n int) {
-		chromedp.Run(tab, chromedp.Evaluate(`document.querySelectorAll("#log .line").length`, &n))
+	count := func(tab context.Context) int {
+		n, _ := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#log .line").length`))
 		return n
 	}
-	if err := chromedp.Run(ctx, chromedp.Navigate(jobURL), chromedp.WaitVisible("#L1000", chromedp.ByID)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(jobURL), chromedp.WaitVisible(chromedp.ID("L1000"))); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(ctx); n != 1000 {
 		t.Errorf("the page opened with %d lines, want the first 1,000", n)
 	}
 	// Scrolling to the end of what is there brings the next page.
-	if err := chromedp.Run(ctx, chromedp.Evaluate(`window.scrollTo(0, document.body.scrollHeight)`, nil),
-		chromedp.WaitVisible("#L2000", chromedp.ByID)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, document.body.scrollHeight)`),
+		chromedp.WaitVisible(chromedp.ID("L2000"))); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(ctx); n < 2000 || n > 3000 {
@@ -327,14 +321,14 @@ func TestBrowserLongLogAndPhone(t *testing.T) {
 	// A link to line 54,321 loads the pages up to it and shows that line.
 	tab, cancelTab := chromedp.NewContext(ctx)
 	defer cancelTab()
-	var inView bool
-	if err := chromedp.Run(tab, chromedp.Navigate(jobURL+"#L54321"), chromedp.WaitVisible("#L54321", chromedp.ByID),
-		chromedp.Poll(`(function () { var r = document.getElementById("L54321").getBoundingClientRect();
-			return r.top >= 0 && r.bottom <= window.innerHeight; })()`, &inView, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+	if err := chromedp.Do(tab, chromedp.Navigate(jobURL+"#L54321"), chromedp.WaitVisible(chromedp.ID("L54321"))); err != nil {
 		t.Fatal(err)
 	}
-	var text string
-	chromedp.Run(tab, chromedp.Text("#L54321", &text, chromedp.ByID))
+	if _, err := chromedp.Run(tab, chromedp.Poll[bool](`(function () { var r = document.getElementById("L54321").getBoundingClientRect();
+			return r.top >= 0 && r.bottom <= window.innerHeight; })()`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Fatalf("line 54,321 was not scrolled into view: %v", err)
+	}
+	text, _ := chromedp.Run(tab, chromedp.Text(chromedp.ID("L54321")))
 	if !strings.Contains(text, "step 54321 of a very long build") {
 		t.Errorf("#L54321 reads %q", text)
 	}
@@ -345,22 +339,24 @@ func TestBrowserLongLogAndPhone(t *testing.T) {
 	// On a phone, no page is wider than the screen (the log scrolls by
 	// itself). A mobile browser widens its viewport to fit what overflows,
 	// so the width checked against is the phone's own.
-	if err := chromedp.Run(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
 		t.Fatal(err)
 	}
 	for _, path := range []string{"/", fmt.Sprintf("/projects/%d", p.ID), fmt.Sprintf("/projects/%d/builds/1", p.ID),
 		strings.TrimPrefix(jobURL, srv.url), fmt.Sprintf("/projects/%d/settings", p.ID), fmt.Sprintf("/projects/%d/hooks/new", p.ID), "/account"} {
 		// The first element that reaches past the right edge, if any.
-		var wide string
-		if err := chromedp.Run(ctx, chromedp.Navigate(srv.url+path), chromedp.WaitVisible("h1", chromedp.ByQuery),
-			chromedp.Evaluate(`(function () {
+		if err := chromedp.Do(ctx, chromedp.Navigate(srv.url+path), chromedp.WaitVisible(chromedp.CSS("h1"))); err != nil {
+			t.Fatal(err)
+		}
+		wide, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(function () {
 				for (const e of document.querySelectorAll("body *")) {
 					if (e.getBoundingClientRect().right > 391) {
 						return e.outerHTML.slice(0, 200);
 					}
 				}
 				return document.documentElement.scrollWidth > 390 ? "the page" : "";
-			})()`, &wide)); err != nil {
+			})()`))
+		if err != nil {
 			t.Fatal(err)
 		}
 		if wide != "" {
