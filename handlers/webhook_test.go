@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"kozmic/gh"
+	"kozmic/internal/sharedfixtures"
 	"kozmic/store"
 )
 
@@ -293,5 +294,85 @@ func TestWebhookSameDeliveryInParallel(t *testing.T) {
 	jobs, _ := s.db.Jobs(context.Background(), 1)
 	if len(jobs) != 1 {
 		t.Errorf("jobs = %d, want 1", len(jobs))
+	}
+}
+
+// GitHub's own example payloads in the shared corpus (../shared, see its
+// README.md) do what that README's table says, signed with a test secret.
+// It skips without ../shared, unless KOZMIC_TEST_SHARED=1.
+func TestWebhookSharedCorpus(t *testing.T) {
+	dir := sharedfixtures.Dir(t, "github-webhooks")
+	s := newTestServer(t)
+	p, _ := webhookProjects(t, s.db)
+	ctx := context.Background()
+	type payload struct {
+		After      string `json:"after"`
+		HeadCommit struct {
+			Message string `json:"message"`
+			Author  struct {
+				Name string `json:"name"`
+			} `json:"author"`
+		} `json:"head_commit"`
+		PullRequest struct {
+			Number int `json:"number"`
+			Head   struct {
+				SHA string `json:"sha"`
+			} `json:"head"`
+		} `json:"pull_request"`
+	}
+	payloads := map[string]payload{}
+	steps := []struct {
+		file, event string
+		builds      int // builds of the project afterwards
+	}{
+		{"ping.json", "ping", 0},
+		{"push_tag-deleted.json", "push", 0},
+		{"pull_request_closed.json", "pull_request", 0},
+		{"delete.json", "delete", 0},
+		{"push_with-new-branch.json", "push", 1},
+		{"pull_request_opened.json", "pull_request", 2},
+		{"pull_request_synchronize.json", "pull_request", 2},
+		{"pull_request_reopened.json", "pull_request", 2},
+	}
+	for i, st := range steps {
+		body, err := os.ReadFile(filepath.Join(dir, st.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pl payload
+		if err := json.Unmarshal(body, &pl); err != nil {
+			t.Fatalf("%s: %v", st.file, err)
+		}
+		payloads[st.file] = pl
+		code, out := deliver(t, s, p.ID, st.event, body, testSecret, "", fmt.Sprintf("shared-%d", i))
+		if code < 200 || code > 299 {
+			t.Errorf("%s: status %d (%v), want 2xx", st.file, code, out)
+		}
+		if n := rows(t, s.db, p.ID); n != st.builds {
+			t.Errorf("%s: %d builds, want %d", st.file, n, st.builds)
+		}
+	}
+
+	push, pr := payloads["push_with-new-branch.json"], payloads["pull_request_opened.json"]
+	for _, f := range []string{"pull_request_synchronize.json", "pull_request_reopened.json"} {
+		if sha := payloads[f].PullRequest.Head.SHA; sha != pr.PullRequest.Head.SHA {
+			t.Errorf("%s: head %s, but the corpus promises the opened pull request's %s", f, sha, pr.PullRequest.Head.SHA)
+		}
+	}
+	want := []store.Build{
+		{Ref: "refs/heads/master", SHA: push.After, Author: push.HeadCommit.Author.Name, Message: push.HeadCommit.Message},
+		{Ref: fmt.Sprintf("refs/pull/%d/head", pr.PullRequest.Number), SHA: pr.PullRequest.Head.SHA},
+	}
+	for i, w := range want {
+		b, err := s.db.BuildByNumber(ctx, p.ID, i+1)
+		if err != nil {
+			t.Fatalf("build #%d: %v", i+1, err)
+		}
+		if b.Ref != w.Ref || b.SHA != w.SHA || (w.Author != "" && (b.Author != w.Author || b.Message != w.Message)) {
+			t.Errorf("build #%d = %+v\nwant %+v", i+1, b, w)
+		}
+		if jobs, err := s.db.Jobs(ctx, b.ID); err != nil || len(jobs) != 1 {
+			t.Errorf("build #%d: %d jobs, %v; want 1", i+1, len(jobs), err)
+		}
 	}
 }
