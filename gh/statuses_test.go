@@ -133,9 +133,9 @@ func TestStatusRetriesAndRateLimits(t *testing.T) {
 	defer cancel()
 	go f.st.Run(ctx)
 	f.move(t, 0, store.JobRunning, "")
-	// Done when nothing waits in the outbox: the fake records the last call
-	// before it answers, so counting calls would look before Run records
-	// the success.
+	// Done when nothing waits in the outbox, not at the fourth call: the
+	// fake records a call before it answers, so the fourth can be seen
+	// before Run has recorded its success.
 	for {
 		pending, failed, err := f.db.StatusCounts(context.Background())
 		if err != nil {
