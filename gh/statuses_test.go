@@ -1,6 +1,7 @@
 package gh
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -132,7 +133,23 @@ func TestStatusRetriesAndRateLimits(t *testing.T) {
 	defer cancel()
 	go f.st.Run(ctx)
 	f.move(t, 0, store.JobRunning, "")
-	for len(f.fake.CallsTo(f.key)) < 4 && ctx.Err() == nil {
+	// Done when nothing waits in the outbox, not at the fourth call: the
+	// fake records a call before it answers, so the fourth can be seen
+	// before Run has recorded its success.
+	for {
+		pending, failed, err := f.db.StatusCounts(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pending == 0 {
+			if failed != 0 {
+				t.Errorf("outbox: %d failed; want the status posted", failed)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("outbox: %d pending after %d calls; want it posted", pending, len(f.fake.CallsTo(f.key)))
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	calls := f.fake.CallsTo(f.key)
@@ -148,9 +165,6 @@ func TestStatusRetriesAndRateLimits(t *testing.T) {
 	}
 	if gap := calls[3].At.Sub(calls[2].At); gap < time.Second-time.Millisecond {
 		t.Errorf("retry after Retry-After: 1 came %s later", gap)
-	}
-	if pending, failed, _ := f.db.StatusCounts(ctx); pending != 0 || failed != 0 {
-		t.Errorf("outbox: %d pending, %d failed; want empty", pending, failed)
 	}
 }
 
@@ -180,5 +194,58 @@ func TestStatusesSurviveARestart(t *testing.T) {
 	again.postDue(context.Background())
 	if calls := f.fake.CallsTo(f.key); len(calls) != 1 || decode(t, calls[0]).State != "pending" {
 		t.Errorf("after the restart: %d calls", len(calls))
+	}
+}
+
+// logTo makes the fixture's Statuses log as text into a buffer it returns.
+func (f *statusFixture) logTo() *bytes.Buffer {
+	var buf bytes.Buffer
+	f.st.log = slog.New(slog.NewTextHandler(&buf, nil))
+	return &buf
+}
+
+func TestStatusGivesUpAfterMaxAttempts(t *testing.T) {
+	f := newStatusFixture(t)
+	ctx := context.Background()
+	logs := f.logTo()
+	f.st.Backoff, f.st.MaxAttempts = 0, 3 // each retry is due at once
+	serverError := fakegithub.Reply{Status: 502, Body: `{"message":"Server Error"}`}
+	f.fake.Script(f.key, serverError, serverError, serverError) // a fourth attempt would succeed
+	f.move(t, 0, store.JobRunning, "")
+	f.st.postDue(ctx)
+	f.st.postDue(ctx)
+	if n := len(f.fake.CallsTo(f.key)); n != 3 {
+		t.Errorf("calls = %d, want MaxAttempts (3)", n)
+	}
+	if pending, failed, err := f.db.StatusCounts(ctx); err != nil || pending != 0 || failed != 1 {
+		t.Errorf("outbox: %d pending, %d failed, %v; want the status kept as failed", pending, failed, err)
+	}
+	if got := logs.String(); strings.Count(got, "commit status: will retry") != 2 ||
+		!strings.Contains(got, `msg="commit status: giving up" repo=octocat/Hello-World`) || !strings.Contains(got, "attempts=3") {
+		t.Errorf("log:\n%s", got)
+	}
+}
+
+func TestStatusGivesUpWithoutAToken(t *testing.T) {
+	f := newStatusFixture(t)
+	ctx := context.Background()
+	logs := f.logTo()
+	// The owner signs in again with no token to show (as after revoking it).
+	gu := githubUserForTest()
+	gu.AccessToken = ""
+	if _, err := f.db.UpsertGitHubUser(ctx, gu); err != nil {
+		t.Fatal(err)
+	}
+	f.move(t, 0, store.JobRunning, "")
+	f.st.postDue(ctx)
+	if n := len(f.fake.CallsTo(f.key)); n != 0 {
+		t.Errorf("calls = %d, want none without a token", n)
+	}
+	if pending, failed, err := f.db.StatusCounts(ctx); err != nil || pending != 0 || failed != 1 {
+		t.Errorf("outbox: %d pending, %d failed, %v; want the status given up at once", pending, failed, err)
+	}
+	if got := logs.String(); !strings.Contains(got, "commit status: giving up") || !strings.Contains(got, "attempts=1") ||
+		!strings.Contains(got, errNoToken.Error()) {
+		t.Errorf("log:\n%s", got)
 	}
 }

@@ -29,9 +29,11 @@ func TestVerifySignatureWithGitHubsTestVector(t *testing.T) {
 	}
 }
 
+// fixture reads one of our webhook payloads in testdata/webhooks, which
+// the handlers' tests deliver too.
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "github-webhooks", name))
+	b, err := os.ReadFile(filepath.Join("testdata", "webhooks", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,22 +41,28 @@ func fixture(t *testing.T, name string) []byte {
 }
 
 func TestParseWebhookFixtures(t *testing.T) {
-	const prSHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+	const title = "Read tide tables from the harbour feed"
 	tests := []struct {
 		file, event string
 		want        Trigger
 	}{
-		{"push_with-new-branch.json", "push", Trigger{Build: true, Ref: "refs/heads/master",
-			SHA: "6113728f27ae82c7b1a177c8d03f9e96e0adf246", Author: "Codertocat", Message: "Initial commit"}},
+		{"push_with-new-branch.json", "push", Trigger{Build: true, Ref: "refs/heads/tide-tables",
+			SHA: "a87336bc6ee7a9a14638b8f4f962dd83205ac97b", Author: "Mira Okafor", Message: "Add the tide table parser"}},
 		{"push_tag-deleted.json", "push", Trigger{Reason: "the ref was deleted"}},
-		{"pull_request_opened.json", "pull_request", Trigger{Build: true, Ref: "refs/pull/2/head", SHA: prSHA,
-			Author: "Codertocat", Message: "Update the README with new information."}},
-		{"pull_request_synchronize.json", "pull_request", Trigger{Build: true, Ref: "refs/pull/2/head", SHA: prSHA,
-			Author: "Codertocat", Message: "Update the README with new information."}},
-		{"pull_request_reopened.json", "pull_request", Trigger{Build: true, Ref: "refs/pull/2/head", SHA: prSHA,
-			Author: "Codertocat", Message: "Update the README with new information."}},
+		{"pull_request_opened.json", "pull_request", Trigger{Build: true, Ref: "refs/pull/7/head",
+			SHA: "722ef5e131cdbb0b1fa8045cb3a1d6d84995e669", Author: "mira-okafor", Message: title}},
+		{"pull_request_labeled.json", "pull_request", Trigger{Reason: "pull request labeled"}},
+		{"pull_request_synchronize.json", "pull_request", Trigger{Build: true, Ref: "refs/pull/7/head",
+			SHA: "6200772f204a430d1991bfcbd14acd0e9deb2cc5", Author: "mira-okafor", Message: title}},
 		{"pull_request_closed.json", "pull_request", Trigger{Reason: "pull request closed"}},
+		{"pull_request_reopened.json", "pull_request", Trigger{Build: true, Ref: "refs/pull/7/head",
+			SHA: "6200772f204a430d1991bfcbd14acd0e9deb2cc5", Author: "mira-okafor", Message: title}},
 		{"ping.json", "ping", Trigger{Reason: "pong"}},
+		// Gitea and Forgejo send GitHub's push shape with fields of their own.
+		{"gitea_push.json", "push", Trigger{Build: true, Ref: "refs/heads/main", SHA: "c00a59055d4606f062751937fba2f40957dd3622",
+			Author: "Jonas Reiter", Message: "Pin the lamp schedule to UTC\n\nThe harbour office publishes local times.\n"}},
+		{"forgejo_push.json", "push", Trigger{Build: true, Ref: "refs/heads/release/1.2", SHA: "befaa25de150d9ec658b0b12897bff38af11cca2",
+			Author: "Ana Ilić", Message: "Dim the breakwater lamp at dawn\n"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -64,8 +72,10 @@ func TestParseWebhookFixtures(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseWebhook("delete", fixture(t, "delete.json")); !errors.Is(err, ErrUnhandledEvent) {
-		t.Errorf("delete event: err = %v, want ErrUnhandledEvent", err)
+	for _, unhandled := range []string{"create", "delete"} {
+		if _, err := ParseWebhook(unhandled, fixture(t, unhandled+".json")); !errors.Is(err, ErrUnhandledEvent) {
+			t.Errorf("%s event: err = %v, want ErrUnhandledEvent", unhandled, err)
+		}
 	}
 	if _, err := ParseWebhook("push", []byte(`{"ref": 12`)); !errors.Is(err, ErrMalformed) {
 		t.Errorf("broken JSON: err = %v, want ErrMalformed", err)
@@ -80,8 +90,8 @@ func TestParseWebhookSkipsAndForks(t *testing.T) {
 		}
 	}
 	fork := []byte(`{"action":"opened","pull_request":{"number":9,"title":"t","user":{"login":"eve"},
-		"head":{"sha":"f00","repo":{"id":2,"full_name":"eve/Hello-World"}},
-		"base":{"sha":"b00","repo":{"id":1,"full_name":"Codertocat/Hello-World"}}}}`)
+		"head":{"sha":"f00","repo":{"id":2,"full_name":"eve/harbor-lights"}},
+		"base":{"sha":"b00","repo":{"id":1,"full_name":"lanternfish/harbor-lights"}}}}`)
 	got, err := ParseWebhook("pull_request", fork)
 	if err != nil || !got.Build || !got.FromFork || got.Ref != "refs/pull/9/head" {
 		t.Errorf("fork pull request = %+v, %v", got, err)

@@ -27,7 +27,7 @@ func BenchmarkWebhookIngest(b *testing.B) {
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 	template := readFixture(b, "push_with-new-branch.json")
-	const sha = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+	const sha = "a87336bc6ee7a9a14638b8f4f962dd83205ac97b" // the push fixture's after
 	url := fmt.Sprintf("%s/webhooks/%d", srv.URL, p.ID)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 

@@ -3,6 +3,10 @@ package handlers
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,6 +18,7 @@ import (
 	"testing"
 
 	"kozmic/gh"
+	"kozmic/internal/sharedfixtures"
 	"kozmic/store"
 )
 
@@ -22,16 +27,18 @@ const (
 	otherSecret = "the-other-projects-secret"
 )
 
+// readFixture reads one of our webhook payloads, kept with the parser in
+// gh/testdata/webhooks.
 func readFixture(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "github-webhooks", name))
+	b, err := os.ReadFile(filepath.Join("..", "gh", "testdata", "webhooks", name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-// webhookProjects makes the fixtures' repository (Codertocat/Hello-World)
+// webhookProjects makes the fixtures' repository (lanternfish/harbor-lights)
 // with one hook, and another project with its own secret.
 func webhookProjects(t testing.TB, db *store.DB) (store.Project, store.Project) {
 	t.Helper()
@@ -40,8 +47,8 @@ func webhookProjects(t testing.TB, db *store.DB) (store.Project, store.Project) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := db.CreateProject(ctx, store.NewProject{OwnerID: u.ID, Source: store.SourceGitHub, GitHubID: 186853002,
-		FullName: "Codertocat/Hello-World", HTTPSCloneURL: "https://github.com/Codertocat/Hello-World.git",
+	p, err := db.CreateProject(ctx, store.NewProject{OwnerID: u.ID, Source: store.SourceGitHub, GitHubID: 551203987,
+		FullName: "lanternfish/harbor-lights", HTTPSCloneURL: "https://github.com/lanternfish/harbor-lights.git",
 		IsPublic: true, WebhookSecret: testSecret})
 	if err != nil {
 		t.Fatal(err)
@@ -57,25 +64,65 @@ func webhookProjects(t testing.TB, db *store.DB) (store.Project, store.Project) 
 	return p, other
 }
 
-// deliver posts a webhook; signature "" means sign with secret, "-" means
-// send no signature header.
+// deliver posts a webhook as GitHub sends it; signature "" means sign with
+// secret, "-" means send no signature header.
 func deliver(t testing.TB, h http.Handler, projectID int64, event string, body []byte, secret, signature, delivery string) (int, map[string]any) {
 	t.Helper()
 	if signature == "" {
 		signature = gh.Sign([]byte(secret), body)
 	}
-	r := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/webhooks/%d", projectID), bytes.NewReader(body))
-	r.Header.Set("Content-Type", "application/json")
-	r.Header.Set("X-GitHub-Event", event)
-	r.Header.Set("X-GitHub-Delivery", delivery)
+	header := http.Header{}
+	header.Set("X-GitHub-Event", event)
+	header.Set("X-GitHub-Delivery", delivery)
 	if signature != "-" {
-		r.Header.Set("X-Hub-Signature-256", signature)
+		header.Set("X-Hub-Signature-256", signature)
 	}
+	return post(t, h, projectID, header, body)
+}
+
+// post posts a webhook body with the given headers (and a JSON content
+// type), and returns the status and the decoded answer.
+func post(t testing.TB, h http.Handler, projectID int64, header http.Header, body []byte) (int, map[string]any) {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/webhooks/%d", projectID), bytes.NewReader(body))
+	r.Header = header.Clone()
+	r.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, r)
 	var out map[string]any
 	json.Unmarshal(rec.Body.Bytes(), &out)
 	return rec.Code, out
+}
+
+// forgeHeaders are the headers Gitea sends with a delivery, and Forgejo
+// too when forge is "Forgejo" (it adds its own names to Gitea's): the
+// event, delivery and bare-hex signature under X-<forge>-, X-Gitea- and
+// X-Gogs- names, GitHub's event and delivery headers, and X-Hub-Signature
+// (SHA-1) and X-Hub-Signature-256.
+func forgeHeaders(forge, event, delivery string, secret, body []byte) http.Header {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	sig256 := hex.EncodeToString(mac.Sum(nil))
+	mac1 := hmac.New(sha1.New, secret)
+	mac1.Write(body)
+	h := http.Header{}
+	names := []string{"Gitea", "Gogs"}
+	if forge != "Gitea" {
+		names = append([]string{forge}, names...)
+	}
+	for _, n := range names {
+		h.Set("X-"+n+"-Delivery", delivery)
+		h.Set("X-"+n+"-Event", event)
+		h.Set("X-"+n+"-Event-Type", event)
+		h.Set("X-"+n+"-Signature", sig256)
+	}
+	h.Set("X-Hub-Signature", "sha1="+hex.EncodeToString(mac1.Sum(nil)))
+	h.Set("X-Hub-Signature-256", "sha256="+sig256)
+	h.Set("X-GitHub-Delivery", delivery)
+	h.Set("X-GitHub-Event", event)
+	h.Set("X-GitHub-Event-Type", event)
+	h.Set("User-Agent", "Go-http-client/1.1")
+	return h
 }
 
 func rows(t testing.TB, db *store.DB, projectID int64) (builds int) {
@@ -87,7 +134,8 @@ func rows(t testing.TB, db *store.DB, projectID int64) (builds int) {
 	return len(bs)
 }
 
-// Every example payload does what ../shared/README.md says it must.
+// Each of our payloads from GitHub, Gitea and Forgejo makes the build it
+// asks for, or none, with the status it should.
 func TestWebhookFixtures(t *testing.T) {
 	s := newTestServer(t)
 	p, _ := webhookProjects(t, s.db)
@@ -100,11 +148,13 @@ func TestWebhookFixtures(t *testing.T) {
 		{"ping.json", "ping", 200, 0},
 		{"push_tag-deleted.json", "push", 200, 0},
 		{"pull_request_closed.json", "pull_request", 200, 0},
+		{"pull_request_labeled.json", "pull_request", 200, 0},
+		{"create.json", "create", 204, 0},
 		{"delete.json", "delete", 204, 0},
 		{"push_with-new-branch.json", "push", 201, 1},
 		{"pull_request_opened.json", "pull_request", 201, 2},
-		{"pull_request_synchronize.json", "pull_request", 200, 2}, // same head SHA: the same build
-		{"pull_request_reopened.json", "pull_request", 200, 2},
+		{"pull_request_synchronize.json", "pull_request", 201, 3}, // a new head commit
+		{"pull_request_reopened.json", "pull_request", 200, 3},    // the synchronized head: the same build
 	}
 	for i, st := range steps {
 		code, out := deliver(t, s, p.ID, st.event, readFixture(t, st.file), testSecret, "", fmt.Sprintf("fixture-%d", i))
@@ -115,35 +165,52 @@ func TestWebhookFixtures(t *testing.T) {
 			t.Errorf("%s: %d builds, want %d", st.file, n, st.builds)
 		}
 	}
-	push, err := s.db.BuildByNumber(ctx, p.ID, 1)
-	if err != nil {
-		t.Fatal(err)
+	// Gitea and Forgejo send their own header names beside GitHub's.
+	const giteaDelivery, forgejoDelivery = "b5ded9dd-ae30-4c6d-9138-677055361401", "c7cb82e9-fa75-4db5-b5d5-67bd5a5cbfee"
+	gitea, forgejo := readFixture(t, "gitea_push.json"), readFixture(t, "forgejo_push.json")
+	if code, out := post(t, s, p.ID, forgeHeaders("Gitea", "push", giteaDelivery, []byte(testSecret), gitea), gitea); code != 201 {
+		t.Errorf("Gitea push: %d %v", code, out)
 	}
-	if push.Ref != "refs/heads/master" || push.SHA != "6113728f27ae82c7b1a177c8d03f9e96e0adf246" ||
-		push.Author != "Codertocat" || push.Message != "Initial commit" || push.FromFork {
-		t.Errorf("push build = %+v", push)
+	if code, out := post(t, s, p.ID, forgeHeaders("Forgejo", "push", forgejoDelivery, []byte(testSecret), forgejo), forgejo); code != 201 {
+		t.Errorf("Forgejo push: %d %v", code, out)
 	}
-	pr, _ := s.db.BuildByNumber(ctx, p.ID, 2)
-	if pr.Ref != "refs/pull/2/head" || pr.SHA != "ec26c3e57ca3a959ca5aad62de7213c562f8c821" {
-		t.Errorf("pull request build = %+v", pr)
+	// Without GitHub's names their own are read: the same delivery is seen
+	// again, a new one of the same commit finds its build.
+	for _, tt := range []struct{ delivery, result string }{
+		{forgejoDelivery, "delivery seen before"},
+		{"0ab74395-bf2f-4fd0-8f00-da0f456147c9", "build exists"},
+	} {
+		h := http.Header{}
+		h.Set("X-Forgejo-Event", "push")
+		h.Set("X-Forgejo-Delivery", tt.delivery)
+		h.Set("X-Hub-Signature-256", gh.Sign([]byte(testSecret), forgejo))
+		if code, out := post(t, s, p.ID, h, forgejo); code != 200 || out["result"] != tt.result {
+			t.Errorf("Forgejo's own headers, delivery %s: %d %v, want 200 %q", tt.delivery, code, out, tt.result)
+		}
 	}
-	jobs, _ := s.db.Jobs(ctx, pr.ID)
-	if len(jobs) != 1 {
-		t.Errorf("pull request jobs = %d, want 1 (synchronize and reopen add none)", len(jobs))
+
+	want := []store.Build{
+		{Ref: "refs/heads/tide-tables", SHA: "a87336bc6ee7a9a14638b8f4f962dd83205ac97b", Author: "Mira Okafor", Message: "Add the tide table parser"},
+		{Ref: "refs/pull/7/head", SHA: "722ef5e131cdbb0b1fa8045cb3a1d6d84995e669", Author: "mira-okafor", Message: "Read tide tables from the harbour feed"},
+		{Ref: "refs/pull/7/head", SHA: "6200772f204a430d1991bfcbd14acd0e9deb2cc5", Author: "mira-okafor", Message: "Read tide tables from the harbour feed"},
+		{Ref: "refs/heads/main", SHA: "c00a59055d4606f062751937fba2f40957dd3622", Author: "Jonas Reiter",
+			Message: "Pin the lamp schedule to UTC\n\nThe harbour office publishes local times.\n"},
+		{Ref: "refs/heads/release/1.2", SHA: "befaa25de150d9ec658b0b12897bff38af11cca2", Author: "Ana Ilić", Message: "Dim the breakwater lamp at dawn\n"},
 	}
-	if got := s.jobs.n.Load(); got != 2 {
-		t.Errorf("runner woken %d times, want once per new build (2)", got)
+	for i, w := range want {
+		b, err := s.db.BuildByNumber(ctx, p.ID, i+1)
+		if err != nil {
+			t.Fatalf("build #%d: %v", i+1, err)
+		}
+		if b.Ref != w.Ref || b.SHA != w.SHA || b.Author != w.Author || b.Message != w.Message || b.FromFork {
+			t.Errorf("build #%d = %+v\nwant %+v", i+1, b, w)
+		}
+		if jobs, err := s.db.Jobs(ctx, b.ID); err != nil || len(jobs) != 1 {
+			t.Errorf("build #%d: %d jobs, %v; want 1 (reopening and redelivering add none)", i+1, len(jobs), err)
+		}
 	}
-	// Gitea and Forgejo send their own header names.
-	body := []byte(`{"ref":"refs/heads/main","after":"aaaa","head_commit":{"message":"from gitea","author":{"name":"Gi Tea"}}}`)
-	r := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/webhooks/%d", p.ID), bytes.NewReader(body))
-	r.Header.Set("X-Gitea-Event", "push")
-	r.Header.Set("X-Gitea-Delivery", "gitea-1")
-	r.Header.Set("X-Hub-Signature-256", gh.Sign([]byte(testSecret), body))
-	rec := httptest.NewRecorder()
-	s.ServeHTTP(rec, r)
-	if rec.Code != 201 {
-		t.Errorf("Gitea push: %d %s", rec.Code, rec.Body)
+	if got := s.jobs.n.Load(); got != int64(len(want)) {
+		t.Errorf("runner woken %d times, want once per new build (%d)", got, len(want))
 	}
 }
 
@@ -227,5 +294,85 @@ func TestWebhookSameDeliveryInParallel(t *testing.T) {
 	jobs, _ := s.db.Jobs(context.Background(), 1)
 	if len(jobs) != 1 {
 		t.Errorf("jobs = %d, want 1", len(jobs))
+	}
+}
+
+// GitHub's own example payloads in the shared corpus (../shared, see its
+// README.md) do what that README's table says, signed with a test secret.
+// It skips without ../shared, unless KOZMIC_TEST_SHARED=1.
+func TestWebhookSharedCorpus(t *testing.T) {
+	dir := sharedfixtures.Dir(t, "github-webhooks")
+	s := newTestServer(t)
+	p, _ := webhookProjects(t, s.db)
+	ctx := context.Background()
+	type payload struct {
+		After      string `json:"after"`
+		HeadCommit struct {
+			Message string `json:"message"`
+			Author  struct {
+				Name string `json:"name"`
+			} `json:"author"`
+		} `json:"head_commit"`
+		PullRequest struct {
+			Number int `json:"number"`
+			Head   struct {
+				SHA string `json:"sha"`
+			} `json:"head"`
+		} `json:"pull_request"`
+	}
+	payloads := map[string]payload{}
+	steps := []struct {
+		file, event string
+		builds      int // builds of the project afterwards
+	}{
+		{"ping.json", "ping", 0},
+		{"push_tag-deleted.json", "push", 0},
+		{"pull_request_closed.json", "pull_request", 0},
+		{"delete.json", "delete", 0},
+		{"push_with-new-branch.json", "push", 1},
+		{"pull_request_opened.json", "pull_request", 2},
+		{"pull_request_synchronize.json", "pull_request", 2},
+		{"pull_request_reopened.json", "pull_request", 2},
+	}
+	for i, st := range steps {
+		body, err := os.ReadFile(filepath.Join(dir, st.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pl payload
+		if err := json.Unmarshal(body, &pl); err != nil {
+			t.Fatalf("%s: %v", st.file, err)
+		}
+		payloads[st.file] = pl
+		code, out := deliver(t, s, p.ID, st.event, body, testSecret, "", fmt.Sprintf("shared-%d", i))
+		if code < 200 || code > 299 {
+			t.Errorf("%s: status %d (%v), want 2xx", st.file, code, out)
+		}
+		if n := rows(t, s.db, p.ID); n != st.builds {
+			t.Errorf("%s: %d builds, want %d", st.file, n, st.builds)
+		}
+	}
+
+	push, pr := payloads["push_with-new-branch.json"], payloads["pull_request_opened.json"]
+	for _, f := range []string{"pull_request_synchronize.json", "pull_request_reopened.json"} {
+		if sha := payloads[f].PullRequest.Head.SHA; sha != pr.PullRequest.Head.SHA {
+			t.Errorf("%s: head %s, but the corpus promises the opened pull request's %s", f, sha, pr.PullRequest.Head.SHA)
+		}
+	}
+	want := []store.Build{
+		{Ref: "refs/heads/master", SHA: push.After, Author: push.HeadCommit.Author.Name, Message: push.HeadCommit.Message},
+		{Ref: fmt.Sprintf("refs/pull/%d/head", pr.PullRequest.Number), SHA: pr.PullRequest.Head.SHA},
+	}
+	for i, w := range want {
+		b, err := s.db.BuildByNumber(ctx, p.ID, i+1)
+		if err != nil {
+			t.Fatalf("build #%d: %v", i+1, err)
+		}
+		if b.Ref != w.Ref || b.SHA != w.SHA || (w.Author != "" && (b.Author != w.Author || b.Message != w.Message)) {
+			t.Errorf("build #%d = %+v\nwant %+v", i+1, b, w)
+		}
+		if jobs, err := s.db.Jobs(ctx, b.ID); err != nil || len(jobs) != 1 {
+			t.Errorf("build #%d: %d jobs, %v; want 1", i+1, len(jobs), err)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"kozmic/internal/syncbuf"
 	"kozmic/internal/testdb"
 	"kozmic/store"
 )
@@ -171,13 +172,25 @@ func TestNoMailForSuccessOrWhenOff(t *testing.T) {
 	}
 }
 
+// logTo makes m log as text into a buffer it returns.
+func logTo(m *Mailer) *syncbuf.Buffer {
+	logs := &syncbuf.Buffer{}
+	m.log = slog.New(slog.NewTextHandler(logs, nil))
+	return logs
+}
+
 func TestMailIsRetried(t *testing.T) {
 	f := newFixture(t)
 	srv := newSMTPServer(t, 2) // refuses twice, then takes it
-	f.finish(t, newMailer(f, srv, true), store.JobError)
+	m := newMailer(f, srv, true)
+	logs := logTo(m)
+	f.finish(t, m, store.JobError)
 	got := srv.mails()
 	if len(got) != 1 || !strings.Contains(got[0].data, "ended with an error") {
 		t.Fatalf("mails after two refusals = %d", len(got))
+	}
+	if l := logs.String(); strings.Count(l, `msg="mail: send failed"`) != 2 || strings.Contains(l, "giving up") {
+		t.Errorf("log after two refusals:\n%s", l)
 	}
 	// The build's result is untouched by mail trouble.
 	if b, err := f.db.BuildByID(context.Background(), f.jobs[0].BuildID); err != nil || b.Status != store.BuildError {
@@ -186,7 +199,16 @@ func TestMailIsRetried(t *testing.T) {
 	// A server that never answers: given up, logged, and nothing else happens.
 	dead := newFixture(t)
 	srv.url.Host = "127.0.0.1:1"
-	dead.finish(t, newMailer(dead, srv, true), store.JobFailure)
+	m = newMailer(dead, srv, true)
+	logs = logTo(m)
+	dead.finish(t, m, store.JobFailure)
+	l := logs.String()
+	if n := strings.Count(l, `msg="mail: send failed"`); n != 3 {
+		t.Errorf("%d failed sends logged, want 3 (the first and each of 2 retries):\n%s", n, l)
+	}
+	if !strings.Contains(l, `level=ERROR msg="mail: giving up" subject="[failure] octocat/Hello-World#1 (main — 6113728f)" to=2 err=`) {
+		t.Errorf("no giving-up line in the log:\n%s", l)
+	}
 	if b, err := dead.db.BuildByID(context.Background(), dead.jobs[0].BuildID); err != nil || b.Status != store.BuildFailure {
 		t.Errorf("build after undeliverable mail = %s, %v; want failure", b.Status, err)
 	}
