@@ -113,7 +113,8 @@ func openHarness(t testing.TB) *harness {
 }
 
 // finish shuts the harness's runners down, which waits for their cleanup
-// (container removals, log compression), and then checks that nothing labelled as a job's is left.
+// (container removals, log compression), and then checks that nothing
+// labelled as a job's is left.
 func (h *harness) finish() {
 	for _, r := range h.runners {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
