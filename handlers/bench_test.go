@@ -19,8 +19,10 @@ import (
 )
 
 // BenchmarkWebhookIngest sends signed push webhooks for distinct commits
-// over HTTP on 127.0.0.1 through the real handler and store, from parallel
-// clients, and reports webhooks/s and the 99th percentile latency.
+// over HTTP on 127.0.0.1 through the real handler and store, from four
+// concurrent senders per GOMAXPROCS, and reports webhooks/s and the median
+// and 99th percentile latency. The requests are built and signed before the
+// timer starts: only sending them and their handling are timed.
 func BenchmarkWebhookIngest(b *testing.B) {
 	s := newTestServer(b)
 	p, _ := webhookProjects(b, s.db)
@@ -31,40 +33,56 @@ func BenchmarkWebhookIngest(b *testing.B) {
 	url := fmt.Sprintf("%s/webhooks/%d", srv.URL, p.ID)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-	var seq atomic.Int64
+	reqs := make([]*http.Request, b.N)
+	for i := range reqs {
+		body := bytes.ReplaceAll(template, []byte(sha), fmt.Appendf(nil, "%040x", i+1))
+		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("bench-%d", i+1))
+		req.Header.Set("X-Hub-Signature-256", gh.Sign([]byte(testSecret), body))
+		reqs[i] = req
+	}
+	var next atomic.Int64
 	var mu sync.Mutex
 	var latencies []time.Duration
-	b.SetParallelism(4) // 8 concurrent senders on 2 cores
+	b.SetParallelism(4)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		var mine []time.Duration
+		defer func() {
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			mu.Unlock()
+		}()
 		for pb.Next() {
-			n := seq.Add(1)
-			body := bytes.ReplaceAll(template, []byte(sha), fmt.Appendf(nil, "%040x", n))
-			req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-			req.Header.Set("X-GitHub-Event", "push")
-			req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("bench-%d", n))
-			req.Header.Set("X-Hub-Signature-256", gh.Sign([]byte(testSecret), body))
+			req := reqs[next.Add(1)-1]
 			start := time.Now()
 			res, err := client.Do(req)
 			if err != nil {
-				b.Fatal(err)
+				b.Error(err)
+				return
 			}
 			io.Copy(io.Discard, res.Body)
 			res.Body.Close()
 			mine = append(mine, time.Since(start))
 			if res.StatusCode != http.StatusCreated {
-				b.Fatalf("status %d", res.StatusCode)
+				b.Errorf("status %d", res.StatusCode)
+				return
 			}
 		}
-		mu.Lock()
-		latencies = append(latencies, mine...)
-		mu.Unlock()
 	})
 	b.StopTimer()
+	if b.Failed() {
+		return
+	}
 	slices.Sort(latencies)
+	ms := func(q int) float64 { return float64(latencies[len(latencies)*q/100].Microseconds()) / 1000 }
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "webhooks/s")
-	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(ms(50), "p50-ms")
+	b.ReportMetric(ms(99), "p99-ms")
 }
 
 // benchProject is a signed-in browser on a test server with a project of

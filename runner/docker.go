@@ -199,11 +199,11 @@ func (r *Runner) commit(ctx context.Context, id, cacheID string, projectID int64
 	return nil
 }
 
-// removeLater removes a finished container in the background, so that the
-// job's result does not wait for it. Shutdown and Exec wait for removals;
-// one cut short by a crash is done by the next start's recovery.
+// removeLater removes a finished container as part of the job's cleanup, so
+// that the job's result does not wait for it. Shutdown and Exec wait for the
+// cleanup; a removal cut short by a crash is done by the next start's recovery.
 func (r *Runner) removeLater(id string) {
-	r.removals.Go(func() { r.remove(id) })
+	r.cleanup.Go(func() { r.remove(id) })
 }
 
 // remove deletes a container with its volumes, whatever state it is in.

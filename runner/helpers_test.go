@@ -112,8 +112,9 @@ func openHarness(t testing.TB) *harness {
 	return h
 }
 
-// finish shuts the harness's runners down, which waits for their container
-// removals, and then checks that nothing labelled as a job's is left.
+// finish shuts the harness's runners down, which waits for their cleanup
+// (container removals, log compression), and then checks that nothing
+// labelled as a job's is left.
 func (h *harness) finish() {
 	for _, r := range h.runners {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -117,7 +117,10 @@ type Runner struct {
 	stopJobs     context.CancelCauseFunc
 	jobsCtx      context.Context
 	workers      sync.WaitGroup
-	removals     sync.WaitGroup // containers being removed and logs compressed in the background
+	// cleanup is what a job leaves to be done off the worker's path: removing
+	// its containers and, once its result is recorded, compressing its log.
+	// Shutdown and Exec wait for it.
+	cleanup sync.WaitGroup
 }
 
 // New returns a runner; Start sets it going.
@@ -451,9 +454,9 @@ func (r *Runner) finish(jobID int64, res result) {
 	r.log.Info("job finished", "job", jobID, "status", res.status, "build", ch.Build.ID, "build_status", ch.Build.Status)
 	r.jobFinished(ch.Job)
 	r.changed(ctx, ch)
-	// The log is closed (runJob waited for its writes): store it compressed,
-	// off the worker's path, like container removals (Shutdown waits for both).
-	r.removals.Go(func() {
+	// The log is closed (runJob waited for its writes): compress it as part
+	// of the job's cleanup, so the worker can take the next job.
+	r.cleanup.Go(func() {
 		if err := r.store.CompressLog(ctx, jobID); err != nil {
 			r.log.Error("compress job log", "job", jobID, "err", err)
 		}
@@ -530,7 +533,7 @@ func (r *Runner) Shutdown(ctx context.Context) {
 		r.stopJobs(errShutdown)
 		<-done
 	}
-	r.removals.Wait()
+	r.cleanup.Wait()
 }
 
 // ExecSpec is a hook definition run by `kozmic exec` on a local tree.
@@ -549,7 +552,7 @@ type ExecSpec struct {
 func (r *Runner) Exec(ctx context.Context, s ExecSpec, w io.Writer) (store.JobStatus, int) {
 	res := r.execute(ctx, spec{image: s.Image, install: s.InstallScript, build: s.BuildScript,
 		tracked: s.TrackedFiles, src: dirSource{path: s.Dir}, env: []string{"CI=true", "KOZMIC=true"}}, w)
-	r.removals.Wait()
+	r.cleanup.Wait()
 	if res.exitCode != nil {
 		return res.status, *res.exitCode
 	}

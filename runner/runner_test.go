@@ -186,16 +186,20 @@ func TestFailingInstallScriptFailsTheJob(t *testing.T) {
 	}
 }
 
+// removeCacheImages removes the harness's cache images of a project (0: of
+// all its projects). Only this instance's: other packages and worktrees test
+// on the same engine, with the same project IDs.
 func removeCacheImages(t testing.TB, h *harness, projectID int64) {
-	imgs, _ := h.dc.ListImages(docker.ListImagesOptions{Filters: map[string][]string{"label": {LabelProject + "=" + itoa(projectID)}}})
+	imgs, _ := h.r.cacheImages(context.Background(), projectID)
 	for _, img := range imgs {
 		h.dc.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Force: true})
 	}
 }
 
+// cacheImages is the set of cache IDs of the harness's images of a project.
 func cacheImages(t testing.TB, h *harness, projectID int64) map[string]bool {
 	t.Helper()
-	imgs, err := h.dc.ListImages(docker.ListImagesOptions{Filters: map[string][]string{"label": {LabelProject + "=" + itoa(projectID), LabelCache}}})
+	imgs, err := h.r.cacheImages(context.Background(), projectID)
 	if err != nil {
 		t.Fatal(err)
 	}

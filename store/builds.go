@@ -162,7 +162,11 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error
 
 // BuildByID returns a build or ErrNotFound.
 func (db *DB) BuildByID(ctx context.Context, id int64) (Build, error) {
-	b, err := scanBuild(db.read.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE id = ?`, id))
+	return buildByID(ctx, db.read, id)
+}
+
+func buildByID(ctx context.Context, q queryer, id int64) (Build, error) {
+	b, err := scanBuild(q.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE id = ?`, id))
 	return b, wrap("get build", err)
 }
 

@@ -56,7 +56,11 @@ func scanJob(row scanner) (Job, error) {
 
 // JobByID returns a job or ErrNotFound.
 func (db *DB) JobByID(ctx context.Context, id int64) (Job, error) {
-	j, err := scanJob(db.read.QueryRowContext(ctx, `SELECT `+jobColumns+jobFrom+`WHERE j.id = ?`, id))
+	return jobByID(ctx, db.read, id)
+}
+
+func jobByID(ctx context.Context, q queryer, id int64) (Job, error) {
+	j, err := scanJob(q.QueryRowContext(ctx, `SELECT `+jobColumns+jobFrom+`WHERE j.id = ?`, id))
 	return j, wrap("get job", err)
 }
 

@@ -133,7 +133,11 @@ func (db *DB) CreateProject(ctx context.Context, np NewProject) (Project, error)
 
 // ProjectByID returns a project or ErrNotFound.
 func (db *DB) ProjectByID(ctx context.Context, id int64) (Project, error) {
-	p, err := scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE id = ?`, id))
+	return projectByID(ctx, db.read, id)
+}
+
+func projectByID(ctx context.Context, q queryer, id int64) (Project, error) {
+	p, err := scanProject(q.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE id = ?`, id))
 	return p, wrap("get project", err)
 }
 
@@ -256,9 +260,13 @@ func (db *DB) SetDeployKey(ctx context.Context, k DeployKey) error {
 // DeployKeyOf returns the project's deploy key with the private half unsealed,
 // or ErrNotFound.
 func (db *DB) DeployKeyOf(ctx context.Context, projectID int64) (DeployKey, error) {
+	return db.deployKeyOf(ctx, db.read, projectID)
+}
+
+func (db *DB) deployKeyOf(ctx context.Context, q queryer, projectID int64) (DeployKey, error) {
 	k := DeployKey{ProjectID: projectID}
 	var sealed []byte
-	err := db.read.QueryRowContext(ctx, `
+	err := q.QueryRowContext(ctx, `
 		SELECT COALESCE(github_key_id, 0), private_key_enc, public_key, created_at
 		FROM deploy_keys WHERE project_id = ?`, projectID).
 		Scan(&k.GitHubKeyID, &sealed, &k.PublicKey, msTime{&k.CreatedAt})
@@ -307,7 +315,11 @@ func (db *DB) SecretNames(ctx context.Context, projectID int64) ([]string, error
 // Secrets returns a project's secrets with their values unsealed, by name.
 // A value sealed under another key fails with ErrWrongKey.
 func (db *DB) Secrets(ctx context.Context, projectID int64) ([]Secret, error) {
-	return queryAll(ctx, db.read, "list secrets", func(row scanner) (Secret, error) {
+	return db.secrets(ctx, db.read, projectID)
+}
+
+func (db *DB) secrets(ctx context.Context, q queryer, projectID int64) ([]Secret, error) {
+	return queryAll(ctx, q, "list secrets", func(row scanner) (Secret, error) {
 		var s Secret
 		var sealed []byte
 		if err := row.Scan(&s.Name, &sealed); err != nil {

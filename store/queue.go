@@ -44,35 +44,43 @@ type JobRun struct {
 	DeployKey string
 }
 
-// JobRunOf gathers what running job jobID needs, secrets unsealed.
+// JobRunOf gathers what running job jobID needs, secrets unsealed, from one
+// snapshot: a job that exists comes with its build and project, even while
+// the project is being deleted. A missing job is ErrNotFound.
 func (db *DB) JobRunOf(ctx context.Context, jobID int64) (JobRun, error) {
 	var r JobRun
-	var err error
-	if r.Job, err = db.JobByID(ctx, jobID); err != nil {
-		return r, err
-	}
-	if r.Build, err = db.BuildByID(ctx, r.Job.BuildID); err != nil {
-		return r, err
-	}
-	if r.Project, err = db.ProjectByID(ctx, r.Build.ProjectID); err != nil {
-		return r, err
-	}
-	if r.Job.HookID != 0 {
-		if r.Hook, err = db.HookByID(ctx, r.Job.HookID); err != nil && !errors.Is(err, ErrNotFound) {
-			return r, err
+	err := db.readTx(ctx, func(tx txn) error {
+		var err error
+		if r.Job, err = jobByID(ctx, tx, jobID); err != nil {
+			return err
 		}
-	}
-	if !r.Build.FromFork {
-		if r.Secrets, err = db.Secrets(ctx, r.Project.ID); err != nil {
-			return r, err
+		if r.Build, err = buildByID(ctx, tx, r.Job.BuildID); err != nil {
+			return err
 		}
-	}
-	k, err := db.DeployKeyOf(ctx, r.Project.ID)
-	switch {
-	case err == nil:
-		r.DeployKey = k.PrivateKey
-	case !errors.Is(err, ErrNotFound):
-		return r, err
+		if r.Project, err = projectByID(ctx, tx, r.Build.ProjectID); err != nil {
+			return err
+		}
+		if r.Job.HookID != 0 {
+			if r.Hook, err = hookByID(ctx, tx, r.Job.HookID); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		if !r.Build.FromFork {
+			if r.Secrets, err = db.secrets(ctx, tx, r.Project.ID); err != nil {
+				return err
+			}
+		}
+		k, err := db.deployKeyOf(ctx, tx, r.Project.ID)
+		switch {
+		case err == nil:
+			r.DeployKey = k.PrivateKey
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return JobRun{}, err
 	}
 	return r, nil
 }

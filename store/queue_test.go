@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -195,5 +196,54 @@ func TestJobRunOf(t *testing.T) {
 	}
 	if r, err = db.JobRunOf(ctx, jobs[0].ID); err != nil || r.Hook.ID != 0 {
 		t.Errorf("run of a deleted hook = hook %d, %v; want no hook and no error", r.Hook.ID, err)
+	}
+}
+
+// JobRunOf reads one snapshot: while the project is deleted under it, it
+// returns either the whole run, secrets and deploy key included, or the job
+// as not found, never a job without its build, project or secrets.
+func TestJobRunOfReadsOneSnapshot(t *testing.T) {
+	ctx := context.Background()
+	db := newTestDB(t)
+	for round := range 20 {
+		f := newFixture(t, db, fmt.Sprintf("acme/widget-%d", round))
+		if err := db.SetSecret(ctx, f.project.ID, Secret{Name: "TOKEN", Value: "s3cret"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetDeployKey(ctx, DeployKey{ProjectID: f.project.ID, PrivateKey: "PRIVATE", PublicKey: "pub"}); err != nil {
+			t.Fatal(err)
+		}
+		_, jobs, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: "abc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Read the run again and again until the job is gone: whichever read
+		// the deletion meets must see all of the run or none of it.
+		read, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			for n := 0; ; n++ {
+				r, err := db.JobRunOf(ctx, jobs[0].ID)
+				if n == 0 {
+					close(read)
+				}
+				if err != nil {
+					if n == 0 || !errors.Is(err, ErrNotFound) || !strings.HasPrefix(err.Error(), "get job:") {
+						t.Errorf("round %d, read %d: %v; want the job not found after a whole read", round, n, err)
+					}
+					return
+				}
+				if r.Project.ID != f.project.ID || r.Hook.ID == 0 || len(r.Secrets) != 1 || r.DeployKey != "PRIVATE" {
+					t.Errorf("round %d: a partial run: project %d, hook %d, secrets %v, deploy key %q",
+						round, r.Project.ID, r.Hook.ID, r.Secrets, r.DeployKey)
+					return
+				}
+			}
+		}()
+		<-read // one read is done: the deletion meets the next ones
+		if err := db.DeleteProject(ctx, f.project.ID); err != nil {
+			t.Fatal(err)
+		}
+		<-done
 	}
 }

@@ -340,6 +340,7 @@ type scanner interface{ Scan(...any) error }
 // queryer is a pool or a transaction.
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // queryAll runs a query and reads every row with scan; step names it in errors.

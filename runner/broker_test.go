@@ -6,75 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"kozmic/store"
 )
-
-func TestMaskerMasksSecretsSplitAnywhere(t *testing.T) {
-	secrets := []string{"hunter2-long-secret", "tok", "abcd", "abcdef-longer"}
-	stream := "start hunter2-long-secret mid abcdef-longer abcd end abc tok hunter2-lo"
-	want := "start ******** mid ******** ******** end abc tok hunter2-lo"
-	// Every way of cutting the stream into two writes, and byte by byte.
-	for cut := 0; cut <= len(stream); cut++ {
-		m := newMasker(secrets)
-		got := string(m.write([]byte(stream[:cut]))) + string(m.write([]byte(stream[cut:]))) + string(m.flush())
-		if got != want {
-			t.Fatalf("cut at %d: %q, want %q", cut, got, want)
-		}
-	}
-	m := newMasker(secrets)
-	var got []byte
-	for i := range len(stream) {
-		got = append(got, m.write([]byte{stream[i]})...)
-	}
-	if got = append(got, m.flush()...); string(got) != want {
-		t.Errorf("byte by byte: %q", got)
-	}
-	// Nothing to mask: the stream passes untouched and nothing is held.
-	if out := newMasker(nil).write([]byte("plain")); string(out) != "plain" {
-		t.Errorf("no secrets: %q", out)
-	}
-}
-
-func newTestStore(t testing.TB) (*store.DB, store.Job) {
-	t.Helper()
-	db := openDB(t, filepath.Join(t.TempDir(), "k.db"))
-	ctx := context.Background()
-	u, err := db.CreateLocalUser(ctx, "u", "x", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := db.CreateProject(ctx, store.NewProject{OwnerID: u.ID, Source: store.SourceGit, FullName: "a/b", GitURL: "/x", WebhookSecret: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "t", DockerImage: "i", BuildScript: "#!/bin/sh"}); err != nil {
-		t.Fatal(err)
-	}
-	_, jobs, err := db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: "abc"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return db, jobs[0]
-}
-
-// A secret printed in two pieces, with a flush between them, is masked in
-// the stored log.
-func TestJobLogMasksAcrossFlushes(t *testing.T) {
-	db, job := newTestStore(t)
-	l := newJobLog(db, NewBroker(), job.ID, 1<<20, []string{"s3cr3t-value"}, slog.New(slog.DiscardHandler))
-	l.Write([]byte("token=s3cr"))
-	time.Sleep(2 * flushInterval) // the ticker flushes what is safe
-	l.Write([]byte("3t-value done\r\n"))
-	l.Close()
-	got, _ := db.ReadLog(context.Background(), job.ID, 0, 1<<20)
-	if string(got) != "token=******** done\r\n" {
-		t.Errorf("stored log = %q", got)
-	}
-}
 
 // A follower that reads slowly is dropped by the broker and resumes from the
 // store: it sees every byte once and in order, live and after the end.

@@ -1,0 +1,169 @@
+package runner
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"kozmic/store"
+)
+
+// Chunk is a piece of a job's stored log starting at byte Offset.
+type Chunk struct {
+	Offset int64
+	Data   []byte
+}
+
+// subscriberBuffer is how many chunks a live follower may fall behind before
+// it is dropped (it then catches up from the store).
+const subscriberBuffer = 64
+
+// Broker passes stored log chunks to live followers. A follower too slow to
+// keep up is dropped rather than allowed to slow the job; Follow resumes it
+// from the store.
+type Broker struct {
+	mu      sync.Mutex
+	subs    map[int64]map[*subscription]struct{}
+	dropped atomic.Int64
+}
+
+// subscription is one follower's channel of chunks; the broker closes it
+// when the job ends or the follower falls behind.
+type subscription struct {
+	c     chan Chunk
+	ended bool // the job's log ended, as opposed to the follower being dropped
+}
+
+// NewBroker returns an empty broker.
+func NewBroker() *Broker { return &Broker{subs: map[int64]map[*subscription]struct{}{}} }
+
+// subscribe adds a follower of the chunks job jobID stores from now on.
+func (b *Broker) subscribe(jobID int64) *subscription {
+	s := &subscription{c: make(chan Chunk, subscriberBuffer)}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.subs[jobID] == nil {
+		b.subs[jobID] = map[*subscription]struct{}{}
+	}
+	b.subs[jobID][s] = struct{}{}
+	return s
+}
+
+// unsubscribe removes a follower and closes its channel, unless the broker
+// has already done so (dropped or ended).
+func (b *Broker) unsubscribe(jobID int64, s *subscription) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.subs[jobID][s]; ok {
+		delete(b.subs[jobID], s)
+		close(s.c)
+		if len(b.subs[jobID]) == 0 {
+			delete(b.subs, jobID)
+		}
+	}
+}
+
+// publish passes a stored chunk to the job's followers without blocking: a
+// follower whose buffer is full is dropped and its channel closed.
+func (b *Broker) publish(jobID int64, c Chunk) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for s := range b.subs[jobID] {
+		select {
+		case s.c <- c:
+		default: // too slow: drop it
+			delete(b.subs[jobID], s)
+			close(s.c)
+			b.dropped.Add(1)
+		}
+	}
+}
+
+// Dropped counts the followers dropped for falling behind.
+func (b *Broker) Dropped() int64 { return b.dropped.Load() }
+
+// end closes every follower of the job, marked as ended. It is called once
+// the job's end is in the store (or the server stops): a follower that
+// subscribes after that sees the job finished in the store, so none waits
+// for chunks that will never come, and none stops before the result is
+// there to read.
+func (b *Broker) end(jobID int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for s := range b.subs[jobID] {
+		s.ended = true
+		close(s.c)
+	}
+	delete(b.subs, jobID)
+}
+
+// LogReader is what Follow needs of the store.
+type LogReader interface {
+	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
+	JobByID(ctx context.Context, id int64) (store.Job, error)
+}
+
+// Follow calls fn with a job's log from byte offset from on: what is stored,
+// then new output as it is stored, until the job has finished and all of its
+// log was passed, or ctx ends, or fn fails. Each byte is passed once, in
+// order, also when the follower falls behind and is dropped by the broker.
+func (b *Broker) Follow(ctx context.Context, st LogReader, jobID, from int64, fn func(Chunk) error) error {
+	pos := from
+	// catchUp passes everything stored from pos on.
+	catchUp := func() error {
+		for {
+			data, err := st.ReadLog(ctx, jobID, pos, 256<<10)
+			if err != nil || len(data) == 0 {
+				return err
+			}
+			if err := fn(Chunk{Offset: pos, Data: data}); err != nil {
+				return err
+			}
+			pos += int64(len(data))
+		}
+	}
+	for {
+		// Subscribe before reading the store, so nothing stored in between is missed.
+		sub := b.subscribe(jobID)
+		job, err := st.JobByID(ctx, jobID)
+		finished := job.Status.Finished()
+		if err == nil {
+			err = catchUp()
+		}
+		if err != nil || finished {
+			b.unsubscribe(jobID, sub)
+			return err
+		}
+		for alive := true; alive; {
+			select {
+			case <-ctx.Done():
+				b.unsubscribe(jobID, sub)
+				return ctx.Err()
+			case c, ok := <-sub.c:
+				if !ok {
+					alive = false
+					break
+				}
+				end := c.Offset + int64(len(c.Data))
+				switch {
+				case end <= pos: // already passed
+				case c.Offset > pos: // a gap: take it from the store
+					if err := catchUp(); err != nil {
+						b.unsubscribe(jobID, sub)
+						return err
+					}
+				default:
+					if err := fn(Chunk{Offset: pos, Data: c.Data[pos-c.Offset:]}); err != nil {
+						b.unsubscribe(jobID, sub)
+						return err
+					}
+					pos = end
+				}
+			}
+		}
+		if sub.ended {
+			return catchUp() // the log is complete in the store
+		}
+		// Dropped for being slow: subscribe again and catch up from the store.
+	}
+}
