@@ -4,47 +4,28 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 )
 
-// source is the tree a job builds.
-type source interface {
-	// dir is the directory uploaded to /kozmic/src.
-	dir() string
-	// objectIDs identifies the content of each path: a file's blob or a
-	// directory's tree. A missing path maps to "".
-	objectIDs(paths []string) (map[string]string, error)
-}
-
-// gitSource is a clone checked out at one commit.
-type gitSource struct {
-	path string
-	sha  string
-}
-
-func (g gitSource) dir() string { return g.path }
-
-// objectIDs asks git for the object id of each path at the commit, all in
-// one process.
-func (g gitSource) objectIDs(paths []string) (map[string]string, error) {
+// ObjectIDs is the object id of each of paths (relative to the repository's
+// root; a leading / is ignored) at commit sha of the repository at dir: a
+// file's blob or a directory's tree, "" for a path the commit lacks. One git
+// process answers for all of them; its failure is the error.
+func ObjectIDs(dir, sha string, paths []string) (map[string]string, error) {
 	ids := make(map[string]string, len(paths))
 	if len(paths) == 0 {
 		return ids, nil
 	}
 	var in bytes.Buffer
 	for _, p := range paths {
-		fmt.Fprintf(&in, "%s:%s\n", g.sha, strings.TrimPrefix(p, "/"))
+		fmt.Fprintf(&in, "%s:%s\n", sha, strings.TrimPrefix(p, "/"))
 	}
-	cmd := exec.Command("git", "-C", g.path, "cat-file", "--batch-check=%(objectname)")
+	cmd := exec.Command("git", "-C", dir, "cat-file", "--batch-check=%(objectname)")
 	cmd.Stdin = &in
 	out, err := cmd.Output()
 	if err != nil {
@@ -64,20 +45,24 @@ func (g gitSource) objectIDs(paths []string) (map[string]string, error) {
 	return ids, nil
 }
 
-// cloneSpec says what to fetch.
-type cloneSpec struct {
-	url, ref, sha string
-	deployKey     string // private key for SSH URLs, unused for others; never enters a container
+// CloneSpec says what to fetch.
+type CloneSpec struct {
+	URL       string // any URL that CheckURL accepts
+	Ref       string // the full ref the commit was found on, such as refs/heads/main
+	SHA       string // the commit
+	DeployKey string // private key for SSH URLs, unused for others
 }
 
-// clone fetches the commit into dir and checks it out, with git's output in
-// out. It fetches the commit itself, and if the server refuses that, the ref.
-// A URL that CheckGitURL refuses is an error before git runs.
-func clone(ctx context.Context, c cloneSpec, dir string, out io.Writer) error {
-	if err := CheckGitURL(c.url); err != nil {
+// Clone fetches the commit c.SHA into the empty directory dir and checks it
+// out (detached), with git's output in out, its line ends as \r\n. It
+// fetches the commit itself, and if the server refuses that, c.Ref. A URL
+// that CheckURL refuses is an error before git runs; otherwise the error
+// says which step failed, and git's own words are in out.
+func Clone(ctx context.Context, c CloneSpec, dir string, out io.Writer) error {
+	if err := CheckURL(c.URL); err != nil {
 		return err
 	}
-	env, cleanup, err := gitEnv(c.url, c.deployKey)
+	env, cleanup, err := gitEnv(c.URL, c.DeployKey)
 	if err != nil {
 		return err
 	}
@@ -91,16 +76,16 @@ func clone(ctx context.Context, c cloneSpec, dir string, out io.Writer) error {
 	if err := git("init", "-q"); err != nil {
 		return fmt.Errorf("git init: %w", err)
 	}
-	if err := git("remote", "add", "origin", c.url); err != nil {
+	if err := git("remote", "add", "origin", c.URL); err != nil {
 		return fmt.Errorf("git remote add: %w", err)
 	}
-	if err := git("fetch", "-q", "--no-tags", "--", "origin", c.sha); err != nil {
-		if err := git("fetch", "-q", "--no-tags", "--", "origin", "+"+c.ref+":refs/kozmic/build"); err != nil {
-			return fmt.Errorf("could not fetch %s or %s", c.sha, c.ref)
+	if err := git("fetch", "-q", "--no-tags", "--", "origin", c.SHA); err != nil {
+		if err := git("fetch", "-q", "--no-tags", "--", "origin", "+"+c.Ref+":refs/kozmic/build"); err != nil {
+			return fmt.Errorf("could not fetch %s or %s", c.SHA, c.Ref)
 		}
 	}
-	if err := git("checkout", "-q", "--detach", c.sha); err != nil {
-		return fmt.Errorf("could not check out %s", c.sha)
+	if err := git("checkout", "-q", "--detach", c.SHA); err != nil {
+		return fmt.Errorf("could not check out %s", c.SHA)
 	}
 	return nil
 }
@@ -131,41 +116,4 @@ func (c crlf) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
-}
-
-// dirSource is a working tree as it is on disk, uncommitted changes and all.
-type dirSource struct{ path string }
-
-func (d dirSource) dir() string { return d.path }
-
-// objectIDs hashes each path's content: a file's bytes, or for a directory
-// every file below it with its relative path.
-func (d dirSource) objectIDs(paths []string) (map[string]string, error) {
-	ids := make(map[string]string, len(paths))
-	for _, p := range paths {
-		root := filepath.Join(d.path, filepath.FromSlash(p))
-		h := sha256.New()
-		err := filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
-			if err != nil || e.IsDir() {
-				return err
-			}
-			rel, _ := filepath.Rel(root, path)
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, "%q %d\n", rel, len(b))
-			h.Write(b)
-			return nil
-		})
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			ids[p] = ""
-		case err != nil:
-			return nil, err
-		default:
-			ids[p] = hex.EncodeToString(h.Sum(nil))
-		}
-	}
-	return ids, nil
 }

@@ -1,12 +1,17 @@
 package git
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"kozmic/internal/testrepo"
 )
 
 // A fetch over SSH gets the deploy key from a file only its owner can read,
@@ -29,8 +34,8 @@ exit 255
 	}
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 
-	err := clone(context.Background(), cloneSpec{url: "ssh://git@git.example.invalid/acme/private.git",
-		ref: "refs/heads/main", sha: strings.Repeat("a", 40), deployKey: "-----BEGIN KEY-----\nsecret-key-material"}, t.TempDir(), io.Discard)
+	err := Clone(context.Background(), CloneSpec{URL: "ssh://git@git.example.invalid/acme/private.git",
+		Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), DeployKey: "-----BEGIN KEY-----\nsecret-key-material"}, t.TempDir(), io.Discard)
 	if err == nil {
 		t.Fatal("clone through a failing ssh succeeded")
 	}
@@ -45,5 +50,58 @@ exit 255
 	keyFile := strings.TrimSpace(strings.SplitN(strings.TrimPrefix(rec, "key="), "\n", 2)[0])
 	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
 		t.Errorf("key file %s still exists after the fetch (%v)", keyFile, err)
+	}
+}
+
+// Clone checks out the commit it is given, not the ref's tip; a commit the
+// repository lacks is an error, with git's complaint in out in \r\n lines.
+func TestCloneChecksOutTheCommit(t *testing.T) {
+	rp := testrepo.New(t, map[string]string{"README": "one"})
+	first := rp.Git("rev-parse", "HEAD")
+	rp.Commit(map[string]string{"README": "two"}, nil)
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := Clone(context.Background(), CloneSpec{URL: rp.Path, Ref: "refs/heads/main", SHA: first}, dir, &out); err != nil {
+		t.Fatalf("Clone: %v\n%s", err, out.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "README")); err != nil || string(b) != "one" {
+		t.Errorf("README = %q, %v; want the first commit's", b, err)
+	}
+	head, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
+	if err != nil || strings.TrimSpace(string(head)) != first {
+		t.Errorf("HEAD = %q, %v; want %s", head, err, first)
+	}
+
+	out.Reset()
+	missing := strings.Repeat("0", 40)
+	err = Clone(context.Background(), CloneSpec{URL: "file://" + rp.Path, Ref: "refs/heads/gone", SHA: missing}, t.TempDir(), &out)
+	if err == nil || err.Error() != "could not fetch "+missing+" or refs/heads/gone" {
+		t.Errorf("Clone of a missing commit: %v", err)
+	}
+	if log := out.String(); !strings.Contains(log, "\r\n") || strings.Contains(strings.ReplaceAll(log, "\r\n", ""), "\n") {
+		t.Errorf("git's output is not in \\r\\n lines: %q", log)
+	}
+}
+
+// ObjectIDs names a file's blob and a directory's tree at the commit asked
+// for, not at the branch's tip, and "" for a path the commit lacks.
+func TestObjectIDs(t *testing.T) {
+	rp := testrepo.New(t, map[string]string{"deps.txt": "v1", "vendor/lib.txt": "lib"})
+	first := rp.Git("rev-parse", "HEAD")
+	rp.Commit(map[string]string{"deps.txt": "v2"}, nil)
+	ids, err := ObjectIDs(rp.Path, first, []string{"deps.txt", "/vendor", "gone.txt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"deps.txt": rp.Git("rev-parse", first+":deps.txt"),
+		"/vendor":  rp.Git("rev-parse", first+":vendor"),
+		"gone.txt": "",
+	}
+	if !maps.Equal(ids, want) || ids["deps.txt"] == rp.Git("rev-parse", "HEAD:deps.txt") {
+		t.Errorf("ObjectIDs = %v, want %v", ids, want)
+	}
+	if _, err := ObjectIDs(t.TempDir(), first, []string{"deps.txt"}); err == nil {
+		t.Error("ObjectIDs outside a repository succeeded")
 	}
 }
