@@ -278,9 +278,10 @@ func (e *ConfigError) Error() string { return e.Setting + ": " + e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
 // parseConfig fills a Config for command cmd from its arguments and the
-// environment. It only parses: it reads and writes no file, so the key file
-// and the database's directory are the commands' to check. Every failure is
-// a *ConfigError, or flag.ErrHelp for -h.
+// environment. It parses: it writes nothing, and reads no file (it only
+// looks that DOCKER_CERT_PATH holds its three), so the key file and the
+// database's directory are the commands' to check. Every failure is a
+// *ConfigError, or flag.ErrHelp for -h.
 func parseConfig(cmd string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("kozmic "+cmd, flag.ContinueOnError)
 	fs.SetOutput(usage)

@@ -35,21 +35,32 @@ exit 255
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 
 	err := Clone(context.Background(), CloneSpec{URL: "ssh://git@git.example.invalid/acme/private.git",
-		Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), DeployKey: "-----BEGIN KEY-----\nsecret-key-material"}, t.TempDir(), io.Discard)
+		Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), DeployKey: testKey}, t.TempDir(), io.Discard)
 	if err == nil {
 		t.Fatal("clone through a failing ssh succeeded")
 	}
-	got, rerr := os.ReadFile(record)
-	if rerr != nil {
-		t.Fatalf("ssh was never called with the key: %v", rerr)
+	checkKeyUsedAndGone(t, record)
+}
+
+// testKey is the deploy key the tests' fake ssh is given.
+const testKey = "-----BEGIN KEY-----\nsecret-key-material"
+
+// checkKeyUsedAndGone checks what a fake ssh recorded in the file record:
+// that it was given testKey in a file only its owner could read, and that
+// the file is gone now.
+func checkKeyUsedAndGone(t *testing.T, record string) {
+	t.Helper()
+	got, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatalf("ssh was never given the deploy key: %v", err)
 	}
 	rec := string(got)
-	if !strings.Contains(rec, "mode=600") || !strings.Contains(rec, "content=-----BEGIN KEY-----\nsecret-key-material") {
+	if !strings.Contains(rec, "mode=600") || !strings.Contains(rec, "content="+testKey) {
 		t.Errorf("ssh saw:\n%s", rec)
 	}
 	keyFile := strings.TrimSpace(strings.SplitN(strings.TrimPrefix(rec, "key="), "\n", 2)[0])
 	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
-		t.Errorf("key file %s still exists after the fetch (%v)", keyFile, err)
+		t.Errorf("key file %s still exists after git ended (%v)", keyFile, err)
 	}
 }
 

@@ -151,20 +151,9 @@ exec sh -c "$cmd"
 	resolveFails(t, "git@down.invalid:acme/x.git", "main",
 		"could not reach git@down.invalid:acme/x.git: ssh: connect to host down.invalid port 22: Connection refused")
 
-	checkResolve(t, "ssh://git@fake.invalid"+r.Path, "-----BEGIN KEY-----\nsecret-key-material",
+	checkResolve(t, "ssh://git@fake.invalid"+r.Path, testKey,
 		[]refCase{{"feature", "refs/heads/feature", r.first}})
-	got, err := os.ReadFile(record)
-	if err != nil {
-		t.Fatalf("ssh was never given the deploy key: %v", err)
-	}
-	rec := string(got)
-	if !strings.Contains(rec, "mode=600") || !strings.Contains(rec, "content=-----BEGIN KEY-----\nsecret-key-material") {
-		t.Errorf("ssh saw:\n%s", rec)
-	}
-	keyFile := strings.TrimSpace(strings.SplitN(strings.TrimPrefix(rec, "key="), "\n", 2)[0])
-	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
-		t.Errorf("key file %s still exists (%v)", keyFile, err)
-	}
+	checkKeyUsedAndGone(t, record)
 }
 
 // An unreachable server is reported with git's reason, and a password in
