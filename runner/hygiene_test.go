@@ -23,7 +23,10 @@ func TestSweepRemovesOnlyOwnLeftovers(t *testing.T) {
 	other, _ := h.project(testrepo.New(t, map[string]string{"a": "a"}))
 	// A runner of its own instance, not started: the harness's started
 	// runner sweeps at start too, but only what carries its own instance.
-	mine, theirs := fmt.Sprintf("sweep-%d", time.Now().UnixNano()), "other-instance"
+	// Both unique: the images' names hold them, and other runs of this test
+	// may share the engine.
+	mine := fmt.Sprintf("sweep-%d", time.Now().UnixNano())
+	theirs := "other-" + mine
 	r := New(Config{Instance: mine, CachedImagesLimit: 2}, h.db, h.dc, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	var made []string // everything made here, removed at the end whatever happens

@@ -187,8 +187,12 @@ func TestFailingInstallScriptFailsTheJob(t *testing.T) {
 	}
 }
 
+// removeCacheImages removes the cache images of the harness's project
+// projectID. Like cacheImages, it looks at the harness's instance only:
+// other test databases using the engine have projects of the same ids.
 func removeCacheImages(t testing.TB, h *harness, projectID int64) {
-	imgs, _ := h.dc.ListImages(docker.ListImagesOptions{Filters: map[string][]string{"label": {LabelProject + "=" + itoa(projectID)}}})
+	imgs, _ := h.dc.ListImages(docker.ListImagesOptions{Filters: map[string][]string{"label": {
+		LabelProject + "=" + itoa(projectID), LabelInstance + "=" + h.db.InstanceID()}}})
 	for _, img := range imgs {
 		h.dc.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Force: true})
 	}
@@ -196,7 +200,8 @@ func removeCacheImages(t testing.TB, h *harness, projectID int64) {
 
 func cacheImages(t testing.TB, h *harness, projectID int64) map[string]bool {
 	t.Helper()
-	imgs, err := h.dc.ListImages(docker.ListImagesOptions{Filters: map[string][]string{"label": {LabelProject + "=" + itoa(projectID), LabelCache}}})
+	imgs, err := h.dc.ListImages(docker.ListImagesOptions{Filters: map[string][]string{"label": {
+		LabelProject + "=" + itoa(projectID), LabelInstance + "=" + h.db.InstanceID(), LabelCache}}})
 	if err != nil {
 		t.Fatal(err)
 	}
