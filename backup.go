@@ -40,13 +40,12 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 	if !ok {
 		return code
 	}
-	if cfg.SecretKeyGenerated {
-		// parseConfig just made a key for a database that has none beside
-		// it: it cannot be this database's key, and must not stay to be
-		// mistaken for it.
-		os.Remove(cfg.SecretKeyFile)
-		fmt.Fprintf(stderr, "kozmic: KOZMIC_SECRET_KEY is not set and there is no key file %s: the backup needs the database's key\n", cfg.SecretKeyFile)
-		return exitUsage
+	if cfg.SecretKeyFile != "" {
+		// Never generated: a new key could not be the database's.
+		if _, err := cfg.loadKeyFile(false); err != nil {
+			fmt.Fprintf(stderr, "kozmic: %v: the backup needs the database's key\n", err)
+			return exitUsage
+		}
 	}
 	path, err := filepath.Abs(file)
 	if err != nil {

@@ -245,15 +245,16 @@ func TestBackupCommandRefusals(t *testing.T) {
 		t.Errorf("backup with a key file: exit %d, %q", code, out)
 	}
 
-	// A wrong key: exit 2 naming the key. No key at all: exit 2, and no key
-	// file is made up for a database that has another key.
+	// A wrong key: exit 2 naming the key. No key at all: exit 2 naming the
+	// missing key file, which is not made up for a database that has another key.
 	wrong := env(t, map[string]string{"KOZMIC_DATABASE": dbPath, "KOZMIC_SECRET_KEY": strings.Repeat("w", 40)})
 	target := filepath.Join(t.TempDir(), "w.db")
 	if code, _, errOut := runKozmic(ctx, []string{"backup", target}, wrong); code != 2 || !strings.HasPrefix(errOut, "kozmic: KOZMIC_SECRET_KEY: ") {
 		t.Errorf("wrong key: exit %d, %q", code, errOut)
 	}
 	noKey := env(t, map[string]string{"KOZMIC_DATABASE": dbPath})
-	if code, _, errOut := runKozmic(ctx, []string{"backup", target}, noKey); code != 2 || !oneLine(errOut) {
+	if code, _, errOut := runKozmic(ctx, []string{"backup", target}, noKey); code != 2 || !oneLine(errOut) ||
+		errOut != "kozmic: KOZMIC_SECRET_KEY: unset, and there is no key file "+dbPath+".key: the backup needs the database's key\n" {
 		t.Errorf("no key: exit %d, %q", code, errOut)
 	}
 	if _, err := os.Stat(dbPath + ".key"); !os.IsNotExist(err) {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,11 +25,11 @@ type Config struct {
 	Addr     string
 	BaseURL  *url.URL
 	Database string
-	// SecretKey seals secrets at rest. SecretKeyFile names the file it was
-	// read from or generated into when KOZMIC_SECRET_KEY is unset.
-	SecretKey          []byte
-	SecretKeyFile      string
-	SecretKeyGenerated bool
+	// SecretKey seals secrets at rest: KOZMIC_SECRET_KEY. When that is
+	// unset, SecretKey is empty and SecretKeyFile names the file beside the
+	// database the key is kept in; loadKeyFile reads it.
+	SecretKey     []byte
+	SecretKeyFile string
 
 	// AdminPassword is the password of the "admin" user created at the
 	// first start without GitHub; empty: generate one.
@@ -90,15 +88,16 @@ var settings = []setting{
 		return err
 	}},
 	{"KOZMIC_DATABASE", "database", "kozmic.db", "Path of the SQLite database file; created if missing.", func(c *Config, v string) error {
-		if err := checkWritable(v); err != nil {
-			return err
+		if v == "" {
+			return errors.New("empty path")
 		}
 		c.Database = v
 		return nil
 	}},
 	{"KOZMIC_SECRET_KEY", "", "", "Key (at least 32 bytes) that encrypts secrets at rest. If unset, one is generated once and kept in `<database>.key` (mode 0600); back that file up with the database.", func(c *Config, v string) error {
 		if v == "" {
-			return c.loadOrGenerateKey()
+			c.SecretKeyFile = c.Database + ".key"
+			return nil
 		}
 		if len(v) < store.MinSecretKeyLen {
 			return fmt.Errorf("%d bytes, need at least %d (make one with: openssl rand -hex 32)", len(v), store.MinSecretKeyLen)
@@ -279,7 +278,10 @@ func (e *ConfigError) Error() string { return e.Setting + ": " + e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
 // parseConfig fills a Config for command cmd from its arguments and the
-// environment. Every failure is a *ConfigError, or flag.ErrHelp for -h.
+// environment. It parses: it writes nothing, and reads no file (it only
+// looks that DOCKER_CERT_PATH holds its three), so the key file and the
+// database's directory are the commands' to check. Every failure is a
+// *ConfigError, or flag.ErrHelp for -h.
 func parseConfig(cmd string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("kozmic "+cmd, flag.ContinueOnError)
 	fs.SetOutput(usage)
@@ -315,67 +317,6 @@ func parseConfig(cmd string, args []string, getenv func(string) string, usage io
 		}
 	}
 	return c, nil
-}
-
-// loadOrGenerateKey reads the key file beside the database, creating it with
-// a fresh random key (readable by the owner only) the first time.
-func (c *Config) loadOrGenerateKey() error {
-	c.SecretKeyFile = c.Database + ".key"
-	b, err := os.ReadFile(c.SecretKeyFile)
-	if errors.Is(err, os.ErrNotExist) {
-		raw := make([]byte, 32)
-		rand.Read(raw)
-		b = []byte(hex.EncodeToString(raw))
-		f, err := os.OpenFile(c.SecretKeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return fmt.Errorf("unset, and no key file can be created: %w", err)
-		}
-		_, werr := f.Write(append(b, '\n'))
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-			os.Remove(c.SecretKeyFile)
-			return fmt.Errorf("unset, and writing %s failed: %w", c.SecretKeyFile, err)
-		}
-		c.SecretKeyGenerated = true
-	} else if err != nil {
-		return fmt.Errorf("unset, and the key file cannot be read: %w", err)
-	}
-	key := strings.TrimSpace(string(b))
-	if len(key) < store.MinSecretKeyLen {
-		return fmt.Errorf("unset, and %s holds %d bytes, need at least %d", c.SecretKeyFile, len(key), store.MinSecretKeyLen)
-	}
-	c.SecretKey = []byte(key)
-	return nil
-}
-
-// checkWritable tells whether the database file can be created or opened
-// for writing, and whether SQLite can create its -wal and -shm files beside it.
-func checkWritable(path string) error {
-	if path == "" {
-		return errors.New("empty path")
-	}
-	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", path)
-	}
-	dir := filepath.Dir(path)
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("directory %s: %w", dir, errors.Unwrap(err))
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", dir)
-	}
-	probe, err := os.CreateTemp(dir, ".kozmic-write-check-*")
-	if err != nil {
-		return fmt.Errorf("cannot write in %s: %w", dir, errors.Unwrap(err))
-	}
-	probe.Close()
-	os.Remove(probe.Name())
-	if f, err := os.OpenFile(path, os.O_RDWR, 0); err == nil {
-		f.Close()
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("cannot open %s for writing: %w", path, errors.Unwrap(err))
-	}
-	return nil
 }
 
 // parseHTTPURL accepts an absolute http or https URL and drops a trailing slash.

@@ -16,6 +16,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +27,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -157,16 +160,38 @@ func loadConfig(cmd string, args []string, getenv func(string) string, stderr io
 	return cfg, exitOK, true
 }
 
-// openStore opens (creating and migrating) the database. It returns nil
-// and the exit code when that fails: 2 for a wrong secret key, else 1.
+// openStore readies and opens the database for a command that writes it:
+// it checks that the database file and its directory can be written, takes
+// the secret key from the key file beside the database when
+// KOZMIC_SECRET_KEY is unset (generating the file the first time), and opens
+// (creating and migrating) the database. It returns nil and the exit code
+// when that fails: 2, with one line naming the setting, for a database path
+// it cannot write, an unusable key file or a wrong key; else 1.
 func openStore(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writer) (*store.DB, int) {
-	if cfg.SecretKeyGenerated {
-		log.Warn("KOZMIC_SECRET_KEY is not set: generated a key; back it up with the database, secrets cannot be read without it", "file", cfg.SecretKeyFile)
-	} else if cfg.SecretKeyFile != "" {
-		log.Warn("KOZMIC_SECRET_KEY is not set: using the key kept beside the database", "file", cfg.SecretKeyFile)
+	if err := checkWritable(cfg.Database); err != nil {
+		fmt.Fprintf(stderr, "kozmic: %v\n", &ConfigError{Setting: "KOZMIC_DATABASE", Err: err})
+		return nil, exitUsage
+	}
+	generated := false
+	if cfg.SecretKeyFile != "" {
+		var err error
+		if generated, err = cfg.loadKeyFile(true); err != nil {
+			fmt.Fprintf(stderr, "kozmic: %v\n", err)
+			return nil, exitUsage
+		}
+		if generated {
+			log.Warn("KOZMIC_SECRET_KEY is not set: generated a key; back it up with the database, secrets cannot be read without it", "file", cfg.SecretKeyFile)
+		} else {
+			log.Warn("KOZMIC_SECRET_KEY is not set: using the key kept beside the database", "file", cfg.SecretKeyFile)
+		}
 	}
 	db, err := store.Open(ctx, cfg.Database, store.Options{SecretKey: cfg.SecretKey, Migrations: migrations.FS, Logger: log})
 	if errors.Is(err, store.ErrWrongKey) {
+		if generated {
+			// A key made just now cannot be this database's: it must not
+			// stay to be mistaken for it.
+			os.Remove(cfg.SecretKeyFile)
+		}
 		fmt.Fprintf(stderr, "kozmic: KOZMIC_SECRET_KEY: %v\n", err)
 		return nil, exitUsage
 	} else if err != nil {
@@ -174,6 +199,74 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writ
 		return nil, exitFailed
 	}
 	return db, exitOK
+}
+
+// loadKeyFile sets c.SecretKey from the key file c.SecretKeyFile. With
+// generate, a missing file is first created with a fresh random key,
+// readable by its owner only, and generated is true; without, a missing file
+// is an error. Every error is a *ConfigError for KOZMIC_SECRET_KEY.
+func (c *Config) loadKeyFile(generate bool) (generated bool, err error) {
+	fail := func(format string, args ...any) (bool, error) {
+		return false, &ConfigError{Setting: "KOZMIC_SECRET_KEY", Err: fmt.Errorf(format, args...)}
+	}
+	b, err := os.ReadFile(c.SecretKeyFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && generate:
+		raw := make([]byte, 32)
+		rand.Read(raw)
+		b = []byte(hex.EncodeToString(raw))
+		f, err := os.OpenFile(c.SecretKeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fail("unset, and no key file can be created: %w", err)
+		}
+		_, werr := f.Write(append(b, '\n'))
+		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+			os.Remove(c.SecretKeyFile)
+			return fail("unset, and writing %s failed: %w", c.SecretKeyFile, err)
+		}
+		generated = true
+	case errors.Is(err, os.ErrNotExist):
+		return fail("unset, and there is no key file %s", c.SecretKeyFile)
+	case err != nil:
+		return fail("unset, and the key file cannot be read: %w", err)
+	}
+	key := strings.TrimSpace(string(b))
+	if len(key) < store.MinSecretKeyLen {
+		return fail("unset, and %s holds %d bytes, need at least %d", c.SecretKeyFile, len(key), store.MinSecretKeyLen)
+	}
+	c.SecretKey = []byte(key)
+	return generated, nil
+}
+
+// checkWritable tells whether the database file can be created or opened
+// for writing, and whether SQLite can create its -wal and -shm files beside it.
+func checkWritable(path string) error {
+	if path == "" {
+		return errors.New("empty path")
+	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("directory %s: %w", dir, errors.Unwrap(err))
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	probe, err := os.CreateTemp(dir, ".kozmic-write-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write in %s: %w", dir, errors.Unwrap(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	if f, err := os.OpenFile(path, os.O_RDWR, 0); err == nil {
+		f.Close()
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cannot open %s for writing: %w", path, errors.Unwrap(err))
+	}
+	return nil
 }
 
 // serve runs the job runner and answers HTTP until ctx ends; then it stops

@@ -63,7 +63,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		"notifications on":         c.EmailNotifications,
 		"log text":                 c.LogFormat == "text",
 		"log info":                 c.LogLevel.String() == "INFO",
-		"generated key":            c.SecretKeyGenerated && len(c.SecretKey) == 64,
+		"key not read yet":         c.SecretKey == nil,
 		"key file beside database": c.SecretKeyFile == dbPath+".key",
 	}
 	for name, ok := range checks {
@@ -71,15 +71,101 @@ func TestParseConfigDefaults(t *testing.T) {
 			t.Errorf("default %s: wrong; config = %+v", name, c)
 		}
 	}
-	fi, err := os.Stat(dbPath + ".key")
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("key file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	// Parsing writes nothing: no key file, no database.
+	for _, p := range []string{dbPath + ".key", dbPath} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("parsing the configuration made %s (%v)", p, err)
+		}
 	}
-	// The key is generated once: the second start reads the same one.
-	c2, err := parseConfig("serve", nil, env(t, map[string]string{"KOZMIC_DATABASE": dbPath}), io.Discard)
-	if err != nil || !bytes.Equal(c2.SecretKey, c.SecretKey) || c2.SecretKeyGenerated {
-		t.Errorf("second start: key %q generated=%v, %v; want the first key, not generated", c2.SecretKey, c2.SecretKeyGenerated, err)
+}
+
+// Without KOZMIC_SECRET_KEY, the first command that opens the database
+// generates the key file, readable by its owner only, and says so; later
+// ones read the same key from it.
+func TestKeyFileGeneratedOnce(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "kozmic.db")
+	e := env(t, map[string]string{"KOZMIC_DATABASE": dbPath})
+	code, _, errOut := runKozmic(context.Background(), []string{"migrate"}, e)
+	if code != 0 || !strings.Contains(errOut, "generated a key") {
+		t.Fatalf("first migrate: exit %d, %s", code, errOut)
 	}
+	key, err := os.ReadFile(dbPath + ".key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dbPath + ".key"); err != nil || fi.Mode().Perm() != 0o600 || len(strings.TrimSpace(string(key))) != 64 {
+		t.Errorf("key file: %v, mode %v, %q; want 0600 and 64 hex digits", err, fi.Mode().Perm(), key)
+	}
+	// A different key would be refused with exit 2: success is the same key.
+	code, _, errOut = runKozmic(context.Background(), []string{"migrate"}, e)
+	if code != 0 || !strings.Contains(errOut, "using the key kept beside the database") {
+		t.Errorf("second command: exit %d, %s", code, errOut)
+	}
+	if again, _ := os.ReadFile(dbPath + ".key"); !bytes.Equal(again, key) {
+		t.Errorf("the key file changed: %q -> %q", key, again)
+	}
+}
+
+// What the configuration names on the machine is checked by the commands
+// that open the database, not by parsing: a database path that cannot be
+// written, or a key file that is unusable, parses, and then stops the
+// command with exit 2 and one line naming the setting, before the database
+// is made.
+func TestRunChecksDatabasePathAndKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	aFile := filepath.Join(dir, "file")
+	if err := os.WriteFile(aFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	shortKeyDB := filepath.Join(t.TempDir(), "k.db")
+	if err := os.WriteFile(shortKeyDB+".key", []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct{ db, setting, says string }{
+		"missing directory":     {filepath.Join(dir, "missing-dir", "k.db"), "KOZMIC_DATABASE", "no such file or directory"},
+		"file as directory":     {filepath.Join(aFile, "k.db"), "KOZMIC_DATABASE", "is not a directory"},
+		"directory as database": {dir, "KOZMIC_DATABASE", "is not a regular file"},
+		"unwritable directory":  {filepath.Join(unwritableDir(t), "k.db"), "KOZMIC_DATABASE", "cannot write in"},
+		"short key file":        {shortKeyDB, "KOZMIC_SECRET_KEY", "holds 5 bytes"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			e := env(t, map[string]string{"KOZMIC_DATABASE": tt.db})
+			if _, err := parseConfig("serve", nil, e, io.Discard); err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			for _, cmd := range [][]string{nil, {"migrate"}, {"user", "add", "ann"}} {
+				code, _, errOut := runKozmic(context.Background(), cmd, e)
+				if code != 2 || !strings.HasPrefix(errOut, "kozmic: "+tt.setting+": ") || !strings.Contains(errOut, tt.says) ||
+					strings.Count(errOut, "\n") != 1 {
+					t.Errorf("%v: exit %d, %q; want 2 and one line naming %s and saying %q", cmd, code, errOut, tt.setting, tt.says)
+				}
+			}
+			if _, err := os.Stat(tt.db); tt.db != dir && err == nil {
+				t.Error("the database was made")
+			}
+		})
+	}
+}
+
+// unwritableDir is a directory this process cannot create files in: a
+// read-only temporary one, or for root, which writes there anyway, /sys.
+func unwritableDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, "/sys"} {
+		f, err := os.CreateTemp(d, "probe-*")
+		if err != nil {
+			return d
+		}
+		f.Close()
+		os.Remove(f.Name())
+	}
+	t.Skip("no directory here refuses this process's writes")
+	return ""
 }
 
 func TestParseConfigValues(t *testing.T) {
@@ -116,15 +202,6 @@ func TestParseConfigValues(t *testing.T) {
 }
 
 func TestParseConfigErrors(t *testing.T) {
-	dir := t.TempDir()
-	aFile := filepath.Join(dir, "file")
-	if err := os.WriteFile(aFile, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	shortKeyDB := filepath.Join(t.TempDir(), "k.db")
-	if err := os.WriteFile(shortKeyDB+".key", []byte("short\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		env     map[string]string
 		args    []string
@@ -133,11 +210,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{map[string]string{"KOZMIC_BASE_URL": "ci.example.com"}, nil, "KOZMIC_BASE_URL"},
 		{map[string]string{"KOZMIC_BASE_URL": "/relative/path"}, nil, "KOZMIC_BASE_URL"},
 		{map[string]string{"KOZMIC_BASE_URL": "ftp://ci.example.com"}, nil, "KOZMIC_BASE_URL"},
-		{map[string]string{"KOZMIC_DATABASE": filepath.Join(dir, "missing-dir", "k.db")}, nil, "KOZMIC_DATABASE"},
-		{map[string]string{"KOZMIC_DATABASE": filepath.Join(aFile, "k.db")}, nil, "KOZMIC_DATABASE"},
-		{map[string]string{"KOZMIC_DATABASE": dir}, nil, "KOZMIC_DATABASE"},
+		{nil, []string{"-database", ""}, "KOZMIC_DATABASE"},
 		{map[string]string{"KOZMIC_SECRET_KEY": "too-short"}, nil, "KOZMIC_SECRET_KEY"},
-		{map[string]string{"KOZMIC_DATABASE": shortKeyDB}, nil, "KOZMIC_SECRET_KEY"},
 		{map[string]string{"KOZMIC_GITHUB_CLIENT_ID": "id"}, nil, "KOZMIC_GITHUB_CLIENT_SECRET"},
 		{map[string]string{"KOZMIC_GITHUB_CLIENT_SECRET": "s"}, nil, "KOZMIC_GITHUB_CLIENT_SECRET"},
 		{map[string]string{"KOZMIC_GITHUB_URL": "github.com"}, nil, "KOZMIC_GITHUB_URL"},
@@ -388,6 +462,16 @@ func TestRunWrongSecretKeyExits2(t *testing.T) {
 	code, _, errOut := runKozmic(context.Background(), []string{"migrate"}, env(t, e))
 	if code != 2 || !strings.HasPrefix(errOut, "kozmic: KOZMIC_SECRET_KEY: ") {
 		t.Errorf("wrong key: exit %d, %q; want 2 naming KOZMIC_SECRET_KEY", code, errOut)
+	}
+	// No key at all: the key generated for it is not the database's and is
+	// not left behind to be mistaken for it.
+	delete(e, "KOZMIC_SECRET_KEY")
+	code, _, errOut = runKozmic(context.Background(), []string{"migrate"}, env(t, e))
+	if code != 2 || !strings.Contains(errOut, "kozmic: KOZMIC_SECRET_KEY: ") {
+		t.Errorf("no key: exit %d, %q; want 2 naming KOZMIC_SECRET_KEY", code, errOut)
+	}
+	if _, err := os.Stat(dbPath + ".key"); !os.IsNotExist(err) {
+		t.Errorf("a generated key file was left beside a database with another key (%v)", err)
 	}
 }
 

@@ -2,15 +2,11 @@ package gh
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/google/go-github/v60/github"
-	"golang.org/x/crypto/ssh"
 )
 
 // Repo is a GitHub repository as Kozmic needs it, with the permissions of
@@ -154,23 +150,4 @@ func (g *GitHub) deleteGone(ctx context.Context, token, fullName, what string, d
 		return fmt.Errorf("delete %s of %s: %w", what, fullName, err)
 	}
 	return nil
-}
-
-// GenerateDeployKey makes an ed25519 key pair: the private key in OpenSSH
-// PEM form and the public key in authorized_keys form.
-func GenerateDeployKey(comment string) (private, public string, err error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return "", "", err
-	}
-	block, err := ssh.MarshalPrivateKey(priv, comment)
-	if err != nil {
-		return "", "", err
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return "", "", err
-	}
-	public = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " " + comment
-	return string(pem.EncodeToMemory(block)), public, nil
 }

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"kozmic/git"
 	"kozmic/internal/when"
-	"kozmic/runner"
 	"kozmic/store"
 	"kozmic/views"
 )
@@ -206,7 +206,7 @@ func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	ref, sha, err := runner.ResolveRef(ctx, p.CloneURL(), key.PrivateKey, typed)
+	ref, sha, err := git.ResolveRef(ctx, p.CloneURL(), key.PrivateKey, typed)
 	if err != nil {
 		refuse(err.Error())
 		return

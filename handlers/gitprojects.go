@@ -12,8 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"kozmic/gh"
-	"kozmic/runner"
+	"kozmic/git"
 	"kozmic/store"
 	"kozmic/views"
 )
@@ -32,7 +31,7 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 		v.Error = msg
 		h.render(w, r, http.StatusUnprocessableEntity, views.NewProjectPage(v))
 	}
-	if err := runner.CheckGitURL(v.GitURL); err != nil {
+	if err := git.CheckURL(v.GitURL); err != nil {
 		refuse(err.Error())
 		return
 	}
@@ -47,8 +46,8 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 	rand.Read(secret)
 	np := store.NewProject{OwnerID: user(r).ID, Source: store.SourceGit, FullName: v.Name, GitURL: v.GitURL,
 		IsPublic: v.Public, WebhookSecret: hex.EncodeToString(secret)}
-	if runner.OverSSH(v.GitURL) {
-		private, public, err := gh.GenerateDeployKey("kozmic " + v.Name)
+	if git.OverSSH(v.GitURL) {
+		private, public, err := git.GenerateDeployKey("kozmic " + v.Name)
 		if err != nil {
 			h.fail(w, r, err)
 			return

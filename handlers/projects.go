@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"kozmic/gh"
+	"kozmic/git"
 	"kozmic/store"
 	"kozmic/views"
 )
@@ -223,7 +224,7 @@ func (h *Handler) connect(ctx context.Context, token string, p store.Project, re
 	key, err := h.db.DeployKeyOf(ctx, p.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		key = store.DeployKey{ProjectID: p.ID}
-		key.PrivateKey, key.PublicKey, err = gh.GenerateDeployKey("kozmic")
+		key.PrivateKey, key.PublicKey, err = git.GenerateDeployKey("kozmic")
 	}
 	if err != nil {
 		return "Kozmic could not make a deploy key.", err

@@ -12,6 +12,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"kozmic/internal/testrepo"
 	"kozmic/store"
 )
 
@@ -73,7 +74,7 @@ func runnerJob(b *testing.B, h *harness, p store.Project, sha string, src source
 func benchHarness(b *testing.B, cfg Config) (*harness, store.Project) {
 	h := newHarness(b, cfg)
 	h.r.Shutdown(context.Background()) // no workers: the benchmark claims the jobs
-	rp := newRepo(b, map[string]string{"README": "x"})
+	rp := testrepo.New(b, map[string]string{"README": "x"})
 	p, _ := h.project(rp, store.Hook{Title: "bench", BuildScript: "#!/bin/sh\n"})
 	return h, p
 }

@@ -12,16 +12,17 @@ import (
 	docker "github.com/fsouza/go-dockerclient"
 
 	"kozmic/internal/syncbuf"
+	"kozmic/internal/testrepo"
 	"kozmic/store"
 )
 
 func TestStalledJobIsKilled(t *testing.T) {
 	// Long enough that starting the container under load does not count as a stall.
 	h := newHarness(t, Config{StallTimeout: 5 * time.Second})
-	rp := newRepo(t, map[string]string{"README": "x"})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
 	p, _ := h.project(rp, store.Hook{Title: "stall", BuildScript: "#!/bin/sh\necho started\nsleep 60\necho never\n"})
 	start := time.Now()
-	_, jobs := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
+	_, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	j := h.waitJob(jobs[0].ID, finished)
 	if j.Status != store.JobFailure || j.Error != StalledMessage {
 		t.Errorf("job = %s %q; want failure, stalled", j.Status, j.Error)
@@ -37,10 +38,10 @@ func TestStalledJobIsKilled(t *testing.T) {
 
 func TestJobTimeout(t *testing.T) {
 	h := newHarness(t, Config{JobTimeout: 2 * time.Second})
-	rp := newRepo(t, map[string]string{"README": "x"})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
 	// Busy, never stalling, never ending.
 	p, _ := h.project(rp, store.Hook{Title: "long", BuildScript: "#!/bin/sh\nwhile true; do echo tick; sleep 0.2; done\n"})
-	_, jobs := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
+	_, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	j := h.waitJob(jobs[0].ID, finished)
 	if j.Status != store.JobFailure || !strings.Contains(j.Error, "ran longer than 2s") {
 		t.Errorf("job = %s %q; want failure, timed out", j.Status, j.Error)
@@ -53,10 +54,10 @@ func TestJobTimeout(t *testing.T) {
 func TestCancelRunningAndEnqueuedJobs(t *testing.T) {
 	h := newHarness(t, Config{Workers: 1})
 	ctx := context.Background()
-	rp := newRepo(t, map[string]string{"README": "x"})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
 	p, _ := h.project(rp, store.Hook{Title: "slow", BuildScript: "#!/bin/sh\necho working\nsleep 60\n"})
-	_, first := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
-	_, second := h.build(p, "refs/heads/main", rp.commit(map[string]string{"README": "y"}, nil))
+	_, first := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
+	_, second := h.build(p, "refs/heads/main", rp.Commit(map[string]string{"README": "y"}, nil))
 
 	h.waitJob(first[0].ID, func(j store.Job) bool { return strings.Contains(h.logOf(j.ID), "working") })
 	if got := h.r.Waiting(); got != "waiting for a free worker: 1 of 1 busy" {
@@ -93,9 +94,9 @@ func TestCancelRunningAndEnqueuedJobs(t *testing.T) {
 func TestRestartKeepsEarlierAttempts(t *testing.T) {
 	h := newHarness(t, Config{})
 	ctx := context.Background()
-	rp := newRepo(t, map[string]string{"README": "x"})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
 	p, _ := h.project(rp, store.Hook{Title: "flaky", BuildScript: "#!/bin/sh\necho attempt for $KOZMIC_JOB_ID\nexit 1\n"})
-	b, jobs := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
+	b, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	h.waitBuild(b)
 	second, err := h.r.Restart(ctx, jobs[0].ID)
 	if err != nil {
@@ -125,10 +126,10 @@ func TestRestartKeepsEarlierAttempts(t *testing.T) {
 func TestLogTruncation(t *testing.T) {
 	const limit = 8 << 10
 	h := newHarness(t, Config{MaxLogBytes: limit})
-	rp := newRepo(t, map[string]string{"README": "x"})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
 	// 100 KiB of output, then a marker after the cut; the job still succeeds.
 	p, _ := h.project(rp, store.Hook{Title: "chatty", BuildScript: "#!/bin/sh\nyes 0123456789abcdef0123456789abcdef | head -n 3200\necho finished-after-cut\n"})
-	_, jobs := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
+	_, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	j := h.waitJob(jobs[0].ID, finished)
 	if j.Status != store.JobSuccess {
 		t.Fatalf("job %s; truncation must not change the result", j.Status)
@@ -149,13 +150,13 @@ func TestLogTruncation(t *testing.T) {
 
 func TestPoolNeverRunsMoreThanWorkers(t *testing.T) {
 	h := newHarness(t, Config{Workers: 2})
-	rp := newRepo(t, map[string]string{"README": "x"})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
 	var hooks []store.Hook
 	for _, name := range []string{"a", "b", "c", "d", "e"} {
 		hooks = append(hooks, store.Hook{Title: name, BuildScript: "#!/bin/sh\nsleep 0.5\n"})
 	}
 	p, _ := h.project(rp, hooks...)
-	b, _ := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
+	b, _ := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	if got := h.waitBuild(b); got.Status != store.BuildSuccess {
 		t.Fatalf("build = %s", got.Status)
 	}
@@ -202,9 +203,9 @@ func TestExecRunsAWorkingTree(t *testing.T) {
 
 func TestContainersAreConfinedAndLimited(t *testing.T) {
 	h := newHarness(t, Config{Memory: 64 << 20, CPUs: 0.5, PidsLimit: 100})
-	rp := newRepo(t, map[string]string{"README": "x"})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
 	p, _ := h.project(rp, store.Hook{Title: "inspect-me", BuildScript: "#!/bin/sh\necho up\nsleep 30\n"})
-	_, jobs := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
+	_, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	h.waitJob(jobs[0].ID, func(j store.Job) bool { return strings.Contains(h.logOf(j.ID), "up") })
 	cs, err := h.dc.ListContainers(docker.ListContainersOptions{Filters: map[string][]string{"label": {LabelJob + "=" + itoa(jobs[0].ID)}}})
 	if err != nil || len(cs) != 1 {

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"kozmic/internal/syncbuf"
 	"kozmic/internal/testdb"
 	"kozmic/internal/testimage"
+	"kozmic/internal/testrepo"
 	"kozmic/store"
 )
 
@@ -175,52 +174,8 @@ func assertNoLeftovers(t testing.TB, dc *docker.Client, instance string) {
 	}
 }
 
-// repo is a git repository in a temporary directory.
-type repo struct {
-	t    testing.TB
-	path string
-}
-
-func newRepo(t testing.TB, files map[string]string) *repo {
-	t.Helper()
-	r := &repo{t: t, path: t.TempDir()}
-	r.git("init", "-q", "-b", "main")
-	r.commit(files, nil)
-	return r
-}
-
-func (r *repo) git(args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", append([]string{"-C", r.path}, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=t@example.com",
-		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=t@example.com")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// commit writes files, removes paths, commits and returns the new SHA.
-func (r *repo) commit(files map[string]string, remove []string) string {
-	r.t.Helper()
-	for name, content := range files {
-		p := filepath.Join(r.path, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	for _, name := range remove {
-		r.git("rm", "-q", "-r", name)
-	}
-	r.git("add", "-A")
-	r.git("commit", "-q", "--allow-empty", "-m", fmt.Sprintf("commit %d", time.Now().UnixNano()))
-	return r.git("rev-parse", "HEAD")
-}
-
 // project makes a plain-git project for the repo with the given hooks.
-func (h *harness) project(rp *repo, hooks ...store.Hook) (store.Project, []store.Hook) {
+func (h *harness) project(rp *testrepo.Repo, hooks ...store.Hook) (store.Project, []store.Hook) {
 	h.t.Helper()
 	ctx := context.Background()
 	owner, err := h.db.CreateLocalUser(ctx, fmt.Sprintf("owner%d", time.Now().UnixNano()), "x", false)
@@ -228,7 +183,7 @@ func (h *harness) project(rp *repo, hooks ...store.Hook) (store.Project, []store
 		h.t.Fatal(err)
 	}
 	p, err := h.db.CreateProject(ctx, store.NewProject{OwnerID: owner.ID, Source: store.SourceGit,
-		FullName: fmt.Sprintf("acme/p%d", time.Now().UnixNano()), GitURL: rp.path, WebhookSecret: "whsec"})
+		FullName: fmt.Sprintf("acme/p%d", time.Now().UnixNano()), GitURL: rp.Path, WebhookSecret: "whsec"})
 	if err != nil {
 		h.t.Fatal(err)
 	}

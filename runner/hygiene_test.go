@@ -10,6 +10,8 @@ import (
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
+
+	"kozmic/internal/testrepo"
 )
 
 // Sweep removes this Kozmic's leftovers and nothing of anyone else's;
@@ -17,11 +19,14 @@ import (
 func TestSweepRemovesOnlyOwnLeftovers(t *testing.T) {
 	h := newHarness(t, Config{})
 	ctx := context.Background()
-	p, _ := h.project(newRepo(t, map[string]string{"a": "a"}))
-	other, _ := h.project(newRepo(t, map[string]string{"a": "a"}))
+	p, _ := h.project(testrepo.New(t, map[string]string{"a": "a"}))
+	other, _ := h.project(testrepo.New(t, map[string]string{"a": "a"}))
 	// A runner of its own instance, not started: the harness's started
 	// runner sweeps at start too, but only what carries its own instance.
-	mine, theirs := fmt.Sprintf("sweep-%d", time.Now().UnixNano()), "other-instance"
+	// Both unique: the images' names hold them, and other runs of this test
+	// may share the engine.
+	mine := fmt.Sprintf("sweep-%d", time.Now().UnixNano())
+	theirs := "other-" + mine
 	r := New(Config{Instance: mine, CachedImagesLimit: 2}, h.db, h.dc, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	var made []string // everything made here, removed at the end whatever happens

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"kozmic/internal/testrepo"
 	"kozmic/store"
 )
 
@@ -53,11 +54,11 @@ func (m *metricsRecorder) count() int {
 func TestRunnerReportsMetrics(t *testing.T) {
 	m := &metricsRecorder{}
 	h := newHarness(t, Config{Metrics: m})
-	rp := newRepo(t, map[string]string{"README": "x"})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
 	p, _ := h.project(rp,
 		store.Hook{Title: "passes", BuildScript: "#!/bin/sh\necho a line of log\nsleep 1\n"},
 		store.Hook{Title: "fails", BuildScript: "#!/bin/sh\necho failing\nexit 2\n"})
-	b, _ := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
+	b, _ := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	h.waitBuild(b)
 	// JobFinished follows the store's record of the result: wait for it too.
 	waitFor(t, "both jobs reported finished", func() bool { return m.count() == 2 })

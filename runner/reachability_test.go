@@ -13,6 +13,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"kozmic/internal/testrepo"
 	"kozmic/store"
 )
 
@@ -39,9 +40,9 @@ func TestUnreachableDockerLeavesJobsEnqueued(t *testing.T) {
 	if got := h.r.Waiting(); got != "waiting for Docker: not reachable at tcp://127.0.0.1:1" {
 		t.Errorf("Waiting() = %q", got)
 	}
-	rp := newRepo(t, map[string]string{"README": "x"})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
 	p, _ := h.project(rp, store.Hook{Title: "t", BuildScript: "#!/bin/sh\ntrue\n"})
-	_, jobs := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
+	_, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	time.Sleep(10 * testPingInterval) // pings, and the wake-up of h.build, come and go
 	if j, err := h.db.JobByID(context.Background(), jobs[0].ID); err != nil || j.Status != store.JobEnqueued {
 		t.Errorf("job = %s %q, %v; want still enqueued", j.Status, j.Error, err)
@@ -88,9 +89,9 @@ func TestDockerComesAndGoes(t *testing.T) {
 		t.Fatalf("Unreachable() = %q, want %q", got, want)
 	}
 
-	rp := newRepo(t, map[string]string{"README": "x"})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
 	p, _ := h.project(rp, store.Hook{Title: "t", BuildScript: "#!/bin/sh\necho ran\n"})
-	_, jobs := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
+	_, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	time.Sleep(5 * testPingInterval)
 	if j, _ := h.db.JobByID(context.Background(), jobs[0].ID); j.Status != store.JobEnqueued {
 		t.Fatalf("job = %s %q while Docker is away; want enqueued", j.Status, j.Error)

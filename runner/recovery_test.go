@@ -14,6 +14,7 @@ import (
 	docker "github.com/fsouza/go-dockerclient"
 
 	"kozmic/internal/testdb"
+	"kozmic/internal/testrepo"
 	"kozmic/migrations"
 	"kozmic/store"
 )
@@ -45,7 +46,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.finish)
-	rp := newRepo(t, map[string]string{"README": "x"})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
 	// The first attempt (job 1 of this fresh database) hangs; the re-run,
 	// attempt 2, finishes at once.
 	p, _ := h.project(rp, store.Hook{Title: "crashy", BuildScript: `#!/bin/sh
@@ -53,7 +54,7 @@ echo "attempt for job $KOZMIC_JOB_ID"
 if [ "$KOZMIC_JOB_ID" = 1 ]; then sleep 120; fi
 echo done
 `})
-	b, jobs, err := h.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: rp.git("rev-parse", "HEAD")})
+	b, jobs, err := h.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: rp.Git("rev-parse", "HEAD")})
 	if err != nil || jobs[0].ID != 1 {
 		t.Fatalf("first job = %d, %v; the script expects job 1", jobs[0].ID, err)
 	}

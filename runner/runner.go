@@ -21,6 +21,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"kozmic/git"
 	"kozmic/store"
 )
 
@@ -402,8 +403,8 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 	}
 	defer os.RemoveAll(dir)
 	say(out, "Fetching %.12s from %s", run.Build.SHA, run.Project.CloneURL())
-	c := cloneSpec{url: run.Project.CloneURL(), ref: run.Build.Ref, sha: run.Build.SHA, deployKey: run.DeployKey}
-	if err := clone(ctx, c, dir, out); err != nil {
+	c := git.CloneSpec{URL: run.Project.CloneURL(), Ref: run.Build.Ref, SHA: run.Build.SHA, DeployKey: run.DeployKey}
+	if err := git.Clone(ctx, c, dir, out); err != nil {
 		if cause := context.Cause(ctx); cause != nil {
 			return result{status: store.JobError, message: cause.Error()}
 		}

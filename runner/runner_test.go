@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"kozmic/store"
-
 	docker "github.com/fsouza/go-dockerclient"
+
+	"kozmic/internal/testrepo"
+	"kozmic/store"
 )
 
 const printEnv = `#!/bin/sh
@@ -21,13 +22,13 @@ done
 
 func TestJobSuccessWithEnvironment(t *testing.T) {
 	h := newHarness(t, Config{})
-	rp := newRepo(t, map[string]string{"README": "hello from the repo"})
+	rp := testrepo.New(t, map[string]string{"README": "hello from the repo"})
 	p, _ := h.project(rp, store.Hook{Title: "env", BuildScript: printEnv})
 	ctx := context.Background()
 	if err := h.db.SetSecret(ctx, p.ID, store.Secret{Name: "API_TOKEN", Value: "tok-12345-secret"}); err != nil {
 		t.Fatal(err)
 	}
-	sha := rp.git("rev-parse", "HEAD")
+	sha := rp.Git("rev-parse", "HEAD")
 	b, jobs := h.build(p, "refs/heads/main", sha)
 	if got := h.waitBuild(b); got.Status != store.BuildSuccess {
 		t.Fatalf("build %s; log:\n%s", got.Status, h.logOf(jobs[0].ID))
@@ -80,11 +81,11 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func TestJobFailureAndMissingImage(t *testing.T) {
 	h := newHarness(t, Config{})
-	rp := newRepo(t, map[string]string{"README": "x"})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
 	p, _ := h.project(rp,
 		store.Hook{Title: "fails", BuildScript: "#!/bin/sh\necho about to fail\nexit 3\n"},
 		store.Hook{Title: "no-image", DockerImage: "127.0.0.1:1/kozmic-test/absent:1", BuildScript: "#!/bin/sh\necho never\n"})
-	b, jobs := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
+	b, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	if got := h.waitBuild(b); got.Status != store.BuildFailure {
 		t.Errorf("build = %s, want failure (failure beats error)", got.Status)
 	}
@@ -119,11 +120,11 @@ echo build ok
 
 func TestInstallCache(t *testing.T) {
 	h := newHarness(t, Config{})
-	rp := newRepo(t, map[string]string{"deps.txt": "lib-a 1.0\n", "main.c": "v1"})
+	rp := testrepo.New(t, map[string]string{"deps.txt": "lib-a 1.0\n", "main.c": "v1"})
 	p, hooks := h.project(rp, store.Hook{Title: "cached", InstallScript: installScript, BuildScript: checkInstalled,
 		TrackedFiles: []string{"deps.txt", "vendor"}})
 	run := func(sha string) store.Job { return h.runOK(p, sha) }
-	first := run(rp.git("rev-parse", "HEAD"))
+	first := run(rp.Git("rev-parse", "HEAD"))
 	if first.Cache != store.CacheMiss || !strings.Contains(h.logOf(first.ID), "installing deps") {
 		t.Errorf("first build: cache %q, log:\n%s", first.Cache, h.logOf(first.ID))
 	}
@@ -132,7 +133,7 @@ func TestInstallCache(t *testing.T) {
 	}
 
 	// A commit that leaves the tracked files alone reuses the image.
-	second := run(rp.commit(map[string]string{"main.c": "v2"}, nil))
+	second := run(rp.Commit(map[string]string{"main.c": "v2"}, nil))
 	if second.Cache != store.CacheHit || second.CacheID != first.CacheID {
 		t.Errorf("untouched tracked files: cache %q id %s, want hit %s", second.Cache, second.CacheID, first.CacheID)
 	}
@@ -143,11 +144,11 @@ func TestInstallCache(t *testing.T) {
 	// Changing, adding under a tracked directory, and removing all miss.
 	ids := map[string]bool{first.CacheID: true}
 	for name, sha := range map[string]func() string{
-		"changed file": func() string { return rp.commit(map[string]string{"deps.txt": "lib-a 2.0\n"}, nil) },
+		"changed file": func() string { return rp.Commit(map[string]string{"deps.txt": "lib-a 2.0\n"}, nil) },
 		"new file in a tracked directory": func() string {
-			return rp.commit(map[string]string{"vendor/lib.txt": "vendored"}, nil)
+			return rp.Commit(map[string]string{"vendor/lib.txt": "vendored"}, nil)
 		},
-		"removed file": func() string { return rp.commit(nil, []string{"deps.txt"}) },
+		"removed file": func() string { return rp.Commit(nil, []string{"deps.txt"}) },
 	} {
 		j := run(sha())
 		if j.Cache != store.CacheMiss || ids[j.CacheID] {
@@ -162,7 +163,7 @@ func TestInstallCache(t *testing.T) {
 	if _, err := h.db.UpdateHook(context.Background(), hk); err != nil {
 		t.Fatal(err)
 	}
-	if j := run(rp.commit(map[string]string{"main.c": "v3"}, nil)); j.Cache != store.CacheMiss || ids[j.CacheID] {
+	if j := run(rp.Commit(map[string]string{"main.c": "v3"}, nil)); j.Cache != store.CacheMiss || ids[j.CacheID] {
 		t.Errorf("edited install script: cache %q", j.Cache)
 	}
 	t.Cleanup(func() { removeCacheImages(t, h, p.ID) })
@@ -170,10 +171,10 @@ func TestInstallCache(t *testing.T) {
 
 func TestFailingInstallScriptFailsTheJob(t *testing.T) {
 	h := newHarness(t, Config{})
-	rp := newRepo(t, map[string]string{"deps.txt": "x"})
+	rp := testrepo.New(t, map[string]string{"deps.txt": "x"})
 	p, _ := h.project(rp, store.Hook{Title: "bad-install", InstallScript: "#!/bin/sh\necho broken install\nexit 4\n",
 		BuildScript: "#!/bin/sh\necho build ran\n", TrackedFiles: []string{"deps.txt"}})
-	_, jobs := h.build(p, "refs/heads/main", rp.git("rev-parse", "HEAD"))
+	_, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	j := h.waitJob(jobs[0].ID, finished)
 	if j.Status != store.JobFailure || j.ExitCode == nil || *j.ExitCode != 4 || j.Cache != store.CacheMiss {
 		t.Errorf("job = %s exit %v cache %q", j.Status, j.ExitCode, j.Cache)
@@ -212,18 +213,18 @@ func cacheImages(t testing.TB, h *harness, projectID int64) map[string]bool {
 
 func TestCacheLimitDropsLeastRecentlyUsed(t *testing.T) {
 	h := newHarness(t, Config{CachedImagesLimit: 2})
-	rp := newRepo(t, map[string]string{"deps.txt": "v1"})
+	rp := testrepo.New(t, map[string]string{"deps.txt": "v1"})
 	p, _ := h.project(rp, store.Hook{Title: "c", InstallScript: "#!/bin/sh\ntrue\n", BuildScript: "#!/bin/sh\ntrue\n",
 		TrackedFiles: []string{"deps.txt"}})
 	t.Cleanup(func() { removeCacheImages(t, h, p.ID) })
 	run := func(sha string) store.Job { return h.runOK(p, sha) }
-	v1 := run(rp.git("rev-parse", "HEAD"))
-	v2 := run(rp.commit(map[string]string{"deps.txt": "v2"}, nil))
+	v1 := run(rp.Git("rev-parse", "HEAD"))
+	v2 := run(rp.Commit(map[string]string{"deps.txt": "v2"}, nil))
 	// Using v1 again makes v2 the least recently used.
-	if again := run(rp.commit(map[string]string{"deps.txt": "v1"}, nil)); again.Cache != store.CacheHit {
+	if again := run(rp.Commit(map[string]string{"deps.txt": "v1"}, nil)); again.Cache != store.CacheHit {
 		t.Fatalf("back to v1: cache %q, want hit", again.Cache)
 	}
-	v3 := run(rp.commit(map[string]string{"deps.txt": "v3"}, nil))
+	v3 := run(rp.Commit(map[string]string{"deps.txt": "v3"}, nil))
 	got := cacheImages(t, h, p.ID)
 	if len(got) != 2 || !got[v1.CacheID] || !got[v3.CacheID] || got[v2.CacheID] {
 		t.Errorf("cache images = %v; want v1 %.8s and v3 %.8s, not v2 %.8s", got, v1.CacheID, v3.CacheID, v2.CacheID)

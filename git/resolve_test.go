@@ -1,4 +1,4 @@
-package runner
+package git
 
 import (
 	"context"
@@ -6,26 +6,28 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"kozmic/internal/testrepo"
 )
 
 // refRepo is a repository with two commits on main, a branch, an annotated
 // and a lightweight tag, and a branch and a tag of the same name.
 type refRepo struct {
-	*repo
+	*testrepo.Repo
 	first, second string // commits; main is at second
 	annotated     string // the object id of the annotated tag v1.0
 }
 
 func newRefRepo(t *testing.T) refRepo {
-	rp := newRepo(t, map[string]string{"README": "one"})
-	r := refRepo{repo: rp, first: rp.git("rev-parse", "HEAD")}
-	rp.git("branch", "feature")
-	rp.git("tag", "-a", "v1.0", "-m", "release 1.0")
-	rp.git("tag", "light")
-	rp.git("tag", "both")
-	r.annotated = rp.git("rev-parse", "v1.0")
-	r.second = rp.commit(map[string]string{"README": "two"}, nil)
-	rp.git("branch", "both")
+	rp := testrepo.New(t, map[string]string{"README": "one"})
+	r := refRepo{Repo: rp, first: rp.Git("rev-parse", "HEAD")}
+	rp.Git("branch", "feature")
+	rp.Git("tag", "-a", "v1.0", "-m", "release 1.0")
+	rp.Git("tag", "light")
+	rp.Git("tag", "both")
+	r.annotated = rp.Git("rev-parse", "v1.0")
+	r.second = rp.Commit(map[string]string{"README": "two"}, nil)
+	rp.Git("branch", "both")
 	return r
 }
 
@@ -79,20 +81,19 @@ func TestResolveRefInLocalRepository(t *testing.T) {
 		{r.first[:8], r.first, r.first},
 		{"main~1", r.first, r.first},
 	}
-	checkResolve(t, r.path, "", cases)
-	checkResolve(t, "file://"+r.path, "", cases)
+	checkResolve(t, r.Path, "", cases)
+	checkResolve(t, "file://"+r.Path, "", cases)
 
-	resolveFails(t, r.path, "nope", "no branch, tag or commit nope in "+r.path)
-	resolveFails(t, r.path, "refs/heads/nope", "no ref refs/heads/nope in "+r.path)
-	resolveFails(t, r.path, strings.Repeat("0", 40), "no branch, tag or commit 0000000000")
-	resolveFails(t, r.path, "--upload-pack=touch x", "cannot start with -")
+	resolveFails(t, r.Path, "nope", "no branch, tag or commit nope in "+r.Path)
+	resolveFails(t, r.Path, "refs/heads/nope", "no ref refs/heads/nope in "+r.Path)
+	resolveFails(t, r.Path, strings.Repeat("0", 40), "no branch, tag or commit 0000000000")
+	resolveFails(t, r.Path, "--upload-pack=touch x", "cannot start with -")
 
 	missing := filepath.Join(t.TempDir(), "missing")
 	resolveFails(t, missing, "main", "could not reach "+missing+": '"+missing+"' does not appear to be a git repository")
 	resolveFails(t, "relative/path", "main", "not a git URL")
 
-	empty := t.TempDir()
-	(&repo{t: t, path: empty}).git("init", "-q", "-b", "main")
+	empty := testrepo.Init(t).Path
 	resolveFails(t, empty, "", empty+" has no commit on its default branch")
 	resolveFails(t, empty, "main", "no branch, tag or commit main in "+empty)
 }
@@ -131,7 +132,7 @@ exec sh -c "$cmd"
 		os.Unsetenv(v)
 	}
 
-	url := "git@fake.invalid:" + r.path
+	url := "git@fake.invalid:" + r.Path
 	checkResolve(t, url, "", []refCase{
 		{"", "refs/heads/main", r.second},
 		{"main", "refs/heads/main", r.second},
@@ -150,20 +151,9 @@ exec sh -c "$cmd"
 	resolveFails(t, "git@down.invalid:acme/x.git", "main",
 		"could not reach git@down.invalid:acme/x.git: ssh: connect to host down.invalid port 22: Connection refused")
 
-	checkResolve(t, "ssh://git@fake.invalid"+r.path, "-----BEGIN KEY-----\nsecret-key-material",
+	checkResolve(t, "ssh://git@fake.invalid"+r.Path, testKey,
 		[]refCase{{"feature", "refs/heads/feature", r.first}})
-	got, err := os.ReadFile(record)
-	if err != nil {
-		t.Fatalf("ssh was never given the deploy key: %v", err)
-	}
-	rec := string(got)
-	if !strings.Contains(rec, "mode=600") || !strings.Contains(rec, "content=-----BEGIN KEY-----\nsecret-key-material") {
-		t.Errorf("ssh saw:\n%s", rec)
-	}
-	keyFile := strings.TrimSpace(strings.SplitN(strings.TrimPrefix(rec, "key="), "\n", 2)[0])
-	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
-		t.Errorf("key file %s still exists (%v)", keyFile, err)
-	}
+	checkKeyUsedAndGone(t, record)
 }
 
 // An unreachable server is reported with git's reason, and a password in

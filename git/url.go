@@ -1,4 +1,8 @@
-package runner
+// Package git is everything in Kozmic that runs git or parses git URLs:
+// checking the URL a person gives, resolving what they typed as a ref,
+// fetching a commit for a job, the object ids of tracked paths in it, and
+// the deploy keys that SSH URLs are fetched with.
+package git
 
 import (
 	"errors"
@@ -9,7 +13,7 @@ import (
 	"strings"
 )
 
-// allowedProtocols is GIT_ALLOW_PROTOCOL for every git command the runner
+// allowedProtocols is GIT_ALLOW_PROTOCOL for every git command this package
 // runs: git refuses every other transport, ext:: and the other remote
 // helpers included, whatever URL it is given and however git is configured.
 const allowedProtocols = "file:git:http:https:ssh"
@@ -30,7 +34,7 @@ var (
 	hostName = regexp.MustCompile(`^([A-Za-z0-9_][A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]+\])$`)
 )
 
-// parseGitURL classifies u as git would read it, refusing what CheckGitURL
+// parseGitURL classifies u as git would read it, refusing what CheckURL
 // refuses.
 func parseGitURL(u string) (gitURLKind, *url.URL, error) {
 	switch {
@@ -98,14 +102,14 @@ func portOf(u *url.URL) string {
 	return ""
 }
 
-// CheckGitURL says whether u is a git URL Kozmic may fetch from: an
+// CheckURL says whether u is a git URL Kozmic may fetch from: an
 // https://, http://, ssh://, git:// or file:// URL, an scp-like
 // [user@]host:path, or an absolute path on the server. Anything else is an
 // error whose message is fit to show to the person who typed u; in
 // particular an empty string, anything starting with - (which git would
 // read as an option) and remote helpers such as ext::, which run commands.
 // It checks the form only, not that the repository exists.
-func CheckGitURL(u string) error {
+func CheckURL(u string) error {
 	_, _, err := parseGitURL(u)
 	return err
 }

@@ -1,4 +1,4 @@
-package runner
+package git
 
 import (
 	"bufio"
@@ -24,7 +24,7 @@ var (
 
 // ResolveRef turns what a person typed as the ref of a build into the full
 // ref and the commit SHA it names in the repository at repoURL (any URL that
-// CheckGitURL accepts; deployKey, if not empty, is used for SSH URLs):
+// CheckURL accepts; deployKey, if not empty, is used for SSH URLs):
 //
 //   - "" or "HEAD": the default branch, such as refs/heads/main (if HEAD is
 //     detached, its commit, with the SHA as fullRef);
@@ -43,7 +43,7 @@ var (
 // "no branch or tag main in <repoURL>" or "could not reach <repoURL>: <git's
 // reason>"; a password in repoURL is masked in them.
 func ResolveRef(ctx context.Context, repoURL, deployKey, ref string) (fullRef, sha string, err error) {
-	if err := CheckGitURL(repoURL); err != nil {
+	if err := CheckURL(repoURL); err != nil {
 		return "", "", err
 	}
 	shown := redact(repoURL)

@@ -1,4 +1,4 @@
-package runner
+package git
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-func TestCheckGitURL(t *testing.T) {
+func TestCheckURL(t *testing.T) {
 	for _, u := range []string{
 		"https://github.com/acme/widget.git",
 		"https://kozmic:token@git.example.com/acme/widget",
@@ -27,8 +27,8 @@ func TestCheckGitURL(t *testing.T) {
 		"/srv/git/widget.git",
 		"/srv/git/with space.git",
 	} {
-		if err := CheckGitURL(u); err != nil {
-			t.Errorf("CheckGitURL(%q) = %v, want nil", u, err)
+		if err := CheckURL(u); err != nil {
+			t.Errorf("CheckURL(%q) = %v, want nil", u, err)
 		}
 	}
 	for u, want := range map[string]string{
@@ -57,14 +57,14 @@ func TestCheckGitURL(t *testing.T) {
 		"file://host/srv/git/w.git":         "file:///absolute/path",
 		"file://relative":                   "file:///absolute/path",
 	} {
-		err := CheckGitURL(u)
+		err := CheckURL(u)
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("CheckGitURL(%q) = %v, want an error saying %q", u, err, want)
+			t.Errorf("CheckURL(%q) = %v, want an error saying %q", u, err, want)
 		}
 	}
 }
 
-// An ext:: URL never runs its command: clone and ResolveRef refuse it, and
+// An ext:: URL never runs its command: Clone and ResolveRef refuse it, and
 // git itself refuses it in the environment they give it even where git's
 // configuration would allow it.
 func TestExtTransportNeverRuns(t *testing.T) {
@@ -79,9 +79,9 @@ func TestExtTransportNeverRuns(t *testing.T) {
 	t.Setenv("GIT_CONFIG_KEY_0", "protocol.ext.allow")
 	t.Setenv("GIT_CONFIG_VALUE_0", "always")
 
-	err := clone(context.Background(), cloneSpec{url: ext, ref: "refs/heads/main", sha: strings.Repeat("a", 40)}, t.TempDir(), io.Discard)
+	err := Clone(context.Background(), CloneSpec{URL: ext, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40)}, t.TempDir(), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "remote helpers") || ran() {
-		t.Errorf("clone: err = %v, ran = %v", err, ran())
+		t.Errorf("Clone: err = %v, ran = %v", err, ran())
 	}
 	if _, _, err := ResolveRef(context.Background(), ext, "", "main"); err == nil || !strings.Contains(err.Error(), "remote helpers") || ran() {
 		t.Errorf("ResolveRef: err = %v, ran = %v", err, ran())
