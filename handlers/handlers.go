@@ -20,52 +20,6 @@ import (
 	"kozmic/views"
 )
 
-// Store is what the handlers need of the database.
-type Store interface {
-	Ping(ctx context.Context) error
-	WebhookSecret(ctx context.Context, projectID int64) (string, error)
-	CreateBuild(ctx context.Context, nb store.NewBuild) (store.Build, []store.Job, error)
-	UpsertGitHubUser(ctx context.Context, gu store.GitHubUser) (store.User, error)
-	UserByID(ctx context.Context, id int64) (store.User, error)
-	UserByUsername(ctx context.Context, username string) (store.User, error)
-	SetPasswordHash(ctx context.Context, userID int64, hash string) error
-	UserAccessToken(ctx context.Context, id int64) (string, error)
-	SetUserEmail(ctx context.Context, id int64, email string) error
-	CreateProject(ctx context.Context, np store.NewProject) (store.Project, error)
-	ProjectByID(ctx context.Context, id int64) (store.Project, error)
-	ProjectByGitHubID(ctx context.Context, githubID int64) (store.Project, error)
-	ProjectsOf(ctx context.Context, userID int64) ([]store.Project, error)
-	DeleteProject(ctx context.Context, id int64) error
-	SetGitHubHookID(ctx context.Context, projectID, hookID int64) error
-	SetDeployKey(ctx context.Context, k store.DeployKey) error
-	DeployKeyOf(ctx context.Context, projectID int64) (store.DeployKey, error)
-	SetMembership(ctx context.Context, m store.Membership) error
-	RemoveMembership(ctx context.Context, projectID, userID int64) error
-	LocalUsers(ctx context.Context) ([]store.User, error)
-	RoleOf(ctx context.Context, projectID, userID int64) (store.Role, error)
-	Memberships(ctx context.Context, projectID int64) ([]store.Membership, error)
-	SyncMemberships(ctx context.Context, projectID int64, access []store.GitHubAccess) (int, error)
-	SyncUserMemberships(ctx context.Context, userID int64, repos map[int64]bool) error
-	ReplaceRepoCache(ctx context.Context, userID int64, own []store.CachedRepo, orgs []store.CachedOrg) error
-	RepoCache(ctx context.Context, userID int64) ([]store.CachedRepo, []store.CachedOrg, time.Time, error)
-	Hooks(ctx context.Context, projectID int64) ([]store.Hook, error)
-	HookByID(ctx context.Context, id int64) (store.Hook, error)
-	CreateHook(ctx context.Context, h store.Hook) (store.Hook, error)
-	UpdateHook(ctx context.Context, h store.Hook) (store.Hook, error)
-	DeleteHook(ctx context.Context, id int64) error
-	SecretNames(ctx context.Context, projectID int64) ([]string, error)
-	SetSecret(ctx context.Context, projectID int64, s store.Secret) error
-	DeleteSecret(ctx context.Context, projectID int64, name string) error
-	ProjectByName(ctx context.Context, fullName string) (store.Project, error)
-	Builds(ctx context.Context, projectID int64, q store.BuildQuery) ([]store.Build, error)
-	BuildByNumber(ctx context.Context, projectID int64, n int) (store.Build, error)
-	LatestBuild(ctx context.Context, projectID int64, ref string) (store.Build, error)
-	Jobs(ctx context.Context, buildID int64) ([]store.Job, error)
-	JobByID(ctx context.Context, id int64) (store.Job, error)
-	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
-	LogInfoOf(ctx context.Context, jobID int64) (store.LogInfo, error)
-}
-
 // Jobs is what the handlers need of the job runner.
 type Jobs interface {
 	// Enqueued wakes the runner after jobs were enqueued.
@@ -100,7 +54,7 @@ type GitHub interface {
 
 // Deps are the parts the handlers work with.
 type Deps struct {
-	DB       Store
+	DB       *store.DB
 	Jobs     Jobs
 	GitHub   GitHub
 	Sessions scs.Store
@@ -116,7 +70,7 @@ type Deps struct {
 
 // Handler serves every route of the server.
 type Handler struct {
-	db           Store
+	db           *store.DB
 	jobs         Jobs
 	github       GitHub
 	baseURL      string // without a trailing slash
