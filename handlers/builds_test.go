@@ -243,6 +243,32 @@ func TestLogStream(t *testing.T) {
 	}
 }
 
+// An idle stream of a running job says it is alive every Deps.Heartbeat.
+func TestLogStreamHeartbeat(t *testing.T) {
+	s := newTestServerWith(t, true, func(d *Deps) { d.Heartbeat = 10 * time.Millisecond })
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	build, job := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", "one\n", store.JobRunning)
+	// The deadline only keeps a broken stream from hanging the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/projects/%d/builds/%d/jobs/%d/log/stream", b.base, p.ID, build.Number, job.ID), nil)
+	res, err := b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Text() != ": heartbeat" {
+		if !sc.Scan() {
+			t.Fatalf("no heartbeat before the stream ended: %v", sc.Err())
+		}
+	}
+	if def := newTestServer(t).heartbeat; def != 15*time.Second {
+		t.Errorf("heartbeat without Deps.Heartbeat = %v, want 15s", def)
+	}
+}
+
 func TestBadge(t *testing.T) {
 	s := newTestServer(t)
 	b := newBrowser(t, s)

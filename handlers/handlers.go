@@ -66,7 +66,13 @@ type Deps struct {
 	Metrics Metrics
 	// MetricsToken, when set, is the bearer token GET /metrics requires.
 	MetricsToken string
+	// Heartbeat is how often an idle log stream says it is alive, so that
+	// proxies keep it open; 0 means every 15 seconds.
+	Heartbeat time.Duration
 }
+
+// defaultHeartbeat is Deps.Heartbeat when it is not set.
+const defaultHeartbeat = 15 * time.Second
 
 // Handler serves every route of the server.
 type Handler struct {
@@ -80,6 +86,7 @@ type Handler struct {
 	log          *slog.Logger // adds the request id to lines logged with a request's context
 	metrics      Metrics      // nil: none
 	metricsToken string       // the bearer token /metrics requires; "": none
+	heartbeat    time.Duration
 	mux          *http.ServeMux
 	serve        http.Handler // mux behind sessions and cross-origin protection
 }
@@ -102,6 +109,9 @@ func New(d Deps) *Handler {
 	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, sessions: sm, logins: newLoginLimiter(), log: log, mux: http.NewServeMux(),
 		metrics: d.Metrics, metricsToken: d.MetricsToken,
 		baseURL: strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
+	if h.heartbeat = d.Heartbeat; h.heartbeat == 0 {
+		h.heartbeat = defaultHeartbeat
+	}
 	h.routes()
 	// Every state change needs a same-origin request; webhooks are signed instead.
 	cop := http.NewCrossOriginProtection()
