@@ -170,6 +170,18 @@ func (h *Handler) serveRecovering(w http.ResponseWriter, r *http.Request) {
 	h.serve.ServeHTTP(w, r)
 }
 
+// renderPolled answers a page that polls for part of itself: an htmx
+// request (HX-Request: true) gets just part, which htmx swaps in; any other
+// gets the whole page.
+func (h *Handler) renderPolled(w http.ResponseWriter, r *http.Request, page, part templ.Component) {
+	// The two answers differ, so a cache must not give one for the other.
+	w.Header().Add("Vary", "HX-Request")
+	if r.Header.Get("HX-Request") == "true" {
+		page = part
+	}
+	h.render(w, r, http.StatusOK, page)
+}
+
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
