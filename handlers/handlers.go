@@ -1,6 +1,7 @@
 // Package handlers is all of Kozmic's HTTP: the route table, sessions,
-// webhooks and live logs. Handlers parse the request, call the store or the
-// runner, and render a view; every failure goes through Handler.fail.
+// webhooks and live logs. Handlers parse the request, call the store, the
+// runner or gh.Projects (GitHub projects' lifecycle), and render a view;
+// every failure goes through Handler.fail.
 package handlers
 
 import (
@@ -36,27 +37,13 @@ type Jobs interface {
 	Follow(ctx context.Context, jobID, from int64, fn func(runner.Chunk) error) error
 }
 
-// GitHub is what the handlers ask of GitHub: login, repositories, webhooks,
-// deploy keys and who may access a repository.
-type GitHub interface {
-	Enabled() bool
-	AuthURL(state string) string
-	Login(ctx context.Context, code string) (store.GitHubUser, error)
-	Repo(ctx context.Context, token, fullName string) (gh.Repo, error)
-	ProjectCandidates(ctx context.Context, token string) ([]gh.Repo, []gh.Org, error)
-	EnsureWebhook(ctx context.Context, token, fullName, url, secret string) (int64, error)
-	EnsureDeployKey(ctx context.Context, token, fullName, title, publicKey string) (int64, error)
-	DeleteWebhook(ctx context.Context, token, fullName string, id int64) error
-	DeleteDeployKey(ctx context.Context, token, fullName string, id int64) error
-	RepoAccess(ctx context.Context, token, fullName string) ([]gh.Access, error)
-	AccessibleRepos(ctx context.Context, token string) (map[int64]bool, error)
-}
-
 // Deps are the parts the handlers work with.
 type Deps struct {
-	DB       *store.DB
-	Jobs     Jobs
-	GitHub   GitHub
+	DB   *store.DB
+	Jobs Jobs
+	// GitHub signs people in and, through gh.Projects, connects GitHub
+	// projects to their repositories.
+	GitHub   *gh.GitHub
 	Sessions scs.Store
 	BaseURL  *url.URL
 	// GitHubURL is GitHub's web address, for links to commits.
@@ -78,9 +65,10 @@ const defaultHeartbeat = 15 * time.Second
 type Handler struct {
 	db           *store.DB
 	jobs         Jobs
-	github       GitHub
-	baseURL      string // without a trailing slash
-	githubURL    string // without a trailing slash
+	github       *gh.GitHub
+	projects     *gh.Projects // acting on github, logging with the request id
+	baseURL      string       // without a trailing slash
+	githubURL    string       // without a trailing slash
 	sessions     *scs.SessionManager
 	logins       *loginLimiter
 	log          *slog.Logger // adds the request id to lines logged with a request's context
@@ -106,7 +94,7 @@ func New(d Deps) *Handler {
 		log.ErrorContext(r.Context(), "session", "path", r.URL.Path, "err", err)
 		http.Error(w, "Kozmic could not read your session; try again.", http.StatusInternalServerError)
 	}
-	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, sessions: sm, logins: newLoginLimiter(), log: log, mux: http.NewServeMux(),
+	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, projects: gh.NewProjects(d.GitHub, d.DB, log), sessions: sm, logins: newLoginLimiter(), log: log, mux: http.NewServeMux(),
 		metrics: d.Metrics, metricsToken: d.MetricsToken,
 		baseURL: strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
 	if h.heartbeat = d.Heartbeat; h.heartbeat == 0 {
