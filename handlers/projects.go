@@ -217,13 +217,15 @@ func (h *Handler) deleteProject(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	err = h.projects.Delete(r.Context(), user(r).ID, p)
 	var f *gh.Failure
-	if err := h.projects.Delete(r.Context(), user(r).ID, p); errors.As(err, &f) {
+	switch {
+	case errors.As(err, &f):
 		h.log.WarnContext(r.Context(), "disconnect project from GitHub", "project", p.ID, "err", err)
 		h.render(w, r, http.StatusBadGateway, views.DeleteProjectPage(views.DeleteProjectView{User: user(r).Login(),
 			ID: p.ID, FullName: p.FullName, GitHub: true, Error: f.Msg}))
 		return
-	} else if err != nil {
+	case err != nil:
 		h.fail(w, r, err)
 		return
 	}
