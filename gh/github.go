@@ -68,10 +68,18 @@ func statusCode(err error) int {
 	return 0
 }
 
-// Message says, in words fit to show people, why a GitHub call failed:
-// GitHub's own message, or that GitHub could not be reached. It never
-// includes Kozmic's internal error text.
+// Message says, in words fit to show people, why a GitHub call or a step
+// of Projects failed: a *Failure's own words, that the account is not
+// connected to GitHub, GitHub's own message, or that GitHub could not be
+// reached. It never includes Kozmic's internal error text.
 func Message(err error) string {
+	var f *Failure
+	if errors.As(err, &f) {
+		return f.Msg
+	}
+	if errors.Is(err, ErrNotConnected) {
+		return "Your account is not connected to GitHub: sign in with GitHub to act on its repositories."
+	}
 	var rate *github.RateLimitError
 	if errors.As(err, &rate) {
 		return "GitHub's rate limit for your account is used up until " + rate.Rate.Reset.Format("15:04 MST") + "."

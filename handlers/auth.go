@@ -178,10 +178,8 @@ func (h *Handler) githubCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	// Their access may have changed since they were last here. A failure
 	// keeps the memberships they had: signing in still works.
-	if repos, err := h.github.AccessibleRepos(ctx, gu.AccessToken); err != nil {
+	if err := h.projects.SyncUserAccess(ctx, u.ID, gu.AccessToken); err != nil {
 		h.log.WarnContext(r.Context(), "sync memberships at login", "user", u.ID, "err", err)
-	} else if err := h.db.SyncUserMemberships(ctx, u.ID, repos); err != nil {
-		h.log.ErrorContext(r.Context(), "store memberships at login", "user", u.ID, "err", err)
 	}
 	http.Redirect(w, r, orHome(next), http.StatusSeeOther)
 }

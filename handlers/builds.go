@@ -145,7 +145,7 @@ func (h *Handler) showBuild(w http.ResponseWriter, r *http.Request) {
 		v.AnyFailed = v.AnyFailed || j.Status == store.JobFailure || j.Status == store.JobError
 		v.Jobs = append(v.Jobs, row)
 	}
-	h.render(w, r, http.StatusOK, views.BuildPage(v))
+	h.renderPolled(w, r, views.BuildPage(v), views.JobsTable(v))
 }
 
 // latestAttempts keeps the newest attempt of each hook call; jobs come

@@ -162,6 +162,26 @@ func TestBuildAndJobPages(t *testing.T) {
 
 type sseEvent struct{ id, event, data string }
 
+// openStream opens the live log stream of a job at path as b, with the
+// X-Request-ID id when it is not empty. Calling cancel, or the end of the
+// test, closes it; a deadline of 30s only keeps a broken stream from
+// hanging the test.
+func openStream(t *testing.T, b *browser, path, id string) (res *http.Response, cancel context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", b.base+path, nil)
+	if id != "" {
+		req.Header.Set("X-Request-ID", id)
+	}
+	res, err := b.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { res.Body.Close() })
+	return res, cancel
+}
+
 // readEvents reads a finished event stream.
 func readEvents(t *testing.T, b *browser, path, lastID string) []sseEvent {
 	t.Helper()
@@ -240,6 +260,24 @@ func TestLogStream(t *testing.T) {
 	}
 	if len(rest) < 2 || strings.Contains(resumed.String(), `id="L1"`) {
 		t.Error("the resumed stream repeats the first line")
+	}
+}
+
+// An idle stream of a running job says it is alive every Deps.Heartbeat.
+func TestLogStreamHeartbeat(t *testing.T) {
+	s := newTestServerWith(t, true, func(d *Deps) { d.Heartbeat = 10 * time.Millisecond })
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	build, job := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", "one\n", store.JobRunning)
+	res, _ := openStream(t, b, fmt.Sprintf("/projects/%d/builds/%d/jobs/%d/log/stream", p.ID, build.Number, job.ID), "")
+	sc := bufio.NewScanner(res.Body)
+	for sc.Text() != ": heartbeat" {
+		if !sc.Scan() {
+			t.Fatalf("no heartbeat before the stream ended: %v", sc.Err())
+		}
+	}
+	if def := newTestServer(t).heartbeat; def != 15*time.Second {
+		t.Errorf("heartbeat without Deps.Heartbeat = %v, want 15s", def)
 	}
 }
 

@@ -1,22 +1,21 @@
 package handlers
 
 import (
-	"errors"
 	"net/http"
 
-	"kozmic/store"
 	"kozmic/views"
 )
 
 // home is the dashboard: the projects the signed-in person may see, each
-// with its latest build. Anonymous visitors are sent to sign in.
+// with its latest build; its poll gets the list alone. Anonymous visitors
+// are sent to sign in.
 func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 	u, ok := h.currentUser(r)
 	if !ok {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	}
-	projects, err := h.db.ProjectsOf(r.Context(), u.ID)
+	projects, err := h.db.ProjectsWithLatestBuild(r.Context(), u.ID)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -24,15 +23,10 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 	v := views.DashboardView{User: u.Login(), GitHub: h.github.Enabled()}
 	for _, p := range projects {
 		row := views.DashboardRow{ProjectID: p.ID, FullName: p.FullName}
-		b, err := h.db.LatestBuild(r.Context(), p.ID, "")
-		switch {
-		case err == nil:
+		if b := p.Latest; b != nil {
 			row.HasBuild, row.Number, row.Status, row.Branch, row.ShortSHA, row.Age = true, b.Number, buildStatus(b.Status), b.Branch(), shortSHA(b.SHA), ago(b.CreatedAt)
-		case !errors.Is(err, store.ErrNotFound):
-			h.fail(w, r, err)
-			return
 		}
 		v.Projects = append(v.Projects, row)
 	}
-	h.render(w, r, http.StatusOK, views.DashboardPage(v))
+	h.renderPolled(w, r, views.DashboardPage(v), views.Dashboard(v))
 }

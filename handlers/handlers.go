@@ -1,6 +1,7 @@
 // Package handlers is all of Kozmic's HTTP: the route table, sessions,
-// webhooks and live logs. Handlers parse the request, call the store or the
-// runner, and render a view; every failure goes through Handler.fail.
+// webhooks and live logs. Handlers parse the request, call the store, the
+// runner or gh.Projects (GitHub projects' lifecycle), and render a view;
+// every failure goes through Handler.fail.
 package handlers
 
 import (
@@ -20,52 +21,6 @@ import (
 	"kozmic/views"
 )
 
-// Store is what the handlers need of the database.
-type Store interface {
-	Ping(ctx context.Context) error
-	WebhookSecret(ctx context.Context, projectID int64) (string, error)
-	CreateBuild(ctx context.Context, nb store.NewBuild) (store.Build, []store.Job, error)
-	UpsertGitHubUser(ctx context.Context, gu store.GitHubUser) (store.User, error)
-	UserByID(ctx context.Context, id int64) (store.User, error)
-	UserByUsername(ctx context.Context, username string) (store.User, error)
-	SetPasswordHash(ctx context.Context, userID int64, hash string) error
-	UserAccessToken(ctx context.Context, id int64) (string, error)
-	SetUserEmail(ctx context.Context, id int64, email string) error
-	CreateProject(ctx context.Context, np store.NewProject) (store.Project, error)
-	ProjectByID(ctx context.Context, id int64) (store.Project, error)
-	ProjectByGitHubID(ctx context.Context, githubID int64) (store.Project, error)
-	ProjectsOf(ctx context.Context, userID int64) ([]store.Project, error)
-	DeleteProject(ctx context.Context, id int64) error
-	SetGitHubHookID(ctx context.Context, projectID, hookID int64) error
-	SetDeployKey(ctx context.Context, k store.DeployKey) error
-	DeployKeyOf(ctx context.Context, projectID int64) (store.DeployKey, error)
-	SetMembership(ctx context.Context, m store.Membership) error
-	RemoveMembership(ctx context.Context, projectID, userID int64) error
-	LocalUsers(ctx context.Context) ([]store.User, error)
-	RoleOf(ctx context.Context, projectID, userID int64) (store.Role, error)
-	Memberships(ctx context.Context, projectID int64) ([]store.Membership, error)
-	SyncMemberships(ctx context.Context, projectID int64, access []store.GitHubAccess) (int, error)
-	SyncUserMemberships(ctx context.Context, userID int64, repos map[int64]bool) error
-	ReplaceRepoCache(ctx context.Context, userID int64, own []store.CachedRepo, orgs []store.CachedOrg) error
-	RepoCache(ctx context.Context, userID int64) ([]store.CachedRepo, []store.CachedOrg, time.Time, error)
-	Hooks(ctx context.Context, projectID int64) ([]store.Hook, error)
-	HookByID(ctx context.Context, id int64) (store.Hook, error)
-	CreateHook(ctx context.Context, h store.Hook) (store.Hook, error)
-	UpdateHook(ctx context.Context, h store.Hook) (store.Hook, error)
-	DeleteHook(ctx context.Context, id int64) error
-	SecretNames(ctx context.Context, projectID int64) ([]string, error)
-	SetSecret(ctx context.Context, projectID int64, s store.Secret) error
-	DeleteSecret(ctx context.Context, projectID int64, name string) error
-	ProjectByName(ctx context.Context, fullName string) (store.Project, error)
-	Builds(ctx context.Context, projectID int64, q store.BuildQuery) ([]store.Build, error)
-	BuildByNumber(ctx context.Context, projectID int64, n int) (store.Build, error)
-	LatestBuild(ctx context.Context, projectID int64, ref string) (store.Build, error)
-	Jobs(ctx context.Context, buildID int64) ([]store.Job, error)
-	JobByID(ctx context.Context, id int64) (store.Job, error)
-	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
-	LogInfoOf(ctx context.Context, jobID int64) (store.LogInfo, error)
-}
-
 // Jobs is what the handlers need of the job runner.
 type Jobs interface {
 	// Enqueued wakes the runner after jobs were enqueued.
@@ -82,27 +37,13 @@ type Jobs interface {
 	Follow(ctx context.Context, jobID, from int64, fn func(runner.Chunk) error) error
 }
 
-// GitHub is what the handlers ask of GitHub: login, repositories, webhooks,
-// deploy keys and who may access a repository.
-type GitHub interface {
-	Enabled() bool
-	AuthURL(state string) string
-	Login(ctx context.Context, code string) (store.GitHubUser, error)
-	Repo(ctx context.Context, token, fullName string) (gh.Repo, error)
-	ProjectCandidates(ctx context.Context, token string) ([]gh.Repo, []gh.Org, error)
-	EnsureWebhook(ctx context.Context, token, fullName, url, secret string) (int64, error)
-	EnsureDeployKey(ctx context.Context, token, fullName, title, publicKey string) (int64, error)
-	DeleteWebhook(ctx context.Context, token, fullName string, id int64) error
-	DeleteDeployKey(ctx context.Context, token, fullName string, id int64) error
-	RepoAccess(ctx context.Context, token, fullName string) ([]gh.Access, error)
-	AccessibleRepos(ctx context.Context, token string) (map[int64]bool, error)
-}
-
 // Deps are the parts the handlers work with.
 type Deps struct {
-	DB       Store
-	Jobs     Jobs
-	GitHub   GitHub
+	DB   *store.DB
+	Jobs Jobs
+	// GitHub signs people in and, through gh.Projects, connects GitHub
+	// projects to their repositories.
+	GitHub   *gh.GitHub
 	Sessions scs.Store
 	BaseURL  *url.URL
 	// GitHubURL is GitHub's web address, for links to commits.
@@ -112,20 +53,28 @@ type Deps struct {
 	Metrics Metrics
 	// MetricsToken, when set, is the bearer token GET /metrics requires.
 	MetricsToken string
+	// Heartbeat is how often an idle log stream says it is alive, so that
+	// proxies keep it open; 0 means every 15 seconds.
+	Heartbeat time.Duration
 }
+
+// defaultHeartbeat is Deps.Heartbeat when it is not set.
+const defaultHeartbeat = 15 * time.Second
 
 // Handler serves every route of the server.
 type Handler struct {
-	db           Store
+	db           *store.DB
 	jobs         Jobs
-	github       GitHub
-	baseURL      string // without a trailing slash
-	githubURL    string // without a trailing slash
+	github       *gh.GitHub
+	projects     *gh.Projects // acting on github, logging with the request id
+	baseURL      string       // without a trailing slash
+	githubURL    string       // without a trailing slash
 	sessions     *scs.SessionManager
 	logins       *loginLimiter
 	log          *slog.Logger // adds the request id to lines logged with a request's context
 	metrics      Metrics      // nil: none
 	metricsToken string       // the bearer token /metrics requires; "": none
+	heartbeat    time.Duration
 	mux          *http.ServeMux
 	serve        http.Handler // mux behind sessions and cross-origin protection
 }
@@ -145,9 +94,12 @@ func New(d Deps) *Handler {
 		log.ErrorContext(r.Context(), "session", "path", r.URL.Path, "err", err)
 		http.Error(w, "Kozmic could not read your session; try again.", http.StatusInternalServerError)
 	}
-	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, sessions: sm, logins: newLoginLimiter(), log: log, mux: http.NewServeMux(),
+	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, projects: gh.NewProjects(d.GitHub, d.DB, log), sessions: sm, logins: newLoginLimiter(), log: log, mux: http.NewServeMux(),
 		metrics: d.Metrics, metricsToken: d.MetricsToken,
 		baseURL: strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
+	if h.heartbeat = d.Heartbeat; h.heartbeat == 0 {
+		h.heartbeat = defaultHeartbeat
+	}
 	h.routes()
 	// Every state change needs a same-origin request; webhooks are signed instead.
 	cop := http.NewCrossOriginProtection()
@@ -204,6 +156,18 @@ func (h *Handler) serveRecovering(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	h.serve.ServeHTTP(w, r)
+}
+
+// renderPolled answers a page that polls for part of itself: an htmx
+// request (HX-Request: true) gets just part, which htmx swaps in; any other
+// gets the whole page.
+func (h *Handler) renderPolled(w http.ResponseWriter, r *http.Request, page, part templ.Component) {
+	// The two answers differ, so a cache must not give one for the other.
+	w.Header().Add("Vary", "HX-Request")
+	if r.Header.Get("HX-Request") == "true" {
+		page = part
+	}
+	h.render(w, r, http.StatusOK, page)
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {

@@ -45,7 +45,9 @@ func newTestServer(t testing.TB) *testServer { return newTestServerWith(t, true)
 // newLocalTestServer is a testServer without GitHub login: local accounts.
 func newLocalTestServer(t testing.TB) *testServer { return newTestServerWith(t, false) }
 
-func newTestServerWith(t testing.TB, withGitHub bool) *testServer {
+// newTestServerWith is a testServer with or without GitHub login, its Deps
+// changed by opts.
+func newTestServerWith(t testing.TB, withGitHub bool, opts ...func(*Deps)) *testServer {
 	t.Helper()
 	db := testdb.Open(t)
 	s := &testServer{db: db, logs: &syncbuf.Buffer{}, github: fakegithub.New(t)}
@@ -57,7 +59,11 @@ func newTestServerWith(t testing.TB, withGitHub bool) *testServer {
 		gc.ClientID, gc.ClientSecret = "client-id", "client-secret"
 	}
 	g := gh.New(gc)
-	s.Handler = New(Deps{DB: db, Jobs: s.jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base, GitHubURL: s.github.WebURL(), Log: log})
+	d := Deps{DB: db, Jobs: s.jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base, GitHubURL: s.github.WebURL(), Log: log}
+	for _, o := range opts {
+		o(&d)
+	}
+	s.Handler = New(d)
 	return s
 }
 

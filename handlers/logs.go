@@ -102,16 +102,13 @@ func upToLines(p []byte, n int) []byte {
 	return p
 }
 
-// heartbeat is how often an idle log stream says it is alive, so that
-// proxies keep it open.
-const heartbeat = 15 * time.Second
-
 // logStream sends a job's log as server-sent events: the stored log, then
 // new output as it comes, as numbered HTML lines (ANSI colours rendered on
 // the server; a line is sent when it is complete, so \r progress bars show
 // their last state). Each event's id is "offset:line" of the next line, so a
 // reconnect with Last-Event-ID continues with no gap and no repeat. When the
-// job ends a final "end" event carries its status.
+// job ends a final "end" event carries its status. Every h.heartbeat a
+// comment line keeps an idle stream open.
 func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	p, role, b, j, err := h.projectJob(r, store.RoleMember)
 	if err != nil {
@@ -141,7 +138,7 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	defer beats.Wait() // after cancel: nothing may write to w once the handler returns
 	defer cancel()
 	beats.Go(func() {
-		t := time.NewTicker(heartbeat)
+		t := time.NewTicker(h.heartbeat)
 		defer t.Stop()
 		for {
 			select {

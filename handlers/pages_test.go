@@ -8,6 +8,7 @@ import (
 	"html"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,13 +43,37 @@ func fetchPage(t *testing.T, b *browser, path string, status int) (*goquery.Docu
 	return parse(t, body), body
 }
 
-// fetchPoll GETs path as htmx does when it polls.
-func fetchPoll(t *testing.T, b *browser, path string) *goquery.Document {
+// fetchPoll GETs path as htmx does when it polls, and requires the answer
+// to be the one element with the given id, without the layout around it.
+func fetchPoll(t *testing.T, b *browser, path, id string) *goquery.Document {
 	t.Helper()
 	b.header.Set("HX-Request", "true")
-	defer b.header.Del("HX-Request")
-	doc, _ := fetchPage(t, b, path, 200)
+	res, body := b.do("GET", path, nil)
+	b.header.Del("HX-Request")
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/html; charset=utf-8" {
+		t.Fatalf("poll of %s: status %d, Content-Type %q", path, res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	if v := res.Header.Values("Vary"); !slices.Contains(v, "HX-Request") {
+		t.Errorf("poll of %s: Vary %q lacks HX-Request, so a cache may answer a page with the part", path, v)
+	}
+	doc := parse(t, body)
+	if top := doc.Find("body").Children(); top.Length() != 1 || attrOf(top, "id") != id {
+		t.Errorf("poll of %s: %d elements, the first with id %q; want only #%s", path, top.Length(), attrOf(top.First(), "id"), id)
+	}
+	if lower := strings.ToLower(body); strings.Contains(lower, "<html") || strings.Contains(lower, "<!doctype") ||
+		doc.Find("title, header, main, script").Length() != 0 {
+		t.Errorf("poll of %s: the answer holds the layout:\n%s", path, body)
+	}
 	return doc
+}
+
+// checkWholePage checks that a page that polls for part of itself answers a
+// request that is not a poll with the whole page.
+func checkWholePage(t *testing.T, where string, doc *goquery.Document, body string) {
+	t.Helper()
+	if !strings.HasPrefix(strings.ToLower(body), "<!doctype html>") || doc.Find("title").Length() != 1 || doc.Find("header.top").Length() != 1 {
+		t.Errorf("%s: not the whole page", where)
+	}
 }
 
 // textOf is the selection's text with each run of white space made one space.
@@ -353,7 +378,7 @@ func TestPageDashboard(t *testing.T) {
 		if dash.Length() != 1 {
 			t.Fatalf("%s: %d dashboards", where, dash.Length())
 		}
-		for k, v := range map[string]string{"hx-get": "/", "hx-trigger": "every 5s", "hx-select": "#" + views.DashboardID, "hx-swap": "outerHTML"} {
+		for k, v := range map[string]string{"hx-get": "/", "hx-trigger": "every 5s", "hx-swap": "outerHTML"} {
 			if got := attrOf(dash, k); got != v {
 				t.Errorf("%s: %s=%q, want %q", where, k, got, v)
 			}
@@ -395,9 +420,10 @@ func TestPageDashboard(t *testing.T) {
 	}
 	doc, body := fetchPage(t, b, "/", 200)
 	check("dashboard", doc)
+	checkWholePage(t, "dashboard", doc, body)
 	checkInert(t, "dashboard", doc, body)
 	// What the poll gets: the list it selects, polling on.
-	check("dashboard poll", fetchPoll(t, b, "/"))
+	check("dashboard poll", fetchPoll(t, b, "/", views.DashboardID))
 
 	// A stranger sees none of it.
 	stranger := newBrowser(t, s)
@@ -980,10 +1006,9 @@ func TestPageBuild(t *testing.T) {
 	polls := func(table *goquery.Selection) bool {
 		_, get := table.Attr("hx-get")
 		_, trigger := table.Attr("hx-trigger")
-		_, sel := table.Attr("hx-select")
 		_, swap := table.Attr("hx-swap")
-		if get || trigger || sel || swap {
-			want := map[string]string{"hx-get": buildURL, "hx-trigger": "every 2s", "hx-select": "#" + views.JobsTableID, "hx-swap": "outerHTML"}
+		if get || trigger || swap {
+			want := map[string]string{"hx-get": buildURL, "hx-trigger": "every 2s", "hx-swap": "outerHTML"}
 			for k, v := range want {
 				if got := attrOf(table, k); got != v {
 					t.Errorf("jobs table %s=%q, want %q", k, got, v)
@@ -995,6 +1020,7 @@ func TestPageBuild(t *testing.T) {
 	}
 
 	doc, body := fetchPage(t, owner, buildURL, 200)
+	checkWholePage(t, "build", doc, body)
 	checkSignedIn(t, "build", doc, "octocat")
 	checkInert(t, "build", doc, body)
 	if got := doc.Find("title").Text(); got != "#1 · octocat/Hello-World · Kozmic" {
@@ -1078,7 +1104,7 @@ func TestPageBuild(t *testing.T) {
 	if second.HookTitle != "unit" || second.Attempt != 2 {
 		t.Fatalf("after re-run the last job is %s attempt %d", second.HookTitle, second.Attempt)
 	}
-	for _, doc := range []*goquery.Document{func() *goquery.Document { d, _ := fetchPage(t, owner, buildURL, 200); return d }(), fetchPoll(t, owner, buildURL)} {
+	for _, doc := range []*goquery.Document{func() *goquery.Document { d, _ := fetchPage(t, owner, buildURL, 200); return d }(), fetchPoll(t, owner, buildURL, views.JobsTableID)} {
 		table := doc.Find("#" + views.JobsTableID)
 		if table.Length() != 1 || !polls(table) {
 			t.Errorf("an unfinished build's jobs table (%d) does not poll", table.Length())
@@ -1106,7 +1132,7 @@ func TestPageBuild(t *testing.T) {
 	if res, _ := owner.do("POST", jobURL(second.ID)+"/cancel", url.Values{}); res.StatusCode != 303 {
 		t.Fatalf("cancel: %d", res.StatusCode)
 	}
-	table = fetchPoll(t, owner, buildURL).Find("#" + views.JobsTableID)
+	table = fetchPoll(t, owner, buildURL, views.JobsTableID).Find("#" + views.JobsTableID)
 	if polls(table) {
 		t.Error("the poll's answer for a finished build polls on")
 	}

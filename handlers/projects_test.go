@@ -7,6 +7,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/PuerkitoBio/goquery"
 
 	"kozmic/internal/fakegithub"
 	"kozmic/store"
@@ -264,5 +267,92 @@ func TestPermissionMatrix(t *testing.T) {
 		if res, _ := browsers["eve"].do("GET", path, nil); res.StatusCode != 200 {
 			t.Errorf("GET %s signed in: %d", path, res.StatusCode)
 		}
+	}
+}
+
+// POST /repositories/sync replaces the cache with what GitHub lists now and
+// shows it; when GitHub fails, it says so and the cache stays as it was.
+func TestSyncRepositories(t *testing.T) {
+	s := newTestServer(t)
+	routeRepoAPI(s.github)
+	b := newBrowser(t, s)
+	b.signIn("/")
+	ctx := context.Background()
+	cached := func() (names []string, synced time.Time) {
+		t.Helper()
+		own, orgs, synced, err := s.db.RepoCache(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range own {
+			names = append(names, r.FullName)
+		}
+		for _, o := range orgs {
+			for _, r := range o.Repos {
+				names = append(names, o.Login+":"+r.FullName)
+			}
+		}
+		return names, synced
+	}
+	listed := func(doc *goquery.Document) string {
+		var names []string
+		doc.Find("section.panel li > span:first-child").Each(func(_ int, s *goquery.Selection) {
+			names = append(names, strings.TrimSpace(s.Contents().First().Text()))
+		})
+		return strings.Join(names, " ")
+	}
+
+	// The first visit fills the cache from GitHub's fixtures.
+	fetchPage(t, b, "/repositories", 200)
+	if names, _ := cached(); strings.Join(names, " ") != "octocat/Hello-World octocat/Spoon-Knife github:github/kozmic-ci" {
+		t.Fatalf("cache after the first visit: %q", names)
+	}
+
+	// GitHub lists something else now: the sync replaces the cache and shows it.
+	s.github.Script("GET /api/v3/user/repos", fakegithub.Reply{Status: 200, Body: `[{"id": 42, "full_name": "octocat/Linguist",
+		"private": false, "clone_url": "https://github.com/octocat/Linguist.git", "ssh_url": "git@github.com:octocat/Linguist.git",
+		"permissions": {"admin": true}}]`})
+	s.github.Script("GET /api/v3/user/orgs", fakegithub.Reply{Status: 200, Body: `[]`})
+	res, _ := b.do("POST", "/repositories/sync", url.Values{})
+	if res.StatusCode != 303 || res.Header.Get("Location") != "/repositories" {
+		t.Fatalf("sync: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	names, synced := cached()
+	if strings.Join(names, " ") != "octocat/Linguist" || synced.IsZero() {
+		t.Errorf("cache after the sync: %q, synced at %v", names, synced)
+	}
+	doc, _ := fetchPage(t, b, "/repositories", 200)
+	if got := listed(doc); got != "octocat/Linguist" {
+		t.Errorf("listed after the sync: %q", got)
+	}
+
+	// GitHub fails: the answer says so and lists nothing; the cache is kept.
+	s.github.Script("GET /api/v3/user/repos", fakegithub.Reply{Status: 502, Body: `{"message":"Server Error"}`})
+	res, page := b.do("POST", "/repositories/sync", url.Values{})
+	doc = parse(t, page)
+	if f := doc.Find("p.flash.flash-error"); res.StatusCode != 200 || textOf(f) != "GitHub answered: Server Error" || listed(doc) != "" {
+		t.Errorf("failed sync: %d, flash %q, listed %q", res.StatusCode, textOf(f), listed(doc))
+	}
+	if after, at := cached(); strings.Join(after, " ") != "octocat/Linguist" || !at.Equal(synced) {
+		t.Errorf("cache after a failed sync: %q synced at %v, want it as it was (%v)", after, at, synced)
+	}
+	doc, _ = fetchPage(t, b, "/repositories", 200)
+	if got := listed(doc); got != "octocat/Linguist" || doc.Find(".flash").Length() != 0 {
+		t.Errorf("listed after a failed sync: %q", got)
+	}
+
+	// A local account has no GitHub token to list with.
+	local := newLocalTestServer(t)
+	localUser(t, local, "ann", "ann's password")
+	lb := newBrowser(t, local)
+	if code, _ := login(lb, "ann", "ann's password", "/"); code != 303 {
+		t.Fatalf("local login: %d", code)
+	}
+	res, page = lb.do("POST", "/repositories/sync", url.Values{})
+	if f := parse(t, page).Find("p.flash.flash-error"); res.StatusCode != 200 || !strings.HasPrefix(textOf(f), "Your account is not connected to GitHub") {
+		t.Errorf("local account's sync: %d, flash %q", res.StatusCode, textOf(f))
+	}
+	if n := len(local.github.CallsTo("GET /api/v3/user/repos")); n != 0 {
+		t.Errorf("a local account's sync called GitHub %d times", n)
 	}
 }

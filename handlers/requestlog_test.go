@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -148,16 +147,7 @@ func TestLogStreamThroughRequestLog(t *testing.T) {
 	b := newBrowser(t, s)
 	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
 	build, job := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", "one\ntwo\n", store.JobRunning)
-	// The deadline only keeps a broken stream from hanging the test.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/projects/%d/builds/%d/jobs/%d/log/stream", b.base, p.ID, build.Number, job.ID), nil)
-	req.Header.Set("X-Request-ID", "stream-1")
-	res, err := b.c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
+	res, cancel := openStream(t, b, fmt.Sprintf("/projects/%d/builds/%d/jobs/%d/log/stream", p.ID, build.Number, job.ID), "stream-1")
 	if res.StatusCode != 200 || res.Header.Get("X-Request-ID") != "stream-1" {
 		t.Fatalf("stream: %d, X-Request-ID %q", res.StatusCode, res.Header.Get("X-Request-ID"))
 	}

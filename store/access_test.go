@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -88,5 +90,66 @@ func TestRepoCache(t *testing.T) {
 	if err != nil || synced.IsZero() || len(gotOwn) != 2 || gotOwn[0].FullName != "octocat/a" || !gotOwn[0].IsPublic ||
 		len(gotOrgs) != 1 || len(gotOrgs[0].Repos) != 1 || gotOrgs[0].Repos[0].FullName != "github/c" {
 		t.Errorf("cache = %+v %+v %v %v", gotOwn, gotOrgs, synced, err)
+	}
+}
+
+// The dashboard's listing: the projects a user owns or is a member of, by
+// name, each with its newest build or none, and nobody else's.
+func TestProjectsWithLatestBuild(t *testing.T) {
+	ctx := context.Background()
+	db := newTestDB(t)
+	mine := newFixture(t, db, "acme/widget")  // builds on two refs
+	empty := newFixture(t, db, "acme/empty")  // no builds; a member of it manages
+	shared := newFixture(t, db, "zed/shared") // a member of it reads
+	other := newFixture(t, db, "zed/other")   // not a member: not listed
+	if err := db.SetMembership(ctx, Membership{ProjectID: shared.project.ID, UserID: mine.owner.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetMembership(ctx, Membership{ProjectID: empty.project.ID, UserID: mine.owner.ID, AllowsManagement: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []struct {
+		p        Project
+		ref, sha string
+	}{
+		{mine.project, "refs/heads/main", "a1"}, {mine.project, "refs/heads/dev", "a2"}, {mine.project, "refs/heads/main", "a3"},
+		{shared.project, "refs/heads/main", "s1"}, {other.project, "refs/heads/main", "o1"}, {other.project, "refs/heads/main", "o2"},
+	} {
+		if _, _, err := db.CreateBuild(ctx, NewBuild{ProjectID: b.p.ID, Ref: b.ref, SHA: b.sha}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := db.ProjectsWithLatestBuild(ctx, mine.owner.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range got {
+		names = append(names, s.FullName)
+	}
+	if strings.Join(names, " ") != "acme/empty acme/widget zed/shared" {
+		t.Fatalf("listed %v, want acme/empty, acme/widget and zed/shared", names)
+	}
+	if got[0].Latest != nil {
+		t.Errorf("acme/empty has latest build %+v", got[0].Latest)
+	}
+	for _, s := range got[1:] {
+		want, err := db.LatestBuild(ctx, s.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Latest == nil || !reflect.DeepEqual(*s.Latest, want) {
+			t.Errorf("%s: latest = %+v, want %+v", s.FullName, s.Latest, want)
+		}
+	}
+	if l := got[1].Latest; l == nil || l.SHA != "a3" || l.Number != 3 {
+		t.Errorf("acme/widget's latest = %+v, want build 3 of a3", l)
+	}
+	projects, _ := db.ProjectsOf(ctx, mine.owner.ID)
+	for i, p := range projects {
+		if i >= len(got) || p != got[i].Project {
+			t.Errorf("ProjectsOf lists %+v where ProjectsWithLatestBuild lists %+v", projects, got)
+			break
+		}
 	}
 }

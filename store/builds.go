@@ -66,10 +66,15 @@ type NewBuild struct {
 const buildColumns = `id, project_id, number, ref, sha, author, message, from_fork, status,
 	created_at, started_at, finished_at`
 
+// buildFields are where the columns of buildColumns scan to.
+func buildFields(b *Build) []any {
+	return []any{&b.ID, &b.ProjectID, &b.Number, &b.Ref, &b.SHA, &b.Author, &b.Message, &b.FromFork,
+		&b.Status, msTime{&b.CreatedAt}, msTime{&b.StartedAt}, msTime{&b.FinishedAt}}
+}
+
 func scanBuild(row scanner) (Build, error) {
 	var b Build
-	err := row.Scan(&b.ID, &b.ProjectID, &b.Number, &b.Ref, &b.SHA, &b.Author, &b.Message, &b.FromFork,
-		&b.Status, msTime{&b.CreatedAt}, msTime{&b.StartedAt}, msTime{&b.FinishedAt})
+	err := row.Scan(buildFields(&b)...)
 	return b, err
 }
 

@@ -63,10 +63,15 @@ type NewProject struct {
 const projectColumns = `id, owner_id, source, COALESCE(github_id, 0), full_name, ssh_clone_url,
 	https_clone_url, git_url, is_public, COALESCE(github_hook_id, 0), created_at`
 
+// projectFields are where the columns of projectColumns scan to.
+func projectFields(p *Project) []any {
+	return []any{&p.ID, &p.OwnerID, &p.Source, &p.GitHubID, &p.FullName, &p.SSHCloneURL,
+		&p.HTTPSCloneURL, &p.GitURL, &p.IsPublic, &p.GitHubHookID, msTime{&p.CreatedAt}}
+}
+
 func scanProject(row scanner) (Project, error) {
 	var p Project
-	err := row.Scan(&p.ID, &p.OwnerID, &p.Source, &p.GitHubID, &p.FullName, &p.SSHCloneURL,
-		&p.HTTPSCloneURL, &p.GitURL, &p.IsPublic, &p.GitHubHookID, msTime{&p.CreatedAt})
+	err := row.Scan(projectFields(&p)...)
 	return p, err
 }
 
@@ -157,6 +162,42 @@ func (db *DB) ProjectByGitHubID(ctx context.Context, githubID int64) (Project, e
 func (db *DB) ProjectsOf(ctx context.Context, userID int64) ([]Project, error) {
 	return queryAll(ctx, db.read, "list projects of user", scanProject, `SELECT `+projectColumns+` FROM projects
 		WHERE owner_id = ?1 OR id IN (SELECT project_id FROM memberships WHERE user_id = ?1) ORDER BY full_name`, userID)
+}
+
+// ProjectSummary is a project with its latest build, as the dashboard lists it.
+type ProjectSummary struct {
+	Project
+	Latest *Build // the newest build of any ref; nil: none yet
+}
+
+// ProjectsWithLatestBuild lists the projects a user owns or is a member of
+// (as ProjectsOf does), by name, each with its latest build, in one query:
+// the latest build is found through the (project_id, number) index.
+func (db *DB) ProjectsWithLatestBuild(ctx context.Context, userID int64) ([]ProjectSummary, error) {
+	// p is a derived table so that the projects' columns cannot clash with
+	// the builds' (id, created_at); b's columns are zero where there is no build.
+	return queryAll(ctx, db.read, "list projects with latest build", scanProjectSummary, `SELECT p.*,
+			COALESCE(b.id, 0), COALESCE(b.project_id, 0), COALESCE(b.number, 0), COALESCE(b.ref, ''),
+			COALESCE(b.sha, ''), COALESCE(b.author, ''), COALESCE(b.message, ''), COALESCE(b.from_fork, 0),
+			COALESCE(b.status, ''), b.created_at, b.started_at, b.finished_at
+		FROM (SELECT `+projectColumns+` FROM projects
+			WHERE owner_id = ?1 OR id IN (SELECT project_id FROM memberships WHERE user_id = ?1)) p
+		LEFT JOIN builds b ON b.id = (SELECT id FROM builds WHERE project_id = p.id ORDER BY number DESC LIMIT 1)
+		ORDER BY p.full_name`, userID)
+}
+
+func scanProjectSummary(row scanner) (ProjectSummary, error) {
+	var (
+		s ProjectSummary
+		b Build
+	)
+	if err := row.Scan(append(projectFields(&s.Project), buildFields(&b)...)...); err != nil {
+		return s, err
+	}
+	if b.ID != 0 {
+		s.Latest = &b
+	}
+	return s, nil
 }
 
 // SetGitHubHookID records the id of the project's webhook on GitHub (0: none).
