@@ -27,7 +27,7 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 		b, err := h.db.LatestBuild(r.Context(), p.ID, "")
 		switch {
 		case err == nil:
-			row.HasBuild, row.Number, row.Status, row.Branch, row.ShortSHA, row.Age = true, b.Number, buildStatus(b.Status), b.Branch(), shortSHA(b.SHA), ago(b.CreatedAt)
+			row.HasBuild, row.Number, row.Status, row.Branch, row.ShortSHA, row.Age = true, b.Number, views.BuildStatus(b.Status), b.Branch(), b.ShortSHA(), ago(b.CreatedAt)
 		case !errors.Is(err, store.ErrNotFound):
 			h.fail(w, r, err)
 			return

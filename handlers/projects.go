@@ -2,15 +2,13 @@ package handlers
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"kozmic/gh"
+	"kozmic/internal/paths"
 	"kozmic/store"
 	"kozmic/views"
 )
@@ -167,11 +165,9 @@ func (h *Handler) createProject(w http.ResponseWriter, r *http.Request) {
 	created := false
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		secret := make([]byte, 32)
-		rand.Read(secret)
 		p, err = h.db.CreateProject(ctx, store.NewProject{OwnerID: user(r).ID, Source: store.SourceGitHub, GitHubID: repo.ID,
 			FullName: repo.FullName, SSHCloneURL: repo.SSHURL, HTTPSCloneURL: repo.HTTPSURL, IsPublic: !repo.Private,
-			WebhookSecret: hex.EncodeToString(secret)})
+			WebhookSecret: store.NewWebhookSecret()})
 		if err != nil {
 			h.fail(w, r, err)
 			return
@@ -199,7 +195,7 @@ func (h *Handler) createProject(w http.ResponseWriter, r *http.Request) {
 	if _, err := h.syncProjectMembers(ctx, token, p); err != nil {
 		h.log.WarnContext(r.Context(), "sync members of new project", "project", p.ID, "err", err)
 	}
-	http.Redirect(w, r, fmt.Sprintf("/projects/%d", p.ID), http.StatusSeeOther)
+	http.Redirect(w, r, paths.Project(p.ID), http.StatusSeeOther)
 }
 
 // connect ensures the project's webhook and, for a private repository, its
@@ -210,7 +206,7 @@ func (h *Handler) connect(ctx context.Context, token string, p store.Project, re
 	if err != nil {
 		return "Kozmic could not read the project's webhook secret.", err
 	}
-	hookID, err := h.github.EnsureWebhook(ctx, token, repo.FullName, fmt.Sprintf("%s/webhooks/%d", h.baseURL, p.ID), secret)
+	hookID, err := h.github.EnsureWebhook(ctx, token, repo.FullName, h.baseURL+paths.Webhook(p.ID), secret)
 	if err != nil {
 		return gh.Message(err), err
 	}
@@ -301,7 +297,7 @@ func (h *Handler) projectView(r *http.Request, p store.Project, role store.Role)
 	if !v.CanConfigure {
 		return v, nil
 	}
-	v.WebhookURL = fmt.Sprintf("%s/webhooks/%d", h.baseURL, p.ID)
+	v.WebhookURL = h.baseURL + paths.Webhook(p.ID)
 	if k, err := h.db.DeployKeyOf(ctx, p.ID); err == nil {
 		v.DeployKey = k.PublicKey
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -337,7 +333,7 @@ func (h *Handler) syncMembers(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, http.StatusBadGateway, views.ProjectPage(v))
 		return
 	}
-	http.Redirect(w, r, fmt.Sprintf("/projects/%d?synced", p.ID), http.StatusSeeOther)
+	http.Redirect(w, r, paths.Project(p.ID)+"?synced", http.StatusSeeOther)
 }
 
 func (h *Handler) confirmDeleteProject(w http.ResponseWriter, r *http.Request) {

@@ -176,7 +176,7 @@ func TestMailIsRetried(t *testing.T) {
 	srv := newSMTPServer(t, 2) // refuses twice, then takes it
 	f.finish(t, newMailer(f, srv, true), store.JobError)
 	got := srv.mails()
-	if len(got) != 1 || !strings.Contains(got[0].data, "ended with an error") {
+	if len(got) != 1 || !strings.Contains(got[0].data, "Build #1 of octocat/Hello-World errored.") {
 		t.Fatalf("mails after two refusals = %d", len(got))
 	}
 	// The build's result is untouched by mail trouble.
