@@ -2,14 +2,13 @@ package gh
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 
 	"kozmic/git"
+	"kozmic/internal/paths"
 	"kozmic/store"
 )
 
@@ -136,11 +135,9 @@ func (ps *Projects) Create(ctx context.Context, userID int64, fullName string) (
 	created := false
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		secret := make([]byte, 32)
-		rand.Read(secret)
 		p, err = ps.db.CreateProject(ctx, store.NewProject{OwnerID: userID, Source: store.SourceGitHub, GitHubID: repo.ID,
 			FullName: repo.FullName, SSHCloneURL: repo.SSHURL, HTTPSCloneURL: repo.HTTPSURL, IsPublic: !repo.Private,
-			WebhookSecret: hex.EncodeToString(secret)})
+			WebhookSecret: store.NewWebhookSecret()})
 		if err != nil {
 			return store.Project{}, err
 		}
@@ -174,7 +171,7 @@ func (ps *Projects) connect(ctx context.Context, token string, p store.Project, 
 	if err != nil {
 		return &Failure{Msg: "Kozmic could not read the project's webhook secret.", Err: err}
 	}
-	url := fmt.Sprintf("%s/webhooks/%d", strings.TrimRight(ps.gh.cfg.BaseURL.String(), "/"), p.ID)
+	url := strings.TrimRight(ps.gh.cfg.BaseURL.String(), "/") + paths.Webhook(p.ID)
 	hookID, err := ps.gh.EnsureWebhook(ctx, token, repo.FullName, url, secret)
 	if err != nil {
 		return refused(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-github/v60/github"
 
+	"kozmic/internal/paths"
 	"kozmic/internal/when"
 	"kozmic/store"
 )
@@ -67,7 +68,7 @@ func (s *Statuses) JobChanged(ctx context.Context, ch store.JobChanged) {
 		Context:     "kozmic/" + ch.Job.HookTitle,
 		State:       statusState(ch.Job.Status),
 		Description: StatusDescription(ch.Build.Number, ch.Job),
-		TargetURL:   fmt.Sprintf("%s/projects/%d/builds/%d/jobs/%d", strings.TrimRight(s.gh.cfg.BaseURL.String(), "/"), p.ID, ch.Build.Number, ch.Job.ID),
+		TargetURL:   strings.TrimRight(s.gh.cfg.BaseURL.String(), "/") + paths.Job(p.ID, ch.Build.Number, ch.Job.ID),
 	}
 	if err := s.db.EnqueueStatus(ctx, st); err != nil {
 		s.log.Error("commit status: enqueue", "job", ch.Job.ID, "err", err)
@@ -79,35 +80,26 @@ func (s *Statuses) JobChanged(ctx context.Context, ch store.JobChanged) {
 	}
 }
 
+// statusState is a job's commit status state on GitHub: pending until the
+// job finishes, then the job's status, as Kozmic's final statuses are named
+// like GitHub's states (success, failure, error).
 func statusState(j store.JobStatus) string {
-	switch j {
-	case store.JobSuccess:
-		return "success"
-	case store.JobFailure:
-		return "failure"
-	case store.JobError:
-		return "error"
-	default:
+	if !j.Finished() {
 		return "pending"
 	}
+	return string(j)
 }
 
 // StatusDescription says what a job's status means in at most 140
-// characters, such as "Build #12 passed in 1m03s".
+// characters, such as "Build #12 passed in 1m03s" or "Build #12 errored:
+// " and why.
 func StatusDescription(build int, j store.Job) string {
-	var d string
-	took := j.FinishedAt.Sub(j.StartedAt)
+	d := fmt.Sprintf("Build #%d %s", build, j.Status.Phrase())
 	switch j.Status {
-	case store.JobEnqueued:
-		d = fmt.Sprintf("Build #%d is waiting for a worker", build)
-	case store.JobRunning:
-		d = fmt.Sprintf("Build #%d is running", build)
-	case store.JobSuccess:
-		d = fmt.Sprintf("Build #%d passed in %s", build, when.Duration(took))
-	case store.JobFailure:
-		d = fmt.Sprintf("Build #%d failed in %s", build, when.Duration(took))
-	default:
-		d = fmt.Sprintf("Build #%d errored: %s", build, j.Error)
+	case store.JobSuccess, store.JobFailure:
+		d += " in " + when.Duration(j.FinishedAt.Sub(j.StartedAt))
+	case store.JobError:
+		d += ": " + j.Error
 	}
 	if utf8.RuneCountInString(d) > 140 {
 		d = string([]rune(d)[:139]) + "…"

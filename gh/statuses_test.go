@@ -249,3 +249,27 @@ func TestStatusGivesUpWithoutAToken(t *testing.T) {
 		t.Errorf("log:\n%s", got)
 	}
 }
+
+// TestStatusStateAndDescription pins each job status's commit status: a
+// state GitHub accepts, and its description.
+func TestStatusStateAndDescription(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tt := range []struct {
+		status             store.JobStatus
+		state, description string
+	}{
+		{store.JobEnqueued, "pending", "Build #12 is waiting for a worker"},
+		{store.JobRunning, "pending", "Build #12 is running"},
+		{store.JobSuccess, "success", "Build #12 passed in 1m03s"},
+		{store.JobFailure, "failure", "Build #12 failed in 1m03s"},
+		{store.JobError, "error", "Build #12 errored: no such image"},
+	} {
+		j := store.Job{Status: tt.status, StartedAt: start, FinishedAt: start.Add(63 * time.Second), Error: "no such image"}
+		if got := statusState(tt.status); got != tt.state {
+			t.Errorf("statusState(%s) = %q, want %q", tt.status, got, tt.state)
+		}
+		if got := StatusDescription(12, j); got != tt.description {
+			t.Errorf("StatusDescription of %s = %q, want %q", tt.status, got, tt.description)
+		}
+	}
+}

@@ -5,8 +5,6 @@ import (
 	"html"
 	"net/http"
 	"strings"
-
-	"kozmic/store"
 )
 
 // badge answers GET /badges/{owner}/{name}.svg[?ref=BRANCH] with an SVG
@@ -23,8 +21,7 @@ func (h *Handler) badge(w http.ResponseWriter, r *http.Request) {
 				ref = "refs/heads/" + ref
 			}
 			if b, err := h.db.LatestBuild(r.Context(), p.ID, ref); err == nil {
-				word = map[store.BuildStatus]string{store.BuildSuccess: "passing", store.BuildFailure: "failing",
-					store.BuildError: "error", store.BuildPending: "running", store.BuildEnqueued: "running"}[b.Status]
+				word = b.Status.Badge()
 			}
 		}
 	}

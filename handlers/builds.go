@@ -9,26 +9,13 @@ import (
 	"time"
 
 	"kozmic/git"
+	"kozmic/internal/paths"
 	"kozmic/internal/when"
 	"kozmic/store"
 	"kozmic/views"
 )
 
 const buildsPerPage = 25
-
-// statusViews shows build and job statuses alike: a build "pending" and a
-// job "running" are both running.
-var statusViews = map[string]views.Status{
-	"enqueued": {Word: "enqueued", Class: "status-enqueued"},
-	"pending":  {Word: "running", Class: "status-running"},
-	"running":  {Word: "running", Class: "status-running"},
-	"success":  {Word: "passed", Class: "status-success"},
-	"failure":  {Word: "failed", Class: "status-failure"},
-	"error":    {Word: "error", Class: "status-error"},
-}
-
-func buildStatus(s store.BuildStatus) views.Status { return statusViews[string(s)] }
-func jobStatus(s store.JobStatus) views.Status     { return statusViews[string(s)] }
 
 func ago(t time.Time) views.Time {
 	if t.IsZero() {
@@ -53,13 +40,6 @@ func firstLine(s string) string {
 	return line
 }
 
-func shortSHA(sha string) string {
-	if len(sha) > 8 {
-		return sha[:8]
-	}
-	return sha
-}
-
 // buildsSection is the list of a project's builds, newest first, a page at
 // a time (?before=N), optionally of one branch (?branch=).
 func (h *Handler) buildsSection(r *http.Request, p store.Project) (views.BuildsView, error) {
@@ -77,13 +57,13 @@ func (h *Handler) buildsSection(r *http.Request, p store.Project) (views.BuildsV
 		return views.BuildsView{}, err
 	}
 	v := views.BuildsView{ProjectID: p.ID, Branch: branch,
-		BadgeMD: fmt.Sprintf("[![build](%s/badges/%s.svg)](%s/projects/%d)", h.baseURL, p.FullName, h.baseURL, p.ID)}
+		BadgeMD: fmt.Sprintf("[![build](%s/badges/%s.svg)](%s%s)", h.baseURL, p.FullName, h.baseURL, paths.Project(p.ID))}
 	if len(bs) > buildsPerPage {
 		bs = bs[:buildsPerPage]
 		v.NextBefore = bs[len(bs)-1].Number
 	}
 	for _, b := range bs {
-		row := views.BuildRow{Number: b.Number, Status: buildStatus(b.Status), Branch: b.Branch(), ShortSHA: shortSHA(b.SHA),
+		row := views.BuildRow{Number: b.Number, Status: views.BuildStatus(b.Status), Branch: b.Branch(), ShortSHA: b.ShortSHA(),
 			Message: firstLine(b.Message), Author: b.Author, Age: ago(b.CreatedAt)}
 		if !b.StartedAt.IsZero() {
 			row.Duration = took(b.StartedAt, b.FinishedAt)
@@ -118,7 +98,7 @@ func (h *Handler) showBuild(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	v := views.BuildView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, Number: b.Number, Status: buildStatus(b.Status),
+	v := views.BuildView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, Number: b.Number, Status: views.BuildStatus(b.Status),
 		Ref: b.Ref, SHA: b.SHA, Message: b.Message, Author: b.Author, Created: ago(b.CreatedAt), Finished: b.Status.Finished(),
 		CanConfigure: role >= store.RoleManager}
 	if r.URL.Query().Has("existing") {
@@ -132,7 +112,7 @@ func (h *Handler) showBuild(w http.ResponseWriter, r *http.Request) {
 	}
 	waiting := h.jobs.Waiting()
 	for _, j := range latestAttempts(jobs) {
-		row := views.JobRow{ID: j.ID, Title: j.HookTitle, Attempt: j.Attempt, Status: jobStatus(j.Status), Duration: took(j.StartedAt, j.FinishedAt)}
+		row := views.JobRow{ID: j.ID, Title: j.HookTitle, Attempt: j.Attempt, Status: views.JobStatus(j.Status), Duration: took(j.StartedAt, j.FinishedAt)}
 		switch j.Cache {
 		case store.CacheHit:
 			row.Cache = "cache hit"
@@ -175,7 +155,7 @@ func (h *Handler) rerunFailed(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, fmt.Sprintf("/projects/%d/builds/%d", p.ID, b.Number), http.StatusSeeOther)
+	http.Redirect(w, r, paths.Build(p.ID, b.Number), http.StatusSeeOther)
 }
 
 // runBuild starts a build of what the form names (a branch, tag or commit),
@@ -221,7 +201,7 @@ func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	path := fmt.Sprintf("/projects/%d/builds/%d", p.ID, b.Number)
+	path := paths.Build(p.ID, b.Number)
 	if len(jobs) == 0 {
 		path += "?existing"
 	} else {

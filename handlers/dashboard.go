@@ -24,7 +24,7 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 	for _, p := range projects {
 		row := views.DashboardRow{ProjectID: p.ID, FullName: p.FullName}
 		if b := p.Latest; b != nil {
-			row.HasBuild, row.Number, row.Status, row.Branch, row.ShortSHA, row.Age = true, b.Number, buildStatus(b.Status), b.Branch(), shortSHA(b.SHA), ago(b.CreatedAt)
+			row.HasBuild, row.Number, row.Status, row.Branch, row.ShortSHA, row.Age = true, b.Number, views.BuildStatus(b.Status), b.Branch(), b.ShortSHA(), ago(b.CreatedAt)
 		}
 		v.Projects = append(v.Projects, row)
 	}

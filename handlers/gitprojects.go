@@ -2,10 +2,7 @@ package handlers
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +10,7 @@ import (
 	"strings"
 
 	"kozmic/git"
+	"kozmic/internal/paths"
 	"kozmic/store"
 	"kozmic/views"
 )
@@ -42,10 +40,8 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
 	np := store.NewProject{OwnerID: user(r).ID, Source: store.SourceGit, FullName: v.Name, GitURL: v.GitURL,
-		IsPublic: v.Public, WebhookSecret: hex.EncodeToString(secret)}
+		IsPublic: v.Public, WebhookSecret: store.NewWebhookSecret()}
 	if git.OverSSH(v.GitURL) {
 		private, public, err := git.GenerateDeployKey("kozmic " + v.Name)
 		if err != nil {
@@ -68,7 +64,7 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.InfoContext(r.Context(), "project created", "project", p.ID, "name", p.FullName, "by", user(r).Login())
-	http.Redirect(w, r, fmt.Sprintf("/projects/%d?created", p.ID), http.StatusSeeOther)
+	http.Redirect(w, r, paths.Project(p.ID)+"?created", http.StatusSeeOther)
 }
 
 // addMember gives a local user a role in a git URL project; only its owner
@@ -96,7 +92,7 @@ func (h *Handler) addMember(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, fmt.Sprintf("/projects/%d?people#%s", p.ID, views.PeopleID), http.StatusSeeOther)
+	http.Redirect(w, r, paths.Project(p.ID)+"?people#"+views.PeopleID, http.StatusSeeOther)
 }
 
 // removeMember takes a user's role in a git URL project away.
@@ -119,7 +115,7 @@ func (h *Handler) removeMember(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, fmt.Sprintf("/projects/%d?people#%s", p.ID, views.PeopleID), http.StatusSeeOther)
+	http.Redirect(w, r, paths.Project(p.ID)+"?people#"+views.PeopleID, http.StatusSeeOther)
 }
 
 // gitProjectView adds what a git URL project's managers see: the URL, the

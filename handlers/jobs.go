@@ -1,10 +1,10 @@
 package handlers
 
 import (
-	"fmt"
 	"net/http"
 	"strconv"
 
+	"kozmic/internal/paths"
 	"kozmic/store"
 	"kozmic/views"
 )
@@ -38,10 +38,6 @@ func (h *Handler) jobFor(r *http.Request, p store.Project) (store.Build, store.J
 	return b, j, err
 }
 
-func (h *Handler) jobPath(p store.Project, b store.Build, j store.Job) string {
-	return fmt.Sprintf("/projects/%d/builds/%d/jobs/%d", p.ID, b.Number, j.ID)
-}
-
 func (h *Handler) showJob(w http.ResponseWriter, r *http.Request) {
 	p, role, b, j, err := h.projectJob(r, store.RoleMember)
 	if err != nil {
@@ -62,9 +58,9 @@ func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b s
 	if err != nil {
 		return views.JobView{}, err
 	}
-	path := h.jobPath(p, b, j)
+	path := paths.Job(p.ID, b.Number, j.ID)
 	v := views.JobView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, BuildNumber: b.Number, ID: j.ID,
-		Title: j.HookTitle, Attempt: j.Attempt, Status: jobStatus(j.Status), Duration: took(j.StartedAt, j.FinishedAt),
+		Title: j.HookTitle, Attempt: j.Attempt, Status: views.JobStatus(j.Status), Duration: took(j.StartedAt, j.FinishedAt),
 		Error: j.Error, CanConfigure: role >= store.RoleManager, CanCancel: !j.Status.Finished(), Finished: j.Status.Finished(),
 		StreamURL: path + "/log/stream", PageURL: path + "/log", RawURL: path + "/log.txt"}
 	latest := true
@@ -72,7 +68,7 @@ func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b s
 		if a.HookCallID != j.HookCallID {
 			continue
 		}
-		v.Attempts = append(v.Attempts, views.AttemptLink{ID: a.ID, Attempt: a.Attempt, Status: jobStatus(a.Status), Current: a.ID == j.ID})
+		v.Attempts = append(v.Attempts, views.AttemptLink{ID: a.ID, Attempt: a.Attempt, Status: views.JobStatus(a.Status), Current: a.ID == j.ID})
 		latest = a.Attempt <= j.Attempt
 	}
 	v.CanRestart = j.Status.Finished() && latest && j.HookID != 0
@@ -98,7 +94,7 @@ func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, h.jobPath(p, b, j), http.StatusSeeOther)
+	http.Redirect(w, r, paths.Job(p.ID, b.Number, j.ID), http.StatusSeeOther)
 }
 
 func (h *Handler) restartJob(w http.ResponseWriter, r *http.Request) {
@@ -110,5 +106,5 @@ func (h *Handler) restartJob(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, h.jobPath(p, b, j), http.StatusSeeOther)
+	http.Redirect(w, r, paths.Job(p.ID, b.Number, j.ID), http.StatusSeeOther)
 }

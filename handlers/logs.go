@@ -14,6 +14,7 @@ import (
 
 	"github.com/buildkite/terminal-to-html/v3"
 
+	"kozmic/internal/paths"
 	"kozmic/runner"
 	"kozmic/store"
 	"kozmic/views"
@@ -85,7 +86,7 @@ func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 	// out the pages that are off screen.
 	io.WriteString(w, `<div class="log-page">`+out.String()+`</div>`)
 	if !eof {
-		next := fmt.Sprintf("%s/log?at=%d:%d", h.jobPath(p, b, j), lines.pos, lines.next)
+		next := fmt.Sprintf("%s/log?at=%d:%d", paths.Job(p.ID, b.Number, j.ID), lines.pos, lines.next)
 		views.LogMore(next, "intersect once").Render(r.Context(), w)
 	}
 }

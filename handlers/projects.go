@@ -2,12 +2,12 @@ package handlers
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"kozmic/gh"
+	"kozmic/internal/paths"
 	"kozmic/store"
 	"kozmic/views"
 )
@@ -117,7 +117,7 @@ func (h *Handler) createProject(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		h.fail(w, r, err)
 	default:
-		http.Redirect(w, r, fmt.Sprintf("/projects/%d", p.ID), http.StatusSeeOther)
+		http.Redirect(w, r, paths.Project(p.ID), http.StatusSeeOther)
 	}
 }
 
@@ -167,7 +167,7 @@ func (h *Handler) projectView(r *http.Request, p store.Project, role store.Role)
 	if !v.CanConfigure {
 		return v, nil
 	}
-	v.WebhookURL = fmt.Sprintf("%s/webhooks/%d", h.baseURL, p.ID)
+	v.WebhookURL = h.baseURL + paths.Webhook(p.ID)
 	if k, err := h.db.DeployKeyOf(ctx, p.ID); err == nil {
 		v.DeployKey = k.PublicKey
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -196,7 +196,7 @@ func (h *Handler) syncMembers(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, http.StatusBadGateway, views.ProjectPage(v))
 		return
 	}
-	http.Redirect(w, r, fmt.Sprintf("/projects/%d?synced", p.ID), http.StatusSeeOther)
+	http.Redirect(w, r, paths.Project(p.ID)+"?synced", http.StatusSeeOther)
 }
 
 func (h *Handler) confirmDeleteProject(w http.ResponseWriter, r *http.Request) {

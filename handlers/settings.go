@@ -2,11 +2,11 @@ package handlers
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"kozmic/internal/paths"
 	"kozmic/store"
 	"kozmic/views"
 )
@@ -85,7 +85,7 @@ func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, p store
 }
 
 func settingsURL(p store.Project, flash string) string {
-	return fmt.Sprintf("/projects/%d/settings?flash=%s", p.ID, flash)
+	return paths.Project(p.ID) + "/settings?flash=" + flash
 }
 
 // hookFor loads the hook named in the path, which must belong to p.

@@ -15,6 +15,7 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 
+	"kozmic/internal/paths"
 	"kozmic/store"
 )
 
@@ -80,15 +81,11 @@ func (m *Mailer) Wait() { m.sending.Wait() }
 // "[failure] owner/repo#12 (main — abc12345)" and a body with a link to
 // the build.
 func Compose(p store.Project, b store.Build, baseURL string) (subject, body string) {
-	sha := b.SHA
-	if len(sha) > 8 {
-		sha = sha[:8]
-	}
-	subject = fmt.Sprintf("[%s] %s#%d (%s — %s)", b.Status, p.FullName, b.Number, b.Branch(), sha)
-	verb := map[store.BuildStatus]string{store.BuildFailure: "failed", store.BuildError: "ended with an error"}[b.Status]
+	subject = fmt.Sprintf("[%s] %s#%d (%s — %s)", b.Status, p.FullName, b.Number, b.Branch(), b.ShortSHA())
 	message, _, _ := strings.Cut(b.Message, "\n")
-	body = fmt.Sprintf("Build #%d of %s %s.\n\nBranch: %s\nCommit: %s %s\nAuthor: %s\n\n%s/projects/%d/builds/%d\n\n-- \nKozmic\n",
-		b.Number, p.FullName, verb, b.Branch(), sha, message, b.Author, strings.TrimRight(baseURL, "/"), p.ID, b.Number)
+	body = fmt.Sprintf("Build #%d of %s %s.\n\nBranch: %s\nCommit: %s %s\nAuthor: %s\n\n%s%s\n\n-- \nKozmic\n",
+		b.Number, p.FullName, b.Status.AsJob().Phrase(), b.Branch(), b.ShortSHA(), message, b.Author,
+		strings.TrimRight(baseURL, "/"), paths.Build(p.ID, b.Number))
 	return subject, body
 }
 

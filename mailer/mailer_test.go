@@ -186,7 +186,7 @@ func TestMailIsRetried(t *testing.T) {
 	logs := logTo(m)
 	f.finish(t, m, store.JobError)
 	got := srv.mails()
-	if len(got) != 1 || !strings.Contains(got[0].data, "ended with an error") {
+	if len(got) != 1 || !strings.Contains(got[0].data, "Build #1 of octocat/Hello-World errored.") {
 		t.Fatalf("mails after two refusals = %d", len(got))
 	}
 	if l := logs.String(); strings.Count(l, `msg="mail: send failed"`) != 2 || strings.Contains(l, "giving up") {

@@ -46,6 +46,14 @@ func (b Build) Branch() string {
 	return b.Ref
 }
 
+// ShortSHA is the commit's first 8 hex digits, as shown on pages and in mail.
+func (b Build) ShortSHA() string {
+	if len(b.SHA) > 8 {
+		return b.SHA[:8]
+	}
+	return b.SHA
+}
+
 // NewBuild is what CreateBuild needs.
 type NewBuild struct {
 	ProjectID int64

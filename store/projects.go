@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"time"
@@ -54,10 +56,18 @@ type NewProject struct {
 	HTTPSCloneURL string
 	GitURL        string
 	IsPublic      bool
-	WebhookSecret string // sealed at rest
+	WebhookSecret string // sealed at rest; NewWebhookSecret makes one
 	// DeployKey, when set, is stored with the project in one transaction
 	// (its ProjectID is filled in).
 	DeployKey *DeployKey
+}
+
+// NewWebhookSecret returns a fresh secret for a project's webhook: 32
+// random bytes from crypto/rand, in hex.
+func NewWebhookSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails: crypto/rand crashes the program instead
+	return hex.EncodeToString(b)
 }
 
 const projectColumns = `id, owner_id, source, COALESCE(github_id, 0), full_name, ssh_clone_url,

@@ -17,6 +17,34 @@ func (s JobStatus) Finished() bool {
 	return s == JobSuccess || s == JobFailure || s == JobError
 }
 
+// Word is the status as people read it on pages: enqueued, running,
+// passed, failed or error.
+func (s JobStatus) Word() string { return statusTexts[s].word }
+
+// Phrase says what happened to a build in this state, after "Build #12":
+// is waiting for a worker, is running, passed, failed or errored. Commit
+// statuses and mail use it.
+func (s JobStatus) Phrase() string { return statusTexts[s].phrase }
+
+// statusText is how one status reads to people.
+type statusText struct {
+	word   string // on pages, also the colour's name there
+	phrase string // after "Build #12"
+	badge  string // on the README badge
+}
+
+// statusTexts is the one table of how statuses read, everywhere: pages,
+// the badge, commit statuses and mail. A build reads like a job in the
+// same state (see BuildStatus.AsJob), so adding a status means adding a
+// row here.
+var statusTexts = map[JobStatus]statusText{
+	JobEnqueued: {word: "enqueued", phrase: "is waiting for a worker", badge: "running"},
+	JobRunning:  {word: "running", phrase: "is running", badge: "running"},
+	JobSuccess:  {word: "passed", phrase: "passed", badge: "passing"},
+	JobFailure:  {word: "failed", phrase: "failed", badge: "failing"},
+	JobError:    {word: "error", phrase: "errored", badge: "error"},
+}
+
 // CanBecome reports whether a job may move from s to next: an enqueued job
 // starts running or is canceled (error); a running job finishes with any
 // result. Nothing else moves.
@@ -46,6 +74,19 @@ const (
 func (s BuildStatus) Finished() bool {
 	return s == BuildSuccess || s == BuildFailure || s == BuildError
 }
+
+// AsJob is the job status a build in state s reads and looks like: the
+// same, except that a pending build is running.
+func (s BuildStatus) AsJob() JobStatus {
+	if s == BuildPending {
+		return JobRunning
+	}
+	return JobStatus(s)
+}
+
+// Badge is the word on the build's README badge: passing, failing, error
+// or running.
+func (s BuildStatus) Badge() string { return statusTexts[s.AsJob()].badge }
 
 // DeriveBuildStatus computes a build's status from the latest attempt of each
 // of its jobs: any failure → failure; else any error → error; else all

@@ -61,3 +61,61 @@ func TestJobStatusCanBecome(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusTexts pins how every status reads; a status missing from the
+// table would read as "".
+func TestStatusTexts(t *testing.T) {
+	jobs := []struct {
+		s            JobStatus
+		word, phrase string
+	}{
+		{JobEnqueued, "enqueued", "is waiting for a worker"},
+		{JobRunning, "running", "is running"},
+		{JobSuccess, "passed", "passed"},
+		{JobFailure, "failed", "failed"},
+		{JobError, "error", "errored"},
+	}
+	if len(statusTexts) != len(jobs) {
+		t.Errorf("statusTexts has %d rows, the test knows %d statuses", len(statusTexts), len(jobs))
+	}
+	for _, tt := range jobs {
+		if got := tt.s.Word(); got != tt.word {
+			t.Errorf("%s.Word() = %q, want %q", tt.s, got, tt.word)
+		}
+		if got := tt.s.Phrase(); got != tt.phrase {
+			t.Errorf("%s.Phrase() = %q, want %q", tt.s, got, tt.phrase)
+		}
+	}
+	builds := []struct {
+		s     BuildStatus
+		job   JobStatus
+		badge string
+	}{
+		{BuildEnqueued, JobEnqueued, "running"},
+		{BuildPending, JobRunning, "running"},
+		{BuildSuccess, JobSuccess, "passing"},
+		{BuildFailure, JobFailure, "failing"},
+		{BuildError, JobError, "error"},
+	}
+	for _, tt := range builds {
+		if got := tt.s.AsJob(); got != tt.job {
+			t.Errorf("%s.AsJob() = %s, want %s", tt.s, got, tt.job)
+		}
+		if got := tt.s.Badge(); got != tt.badge {
+			t.Errorf("%s.Badge() = %q, want %q", tt.s, got, tt.badge)
+		}
+	}
+}
+
+func TestShortSHA(t *testing.T) {
+	for sha, want := range map[string]string{
+		"6113728f27ae82c7b1a177c8d03f9e96e0adf246": "6113728f",
+		"6113728f": "6113728f",
+		"abc":      "abc",
+		"":         "",
+	} {
+		if got := (Build{SHA: sha}).ShortSHA(); got != want {
+			t.Errorf("ShortSHA of %q = %q, want %q", sha, got, want)
+		}
+	}
+}

@@ -756,3 +756,15 @@ func TestCreateBuildRecordsDeliveryOnce(t *testing.T) {
 		t.Error("the delivery of a rolled-back build was kept")
 	}
 }
+
+// TestNewWebhookSecret checks that a fresh secret has 256 bits in hex and
+// is new each time.
+func TestNewWebhookSecret(t *testing.T) {
+	a, b := NewWebhookSecret(), NewWebhookSecret()
+	if len(a) != 64 || strings.Trim(a, "0123456789abcdef") != "" {
+		t.Errorf("secret %q is not 64 hex digits", a)
+	}
+	if a == b {
+		t.Errorf("two secrets are both %q", a)
+	}
+}
