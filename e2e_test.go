@@ -18,6 +18,7 @@ import (
 	"kozmic/gh"
 	"kozmic/internal/syncbuf"
 	"kozmic/internal/testimage"
+	"kozmic/internal/testrepo"
 	"kozmic/runner"
 )
 
@@ -130,31 +131,6 @@ func (c *client) do(method, path string, form url.Values) (*http.Response, strin
 	return res, string(b)
 }
 
-// git runs git in dir as Ann.
-func git(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ann", "GIT_AUTHOR_EMAIL=a@example.com", "GIT_COMMITTER_NAME=Ann",
-		"GIT_COMMITTER_EMAIL=a@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func commit(t *testing.T, repo string, files map[string]string, msg string) string {
-	t.Helper()
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(repo, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		git(t, repo, "add", name)
-	}
-	git(t, repo, "commit", "-q", "-m", msg)
-	return git(t, repo, "rev-parse", "HEAD")
-}
-
 // signIn logs in as admin and checks the session works.
 func (c *client) signIn(pw string) int {
 	c.t.Helper()
@@ -262,9 +238,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("sign in: %d", code)
 	}
 
-	repo := t.TempDir()
-	git(t, repo, "init", "-q", "-b", "main")
-	first := commit(t, repo, map[string]string{"deps.txt": "dep-v1", "src.txt": "src-v1"}, "first")
+	r := testrepo.Init(t)
+	repo := r.Path
+	first := r.Commit(map[string]string{"deps.txt": "dep-v1", "src.txt": "src-v1"}, nil)
 	id := c.createProject(repo, "team/app", url.Values{"title": {"test"}, "image": {testimage.Name},
 		"install": {e2eInstall}, "tracked": {"deps.txt"}, "build": {e2eBuild}})
 	_, page := c.do("GET", fmt.Sprintf("/projects/%d", id), nil)
@@ -292,7 +268,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// A commit that leaves the tracked file alone reuses the installed image.
-	second := commit(t, repo, map[string]string{"src.txt": "src-v2"}, "second")
+	second := r.Commit(map[string]string{"src.txt": "src-v2"}, nil)
 	if code := webhook(t, s, id, secret, second, "d-2"); code != 201 {
 		t.Fatalf("second webhook: %d", code)
 	}
@@ -315,9 +291,9 @@ func TestEndToEndWithoutDocker(t *testing.T) {
 	if code := c.signIn("admin's password"); code != 303 {
 		t.Fatalf("sign in: %d\n%s", code, s.logs)
 	}
-	repo := t.TempDir()
-	git(t, repo, "init", "-q", "-b", "main")
-	commit(t, repo, map[string]string{"src.txt": "src"}, "first")
+	r := testrepo.Init(t)
+	repo := r.Path
+	r.Commit(map[string]string{"src.txt": "src"}, nil)
 	id := c.createProject(repo, "team/app", url.Values{"title": {"test"}, "image": {testimage.Name}, "build": {e2eBuild}})
 	res, _ := c.do("POST", fmt.Sprintf("/projects/%d/builds", id), url.Values{"ref": {"main"}})
 	if res.StatusCode != 303 {
@@ -377,9 +353,9 @@ func TestEndToEndShutdown(t *testing.T) {
 	needTestImage(t)
 	bin, dir := kozmicBinary(t), t.TempDir()
 	key := "KOZMIC_SECRET_KEY=" + strings.Repeat("k", 40)
-	repo := t.TempDir()
-	git(t, repo, "init", "-q", "-b", "main")
-	commit(t, repo, map[string]string{"src.txt": "one"}, "first")
+	r := testrepo.Init(t)
+	repo := r.Path
+	r.Commit(map[string]string{"src.txt": "one"}, nil)
 	slow := "#!/bin/sh\nfor i in 1 2 3 4 5 6; do echo \"step $i of 6\"; sleep 0.5; done\n"
 
 	// One signal: the running job finishes, then the server exits 0.
@@ -405,7 +381,7 @@ func TestEndToEndShutdown(t *testing.T) {
 	if status != "passed" || !strings.Contains(log, "step 6 of 6") {
 		t.Fatalf("the job the first server waited for: %s\n%s", status, log)
 	}
-	commit(t, repo, map[string]string{"src.txt": "two"}, "second")
+	r.Commit(map[string]string{"src.txt": "two"}, nil)
 	c.do("POST", fmt.Sprintf("/projects/%d/builds", id), url.Values{"ref": {"main"}})
 	c.waitRunning(s, id, 2)
 	s.cmd.Process.Signal(syscall.SIGTERM)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"kozmic/internal/testimage"
+	"kozmic/internal/testrepo"
 )
 
 func TestMetricsTokenSetting(t *testing.T) {
@@ -90,9 +91,9 @@ func TestEndToEndOperations(t *testing.T) {
 	if code := c.signIn("admin's password"); code != 303 {
 		t.Fatalf("sign in: %d", code)
 	}
-	repo := t.TempDir()
-	git(t, repo, "init", "-q", "-b", "main")
-	sha := commit(t, repo, map[string]string{"src.txt": "src-v1"}, "first")
+	r := testrepo.Init(t)
+	repo := r.Path
+	sha := r.Commit(map[string]string{"src.txt": "src-v1"}, nil)
 	id := c.createProject(repo, "team/ops", url.Values{"title": {"test"}, "image": {testimage.Name},
 		"build": {"#!/bin/sh\necho \"building $(cat src.txt)\"\n"}})
 	_, page := c.do("GET", fmt.Sprintf("/projects/%d", id), nil)

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	"kozmic/internal/syncbuf"
 	"kozmic/internal/testdb"
 	"kozmic/internal/testimage"
+	"kozmic/internal/testrepo"
 	"kozmic/metrics"
 	"kozmic/runner"
 	"kozmic/store"
@@ -172,17 +172,9 @@ func TestBrowserLiveLog(t *testing.T) {
 	}
 
 	// A project of a real git repository on this machine.
-	repo := t.TempDir()
-	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"commit", "-q", "--allow-empty", "-m", "Make it green"}} {
-		cmd := exec.Command("git", append([]string{"-C", repo}, args...)...)
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ann", "GIT_AUTHOR_EMAIL=a@example.com", "GIT_COMMITTER_NAME=Ann", "GIT_COMMITTER_EMAIL=a@example.com")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v %s", args, err, out)
-		}
-	}
-	sha, _ := exec.Command("git", "-C", repo, "rev-parse", "HEAD").Output()
+	repo := testrepo.New(t, nil)
 	p, err := srv.db.CreateProject(context.Background(), store.NewProject{OwnerID: 1, Source: store.SourceGit,
-		FullName: "octocat/live", GitURL: repo, WebhookSecret: "live-secret"})
+		FullName: "octocat/live", GitURL: repo.Path, WebhookSecret: "live-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +195,7 @@ func TestBrowserLiveLog(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.url+"/")); err != nil {
 		t.Fatal(err)
 	}
-	body := fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"head_commit":{"message":"Make it green","author":{"name":"Ann"}}}`, strings.TrimSpace(string(sha)))
+	body := fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"head_commit":{"message":"Make it green","author":{"name":"Ann"}}}`, repo.Git("rev-parse", "HEAD"))
 	req, _ := http.NewRequest("POST", fmt.Sprintf("%s/webhooks/%d", srv.url, p.ID), strings.NewReader(body))
 	req.Header.Set("X-GitHub-Event", "push")
 	req.Header.Set("X-GitHub-Delivery", "live-1")

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"kozmic/gh"
 	"kozmic/internal/testimage"
+	"kozmic/internal/testrepo"
 	"kozmic/metrics"
 	"kozmic/store"
 )
@@ -207,21 +207,13 @@ func TestMetricsOfRealJobs(t *testing.T) {
 		}
 	}
 
-	repo := t.TempDir()
-	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"commit", "-q", "--allow-empty", "-m", "Count me"}} {
-		cmd := exec.Command("git", append([]string{"-C", repo}, args...)...)
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ann", "GIT_AUTHOR_EMAIL=a@example.com", "GIT_COMMITTER_NAME=Ann", "GIT_COMMITTER_EMAIL=a@example.com")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v %s", args, err, out)
-		}
-	}
-	sha, _ := exec.Command("git", "-C", repo, "rev-parse", "HEAD").Output()
+	repo := testrepo.New(t, nil)
 	owner, err := srv.db.CreateLocalUser(ctx, "ann", "x", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := srv.db.CreateProject(ctx, store.NewProject{OwnerID: owner.ID, Source: store.SourceGit,
-		FullName: "octocat/metrics", GitURL: repo, WebhookSecret: "metrics-secret"})
+		FullName: "octocat/metrics", GitURL: repo.Path, WebhookSecret: "metrics-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +225,7 @@ func TestMetricsOfRealJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	body := fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"head_commit":{"message":"Count me","author":{"name":"Ann"}}}`, strings.TrimSpace(string(sha)))
+	body := fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"head_commit":{"message":"Count me","author":{"name":"Ann"}}}`, repo.Git("rev-parse", "HEAD"))
 	req, _ := http.NewRequest("POST", fmt.Sprintf("%s/webhooks/%d", srv.url, p.ID), strings.NewReader(body))
 	req.Header.Set("X-GitHub-Event", "push")
 	req.Header.Set("X-GitHub-Delivery", "metrics-1")
