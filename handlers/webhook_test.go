@@ -125,6 +125,21 @@ func forgeHeaders(forge, event, delivery string, secret, body []byte) http.Heade
 	return h
 }
 
+// withField returns the JSON object body with its top-level field name set to value.
+func withField(t testing.TB, body []byte, name, value string) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	m[name] = value
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func rows(t testing.TB, db *store.DB, projectID int64) (builds int) {
 	t.Helper()
 	bs, err := db.Builds(context.Background(), projectID, store.BuildQuery{})
@@ -215,6 +230,9 @@ func TestWebhookFixtures(t *testing.T) {
 }
 
 // Forged, unsigned and misdirected webhooks are refused before anything is written.
+// Refused webhooks answer their status and write no build: bad signatures, an
+// unknown project, malformed or oversize bodies, and SHAs or refs git would
+// not take as such.
 func TestWebhookRefusals(t *testing.T) {
 	s := newTestServer(t)
 	p, other := webhookProjects(t, s.db)
@@ -238,6 +256,10 @@ func TestWebhookRefusals(t *testing.T) {
 		{"unknown project", 9999, "push", body, testSecret, "", 404},
 		{"malformed JSON", p.ID, "push", []byte(`{"ref": "refs/heads/main", "after": `), testSecret, "", 400},
 		{"oversize", p.ID, "push", bytes.Repeat([]byte(" "), maxWebhookBytes+1), testSecret, "", 413},
+		{"SHA that reads as an option", p.ID, "push", withField(t, body, "after", "--orphan=pwn"), testSecret, "", 400},
+		{"ref name a..b", p.ID, "push", withField(t, body, "ref", "refs/heads/a..b"), testSecret, "", 400},
+		{"ref with a carriage return", p.ID, "push", withField(t, body, "ref", "refs/heads/a\rid: 1"), testSecret, "", 400},
+		{"ref that is not under refs/", p.ID, "push", withField(t, body, "ref", "main"), testSecret, "", 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
