@@ -1,11 +1,13 @@
 package handlers
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"kozmic/gh"
 	"kozmic/store"
@@ -15,13 +17,69 @@ import (
 // payloads at 25 MiB.
 const maxWebhookBytes = 25 << 20
 
+// defaultWebhookBudget is Deps.WebhookBudget when it is not set: enough for
+// two of the largest bodies at once, and for hundreds of ordinary ones.
+const defaultWebhookBudget = 64 << 20
+
+// byteBudget bounds the bytes that all requests together may hold at once.
+type byteBudget struct {
+	mu   sync.Mutex
+	left int64
+}
+
+// take reserves n bytes, if that many are left.
+func (b *byteBudget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n > b.left {
+		return false
+	}
+	b.left -= n
+	return true
+}
+
+// give returns n bytes that take reserved.
+func (b *byteBudget) give(n int64) {
+	b.mu.Lock()
+	b.left += n
+	b.mu.Unlock()
+}
+
+// budgetChunk is the most a budgetReader reads at once, and so the most it
+// reserves ahead of what it holds.
+const budgetChunk = 32 << 10
+
+// budgetReader reads a body of unknown length, reserving each chunk in
+// budget before it reads it; held is what it has reserved. Once budget is
+// spent, Read fails with errBusy.
+type budgetReader struct {
+	r      io.Reader
+	budget *byteBudget
+	held   int64
+}
+
+func (br *budgetReader) Read(p []byte) (int, error) {
+	p = p[:min(len(p), budgetChunk)]
+	if !br.budget.take(int64(len(p))) {
+		return 0, errBusy
+	}
+	n, err := br.r.Read(p)
+	// What was reserved but not filled goes back at once.
+	br.budget.give(int64(len(p) - n))
+	br.held += int64(n)
+	return n, err
+}
+
 // webhook receives a signed push or pull request event from GitHub, Gitea or
 // Forgejo and creates the build it asks for, with one enqueued job per
 // hook, in one transaction; nothing is written before the signature is
 // verified. It answers 201 with a new build, 200 for a delivery or commit
 // seen before or an event that builds nothing, 204 for events Kozmic
-// ignores, 401 for a bad signature, 400 for a malformed body and 413 for one
-// over 25 MiB. Each delivery is counted in the metrics by its result.
+// ignores, 401 for a bad signature, 400 for a malformed body or a SHA or ref
+// git would not take as such, 404 for an unknown project (its body unread),
+// 413 for a body over 25 MiB and 503 with Retry-After when the bodies of
+// all webhooks being received would exceed the webhook budget. Each
+// delivery is counted in the metrics by its result.
 func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 	result := h.receiveWebhook(w, r)
 	if h.metrics != nil {
@@ -36,15 +94,14 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 	if err != nil {
 		return h.webhookFailed(w, r, errNoSuchRoute)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return h.webhookFailed(w, r, errTooLarge)
-		}
-		return h.webhookFailed(w, r, fmt.Errorf("%w: %v", errBadRequest, err))
-	}
+	// Strangers can post here: the body is read only for a project that exists.
 	secret, err := h.db.WebhookSecret(r.Context(), projectID)
+	if err != nil {
+		return h.webhookFailed(w, r, err)
+	}
+	body, held, err := h.readWebhookBody(w, r)
+	// The body is held until the build is written.
+	defer h.webhookBudget.give(held)
 	if err != nil {
 		return h.webhookFailed(w, r, err)
 	}
@@ -89,6 +146,48 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 	}
 }
 
+// readWebhookBody reads r's body within the webhook budget and returns it
+// with the bytes of the budget it holds, to be given back when the body is
+// no longer needed (also on error). A declared length is reserved whole
+// before reading; a body of unknown length is reserved as it comes. A body
+// over maxWebhookBytes is errTooLarge, one the budget has no room for
+// errBusy, one that cannot be read errBadRequest.
+func (h *Handler) readWebhookBody(w http.ResponseWriter, r *http.Request) ([]byte, int64, error) {
+	if r.ContentLength > maxWebhookBytes {
+		return nil, 0, errTooLarge
+	}
+	body := http.MaxBytesReader(w, r.Body, maxWebhookBytes)
+	var buf *bytes.Buffer
+	var err error
+	var held int64
+	if r.ContentLength >= 0 {
+		if !h.webhookBudget.take(r.ContentLength) {
+			return nil, 0, errBusy
+		}
+		held = r.ContentLength
+		// Room for the whole body and the read that finds its end: the
+		// buffer never grows past what was reserved.
+		buf = bytes.NewBuffer(make([]byte, 0, r.ContentLength+bytes.MinRead))
+		_, err = buf.ReadFrom(body)
+	} else {
+		br := &budgetReader{r: body, budget: h.webhookBudget}
+		buf = new(bytes.Buffer)
+		_, err = buf.ReadFrom(br)
+		held = br.held
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case err == nil:
+		return buf.Bytes(), held, nil
+	case errors.As(err, &tooLarge):
+		return nil, held, errTooLarge
+	case errors.Is(err, errBusy):
+		return nil, held, errBusy
+	default:
+		return nil, held, fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+}
+
 // webhookFailed answers a webhook with fail and returns the result the
 // failure is counted as.
 func (h *Handler) webhookFailed(w http.ResponseWriter, r *http.Request, err error) string {
@@ -100,6 +199,8 @@ func (h *Handler) webhookFailed(w http.ResponseWriter, r *http.Request, err erro
 		return "unauthorized"
 	case errors.Is(err, errTooLarge):
 		return "too_large"
+	case errors.Is(err, errBusy):
+		return "busy"
 	case errors.Is(err, errBadRequest):
 		return "malformed"
 	default:
