@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -45,29 +44,38 @@ func (b *byteBudget) give(n int64) {
 	b.mu.Unlock()
 }
 
-// budgetChunk is the most a budgetReader reads at once, and so the most it
-// reserves ahead of what it holds.
+// budgetChunk is the first buffer of a body of unknown length.
 const budgetChunk = 32 << 10
 
-// budgetReader reads a body of unknown length, reserving each chunk in
-// budget before it reads it; held is what it has reserved. Once budget is
-// spent, Read fails with errBusy.
-type budgetReader struct {
-	r      io.Reader
-	budget *byteBudget
-	held   int64
-}
-
-func (br *budgetReader) Read(p []byte) (int, error) {
-	p = p[:min(len(p), budgetChunk)]
-	if !br.budget.take(int64(len(p))) {
-		return 0, errBusy
+// readBudgeted reads r whole into a buffer of size bytes at first, doubled
+// as it fills (up to maxWebhookBytes+1: a larger body is cut short by r).
+// It reserves each buffer in budget before it allocates it, the old one
+// staying reserved while it is copied, so it never holds more than it has
+// reserved. It returns the body and the bytes it holds reserved, to be
+// given back once the body is no longer needed, also on error. When the
+// budget has no room it fails with errBusy.
+func readBudgeted(r io.Reader, budget *byteBudget, size int) ([]byte, int64, error) {
+	var buf []byte
+	for {
+		if len(buf) == cap(buf) {
+			size = min(max(size, 2*cap(buf)), maxWebhookBytes+1)
+			if !budget.take(int64(size)) {
+				return nil, int64(cap(buf)), errBusy
+			}
+			grown := make([]byte, len(buf), size)
+			copy(grown, buf)
+			budget.give(int64(cap(buf)))
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF:
+			return buf, int64(cap(buf)), nil
+		case err != nil:
+			return nil, int64(cap(buf)), err
+		}
 	}
-	n, err := br.r.Read(p)
-	// What was reserved but not filled goes back at once.
-	br.budget.give(int64(len(p) - n))
-	br.held += int64(n)
-	return n, err
 }
 
 // webhook receives a signed push or pull request event from GitHub, Gitea or
@@ -148,41 +156,25 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 
 // readWebhookBody reads r's body within the webhook budget and returns it
 // with the bytes of the budget it holds, to be given back when the body is
-// no longer needed (also on error). A declared length is reserved whole
-// before reading; a body of unknown length is reserved as it comes. A body
-// over maxWebhookBytes is errTooLarge, one the budget has no room for
-// errBusy, one that cannot be read errBadRequest.
+// no longer needed (also on error). A body that declares its length is
+// reserved whole (and refused whole) before a byte is read. A body over
+// maxWebhookBytes is errTooLarge, one the budget has no room for errBusy,
+// one that cannot be read errBadRequest.
 func (h *Handler) readWebhookBody(w http.ResponseWriter, r *http.Request) ([]byte, int64, error) {
 	if r.ContentLength > maxWebhookBytes {
 		return nil, 0, errTooLarge
 	}
-	body := http.MaxBytesReader(w, r.Body, maxWebhookBytes)
-	var buf *bytes.Buffer
-	var err error
-	var held int64
+	size := budgetChunk
 	if r.ContentLength >= 0 {
-		if !h.webhookBudget.take(r.ContentLength) {
-			return nil, 0, errBusy
-		}
-		held = r.ContentLength
-		// Room for the whole body and the read that finds its end: the
-		// buffer never grows past what was reserved.
-		buf = bytes.NewBuffer(make([]byte, 0, r.ContentLength+bytes.MinRead))
-		_, err = buf.ReadFrom(body)
-	} else {
-		br := &budgetReader{r: body, budget: h.webhookBudget}
-		buf = new(bytes.Buffer)
-		_, err = buf.ReadFrom(br)
-		held = br.held
+		size = int(r.ContentLength) + 1 // the last read finds the end
 	}
+	body, held, err := readBudgeted(http.MaxBytesReader(w, r.Body, maxWebhookBytes), h.webhookBudget, size)
 	var tooLarge *http.MaxBytesError
 	switch {
-	case err == nil:
-		return buf.Bytes(), held, nil
+	case err == nil, errors.Is(err, errBusy):
+		return body, held, err
 	case errors.As(err, &tooLarge):
 		return nil, held, errTooLarge
-	case errors.Is(err, errBusy):
-		return nil, held, errBusy
 	default:
 		return nil, held, fmt.Errorf("%w: %v", errBadRequest, err)
 	}
