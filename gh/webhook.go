@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/google/go-github/v60/github"
+
+	"kozmic/git"
 )
 
 var (
@@ -71,7 +73,8 @@ type Trigger struct {
 // deleted or the head commit asks to skip CI; a pull request opened,
 // synchronized or reopened makes a build of its head commit on
 // refs/pull/N/head; ping makes nothing. Other events are ErrUnhandledEvent;
-// a body that does not parse is ErrMalformed.
+// a body that does not parse is ErrMalformed, and so is a build whose SHA is
+// not 40 or 64 hex digits or whose ref git.ValidRef refuses.
 func ParseWebhook(event string, body []byte) (Trigger, error) {
 	switch event {
 	case "ping":
@@ -84,13 +87,25 @@ func ParseWebhook(event string, body []byte) (Trigger, error) {
 	if err != nil {
 		return Trigger{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
+	var t Trigger
 	switch e := parsed.(type) {
 	case *github.PushEvent:
-		return pushTrigger(e)
+		t, err = pushTrigger(e)
 	case *github.PullRequestEvent:
-		return pullRequestTrigger(e)
+		t, err = pullRequestTrigger(e)
+	default:
+		return Trigger{}, ErrUnhandledEvent
 	}
-	return Trigger{}, ErrUnhandledEvent
+	switch {
+	case err != nil || !t.Build:
+		return t, err
+	// Both reach git's command line and the log stream: nothing else may pass.
+	case !git.ValidSHA(t.SHA):
+		return Trigger{}, fmt.Errorf("%w: %q is not a commit SHA", ErrMalformed, t.SHA)
+	case !git.ValidRef(t.Ref):
+		return Trigger{}, fmt.Errorf("%w: %q is not a valid ref", ErrMalformed, t.Ref)
+	}
+	return t, nil
 }
 
 const zeroSHA = "0000000000000000000000000000000000000000"

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -90,7 +91,7 @@ func TestParseWebhookSkipsAndForks(t *testing.T) {
 		}
 	}
 	fork := []byte(`{"action":"opened","pull_request":{"number":9,"title":"t","user":{"login":"eve"},
-		"head":{"sha":"f00","repo":{"id":2,"full_name":"eve/harbor-lights"}},
+		"head":{"sha":"f00f00f00f00f00f00f00f00f00f00f00f00f00f","repo":{"id":2,"full_name":"eve/harbor-lights"}},
 		"base":{"sha":"b00","repo":{"id":1,"full_name":"lanternfish/harbor-lights"}}}}`)
 	got, err := ParseWebhook("pull_request", fork)
 	if err != nil || !got.Build || !got.FromFork || got.Ref != "refs/pull/9/head" {
@@ -99,5 +100,23 @@ func TestParseWebhookSkipsAndForks(t *testing.T) {
 	same, err := ParseWebhook("pull_request", fixture(t, "pull_request_opened.json"))
 	if err != nil || same.FromFork {
 		t.Errorf("same-repository pull request marked as a fork: %+v, %v", same, err)
+	}
+}
+
+// A build whose SHA is not a full object name, or whose ref git would not
+// take as a ref, is ErrMalformed, from a push and from a pull request alike.
+func TestParseWebhookRefusesSHAsAndRefsGitWouldMisread(t *testing.T) {
+	sha := strings.Repeat("a", 40)
+	for _, tt := range []struct{ event, body string }{
+		{"push", `{"ref":"refs/heads/main","after":"--orphan=pwn"}`},
+		{"push", `{"ref":"refs/heads/main","after":"refs/heads/main"}`},
+		{"push", `{"ref":"refs/heads/a..b","after":"` + sha + `"}`},
+		{"push", `{"ref":"refs/heads/a\rdata: x","after":"` + sha + `"}`},
+		{"push", `{"ref":"--upload-pack=x","after":"` + sha + `"}`},
+		{"pull_request", `{"action":"opened","pull_request":{"number":9,"head":{"sha":"f00"}}}`},
+	} {
+		if got, err := ParseWebhook(tt.event, []byte(tt.body)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s %s: %+v, %v; want ErrMalformed", tt.event, tt.body, got, err)
+		}
 	}
 }

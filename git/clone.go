@@ -76,15 +76,16 @@ func Clone(ctx context.Context, c CloneSpec, dir string, out io.Writer) error {
 	if err := git("init", "-q"); err != nil {
 		return fmt.Errorf("git init: %w", err)
 	}
-	if err := git("remote", "add", "origin", c.URL); err != nil {
+	if err := git("remote", "add", "--end-of-options", "origin", c.URL); err != nil {
 		return fmt.Errorf("git remote add: %w", err)
 	}
-	if err := git("fetch", "-q", "--no-tags", "--", "origin", c.SHA); err != nil {
-		if err := git("fetch", "-q", "--no-tags", "--", "origin", "+"+c.Ref+":refs/kozmic/build"); err != nil {
+	if err := git("fetch", "-q", "--no-tags", "--end-of-options", "origin", c.SHA); err != nil {
+		if err := git("fetch", "-q", "--no-tags", "--end-of-options", "origin", "+"+c.Ref+":refs/kozmic/build"); err != nil {
 			return fmt.Errorf("could not fetch %s or %s", c.SHA, c.Ref)
 		}
 	}
-	if err := git("checkout", "-q", "--detach", c.SHA); err != nil {
+	// switch, not checkout: git checkout before 2.43 takes --end-of-options for a path.
+	if err := git("switch", "-q", "--detach", "--end-of-options", c.SHA); err != nil {
 		return fmt.Errorf("could not check out %s", c.SHA)
 	}
 	return nil

@@ -116,3 +116,21 @@ func TestObjectIDs(t *testing.T) {
 		t.Error("ObjectIDs outside a repository succeeded")
 	}
 }
+
+// A SHA or ref that reads as an option reaches git only as an argument:
+// Clone with SHA "--orphan=pwn" fails, and no branch pwn is made.
+func TestCloneTakesNoOptionFromTheSpec(t *testing.T) {
+	rp := testrepo.New(t, map[string]string{"README": "one"})
+	dir := t.TempDir()
+	var out bytes.Buffer
+	err := Clone(context.Background(), CloneSpec{URL: rp.Path, Ref: "refs/heads/main", SHA: "--orphan=pwn"}, dir, &out)
+	if err == nil {
+		t.Fatalf("Clone with SHA --orphan=pwn succeeded:\n%s", out.String())
+	}
+	if branches, err := exec.Command("git", "-C", dir, "branch", "--list", "pwn").Output(); err != nil || len(branches) != 0 {
+		t.Errorf("branch pwn: %q, %v", branches, err)
+	}
+	if refs, err := exec.Command("git", "-C", dir, "rev-parse", "--verify", "--quiet", "refs/kozmic/build").Output(); err != nil || len(refs) == 0 {
+		t.Errorf("the fallback fetch of the ref did not run, so the switch was never tried: %q, %v", refs, err)
+	}
+}

@@ -70,7 +70,7 @@ func ResolveRef(ctx context.Context, repoURL, deployKey, ref string) (fullRef, s
 	default:
 		candidates = []string{"refs/heads/" + ref, "refs/tags/" + ref} // branches first
 	}
-	args := []string{"ls-remote", "--symref", "--", repoURL, "HEAD"}
+	args := []string{"ls-remote", "--symref", "--end-of-options", repoURL, "HEAD"}
 	for _, c := range candidates {
 		args = append(args, c, c+"^{}") // the second, for a tag, is its commit
 	}

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -260,6 +262,48 @@ func TestLogStream(t *testing.T) {
 	}
 	if len(rest) < 2 || strings.Contains(resumed.String(), `id="L1"`) {
 		t.Error("the resumed stream repeats the first line")
+	}
+}
+
+// A \r in a log line or in the job head (here the job's error, which can
+// quote a ref) cannot start a field of the event stream: read as a browser
+// reads it, with \r, \n and \r\n all ending a line, the stream has only the
+// server's own ids and event types.
+func TestLogStreamCarriageReturnInjectsNoField(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	inject := "\rid: injected\revent: injected\r\rdata: injected\r"
+	build, job := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", "before"+inject+"after\n", store.JobRunning)
+	if _, err := s.db.UpdateJob(context.Background(), job.ID, store.JobUpdate{Status: store.JobError,
+		Error: "could not fetch abc or refs/heads/a" + inject}); err != nil {
+		t.Fatal(err)
+	}
+	stream := fmt.Sprintf("/projects/%d/builds/%d/jobs/%d/log/stream", p.ID, build.Number, job.ID)
+	res, err := b.c.Get(b.base + stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ends int
+	for line := range strings.SplitSeq(strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(string(body)), "\n") {
+		field, value, _ := strings.Cut(line, ": ")
+		switch {
+		case line == "", strings.HasPrefix(line, ":"), field == "data":
+		case field == "id" && regexp.MustCompile(`^\d+:\d+$`).MatchString(value):
+		case field == "event" && value == "line":
+		case field == "event" && value == "end":
+			ends++
+		default:
+			t.Errorf("stream line %q is not the server's own", line)
+		}
+	}
+	if ends != 1 || !strings.Contains(string(body), "could not fetch") {
+		t.Errorf("the stream has %d end events, or lacks the job's error:\n%s", ends, body)
 	}
 }
 

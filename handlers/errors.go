@@ -17,7 +17,11 @@ var (
 	errForbidden    = errors.New("forbidden")
 	errTooLarge     = errors.New("request body too large")
 	errBadRequest   = errors.New("bad request")
+	errBusy         = errors.New("too busy")
 )
+
+// retryAfterBusy is the Retry-After of a 503, in seconds.
+const retryAfterBusy = "5"
 
 var internalError = views.ErrorView{Status: http.StatusInternalServerError, Title: "Something went wrong",
 	Message: "Kozmic could not finish this request. The problem has been logged; try again in a moment."}
@@ -43,12 +47,15 @@ var errorKinds = []struct {
 		Message: "The request body is larger than Kozmic accepts."}},
 	{errBadRequest, views.ErrorView{Status: http.StatusBadRequest, Title: "Malformed request",
 		Message: "The request body could not be read as what it claims to be."}},
+	{errBusy, views.ErrorView{Status: http.StatusServiceUnavailable, Title: "Too busy",
+		Message: "Kozmic is receiving as much as it takes at once. Try again in a moment."}},
 }
 
 // fail answers a request that went wrong: store.ErrNotFound (and unknown
 // routes) with 404, store.ErrConflict with 409, store.ErrInvalid with 422,
-// the handlers' own errUnauthorized, errForbidden, errTooLarge and
-// errBadRequest with 401, 403, 413 and 400, and anything else with 500 after logging it. Pages get the
+// the handlers' own errUnauthorized, errForbidden, errTooLarge,
+// errBadRequest and errBusy with 401, 403, 413, 400 and 503 (saying
+// Retry-After), and anything else with 500 after logging it. Pages get the
 // friendly error page, API routes a JSON {"error": …}. Neither shows err's
 // text.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -63,6 +70,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	if v.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfterBusy)
+	}
 	if isAPI(r) {
 		writeJSON(w, v.Status, map[string]string{"error": v.Message})
 		return

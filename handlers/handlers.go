@@ -5,6 +5,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -56,6 +57,9 @@ type Deps struct {
 	// Heartbeat is how often an idle log stream says it is alive, so that
 	// proxies keep it open; 0 means every 15 seconds.
 	Heartbeat time.Duration
+	// WebhookBudget bounds the bytes of webhook bodies being received at
+	// once, across all requests; 0 means 64 MiB.
+	WebhookBudget int64
 }
 
 // defaultHeartbeat is Deps.Heartbeat when it is not set.
@@ -75,8 +79,10 @@ type Handler struct {
 	metrics      Metrics      // nil: none
 	metricsToken string       // the bearer token /metrics requires; "": none
 	heartbeat    time.Duration
-	mux          *http.ServeMux
-	serve        http.Handler // mux behind sessions and cross-origin protection
+	// webhookBudget bounds the webhook bodies held at once.
+	webhookBudget *byteBudget
+	mux           *http.ServeMux
+	serve         http.Handler // mux behind sessions and cross-origin protection
 }
 
 // New returns the server's HTTP handler.
@@ -100,6 +106,7 @@ func New(d Deps) *Handler {
 	if h.heartbeat = d.Heartbeat; h.heartbeat == 0 {
 		h.heartbeat = defaultHeartbeat
 	}
+	h.webhookBudget = &byteBudget{left: cmp.Or(d.WebhookBudget, defaultWebhookBudget)}
 	h.routes()
 	// Every state change needs a same-origin request; webhooks are signed instead.
 	cop := http.NewCrossOriginProtection()

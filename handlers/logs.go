@@ -181,7 +181,28 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	}
 	var head bytes.Buffer
 	views.JobHead(v).Render(ctx, &head)
-	send("event: end\ndata: " + strings.ReplaceAll(head.String(), "\n", "") + "\n\n")
+	send(sseMessage("", "end", head.String()))
+}
+
+// sseLineBreaks are what ends a line of an event stream.
+var sseLineBreaks = strings.NewReplacer("\r\n", "\n", "\r", "\n")
+
+// sseMessage is one server-sent event of type event with the id id (none
+// if "") and the data data, which goes out as one data line per line of it:
+// a \r or \n in data, wherever it comes from (a ref or an error in the job
+// head, say), ends a data line and can never start a field of its own. A
+// browser joins the data lines with \n again, which HTML ignores.
+func sseMessage(id, event, data string) string {
+	var b strings.Builder
+	if id != "" {
+		b.WriteString("id: " + id + "\n")
+	}
+	b.WriteString("event: " + event + "\n")
+	for line := range strings.SplitSeq(sseLineBreaks.Replace(data), "\n") {
+		b.WriteString("data: " + line + "\n")
+	}
+	b.WriteString("\n")
+	return b.String()
 }
 
 // parseEventID reads "offset:line"; anything else starts at the beginning.
@@ -240,5 +261,5 @@ func (l *lineRenderer) line(b *strings.Builder, raw []byte) {
 
 // event wraps rendered lines as one server-sent event whose id resumes after them.
 func (l *lineRenderer) event(htmlLines string) string {
-	return fmt.Sprintf("id: %d:%d\nevent: line\ndata: %s\n\n", l.pos, l.next, htmlLines)
+	return sseMessage(fmt.Sprintf("%d:%d", l.pos, l.next), "line", htmlLines)
 }

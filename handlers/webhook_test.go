@@ -9,12 +9,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"kozmic/gh"
@@ -125,6 +127,21 @@ func forgeHeaders(forge, event, delivery string, secret, body []byte) http.Heade
 	return h
 }
 
+// withField returns the JSON object body with its top-level field name set to value.
+func withField(t testing.TB, body []byte, name, value string) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	m[name] = value
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func rows(t testing.TB, db *store.DB, projectID int64) (builds int) {
 	t.Helper()
 	bs, err := db.Builds(context.Background(), projectID, store.BuildQuery{})
@@ -215,6 +232,9 @@ func TestWebhookFixtures(t *testing.T) {
 }
 
 // Forged, unsigned and misdirected webhooks are refused before anything is written.
+// Refused webhooks answer their status and write no build: bad signatures, an
+// unknown project, malformed or oversize bodies, and SHAs or refs git would
+// not take as such.
 func TestWebhookRefusals(t *testing.T) {
 	s := newTestServer(t)
 	p, other := webhookProjects(t, s.db)
@@ -238,6 +258,10 @@ func TestWebhookRefusals(t *testing.T) {
 		{"unknown project", 9999, "push", body, testSecret, "", 404},
 		{"malformed JSON", p.ID, "push", []byte(`{"ref": "refs/heads/main", "after": `), testSecret, "", 400},
 		{"oversize", p.ID, "push", bytes.Repeat([]byte(" "), maxWebhookBytes+1), testSecret, "", 413},
+		{"SHA that reads as an option", p.ID, "push", withField(t, body, "after", "--orphan=pwn"), testSecret, "", 400},
+		{"ref name a..b", p.ID, "push", withField(t, body, "ref", "refs/heads/a..b"), testSecret, "", 400},
+		{"ref with a carriage return", p.ID, "push", withField(t, body, "ref", "refs/heads/a\rid: 1"), testSecret, "", 400},
+		{"ref that is not under refs/", p.ID, "push", withField(t, body, "ref", "main"), testSecret, "", 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -374,5 +398,96 @@ func TestWebhookSharedCorpus(t *testing.T) {
 		if jobs, err := s.db.Jobs(ctx, b.ID); err != nil || len(jobs) != 1 {
 			t.Errorf("build #%d: %d jobs, %v; want 1", i+1, len(jobs), err)
 		}
+	}
+}
+
+// readRecorder is a request body that records whether anything read it.
+type readRecorder struct {
+	r    io.Reader
+	read atomic.Bool
+}
+
+func (rr *readRecorder) Read(p []byte) (int, error) {
+	rr.read.Store(true)
+	return rr.r.Read(p)
+}
+
+// A webhook to a project that does not exist is 404 before a byte of its
+// body is read, whether it declares its length or not.
+func TestWebhookUnknownProjectBodyIsNeverRead(t *testing.T) {
+	s := newTestServer(t)
+	body := readFixture(t, "push_with-new-branch.json")
+	for _, length := range []int64{int64(len(body)), -1} {
+		rr := &readRecorder{r: bytes.NewReader(body)}
+		r := httptest.NewRequest(http.MethodPost, "/webhooks/9999", rr)
+		r.ContentLength = length
+		r.Header.Set("X-GitHub-Event", "push")
+		r.Header.Set("X-Hub-Signature-256", gh.Sign([]byte(testSecret), body))
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, r)
+		if rec.Code != 404 || rr.read.Load() {
+			t.Errorf("length %d: status %d, body read: %v; want 404 unread", length, rec.Code, rr.read.Load())
+		}
+	}
+}
+
+// While webhook bodies being received fill Deps.WebhookBudget, another
+// body, of declared length or not, is 503 with Retry-After; when the first
+// is done its bytes are free again and the same delivery succeeds.
+func TestWebhookBodiesBeyondTheBudgetAre503(t *testing.T) {
+	const budget = 1 << 20
+	s := newTestServerWith(t, true, func(d *Deps) { d.WebhookBudget = budget })
+	p, _ := webhookProjects(t, s.db)
+	// Trailing spaces keep the JSON valid and make each body 70% of the budget.
+	body := readFixture(t, "push_with-new-branch.json")
+	body = append(body, bytes.Repeat([]byte(" "), budget*7/10-len(body))...)
+	request := func(body io.Reader, length int64, delivery string) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/webhooks/%d", p.ID), body)
+		r.ContentLength = length
+		r.Header.Set("X-GitHub-Event", "push")
+		r.Header.Set("X-GitHub-Delivery", delivery)
+		return r
+	}
+	signature := gh.Sign([]byte(testSecret), body)
+
+	// The first delivery is half sent: its declared length is reserved.
+	pr, pw := io.Pipe()
+	first := request(pr, int64(len(body)), "first")
+	first.Header.Set("X-Hub-Signature-256", signature)
+	firstDone := make(chan int)
+	go func() {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, first)
+		firstDone <- rec.Code
+	}()
+	// A pipe write returns once the handler has read it, after reserving.
+	if _, err := pw.Write(body[:1024]); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, length := range []int64{int64(len(body)), -1} {
+		r := request(bytes.NewReader(body), length, "second")
+		r.Header.Set("X-Hub-Signature-256", signature)
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, r)
+		if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
+			t.Errorf("length %d beyond the budget: %d, Retry-After %q; want 503 with Retry-After", length, rec.Code, rec.Header().Get("Retry-After"))
+		}
+	}
+
+	if _, err := pw.Write(body[1024:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if code := <-firstDone; code != 201 {
+		t.Fatalf("the first delivery: %d, want 201", code)
+	}
+	if left := s.webhookBudget.left; left != budget {
+		t.Errorf("budget left after every request ended: %d, want %d", left, budget)
+	}
+	// Another commit, so that the retried delivery makes a build of its own.
+	body = withField(t, body, "after", strings.Repeat("b", 40))
+	if code, out := deliver(t, s, p.ID, "push", body, testSecret, "", "second"); code != 201 {
+		t.Errorf("the second delivery, retried: %d %v", code, out)
 	}
 }

@@ -38,6 +38,7 @@ var WebhookResults = []string{
 	"unauthorized", // 401: a missing or wrong signature
 	"malformed",    // 400: a body that cannot be read
 	"too_large",    // 413: a body over the limit
+	"busy",         // 503: webhook bodies in flight fill their budget
 	"not_found",    // 404: no such project
 	"error",        // 500: Kozmic failed
 }
