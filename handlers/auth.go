@@ -88,6 +88,14 @@ func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		addr = r.RemoteAddr
 	}
+	// No account has a name this long: it is refused before it costs a
+	// limiter key or a password hash.
+	if len(name) > maxUsernameLen {
+		h.log.WarnContext(ctx, "failed sign-in", "username", clip(name), "addr", addr)
+		v.Username, v.Error = clip(name), "Wrong username or password."
+		h.render(w, r, http.StatusUnauthorized, views.LoginPage(v))
+		return
+	}
 	account := limitKey{"user:" + strings.ToLower(name), failuresPerUser}
 	keys := []limitKey{account, {"addr:" + addr, failuresPerAddr}}
 	if wait := h.logins.wait(keys...); wait > 0 {
@@ -104,7 +112,7 @@ func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	// real one: the answer's timing does not tell which names exist.
 	if !password.Matches(u.PasswordHash, r.PostFormValue("password")) {
 		h.logins.failed(keys...)
-		h.log.WarnContext(r.Context(), "failed sign-in", "username", name, "addr", addr)
+		h.log.WarnContext(r.Context(), "failed sign-in", "username", clip(name), "addr", addr)
 		v.Error = "Wrong username or password."
 		h.render(w, r, http.StatusUnauthorized, views.LoginPage(v))
 		return

@@ -76,7 +76,7 @@ type Handler struct {
 	metricsToken string       // the bearer token /metrics requires; "": none
 	heartbeat    time.Duration
 	mux          *http.ServeMux
-	serve        http.Handler // mux behind sessions and cross-origin protection
+	serve        http.Handler // mux behind sessions, cross-origin protection and form limits
 }
 
 // New returns the server's HTTP handler.
@@ -104,7 +104,7 @@ func New(d Deps) *Handler {
 	// Every state change needs a same-origin request; webhooks are signed instead.
 	cop := http.NewCrossOriginProtection()
 	cop.AddInsecureBypassPattern("POST /webhooks/{projectID}")
-	h.serve = securityHeaders(contentSecurityPolicy(d.GitHubURL), sm.LoadAndSave(cop.Handler(sessionLoaded(h.mux))))
+	h.serve = securityHeaders(contentSecurityPolicy(d.GitHubURL), sm.LoadAndSave(cop.Handler(sessionLoaded(h.limitForms(h.mux)))))
 	return h
 }
 
