@@ -75,7 +75,8 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 // localLogin signs a local user in with their username and password; it
 // exists only where GitHub login is not set up. Failed attempts are counted
 // per username and per client address: past the limit every attempt is
-// refused (429) for a while, the right password too.
+// refused (429) for a while, the right password too. A username longer
+// than maxUsernameLen is refused (401) without being counted.
 func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	if h.github.Enabled() {
 		h.fail(w, r, errNoSuchRoute)
