@@ -75,7 +75,8 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 // localLogin signs a local user in with their username and password; it
 // exists only where GitHub login is not set up. Failed attempts are counted
 // per username and per client address: past the limit every attempt is
-// refused (429) for a while, the right password too.
+// refused (429) for a while, the right password too. A username longer
+// than maxUsernameLen is refused (401) without being counted.
 func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	if h.github.Enabled() {
 		h.fail(w, r, errNoSuchRoute)
@@ -87,6 +88,14 @@ func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	addr, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		addr = r.RemoteAddr
+	}
+	// No account has a name this long: it is refused before it costs a
+	// limiter key or a password hash.
+	if len(name) > maxUsernameLen {
+		h.log.WarnContext(ctx, "failed sign-in", "username", clip(name), "addr", addr)
+		v.Username, v.Error = clip(name), "Wrong username or password."
+		h.render(w, r, http.StatusUnauthorized, views.LoginPage(v))
+		return
 	}
 	account := limitKey{"user:" + strings.ToLower(name), failuresPerUser}
 	keys := []limitKey{account, {"addr:" + addr, failuresPerAddr}}
@@ -104,7 +113,7 @@ func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	// real one: the answer's timing does not tell which names exist.
 	if !password.Matches(u.PasswordHash, r.PostFormValue("password")) {
 		h.logins.failed(keys...)
-		h.log.WarnContext(r.Context(), "failed sign-in", "username", name, "addr", addr)
+		h.log.WarnContext(r.Context(), "failed sign-in", "username", clip(name), "addr", addr)
 		v.Error = "Wrong username or password."
 		h.render(w, r, http.StatusUnauthorized, views.LoginPage(v))
 		return

@@ -206,7 +206,7 @@ func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 		path += "?existing"
 	} else {
 		h.jobs.Enqueued()
-		h.log.InfoContext(r.Context(), "build run by hand", "project", p.ID, "build", b.Number, "ref", ref, "sha", sha, "by", user(r).Login())
+		h.log.InfoContext(r.Context(), "build run by hand", "project", p.ID, "build", b.Number, "ref", clip(ref), "sha", sha, "by", user(r).Login())
 	}
 	http.Redirect(w, r, path, http.StatusSeeOther)
 }

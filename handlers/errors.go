@@ -16,6 +16,7 @@ var (
 	errUnauthorized = errors.New("unauthorized")
 	errForbidden    = errors.New("forbidden")
 	errTooLarge     = errors.New("request body too large")
+	errFormTooLarge = errors.New("form too large")
 	errBadRequest   = errors.New("bad request")
 	errBusy         = errors.New("too busy")
 )
@@ -43,6 +44,8 @@ var errorKinds = []struct {
 		Message: "The request's signature or credentials are missing or wrong."}},
 	{errForbidden, views.ErrorView{Status: http.StatusForbidden, Title: "Not allowed",
 		Message: "Your role in this project does not allow that. Its owner or managers can."}},
+	{errFormTooLarge, views.ErrorView{Status: http.StatusRequestEntityTooLarge, Title: "Too large",
+		Message: "What you sent is larger than Kozmic accepts: 64 KiB for a form, 1 MiB for a hook with its scripts. Go back, shorten it and try again."}},
 	{errTooLarge, views.ErrorView{Status: http.StatusRequestEntityTooLarge, Title: "Too large",
 		Message: "The request body is larger than Kozmic accepts."}},
 	{errBadRequest, views.ErrorView{Status: http.StatusBadRequest, Title: "Malformed request",
@@ -53,9 +56,9 @@ var errorKinds = []struct {
 
 // fail answers a request that went wrong: store.ErrNotFound (and unknown
 // routes) with 404, store.ErrConflict with 409, store.ErrInvalid with 422,
-// the handlers' own errUnauthorized, errForbidden, errTooLarge,
-// errBadRequest and errBusy with 401, 403, 413, 400 and 503 (saying
-// Retry-After), and anything else with 500 after logging it. Pages get the
+// the handlers' own errUnauthorized, errForbidden, errFormTooLarge,
+// errTooLarge, errBadRequest and errBusy with 401, 403, 413, 413, 400 and
+// 503 (saying Retry-After), and anything else with 500 after logging it. Pages get the
 // friendly error page, API routes a JSON {"error": …}. Neither shows err's
 // text.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {

@@ -82,7 +82,7 @@ type Handler struct {
 	// webhookBudget bounds the webhook bodies held at once.
 	webhookBudget *byteBudget
 	mux           *http.ServeMux
-	serve         http.Handler // mux behind sessions and cross-origin protection
+	serve         http.Handler // mux behind sessions, cross-origin protection and form limits
 }
 
 // New returns the server's HTTP handler.
@@ -111,7 +111,7 @@ func New(d Deps) *Handler {
 	// Every state change needs a same-origin request; webhooks are signed instead.
 	cop := http.NewCrossOriginProtection()
 	cop.AddInsecureBypassPattern("POST /webhooks/{projectID}")
-	h.serve = securityHeaders(contentSecurityPolicy(d.GitHubURL), sm.LoadAndSave(cop.Handler(sessionLoaded(h.mux))))
+	h.serve = securityHeaders(contentSecurityPolicy(d.GitHubURL), sm.LoadAndSave(cop.Handler(sessionLoaded(h.limitForms(h.mux)))))
 	return h
 }
 

@@ -112,7 +112,7 @@ func (h *Handler) createProject(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, gh.ErrNotConnected) || errors.Is(err, gh.ErrNotAllowed):
 		h.fail(w, r, errors.Join(errForbidden, err))
 	case errors.As(err, &f):
-		h.log.WarnContext(r.Context(), "connect project to GitHub", "repo", r.PostFormValue("repo"), "err", err)
+		h.log.WarnContext(r.Context(), "connect project to GitHub", "repo", clip(r.PostFormValue("repo")), "err", err)
 		h.renderRepositories(w, r, nil, nil, time.Time{}, f.Msg)
 	case err != nil:
 		h.fail(w, r, err)

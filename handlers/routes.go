@@ -1,5 +1,14 @@
 package handlers
 
+// bodyLimits are the POST routes whose bodies limitForms does not cap at
+// formLimit: hooks carry scripts, and webhooks are not forms (0: their
+// handler bounds them).
+var bodyLimits = map[string]int64{
+	"POST /webhooks/{projectID}":       0,
+	"POST /projects/{id}/hooks":        hookFormLimit,
+	"POST /projects/{id}/hooks/{hook}": hookFormLimit,
+}
+
 // routes is the server's one route table.
 func (h *Handler) routes() {
 	h.mux.HandleFunc("GET /healthz", h.healthz)

@@ -1,0 +1,165 @@
+package handlers
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// countingReader is a request body of n bytes of a form's field, counting
+// what is read of it.
+type countingReader struct {
+	r    io.Reader
+	read int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.read += int64(n)
+	return n, err
+}
+
+// longestLogLine returns the length of the longest line the server logged.
+func longestLogLine(t *testing.T, s *testServer) int {
+	t.Helper()
+	longest := 0
+	sc := bufio.NewScanner(strings.NewReader(s.logs.String()))
+	sc.Buffer(nil, 64<<20)
+	for sc.Scan() {
+		longest = max(longest, len(sc.Text()))
+	}
+	return longest
+}
+
+func TestTenMegabyteSignInIsRefusedUnreadAndUnlogged(t *testing.T) {
+	s := newLocalTestServer(t)
+	body := &countingReader{r: io.MultiReader(strings.NewReader("password=x&username="), strings.NewReader(strings.Repeat("x", 10<<20)))}
+	req := httptest.NewRequest(http.MethodPost, "/login", body)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+
+	if rec.Code != http.StatusRequestEntityTooLarge || !strings.Contains(rec.Body.String(), "64 KiB for a form") {
+		t.Errorf("10 MB sign-in: %d\n%s", rec.Code, rec.Body)
+	}
+	if body.read > formLimit+1 {
+		t.Errorf("read %d bytes of the body, more than the %d cap", body.read, formLimit)
+	}
+	if n := longestLogLine(t, s); n > 1024 {
+		t.Errorf("longest log line: %d bytes", n)
+	}
+	if n := len(s.logins.failures); n != 0 {
+		t.Errorf("limiter keys after a refused body: %d", n)
+	}
+}
+
+func TestOverlongUsernameCostsNoLimiterKeyAndIsLoggedClipped(t *testing.T) {
+	s := newLocalTestServer(t)
+	localUser(t, s, "ann", "ann's password")
+	name := strings.Repeat("é", 8<<10) // 16 KiB, 48 KiB encoded: under the form cap
+	code, doc := login(newBrowser(t, s), name, "guess", "")
+	if code != http.StatusUnauthorized || !strings.Contains(doc.Find(`[role="alert"]`).Text(), "Wrong username or password.") {
+		t.Errorf("overlong username: %d", code)
+	}
+	if n := len(s.logins.failures); n != 0 {
+		t.Errorf("limiter keys after an overlong username: %d", n)
+	}
+	if !strings.Contains(s.logs.String(), "username="+clip(name)) {
+		t.Errorf("log does not name the clipped username:\n%s", s.logs)
+	}
+	if n := longestLogLine(t, s); n > 1024 {
+		t.Errorf("longest log line: %d bytes", n)
+	}
+	// A name at the cap is still an account's name.
+	if code, _ := login(newBrowser(t, s), "ann"+strings.Repeat(" ", maxUsernameLen), "ann's password", ""); code != http.StatusSeeOther {
+		t.Errorf("ann with trailing spaces: %d", code)
+	}
+}
+
+func TestHookFormsMayCarryAMegabyteOtherFormsSixtyFourKilobytes(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	hook := func(build string) int {
+		res, _ := b.do("POST", fmt.Sprintf("/projects/%d/hooks", p.ID), url.Values{"title": {"t"}, "image": {"golang:1.26"}, "build": {build}})
+		return res.StatusCode
+	}
+	if code := hook("#!/bin/sh\n" + strings.Repeat("# a long script\n", 32<<10)); code != http.StatusSeeOther {
+		t.Errorf("hook with a 512 KiB script: %d", code)
+	}
+	if code := hook(strings.Repeat("x", hookFormLimit)); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("hook over 1 MiB: %d", code)
+	}
+	res, page := b.do("POST", fmt.Sprintf("/projects/%d/secrets", p.ID), url.Values{"name": {"BIG"}, "value": {strings.Repeat("x", formLimit)}})
+	if res.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(page, "Go back, shorten it") {
+		t.Errorf("secret over 64 KiB: %d", res.StatusCode)
+	}
+	if secrets, _ := s.db.Secrets(t.Context(), p.ID); len(secrets) != 0 {
+		t.Errorf("secrets stored from a refused form: %d", len(secrets))
+	}
+}
+
+func TestLoginLimiterForgetsKeysAfterTheWindow(t *testing.T) {
+	l := newLoginLimiter()
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	l.now = func() time.Time { return now }
+	l.failed(limitKey{"user:ann", failuresPerUser}, limitKey{"addr:192.0.2.1", failuresPerAddr})
+	now = now.Add(loginWindow)
+	l.failed(limitKey{"user:bob", failuresPerUser})
+	if _, ok := l.failures["user:ann"]; ok || len(l.failures) != 1 {
+		t.Errorf("keys a window later: %v", l.failures)
+	}
+}
+
+func TestLoginLimiterStaysBoundedUnderAFloodOfKeysAndKeepsTrackedCounts(t *testing.T) {
+	l := newLoginLimiter()
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	l.now = func() time.Time { return now }
+	ann := limitKey{"user:ann", failuresPerUser}
+	for range failuresPerUser {
+		l.failed(ann)
+	}
+	for i := range 2 * loginLimiterSize {
+		now = now.Add(time.Millisecond)
+		k := limitKey{fmt.Sprintf("user:flood%d", i), failuresPerUser}
+		if l.wait(k) == 0 {
+			l.failed(k)
+		}
+		if len(l.failures) > loginLimiterSize {
+			t.Fatalf("after %d flood keys: %d tracked", i+1, len(l.failures))
+		}
+	}
+	if len(l.failures) != loginLimiterSize {
+		t.Errorf("tracked after the flood: %d", len(l.failures))
+	}
+	if l.wait(ann) == 0 {
+		t.Error("the flood reset ann's failures")
+	}
+	if w := l.wait(limitKey{"user:new", failuresPerUser}); w <= 0 || w > loginWindow {
+		t.Errorf("a new key while full waits %s", w)
+	}
+	// Once the first keys expire, new ones are tracked again.
+	now = now.Add(loginWindow)
+	if w := l.wait(limitKey{"user:new", failuresPerUser}); w != 0 {
+		t.Errorf("a new key a window later waits %s", w)
+	}
+}
+
+func TestClipCutsOnACharacterBoundary(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"ann", "ann"},
+		{strings.Repeat("a", maxLoggedLen), strings.Repeat("a", maxLoggedLen)},
+		{strings.Repeat("a", maxLoggedLen+1), strings.Repeat("a", maxLoggedLen) + "…"},
+		{"a" + strings.Repeat("é", maxLoggedLen), "a" + strings.Repeat("é", (maxLoggedLen-1)/2) + "…"},
+	} {
+		if got := clip(tc.in); got != tc.want {
+			t.Errorf("clip(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
