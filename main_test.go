@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alexedwards/scs/v2"
 	_ "modernc.org/sqlite"
 
 	"kozmic/internal/password"
@@ -542,11 +543,22 @@ func TestUserCommand(t *testing.T) {
 			t.Errorf("user %v: exit %d, %q; want 2 and %q", tt.args, code, errOut, tt.want)
 		}
 	}
+	db := openTestStore(t, dbPath, strings.Repeat("k", 40))
+	ann, _ := db.UserByUsername(ctx, "ann")
+	session, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), map[string]any{store.SessionUser: ann.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Sessions().CommitCtx(ctx, "ann's browser", session, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	if code, out, _ := user("changed password\r\n", "passwd", "ann"); code != 0 || out != "password of ann changed\n" {
 		t.Fatalf("passwd: exit %d, %q", code, out)
 	}
-	db := openTestStore(t, dbPath, strings.Repeat("k", 40))
-	ann, _ := db.UserByUsername(ctx, "ann")
+	if _, found, err := db.Sessions().FindCtx(ctx, "ann's browser"); found || err != nil {
+		t.Errorf("ann's session outlived the password change: %v %v", found, err)
+	}
+	ann, _ = db.UserByUsername(ctx, "ann")
 	bob, _ := db.UserByUsername(ctx, "bob")
 	if !ann.IsAdmin || bob.IsAdmin || !password.Matches(ann.PasswordHash, "changed password") || password.Matches(ann.PasswordHash, "first password") ||
 		!password.Matches(bob.PasswordHash, "another password") {

@@ -22,7 +22,7 @@ import (
 
 // Session keys.
 const (
-	sessionUser  = "user_id"
+	sessionUser  = store.SessionUser
 	sessionState = "oauth_state"
 	sessionNext  = "next"
 )
@@ -260,11 +260,32 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, http.StatusUnprocessableEntity, views.AccountPage(v))
 		return
 	}
+	// SetPasswordHash ends every session of the user, this one too: sign
+	// this browser in again under a new token.
 	if err := h.db.SetPasswordHash(r.Context(), u.ID, hash); err != nil {
 		h.fail(w, r, err)
 		return
 	}
+	if err := h.signIn(r.Context(), u); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	http.Redirect(w, r, "/account?password-changed", http.StatusSeeOther)
+}
+
+// signOutEverywhere ends every session of the user, this one included.
+func (h *Handler) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
+	u := user(r)
+	if err := h.db.Sessions().DeleteUserSessions(r.Context(), u.ID); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if err := h.sessions.Destroy(r.Context()); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.log.InfoContext(r.Context(), "signed out everywhere", "user", u.ID, "login", u.Login())
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
 // saveAccount sets the address failure notifications go to; empty turns

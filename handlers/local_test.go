@@ -166,3 +166,58 @@ func TestChangePassword(t *testing.T) {
 		t.Error("the new password does not work")
 	}
 }
+
+// A password change ends ann's session in every other browser; the
+// browser that changed it stays signed in.
+func TestPasswordChangeEndsOtherSessions(t *testing.T) {
+	s := newLocalTestServer(t)
+	localUser(t, s, "ann", "ann's password")
+	localUser(t, s, "bob", "bob's password")
+	here, there, bob := newBrowser(t, s), newBrowser(t, s), newBrowser(t, s)
+	for _, b := range []*browser{here, there} {
+		if code, _ := login(b, "ann", "ann's password", ""); code != 303 {
+			t.Fatalf("login: %d", code)
+		}
+	}
+	login(bob, "bob", "bob's password", "")
+	res, page := here.do("POST", "/account/password", url.Values{"current": {"ann's password"}, "new": {"a new password"}, "confirm": {"a new password"}})
+	if res.StatusCode != 303 {
+		t.Fatalf("change: %d\n%s", res.StatusCode, page)
+	}
+	if !signedIn(here) {
+		t.Error("the browser that changed the password was signed out")
+	}
+	if signedIn(there) {
+		t.Error("ann's other session still works after the password change")
+	}
+	if !signedIn(bob) {
+		t.Error("bob's session ended with ann's password change")
+	}
+}
+
+// Sign out everywhere ends every session of the user, the one that asked
+// too: even its old cookie, replayed, is refused.
+func TestSignOutEverywhereEndsAllSessions(t *testing.T) {
+	s := newLocalTestServer(t)
+	localUser(t, s, "ann", "ann's password")
+	here, there := newBrowser(t, s), newBrowser(t, s)
+	login(here, "ann", "ann's password", "")
+	login(there, "ann", "ann's password", "")
+	old := here.sessionCookie()
+	_, page := here.do("GET", "/account", nil)
+	if parse(t, page).Find(`form[action="/account/sessions/delete"][data-confirm] button`).Text() != "Sign out everywhere" {
+		t.Fatal("no confirmed Sign out everywhere form on the account page")
+	}
+	res, _ := here.do("POST", "/account/sessions/delete", url.Values{})
+	if res.StatusCode != 303 || res.Header.Get("Location") != "/login" {
+		t.Fatalf("sign out everywhere: %d %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	if signedIn(here) || signedIn(there) {
+		t.Errorf("still signed in: here %v, there %v", signedIn(here), signedIn(there))
+	}
+	replay := newBrowser(t, s)
+	replay.header.Set("Cookie", "kozmic_session="+old)
+	if signedIn(replay) {
+		t.Error("the old session cookie still signs in")
+	}
+}

@@ -1640,7 +1640,7 @@ func TestPageAccount(t *testing.T) {
 // A local account's page also changes its password.
 func TestPageLocalAccount(t *testing.T) {
 	_, b := signInLocal(t, newLocalTestServer(t), "ann")
-	for _, tt := range []struct{ query, flash string }{{"", ""}, {"?password-changed", "Password changed."}} {
+	for _, tt := range []struct{ query, flash string }{{"", ""}, {"?password-changed", "Password changed. Your other sessions were signed out."}} {
 		where := "account" + tt.query
 		doc, body := fetchPage(t, b, "/account"+tt.query, 200)
 		checkSignedIn(t, where, doc, "ann")

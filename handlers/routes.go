@@ -25,6 +25,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("GET /account", h.requireUser(h.account))
 	h.mux.HandleFunc("POST /account", h.requireUser(h.saveAccount))
 	h.mux.HandleFunc("POST /account/password", h.requireUser(h.changePassword))
+	h.mux.HandleFunc("POST /account/sessions/delete", h.requireUser(h.signOutEverywhere))
 
 	h.mux.HandleFunc("GET /repositories", h.requireUser(h.repositories))
 	h.mux.HandleFunc("POST /repositories/sync", h.requireUser(h.syncRepositories))

@@ -107,9 +107,10 @@ type Runner struct {
 	busy atomic.Int32
 	down atomic.Bool // the Docker engine did not answer the last ping
 
+	// mu guards active, and makes a claim and the job's registration one
+	// step as Cancel sees it (see claim).
 	mu     sync.Mutex
 	active map[int64]context.CancelCauseFunc // running jobs
-	early  map[int64]string                  // canceled between claim and start: by whom
 
 	pullMu sync.Mutex
 	pulls  map[string]*pullState
@@ -129,7 +130,7 @@ func New(cfg Config, st Store, dc *docker.Client, n Notifier, log *slog.Logger) 
 	cfg.defaults()
 	return &Runner{cfg: cfg, store: st, docker: dc, notify: n, log: log, logs: NewBroker(),
 		wake: make(chan struct{}, 1), active: map[int64]context.CancelCauseFunc{},
-		early: map[int64]string{}, pulls: map[string]*pullState{}}
+		pulls: map[string]*pullState{}}
 }
 
 // NewDockerClient connects to the Docker engine at host (a unix:// or
@@ -317,7 +318,7 @@ func (r *Runner) work(ctx context.Context) {
 			}
 			continue
 		}
-		ch, ok, err := r.store.ClaimJob(ctx)
+		ch, jobCtx, ok, err := r.claim(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -342,54 +343,67 @@ func (r *Runner) work(ctx context.Context) {
 		r.busy.Add(1)
 		r.changed(r.jobsCtx, ch)
 		r.jobStarted(ch.Job)
-		r.runJob(ch.Job)
+		r.runJob(jobCtx, ch.Job)
 		r.busy.Add(-1)
 	}
 }
 
-// runJob runs one claimed job to its end and records the result.
-func (r *Runner) runJob(job store.Job) {
-	ctx, cancel := context.WithCancelCause(r.jobsCtx)
-	defer cancel(nil)
+// claim takes the oldest enqueued job from the store and registers it as
+// active, with the context Cancel cancels, in one step under r.mu: Cancel
+// finds a job either active or not yet claimed, never claimed but unknown
+// to it, which it would mark canceled in the store while the job runs on.
+// ok is false when no job waits.
+func (r *Runner) claim(ctx context.Context) (store.JobChanged, context.Context, bool, error) {
 	r.mu.Lock()
-	by, canceledEarly := r.early[job.ID]
-	delete(r.early, job.ID)
-	if !canceledEarly {
-		r.active[job.ID] = cancel
+	defer r.mu.Unlock()
+	ch, ok, err := r.store.ClaimJob(ctx)
+	if err != nil || !ok {
+		return ch, nil, false, err
 	}
-	r.mu.Unlock()
+	jobCtx, cancel := context.WithCancelCause(r.jobsCtx)
+	r.active[ch.Job.ID] = cancel
+	return ch, jobCtx, true, nil
+}
+
+// runJob runs one claimed job to its end, records the result and
+// unregisters the job; ctx is the one claim registered.
+func (r *Runner) runJob(ctx context.Context, job store.Job) {
 	defer func() {
 		r.mu.Lock()
+		r.active[job.ID](nil) // release the job's context
 		delete(r.active, job.ID)
 		r.mu.Unlock()
 	}()
-	if canceledEarly {
-		r.finish(job.ID, result{status: store.JobError, message: canceled{by}.Error()})
-		return
-	}
-
-	run, err := r.store.JobRunOf(ctx, job.ID)
-	if err != nil {
-		r.log.Error("load job", "job", job.ID, "err", err)
-		r.finish(job.ID, result{status: store.JobError, message: "Kozmic could not load this job's definition."})
-		return
-	}
-	if run.Hook.ID == 0 {
-		r.finish(job.ID, result{status: store.JobError, message: "The hook of this job was deleted before it ran."})
-		return
-	}
-	secrets := make([]string, len(run.Secrets))
-	for i, s := range run.Secrets {
-		secrets[i] = s.Value
-	}
-	out := newJobLog(r.logStore(), r.logs, job.ID, r.cfg.MaxLogBytes, secrets, r.log)
-	res := r.runCheckedOut(ctx, run, out)
-	out.Close()
+	res := r.runLoaded(ctx, job.ID)
 	if errors.Is(context.Cause(ctx), errShutdown) {
 		r.logs.end(job.ID)
 		return // left running in the store: the next start recovers it
 	}
 	r.finish(job.ID, res)
+}
+
+// runLoaded loads a claimed job's definition and runs it. A job canceled
+// before it was loaded (while the notifier heard of its claim, say) ends
+// with the cancellation as its message and runs nothing.
+func (r *Runner) runLoaded(ctx context.Context, jobID int64) result {
+	run, err := r.store.JobRunOf(ctx, jobID)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			return result{status: store.JobError, message: cause.Error()}
+		}
+		r.log.Error("load job", "job", jobID, "err", err)
+		return result{status: store.JobError, message: "Kozmic could not load this job's definition."}
+	}
+	if run.Hook.ID == 0 {
+		return result{status: store.JobError, message: "The hook of this job was deleted before it ran."}
+	}
+	secrets := make([]string, len(run.Secrets))
+	for i, s := range run.Secrets {
+		secrets[i] = s.Value
+	}
+	out := newJobLog(r.logStore(), r.logs, jobID, r.cfg.MaxLogBytes, secrets, r.log)
+	defer out.Close()
+	return r.runCheckedOut(ctx, run, out)
 }
 
 // runCheckedOut clones the commit into a temporary directory and executes the job there.
@@ -474,21 +488,15 @@ func (r *Runner) Cancel(ctx context.Context, jobID int64, by string) error {
 		cancel(canceled{by})
 		return nil
 	}
+	// Not active: enqueued, finished, or left running by an earlier
+	// process; claim holds r.mu, so no worker takes it meanwhile.
 	ch, err := r.store.UpdateJob(ctx, jobID, store.JobUpdate{Status: store.JobError, Error: canceled{by}.Error()})
-	if err == nil {
-		r.logs.end(jobID)
-		r.changed(ctx, ch)
-		return nil
-	}
-	if !errors.Is(err, store.ErrConflict) {
+	if err != nil {
 		return err
 	}
-	// Claimed by a worker that has not registered it yet: it will see this.
-	if j, jerr := r.store.JobByID(ctx, jobID); jerr == nil && j.Status == store.JobRunning {
-		r.early[jobID] = by
-		return nil
-	}
-	return err
+	r.logs.end(jobID)
+	r.changed(ctx, ch)
+	return nil
 }
 
 // Restart enqueues a new attempt of a finished job; earlier attempts and

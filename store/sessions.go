@@ -2,15 +2,44 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"time"
+
+	"github.com/alexedwards/scs/v2"
 )
 
+// SessionUser is the session value that holds the signed-in user's id (an
+// int64); the store records it with the session, so that DeleteUserSessions
+// can find a user's sessions.
+const SessionUser = "user_id"
+
 // Sessions keeps web sessions in the sessions table; it is a store for
-// github.com/alexedwards/scs (its Store and CtxStore). Expiry is Unix
-// seconds; an expired session is never found.
+// github.com/alexedwards/scs (its Store and CtxStore), whose data it
+// decodes with scs's default codec to find SessionUser. A session is kept
+// under the SHA-256 hash of its token, never the token itself. Expiry is
+// Unix seconds; an expired session is never found.
 type Sessions struct{ db *DB }
+
+// tokenHash is the key a session token is stored under.
+func tokenHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// sessionUserOf is the user id in a session's data; nil (stored as NULL)
+// when nobody is signed in or the data is not scs's.
+func sessionUserOf(b []byte) any {
+	_, values, err := scs.GobCodec{}.Decode(b)
+	if err != nil {
+		return nil
+	}
+	if id, ok := values[SessionUser].(int64); ok && id != 0 {
+		return id
+	}
+	return nil
+}
 
 // Sessions returns the session store.
 func (db *DB) Sessions() Sessions { return Sessions{db: db} }
@@ -20,8 +49,8 @@ func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 // FindCtx returns a live session's data.
 func (s Sessions) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
 	var b []byte
-	err := s.db.read.QueryRowContext(ctx, `SELECT data FROM sessions WHERE token = ? AND expiry > ?`,
-		token, unixSeconds(s.db.now())).Scan(&b)
+	err := s.db.read.QueryRowContext(ctx, `SELECT data FROM sessions WHERE token_hash = ? AND expiry > ?`,
+		tokenHash(token), unixSeconds(s.db.now())).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -31,11 +60,13 @@ func (s Sessions) FindCtx(ctx context.Context, token string) ([]byte, bool, erro
 	return b, true, nil
 }
 
-// CommitCtx stores a session's data until expiry.
+// CommitCtx stores a session's data, and the user it is signed in as,
+// until expiry.
 func (s Sessions) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
 	return s.db.writeTx(ctx, func(tx txn) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (token, data, expiry) VALUES (?, ?, ?)
-			ON CONFLICT (token) DO UPDATE SET data = excluded.data, expiry = excluded.expiry`, token, b, unixSeconds(expiry))
+		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (token_hash, user_id, data, expiry) VALUES (?, ?, ?, ?)
+			ON CONFLICT (token_hash) DO UPDATE SET user_id = excluded.user_id, data = excluded.data, expiry = excluded.expiry`,
+			tokenHash(token), sessionUserOf(b), b, unixSeconds(expiry))
 		return wrap("commit session", err)
 	})
 }
@@ -43,9 +74,21 @@ func (s Sessions) CommitCtx(ctx context.Context, token string, b []byte, expiry 
 // DeleteCtx removes a session.
 func (s Sessions) DeleteCtx(ctx context.Context, token string) error {
 	return s.db.writeTx(ctx, func(tx txn) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE token = ?`, token)
+		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, tokenHash(token))
 		return wrap("delete session", err)
 	})
+}
+
+// DeleteUserSessions ends every session signed in as the user.
+func (s Sessions) DeleteUserSessions(ctx context.Context, userID int64) error {
+	return s.db.writeTx(ctx, func(tx txn) error {
+		return deleteUserSessions(ctx, tx, userID)
+	})
+}
+
+func deleteUserSessions(ctx context.Context, tx txn, userID int64) error {
+	_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID)
+	return wrap("delete user sessions", err)
 }
 
 // DeleteExpired removes every expired session and says how many there were.

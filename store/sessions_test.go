@@ -1,9 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"database/sql"
 	"testing"
 	"time"
+
+	"github.com/alexedwards/scs/v2"
 )
 
 func TestSessions(t *testing.T) {
@@ -33,5 +38,70 @@ func TestSessions(t *testing.T) {
 	}
 	if _, found, _ := s.Find("live"); found {
 		t.Error("deleted session found")
+	}
+}
+
+// A session is stored under the hash of its token, never the token, and
+// with its user, whose sessions DeleteUserSessions and a password change end.
+func TestSessionsAreStoredHashedAndEndedPerUser(t *testing.T) {
+	ctx := context.Background()
+	db := newTestDB(t)
+	s := db.Sessions()
+	ann, err := db.CreateLocalUser(ctx, "ann", "hash", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := db.CreateLocalUser(ctx, "bob", "hash", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func(token string, userID int64) {
+		t.Helper()
+		values := map[string]any{"next": "/"}
+		if userID != 0 {
+			values[SessionUser] = userID
+		}
+		b, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CommitCtx(ctx, token, b, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := func(token string) bool {
+		t.Helper()
+		_, found, err := s.FindCtx(ctx, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found
+	}
+	commit("ann-1", ann.ID)
+	commit("ann-2", ann.ID)
+	commit("bob-1", bob.ID)
+	commit("anonymous", 0)
+
+	var key []byte
+	var user sql.NullInt64
+	if err := db.read.QueryRow(`SELECT token_hash, user_id FROM sessions WHERE user_id = ? LIMIT 1`, bob.ID).Scan(&key, &user); err != nil {
+		t.Fatal(err)
+	}
+	if want := sha256.Sum256([]byte("bob-1")); !bytes.Equal(key, want[:]) || user.Int64 != bob.ID {
+		t.Errorf("stored key %x (user %v), want the SHA-256 hash of the token %x (user %d)", key, user, want, bob.ID)
+	}
+
+	if err := s.DeleteUserSessions(ctx, ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	if live("ann-1") || live("ann-2") || !live("bob-1") || !live("anonymous") {
+		t.Errorf("after DeleteUserSessions(ann): ann-1 %v ann-2 %v bob-1 %v anonymous %v",
+			live("ann-1"), live("ann-2"), live("bob-1"), live("anonymous"))
+	}
+	if err := db.SetPasswordHash(ctx, bob.ID, "another hash"); err != nil {
+		t.Fatal(err)
+	}
+	if live("bob-1") || !live("anonymous") {
+		t.Errorf("after bob's password change: bob-1 %v anonymous %v", live("bob-1"), live("anonymous"))
 	}
 }

@@ -172,13 +172,17 @@ func (db *DB) LocalUsers(ctx context.Context) ([]User, error) {
 		`SELECT `+userColumns+` FROM users WHERE username IS NOT NULL ORDER BY username`)
 }
 
-// SetPasswordHash replaces a local user's password hash. A user without a
+// SetPasswordHash replaces a local user's password hash and ends every
+// session signed in as the user. A user without a
 // username (a GitHub user) is ErrNotFound: they have no password here.
 func (db *DB) SetPasswordHash(ctx context.Context, userID int64, hash string) error {
 	if hash == "" {
 		return invalid("a password is needed")
 	}
 	return db.writeTx(ctx, func(tx txn) error {
-		return execOne(ctx, tx, "set password", `UPDATE users SET password_hash = ? WHERE id = ? AND username IS NOT NULL`, hash, userID)
+		if err := execOne(ctx, tx, "set password", `UPDATE users SET password_hash = ? WHERE id = ? AND username IS NOT NULL`, hash, userID); err != nil {
+			return err
+		}
+		return deleteUserSessions(ctx, tx, userID)
 	})
 }

@@ -341,7 +341,7 @@ func AccountPage(v AccountView) templ.Component {
 					}
 				}
 				if v.PasswordChanged {
-					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 31, "<p class=\"flash flash-ok\" role=\"status\">Password changed.</p>")
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 31, "<p class=\"flash flash-ok\" role=\"status\">Password changed. Your other sessions were signed out.</p>")
 					if templ_7745c5c3_Err != nil {
 						return templ_7745c5c3_Err
 					}
@@ -350,6 +350,10 @@ func AccountPage(v AccountView) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
+			}
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 33, " <section class=\"panel\"><h2>Sessions</h2><form method=\"post\" action=\"/account/sessions/delete\" class=\"confirm\" data-confirm=\"Sign out of Kozmic in every browser, this one too?\"><p class=\"muted\">Ends every session of yours, in every browser, this one too.</p><button type=\"submit\">Sign out everywhere</button></form></section>")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
 			}
 			return nil
 		})
