@@ -58,7 +58,8 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 		var no *refusal
 		name, err = h.nonAdminProject(r.Context(), u, v.Name, v.GitURL)
 		if errors.As(err, &no) {
-			h.log.WarnContext(r.Context(), "project refused", "by", u.Login(), "name", clip(v.Name), "git_url", clip(v.GitURL), "status", no.status)
+			// Not the URL: it may hold a token.
+			h.log.WarnContext(r.Context(), "project refused", "by", u.Login(), "name", clip(v.Name), "status", no.status, "reason", no.msg)
 			refuseWith(no.status, no.msg)
 			return
 		}
