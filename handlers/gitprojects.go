@@ -59,7 +59,7 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 		name, err = h.nonAdminProject(r.Context(), u, v.Name, v.GitURL)
 		if errors.As(err, &no) {
 			// Not the URL: it may hold a token.
-			h.log.WarnContext(r.Context(), "project refused", "by", u.Login(), "name", clip(v.Name), "status", no.status, "reason", no.msg)
+			h.log.WarnContext(r.Context(), "project refused", "by", u.Login(), "name", clip(v.Name), "status", no.status, "reason", clip(no.msg))
 			refuseWith(no.status, no.msg)
 			return
 		}
