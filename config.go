@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"kozmic/internal/password"
 	"kozmic/store"
@@ -38,6 +39,14 @@ type Config struct {
 	GitHubClientID     string
 	GitHubClientSecret string
 	GitHubURL          *url.URL
+	// Who may sign in with GitHub: members of GitHubOrgs, the logins in
+	// GitHubUsers and the Admins, or with OpenSignup every GitHub account.
+	// Names are lower case (GitHub's are case-insensitive).
+	GitHubOrgs  []string
+	GitHubUsers []string
+	OpenSignup  bool
+	// Admins are the GitHub logins that are Kozmic admins, in lower case.
+	Admins []string
 
 	DockerHost        string
 	DockerCertPath    string // ca.pem, cert.pem and key.pem for an engine over TLS
@@ -120,6 +129,30 @@ var settings = []setting{
 		u, err := parseHTTPURL(v)
 		c.GitHubURL = u
 		return err
+	}},
+	{"KOZMIC_GITHUB_ORGS", "github-orgs", "", "GitHub organizations whose members may sign in, separated by commas.", func(c *Config, v string) (err error) {
+		c.GitHubOrgs, err = parseGitHubNames(c, v)
+		return err
+	}},
+	{"KOZMIC_GITHUB_USERS", "github-users", "", "GitHub logins that may sign in, separated by commas.", func(c *Config, v string) (err error) {
+		c.GitHubUsers, err = parseGitHubNames(c, v)
+		return err
+	}},
+	{"KOZMIC_ADMINS", "admins", "", "GitHub logins that are Kozmic admins (and may sign in), separated by commas.", func(c *Config, v string) (err error) {
+		c.Admins, err = parseGitHubNames(c, v)
+		return err
+	}},
+	{"KOZMIC_OPEN_SIGNUP", "open-signup", "false", "With GitHub, true lets every GitHub account sign in; without it, KOZMIC_GITHUB_ORGS or KOZMIC_GITHUB_USERS must say who may.", func(c *Config, v string) (err error) {
+		if c.OpenSignup, err = strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		switch {
+		case c.OpenSignup && !c.GitHubEnabled():
+			return errGitHubOff
+		case c.OpenSignup && len(c.GitHubOrgs)+len(c.GitHubUsers) > 0:
+			return errors.New("true lets every GitHub account in, which KOZMIC_GITHUB_ORGS and KOZMIC_GITHUB_USERS would narrow: set one or the other")
+		}
+		return nil
 	}},
 	{"KOZMIC_ADMIN_PASSWORD", "", "", "Without GitHub: the password of the `admin` user made at the first start (8 to 72 bytes). If unset, one is generated and printed once to the log.", func(c *Config, v string) error {
 		if v == "" {
@@ -268,6 +301,41 @@ var settings = []setting{
 
 var networkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
+// errGitHubOff refuses a GitHub sign-in setting while GitHub sign-in is off.
+var errGitHubOff = errors.New("is for GitHub sign-in, which is off while KOZMIC_GITHUB_CLIENT_ID is unset")
+
+// githubName is a GitHub login or organization name in lower case: letters,
+// digits, hyphens and (for managed users' logins) underscores, starting
+// with a letter or digit.
+var githubName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,99}$`)
+
+// parseGitHubNames reads a list of GitHub logins or organization names,
+// separated by commas or spaces, into lower case. A list is refused while
+// GitHub sign-in is off.
+func parseGitHubNames(c *Config, v string) ([]string, error) {
+	names := strings.FieldsFunc(strings.ToLower(v), func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	if len(names) > 0 && !c.GitHubEnabled() {
+		return nil, errGitHubOff
+	}
+	for _, n := range names {
+		if !githubName.MatchString(n) {
+			return nil, fmt.Errorf("%q is not a GitHub login or organization name", n)
+		}
+	}
+	return names, nil
+}
+
+// checkSignIn refuses a server whose GitHub sign-in would let every GitHub
+// account in without KOZMIC_OPEN_SIGNUP saying that is intended: anyone
+// who signs in may run jobs on this machine.
+func (c Config) checkSignIn() error {
+	if !c.GitHubEnabled() || c.OpenSignup || len(c.GitHubOrgs)+len(c.GitHubUsers) > 0 {
+		return nil
+	}
+	return &ConfigError{Setting: "KOZMIC_GITHUB_ORGS, KOZMIC_GITHUB_USERS", Err: errors.New("neither is set, so every GitHub account " +
+		"could sign in and run jobs here: name the organizations or logins that may, or set KOZMIC_OPEN_SIGNUP=true if an open server is intended")}
+}
+
 // ConfigError is a bad setting. Its text names the setting and what is wrong.
 type ConfigError struct {
 	Setting string
@@ -280,8 +348,10 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // parseConfig fills a Config for command cmd from its arguments and the
 // environment. It parses: it writes nothing, and reads no file (it only
 // looks that DOCKER_CERT_PATH holds its three), so the key file and the
-// database's directory are the commands' to check. Every failure is a
-// *ConfigError, or flag.ErrHelp for -h.
+// database's directory are the commands' to check. For serve it also
+// refuses GitHub sign-in open to everyone unless KOZMIC_OPEN_SIGNUP says
+// so (see checkSignIn). Every failure is a *ConfigError, or flag.ErrHelp
+// for -h.
 func parseConfig(cmd string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("kozmic "+cmd, flag.ContinueOnError)
 	fs.SetOutput(usage)
@@ -314,6 +384,12 @@ func parseConfig(cmd string, args []string, getenv func(string) string, usage io
 		}
 		if err := s.set(&c, v); err != nil {
 			return Config{}, &ConfigError{Setting: s.env, Err: err}
+		}
+	}
+	if cmd == "serve" {
+		// Only a server signs people in; the other commands work on its data.
+		if err := c.checkSignIn(); err != nil {
+			return Config{}, err
 		}
 	}
 	return c, nil

@@ -134,6 +134,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			log.Error("local accounts", "err", err)
 			return exitFailed
 		}
+	} else {
+		// Sign-ins keep admin rights in step with KOZMIC_ADMINS; this
+		// catches up with a changed list before anyone's next sign-in.
+		n, err := db.SetGitHubAdmins(ctx, cfg.Admins)
+		if err != nil {
+			log.Error("admins from KOZMIC_ADMINS", "err", err)
+			return exitFailed
+		}
+		if n > 0 {
+			log.Info("admins changed to follow KOZMIC_ADMINS", "users", n)
+		}
 	}
 	if err := serve(ctx, cfg, db, log); err != nil {
 		log.Error("serve", "err", err)
@@ -279,7 +290,8 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 		return err
 	}
 	github := gh.New(gh.Config{WebURL: cfg.GitHubURL, ClientID: cfg.GitHubClientID,
-		ClientSecret: cfg.GitHubClientSecret, BaseURL: cfg.BaseURL})
+		ClientSecret: cfg.GitHubClientSecret, BaseURL: cfg.BaseURL,
+		SignIn: gh.SignIn{Orgs: cfg.GitHubOrgs, Users: cfg.GitHubUsers, Admins: cfg.Admins, Open: cfg.OpenSignup}})
 	statuses := gh.NewStatuses(github, db, log)
 	postCtx, stopPosting := context.WithCancel(context.WithoutCancel(ctx))
 	posting := make(chan struct{})

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -177,6 +178,9 @@ func TestParseConfigValues(t *testing.T) {
 		"KOZMIC_GITHUB_CLIENT_ID":     "id",
 		"KOZMIC_GITHUB_CLIENT_SECRET": "secret",
 		"KOZMIC_GITHUB_URL":           "https://ghe.example.com",
+		"KOZMIC_GITHUB_ORGS":          "Acme, acme-labs",
+		"KOZMIC_GITHUB_USERS":         "Octocat",
+		"KOZMIC_ADMINS":               "MonaLisa,managed_user",
 		"DOCKER_HOST":                 "tcp://10.0.0.5:2376",
 		"KOZMIC_STALL_TIMEOUT":        "90s",
 		"KOZMIC_MAX_LOG_BYTES":        "512k",
@@ -197,7 +201,9 @@ func TestParseConfigValues(t *testing.T) {
 		c.GitHubURL.Host != "ghe.example.com" || c.DockerHost != "tcp://10.0.0.5:2376" ||
 		c.StallTimeout != 90*time.Second || c.MaxLogBytes != 512<<10 || c.JobNetwork != "none" ||
 		c.JobMemory != 2<<30 || c.JobCPUs != 1.5 || c.SMTPURL.Host != "mail.example.com:587" ||
-		c.MailFrom.Address != "ci@example.com" || c.EmailNotifications || c.LogFormat != "json" || c.LogLevel.String() != "DEBUG" {
+		c.MailFrom.Address != "ci@example.com" || c.EmailNotifications || c.LogFormat != "json" || c.LogLevel.String() != "DEBUG" ||
+		!slices.Equal(c.GitHubOrgs, []string{"acme", "acme-labs"}) || !slices.Equal(c.GitHubUsers, []string{"octocat"}) ||
+		!slices.Equal(c.Admins, []string{"monalisa", "managed_user"}) || c.OpenSignup {
 		t.Errorf("config = %+v", c)
 	}
 }
@@ -241,6 +247,15 @@ func TestParseConfigErrors(t *testing.T) {
 		{nil, []string{"-workers", "-1"}, "KOZMIC_WORKERS"}, // a bad flag names the setting too
 		{map[string]string{"KOZMIC_ADMIN_PASSWORD": "short"}, nil, "KOZMIC_ADMIN_PASSWORD"},
 		{map[string]string{"KOZMIC_ADMIN_PASSWORD": "long enough", "KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "s"}, nil, "KOZMIC_ADMIN_PASSWORD"},
+		{map[string]string{"KOZMIC_GITHUB_ORGS": "acme"}, nil, "KOZMIC_GITHUB_ORGS"}, // without GitHub
+		{map[string]string{"KOZMIC_ADMINS": "ann"}, nil, "KOZMIC_ADMINS"},
+		{map[string]string{"KOZMIC_OPEN_SIGNUP": "true"}, nil, "KOZMIC_OPEN_SIGNUP"},
+		{map[string]string{"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "s", "KOZMIC_GITHUB_USERS": "-ann"}, nil, "KOZMIC_GITHUB_USERS"},
+		{map[string]string{"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "s", "KOZMIC_GITHUB_ORGS": "acme/labs"}, nil, "KOZMIC_GITHUB_ORGS"},
+		{map[string]string{"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "s", "KOZMIC_GITHUB_USERS": "ann", "KOZMIC_ADMINS": "b@d"}, nil, "KOZMIC_ADMINS"},
+		{map[string]string{"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "s", "KOZMIC_OPEN_SIGNUP": "maybe"}, nil, "KOZMIC_OPEN_SIGNUP"},
+		{map[string]string{"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "s", "KOZMIC_GITHUB_USERS": "ann", "KOZMIC_OPEN_SIGNUP": "true"}, nil, "KOZMIC_OPEN_SIGNUP"},
+		{map[string]string{"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "s"}, nil, "KOZMIC_GITHUB_ORGS, KOZMIC_GITHUB_USERS"},
 		{map[string]string{"DOCKER_CERT_PATH": "/no/such/dir"}, nil, "DOCKER_CERT_PATH"},
 		{map[string]string{"KOZMIC_SHUTDOWN_GRACE": "soon"}, nil, "KOZMIC_SHUTDOWN_GRACE"},
 		{nil, []string{"-no-such-flag"}, "arguments"},
@@ -274,6 +289,82 @@ func TestRunVersionAndUsage(t *testing.T) {
 	}
 	if code, _, errOut := runKozmic(ctx, []string{"serve", "-h"}, env(t, nil)); code != 0 || !strings.Contains(errOut, "KOZMIC_STALL_TIMEOUT") {
 		t.Errorf("-h: exit %d, usage %q", code, errOut)
+	}
+}
+
+// With GitHub sign-in set up, a server that does not say who may sign in
+// would admit every GitHub account to run jobs on this machine: it refuses
+// to start (exit 2, one line naming the settings, no database made) unless
+// an allowlist is given or KOZMIC_OPEN_SIGNUP declares an open server. The
+// other commands, which sign nobody in, still work.
+func TestServerRefusesOpenGitHubSignupUnlessDeclared(t *testing.T) {
+	github := map[string]string{"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "secret",
+		"KOZMIC_DATABASE": filepath.Join(t.TempDir(), "k.db"), "KOZMIC_SECRET_KEY": strings.Repeat("k", 32), "KOZMIC_ADDR": "127.0.0.1:0"}
+	// Ended from the start: a server that did start stops at once.
+	ended, end := context.WithCancel(context.Background())
+	end()
+	code, _, errOut := runKozmic(ended, []string{"serve"}, env(t, github))
+	if code != 2 || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "kozmic: KOZMIC_GITHUB_ORGS, KOZMIC_GITHUB_USERS: ") ||
+		!strings.Contains(errOut, "KOZMIC_OPEN_SIGNUP=true") {
+		t.Errorf("serve with open GitHub sign-in: exit %d, %q; want 2 and one line naming the settings", code, errOut)
+	}
+	if _, err := os.Stat(github["KOZMIC_DATABASE"]); !os.IsNotExist(err) {
+		t.Errorf("the refused server made its database (%v)", err)
+	}
+	if code, _, errOut := runKozmic(context.Background(), []string{"migrate"}, env(t, github)); code != 0 {
+		t.Errorf("migrate: exit %d, %s", code, errOut)
+	}
+	for _, declared := range []map[string]string{{"KOZMIC_OPEN_SIGNUP": "true"}, {"KOZMIC_GITHUB_USERS": "octocat"}, {"KOZMIC_GITHUB_ORGS": "acme"}} {
+		kv := maps.Clone(github)
+		maps.Copy(kv, declared)
+		c, err := parseConfig("serve", nil, env(t, kv), io.Discard)
+		if err != nil || !c.GitHubEnabled() {
+			t.Errorf("%v: %v", declared, err)
+		}
+	}
+}
+
+// A server starting with GitHub sign-in makes admins of exactly the logins
+// in KOZMIC_ADMINS: someone taken off the list loses admin rights at once,
+// not only at their next sign-in, while their session may still be open.
+func TestServerStartAppliesKozmicAdmins(t *testing.T) {
+	key := strings.Repeat("s", 40)
+	kv := map[string]string{"KOZMIC_DATABASE": filepath.Join(t.TempDir(), "k.db"), "KOZMIC_SECRET_KEY": key,
+		"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "secret", "KOZMIC_GITHUB_ORGS": "acme",
+		"KOZMIC_ADMINS": "Hubot", "KOZMIC_ADDR": freeAddr(t), "DOCKER_HOST": "tcp://127.0.0.1:1"}
+	if code, _, errOut := runKozmic(context.Background(), []string{"migrate"}, env(t, kv)); code != 0 {
+		t.Fatalf("migrate: exit %d, %s", code, errOut)
+	}
+	db := openTestStore(t, kv["KOZMIC_DATABASE"], key)
+	ctx := context.Background()
+	octocat, _ := db.UpsertGitHubUser(ctx, store.GitHubUser{ID: 1, Login: "octocat", IsAdmin: true})
+	hubot, _ := db.UpsertGitHubUser(ctx, store.GitHubUser{ID: 2, Login: "hubot"})
+	db.Close()
+
+	serving, stop := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := runKozmic(serving, nil, env(t, kv))
+		done <- code
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if res, err := http.Get("http://" + kv["KOZMIC_ADDR"] + "/healthz"); err == nil {
+			res.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server never answered")
+		}
+	}
+	stop()
+	if code := <-done; code != 0 {
+		t.Errorf("serve: exit %d", code)
+	}
+	db = openTestStore(t, kv["KOZMIC_DATABASE"], key)
+	o, _ := db.UserByID(ctx, octocat.ID)
+	h, _ := db.UserByID(ctx, hubot.ID)
+	if o.IsAdmin || !h.IsAdmin {
+		t.Errorf("after the start: octocat admin %v, hubot admin %v; want false, true", o.IsAdmin, h.IsAdmin)
 	}
 }
 

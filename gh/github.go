@@ -20,6 +20,19 @@ type Config struct {
 	ClientSecret string
 	// BaseURL is Kozmic's public address, for OAuth callbacks and links.
 	BaseURL *url.URL
+	// SignIn says who may sign in and which of them are Kozmic admins.
+	SignIn SignIn
+}
+
+// SignIn is who may sign in with GitHub: the active members of Orgs, the
+// logins in Users and the Admins, or with Open every GitHub account. Names
+// are compared without regard to case, as GitHub compares them. The zero
+// SignIn admits nobody.
+type SignIn struct {
+	Orgs, Users []string
+	// Admins are the logins that are Kozmic admins.
+	Admins []string
+	Open   bool
 }
 
 // GitHub makes API clients and runs the OAuth flow against one GitHub.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 
 	"kozmic/git"
@@ -18,6 +19,9 @@ var (
 	ErrNotConnected = errors.New("the account is not connected to GitHub")
 	// ErrNotAllowed means the user's role in the project does not allow the step.
 	ErrNotAllowed = errors.New("not allowed")
+	// ErrNoAdminRights means the user may not administer the repository
+	// on GitHub, or GitHub does not show it to them.
+	ErrNoAdminRights = errors.New("no admin rights on the repository")
 )
 
 // Failure is a step that GitHub refused or Kozmic could not finish, with
@@ -128,8 +132,7 @@ func (ps *Projects) Create(ctx context.Context, userID int64, fullName string) (
 		return store.Project{}, refused(err)
 	}
 	if !repo.Admin {
-		return store.Project{}, &Failure{Msg: "Only someone with admin rights on " + repo.FullName + " can make it a project.",
-			Err: fmt.Errorf("no admin rights on %s", repo.FullName)}
+		return store.Project{}, noAdminRights(repo.FullName)
 	}
 	p, err := ps.db.ProjectByGitHubID(ctx, repo.ID)
 	created := false
@@ -161,6 +164,35 @@ func (ps *Projects) Create(ctx context.Context, userID int64, fullName string) (
 		ps.log.WarnContext(ctx, "sync members of new project", "project", p.ID, "err", err)
 	}
 	return p, nil
+}
+
+// noAdminRights is the Failure of a user without admin rights on fullName.
+func noAdminRights(fullName string) *Failure {
+	return &Failure{Msg: "Only someone with admin rights on " + fullName + " can make it a project.",
+		Err: fmt.Errorf("%w: %s", ErrNoAdminRights, fullName)}
+}
+
+// Administers returns nil when the user may administer the GitHub
+// repository fullName, as GitHub tells it with their token now.
+//
+// Errors: ErrNotConnected; a *Failure wrapping ErrNoAdminRights when they
+// may not, or GitHub shows them no such repository; another *Failure when
+// GitHub could not answer.
+func (ps *Projects) Administers(ctx context.Context, userID int64, fullName string) error {
+	token, err := ps.token(ctx, userID)
+	if err != nil {
+		return err
+	}
+	repo, err := ps.gh.Repo(ctx, token, fullName)
+	switch {
+	case statusCode(err) == http.StatusNotFound:
+		return noAdminRights(fullName)
+	case err != nil:
+		return refused(err)
+	case !repo.Admin:
+		return noAdminRights(repo.FullName)
+	}
+	return nil
 }
 
 // connect ensures the project's webhook and, for a private repository, its

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/google/go-github/v60/github"
+
+	"kozmic/git"
 )
 
 // Repo is a GitHub repository as Kozmic needs it, with the permissions of
@@ -33,6 +36,25 @@ func splitName(fullName string) (owner, repo string, err error) {
 		return "", "", fmt.Errorf("%q is not owner/name", fullName)
 	}
 	return owner, repo, nil
+}
+
+// repoPart is an owner or repository name as GitHub allows it.
+var repoPart = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// RepoOfURL returns the full name (owner/name) of the repository on this
+// GitHub that gitURL names, such as https://github.com/owner/name.git or
+// git@github.com:owner/name, if it names one: its host is this GitHub's
+// and its path is exactly an owner and a name.
+func (g *GitHub) RepoOfURL(gitURL string) (string, bool) {
+	host, path, ok := git.RemoteHostPath(gitURL)
+	if !ok || !strings.EqualFold(host, g.cfg.WebURL.Hostname()) {
+		return "", false
+	}
+	owner, name, ok := strings.Cut(strings.TrimSuffix(strings.TrimSuffix(path, "/"), ".git"), "/")
+	if !ok || !repoPart.MatchString(owner) || !repoPart.MatchString(name) || name == "." || name == ".." {
+		return "", false
+	}
+	return owner + "/" + name, true
 }
 
 // Repo reads a repository as the user whose token this is sees it.

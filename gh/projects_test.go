@@ -38,6 +38,42 @@ func TestRepo(t *testing.T) {
 	}
 }
 
+// RepoOfURL names a repository only for URLs on this GitHub whose path is
+// exactly an owner and a name, so that what git fetches is the repository
+// whose admin rights were checked.
+func TestRepoOfURL(t *testing.T) {
+	g, fake := newTestGitHub(t)
+	host := fake.WebURL().Host // 127.0.0.1:port
+	hostname := fake.WebURL().Hostname()
+	for u, want := range map[string]string{
+		"http://" + host + "/octocat/Hello-World.git":       "octocat/Hello-World",
+		"https://" + hostname + "/octocat/Hello-World":      "octocat/Hello-World",
+		"https://" + hostname + "/octocat/Hello-World/":     "octocat/Hello-World",
+		"git@" + hostname + ":octocat/Hello-World.git":      "octocat/Hello-World",
+		"ssh://git@" + hostname + "/octocat/hello.world":    "octocat/hello.world",
+		"https://" + hostname + "/octocat/Hello-World.git/": "octocat/Hello-World",
+	} {
+		if got, ok := g.RepoOfURL(u); !ok || got != want {
+			t.Errorf("RepoOfURL(%q) = %q, %v; want %q", u, got, ok, want)
+		}
+	}
+	for _, u := range []string{
+		"https://gitlab.example.com/octocat/Hello-World.git",
+		"https://" + hostname + ".evil.example/octocat/Hello-World.git",
+		"https://" + hostname + "/octocat",
+		"https://" + hostname + "/octocat/Hello-World/tree/main",
+		"https://" + hostname + "/octocat/..",
+		"https://" + hostname + "/octocat/%2E%2E%2Fother",
+		"https://" + hostname + "/octocat/Hello-World.git?ref=x",
+		"file:///octocat/Hello-World.git",
+		"/octocat/Hello-World.git",
+	} {
+		if got, ok := g.RepoOfURL(u); ok {
+			t.Errorf("RepoOfURL(%q) = %q, want none", u, got)
+		}
+	}
+}
+
 type sentHook struct {
 	Name   string
 	Active bool

@@ -129,6 +129,36 @@ func localRepo(u string) (string, bool) {
 	return "", false
 }
 
+// OnServer says whether u names a repository on this machine: an absolute
+// path or a file:// URL. Only Kozmic admins may make projects of those.
+func OnServer(u string) bool {
+	_, ok := localRepo(u)
+	return ok
+}
+
+// RemoteHostPath splits a URL git fetches over the network (https://,
+// http://, ssh://, git:// or scp-like user@host:path) into its host name,
+// without user or port, and its path as git sends it (still escaped),
+// without a leading slash. ok is false for anything else, and for a URL
+// with a query or fragment, which would make what git fetches differ from
+// the path returned.
+func RemoteHostPath(u string) (host, path string, ok bool) {
+	kind, pu, err := parseGitURL(u)
+	switch {
+	case err != nil:
+		return "", "", false
+	case kind == scpLike:
+		hostPart, path, _ := strings.Cut(u, ":")
+		if _, h, hasUser := strings.Cut(hostPart, "@"); hasUser {
+			hostPart = h
+		}
+		return hostPart, strings.TrimPrefix(path, "/"), true
+	case kind == schemeURL && pu.Scheme != "file" && pu.RawQuery == "" && !pu.ForceQuery && pu.Fragment == "":
+		return pu.Hostname(), strings.TrimPrefix(pu.EscapedPath(), "/"), true
+	}
+	return "", "", false
+}
+
 // OverSSH says whether git reaches u over SSH (ssh:// or scp-like
 // user@host:path), where a deploy key applies.
 func OverSSH(u string) bool {

@@ -121,3 +121,45 @@ func TestFirstComplaint(t *testing.T) {
 		}
 	}
 }
+
+// OnServer tells the URLs that reach into this machine's file system,
+// which only admins may make projects of, from those of git servers.
+func TestOnServerTellsPathsAndFileURLs(t *testing.T) {
+	for u, want := range map[string]bool{
+		"/srv/git/widget.git":                true,
+		"file:///srv/git/widget.git":         true,
+		"https://github.com/acme/widget.git": false,
+		"git@github.com:acme/widget.git":     false,
+		"ssh://git@host/srv/git/widget.git":  false,
+		"ext::sh -c id":                      false,
+		"relative/path":                      false,
+	} {
+		if got := OnServer(u); got != want {
+			t.Errorf("OnServer(%q) = %v, want %v", u, got, want)
+		}
+	}
+}
+
+func TestRemoteHostPath(t *testing.T) {
+	for u, want := range map[string][2]string{
+		"https://github.com/acme/widget.git":            {"github.com", "acme/widget.git"},
+		"https://kozmic:token@GitHub.com:443/acme/w":    {"GitHub.com", "acme/w"},
+		"http://127.0.0.1:8080/acme/widget":             {"127.0.0.1", "acme/widget"},
+		"ssh://git@github.com:22/acme/widget.git":       {"github.com", "acme/widget.git"},
+		"git://git.example.com/acme/widget.git":         {"git.example.com", "acme/widget.git"},
+		"git@github.com:acme/widget.git":                {"github.com", "acme/widget.git"},
+		"github.com:/acme/widget.git":                   {"github.com", "acme/widget.git"},
+		"https://github.com/acme/..%2F..%2Fother/x.git": {"github.com", "acme/..%2F..%2Fother/x.git"},
+	} {
+		host, path, ok := RemoteHostPath(u)
+		if !ok || host != want[0] || path != want[1] {
+			t.Errorf("RemoteHostPath(%q) = %q, %q, %v; want %q, %q", u, host, path, ok, want[0], want[1])
+		}
+	}
+	for _, u := range []string{"/srv/git/widget.git", "file:///srv/git/widget.git", "ext::sh -c id", "",
+		"https://github.com/acme/widget.git?x=1", "https://github.com/acme/widget.git#main"} {
+		if host, path, ok := RemoteHostPath(u); ok {
+			t.Errorf("RemoteHostPath(%q) = %q, %q, true; want not ok", u, host, path)
+		}
+	}
+}

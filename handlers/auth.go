@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"kozmic/gh"
 	"kozmic/internal/password"
 	"kozmic/internal/when"
 	"kozmic/store"
@@ -152,8 +153,10 @@ func (h *Handler) githubLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 // githubCallback finishes the OAuth flow: the state must match the one
-// this browser was given, then the user is stored (token sealed) and the
-// session renewed before it is marked signed in.
+// this browser was given and the server must admit the GitHub account
+// (403 with a page saying whom it admits, otherwise); then the user is
+// stored (token sealed, admin or not as configured) and the session
+// renewed before it is marked signed in.
 func (h *Handler) githubCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	want := h.sessions.PopString(ctx, sessionState)
@@ -170,6 +173,12 @@ func (h *Handler) githubCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	gu, err := h.github.Login(ctx, r.URL.Query().Get("code"))
+	if errors.Is(err, gh.ErrNotAdmitted) {
+		// Refused before anything is stored: no user, no session.
+		h.log.WarnContext(ctx, "GitHub sign-in refused", "err", err)
+		h.render(w, r, http.StatusForbidden, views.LoginPage(views.LoginView{GitHub: true, Next: next, Error: gh.Message(err)}))
+		return
+	}
 	if err != nil {
 		h.log.WarnContext(r.Context(), "GitHub login failed", "err", err)
 		h.render(w, r, http.StatusBadGateway, views.LoginPage(views.LoginView{GitHub: true, Next: next,

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -9,6 +10,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"kozmic/gh"
+	"kozmic/internal/fakegithub"
+	"kozmic/store"
 )
 
 // browser is an HTTP client with cookies that does not follow redirects.
@@ -171,5 +176,102 @@ func TestLocalPath(t *testing.T) {
 		if got := localPath(p); got != want {
 			t.Errorf("localPath(%q) = %q, want %q", p, got, want)
 		}
+	}
+}
+
+// withSignIn gives a test server's GitHub sign-in the rules in.
+func withSignIn(in gh.SignIn) func(*Deps) {
+	return func(d *Deps) {
+		d.GitHub = gh.New(gh.Config{WebURL: d.GitHubURL, ClientID: "client-id", ClientSecret: "client-secret", BaseURL: d.BaseURL, SignIn: in})
+	}
+}
+
+// checkRefused checks that a sign-in was refused with 403 and a page that
+// says so, and that it left no session behind.
+func checkRefused(t *testing.T, b *browser, res *http.Response, page, says string) {
+	t.Helper()
+	if res.StatusCode != http.StatusForbidden || !strings.Contains(parse(t, page).Find(`[role="alert"]`).Text(), says) {
+		t.Errorf("refused sign-in: %d %q, want 403 saying %q", res.StatusCode, parse(t, page).Find(`[role="alert"]`).Text(), says)
+	}
+	if signedIn(b) {
+		t.Error("a refused sign-in has a session")
+	}
+}
+
+// A GitHub account the server does not name is refused: a page says whom
+// the server admits, and neither a user nor a session is made. Logins are
+// compared without case, as GitHub compares them.
+func TestGitHubSignInRefusesLoginOutsideAllowlist(t *testing.T) {
+	s := newTestServerWith(t, true, withSignIn(gh.SignIn{Users: []string{"hubot"}}))
+	b := newBrowser(t, s)
+	res, _ := b.do("GET", "/auth/github", nil)
+	auth, _ := url.Parse(res.Header.Get("Location"))
+	res, page := b.do("GET", "/auth/github/callback?code=a-code&state="+auth.Query().Get("state"), nil)
+	checkRefused(t, b, res, page, "This Kozmic server admits the GitHub accounts it names; octocat is not one of them. Ask an admin of this server to let you in.")
+	if _, err := s.db.UserByID(context.Background(), 1); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a refused sign-in stored a user: %v", err)
+	}
+	if !strings.Contains(s.logs.String(), "GitHub sign-in refused") {
+		t.Error("the refusal was not logged")
+	}
+
+	named := newTestServerWith(t, true, withSignIn(gh.SignIn{Users: []string{"hubot", "OctoCat"}}))
+	nb := newBrowser(t, named)
+	if res := nb.signIn("/"); res.StatusCode != http.StatusSeeOther || !signedIn(nb) {
+		t.Errorf("a named login: %d", res.StatusCode)
+	}
+}
+
+// Membership of an organization is asked of GitHub at every sign-in: a
+// member who left, or whose invitation is still pending, is refused at
+// their next sign-in, though Kozmic knows them from before.
+func TestGitHubSignInRechecksOrgMembership(t *testing.T) {
+	s := newTestServer(t) // admits members of testOrg
+	b := newBrowser(t, s)
+	if res := b.signIn("/"); res.StatusCode != http.StatusSeeOther || !signedIn(b) {
+		t.Fatalf("a member: %d", res.StatusCode)
+	}
+	b.do("POST", "/logout", url.Values{})
+	membership := "GET /api/v3/user/memberships/orgs/" + testOrg
+	for name, reply := range map[string]fakegithub.Reply{
+		"left":    {Status: 404, Body: `{"message":"Not Found","documentation_url":"https://docs.github.com/rest/orgs/members#get-an-organization-membership-for-the-authenticated-user","status":"404"}`},
+		"pending": {Status: 200, Body: s.github.Fixture("org_membership_pending.json")},
+	} {
+		s.github.Script(membership, reply)
+		res, _ := b.do("GET", "/auth/github", nil)
+		auth, _ := url.Parse(res.Header.Get("Location"))
+		res, page := b.do("GET", "/auth/github/callback?code=a-code&state="+auth.Query().Get("state"), nil)
+		checkRefused(t, b, res, page, "admits members of "+testOrg+" on GitHub")
+		if t.Failed() {
+			t.Fatalf("%s: not refused", name)
+		}
+	}
+	if n := len(s.github.CallsTo(membership)); n != 3 {
+		t.Errorf("membership asked %d times in three sign-ins", n)
+	}
+	if res := b.signIn("/"); res.StatusCode != http.StatusSeeOther || !signedIn(b) {
+		t.Errorf("a member again: %d", res.StatusCode)
+	}
+}
+
+// KOZMIC_ADMINS makes a GitHub user a Kozmic admin at sign-in, and a
+// sign-in after they were taken off the list makes them an ordinary user.
+func TestGitHubSignInSetsAndClearsKozmicAdmin(t *testing.T) {
+	s := newTestServerWith(t, true, withSignIn(gh.SignIn{Orgs: []string{testOrg}, Admins: []string{"OCTOCAT"}}))
+	ctx := context.Background()
+	if res := newBrowser(t, s).signIn("/"); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign in: %d", res.StatusCode)
+	}
+	if u, err := s.db.UserByID(ctx, 1); err != nil || !u.IsAdmin {
+		t.Fatalf("octocat after signing in as an admin: %+v, %v", u, err)
+	}
+	// The same database, served with octocat no longer an admin.
+	withSignIn(gh.SignIn{Orgs: []string{testOrg}})(&s.deps)
+	s.Handler = New(s.deps)
+	if res := newBrowser(t, s).signIn("/"); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign in again: %d", res.StatusCode)
+	}
+	if u, err := s.db.UserByID(ctx, 1); err != nil || u.IsAdmin {
+		t.Errorf("octocat after signing in off the admin list: %+v, %v", u, err)
 	}
 }

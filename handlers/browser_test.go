@@ -65,7 +65,7 @@ func newLiveServer(t *testing.T) *liveServer {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	base, _ := url.Parse(srv.URL)
-	g := gh.New(gh.Config{WebURL: fake.WebURL(), ClientID: "id", ClientSecret: "secret", BaseURL: base})
+	g := gh.New(gh.Config{WebURL: fake.WebURL(), ClientID: "id", ClientSecret: "secret", BaseURL: base, SignIn: gh.SignIn{Users: []string{"octocat"}}})
 	srv.Config.Handler = New(Deps{DB: db, Jobs: jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base, GitHubURL: fake.WebURL(), Log: log, Metrics: mets})
 	return &liveServer{url: srv.URL, db: db, logs: logs}
 }

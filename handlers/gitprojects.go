@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"kozmic/gh"
 	"kozmic/git"
 	"kozmic/internal/paths"
 	"kozmic/store"
@@ -16,22 +17,56 @@ import (
 )
 
 func (h *Handler) newProject(w http.ResponseWriter, r *http.Request) {
-	h.render(w, r, http.StatusOK, views.NewProjectPage(views.NewProjectView{User: user(r).Login()}))
+	h.render(w, r, http.StatusOK, views.NewProjectPage(newProjectView(user(r))))
 }
 
-// createGitProject makes a project of any git URL or server path, owned by
+// newProjectView is the empty new-project form for u.
+func newProjectView(u store.User) views.NewProjectView {
+	v := views.NewProjectView{User: u.Login(), ServerPaths: u.IsAdmin}
+	if !u.IsAdmin {
+		v.Owner = u.Login()
+	}
+	return v
+}
+
+// createGitProject makes a project of a git URL or server path, owned by
 // the signed-in user. An ssh URL gets a fresh deploy key, stored with the
 // project, whose public half the project page shows.
+//
+// Only Kozmic admins may choose any name, give a path or file:// URL on
+// this server, and, with GitHub sign-in, any git URL. Anyone else gets 403
+// and a sentence saying why, and nothing is written, unless the URL is on
+// another machine and, with GitHub sign-in, names a GitHub repository they
+// administer; their project is named under their own user name ("app" or
+// "them/app" make them/app).
 func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
-	v := views.NewProjectView{User: user(r).Login(), Name: strings.TrimSpace(r.PostFormValue("name")),
-		GitURL: strings.TrimSpace(r.PostFormValue("git_url")), Public: r.PostFormValue("public") != ""}
-	refuse := func(msg string) {
+	u := user(r)
+	v := newProjectView(u)
+	v.Name, v.GitURL, v.Public = strings.TrimSpace(r.PostFormValue("name")), strings.TrimSpace(r.PostFormValue("git_url")), r.PostFormValue("public") != ""
+	refuseWith := func(status int, msg string) {
 		v.Error = msg
-		h.render(w, r, http.StatusUnprocessableEntity, views.NewProjectPage(v))
+		h.render(w, r, status, views.NewProjectPage(v))
 	}
+	refuse := func(msg string) { refuseWith(http.StatusUnprocessableEntity, msg) }
 	if err := git.CheckURL(v.GitURL); err != nil {
 		refuse(err.Error())
 		return
+	}
+	name := v.Name
+	if !u.IsAdmin {
+		var err error
+		var no *refusal
+		name, err = h.nonAdminProject(r.Context(), u, v.Name, v.GitURL)
+		if errors.As(err, &no) {
+			// Not the URL: it may hold a token.
+			h.log.WarnContext(r.Context(), "project refused", "by", u.Login(), "name", clip(v.Name), "status", no.status, "reason", clip(no.msg))
+			refuseWith(no.status, no.msg)
+			return
+		}
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
 	}
 	if filepath.IsAbs(v.GitURL) {
 		// A path is checked now: a typo would otherwise show only when the first build fails.
@@ -40,10 +75,10 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	np := store.NewProject{OwnerID: user(r).ID, Source: store.SourceGit, FullName: v.Name, GitURL: v.GitURL,
+	np := store.NewProject{OwnerID: u.ID, Source: store.SourceGit, FullName: name, GitURL: v.GitURL,
 		IsPublic: v.Public, WebhookSecret: store.NewWebhookSecret()}
 	if git.OverSSH(v.GitURL) {
-		private, public, err := git.GenerateDeployKey("kozmic " + v.Name)
+		private, public, err := git.GenerateDeployKey("kozmic " + name)
 		if err != nil {
 			h.fail(w, r, err)
 			return
@@ -57,14 +92,65 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 		refuse(strings.ToUpper(inv.Msg[:1]) + inv.Msg[1:] + ".")
 		return
 	case errors.Is(err, store.ErrConflict):
-		refuse("There is a project called " + v.Name + " already.")
+		refuse("There is a project called " + name + " already.")
 		return
 	case err != nil:
 		h.fail(w, r, err)
 		return
 	}
-	h.log.InfoContext(r.Context(), "project created", "project", p.ID, "name", p.FullName, "by", user(r).Login())
+	h.log.InfoContext(r.Context(), "project created", "project", p.ID, "name", p.FullName, "by", u.Login())
 	http.Redirect(w, r, paths.Project(p.ID)+"?created", http.StatusSeeOther)
+}
+
+// refusal is a request refused for a reason the person can act on: the
+// status to answer with and a sentence saying why.
+type refusal struct {
+	status int
+	msg    string
+}
+
+func (e *refusal) Error() string { return e.msg }
+
+// nonAdminProject applies the rules of createGitProject to u, who is not
+// an admin, and returns the project's name under u's own. A *refusal says
+// why not: 403, or 502 when GitHub could not answer; any other error is a
+// failure of Kozmic's own.
+func (h *Handler) nonAdminProject(ctx context.Context, u store.User, name, gitURL string) (string, error) {
+	forbid := func(msg string) (string, error) { return "", &refusal{status: http.StatusForbidden, msg: msg} }
+	owner, rest, hasOwner := strings.Cut(name, "/")
+	switch {
+	case !hasOwner:
+		name = u.Login() + "/" + name
+	case strings.EqualFold(owner, u.Login()):
+		name = u.Login() + "/" + rest
+	default:
+		return forbid("Your projects are named under your user name, such as " + u.Login() + "/" + rest +
+			": only a Kozmic admin may name a project under " + owner + ".")
+	}
+	if git.OnServer(gitURL) {
+		return forbid("Only a Kozmic admin may make a project of a path or file:// URL on this server; give the URL of a git server instead.")
+	}
+	if !h.github.Enabled() {
+		return name, nil
+	}
+	repo, ok := h.github.RepoOfURL(gitURL)
+	if !ok {
+		return forbid("Only a Kozmic admin may make a project of a git URL that is not a repository on GitHub; " +
+			"give the URL of a GitHub repository you administer.")
+	}
+	err := h.projects.Administers(ctx, u.ID, repo)
+	var f *gh.Failure
+	switch {
+	case err == nil:
+		return name, nil
+	case errors.Is(err, gh.ErrNoAdminRights):
+		return forbid("You have no admin rights on " + repo + " on GitHub, and only a Kozmic admin may make a project of a repository they do not administer.")
+	case errors.Is(err, gh.ErrNotConnected):
+		return forbid(gh.Message(err))
+	case errors.As(err, &f):
+		return "", &refusal{status: http.StatusBadGateway, msg: f.Msg}
+	}
+	return "", err
 }
 
 // addMember gives a local user a role in a git URL project; only its owner

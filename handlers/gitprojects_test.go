@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"kozmic/gh"
+	"kozmic/internal/fakegithub"
 	"kozmic/store"
 )
 
@@ -45,7 +48,7 @@ func gitRepo(t *testing.T, dir string, bare bool) (string, string) {
 func TestGitProject(t *testing.T) {
 	s := newLocalTestServer(t)
 	ctx := context.Background()
-	ann := localUser(t, s, "ann", "ann's password")
+	ann := localAdmin(t, s, "ann", "ann's password")
 	bob := localUser(t, s, "bob", "bob's password")
 	a, b := newBrowser(t, s), newBrowser(t, s)
 	login(a, "ann", "ann's password", "")
@@ -192,7 +195,7 @@ func TestPostReceiveHookStartsBuild(t *testing.T) {
 	}
 	s := newLocalTestServer(t)
 	ctx := context.Background()
-	localUser(t, s, "ann", "ann's password")
+	localAdmin(t, s, "ann", "ann's password")
 	a := newBrowser(t, s)
 	login(a, "ann", "ann's password", "")
 	dir := t.TempDir()
@@ -226,5 +229,115 @@ func TestPostReceiveHookStartsBuild(t *testing.T) {
 	}
 	if _, err := s.db.BuildByNumber(ctx, p.ID, 2); err == nil {
 		t.Error("a deleted branch made a build")
+	}
+}
+
+// checkRefusedProject checks that creating a project was refused with
+// status and a sentence saying why, that the form kept what was typed, and
+// that no project was written.
+func checkRefusedProject(t *testing.T, s *testServer, b *browser, userID int64, form url.Values, status int, says string) {
+	t.Helper()
+	res, page := b.do("POST", "/projects/new", form)
+	doc := parse(t, page)
+	if got := doc.Find(`[role="alert"]`).Text(); res.StatusCode != status || !strings.Contains(got, says) ||
+		doc.Find(`input[name="git_url"]`).AttrOr("value", "") != form.Get("git_url") || doc.Find(`input[name="name"]`).AttrOr("value", "") != form.Get("name") {
+		t.Errorf("%v: %d %q; want %d saying %q, the form kept", form, res.StatusCode, got, status, says)
+	}
+	if ps, err := s.db.ProjectsOf(context.Background(), userID); err != nil || len(ps) != 0 {
+		t.Errorf("%v: projects written: %+v (%v)", form, ps, err)
+	}
+}
+
+// Only admins may make projects of paths or file:// URLs on the server,
+// which would let anyone build (and print) the server's files: anyone else
+// gets 403 and a sentence, the same for a path that does not exist, and
+// nothing is written. So with local accounts and with GitHub sign-in.
+func TestNonAdminCannotCreateServerPathProject(t *testing.T) {
+	repo, _ := gitRepo(t, t.TempDir(), false)
+	const says = "Only a Kozmic admin may make a project of a path or file:// URL on this server"
+	local := newLocalTestServer(t)
+	bobUser, bob := signInLocal(t, local, "bob")
+	hub := newTestServer(t)
+	octocat := newBrowser(t, hub)
+	octocat.signIn("/")
+	for _, tt := range []struct {
+		s    *testServer
+		b    *browser
+		user int64
+	}{{local, bob, bobUser.ID}, {hub, octocat, 1}} {
+		for _, u := range []string{repo, "file://" + repo, "/no/such/dir", "/etc"} {
+			checkRefusedProject(t, tt.s, tt.b, tt.user, url.Values{"name": {"app"}, "git_url": {u}}, http.StatusForbidden, says)
+		}
+	}
+
+	// An admin may.
+	localAdmin(t, local, "root", "root's password")
+	root := newBrowser(t, local)
+	login(root, "root", "root's password", "")
+	if res, _ := root.do("POST", "/projects/new", url.Values{"name": {"srv/app"}, "git_url": {"file://" + repo}}); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("an admin's file:// project: %d", res.StatusCode)
+	}
+}
+
+// Projects that people who are not admins make of git URLs are named under
+// their own user name, so nobody can take a name such as torvalds/linux:
+// "app" and "Bob/app" become bob/app, a name under anyone else is refused
+// with 403 and a sentence, and nothing is written. Admins name freely.
+func TestNonAdminGitURLProjectNamedUnderOwnUser(t *testing.T) {
+	s := newLocalTestServer(t)
+	ctx := context.Background()
+	bobUser, bob := signInLocal(t, s, "bob")
+	const gitURL = "https://git.example.com/linux.git"
+	checkRefusedProject(t, s, bob, bobUser.ID, url.Values{"name": {"torvalds/linux"}, "git_url": {gitURL}}, http.StatusForbidden,
+		"Your projects are named under your user name, such as bob/linux: only a Kozmic admin may name a project under torvalds.")
+	for name, want := range map[string]string{"app": "bob/app", "Bob/tool": "bob/tool"} {
+		res, _ := bob.do("POST", "/projects/new", url.Values{"name": {name}, "git_url": {gitURL}})
+		p, err := s.db.ProjectByName(ctx, want)
+		if res.StatusCode != http.StatusSeeOther || err != nil || p.FullName != want || p.OwnerID != bobUser.ID || p.GitURL != gitURL {
+			t.Errorf("%q: %d, project %+v, %v; want %s", name, res.StatusCode, p, err, want)
+		}
+	}
+	localAdmin(t, s, "root", "root's password")
+	root := newBrowser(t, s)
+	login(root, "root", "root's password", "")
+	if res, _ := root.do("POST", "/projects/new", url.Values{"name": {"torvalds/linux"}, "git_url": {gitURL}}); res.StatusCode != http.StatusSeeOther {
+		t.Errorf("an admin's free name: %d", res.StatusCode)
+	}
+}
+
+// With GitHub sign-in, someone who is not an admin may make a project of a
+// git URL only for a GitHub repository they administer, as GitHub says with
+// their token; any other URL is refused with 403 and a sentence, and
+// nothing is written. A KOZMIC_ADMINS admin may give any URL.
+func TestNonAdminGitHubProjectNeedsRepositoryTheyAdminister(t *testing.T) {
+	s := newTestServer(t)
+	ctx := context.Background()
+	b := newBrowser(t, s)
+	b.signIn("/")
+	host := s.github.WebURL().Host
+	checkRefusedProject(t, s, b, 1, url.Values{"name": {"app"}, "git_url": {"https://gitlab.example.com/octocat/app.git"}}, http.StatusForbidden,
+		"Only a Kozmic admin may make a project of a git URL that is not a repository on GitHub")
+	// Not shown to octocat, then shown without admin rights.
+	checkRefusedProject(t, s, b, 1, url.Values{"name": {"app"}, "git_url": {"http://" + host + "/torvalds/linux.git"}}, http.StatusForbidden,
+		"You have no admin rights on torvalds/linux on GitHub")
+	s.github.Script("GET "+repoAPI, fakegithub.Reply{Status: 200, Body: strings.Replace(s.github.Fixture("repo.json"), `"admin": true`, `"admin": false`, 1)})
+	checkRefusedProject(t, s, b, 1, url.Values{"name": {"app"}, "git_url": {"http://" + host + "/octocat/Hello-World.git"}}, http.StatusForbidden,
+		"You have no admin rights on octocat/Hello-World on GitHub")
+	s.github.Script("GET "+repoAPI, fakegithub.Reply{Status: 500, Body: `{"message":"Server Error"}`})
+	checkRefusedProject(t, s, b, 1, url.Values{"name": {"app"}, "git_url": {"http://" + host + "/octocat/Hello-World.git"}}, http.StatusBadGateway,
+		"GitHub answered: Server Error")
+
+	s.github.Route("GET "+repoAPI, 200, "repo.json") // admin rights
+	res, _ := b.do("POST", "/projects/new", url.Values{"name": {"hello"}, "git_url": {"git@" + s.github.WebURL().Hostname() + ":octocat/Hello-World.git"}})
+	if p, err := s.db.ProjectByName(ctx, "octocat/hello"); res.StatusCode != http.StatusSeeOther || err != nil || p.Source != store.SourceGit {
+		t.Errorf("a repository octocat administers: %d, %v", res.StatusCode, err)
+	}
+
+	admin := newTestServerWith(t, true, withSignIn(gh.SignIn{Admins: []string{"octocat"}}))
+	ab := newBrowser(t, admin)
+	ab.signIn("/")
+	res, _ = ab.do("POST", "/projects/new", url.Values{"name": {"team/app"}, "git_url": {"https://gitlab.example.com/team/app.git"}})
+	if _, err := admin.db.ProjectByName(ctx, "team/app"); res.StatusCode != http.StatusSeeOther || err != nil {
+		t.Errorf("an admin's project of any URL: %d, %v", res.StatusCode, err)
 	}
 }

@@ -38,9 +38,14 @@ type testServer struct {
 	jobs   *wakeCounter
 	logs   *syncbuf.Buffer
 	github *fakegithub.Server
+	deps   Deps // what Handler was made of
 }
 
 func newTestServer(t testing.TB) *testServer { return newTestServerWith(t, true) }
+
+// testOrg is the GitHub organization whose members a test server with
+// GitHub sign-in admits.
+const testOrg = "github"
 
 // newLocalTestServer is a testServer without GitHub login: local accounts.
 func newLocalTestServer(t testing.TB) *testServer { return newTestServerWith(t, false) }
@@ -57,12 +62,17 @@ func newTestServerWith(t testing.TB, withGitHub bool, opts ...func(*Deps)) *test
 	gc := gh.Config{WebURL: s.github.WebURL(), BaseURL: base}
 	if withGitHub {
 		gc.ClientID, gc.ClientSecret = "client-id", "client-secret"
+		// Every account the fake signs in is an active member of the
+		// organization the server admits.
+		gc.SignIn = gh.SignIn{Orgs: []string{testOrg}}
+		s.github.Route("GET /api/v3/user/memberships/orgs/"+testOrg, 200, "org_membership.json")
 	}
 	g := gh.New(gc)
 	d := Deps{DB: db, Jobs: s.jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base, GitHubURL: s.github.WebURL(), Log: log}
 	for _, o := range opts {
 		o(&d)
 	}
+	s.deps = d
 	s.Handler = New(d)
 	return s
 }

@@ -16,11 +16,22 @@ import (
 // localUser makes a local account with the given password.
 func localUser(t *testing.T, s *testServer, name, pw string) store.User {
 	t.Helper()
+	return newLocalUser(t, s, name, pw, false)
+}
+
+// localAdmin makes a local admin account with the given password.
+func localAdmin(t *testing.T, s *testServer, name, pw string) store.User {
+	t.Helper()
+	return newLocalUser(t, s, name, pw, true)
+}
+
+func newLocalUser(t *testing.T, s *testServer, name, pw string, admin bool) store.User {
+	t.Helper()
 	hash, err := password.Hash(pw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := s.db.CreateLocalUser(context.Background(), name, hash, false)
+	u, err := s.db.CreateLocalUser(context.Background(), name, hash, admin)
 	if err != nil {
 		t.Fatal(err)
 	}

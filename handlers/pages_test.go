@@ -892,7 +892,9 @@ func TestPageGitProject(t *testing.T) {
 
 func TestPageNewProject(t *testing.T) {
 	s := newLocalTestServer(t)
-	_, b := signInLocal(t, s, "ann")
+	localAdmin(t, s, "ann", "ann's password")
+	b := newBrowser(t, s)
+	login(b, "ann", "ann's password", "")
 	check := func(where string, doc *goquery.Document, body, name, gitURL string, public bool) {
 		t.Helper()
 		checkSignedIn(t, where, doc, "ann")
@@ -934,6 +936,19 @@ func TestPageNewProject(t *testing.T) {
 	check("no such directory", doc, body, xssScript, dir, true)
 	if f := doc.Find("p.flash.flash-error"); textOf(f) != strings.Join(strings.Fields("There is no directory "+dir+" on this server."), " ") || attrOf(f, "role") != "alert" {
 		t.Errorf("no such directory: flash %q", textOf(f))
+	}
+	if u := doc.Find(`input#git_url`); !strings.Contains(attrOf(u, "placeholder"), "/srv/git/app.git") || textOf(doc.Find(`label[for="git_url"]`)) != "Git URL or path on this server" {
+		t.Errorf("an admin's form does not offer server paths: %q", attrOf(u, "placeholder"))
+	}
+
+	// Someone who is not an admin is offered names under their own and no server paths.
+	_, bob := signInLocal(t, s, "bob")
+	doc, _ = fetchPage(t, bob, "/projects/new", 200)
+	n, u := doc.Find(`input#name`), doc.Find(`input#git_url`)
+	if attrOf(n, "placeholder") != "bob/app" || !strings.Contains(textOf(doc.Find(`label[for="name"]`)), "named under bob/") ||
+		strings.Contains(attrOf(u, "placeholder"), "/srv/") || textOf(doc.Find(`label[for="git_url"]`)) != "Git URL" {
+		t.Errorf("a non-admin's form: name %q (%q), URL %q (%q)", attrOf(n, "placeholder"), textOf(doc.Find(`label[for="name"]`)),
+			attrOf(u, "placeholder"), textOf(doc.Find(`label[for="git_url"]`)))
 	}
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -54,6 +55,7 @@ type GitHubUser struct {
 	AvatarURL   string
 	Email       string // primary address; kept only if the user has none yet
 	AccessToken string
+	IsAdmin     bool // a Kozmic admin: set or cleared at every sign-in
 }
 
 const userColumns = `id, COALESCE(github_id, 0), COALESCE(github_login, ''), COALESCE(username, ''),
@@ -67,7 +69,8 @@ func scanUser(row scanner) (User, error) {
 }
 
 // UpsertGitHubUser creates or updates the user with gu.ID, storing the access
-// token sealed. An e-mail address the user already set is kept.
+// token sealed and whether they are an admin. An e-mail address the user
+// already set is kept.
 func (db *DB) UpsertGitHubUser(ctx context.Context, gu GitHubUser) (User, error) {
 	if gu.ID == 0 || gu.Login == "" {
 		return User{}, invalid("a GitHub user needs an id and a login")
@@ -79,20 +82,46 @@ func (db *DB) UpsertGitHubUser(ctx context.Context, gu GitHubUser) (User, error)
 	var u User
 	err = db.writeTx(ctx, func(tx txn) error {
 		row := tx.QueryRowContext(ctx, `
-			INSERT INTO users (github_id, github_login, name, avatar_url, email, access_token_enc, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)
+			INSERT INTO users (github_id, github_login, name, avatar_url, email, access_token_enc, is_admin, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (github_id) DO UPDATE SET
 				github_login = excluded.github_login,
 				name = excluded.name,
 				avatar_url = excluded.avatar_url,
 				email = CASE WHEN users.email = '' THEN excluded.email ELSE users.email END,
-				access_token_enc = excluded.access_token_enc
+				access_token_enc = excluded.access_token_enc,
+				is_admin = excluded.is_admin
 			RETURNING `+userColumns,
-			gu.ID, gu.Login, gu.Name, gu.AvatarURL, gu.Email, token, db.nowMS())
+			gu.ID, gu.Login, gu.Name, gu.AvatarURL, gu.Email, token, gu.IsAdmin, db.nowMS())
 		u, err = scanUser(row)
 		return wrap("upsert github user", err)
 	})
 	return u, err
+}
+
+// SetGitHubAdmins makes the GitHub users whose logins are in logins
+// (compared without case) admins and every other GitHub user not one, and
+// returns how many changed; local users keep theirs. The server runs it at
+// start, so that someone taken off the list is no admin from then on, not
+// only from their next sign-in.
+func (db *DB) SetGitHubAdmins(ctx context.Context, logins []string) (int64, error) {
+	list, err := json.Marshal(append([]string{}, logins...)) // [] for none: null would match nothing
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = db.writeTx(ctx, func(tx txn) error {
+		res, err := tx.ExecContext(ctx, `
+			UPDATE users SET is_admin = NOT is_admin
+			WHERE github_id IS NOT NULL
+			  AND is_admin != (lower(github_login) IN (SELECT lower(value) FROM json_each(?)))`, string(list))
+		if err != nil {
+			return wrap("set GitHub admins", err)
+		}
+		n, err = res.RowsAffected()
+		return wrap("set GitHub admins", err)
+	})
+	return n, err
 }
 
 var validUsername = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,38}$`)

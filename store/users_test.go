@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -107,6 +108,41 @@ func TestProjectNamesAreURLSafe(t *testing.T) {
 		_, err := db.CreateProject(ctx, NewProject{OwnerID: owner.ID, Source: SourceGit, FullName: name, GitURL: "/srv/x", WebhookSecret: "s"})
 		if (err == nil) != ok || (!ok && !errors.Is(err, ErrInvalid)) {
 			t.Errorf("%q: %v", name, err)
+		}
+	}
+}
+
+// SetGitHubAdmins makes exactly the listed GitHub logins admins, whatever
+// their case, and leaves local users' admin rights alone.
+func TestSetGitHubAdminsFollowsTheList(t *testing.T) {
+	db := newTestDB(t)
+	ctx := context.Background()
+	root, _ := db.CreateLocalUser(ctx, "root", "hash", true)
+	octocat, _ := db.UpsertGitHubUser(ctx, GitHubUser{ID: 1, Login: "OctoCat", IsAdmin: true})
+	hubot, _ := db.UpsertGitHubUser(ctx, GitHubUser{ID: 2, Login: "hubot"})
+	admins := func() (got []bool) {
+		for _, id := range []int64{root.ID, octocat.ID, hubot.ID} {
+			u, err := db.UserByID(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, u.IsAdmin)
+		}
+		return got
+	}
+	for _, tt := range []struct {
+		logins []string
+		n      int64
+		want   []bool
+	}{
+		{[]string{"HUBOT", "octocat"}, 1, []bool{true, true, true}},
+		{[]string{"hubot"}, 1, []bool{true, false, true}},
+		{nil, 1, []bool{true, false, false}},
+		{nil, 0, []bool{true, false, false}},
+	} {
+		n, err := db.SetGitHubAdmins(ctx, tt.logins)
+		if got := admins(); err != nil || n != tt.n || !slices.Equal(got, tt.want) {
+			t.Errorf("SetGitHubAdmins(%v) = %d, %v: admins %v, want %d changed and %v", tt.logins, n, err, got, tt.n, tt.want)
 		}
 	}
 }
