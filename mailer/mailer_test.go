@@ -2,12 +2,21 @@ package mailer
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"log/slog"
+	"math/big"
 	"mime"
 	"net"
 	"net/mail"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"kozmic/internal/syncbuf"
@@ -34,14 +44,22 @@ type smtpServer struct {
 }
 
 type received struct {
+	user string // signed in as, with AUTH PLAIN
 	from string
 	to   []string
 	data string
 }
 
 type session struct {
-	srv *smtpServer
-	msg received
+	srv  *smtpServer
+	user string
+	msg  received
+}
+
+// AuthMechanisms and Auth take any password for any user over TLS.
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (s *session) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, username, _ string) error { s.user = username; return nil }), nil
 }
 
 func (s *session) Reset()                                      { s.msg = received{} }
@@ -65,7 +83,7 @@ func (s *session) Data(r io.Reader) error {
 		s.srv.failFirst--
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
 	}
-	s.msg.data = string(b)
+	s.msg.data, s.msg.user = string(b), s.user
 	s.srv.received = append(s.srv.received, s.msg)
 	return nil
 }
@@ -75,12 +93,17 @@ func newSMTPServer(t *testing.T, failFirst int) *smtpServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveSMTP(t, ln, "smtp", failFirst)
+}
+
+// serveSMTP runs an smtpServer on ln, reached with the URL scheme scheme.
+func serveSMTP(t *testing.T, ln net.Listener, scheme string, failFirst int) *smtpServer {
 	srv := &smtpServer{failFirst: failFirst}
 	s := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{srv: srv}, nil }))
 	s.Domain = "localhost"
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Close() })
-	srv.url, _ = url.Parse("smtp://" + ln.Addr().String())
+	srv.url, _ = url.Parse(scheme + "://" + ln.Addr().String())
 	return srv
 }
 
@@ -390,5 +413,48 @@ func TestStoppingTheSenderCutsAStalledSMTPConversation(t *testing.T) {
 	o := waiting(t, f.db)
 	if len(o) != 2 || o[0].Attempts != 0 {
 		t.Errorf("outbox after a cut attempt = %+v, want both mails as they were", o)
+	}
+}
+
+// trustedCert is a certificate for 127.0.0.1 that this test process's TLS
+// clients trust: its issuer is the only root in SSL_CERT_FILE, which Go
+// reads when a client first verifies a certificate.
+func trustedCert(t *testing.T) tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test mail server"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := filepath.Join(t.TempDir(), "roots.pem")
+	if err := os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSL_CERT_FILE", roots)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func TestSMTPSDeliversOverImplicitTLSWithPassword(t *testing.T) {
+	cert := trustedCert(t)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveSMTP(t, ln, "smtps", 0)
+	u := *srv.url
+	u.User = url.UserPassword("kozmic", "mail password")
+	f := newFixture(t)
+	m := newMailer(f.db, &u, true)
+	f.finish(t, m, store.JobFailure)
+	sendAll(t, m, f.db)
+	got := srv.mails()
+	if len(got) != 2 || got[0].user != "kozmic" || got[1].user != "kozmic" {
+		t.Errorf("mails over smtps = %+v, want 2 sent as kozmic", got)
 	}
 }
