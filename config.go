@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -69,6 +70,10 @@ type Config struct {
 
 	// MetricsToken is the bearer token GET /metrics requires; empty: none.
 	MetricsToken string
+
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client; none: the client is the connection's peer.
+	TrustedProxies []netip.Prefix
 
 	ShutdownGrace time.Duration
 }
@@ -297,6 +302,10 @@ var settings = []setting{
 		c.MetricsToken = v
 		return nil
 	}},
+	{"KOZMIC_TRUSTED_PROXIES", "trusted-proxies", "", "Reverse proxies, as comma-separated CIDRs or addresses such as 127.0.0.1/32,10.0.0.0/8, from which the client's address is the rightmost X-Forwarded-For entry not in them; unset: it is the connection's peer.", func(c *Config, v string) (err error) {
+		c.TrustedProxies, err = parseProxies(v)
+		return err
+	}},
 }
 
 var networkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
@@ -393,6 +402,29 @@ func parseConfig(cmd string, args []string, getenv func(string) string, usage io
 		}
 	}
 	return c, nil
+}
+
+// parseProxies reads comma-separated CIDRs (10.0.0.0/8) or single addresses
+// (192.0.2.1, ::1); empty entries are skipped. An address inside a CIDR
+// (10.1.2.3/8) stands for its whole range.
+func parseProxies(v string) ([]netip.Prefix, error) {
+	var proxies []netip.Prefix
+	for entry := range strings.SplitSeq(v, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(entry)
+		if err != nil {
+			a, aerr := netip.ParseAddr(entry)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8 or an IP address", entry)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		proxies = append(proxies, p.Masked())
+	}
+	return proxies, nil
 }
 
 // parseHTTPURL accepts an absolute http or https URL and drops a trailing slash.

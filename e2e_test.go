@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -401,5 +402,43 @@ func TestEndToEndShutdown(t *testing.T) {
 	status, log = c.waitBuild(s, id, 2)
 	if status != "passed" || !strings.Contains(log, "step 6 of 6") {
 		t.Fatalf("the interrupted job after the restart: %s\n%s\nserver log:\n%s", status, log, s.logs)
+	}
+}
+
+// A build fails while the mail server refuses connections: one signal
+// stops the server at once, and the failure mail waits in the database for
+// the next start.
+func TestShutdownDoesNotWaitForUnreachableSMTP(t *testing.T) {
+	needTestImage(t)
+	bin, dir := kozmicBinary(t), t.TempDir()
+	key := strings.Repeat("k", 40)
+	s := startServerAt(t, bin, dir, "KOZMIC_SECRET_KEY="+key, "KOZMIC_SMTP_URL=smtp://"+freeAddr(t)) // nothing listens there
+	c := newClient(t, s)
+	c.signIn("admin's password")
+	if res, _ := c.do("POST", "/account", url.Values{"email": {"admin@example.com"}}); res.StatusCode != 303 {
+		t.Fatalf("set the notification address: %d", res.StatusCode)
+	}
+	r := testrepo.Init(t)
+	r.Commit(map[string]string{"src.txt": "src"}, nil)
+	id := c.createProject(r.Path, "team/app", url.Values{"title": {"test"}, "image": {testimage.Name}, "build": {"#!/bin/sh\nexit 1\n"}})
+	c.do("POST", fmt.Sprintf("/projects/%d/builds", id), url.Values{"ref": {"main"}})
+	if status, log := c.waitBuild(s, id, 1); status != "failed" {
+		t.Fatalf("build = %s\n%s", status, log)
+	}
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(s.logs.String(), `msg="mail: send failed"`); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the failure mail was never tried; server log:\n%s", s.logs)
+		}
+	}
+
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if code := s.waitExit(t, 20*time.Second); code != 0 { // the retries would take minutes
+		t.Errorf("exit code %d; log:\n%s", code, s.logs)
+	}
+	db := openTestStore(t, filepath.Join(dir, "kozmic.db"), key)
+	mails, err := db.DueMail(context.Background(), time.Now().Add(1000*time.Hour), 10)
+	if err != nil || len(mails) != 1 || mails[0].To != "admin@example.com" || mails[0].Attempts == 0 ||
+		!strings.HasPrefix(mails[0].Subject, "[failure] team/app#1 ") {
+		t.Errorf("outbox after the shutdown = %+v, %v; want the failure mail, tried and waiting", mails, err)
 	}
 }

@@ -300,7 +300,12 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 
 	mail := mailer.New(mailer.Config{SMTP: cfg.SMTPURL, From: cfg.MailFrom, BaseURL: cfg.BaseURL.String(),
 		Enabled: cfg.EmailNotifications}, db, log)
-	defer mail.Wait()
+	// Mail still due at shutdown stays in the outbox for the next start:
+	// stopping cuts a conversation with the mail server short, so it is
+	// only waited for until it has noticed.
+	mailing := make(chan struct{})
+	go func() { mail.Run(postCtx); close(mailing) }()
+	defer func() { stopPosting(); <-mailing }()
 
 	mets := metrics.New(db, log)
 	jobs := runner.New(runner.Config{
@@ -316,7 +321,7 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	go func() { maintainLogs(postCtx, db, cfg.KeepLogs, log); close(maintaining) }()
 	defer func() { stopPosting(); <-maintaining }()
 	h := handlers.New(handlers.Deps{DB: db, Jobs: jobs, GitHub: github, Sessions: db.Sessions(), BaseURL: cfg.BaseURL,
-		GitHubURL: cfg.GitHubURL, Log: log, Metrics: mets, MetricsToken: cfg.MetricsToken})
+		GitHubURL: cfg.GitHubURL, Log: log, Metrics: mets, MetricsToken: cfg.MetricsToken, TrustedProxies: cfg.TrustedProxies})
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,

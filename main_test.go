@@ -61,6 +61,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		"no memory limit":          c.JobMemory == 0,
 		"no cpu limit":             c.JobCPUs == 0,
 		"no smtp":                  c.SMTPURL == nil,
+		"no trusted proxies":       c.TrustedProxies == nil,
 		"mail from base host":      c.MailFrom.Address == "kozmic@localhost",
 		"notifications on":         c.EmailNotifications,
 		"log text":                 c.LogFormat == "text",
@@ -192,6 +193,7 @@ func TestParseConfigValues(t *testing.T) {
 		"KOZMIC_EMAIL_NOTIFICATIONS":  "false",
 		"KOZMIC_LOG_FORMAT":           "json",
 		"KOZMIC_LOG_LEVEL":            "debug",
+		"KOZMIC_TRUSTED_PROXIES":      " 127.0.0.1, 10.1.2.3/8,,::1",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +205,8 @@ func TestParseConfigValues(t *testing.T) {
 		c.JobMemory != 2<<30 || c.JobCPUs != 1.5 || c.SMTPURL.Host != "mail.example.com:587" ||
 		c.MailFrom.Address != "ci@example.com" || c.EmailNotifications || c.LogFormat != "json" || c.LogLevel.String() != "DEBUG" ||
 		!slices.Equal(c.GitHubOrgs, []string{"acme", "acme-labs"}) || !slices.Equal(c.GitHubUsers, []string{"octocat"}) ||
-		!slices.Equal(c.Admins, []string{"monalisa", "managed_user"}) || c.OpenSignup {
+		!slices.Equal(c.Admins, []string{"monalisa", "managed_user"}) || c.OpenSignup ||
+		fmt.Sprint(c.TrustedProxies) != "[127.0.0.1/32 10.0.0.0/8 ::1/128]" {
 		t.Errorf("config = %+v", c)
 	}
 }
@@ -258,6 +261,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{map[string]string{"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "s"}, nil, "KOZMIC_GITHUB_ORGS, KOZMIC_GITHUB_USERS"},
 		{map[string]string{"DOCKER_CERT_PATH": "/no/such/dir"}, nil, "DOCKER_CERT_PATH"},
 		{map[string]string{"KOZMIC_SHUTDOWN_GRACE": "soon"}, nil, "KOZMIC_SHUTDOWN_GRACE"},
+		{map[string]string{"KOZMIC_TRUSTED_PROXIES": "10.0.0.0/8,proxy.internal"}, nil, "KOZMIC_TRUSTED_PROXIES"},
+		{map[string]string{"KOZMIC_TRUSTED_PROXIES": "10.0.0.0/33"}, nil, "KOZMIC_TRUSTED_PROXIES"},
+		{nil, []string{"-trusted-proxies", "10.0.0.0/8;192.0.2.0/24"}, "KOZMIC_TRUSTED_PROXIES"},
 		{nil, []string{"-no-such-flag"}, "arguments"},
 		{nil, []string{"extra"}, "arguments"},
 	}

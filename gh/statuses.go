@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-github/v60/github"
 
+	"kozmic/internal/outbox"
 	"kozmic/internal/paths"
 	"kozmic/internal/when"
 	"kozmic/store"
@@ -110,22 +111,7 @@ func StatusDescription(build int, j store.Job) string {
 // Run posts due statuses until ctx ends, sleeping until the next one is
 // due or a new one arrives.
 func (s *Statuses) Run(ctx context.Context) {
-	for {
-		s.postDue(ctx)
-		wait := time.Minute // looks again now and then, in case of a missed wake-up
-		if next, ok, err := s.db.NextStatusDue(ctx); err == nil && ok {
-			wait = min(wait, max(0, time.Until(next)))
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-s.wake:
-		case <-timer.C:
-		}
-		timer.Stop()
-	}
+	outbox.Run(ctx, s.wake, s.db.NextStatusDue, s.postDue)
 }
 
 func (s *Statuses) postDue(ctx context.Context) {

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/mail"
 	"net/url"
@@ -75,8 +74,10 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 
 // localLogin signs a local user in with their username and password; it
 // exists only where GitHub login is not set up. Failed attempts are counted
-// per username and per client address: past the limit every attempt is
-// refused (429) for a while, the right password too. A username longer
+// per username from a client address (see clientAddr) and per client
+// address: past either limit every attempt from that address is refused
+// (429) for a while, the right password too, while the account's owner
+// elsewhere signs in as usual. A username longer
 // than maxUsernameLen is refused (401) without being counted.
 func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	if h.github.Enabled() {
@@ -86,20 +87,18 @@ func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	name := strings.TrimSpace(r.PostFormValue("username"))
 	v := views.LoginView{Username: name, Next: localPath(r.PostFormValue("next"))}
-	addr, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		addr = r.RemoteAddr
-	}
+	addr := h.clientAddr(r)
 	// No account has a name this long: it is refused before it costs a
 	// limiter key or a password hash.
 	if len(name) > maxUsernameLen {
-		h.log.WarnContext(ctx, "failed sign-in", "username", clip(name), "addr", addr)
+		h.log.WarnContext(ctx, "failed sign-in", "username", clip(name), "addr", addr.String())
 		v.Username, v.Error = clip(name), "Wrong username or password."
 		h.render(w, r, http.StatusUnauthorized, views.LoginPage(v))
 		return
 	}
-	account := limitKey{"user:" + strings.ToLower(name), failuresPerUser}
-	keys := []limitKey{account, {"addr:" + addr, failuresPerAddr}}
+	from := addrKey(addr)
+	account := limitKey{"user:" + strings.ToLower(name) + " from " + from, failuresPerUser}
+	keys := []limitKey{account, {"addr:" + from, failuresPerAddr}}
 	if wait := h.logins.wait(keys...); wait > 0 {
 		v.Error = fmt.Sprintf("Too many failed sign-ins. Try again in %s.", when.Duration(wait.Round(time.Minute)+time.Minute))
 		h.render(w, r, http.StatusTooManyRequests, views.LoginPage(v))
@@ -114,7 +113,7 @@ func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	// real one: the answer's timing does not tell which names exist.
 	if !password.Matches(u.PasswordHash, r.PostFormValue("password")) {
 		h.logins.failed(keys...)
-		h.log.WarnContext(r.Context(), "failed sign-in", "username", clip(name), "addr", addr)
+		h.log.WarnContext(r.Context(), "failed sign-in", "username", clip(name), "addr", addr.String())
 		v.Error = "Wrong username or password."
 		h.render(w, r, http.StatusUnauthorized, views.LoginPage(v))
 		return

@@ -24,8 +24,20 @@ type browser struct {
 	header http.Header // sent with every request
 }
 
-func newBrowser(t testing.TB, s *testServer) *browser {
-	srv := httptest.NewServer(s)
+func newBrowser(t testing.TB, s *testServer) *browser { return newBrowserVia(t, s) }
+
+// newBrowserAt is a browser whose connections reach s from peer (host:port),
+// as if it were on another machine: only RemoteAddr differs, as it would.
+func newBrowserAt(t testing.TB, s *testServer, peer string) *browser {
+	return newBrowserVia(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.RemoteAddr = peer
+		s.ServeHTTP(w, r)
+	}))
+}
+
+// newBrowserVia is a browser of the server h.
+func newBrowserVia(t testing.TB, h http.Handler) *browser {
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)
 	return &browser{t: t, base: srv.URL, header: http.Header{}, c: &http.Client{Jar: jar,

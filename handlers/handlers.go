@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -60,6 +61,10 @@ type Deps struct {
 	// WebhookBudget bounds the bytes of webhook bodies being received at
 	// once, across all requests; 0 means 64 MiB.
 	WebhookBudget int64
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For says
+	// who their client is (see clientAddr); none: every request's client
+	// is its connection's peer.
+	TrustedProxies []netip.Prefix
 }
 
 // defaultHeartbeat is Deps.Heartbeat when it is not set.
@@ -81,8 +86,10 @@ type Handler struct {
 	heartbeat    time.Duration
 	// webhookBudget bounds the webhook bodies held at once.
 	webhookBudget *byteBudget
-	mux           *http.ServeMux
-	serve         http.Handler // mux behind sessions, cross-origin protection and form limits
+	// trustedProxies are the peers whose X-Forwarded-For is believed.
+	trustedProxies []netip.Prefix
+	mux            *http.ServeMux
+	serve          http.Handler // mux behind sessions, cross-origin protection and form limits
 }
 
 // New returns the server's HTTP handler.
@@ -101,7 +108,7 @@ func New(d Deps) *Handler {
 		http.Error(w, "Kozmic could not read your session; try again.", http.StatusInternalServerError)
 	}
 	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, projects: gh.NewProjects(d.GitHub, d.DB, log), sessions: sm, logins: newLoginLimiter(), log: log, mux: http.NewServeMux(),
-		metrics: d.Metrics, metricsToken: d.MetricsToken,
+		metrics: d.Metrics, metricsToken: d.MetricsToken, trustedProxies: d.TrustedProxies,
 		baseURL: strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
 	if h.heartbeat = d.Heartbeat; h.heartbeat == 0 {
 		h.heartbeat = defaultHeartbeat

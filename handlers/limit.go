@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// loginLimiter counts failed sign-ins per key (an account, an address) over
-// a sliding window, so that passwords cannot be guessed at speed.
+// loginLimiter counts failed sign-ins per key (an account from an address,
+// an address) over a sliding window, so that passwords cannot be guessed at
+// speed.
 //
 // Its memory is bounded twice over. Keys whose failures are all older than
 // the window are swept at most loginSweepEvery after they expire, however
@@ -26,11 +27,12 @@ type loginLimiter struct {
 	swept    time.Time              // when expired keys were last swept
 }
 
-// Limits on failed sign-ins per window: an account is guessed at from many
-// addresses, and an address guesses at many accounts.
+// Limits on failed sign-ins per window: an address guessing at one account,
+// and an address guessing at many. No limit counts an account alone, which
+// would let anyone lock its owner out from everywhere.
 const (
 	loginWindow      = 15 * time.Minute
-	failuresPerUser  = 5
+	failuresPerUser  = 5 // per account from one address
 	failuresPerAddr  = 20
 	loginLimiterSize = 10000       // keys tracked at most
 	loginSweepEvery  = time.Minute // how often expired keys are swept

@@ -1,20 +1,25 @@
 // Package mailer tells a project's people by e-mail when a build fails or
-// errors (the original's set_status), through an SMTP server.
+// errors (the original's set_status), through an SMTP server. Mail waits
+// in an outbox in the database until it is sent, so an outage of the mail
+// server or a restart loses none, and sending never holds a shutdown.
 package mailer
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/mail"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
 
+	"kozmic/internal/outbox"
 	"kozmic/internal/paths"
 	"kozmic/store"
 )
@@ -31,30 +36,44 @@ type Config struct {
 type Store interface {
 	ProjectByID(ctx context.Context, id int64) (store.Project, error)
 	ProjectRecipients(ctx context.Context, projectID int64) ([]string, error)
+	EnqueueMail(ctx context.Context, projectID int64, to []string, subject, body string) error
+	DueMail(ctx context.Context, now time.Time, limit int) ([]store.Mail, error)
+	NextMailDue(ctx context.Context) (time.Time, bool, error)
+	MailDone(ctx context.Context, id int64) error
+	MailFailed(ctx context.Context, id int64, next time.Time, lastErr string) error
 }
 
-// Mailer is a runner Notifier that sends one mail per build that becomes a
-// failure or an error. Mail goes out in the background; a failed send is
-// logged and tried again after each of Retries, and never changes a build.
+// Mailer is a runner Notifier that, when a build becomes a failure or an
+// error, puts one mail per recipient in the durable outbox in the
+// database; Run sends them. A failed send is tried again after Backoff,
+// doubling with each attempt up to an hour, also across restarts, until
+// the mail server refuses it for good (a 5xx reply) or the mail would be
+// older than MaxAge: then it is given up with a logged error. Mail trouble
+// never changes a build, and never holds a shutdown.
 type Mailer struct {
-	cfg     Config
-	db      Store
-	log     *slog.Logger
-	sending sync.WaitGroup
-	// Retries are the waits before each further attempt.
-	Retries []time.Duration
+	cfg  Config
+	db   Store
+	log  *slog.Logger
+	wake chan struct{}
+
+	Backoff time.Duration
+	MaxAge  time.Duration
 }
 
 // New returns a Mailer; with no SMTP server or notifications turned off it
 // sends nothing.
 func New(cfg Config, db Store, log *slog.Logger) *Mailer {
-	return &Mailer{cfg: cfg, db: db, log: log, Retries: []time.Duration{30 * time.Second, 2 * time.Minute, 10 * time.Minute}}
+	return &Mailer{cfg: cfg, db: db, log: log, wake: make(chan struct{}, 1), Backoff: 30 * time.Second, MaxAge: 24 * time.Hour}
 }
 
-// JobChanged sends the mail when the change made the build fail or error.
+// on reports whether mail is sent at all: an SMTP server is set and
+// notifications are turned on.
+func (m *Mailer) on() bool { return m.cfg.SMTP != nil && m.cfg.Enabled }
+
+// JobChanged puts the mail in the outbox when the change made the build
+// fail or error.
 func (m *Mailer) JobChanged(ctx context.Context, ch store.JobChanged) {
-	if m.cfg.SMTP == nil || !m.cfg.Enabled || !ch.BuildChanged ||
-		(ch.Build.Status != store.BuildFailure && ch.Build.Status != store.BuildError) {
+	if !m.on() || !ch.BuildChanged || (ch.Build.Status != store.BuildFailure && ch.Build.Status != store.BuildError) {
 		return
 	}
 	p, err := m.db.ProjectByID(ctx, ch.Build.ProjectID)
@@ -71,11 +90,102 @@ func (m *Mailer) JobChanged(ctx context.Context, ch store.JobChanged) {
 		return
 	}
 	subject, body := Compose(p, ch.Build, m.cfg.BaseURL)
-	m.sending.Go(func() { m.deliver(to, subject, body) })
+	if err := m.db.EnqueueMail(ctx, p.ID, to, subject, body); err != nil {
+		m.log.Error("mail: enqueue", "project", p.ID, "build", ch.Build.Number, "err", err)
+		return
+	}
+	select {
+	case m.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
 }
 
-// Wait blocks until mail being sent is sent or given up.
-func (m *Mailer) Wait() { m.sending.Wait() }
+// Run sends due mail until ctx ends, sleeping until the next is due or new
+// mail arrives; with mail off it returns at once and the outbox keeps what
+// it holds. The end of ctx cuts a conversation with the mail server short:
+// that mail stays in the outbox as it was, for the next start.
+func (m *Mailer) Run(ctx context.Context) {
+	if !m.on() {
+		return
+	}
+	outbox.Run(ctx, m.wake, m.db.NextMailDue, m.sendDue)
+}
+
+func (m *Mailer) sendDue(ctx context.Context) {
+	for ctx.Err() == nil {
+		due, err := m.db.DueMail(ctx, time.Now(), 20)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Error("mail: list due", "err", err)
+			}
+			return
+		}
+		if len(due) == 0 {
+			return
+		}
+		for _, ml := range due {
+			if ctx.Err() != nil {
+				return
+			}
+			m.attempt(ctx, ml)
+		}
+	}
+}
+
+// attempt sends one mail once, unless it is older than MaxAge, and records
+// what happened.
+func (m *Mailer) attempt(ctx context.Context, ml store.Mail) {
+	// Once a mail went out it must leave the outbox, shutdown or not, or the
+	// next start sends it again.
+	record := context.WithoutCancel(ctx)
+	now := time.Now()
+	if now.Sub(ml.CreatedAt) > m.MaxAge {
+		m.giveUp(record, ml, fmt.Errorf("not sent within %s; the last attempt: %s", m.MaxAge, ml.LastError))
+		return
+	}
+	err := m.send(ctx, ml)
+	switch {
+	case err == nil:
+		if err := m.db.MailDone(record, ml.ID); err != nil {
+			m.log.Error("mail: record sent", "mail", ml.ID, "err", err)
+		}
+	case ctx.Err() != nil:
+		// Cut short by shutdown: not the mail server's failure.
+	default:
+		next := m.retryAt(err, ml, now)
+		if next.IsZero() {
+			m.giveUp(record, ml, err)
+			return
+		}
+		m.log.Warn("mail: send failed", "to", ml.To, "subject", ml.Subject, "attempt", ml.Attempts+1, "retry_at", next, "err", err)
+		if err := m.db.MailFailed(record, ml.ID, next, err.Error()); err != nil {
+			m.log.Error("mail: record failure", "mail", ml.ID, "err", err)
+		}
+	}
+}
+
+// giveUp logs why a mail is not sent and removes it from the outbox.
+func (m *Mailer) giveUp(ctx context.Context, ml store.Mail, why error) {
+	m.log.Error("mail: giving up", "to", ml.To, "subject", ml.Subject, "attempts", ml.Attempts+1, "err", why)
+	if err := m.db.MailDone(ctx, ml.ID); err != nil {
+		m.log.Error("mail: remove given-up mail", "mail", ml.ID, "err", err)
+	}
+}
+
+// retryAt says when to try a mail again after err, or zero to give up:
+// never after the server refused it for good (a 5xx reply, such as an
+// unknown recipient), nor past MaxAge from when the mail was written.
+func (m *Mailer) retryAt(err error, ml store.Mail, now time.Time) time.Time {
+	if se := (*gomail.SendError)(nil); errors.As(err, &se) && se.ErrorCode() >= 500 {
+		return time.Time{}
+	}
+	// The shift is bounded so that it cannot overflow; an hour is reached long before.
+	next := now.Add(min(m.Backoff<<min(ml.Attempts, 20), time.Hour))
+	if next.Sub(ml.CreatedAt) > m.MaxAge {
+		return time.Time{}
+	}
+	return next
+}
 
 // Compose writes the mail for a build that failed or errored: the subject
 // "[failure] owner/repo#12 (main — abc12345)" and a body with a link to
@@ -89,40 +199,44 @@ func Compose(p store.Project, b store.Build, baseURL string) (subject, body stri
 	return subject, body
 }
 
-func (m *Mailer) deliver(to []string, subject, body string) {
-	var err error
-	for attempt := 0; attempt <= len(m.Retries); attempt++ {
-		if attempt > 0 {
-			time.Sleep(m.Retries[attempt-1])
-		}
-		if err = m.send(to, subject, body); err == nil {
-			return
-		}
-		m.log.Warn("mail: send failed", "subject", subject, "attempt", attempt+1, "err", err)
-	}
-	m.log.Error("mail: giving up", "subject", subject, "to", len(to), "err", err)
-}
-
-func (m *Mailer) send(to []string, subject, body string) error {
+// send delivers one mail through the SMTP server. The end of ctx, or a
+// minute, closes the connection at once, whatever the conversation waits
+// for (a greeting, a reply).
+func (m *Mailer) send(ctx context.Context, ml store.Mail) error {
 	msg := gomail.NewMsg()
 	if err := msg.From(m.cfg.From.String()); err != nil {
 		return fmt.Errorf("from: %w", err)
 	}
-	if err := msg.To(to...); err != nil {
+	if err := msg.To(ml.To); err != nil {
 		return fmt.Errorf("to: %w", err)
 	}
-	msg.Subject(subject)
+	msg.Subject(ml.Subject)
 	msg.SetDate()
 	msg.SetMessageID()
-	msg.SetBodyString(gomail.TypeTextPlain, body)
+	msg.SetBodyString(gomail.TypeTextPlain, ml.Body)
 
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	u := m.cfg.SMTP
-	opts := []gomail.Option{gomail.WithTimeout(30 * time.Second), gomail.WithTLSPolicy(gomail.TLSOpportunistic)}
 	port := 587
+	var dialer interface {
+		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	} = &net.Dialer{}
+	opts := []gomail.Option{gomail.WithTimeout(30 * time.Second), gomail.WithTLSPolicy(gomail.TLSOpportunistic)}
 	if u.Scheme == "smtps" {
 		port = 465
 		opts = append(opts, gomail.WithSSL())
+		// go-mail dials TLS itself only without a dial function of ours.
+		dialer = &tls.Dialer{Config: &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}}
 	}
+	opts = append(opts, gomail.WithDialContextFunc(func(dctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dialer.DialContext(dctx, network, addr)
+		if err == nil {
+			// ctx, not dctx, which ends when dialing does.
+			context.AfterFunc(ctx, func() { conn.Close() })
+		}
+		return conn, err
+	}))
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err == nil {
 			port = n
@@ -137,7 +251,5 @@ func (m *Mailer) send(to []string, subject, body string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	return c.DialAndSendWithContext(ctx, msg)
 }

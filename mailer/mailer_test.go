@@ -2,17 +2,29 @@ package mailer
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"log/slog"
+	"math/big"
 	"mime"
 	"net"
 	"net/mail"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"kozmic/internal/syncbuf"
@@ -21,29 +33,42 @@ import (
 )
 
 // smtpServer is a real SMTP server on 127.0.0.1 that keeps what it gets;
-// it refuses the first failFirst messages.
+// it refuses the first failFirst messages for now (451), and the recipient
+// refuse for good (550).
 type smtpServer struct {
 	mu        sync.Mutex
 	received  []received
 	failFirst int
+	refuse    string
 	url       *url.URL
 }
 
 type received struct {
+	user string // signed in as, with AUTH PLAIN
 	from string
 	to   []string
 	data string
 }
 
 type session struct {
-	srv *smtpServer
-	msg received
+	srv  *smtpServer
+	user string
+	msg  received
+}
+
+// AuthMechanisms and Auth take any password for any user over TLS.
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (s *session) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, username, _ string) error { s.user = username; return nil }), nil
 }
 
 func (s *session) Reset()                                      { s.msg = received{} }
 func (s *session) Logout() error                               { return nil }
 func (s *session) Mail(from string, _ *smtp.MailOptions) error { s.msg.from = from; return nil }
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if to == s.srv.refuse {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
 	s.msg.to = append(s.msg.to, to)
 	return nil
 }
@@ -58,7 +83,7 @@ func (s *session) Data(r io.Reader) error {
 		s.srv.failFirst--
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
 	}
-	s.msg.data = string(b)
+	s.msg.data, s.msg.user = string(b), s.user
 	s.srv.received = append(s.srv.received, s.msg)
 	return nil
 }
@@ -68,12 +93,17 @@ func newSMTPServer(t *testing.T, failFirst int) *smtpServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveSMTP(t, ln, "smtp", failFirst)
+}
+
+// serveSMTP runs an smtpServer on ln, reached with the URL scheme scheme.
+func serveSMTP(t *testing.T, ln net.Listener, scheme string, failFirst int) *smtpServer {
 	srv := &smtpServer{failFirst: failFirst}
 	s := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{srv: srv}, nil }))
 	s.Domain = "localhost"
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Close() })
-	srv.url, _ = url.Parse("smtp://" + ln.Addr().String())
+	srv.url, _ = url.Parse(scheme + "://" + ln.Addr().String())
 	return srv
 }
 
@@ -85,13 +115,15 @@ func (s *smtpServer) mails() []received {
 
 type fixture struct {
 	db      *store.DB
+	path    string // of the database, to open it again
 	project store.Project
 	jobs    []store.Job
 }
 
 func newFixture(t *testing.T) fixture {
 	ctx := context.Background()
-	db := testdb.Open(t)
+	path := filepath.Join(t.TempDir(), "kozmic.db")
+	db := testdb.OpenAt(t, path)
 	owner, _ := db.UpsertGitHubUser(ctx, store.GitHubUser{ID: 1, Login: "octocat", Email: "octocat@example.com"})
 	db.UpsertGitHubUser(ctx, store.GitHubUser{ID: 2, Login: "hubot", Email: "hubot@example.com"})
 	db.UpsertGitHubUser(ctx, store.GitHubUser{ID: 3, Login: "quiet"}) // no address: no mail
@@ -107,7 +139,7 @@ func newFixture(t *testing.T) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fixture{db: db, project: p, jobs: jobs}
+	return fixture{db: db, path: path, project: p, jobs: jobs}
 }
 
 // finish runs the job to status s, telling m each step, as the runner does.
@@ -119,41 +151,106 @@ func (f fixture) finish(t *testing.T, m *Mailer, s store.JobStatus) {
 		}
 		m.JobChanged(context.Background(), ch)
 	}
-	m.Wait()
 }
 
-func newMailer(f fixture, srv *smtpServer, enabled bool) *Mailer {
-	m := New(Config{SMTP: srv.url, From: &mail.Address{Name: "Kozmic", Address: "kozmic@ci.example.com"},
-		BaseURL: "https://ci.example.com/", Enabled: enabled}, f.db, slog.New(slog.DiscardHandler))
-	m.Retries = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond}
+// waiting is the mail waiting in db, due or not.
+func waiting(t *testing.T, db *store.DB) []store.Mail {
+	t.Helper()
+	due, err := db.DueMail(context.Background(), time.Now().Add(1000*time.Hour), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return due
+}
+
+// start runs m's sender, as serve does, until the returned stop is called,
+// which returns once Run has.
+func start(m *Mailer) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	return func() { cancel(); <-done }
+}
+
+// sendAll runs m's sender until db's outbox is empty.
+func sendAll(t *testing.T, m *Mailer, db *store.DB) {
+	t.Helper()
+	stop := start(m)
+	defer stop()
+	for deadline := time.Now().Add(20 * time.Second); len(waiting(t, db)) > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("mail still waiting: %+v", waiting(t, db))
+		}
+	}
+}
+
+func newMailer(db *store.DB, u *url.URL, enabled bool) *Mailer {
+	m := New(Config{SMTP: u, From: &mail.Address{Name: "Kozmic", Address: "kozmic@ci.example.com"},
+		BaseURL: "https://ci.example.com/", Enabled: enabled}, db, slog.New(slog.DiscardHandler))
+	m.Backoff = 10 * time.Millisecond
 	return m
+}
+
+// closedURL is an SMTP URL on 127.0.0.1 where nothing listens: connections
+// are refused.
+func closedURL(t *testing.T) *url.URL {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	u, _ := url.Parse("smtp://" + ln.Addr().String())
+	return u
+}
+
+// subject decodes a mail's Subject header.
+func subject(t *testing.T, r received) string {
+	t.Helper()
+	msg, err := mail.ReadMessage(strings.NewReader(r.data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	return s
+}
+
+// recipients lists who got the mails, in order.
+func recipients(mails []received) string {
+	var to []string
+	for _, m := range mails {
+		to = append(to, strings.Join(m.to, "+"))
+	}
+	slices.Sort(to)
+	return strings.Join(to, ",")
 }
 
 func TestMailOnFailure(t *testing.T) {
 	f := newFixture(t)
 	srv := newSMTPServer(t, 0)
-	f.finish(t, newMailer(f, srv, true), store.JobFailure)
+	m := newMailer(f.db, srv.url, true)
+	f.finish(t, m, store.JobFailure)
+	if n := len(waiting(t, f.db)); n != 2 {
+		t.Fatalf("outbox = %d mails, want 2 (one per recipient; running sends none)", n)
+	}
+	sendAll(t, m, f.db)
 	got := srv.mails()
-	if len(got) != 1 {
-		t.Fatalf("mails = %d, want 1 (running sends none)", len(got))
+	// One mail per recipient: nobody learns the others' addresses.
+	if recipients(got) != "hubot@example.com,octocat@example.com" {
+		t.Fatalf("mails went to %s", recipients(got))
 	}
-	m := got[0]
-	if m.from != "kozmic@ci.example.com" || strings.Join(m.to, ",") != "hubot@example.com,octocat@example.com" {
-		t.Errorf("envelope = %s -> %v", m.from, m.to)
-	}
-	msg, err := mail.ReadMessage(strings.NewReader(m.data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := new(mime.WordDecoder)
-	subject, _ := dec.DecodeHeader(msg.Header.Get("Subject"))
-	if subject != "[failure] octocat/Hello-World#1 (main — 6113728f)" {
-		t.Errorf("subject = %q", subject)
-	}
-	body, _ := io.ReadAll(msg.Body)
-	for _, want := range []string{"Build #1 of octocat/Hello-World failed.", "https://ci.example.com/projects/1/builds/1", "Break the build"} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("body lacks %q:\n%s", want, body)
+	for _, r := range got {
+		if r.from != "kozmic@ci.example.com" {
+			t.Errorf("envelope from %s", r.from)
+		}
+		if s := subject(t, r); s != "[failure] octocat/Hello-World#1 (main — 6113728f)" {
+			t.Errorf("subject = %q", s)
+		}
+		msg, _ := mail.ReadMessage(strings.NewReader(r.data))
+		body, _ := io.ReadAll(msg.Body)
+		for _, want := range []string{"Build #1 of octocat/Hello-World failed.", "https://ci.example.com/projects/1/builds/1", "Break the build"} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("body lacks %q:\n%s", want, body)
+			}
 		}
 	}
 }
@@ -161,14 +258,14 @@ func TestMailOnFailure(t *testing.T) {
 func TestNoMailForSuccessOrWhenOff(t *testing.T) {
 	f := newFixture(t)
 	srv := newSMTPServer(t, 0)
-	f.finish(t, newMailer(f, srv, true), store.JobSuccess)
-	if n := len(srv.mails()); n != 0 {
-		t.Errorf("success sent %d mails", n)
+	f.finish(t, newMailer(f.db, srv.url, true), store.JobSuccess)
+	if n := len(waiting(t, f.db)); n != 0 {
+		t.Errorf("success put %d mails in the outbox", n)
 	}
 	g := newFixture(t)
-	g.finish(t, newMailer(g, srv, false), store.JobError)
-	if n := len(srv.mails()); n != 0 {
-		t.Errorf("KOZMIC_EMAIL_NOTIFICATIONS=false sent %d mails", n)
+	g.finish(t, newMailer(g.db, srv.url, false), store.JobError)
+	if n := len(waiting(t, g.db)); n != 0 {
+		t.Errorf("KOZMIC_EMAIL_NOTIFICATIONS=false put %d mails in the outbox", n)
 	}
 }
 
@@ -181,12 +278,13 @@ func logTo(m *Mailer) *syncbuf.Buffer {
 
 func TestMailIsRetried(t *testing.T) {
 	f := newFixture(t)
-	srv := newSMTPServer(t, 2) // refuses twice, then takes it
-	m := newMailer(f, srv, true)
+	srv := newSMTPServer(t, 2) // refuses twice, then takes them
+	m := newMailer(f.db, srv.url, true)
 	logs := logTo(m)
 	f.finish(t, m, store.JobError)
+	sendAll(t, m, f.db)
 	got := srv.mails()
-	if len(got) != 1 || !strings.Contains(got[0].data, "Build #1 of octocat/Hello-World errored.") {
+	if len(got) != 2 || !strings.Contains(got[0].data, "Build #1 of octocat/Hello-World errored.") {
 		t.Fatalf("mails after two refusals = %d", len(got))
 	}
 	if l := logs.String(); strings.Count(l, `msg="mail: send failed"`) != 2 || strings.Contains(l, "giving up") {
@@ -196,23 +294,167 @@ func TestMailIsRetried(t *testing.T) {
 	if b, err := f.db.BuildByID(context.Background(), f.jobs[0].BuildID); err != nil || b.Status != store.BuildError {
 		t.Errorf("build = %s, %v", b.Status, err)
 	}
-	// A server that never answers: given up, logged, and nothing else happens.
-	dead := newFixture(t)
-	srv.url.Host = "127.0.0.1:1"
-	m = newMailer(dead, srv, true)
-	logs = logTo(m)
-	dead.finish(t, m, store.JobFailure)
+}
+
+func TestUndeliverableMailIsGivenUpAfterMaxAge(t *testing.T) {
+	f := newFixture(t)
+	m := newMailer(f.db, closedURL(t), true)
+	m.MaxAge = 200 * time.Millisecond
+	logs := logTo(m)
+	f.finish(t, m, store.JobFailure)
+	sendAll(t, m, f.db) // returns once both are given up
 	l := logs.String()
-	if n := strings.Count(l, `msg="mail: send failed"`); n != 3 {
-		t.Errorf("%d failed sends logged, want 3 (the first and each of 2 retries):\n%s", n, l)
+	if n := strings.Count(l, `level=ERROR msg="mail: giving up" to=`); n != 2 {
+		t.Errorf("%d mails given up in the log, want 2:\n%s", n, l)
 	}
-	if !strings.Contains(l, `level=ERROR msg="mail: giving up" subject="[failure] octocat/Hello-World#1 (main — 6113728f)" to=2 err=`) {
-		t.Errorf("no giving-up line in the log:\n%s", l)
+	if !strings.Contains(l, `to=hubot@example.com subject="[failure] octocat/Hello-World#1 (main — 6113728f)"`) ||
+		!strings.Contains(l, `msg="mail: send failed"`) {
+		t.Errorf("the log does not show the retries and whose mail was given up:\n%s", l)
 	}
-	if b, err := dead.db.BuildByID(context.Background(), dead.jobs[0].BuildID); err != nil || b.Status != store.BuildFailure {
+	if b, err := f.db.BuildByID(context.Background(), f.jobs[0].BuildID); err != nil || b.Status != store.BuildFailure {
 		t.Errorf("build after undeliverable mail = %s, %v; want failure", b.Status, err)
 	}
-	if n := len(srv.mails()); n != 1 {
-		t.Errorf("mails = %d after the undeliverable one, want still 1", n)
+}
+
+func TestRecipientRefusedForGoodIsGivenUpAloneAndOthersGetOneMail(t *testing.T) {
+	f := newFixture(t)
+	srv := newSMTPServer(t, 0)
+	srv.refuse = "hubot@example.com"
+	m := newMailer(f.db, srv.url, true)
+	logs := logTo(m)
+	f.finish(t, m, store.JobFailure)
+	sendAll(t, m, f.db)
+	if got := recipients(srv.mails()); got != "octocat@example.com" {
+		t.Errorf("mails went to %q, want octocat once", got)
+	}
+	l := logs.String()
+	if !strings.Contains(l, `level=ERROR msg="mail: giving up" to=hubot@example.com`) || !strings.Contains(l, "attempts=1 ") ||
+		strings.Contains(l, `msg="mail: send failed"`) {
+		t.Errorf("a 550 is not given up at the first attempt:\n%s", l)
+	}
+}
+
+func TestFailureMailSurvivesRestart(t *testing.T) {
+	f := newFixture(t)
+	down := newMailer(f.db, closedURL(t), true)
+	f.finish(t, down, store.JobFailure)
+	// The first server tries while the mail server is down, then stops.
+	stop := start(down)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if o := waiting(t, f.db); len(o) == 2 && o[0].Attempts > 0 && o[1].Attempts > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mail was never tried: %+v", waiting(t, f.db))
+		}
+	}
+	stop()
+	if err := f.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The next start, with the mail server back, sends each mail once.
+	db := testdb.OpenAt(t, f.path)
+	if n := len(waiting(t, db)); n != 2 {
+		t.Fatalf("after the restart the outbox holds %d mails, want 2", n)
+	}
+	srv := newSMTPServer(t, 0)
+	sendAll(t, newMailer(db, srv.url, true), db)
+	got := srv.mails()
+	if recipients(got) != "hubot@example.com,octocat@example.com" {
+		t.Fatalf("after the restart mails went to %q, want hubot and octocat once each", recipients(got))
+	}
+	if s := subject(t, got[0]); s != "[failure] octocat/Hello-World#1 (main — 6113728f)" {
+		t.Errorf("subject = %q", s)
+	}
+}
+
+// tarpit is a mail server that takes connections and never says a word.
+// Its channel receives each connection it takes.
+func tarpit(t *testing.T) (*url.URL, <-chan net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	conns := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			conns <- c
+		}
+	}()
+	u, _ := url.Parse("smtp://" + ln.Addr().String())
+	return u, conns
+}
+
+func TestStoppingTheSenderCutsAStalledSMTPConversation(t *testing.T) {
+	f := newFixture(t)
+	u, conns := tarpit(t)
+	m := newMailer(f.db, u, true)
+	f.finish(t, m, store.JobFailure)
+	stop := start(m)
+	conn := <-conns // the sender waits for a greeting that never comes
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second): // go-mail would wait 30 s for the greeting
+		t.Fatal("the sender did not stop while the mail server said nothing")
+	}
+	// It hung up: the server reads the end of the connection.
+	if _, err := conn.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("the server read %v, want the sender's hang-up", err)
+	}
+	o := waiting(t, f.db)
+	if len(o) != 2 || o[0].Attempts != 0 {
+		t.Errorf("outbox after a cut attempt = %+v, want both mails as they were", o)
+	}
+}
+
+// trustedCert is a certificate for 127.0.0.1 that this test process's TLS
+// clients trust: its issuer is the only root in SSL_CERT_FILE, which Go
+// reads when a client first verifies a certificate.
+func trustedCert(t *testing.T) tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test mail server"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := filepath.Join(t.TempDir(), "roots.pem")
+	if err := os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSL_CERT_FILE", roots)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func TestSMTPSDeliversOverImplicitTLSWithPassword(t *testing.T) {
+	cert := trustedCert(t)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveSMTP(t, ln, "smtps", 0)
+	u := *srv.url
+	u.User = url.UserPassword("kozmic", "mail password")
+	f := newFixture(t)
+	m := newMailer(f.db, &u, true)
+	f.finish(t, m, store.JobFailure)
+	sendAll(t, m, f.db)
+	got := srv.mails()
+	if len(got) != 2 || got[0].user != "kozmic" || got[1].user != "kozmic" {
+		t.Errorf("mails over smtps = %+v, want 2 sent as kozmic", got)
 	}
 }
