@@ -22,8 +22,13 @@ type browser struct {
 func newBrowser(t testing.TB, s *testServer) *browser {
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
+	return newBrowserAt(t, srv.URL)
+}
+
+// newBrowserAt is a browser of the server at base.
+func newBrowserAt(t testing.TB, base string) *browser {
 	jar, _ := cookiejar.New(nil)
-	return &browser{t: t, base: srv.URL, header: http.Header{}, c: &http.Client{Jar: jar,
+	return &browser{t: t, base: base, header: http.Header{}, c: &http.Client{Jar: jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
