@@ -205,7 +205,7 @@ var settings = []setting{
 		c.JobTimeout, err = parseDuration(v)
 		return err
 	}},
-	{"KOZMIC_CACHED_IMAGES_LIMIT", "cached-images-limit", "3", "Install-script images kept per project; the least recently used go first.", func(c *Config, v string) (err error) {
+	{"KOZMIC_CACHED_IMAGES_LIMIT", "cached-images-limit", "3", "Install-script images kept per project for its own builds, and as many again for all its forks' builds together; the least recently used go first.", func(c *Config, v string) (err error) {
 		c.CachedImagesLimit, err = parseInt(v, 1, 1000)
 		return err
 	}},

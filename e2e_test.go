@@ -250,6 +250,13 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("no webhook secret on the project page:\n%s", page)
 	}
 	secret := m[1]
+	// The install step's image outlives the server: the button removes it, as
+	// it would for a person.
+	t.Cleanup(func() {
+		if res, _ := c.do("POST", fmt.Sprintf("/projects/%d/cache/clear", id), url.Values{}); res.StatusCode != 303 {
+			t.Errorf("clear install cache: %d", res.StatusCode)
+		}
+	})
 
 	// A forged webhook: refused, and no build.
 	if code := webhook(t, s, id, "not the secret", first, "forged"); code != 401 {

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-github/v60/github"
 
 	"kozmic/git"
+	"kozmic/store"
 )
 
 var (
@@ -64,8 +65,12 @@ type Trigger struct {
 	Author  string
 	Message string
 	// FromFork is a pull request whose head lives in another repository:
-	// it runs without the project's secrets.
+	// it runs without the project's secrets, in that repository's own
+	// install cache scope.
 	FromFork bool
+	// ForkRepo is the full name (owner/name) of a fork's repository; empty
+	// when GitHub no longer knows it (a deleted fork).
+	ForkRepo string
 }
 
 // ParseWebhook reads a webhook's body for its event (the X-GitHub-Event
@@ -74,7 +79,9 @@ type Trigger struct {
 // synchronized or reopened makes a build of its head commit on
 // refs/pull/N/head; ping makes nothing. Other events are ErrUnhandledEvent;
 // a body that does not parse is ErrMalformed, and so is a build whose SHA is
-// not 40 or 64 hex digits or whose ref git.ValidRef refuses.
+// not 40 or 64 hex digits or whose ref git.ValidRef refuses, and a fork
+// whose repository's full name is not owner/name (store.ValidFullName, at
+// most store.MaxForkRepo bytes).
 func ParseWebhook(event string, body []byte) (Trigger, error) {
 	switch event {
 	case "ping":
@@ -104,6 +111,9 @@ func ParseWebhook(event string, body []byte) (Trigger, error) {
 		return Trigger{}, fmt.Errorf("%w: %q is not a commit SHA", ErrMalformed, t.SHA)
 	case !git.ValidRef(t.Ref):
 		return Trigger{}, fmt.Errorf("%w: %q is not a valid ref", ErrMalformed, t.Ref)
+	// It names the fork's install cache scope and shows on pages.
+	case t.ForkRepo != "" && (!store.ValidFullName(t.ForkRepo) || len(t.ForkRepo) > store.MaxForkRepo):
+		return Trigger{}, fmt.Errorf("%w: %.300q is not a repository's full name", ErrMalformed, t.ForkRepo)
 	}
 	return t, nil
 }
@@ -141,13 +151,18 @@ func pullRequestTrigger(e *github.PullRequestEvent) (Trigger, error) {
 		return Trigger{}, fmt.Errorf("%w: pull request without number or head", ErrMalformed)
 	}
 	head, base := pr.GetHead().GetRepo(), pr.GetBase().GetRepo()
-	return Trigger{
+	fork := head == nil || head.GetID() != base.GetID()
+	t := Trigger{
 		Build:   true,
 		Ref:     "refs/pull/" + strconv.Itoa(pr.GetNumber()) + "/head",
 		SHA:     sha,
 		Author:  pr.GetUser().GetLogin(),
 		Message: pr.GetTitle(),
 		// A deleted fork has no head repository: treat it as a fork.
-		FromFork: head == nil || head.GetID() != base.GetID(),
-	}, nil
+		FromFork: fork,
+	}
+	if fork {
+		t.ForkRepo = head.GetFullName()
+	}
+	return t, nil
 }

@@ -94,8 +94,22 @@ func TestParseWebhookSkipsAndForks(t *testing.T) {
 		"head":{"sha":"f00f00f00f00f00f00f00f00f00f00f00f00f00f","repo":{"id":2,"full_name":"eve/harbor-lights"}},
 		"base":{"sha":"b00","repo":{"id":1,"full_name":"lanternfish/harbor-lights"}}}}`)
 	got, err := ParseWebhook("pull_request", fork)
-	if err != nil || !got.Build || !got.FromFork || got.Ref != "refs/pull/9/head" {
+	if err != nil || !got.Build || !got.FromFork || got.ForkRepo != "eve/harbor-lights" || got.Ref != "refs/pull/9/head" {
 		t.Errorf("fork pull request = %+v, %v", got, err)
+	}
+	// A deleted fork: GitHub sends no head repository.
+	deleted := []byte(`{"action":"reopened","pull_request":{"number":9,"title":"t","user":{"login":"eve"},
+		"head":{"sha":"f00f00f00f00f00f00f00f00f00f00f00f00f00f","repo":null},
+		"base":{"sha":"b00","repo":{"id":1,"full_name":"lanternfish/harbor-lights"}}}}`)
+	if got, err := ParseWebhook("pull_request", deleted); err != nil || !got.FromFork || got.ForkRepo != "" {
+		t.Errorf("pull request from a deleted fork = %+v, %v", got, err)
+	}
+	// The fork's name becomes its install cache scope: nothing else than owner/name passes.
+	for _, name := range []string{"eve", "eve/x/y", "eve/<b>", "eve/" + strings.Repeat("x", 300)} {
+		odd := strings.Replace(string(fork), `"eve/harbor-lights"`, strconv.Quote(name), 1)
+		if got, err := ParseWebhook("pull_request", []byte(odd)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("fork named %.40q: %+v, %v; want ErrMalformed", name, got, err)
+		}
 	}
 	same, err := ParseWebhook("pull_request", fixture(t, "pull_request_opened.json"))
 	if err != nil || same.FromFork {

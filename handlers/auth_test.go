@@ -26,9 +26,9 @@ type browser struct {
 
 func newBrowser(t testing.TB, s *testServer) *browser { return newBrowserVia(t, s) }
 
-// newBrowserAt is a browser whose connections reach s from peer (host:port),
+// newBrowserFrom is a browser whose connections reach s from peer (host:port),
 // as if it were on another machine: only RemoteAddr differs, as it would.
-func newBrowserAt(t testing.TB, s *testServer, peer string) *browser {
+func newBrowserFrom(t testing.TB, s *testServer, peer string) *browser {
 	return newBrowserVia(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.RemoteAddr = peer
 		s.ServeHTTP(w, r)
@@ -39,8 +39,13 @@ func newBrowserAt(t testing.TB, s *testServer, peer string) *browser {
 func newBrowserVia(t testing.TB, h http.Handler) *browser {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
+	return newBrowserAt(t, srv.URL)
+}
+
+// newBrowserAt is a browser of the server at base.
+func newBrowserAt(t testing.TB, base string) *browser {
 	jar, _ := cookiejar.New(nil)
-	return &browser{t: t, base: srv.URL, header: http.Header{}, c: &http.Client{Jar: jar,
+	return &browser{t: t, base: base, header: http.Header{}, c: &http.Client{Jar: jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 

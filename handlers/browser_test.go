@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	docker "github.com/fsouza/go-dockerclient"
 
 	"kozmic/gh"
 	"kozmic/internal/fakegithub"
@@ -30,9 +31,12 @@ import (
 // liveServer is the whole server on 127.0.0.1: store, a started runner on
 // the Docker engine, handlers, metrics, and a fake GitHub to sign in with.
 type liveServer struct {
-	url  string
-	db   *store.DB
-	logs *syncbuf.Buffer
+	url     string
+	handler http.Handler
+	db      *store.DB
+	jobs    *runner.Runner
+	dc      *docker.Client // the runner's engine
+	logs    *syncbuf.Buffer
 }
 
 func newLiveServer(t *testing.T) *liveServer {
@@ -67,7 +71,7 @@ func newLiveServer(t *testing.T) *liveServer {
 	base, _ := url.Parse(srv.URL)
 	g := gh.New(gh.Config{WebURL: fake.WebURL(), ClientID: "id", ClientSecret: "secret", BaseURL: base, SignIn: gh.SignIn{Users: []string{"octocat"}}})
 	srv.Config.Handler = New(Deps{DB: db, Jobs: jobs, GitHub: g, Sessions: db.Sessions(), BaseURL: base, GitHubURL: fake.WebURL(), Log: log, Metrics: mets})
-	return &liveServer{url: srv.URL, db: db, logs: logs}
+	return &liveServer{url: srv.URL, handler: srv.Config.Handler, db: db, jobs: jobs, dc: dc, logs: logs}
 }
 
 // newChrome starts Debian's Chromium headless with a fresh profile, kept

@@ -247,7 +247,7 @@ func trusting(proxies ...string) func(*Deps) {
 func TestFailedSignInsFromOneAddressDoNotLockOutAccountElsewhere(t *testing.T) {
 	s := newLocalTestServer(t)
 	localUser(t, s, "bob", "bob's password")
-	attacker := newBrowserAt(t, s, "198.51.100.7:40000")
+	attacker := newBrowserFrom(t, s, "198.51.100.7:40000")
 	for i := range failuresPerAddr {
 		name := "bob"
 		if i%2 == 1 {
@@ -258,7 +258,7 @@ func TestFailedSignInsFromOneAddressDoNotLockOutAccountElsewhere(t *testing.T) {
 	if code, _ := login(attacker, "bob", "bob's password", ""); code != 429 {
 		t.Errorf("the guessing address with bob's password: %d, want 429", code)
 	}
-	bob := newBrowserAt(t, s, "203.0.113.5:51000")
+	bob := newBrowserFrom(t, s, "203.0.113.5:51000")
 	if code, doc := login(bob, "bob", "bob's password", ""); code != 303 || !signedIn(bob) {
 		t.Errorf("bob from his own address after %d guesses elsewhere: %d %q", failuresPerAddr, code, doc.Find(`[role="alert"]`).Text())
 	}
@@ -267,7 +267,7 @@ func TestFailedSignInsFromOneAddressDoNotLockOutAccountElsewhere(t *testing.T) {
 func TestForwardedForIgnoredFromUntrustedPeer(t *testing.T) {
 	s := newTestServerWith(t, false, trusting("10.0.0.0/8"))
 	localUser(t, s, "bob", "bob's password")
-	attacker := newBrowserAt(t, s, "198.51.100.7:40000")
+	attacker := newBrowserFrom(t, s, "198.51.100.7:40000")
 	for i := range failuresPerAddr {
 		// A new address each time, and finally bob's: believed, they would
 		// give the attacker fresh counts, and lock bob out.
@@ -281,7 +281,7 @@ func TestForwardedForIgnoredFromUntrustedPeer(t *testing.T) {
 	if l := s.logs.String(); !strings.Contains(l, `msg="failed sign-in" username=user0 addr=198.51.100.7`) {
 		t.Errorf("the failure is not logged with the peer's address:\n%s", l)
 	}
-	if code, _ := login(newBrowserAt(t, s, "203.0.113.5:51000"), "bob", "bob's password", ""); code != 303 {
+	if code, _ := login(newBrowserFrom(t, s, "203.0.113.5:51000"), "bob", "bob's password", ""); code != 303 {
 		t.Errorf("bob, whose address the attacker claimed: %d", code)
 	}
 }
@@ -291,7 +291,7 @@ func TestForwardedForUsedBehindTrustedProxy(t *testing.T) {
 	localUser(t, s, "bob", "bob's password")
 	// The proxy appends the address it was called from to what the client
 	// sent: the attacker's own claim to be bob stays on the left.
-	attacker := newBrowserAt(t, s, "10.0.0.2:40000")
+	attacker := newBrowserFrom(t, s, "10.0.0.2:40000")
 	attacker.header.Set("X-Forwarded-For", "203.0.113.5, 198.51.100.7")
 	for i := range failuresPerAddr {
 		login(attacker, fmt.Sprintf("user%d", i), "guess", "")
@@ -303,7 +303,7 @@ func TestForwardedForUsedBehindTrustedProxy(t *testing.T) {
 		t.Errorf("the failure is not logged with the client's address:\n%s", l)
 	}
 	// Bob comes through the same proxy, after another trusted one.
-	bob := newBrowserAt(t, s, "10.0.0.2:40001")
+	bob := newBrowserFrom(t, s, "10.0.0.2:40001")
 	bob.header.Set("X-Forwarded-For", "203.0.113.5, 2001:db8:ffff::9")
 	if code, _ := login(bob, "bob", "bob's password", ""); code != 303 {
 		t.Errorf("bob through the same proxy: %d, want 303", code)
@@ -314,12 +314,12 @@ func TestAddressesOfOneIPv6Slash64ShareTheSignInLimit(t *testing.T) {
 	s := newLocalTestServer(t)
 	localUser(t, s, "bob", "bob's password")
 	for i := range failuresPerAddr {
-		login(newBrowserAt(t, s, fmt.Sprintf("[2001:db8:1:2::%x]:40000", i+1)), fmt.Sprintf("user%d", i), "guess", "")
+		login(newBrowserFrom(t, s, fmt.Sprintf("[2001:db8:1:2::%x]:40000", i+1)), fmt.Sprintf("user%d", i), "guess", "")
 	}
-	if code, _ := login(newBrowserAt(t, s, "[2001:db8:1:2:ffff::1]:40000"), "bob", "bob's password", ""); code != 429 {
+	if code, _ := login(newBrowserFrom(t, s, "[2001:db8:1:2:ffff::1]:40000"), "bob", "bob's password", ""); code != 429 {
 		t.Errorf("another address of the guessing /64: %d, want 429", code)
 	}
-	if code, _ := login(newBrowserAt(t, s, "[2001:db8:1:3::1]:40000"), "bob", "bob's password", ""); code != 303 {
+	if code, _ := login(newBrowserFrom(t, s, "[2001:db8:1:3::1]:40000"), "bob", "bob's password", ""); code != 303 {
 		t.Errorf("an address of the next /64: %d, want 303", code)
 	}
 }

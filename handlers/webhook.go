@@ -132,7 +132,7 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 
 	b, jobs, err := h.db.CreateBuild(r.Context(), store.NewBuild{
 		ProjectID: projectID, Ref: t.Ref, SHA: t.SHA, Author: t.Author, Message: t.Message,
-		FromFork: t.FromFork, Payload: body, Event: event,
+		FromFork: t.FromFork, ForkRepo: t.ForkRepo, Payload: body, Event: event,
 		DeliveryID: firstHeader(r, "X-GitHub-Delivery", "X-Gitea-Delivery", "X-Forgejo-Delivery"),
 	})
 	switch {

@@ -3,6 +3,8 @@ package runner
 import (
 	"archive/tar"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
+
+	"kozmic/store"
 )
 
 const (
@@ -168,29 +172,39 @@ func addTree(tw *tar.Writer, root, prefix string) error {
 	})
 }
 
-// cacheTag tags a project's cache images: with the instance, so that two
-// Kozmic databases on one engine, each with its project 1, keep apart.
-func (r *Runner) cacheTag(projectID int64) string {
-	if r.cfg.Instance == "" {
-		return strconv.FormatInt(projectID, 10)
+// cacheTag tags a project's cache images of one scope: with the instance,
+// so that two Kozmic databases on one engine, each with its project 1, keep
+// apart, and with the scope, so that a scope never finds another's images.
+// A fork's scope goes in as a hash: a tag has no room for its '/' and at
+// most 128 characters.
+func (r *Runner) cacheTag(projectID int64, scope store.CacheScope) string {
+	tag := strconv.FormatInt(projectID, 10)
+	if r.cfg.Instance != "" {
+		tag = r.cfg.Instance + "-" + tag
 	}
-	return r.cfg.Instance + "-" + strconv.FormatInt(projectID, 10)
+	if _, fork := scope.Fork(); fork {
+		sum := sha256.Sum256([]byte(scope))
+		return tag + "-fork-" + hex.EncodeToString(sum[:16])
+	}
+	return tag + "-project"
 }
 
-// cacheImage names the install cache image of cacheID for a project.
-func (r *Runner) cacheImage(cacheID string, projectID int64) string {
-	return CacheRepository + cacheID + ":" + r.cacheTag(projectID)
+// cacheImage names the install cache image of cacheID for a project's scope.
+func (r *Runner) cacheImage(cacheID string, projectID int64, scope store.CacheScope) string {
+	return CacheRepository + cacheID + ":" + r.cacheTag(projectID, scope)
 }
 
-// commit saves a finished install container as the cache image.
-func (r *Runner) commit(ctx context.Context, id, cacheID string, projectID int64) error {
+// commit saves a finished install container as the cache image of a
+// project's scope.
+func (r *Runner) commit(ctx context.Context, id, cacheID string, projectID int64, scope store.CacheScope) error {
 	_, err := r.docker.CommitContainer(docker.CommitContainerOptions{
 		Context:    ctx,
 		Container:  id,
 		Repository: CacheRepository + cacheID,
-		Tag:        r.cacheTag(projectID),
+		Tag:        r.cacheTag(projectID, scope),
 		Run: &docker.Config{Labels: map[string]string{
 			LabelCache: cacheID, LabelProject: strconv.FormatInt(projectID, 10), LabelInstance: r.cfg.Instance,
+			LabelScope: string(scope),
 		}},
 	})
 	if err != nil {
@@ -215,37 +229,95 @@ func (r *Runner) remove(id string) {
 	}
 }
 
-// pruneCache keeps a project's CachedImagesLimit most recently used cache
-// images and removes the rest, returning how many. An image a container
-// still uses stays.
-func (r *Runner) pruneCache(ctx context.Context, projectID int64, out io.Writer) int {
-	imgs, err := r.cacheImages(ctx, projectID)
-	if err != nil || len(imgs) <= r.cfg.CachedImagesLimit {
+// cachePool is the limit a cache image counts against. A project keeps
+// CachedImagesLimit images for its trusted builds and as many again shared
+// by all its forks, so that builds from forks can never evict a trusted
+// build's image, and disk use stays bounded however many forks there are.
+type cachePool int
+
+const (
+	poolProject  cachePool = iota // the project scope
+	poolForks                     // every fork scope of the project
+	poolUnscoped                  // made before scopes: never read, always removed
+)
+
+func scopePool(scope store.CacheScope) cachePool {
+	if _, fork := scope.Fork(); fork {
+		return poolForks
+	}
+	return poolProject
+}
+
+func imagePool(img docker.APIImages) cachePool {
+	scope, ok := img.Labels[LabelScope]
+	if !ok {
+		return poolUnscoped
+	}
+	return scopePool(store.CacheScope(scope))
+}
+
+// poolLimit is how many images a pool keeps.
+func (r *Runner) poolLimit(p cachePool) int {
+	if p == poolUnscoped {
 		return 0
 	}
-	used := map[string]time.Time{} // `kozmic exec` has no store: image age decides
+	return r.cfg.CachedImagesLimit
+}
+
+// pruneCache keeps the most recently used images of the pool of a project's
+// scope within its limit and removes the rest, returning how many, and
+// says so in out. The image of cacheID in scope, which the job has just
+// made and is about to use, counts as the most recent. An image a
+// container still uses stays.
+func (r *Runner) pruneCache(ctx context.Context, projectID int64, scope store.CacheScope, cacheID string, out io.Writer) int {
+	imgs, err := r.cacheImages(ctx, projectID)
+	if err != nil {
+		r.log.Warn("list cache images", "project", projectID, "err", err)
+		return 0
+	}
+	pool := scopePool(scope)
+	imgs = slices.DeleteFunc(imgs, func(img docker.APIImages) bool { return imagePool(img) != pool })
+	return r.prune(ctx, projectID, imgs, r.poolLimit(pool), store.CacheUse{Scope: scope, ID: cacheID}, out)
+}
+
+// prune keeps the keep most recently used of imgs, cache images of one
+// pool of a project, and removes the rest, returning how many. The image of
+// fresh, if there is one, counts as just used.
+func (r *Runner) prune(ctx context.Context, projectID int64, imgs []docker.APIImages, keep int, fresh store.CacheUse, out io.Writer) int {
+	if len(imgs) <= keep {
+		return 0
+	}
+	used := map[store.CacheUse]time.Time{} // `kozmic exec` has no store: image age decides
 	if r.store != nil {
+		var err error
 		if used, err = r.store.CacheLastUsed(ctx, projectID); err != nil {
 			r.log.Error("read cache use", "project", projectID, "err", err)
 			return 0
 		}
 	}
+	now := time.Now()
 	lastUse := func(img docker.APIImages) time.Time {
-		if t, ok := used[img.Labels[LabelCache]]; ok {
+		use := store.CacheUse{Scope: store.CacheScope(img.Labels[LabelScope]), ID: img.Labels[LabelCache]}
+		if use == fresh {
+			// Its job records the use only when it ends: the records are
+			// of an earlier image of the same id, evicted since.
+			return now
+		}
+		if t, ok := used[use]; ok {
 			return t
 		}
 		return time.Unix(img.Created, 0)
 	}
 	slices.SortFunc(imgs, func(a, b docker.APIImages) int { return lastUse(b).Compare(lastUse(a)) })
 	n := 0
-	for _, img := range imgs[r.cfg.CachedImagesLimit:] {
-		name := r.cacheImage(img.Labels[LabelCache], projectID)
-		if err := r.docker.RemoveImageExtended(name, docker.RemoveImageOptions{Context: ctx}); err != nil {
-			r.log.Warn("remove cache image", "image", name, "err", err)
+	for _, img := range imgs[keep:] {
+		// By ID: an unscoped image's tag is not one cacheTag makes any more.
+		if err := r.docker.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Context: ctx}); err != nil {
+			r.log.Warn("remove cache image", "image", img.ID, "err", err)
 			continue
 		}
 		n++
-		say(out, "Removed the install cache image %s, the least recently used", img.Labels[LabelCache][:12])
+		say(out, "Removed the install cache image %.12s, the least recently used", img.Labels[LabelCache])
 	}
 	return n
 }

@@ -26,8 +26,12 @@ const (
 	LabelProject  = "kozmic.project"
 	LabelCache    = "kozmic.cache"
 	LabelExec     = "kozmic.exec" // containers of `kozmic exec`, left alone by the server
+	// LabelScope is a cache image's store.CacheScope. Images without it were
+	// made before scopes existed, when builds from forks wrote the project's
+	// cache: they are never read, and Sweep removes them.
+	LabelScope = "kozmic.cache-scope"
 	// CacheRepository prefixes install-cache images:
-	// kozmic-cache/<cache id>:<instance>-<project id>.
+	// kozmic-cache/<cache id>:<instance>-<project id>-<scope> (see cacheTag).
 	CacheRepository = "kozmic-cache/"
 )
 
@@ -57,6 +61,7 @@ type spec struct {
 	install   string
 	build     string
 	tracked   []string
+	scope     store.CacheScope // whose install cache images the job reads and writes
 	src       source
 	env       []string // the build step's environment; the install step gets none of it
 }
@@ -67,6 +72,7 @@ type result struct {
 	exitCode    *int
 	cache       store.CacheResult
 	cacheID     string
+	scope       store.CacheScope
 	containerID string
 	message     string // why it errored, for people
 }
@@ -169,8 +175,11 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 		if err != nil {
 			return fail("Could not read the tracked files: %s", err)
 		}
-		res.cacheID = cacheID(base.ID, s.install, ids)
-		cached := r.cacheImage(res.cacheID, s.projectID)
+		res.cacheID, res.scope = cacheID(base.ID, s.install, ids), s.scope
+		if fork, ok := s.scope.Fork(); ok {
+			say(out, "Using the install cache of the fork %s, which trusted builds never use", fork)
+		}
+		cached := r.cacheImage(res.cacheID, s.projectID, s.scope)
 		if img, err := r.docker.InspectImage(cached); err == nil {
 			say(out, "%s", SkippedInstall)
 			res.cache, runFrom = store.CacheHit, img.ID
@@ -183,7 +192,7 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 			}
 			code, err := r.runContainer(ctx, c, s.src, s.install, out)
 			if err == nil && code == 0 {
-				err = r.commit(ctx, c, res.cacheID, s.projectID)
+				err = r.commit(ctx, c, res.cacheID, s.projectID, s.scope)
 				if err == nil {
 					runFrom = cached
 				}
@@ -199,7 +208,7 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 				res.status, res.exitCode = store.JobFailure, &code
 				return res
 			}
-			r.pruneCache(ctx, s.projectID, out)
+			r.pruneCache(ctx, s.projectID, s.scope, res.cacheID, out)
 		}
 	}
 

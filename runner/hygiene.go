@@ -20,11 +20,13 @@ type Swept struct {
 
 // Sweep removes what this Kozmic (its instance label) left on the Docker
 // engine and no longer needs: stopped containers that no running job owns,
-// dangling volumes, the cache images of deleted projects, and each
-// project's cache images beyond CachedImagesLimit. Objects without this
-// instance's label, another Kozmic's among them, are never touched. It
-// goes on past single failures, which it logs, and returns the first
-// error that stopped a whole step.
+// dangling volumes, the cache images of deleted projects, cache images
+// made before cache scopes, and each project's cache images beyond the
+// limits of its project scope and of its forks' scopes together
+// (CachedImagesLimit each). Objects without this instance's label,
+// another Kozmic's among them, are never touched. It goes on past single
+// failures, which it logs, and returns the first error that stopped a
+// whole step.
 func (r *Runner) Sweep(ctx context.Context) (Swept, error) {
 	var s Swept
 	mine := LabelInstance + "=" + r.cfg.Instance
@@ -57,12 +59,15 @@ func (r *Runner) Sweep(ctx context.Context) (Swept, error) {
 	if err != nil {
 		return s, err
 	}
-	byProject := map[int64]int{}
+	byProject := map[int64]map[cachePool][]docker.APIImages{}
 	for _, img := range imgs {
 		pid, _ := strconv.ParseInt(img.Labels[LabelProject], 10, 64)
-		byProject[pid]++
+		if byProject[pid] == nil {
+			byProject[pid] = map[cachePool][]docker.APIImages{}
+		}
+		byProject[pid][imagePool(img)] = append(byProject[pid][imagePool(img)], img)
 	}
-	for pid, n := range byProject {
+	for pid, pools := range byProject {
 		_, err := r.store.ProjectByID(ctx, pid)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -70,16 +75,19 @@ func (r *Runner) Sweep(ctx context.Context) (Swept, error) {
 			s.Images += removed
 		case err != nil:
 			return s, fmt.Errorf("look up project %d: %w", pid, err)
-		case n > r.cfg.CachedImagesLimit:
-			s.Images += r.pruneCache(ctx, pid, io.Discard)
+		default:
+			for pool, in := range pools {
+				s.Images += r.prune(ctx, pid, in, r.poolLimit(pool), store.CacheUse{}, io.Discard)
+			}
 		}
 	}
 	return s, nil
 }
 
-// ClearCache removes every install cache image of a project, so that its
-// next jobs run their install scripts again; it returns how many it
-// removed. An image a running job uses stays, and is counted as an error.
+// ClearCache removes every install cache image of a project, of every
+// scope (its own and its forks'), so that its next jobs run their install
+// scripts again; it returns how many it removed. An image a running job
+// uses stays, and is counted as an error.
 func (r *Runner) ClearCache(ctx context.Context, projectID int64) (int, error) {
 	if r.docker == nil {
 		return 0, errors.New("clear cache: no Docker engine")
@@ -91,9 +99,8 @@ func (r *Runner) ClearCache(ctx context.Context, projectID int64) (int, error) {
 	n := 0
 	var errs []error
 	for _, img := range imgs {
-		name := r.cacheImage(img.Labels[LabelCache], projectID)
-		if err := r.docker.RemoveImageExtended(name, docker.RemoveImageOptions{Context: ctx}); err != nil {
-			errs = append(errs, fmt.Errorf("remove %s: %w", name, err))
+		if err := r.docker.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Context: ctx}); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", img.ID, err))
 			continue
 		}
 		n++

@@ -12,10 +12,12 @@ import (
 	docker "github.com/fsouza/go-dockerclient"
 
 	"kozmic/internal/testrepo"
+	"kozmic/store"
 )
 
-// Sweep removes this Kozmic's leftovers and nothing of anyone else's;
-// ClearCache removes one project's cache images.
+// Sweep removes this Kozmic's leftovers and nothing of anyone else's, and
+// keeps a project's own cache images and its forks' within a limit each;
+// ClearCache removes one project's cache images of every scope.
 func TestSweepRemovesOnlyOwnLeftovers(t *testing.T) {
 	h := newHarness(t, Config{})
 	ctx := context.Background()
@@ -51,13 +53,18 @@ func TestSweepRemovesOnlyOwnLeftovers(t *testing.T) {
 		}
 		made = append(made, name)
 	}
-	// cacheImage commits a container as a cache image of a project of an instance.
-	cacheImage := func(instance string, projectID int64, n int) string {
+	// cacheImage commits a container as a cache image of a project of an
+	// instance, in a scope; unscoped, it is as images were before scopes.
+	cacheImage := func(instance string, projectID int64, scope store.CacheScope, n int) string {
 		c := container(nil)
 		cacheID := fmt.Sprintf("%064x", n)
 		tag := instance + "-" + strconv.FormatInt(projectID, 10)
+		labels := map[string]string{LabelCache: cacheID, LabelProject: strconv.FormatInt(projectID, 10), LabelInstance: instance}
+		if scope != store.CacheScopeUnset {
+			labels[LabelScope] = string(scope)
+		}
 		if _, err := h.dc.CommitContainer(docker.CommitContainerOptions{Container: c, Repository: CacheRepository + cacheID, Tag: tag,
-			Run: &docker.Config{Labels: map[string]string{LabelCache: cacheID, LabelProject: strconv.FormatInt(projectID, 10), LabelInstance: instance}}}); err != nil {
+			Run: &docker.Config{Labels: labels}}); err != nil {
 			t.Fatal(err)
 		}
 		name := CacheRepository + cacheID + ":" + tag
@@ -82,20 +89,24 @@ func TestSweepRemovesOnlyOwnLeftovers(t *testing.T) {
 	unlabelled := container(nil)
 	volume("kozmic-test-own-"+mine, map[string]string{LabelInstance: mine})
 	volume("kozmic-test-their-"+mine, map[string]string{LabelInstance: theirs})
-	var kept []string
+	var own, forks []string
 	for i := range 4 {
-		kept = append(kept, cacheImage(mine, p.ID, i))
+		own = append(own, cacheImage(mine, p.ID, store.CacheScopeProject, i))
 	}
-	gone := cacheImage(mine, 987654, 10) // a deleted project's
-	theirImage := cacheImage(theirs, p.ID, 11)
-	otherProject := cacheImage(mine, other.ID, 12)
+	for i, fork := range []string{"eve/app", "eve/app", "mallory/app"} {
+		forks = append(forks, cacheImage(mine, p.ID, store.ForkCacheScope(fork), 4+i))
+	}
+	unscoped := cacheImage(mine, p.ID, store.CacheScopeUnset, 9)  // made before scopes: it may hold a fork's install
+	gone := cacheImage(mine, 987654, store.CacheScopeProject, 10) // a deleted project's
+	theirImage := cacheImage(theirs, p.ID, store.CacheScopeProject, 11)
+	otherProject := cacheImage(mine, other.ID, store.CacheScopeProject, 12)
 
 	s, err := r.Sweep(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Containers != 1 || s.Volumes != 1 || s.Images != 3 {
-		t.Errorf("swept %+v, want 1 container, 1 volume, 3 images", s)
+	if s.Containers != 1 || s.Volumes != 1 || s.Images != 5 {
+		t.Errorf("swept %+v, want 1 container, 1 volume, 5 images", s)
 	}
 	for _, tt := range []struct {
 		kind, name string
@@ -103,27 +114,32 @@ func TestSweepRemovesOnlyOwnLeftovers(t *testing.T) {
 	}{
 		{"container", ownStopped, false}, {"container", theirStopped, true}, {"container", unlabelled, true},
 		{"volume", "kozmic-test-own-" + mine, false}, {"volume", "kozmic-test-their-" + mine, true},
-		{"image", gone, false}, {"image", theirImage, true}, {"image", otherProject, true},
+		{"image", gone, false}, {"image", unscoped, false}, {"image", theirImage, true}, {"image", otherProject, true},
 	} {
 		if got := exists(tt.kind, tt.name); got != tt.want {
 			t.Errorf("%s %.40s exists = %v, want %v", tt.kind, tt.name, got, tt.want)
 		}
 	}
-	left := 0
-	for _, name := range kept {
-		if exists("image", name) {
-			left++
+	left := func(names []string) int {
+		n := 0
+		for _, name := range names {
+			if exists("image", name) {
+				n++
+			}
 		}
+		return n
 	}
-	if left != 2 {
-		t.Errorf("%d of the project's 4 cache images left, want its limit of 2", left)
+	// The forks' images count against a limit of their own: they never
+	// push the project's own out.
+	if own, forks := left(own), left(forks); own != 2 || forks != 2 {
+		t.Errorf("left %d of the project's 4 own cache images and %d of its forks' 3, want the limit of 2 each", own, forks)
 	}
 
 	n, err := r.ClearCache(ctx, p.ID)
-	if err != nil || n != 2 {
-		t.Errorf("ClearCache = %d, %v; want 2", n, err)
+	if err != nil || n != 4 {
+		t.Errorf("ClearCache = %d, %v; want 4", n, err)
 	}
-	for _, name := range kept {
+	for _, name := range append(own, forks...) {
 		if exists("image", name) {
 			t.Errorf("%.40s survived ClearCache", name)
 		}

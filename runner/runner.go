@@ -36,7 +36,7 @@ type Store interface {
 	RecoverInterruptedJobs(ctx context.Context) ([]store.JobChanged, error)
 	AppendLog(ctx context.Context, jobID int64, data []byte, truncated bool) (int64, error)
 	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
-	CacheLastUsed(ctx context.Context, projectID int64) (map[string]time.Time, error)
+	CacheLastUsed(ctx context.Context, projectID int64) (map[store.CacheUse]time.Time, error)
 	ProjectByID(ctx context.Context, id int64) (store.Project, error)
 	CompressLog(ctx context.Context, jobID int64) error
 }
@@ -52,7 +52,7 @@ type Config struct {
 	Workers           int           // jobs at once; default 2
 	StallTimeout      time.Duration // kill after this long without output; default 15m
 	JobTimeout        time.Duration // kill after this long; default 1h
-	CachedImagesLimit int           // install-cache images per project; default 3
+	CachedImagesLimit int           // install-cache images per project, and as many again for its forks; default 3
 	MaxLogBytes       int64         // stored per job; default 32 MiB
 	Network           string        // Docker network mode of jobs; default bridge
 	Memory            int64         // bytes per container; 0: no limit
@@ -429,7 +429,7 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 	return r.execute(ctx, spec{
 		jobID: run.Job.ID, projectID: run.Project.ID, image: run.Hook.DockerImage,
 		install: run.Hook.InstallScript, build: run.Hook.BuildScript, tracked: run.Hook.TrackedFiles,
-		src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run),
+		scope: run.Build.CacheScope(), src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run),
 	}, out)
 }
 
@@ -460,7 +460,7 @@ func jobEnv(run store.JobRun) []string {
 func (r *Runner) finish(jobID int64, res result) {
 	ctx := context.WithoutCancel(r.jobsCtx)
 	ch, err := r.store.UpdateJob(ctx, jobID, store.JobUpdate{Status: res.status, ExitCode: res.exitCode,
-		Error: res.message, ContainerID: res.containerID, CacheID: res.cacheID, Cache: res.cache})
+		Error: res.message, ContainerID: res.containerID, CacheID: res.cacheID, Cache: res.cache, CacheScope: res.scope})
 	r.logs.end(jobID) // after the store has the result: followers read it when they stop
 	if err != nil {
 		r.log.Error("record job result", "job", jobID, "status", res.status, "err", err)
@@ -556,11 +556,12 @@ type ExecSpec struct {
 
 // Exec runs a hook definition on a working tree (uncommitted changes
 // included) through the same steps as a job, writing the log to w. Its
-// install cache belongs to project 0. The returned exit code is the build
-// script's, or 1 when it never ran.
+// install cache is the project scope of project 0. The returned exit code
+// is the build script's, or 1 when it never ran.
 func (r *Runner) Exec(ctx context.Context, s ExecSpec, w io.Writer) (store.JobStatus, int) {
 	res := r.execute(ctx, spec{image: s.Image, install: s.InstallScript, build: s.BuildScript,
-		tracked: s.TrackedFiles, src: dirSource{path: s.Dir}, env: []string{"CI=true", "KOZMIC=true"}}, w)
+		tracked: s.TrackedFiles, scope: store.CacheScopeProject, src: dirSource{path: s.Dir},
+		env: []string{"CI=true", "KOZMIC=true"}}, w)
 	r.cleanup.Wait()
 	if res.exitCode != nil {
 		return res.status, *res.exitCode

@@ -128,7 +128,7 @@ func TestInstallCache(t *testing.T) {
 	if first.Cache != store.CacheMiss || !strings.Contains(h.logOf(first.ID), "installing deps") {
 		t.Errorf("first build: cache %q, log:\n%s", first.Cache, h.logOf(first.ID))
 	}
-	if _, err := h.dc.InspectImage(h.r.cacheImage(first.CacheID, p.ID)); err != nil {
+	if _, err := h.dc.InspectImage(h.r.cacheImage(first.CacheID, p.ID, store.CacheScopeProject)); err != nil {
 		t.Errorf("cache image missing: %v", err)
 	}
 
@@ -182,7 +182,7 @@ func TestFailingInstallScriptFailsTheJob(t *testing.T) {
 	if log := h.logOf(j.ID); !strings.Contains(log, "broken install") || strings.Contains(log, "build ran") {
 		t.Errorf("log:\n%s", log)
 	}
-	if _, err := h.dc.InspectImage(h.r.cacheImage(j.CacheID, p.ID)); err == nil {
+	if _, err := h.dc.InspectImage(h.r.cacheImage(j.CacheID, p.ID, store.CacheScopeProject)); err == nil {
 		t.Error("a failed install step was cached")
 	}
 }
@@ -231,5 +231,24 @@ func TestCacheLimitDropsLeastRecentlyUsed(t *testing.T) {
 	}
 	if !strings.Contains(h.logOf(v3.ID), "least recently used") {
 		t.Errorf("pruning not reported in the log:\n%s", h.logOf(v3.ID))
+	}
+}
+
+// An install image made again after its first one was evicted is not
+// evicted at once for its id's old use: its job runs from it.
+func TestCacheLimitKeepsTheImageTheJobJustMade(t *testing.T) {
+	h := newHarness(t, Config{CachedImagesLimit: 1})
+	rp := testrepo.New(t, map[string]string{"deps.txt": "v1"})
+	p, _ := h.project(rp, store.Hook{Title: "c", InstallScript: "#!/bin/sh\ntouch /installed\n", BuildScript: checkInstalled,
+		TrackedFiles: []string{"deps.txt"}})
+	t.Cleanup(func() { removeCacheImages(t, h, p.ID) })
+	v1 := h.runOK(p, rp.Git("rev-parse", "HEAD"))
+	h.runOK(p, rp.Commit(map[string]string{"deps.txt": "v2"}, nil)) // evicts v1's image
+	again := h.runOK(p, rp.Commit(map[string]string{"deps.txt": "v1"}, nil))
+	if again.Cache != store.CacheMiss || again.CacheID != v1.CacheID {
+		t.Errorf("back to v1: cache %q id %.12s, want a miss of %.12s", again.Cache, again.CacheID, v1.CacheID)
+	}
+	if got := cacheImages(t, h, p.ID); len(got) != 1 || !got[v1.CacheID] {
+		t.Errorf("cache images = %v, want v1's alone", got)
 	}
 }

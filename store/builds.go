@@ -29,7 +29,8 @@ type Build struct {
 	SHA        string
 	Author     string
 	Message    string
-	FromFork   bool // a pull request from another repository: no project secrets
+	FromFork   bool   // a pull request from another repository: no project secrets
+	ForkRepo   string // the fork's full name (owner/name); empty for others and an unknown fork
 	Status     BuildStatus
 	CreatedAt  time.Time
 	StartedAt  time.Time
@@ -54,6 +55,22 @@ func (b Build) ShortSHA() string {
 	return b.SHA
 }
 
+// CacheScope is the install cache scope of the build's jobs: the project's
+// for a build of the project's own repository; for a build from a fork,
+// one of that fork's own (ForkCacheScope), or, when the fork's repository
+// is unknown, one of the build's ref alone. Trusted builds never read or
+// write a fork's scope.
+func (b Build) CacheScope() CacheScope {
+	switch {
+	case !b.FromFork:
+		return CacheScopeProject
+	case b.ForkRepo != "":
+		return ForkCacheScope(b.ForkRepo)
+	default:
+		return CacheScope(forkRefScope + b.Ref)
+	}
+}
+
 // NewBuild is what CreateBuild needs.
 type NewBuild struct {
 	ProjectID int64
@@ -62,6 +79,7 @@ type NewBuild struct {
 	Author    string
 	Message   string
 	FromFork  bool
+	ForkRepo  string // with FromFork: the fork's full name (ValidFullName, at most MaxForkRepo bytes), or empty
 	// Payload is the JSON that caused the build (the webhook body), kept with
 	// every hook call. Empty means {}.
 	Payload []byte
@@ -71,13 +89,16 @@ type NewBuild struct {
 	Event      string
 }
 
-const buildColumns = `id, project_id, number, ref, sha, author, message, from_fork, status,
+// MaxForkRepo bounds NewBuild.ForkRepo.
+const MaxForkRepo = 256
+
+const buildColumns = `id, project_id, number, ref, sha, author, message, from_fork, fork_repo, status,
 	created_at, started_at, finished_at`
 
 // buildFields are where the columns of buildColumns scan to.
 func buildFields(b *Build) []any {
 	return []any{&b.ID, &b.ProjectID, &b.Number, &b.Ref, &b.SHA, &b.Author, &b.Message, &b.FromFork,
-		&b.Status, msTime{&b.CreatedAt}, msTime{&b.StartedAt}, msTime{&b.FinishedAt}}
+		&b.ForkRepo, &b.Status, msTime{&b.CreatedAt}, msTime{&b.StartedAt}, msTime{&b.FinishedAt}}
 }
 
 func scanBuild(row scanner) (Build, error) {
@@ -93,10 +114,16 @@ func scanBuild(row scanner) (Build, error) {
 // If the project already has a build for that ref and SHA, that build is
 // returned with no jobs. A delivery recorded before is ErrSeenDelivery and
 // writes nothing; a project without hooks is ErrNoHooks; a missing project
-// is ErrNotFound.
+// is ErrNotFound; a build without ref or commit, or a ForkRepo that is not a
+// fork's full name, is ErrInvalid.
 func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error) {
-	if nb.Ref == "" || nb.SHA == "" {
+	switch {
+	case nb.Ref == "" || nb.SHA == "":
 		return Build{}, nil, invalid("a build needs a ref and a commit")
+	case nb.ForkRepo != "" && !nb.FromFork:
+		return Build{}, nil, invalid("only a build from a fork has a fork repository")
+	case nb.ForkRepo != "" && (!ValidFullName(nb.ForkRepo) || len(nb.ForkRepo) > MaxForkRepo):
+		return Build{}, nil, invalid(fmt.Sprintf(`the fork repository's name must look like "owner/name", in at most %d bytes`, MaxForkRepo))
 	}
 	payload := "{}"
 	if len(nb.Payload) > 0 {
@@ -142,9 +169,9 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error
 			return wrap("allocate build number", err)
 		}
 		b, err = scanBuild(tx.QueryRowContext(ctx, `
-			INSERT INTO builds (project_id, number, ref, sha, author, message, from_fork, status, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, 'enqueued', ?) RETURNING `+buildColumns,
-			nb.ProjectID, b.Number, nb.Ref, nb.SHA, nb.Author, nb.Message, nb.FromFork, now))
+			INSERT INTO builds (project_id, number, ref, sha, author, message, from_fork, fork_repo, status, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'enqueued', ?) RETURNING `+buildColumns,
+			nb.ProjectID, b.Number, nb.Ref, nb.SHA, nb.Author, nb.Message, nb.FromFork, nb.ForkRepo, now))
 		if err != nil {
 			return wrap("insert build", err)
 		}

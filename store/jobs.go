@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -15,6 +16,41 @@ const (
 	CacheHit  CacheResult = "hit"  // the install script was skipped
 	CacheMiss CacheResult = "miss" // the install script ran
 )
+
+// CacheScope is whose install cache images a job reads and writes: the
+// project's, which only its trusted builds use, or the scope of one fork
+// (Build.CacheScope). Scopes never share images.
+type CacheScope string
+
+const (
+	// CacheScopeUnset is a job with no install step, or from before scopes
+	// were recorded, when every job used the project's cache.
+	CacheScopeUnset   CacheScope = ""
+	CacheScopeProject CacheScope = "project" // builds of the project's own repository
+)
+
+// The prefixes of fork scopes: a fork repository's full name, or the ref of
+// a build from a fork whose repository is unknown.
+const (
+	forkScope    = "fork:"
+	forkRefScope = "fork-ref:"
+)
+
+// ForkCacheScope is the install cache scope of builds from the fork
+// repository repo (owner/name).
+func ForkCacheScope(repo string) CacheScope { return CacheScope(forkScope + repo) }
+
+// Fork reports whether s is a fork's scope, and names the fork: its
+// repository's full name, or the ref of its build when the repository is
+// unknown.
+func (s CacheScope) Fork() (string, bool) {
+	for _, p := range []string{forkScope, forkRefScope} {
+		if name, ok := strings.CutPrefix(string(s), p); ok {
+			return name, true
+		}
+	}
+	return "", false
+}
 
 // Job is one attempt at running one hook for one build.
 type Job struct {
@@ -32,12 +68,13 @@ type Job struct {
 	ContainerID string
 	CacheID     string
 	Cache       CacheResult
-	Error       string // why the job errored, in words for people
+	CacheScope  CacheScope // whose install cache Cache refers to
+	Error       string     // why the job errored, in words for people
 }
 
 const jobColumns = `j.id, j.build_id, j.hook_call_id, COALESCE(hc.hook_id, 0), hc.hook_title, j.attempt,
 	j.status, j.created_at, j.started_at, j.finished_at, j.exit_code, j.container_id, j.cache_id,
-	CASE j.cache_hit WHEN 1 THEN 'hit' WHEN 0 THEN 'miss' ELSE '' END, j.error`
+	CASE j.cache_hit WHEN 1 THEN 'hit' WHEN 0 THEN 'miss' ELSE '' END, j.cache_scope, j.error`
 
 const jobFrom = ` FROM jobs j JOIN hook_calls hc ON hc.id = j.hook_call_id `
 
@@ -46,7 +83,7 @@ func scanJob(row scanner) (Job, error) {
 	var exit sql.NullInt64
 	err := row.Scan(&j.ID, &j.BuildID, &j.HookCallID, &j.HookID, &j.HookTitle, &j.Attempt, &j.Status,
 		msTime{&j.CreatedAt}, msTime{&j.StartedAt}, msTime{&j.FinishedAt}, &exit, &j.ContainerID,
-		&j.CacheID, &j.Cache, &j.Error)
+		&j.CacheID, &j.Cache, &j.CacheScope, &j.Error)
 	if exit.Valid {
 		code := int(exit.Int64)
 		j.ExitCode = &code
@@ -90,6 +127,7 @@ type JobUpdate struct {
 	ContainerID string
 	CacheID     string
 	Cache       CacheResult
+	CacheScope  CacheScope
 }
 
 // JobChanged is the result of a change to a job: the job and its build as
@@ -134,9 +172,10 @@ func (db *DB) UpdateJob(ctx context.Context, id int64, u JobUpdate) (JobChanged,
 				error = CASE WHEN ?5 <> '' THEN ?5 ELSE error END,
 				container_id = CASE WHEN ?6 <> '' THEN ?6 ELSE container_id END,
 				cache_id = CASE WHEN ?7 <> '' THEN ?7 ELSE cache_id END,
-				cache_hit = COALESCE(?8, cache_hit)
-			WHERE id = ?9`,
-			u.Status, db.nowMS(), u.Status.Finished(), exit, u.Error, u.ContainerID, u.CacheID, cacheHit, id)
+				cache_hit = COALESCE(?8, cache_hit),
+				cache_scope = CASE WHEN ?9 <> '' THEN ?9 ELSE cache_scope END
+			WHERE id = ?10`,
+			u.Status, db.nowMS(), u.Status.Finished(), exit, u.Error, u.ContainerID, u.CacheID, cacheHit, u.CacheScope, id)
 		if err != nil {
 			return wrap("update job", err)
 		}

@@ -85,10 +85,10 @@ func scanProject(row scanner) (Project, error) {
 	return p, err
 }
 
-// validFullName accepts owner/name with the characters GitHub allows in
+// ValidFullName accepts owner/name with the characters GitHub allows in
 // both (letters, digits, '-', '_' and '.'), so that a name is safe in URLs
 // and badge Markdown as it is.
-func validFullName(name string) bool { return fullNamePattern.MatchString(name) }
+func ValidFullName(name string) bool { return fullNamePattern.MatchString(name) }
 
 var fullNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
 
@@ -96,7 +96,7 @@ var fullNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
 // the same full name (case-insensitive) or GitHub id is ErrConflict.
 func (db *DB) CreateProject(ctx context.Context, np NewProject) (Project, error) {
 	switch {
-	case !validFullName(np.FullName):
+	case !ValidFullName(np.FullName):
 		return Project{}, invalid(`the project name must look like "owner/name", with letters, digits, '-', '_' or '.' on each side`)
 	case np.Source != SourceGitHub && np.Source != SourceGit:
 		return Project{}, invalid("unknown project source")
@@ -188,7 +188,7 @@ func (db *DB) ProjectsWithLatestBuild(ctx context.Context, userID int64) ([]Proj
 	// the builds' (id, created_at); b's columns are zero where there is no build.
 	return queryAll(ctx, db.read, "list projects with latest build", scanProjectSummary, `SELECT p.*,
 			COALESCE(b.id, 0), COALESCE(b.project_id, 0), COALESCE(b.number, 0), COALESCE(b.ref, ''),
-			COALESCE(b.sha, ''), COALESCE(b.author, ''), COALESCE(b.message, ''), COALESCE(b.from_fork, 0),
+			COALESCE(b.sha, ''), COALESCE(b.author, ''), COALESCE(b.message, ''), COALESCE(b.from_fork, 0), COALESCE(b.fork_repo, ''),
 			COALESCE(b.status, ''), b.created_at, b.started_at, b.finished_at
 		FROM (SELECT `+projectColumns+` FROM projects
 			WHERE owner_id = ?1 OR id IN (SELECT project_id FROM memberships WHERE user_id = ?1)) p

@@ -214,24 +214,31 @@ func (db *DB) RecoverInterruptedJobs(ctx context.Context) ([]JobChanged, error) 
 	return out, err
 }
 
-// CacheLastUsed returns, for each install-cache id a project's jobs used, when
-// a job last started with it.
-func (db *DB) CacheLastUsed(ctx context.Context, projectID int64) (map[string]time.Time, error) {
+// CacheUse names one install cache image of a project: its scope and its
+// cache id.
+type CacheUse struct {
+	Scope CacheScope
+	ID    string
+}
+
+// CacheLastUsed returns, for each install cache image a project's jobs
+// used, when a job last started with it.
+func (db *DB) CacheLastUsed(ctx context.Context, projectID int64) (map[CacheUse]time.Time, error) {
 	type use struct {
-		id   string
+		CacheUse
 		last time.Time
 	}
 	uses, err := queryAll(ctx, db.read, "cache last used", func(row scanner) (use, error) {
 		var u use
-		return u, row.Scan(&u.id, msTime{&u.last})
-	}, `SELECT j.cache_id, MAX(j.started_at) FROM jobs j JOIN builds b ON b.id = j.build_id
-		WHERE b.project_id = ? AND j.cache_id <> '' GROUP BY j.cache_id`, projectID)
+		return u, row.Scan(&u.Scope, &u.ID, msTime{&u.last})
+	}, `SELECT j.cache_scope, j.cache_id, MAX(j.started_at) FROM jobs j JOIN builds b ON b.id = j.build_id
+		WHERE b.project_id = ? AND j.cache_id <> '' GROUP BY j.cache_scope, j.cache_id`, projectID)
 	if err != nil {
 		return nil, err
 	}
-	m := make(map[string]time.Time, len(uses))
+	m := make(map[CacheUse]time.Time, len(uses))
 	for _, u := range uses {
-		m[u.id] = u.last
+		m[u.CacheUse] = u.last
 	}
 	return m, nil
 }

@@ -247,3 +247,73 @@ func TestJobRunOfReadsOneSnapshot(t *testing.T) {
 		<-done
 	}
 }
+
+// A build from a fork has its fork's install cache scope, and its jobs'
+// use of an image counts apart from trusted jobs' use of the same cache id.
+func TestForkBuildsHaveCacheScopesOfTheirOwn(t *testing.T) {
+	ctx := context.Background()
+	db, f, trusted, jobs := newBuildFixture(t)
+	fork, forkJobs, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/pull/3/head", SHA: "f00",
+		FromFork: true, ForkRepo: "eve/widget"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, _, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/pull/4/head", SHA: "f01", FromFork: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := db.BuildByID(ctx, fork.ID); err != nil || again.ForkRepo != "eve/widget" {
+		t.Errorf("stored fork build = %+v, %v", again, err)
+	}
+	for _, tt := range []struct {
+		b         Build
+		want      CacheScope
+		fork      string
+		isForkOne bool
+	}{
+		{trusted, CacheScopeProject, "", false},
+		{fork, "fork:eve/widget", "eve/widget", true},
+		{gone, "fork-ref:refs/pull/4/head", "refs/pull/4/head", true}, // the fork's repository is unknown
+	} {
+		scope := tt.b.CacheScope()
+		name, isFork := scope.Fork()
+		if scope != tt.want || name != tt.fork || isFork != tt.isForkOne {
+			t.Errorf("build %s: scope %q (fork %q, %v), want %q", tt.b.Ref, scope, name, isFork, tt.want)
+		}
+	}
+
+	before := count(t, db, `SELECT COUNT(*) FROM builds`)
+	for _, nb := range []NewBuild{
+		{ProjectID: f.project.ID, Ref: "refs/heads/x", SHA: "a1", ForkRepo: "eve/widget"}, // not from a fork
+		{ProjectID: f.project.ID, Ref: "refs/pull/5/head", SHA: "a2", FromFork: true, ForkRepo: "eve"},
+		{ProjectID: f.project.ID, Ref: "refs/pull/5/head", SHA: "a3", FromFork: true, ForkRepo: "eve/../x"},
+		{ProjectID: f.project.ID, Ref: "refs/pull/5/head", SHA: "a4", FromFork: true, ForkRepo: "eve/" + strings.Repeat("w", MaxForkRepo)},
+	} {
+		if _, _, err := db.CreateBuild(ctx, nb); !errors.Is(err, ErrInvalid) {
+			t.Errorf("fork repository %q (from a fork: %v): err = %v, want ErrInvalid", nb.ForkRepo, nb.FromFork, err)
+		}
+	}
+	if after := count(t, db, `SELECT COUNT(*) FROM builds`); after != before {
+		t.Errorf("refused builds were written: %d builds, want %d", after, before)
+	}
+
+	for _, j := range []struct {
+		id    int64
+		scope CacheScope
+	}{{jobs[0].ID, CacheScopeProject}, {forkJobs[0].ID, fork.CacheScope()}} {
+		if _, err := db.UpdateJob(ctx, j.id, JobUpdate{Status: JobRunning}); err != nil {
+			t.Fatal(err)
+		}
+		ch, err := db.UpdateJob(ctx, j.id, JobUpdate{Status: JobSuccess, Cache: CacheMiss, CacheID: "same", CacheScope: j.scope})
+		if err != nil || ch.Job.CacheScope != j.scope {
+			t.Errorf("job %d: scope %q, %v; want %q", j.id, ch.Job.CacheScope, err, j.scope)
+		}
+	}
+	used, err := db.CacheLastUsed(ctx, f.project.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(used) != 2 || used[CacheUse{CacheScopeProject, "same"}].IsZero() || used[CacheUse{"fork:eve/widget", "same"}].IsZero() {
+		t.Errorf("cache last used = %v, want the project's and the fork's use of \"same\" apart", used)
+	}
+}
