@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"kozmic/gh"
+	"kozmic/git"
 	"kozmic/handlers"
 	"kozmic/mailer"
 	"kozmic/metrics"
@@ -290,6 +291,7 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 		Enabled: cfg.EmailNotifications}, db, log)
 	defer mail.Wait()
 
+	git.SetLimits(git.Limits{Procs: cfg.GitProcs, FetchTimeout: cfg.GitTimeout})
 	mets := metrics.New(db, log)
 	jobs := runner.New(runner.Config{
 		Workers: cfg.Workers, StallTimeout: cfg.StallTimeout, JobTimeout: cfg.JobTimeout,
