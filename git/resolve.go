@@ -36,8 +36,8 @@ var (
 // Limits.Wait at most (else the error is ErrBusy) and runs for
 // Limits.ResolveTimeout at most. Over SSH the server's host key is checked
 // as Remote says: a key other than the trusted one is a *HostKeyError, and
-// a first contact's key is handed to r.Pin once the refs are listed; r.Pin's
-// error is returned as it is, wrapped. Any other error's message is fit to
+// a first contact's key is handed to r.Pin once the refs are listed (its
+// error is returned, wrapped). Any other error's message is fit to
 // show to the person who typed ref, such as "no branch or tag main in
 // <URL>" or "could not reach <URL>: <git's reason>"; a password in the URL
 // is masked in them.
