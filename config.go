@@ -58,8 +58,10 @@ type Config struct {
 	MaxLogBytes       int64
 	KeepLogs          time.Duration // logs of jobs that finished longer ago are deleted; 0: kept forever
 	JobNetwork        string
-	JobMemory         int64   // bytes; 0: no limit
-	JobCPUs           float64 // 0: no limit
+	JobMemory         int64         // bytes; 0: no limit
+	JobCPUs           float64       // 0: no limit
+	GitProcs          int           // git processes at once
+	GitTimeout        time.Duration // each git fetch of a job
 
 	SMTPURL            *url.URL // nil: no mail
 	MailFrom           *mail.Address
@@ -244,6 +246,14 @@ var settings = []setting{
 		}
 		c.JobCPUs = f
 		return nil
+	}},
+	{"KOZMIC_GIT_PROCS", "git-procs", "8", "git processes that run at the same time; more wait for one to end, a Run build request at most 10 seconds before it is answered 503.", func(c *Config, v string) (err error) {
+		c.GitProcs, err = parseInt(v, 1, 256)
+		return err
+	}},
+	{"KOZMIC_GIT_TIMEOUT", "git-timeout", "10m", "A git fetch of a job that runs longer than this is stopped (the git commands of Run build have 30 seconds).", func(c *Config, v string) (err error) {
+		c.GitTimeout, err = parseDuration(v)
+		return err
 	}},
 	{"KOZMIC_SMTP_URL", "smtp-url", "", "Mail server for notifications, as smtp://user:password@host:587 (STARTTLS) or smtps://…:465; unset: no mail.", func(c *Config, v string) error {
 		if v == "" {

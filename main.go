@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"kozmic/gh"
+	"kozmic/git"
 	"kozmic/handlers"
 	"kozmic/mailer"
 	"kozmic/metrics"
@@ -307,6 +308,7 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	go func() { mail.Run(postCtx); close(mailing) }()
 	defer func() { stopPosting(); <-mailing }()
 
+	git.SetLimits(git.Limits{Procs: cfg.GitProcs, FetchTimeout: cfg.GitTimeout})
 	mets := metrics.New(db, log)
 	jobs := runner.New(runner.Config{
 		Workers: cfg.Workers, StallTimeout: cfg.StallTimeout, JobTimeout: cfg.JobTimeout,

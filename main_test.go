@@ -188,6 +188,8 @@ func TestParseConfigValues(t *testing.T) {
 		"KOZMIC_JOB_NETWORK":          "none",
 		"KOZMIC_JOB_MEMORY":           "2GiB",
 		"KOZMIC_JOB_CPUS":             "1.5",
+		"KOZMIC_GIT_PROCS":            "3",
+		"KOZMIC_GIT_TIMEOUT":          "2m",
 		"KOZMIC_SMTP_URL":             "smtp://user:pw@mail.example.com:587",
 		"KOZMIC_MAIL_FROM":            "CI <ci@example.com>",
 		"KOZMIC_EMAIL_NOTIFICATIONS":  "false",
@@ -202,7 +204,7 @@ func TestParseConfigValues(t *testing.T) {
 		string(c.SecretKey) != strings.Repeat("k", 32) || c.SecretKeyFile != "" || !c.GitHubEnabled() ||
 		c.GitHubURL.Host != "ghe.example.com" || c.DockerHost != "tcp://10.0.0.5:2376" ||
 		c.StallTimeout != 90*time.Second || c.MaxLogBytes != 512<<10 || c.JobNetwork != "none" ||
-		c.JobMemory != 2<<30 || c.JobCPUs != 1.5 || c.SMTPURL.Host != "mail.example.com:587" ||
+		c.JobMemory != 2<<30 || c.JobCPUs != 1.5 || c.GitProcs != 3 || c.GitTimeout != 2*time.Minute || c.SMTPURL.Host != "mail.example.com:587" ||
 		c.MailFrom.Address != "ci@example.com" || c.EmailNotifications || c.LogFormat != "json" || c.LogLevel.String() != "DEBUG" ||
 		!slices.Equal(c.GitHubOrgs, []string{"acme", "acme-labs"}) || !slices.Equal(c.GitHubUsers, []string{"octocat"}) ||
 		!slices.Equal(c.Admins, []string{"monalisa", "managed_user"}) || c.OpenSignup ||
@@ -241,6 +243,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{map[string]string{"KOZMIC_JOB_MEMORY": "2 gigs"}, nil, "KOZMIC_JOB_MEMORY"},
 		{map[string]string{"KOZMIC_JOB_CPUS": "0"}, nil, "KOZMIC_JOB_CPUS"},
 		{map[string]string{"KOZMIC_JOB_CPUS": "many"}, nil, "KOZMIC_JOB_CPUS"},
+		{map[string]string{"KOZMIC_GIT_PROCS": "0"}, nil, "KOZMIC_GIT_PROCS"},
+		{map[string]string{"KOZMIC_GIT_TIMEOUT": "10"}, nil, "KOZMIC_GIT_TIMEOUT"},
 		{map[string]string{"KOZMIC_SMTP_URL": "mail.example.com:25"}, nil, "KOZMIC_SMTP_URL"},
 		{map[string]string{"KOZMIC_SMTP_URL": "http://mail.example.com"}, nil, "KOZMIC_SMTP_URL"},
 		{map[string]string{"KOZMIC_MAIL_FROM": "not an address"}, nil, "KOZMIC_MAIL_FROM"},

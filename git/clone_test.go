@@ -34,8 +34,8 @@ exit 255
 	}
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 
-	err := Clone(context.Background(), CloneSpec{URL: "ssh://git@git.example.invalid/acme/private.git",
-		Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), DeployKey: testKey}, t.TempDir(), io.Discard)
+	err := Clone(context.Background(), CloneSpec{Remote: Remote{URL: "ssh://git@git.example.invalid/acme/private.git", DeployKey: testKey},
+		Ref: "refs/heads/main", SHA: strings.Repeat("a", 40)}, t.TempDir(), io.Discard)
 	if err == nil {
 		t.Fatal("clone through a failing ssh succeeded")
 	}
@@ -72,7 +72,7 @@ func TestCloneChecksOutTheCommit(t *testing.T) {
 	rp.Commit(map[string]string{"README": "two"}, nil)
 	dir := t.TempDir()
 	var out bytes.Buffer
-	if err := Clone(context.Background(), CloneSpec{URL: rp.Path, Ref: "refs/heads/main", SHA: first}, dir, &out); err != nil {
+	if err := Clone(context.Background(), CloneSpec{Remote: Remote{URL: rp.Path}, Ref: "refs/heads/main", SHA: first}, dir, &out); err != nil {
 		t.Fatalf("Clone: %v\n%s", err, out.String())
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "README")); err != nil || string(b) != "one" {
@@ -85,7 +85,7 @@ func TestCloneChecksOutTheCommit(t *testing.T) {
 
 	out.Reset()
 	missing := strings.Repeat("0", 40)
-	err = Clone(context.Background(), CloneSpec{URL: "file://" + rp.Path, Ref: "refs/heads/gone", SHA: missing}, t.TempDir(), &out)
+	err = Clone(context.Background(), CloneSpec{Remote: Remote{URL: "file://" + rp.Path}, Ref: "refs/heads/gone", SHA: missing}, t.TempDir(), &out)
 	if err == nil || err.Error() != "could not fetch "+missing+" or refs/heads/gone" {
 		t.Errorf("Clone of a missing commit: %v", err)
 	}
@@ -123,7 +123,7 @@ func TestCloneTakesNoOptionFromTheSpec(t *testing.T) {
 	rp := testrepo.New(t, map[string]string{"README": "one"})
 	dir := t.TempDir()
 	var out bytes.Buffer
-	err := Clone(context.Background(), CloneSpec{URL: rp.Path, Ref: "refs/heads/main", SHA: "--orphan=pwn"}, dir, &out)
+	err := Clone(context.Background(), CloneSpec{Remote: Remote{URL: rp.Path}, Ref: "refs/heads/main", SHA: "--orphan=pwn"}, dir, &out)
 	if err == nil {
 		t.Fatalf("Clone with SHA --orphan=pwn succeeded:\n%s", out.String())
 	}

@@ -7,15 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"time"
 )
-
-// resolveTimeout bounds each git command of ResolveRef: a person waits on it.
-const resolveTimeout = 30 * time.Second
 
 var (
 	fullSHA  = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
@@ -23,8 +18,7 @@ var (
 )
 
 // ResolveRef turns what a person typed as the ref of a build into the full
-// ref and the commit SHA it names in the repository at repoURL (any URL that
-// CheckURL accepts; deployKey, if not empty, is used for SSH URLs):
+// ref and the commit SHA it names in the repository r:
 //
 //   - "" or "HEAD": the default branch, such as refs/heads/main (if HEAD is
 //     detached, its commit, with the SHA as fullRef);
@@ -38,11 +32,17 @@ var (
 // also takes anything `git rev-parse --verify REF^{commit}` takes, such as a
 // short SHA or main~2, again with the SHA as fullRef.
 //
-// The refs are listed with git ls-remote; each git command has 30 seconds.
-// Every error's message is fit to show to the person who typed ref, such as
-// "no branch or tag main in <repoURL>" or "could not reach <repoURL>: <git's
-// reason>"; a password in repoURL is masked in them.
-func ResolveRef(ctx context.Context, repoURL, deployKey, ref string) (fullRef, sha string, err error) {
+// The refs are listed with git ls-remote. Each git command waits for a slot
+// Limits.Wait at most (else the error is ErrBusy) and runs for
+// Limits.ResolveTimeout at most. Over SSH the server's host key is checked
+// as Remote says: a key other than the trusted one is a *HostKeyError, and
+// a first contact's key is handed to r.Pin once the refs are listed (its
+// error is returned, wrapped). Any other error's message is fit to
+// show to the person who typed ref, such as "no branch or tag main in
+// <URL>" or "could not reach <URL>: <git's reason>"; a password in the URL
+// is masked in them.
+func ResolveRef(ctx context.Context, r Remote, ref string) (fullRef, sha string, err error) {
+	repoURL := r.URL
 	if err := CheckURL(repoURL); err != nil {
 		return "", "", err
 	}
@@ -54,11 +54,11 @@ func ResolveRef(ctx context.Context, repoURL, deployKey, ref string) (fullRef, s
 	if strings.HasPrefix(ref, "-") {
 		return "", "", fmt.Errorf("%q is not a branch, tag or commit: it cannot start with -", ref)
 	}
-	env, cleanup, err := gitEnv(repoURL, deployKey)
+	t, err := newTransport(r)
 	if err != nil {
 		return "", "", err
 	}
-	defer cleanup()
+	defer t.close()
 
 	// Only names that cannot match other refs as patterns are asked for; HEAD
 	// at least, so that an unreachable repository is reported as such.
@@ -74,9 +74,15 @@ func ResolveRef(ctx context.Context, repoURL, deployKey, ref string) (fullRef, s
 	for _, c := range candidates {
 		args = append(args, c, c+"^{}") // the second, for a tag, is its commit
 	}
-	out, err := runGit(ctx, env, args...)
-	if err != nil {
+	out, err := t.output(ctx, args...)
+	switch {
+	case errors.Is(err, ErrBusy) || errors.As(err, new(*HostKeyError)):
+		return "", "", err
+	case err != nil:
 		return "", "", fmt.Errorf("could not reach %s: %w", shown, err)
+	}
+	if err := t.pin(); err != nil {
+		return "", "", err
 	}
 	refs, symrefs := parseLsRemote(out)
 
@@ -104,8 +110,11 @@ func ResolveRef(ctx context.Context, repoURL, deployKey, ref string) (fullRef, s
 	case strings.HasPrefix(ref, "refs/"):
 		return "", "", fmt.Errorf("no ref %s in %s", ref, shown)
 	case local:
-		sha, err := revParse(ctx, env, dir, ref)
-		if err != nil {
+		sha, err := revParse(ctx, t.env, dir, ref)
+		switch {
+		case errors.Is(err, ErrBusy):
+			return "", "", err
+		case err != nil:
 			return "", "", fmt.Errorf("no branch, tag or commit %s in %s", ref, shown)
 		}
 		return sha, sha, nil
@@ -150,31 +159,31 @@ func parseLsRemote(out []byte) (refs, symrefs map[string]string) {
 func revParse(ctx context.Context, env []string, dir, rev string) (string, error) {
 	// Never a repository above dir: dir itself must be one.
 	env = append(env[:len(env):len(env)], "GIT_CEILING_DIRECTORIES="+filepath.Dir(filepath.Clean(dir)))
-	out, err := runGit(ctx, env, "-C", dir, "rev-parse", "--verify", "--quiet", "--end-of-options", rev+"^{commit}")
+	var out bytes.Buffer
+	err := run(ctx, cmd{kind: resolving, env: env, stdout: &out,
+		args: []string{"-C", dir, "rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"}})
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimSpace(string(out)), nil
+	return strings.TrimSpace(out.String()), nil
 }
 
-// runGit runs git with env for at most resolveTimeout and returns its
-// output. Its error says why in a line fit for people: git's first line of
-// complaint, or that it timed out.
-func runGit(ctx context.Context, env []string, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Env = env
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+// output runs a git command of ResolveRef with t's environment and returns
+// its output. Its error is ErrBusy, a *HostKeyError, ctx's error, or one
+// that says why in a line fit for people: git's first line of complaint, or
+// that it timed out.
+func (t *transport) output(ctx context.Context, args ...string) ([]byte, error) {
+	var out bytes.Buffer
+	stderr := &headBuffer{max: stderrKept}
+	err := run(ctx, cmd{kind: resolving, env: t.env, stdout: &out, stderr: stderr, args: args})
 	switch {
 	case err == nil:
-		return out, nil
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return nil, fmt.Errorf("no answer within %s", resolveTimeout)
-	case ctx.Err() != nil:
-		return nil, ctx.Err()
+		return out.Bytes(), nil
+	case errors.Is(err, ErrBusy) || errors.As(err, new(timeoutError)) || ctx.Err() != nil:
+		return nil, err
+	}
+	if hkErr := t.hostKeyError(ctx, stderr.String()); hkErr != nil {
+		return nil, hkErr
 	}
 	if line := firstComplaint(stderr.String()); line != "" {
 		return nil, errors.New(line)

@@ -79,11 +79,11 @@ func TestExtTransportNeverRuns(t *testing.T) {
 	t.Setenv("GIT_CONFIG_KEY_0", "protocol.ext.allow")
 	t.Setenv("GIT_CONFIG_VALUE_0", "always")
 
-	err := Clone(context.Background(), CloneSpec{URL: ext, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40)}, t.TempDir(), io.Discard)
+	err := Clone(context.Background(), CloneSpec{Remote: Remote{URL: ext}, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40)}, t.TempDir(), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "remote helpers") || ran() {
 		t.Errorf("Clone: err = %v, ran = %v", err, ran())
 	}
-	if _, _, err := ResolveRef(context.Background(), ext, "", "main"); err == nil || !strings.Contains(err.Error(), "remote helpers") || ran() {
+	if _, _, err := ResolveRef(context.Background(), Remote{URL: ext}, "main"); err == nil || !strings.Contains(err.Error(), "remote helpers") || ran() {
 		t.Errorf("ResolveRef: err = %v, ran = %v", err, ran())
 	}
 
@@ -99,13 +99,13 @@ func TestExtTransportNeverRuns(t *testing.T) {
 		t.Fatal("git did not run the ext command even when allowed to: this test shows nothing")
 	}
 	os.Remove(marker)
-	env, cleanup, err := gitEnv(ext, "")
+	tr, err := newTransport(Remote{URL: ext})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cleanup()
-	if stderr := lsRemote(env); ran() || !strings.Contains(stderr, "transport 'ext' not allowed") {
-		t.Errorf("in gitEnv's environment git ran the ext command (%v) or said:\n%s", ran(), stderr)
+	defer tr.close()
+	if stderr := lsRemote(tr.env); ran() || !strings.Contains(stderr, "transport 'ext' not allowed") {
+		t.Errorf("in the environment of git commands git ran the ext command (%v) or said:\n%s", ran(), stderr)
 	}
 }
 

@@ -160,7 +160,9 @@ func (h *Handler) rerunFailed(w http.ResponseWriter, r *http.Request) {
 
 // runBuild starts a build of what the form names (a branch, tag or commit),
 // resolved to a commit on the project's git server. A commit built before
-// shows that build instead.
+// shows that build instead. When every git slot stays taken it answers 503
+// with Retry-After; the first contact with an SSH server pins its host key,
+// and a key other than the pinned one is refused with both fingerprints.
 func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 	p, role, err := h.projectFor(r, store.RoleManager)
 	if err != nil {
@@ -186,8 +188,25 @@ func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	ref, sha, err := git.ResolveRef(ctx, p.CloneURL(), key.PrivateKey, typed)
-	if err != nil {
+	var pinErr error
+	remote := git.Remote{URL: p.CloneURL(), DeployKey: key.PrivateKey, HostKey: p.SSHHostKey, Pin: func(k string) error {
+		if pinErr = h.db.PinHostKey(ctx, p.ID, k); pinErr == nil {
+			fp, _ := git.Fingerprint(k) // git made k
+			h.log.InfoContext(ctx, "pinned the SSH host key of a git server", "project", p.ID, "fingerprint", fp)
+		}
+		return pinErr
+	}}
+	ref, sha, err := git.ResolveRef(ctx, remote, typed)
+	switch {
+	case ctx.Err() != nil:
+		return // the person left while git ran: nobody to answer
+	case errors.Is(err, git.ErrBusy):
+		h.fail(w, r, errBusy)
+		return
+	case pinErr != nil:
+		h.fail(w, r, pinErr)
+		return
+	case err != nil:
 		refuse(err.Error())
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kozmic/gh"
+	"kozmic/git"
 	"kozmic/internal/paths"
 	"kozmic/store"
 	"kozmic/views"
@@ -140,6 +141,8 @@ func (h *Handler) showProject(w http.ResponseWriter, r *http.Request) {
 		v.Flash = "Members synced with GitHub."
 	case q.Has("people"):
 		v.Flash = "People saved."
+	case q.Has("host-key"):
+		v.Flash = "The pinned SSH host key is forgotten: the next fetch pins the key the git server shows then."
 	case q.Has("created") && v.DeployKey != "" && p.Source == store.SourceGit:
 		v.Flash = "Project created. Give its deploy key (below) read access on the git server, add a hook in its settings, then run a build."
 	case q.Has("created"):
@@ -173,10 +176,34 @@ func (h *Handler) projectView(r *http.Request, p store.Project, role store.Role)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return v, err
 	}
+	if v.OverSSH = git.OverSSH(p.CloneURL()); v.OverSSH && p.SSHHostKey != "" {
+		v.HostKeyFingerprint = "an unreadable key"
+		if fp, err := git.Fingerprint(p.SSHHostKey); err == nil {
+			v.HostKeyFingerprint = fp
+		}
+	}
+	v.GitHubHostKeys = git.GitHubSSH(p.CloneURL())
 	if p.Source == store.SourceGit {
 		return v, h.gitProjectView(ctx, &v, p, role)
 	}
 	return v, nil
+}
+
+// resetHostKey forgets the project's pinned SSH host key, so that the next
+// contact with its git server pins the key the server shows then. Managers
+// and the owner may.
+func (h *Handler) resetHostKey(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err == nil {
+		err = h.db.ResetHostKey(r.Context(), p.ID)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	fp, _ := git.Fingerprint(p.SSHHostKey) // "" when none was pinned
+	h.log.InfoContext(r.Context(), "reset the pinned SSH host key", "project", p.ID, "fingerprint", fp, "by", user(r).Login())
+	http.Redirect(w, r, paths.Project(p.ID)+"?host-key", http.StatusSeeOther)
 }
 
 func (h *Handler) syncMembers(w http.ResponseWriter, r *http.Request) {

@@ -226,6 +226,8 @@ func TestPermissionMatrix(t *testing.T) {
 	}{
 		{false, "GET", "/projects/%d", []int{303, 404, 200, 200, 200}},
 		{false, "POST", "/projects/%d/members/sync", []int{303, 404, 403, 303, 303}},
+		{false, "POST", "/projects/%d/host-key/reset", []int{303, 404, 403, 303, 303}},
+		{true, "POST", "/projects/%d/host-key/reset", []int{303, 403, 403, 303, 303}},
 		{false, "GET", "/projects/%d/delete", []int{303, 404, 403, 403, 200}},
 		{false, "GET", "/projects/%d/settings", []int{303, 404, 403, 200, 200}},
 		{false, "GET", "/projects/%d/builds/1", []int{303, 404, 200, 200, 200}},

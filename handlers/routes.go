@@ -34,6 +34,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /projects/new", h.requireUser(h.createGitProject))
 	h.mux.HandleFunc("GET /projects/{id}", h.requireUser(h.showProject))
 	h.mux.HandleFunc("POST /projects/{id}/members/sync", h.requireUser(h.syncMembers))
+	h.mux.HandleFunc("POST /projects/{id}/host-key/reset", h.requireUser(h.resetHostKey))
 	h.mux.HandleFunc("POST /projects/{id}/members", h.requireUser(h.addMember))
 	h.mux.HandleFunc("POST /projects/{id}/members/{user}/delete", h.requireUser(h.removeMember))
 	h.mux.HandleFunc("GET /projects/{id}/delete", h.requireUser(h.confirmDeleteProject))

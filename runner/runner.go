@@ -39,6 +39,7 @@ type Store interface {
 	CacheLastUsed(ctx context.Context, projectID int64) (map[store.CacheUse]time.Time, error)
 	ProjectByID(ctx context.Context, id int64) (store.Project, error)
 	CompressLog(ctx context.Context, jobID int64) error
+	PinHostKey(ctx context.Context, projectID int64, key string) error
 }
 
 // Notifier hears of every change to a job and its build: GitHub statuses and
@@ -417,7 +418,16 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 	}
 	defer os.RemoveAll(dir)
 	say(out, "Fetching %.12s from %s", run.Build.SHA, run.Project.CloneURL())
-	c := git.CloneSpec{URL: run.Project.CloneURL(), Ref: run.Build.Ref, SHA: run.Build.SHA, DeployKey: run.DeployKey}
+	remote := git.Remote{URL: run.Project.CloneURL(), DeployKey: run.DeployKey, HostKey: run.Project.SSHHostKey,
+		Pin: func(key string) error {
+			if err := r.store.PinHostKey(ctx, run.Project.ID, key); err != nil {
+				return err
+			}
+			fp, _ := git.Fingerprint(key) // git made key
+			r.log.Info("pinned the SSH host key of a git server", "project", run.Project.ID, "job", run.Job.ID, "fingerprint", fp)
+			return nil
+		}}
+	c := git.CloneSpec{Remote: remote, Ref: run.Build.Ref, SHA: run.Build.SHA}
 	if err := git.Clone(ctx, c, dir, out); err != nil {
 		if cause := context.Cause(ctx); cause != nil {
 			return result{status: store.JobError, message: cause.Error()}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"time"
@@ -29,7 +30,11 @@ type Project struct {
 	GitURL        string // for SourceGit
 	IsPublic      bool
 	GitHubHookID  int64 // 0 until the webhook exists on GitHub
-	CreatedAt     time.Time
+	// SSHHostKey is the SSH host key pinned for the git server, in
+	// authorized_keys form ("ssh-ed25519 AAAA…"); "" until the first
+	// successful contact over SSH, or after ResetHostKey.
+	SSHHostKey string
+	CreatedAt  time.Time
 }
 
 // CloneURL is the URL the runner clones: a plain-git project's URL, a public
@@ -71,12 +76,12 @@ func NewWebhookSecret() string {
 }
 
 const projectColumns = `id, owner_id, source, COALESCE(github_id, 0), full_name, ssh_clone_url,
-	https_clone_url, git_url, is_public, COALESCE(github_hook_id, 0), created_at`
+	https_clone_url, git_url, is_public, COALESCE(github_hook_id, 0), ssh_host_key, created_at`
 
 // projectFields are where the columns of projectColumns scan to.
 func projectFields(p *Project) []any {
 	return []any{&p.ID, &p.OwnerID, &p.Source, &p.GitHubID, &p.FullName, &p.SSHCloneURL,
-		&p.HTTPSCloneURL, &p.GitURL, &p.IsPublic, &p.GitHubHookID, msTime{&p.CreatedAt}}
+		&p.HTTPSCloneURL, &p.GitURL, &p.IsPublic, &p.GitHubHookID, &p.SSHHostKey, msTime{&p.CreatedAt}}
 }
 
 func scanProject(row scanner) (Project, error) {
@@ -218,6 +223,39 @@ func (db *DB) SetGitHubHookID(ctx context.Context, projectID, hookID int64) erro
 	}
 	return db.writeTx(ctx, func(tx txn) error {
 		return execOne(ctx, tx, "set github hook id", `UPDATE projects SET github_hook_id = ? WHERE id = ?`, v, projectID)
+	})
+}
+
+// PinHostKey pins key as the SSH host key of the project's git server, if
+// none is pinned: the first contact's key is trusted from then on. Pinning
+// the key that is pinned already changes nothing; a different one is
+// ErrConflict (two first contacts met different keys), an empty one
+// ErrInvalid, and a missing project ErrNotFound.
+func (db *DB) PinHostKey(ctx context.Context, projectID int64, key string) error {
+	if key == "" {
+		return invalid("a host key cannot be empty")
+	}
+	return db.writeTx(ctx, func(tx txn) error {
+		var pinned string
+		err := tx.QueryRowContext(ctx, `SELECT ssh_host_key FROM projects WHERE id = ?`, projectID).Scan(&pinned)
+		switch {
+		case err != nil:
+			return wrap("get host key", err)
+		case pinned == key:
+			return nil
+		case pinned != "":
+			return errors.Join(ErrConflict, errors.New("another SSH host key was pinned meanwhile"))
+		}
+		return execOne(ctx, tx, "pin host key", `UPDATE projects SET ssh_host_key = ? WHERE id = ?`, key, projectID)
+	})
+}
+
+// ResetHostKey forgets the project's pinned SSH host key, so that the next
+// contact with its git server pins the key the server shows then. A missing
+// project is ErrNotFound.
+func (db *DB) ResetHostKey(ctx context.Context, projectID int64) error {
+	return db.writeTx(ctx, func(tx txn) error {
+		return execOne(ctx, tx, "reset host key", `UPDATE projects SET ssh_host_key = '' WHERE id = ?`, projectID)
 	})
 }
 

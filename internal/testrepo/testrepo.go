@@ -4,10 +4,12 @@ package testrepo
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -69,4 +71,47 @@ func (r *Repo) Commit(files map[string]string, remove []string) string {
 	// The time in the message keeps two commits of the same tree apart.
 	r.Git("commit", "-q", "--allow-empty", "-m", fmt.Sprintf("commit %d", time.Now().UnixNano()))
 	return r.Git("rev-parse", "HEAD")
+}
+
+// Silent is a git server that never answers: it listens on 127.0.0.1,
+// accepts connections and sends each to Accepted, and reads and writes
+// nothing. The listener and connections are closed at the end of the test.
+type Silent struct {
+	URL      string        // an http:// git URL on it
+	Accepted chan net.Conn // buffered for 64 connections
+}
+
+// NewSilent starts a Silent server.
+func NewSilent(t testing.TB) *Silent {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Silent{URL: "http://" + ln.Addr().String() + "/acme/app.git", Accepted: make(chan net.Conn, 64)}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			s.Accepted <- c
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return s
 }
