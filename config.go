@@ -50,6 +50,7 @@ type Config struct {
 	JobNetwork        string
 	JobMemory         int64   // bytes; 0: no limit
 	JobCPUs           float64 // 0: no limit
+	MinFreeDisk       int64   // bytes free beside the database below which /healthz answers 503; 0: none
 
 	SMTPURL            *url.URL // nil: no mail
 	MailFrom           *mail.Address
@@ -206,6 +207,10 @@ var settings = []setting{
 		}
 		c.JobCPUs = f
 		return nil
+	}},
+	{"KOZMIC_MIN_FREE_DISK", "min-free-disk", "256MiB", "Free space in the database's directory below which GET /healthz answers 503 (\"disk\":\"low\"); 0 turns the check off.", func(c *Config, v string) (err error) {
+		c.MinFreeDisk, err = parseSize(v, 0)
+		return err
 	}},
 	{"KOZMIC_SMTP_URL", "smtp-url", "", "Mail server for notifications, as smtp://user:password@host:587 (STARTTLS) or smtps://…:465; unset: no mail.", func(c *Config, v string) error {
 		if v == "" {

@@ -59,6 +59,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		"network bridge":           c.JobNetwork == "bridge",
 		"no memory limit":          c.JobMemory == 0,
 		"no cpu limit":             c.JobCPUs == 0,
+		"min free disk 256 MiB":    c.MinFreeDisk == 256<<20,
 		"no smtp":                  c.SMTPURL == nil,
 		"mail from base host":      c.MailFrom.Address == "kozmic@localhost",
 		"notifications on":         c.EmailNotifications,
@@ -188,6 +189,7 @@ func TestParseConfigValues(t *testing.T) {
 		"KOZMIC_EMAIL_NOTIFICATIONS":  "false",
 		"KOZMIC_LOG_FORMAT":           "json",
 		"KOZMIC_LOG_LEVEL":            "debug",
+		"KOZMIC_MIN_FREE_DISK":        "1GiB",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +199,7 @@ func TestParseConfigValues(t *testing.T) {
 		c.GitHubURL.Host != "ghe.example.com" || c.DockerHost != "tcp://10.0.0.5:2376" ||
 		c.StallTimeout != 90*time.Second || c.MaxLogBytes != 512<<10 || c.JobNetwork != "none" ||
 		c.JobMemory != 2<<30 || c.JobCPUs != 1.5 || c.SMTPURL.Host != "mail.example.com:587" ||
-		c.MailFrom.Address != "ci@example.com" || c.EmailNotifications || c.LogFormat != "json" || c.LogLevel.String() != "DEBUG" {
+		c.MailFrom.Address != "ci@example.com" || c.EmailNotifications || c.LogFormat != "json" || c.LogLevel.String() != "DEBUG" || c.MinFreeDisk != 1<<30 {
 		t.Errorf("config = %+v", c)
 	}
 }
@@ -238,6 +240,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{map[string]string{"KOZMIC_EMAIL_NOTIFICATIONS": "maybe"}, nil, "KOZMIC_EMAIL_NOTIFICATIONS"},
 		{map[string]string{"KOZMIC_LOG_FORMAT": "xml"}, nil, "KOZMIC_LOG_FORMAT"},
 		{map[string]string{"KOZMIC_LOG_LEVEL": "loud"}, nil, "KOZMIC_LOG_LEVEL"},
+		{map[string]string{"KOZMIC_MIN_FREE_DISK": "plenty"}, nil, "KOZMIC_MIN_FREE_DISK"},
 		{nil, []string{"-workers", "-1"}, "KOZMIC_WORKERS"}, // a bad flag names the setting too
 		{map[string]string{"KOZMIC_ADMIN_PASSWORD": "short"}, nil, "KOZMIC_ADMIN_PASSWORD"},
 		{map[string]string{"KOZMIC_ADMIN_PASSWORD": "long enough", "KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "s"}, nil, "KOZMIC_ADMIN_PASSWORD"},

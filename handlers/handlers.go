@@ -33,6 +33,9 @@ type Jobs interface {
 	Waiting() string
 	// Unreachable says that the Docker engine does not answer, or "".
 	Unreachable() string
+	// Recording says whether a job has ended and its log and result are
+	// being stored (which a full disk can make last).
+	Recording(jobID int64) bool
 	// ClearCache removes a project's install cache images.
 	ClearCache(ctx context.Context, projectID int64) (int, error)
 	Follow(ctx context.Context, jobID, from int64, fn func(runner.Chunk) error) error
@@ -45,7 +48,7 @@ type Deps struct {
 	// GitHub signs people in and, through gh.Projects, connects GitHub
 	// projects to their repositories.
 	GitHub   *gh.GitHub
-	Sessions scs.Store
+	Sessions scs.CtxStore
 	BaseURL  *url.URL
 	// GitHubURL is GitHub's web address, for links to commits.
 	GitHubURL *url.URL
@@ -60,6 +63,9 @@ type Deps struct {
 	// WebhookBudget bounds the bytes of webhook bodies being received at
 	// once, across all requests; 0 means 64 MiB.
 	WebhookBudget int64
+	// MinFreeDisk is the free space, in bytes, below which the database's
+	// directory makes GET /healthz answer 503; 0: no minimum.
+	MinFreeDisk uint64
 }
 
 // defaultHeartbeat is Deps.Heartbeat when it is not set.
@@ -79,6 +85,7 @@ type Handler struct {
 	metrics      Metrics      // nil: none
 	metricsToken string       // the bearer token /metrics requires; "": none
 	heartbeat    time.Duration
+	minFreeDisk  uint64 // bytes; below it /healthz says the disk is low
 	// webhookBudget bounds the webhook bodies held at once.
 	webhookBudget *byteBudget
 	mux           *http.ServeMux
@@ -89,7 +96,7 @@ type Handler struct {
 func New(d Deps) *Handler {
 	log := slog.New(withRequestID{d.Log.Handler()})
 	sm := scs.New()
-	sm.Store = d.Sessions
+	sm.Store = sessionStore{CtxStore: d.Sessions, log: log}
 	sm.Lifetime = 30 * 24 * time.Hour
 	sm.IdleTimeout = 7 * 24 * time.Hour
 	sm.Cookie.Name = "kozmic_session"
@@ -101,7 +108,7 @@ func New(d Deps) *Handler {
 		http.Error(w, "Kozmic could not read your session; try again.", http.StatusInternalServerError)
 	}
 	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, projects: gh.NewProjects(d.GitHub, d.DB, log), sessions: sm, logins: newLoginLimiter(), log: log, mux: http.NewServeMux(),
-		metrics: d.Metrics, metricsToken: d.MetricsToken,
+		metrics: d.Metrics, metricsToken: d.MetricsToken, minFreeDisk: d.MinFreeDisk,
 		baseURL: strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
 	if h.heartbeat = d.Heartbeat; h.heartbeat == 0 {
 		h.heartbeat = defaultHeartbeat
