@@ -56,7 +56,8 @@ func newJobLog(ctx context.Context, st Store, b *Broker, jobID, max int64, secre
 }
 
 // Write takes output. It never fails: a log that cannot be stored must not
-// fail the job.
+// fail the job. It waits while batchQueue batches wait for a database that
+// is slow or refuses them.
 func (l *jobLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
