@@ -62,6 +62,7 @@ type Config struct {
 	JobCPUs           float64       // 0: no limit
 	GitProcs          int           // git processes at once
 	GitTimeout        time.Duration // each git fetch of a job
+	MinFreeDisk       int64         // bytes free beside the database below which /healthz answers 503; 0: none
 
 	SMTPURL            *url.URL // nil: no mail
 	MailFrom           *mail.Address
@@ -253,6 +254,10 @@ var settings = []setting{
 	}},
 	{"KOZMIC_GIT_TIMEOUT", "git-timeout", "10m", "A git fetch of a job that runs longer than this is stopped (the git commands of Run build have 30 seconds).", func(c *Config, v string) (err error) {
 		c.GitTimeout, err = parseDuration(v)
+		return err
+	}},
+	{"KOZMIC_MIN_FREE_DISK", "min-free-disk", "256MiB", "Free space in the database's directory below which GET /healthz answers 503 (\"disk\":\"low\"); 0 turns the check off.", func(c *Config, v string) (err error) {
+		c.MinFreeDisk, err = parseSize(v, 0)
 		return err
 	}},
 	{"KOZMIC_SMTP_URL", "smtp-url", "", "Mail server for notifications, as smtp://user:password@host:587 (STARTTLS) or smtps://…:465; unset: no mail.", func(c *Config, v string) error {

@@ -323,7 +323,8 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	go func() { maintainLogs(postCtx, db, cfg.KeepLogs, log); close(maintaining) }()
 	defer func() { stopPosting(); <-maintaining }()
 	h := handlers.New(handlers.Deps{DB: db, Jobs: jobs, GitHub: github, Sessions: db.Sessions(), BaseURL: cfg.BaseURL,
-		GitHubURL: cfg.GitHubURL, Log: log, Metrics: mets, MetricsToken: cfg.MetricsToken, TrustedProxies: cfg.TrustedProxies})
+		GitHubURL: cfg.GitHubURL, Log: log, Metrics: mets, MetricsToken: cfg.MetricsToken, TrustedProxies: cfg.TrustedProxies,
+		MinFreeDisk: uint64(cfg.MinFreeDisk)})
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,

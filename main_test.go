@@ -60,6 +60,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		"network bridge":           c.JobNetwork == "bridge",
 		"no memory limit":          c.JobMemory == 0,
 		"no cpu limit":             c.JobCPUs == 0,
+		"min free disk 256 MiB":    c.MinFreeDisk == 256<<20,
 		"no smtp":                  c.SMTPURL == nil,
 		"no trusted proxies":       c.TrustedProxies == nil,
 		"mail from base host":      c.MailFrom.Address == "kozmic@localhost",
@@ -196,6 +197,7 @@ func TestParseConfigValues(t *testing.T) {
 		"KOZMIC_LOG_FORMAT":           "json",
 		"KOZMIC_LOG_LEVEL":            "debug",
 		"KOZMIC_TRUSTED_PROXIES":      " 127.0.0.1, 10.1.2.3/8,,::1",
+		"KOZMIC_MIN_FREE_DISK":        "1GiB",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +210,7 @@ func TestParseConfigValues(t *testing.T) {
 		c.MailFrom.Address != "ci@example.com" || c.EmailNotifications || c.LogFormat != "json" || c.LogLevel.String() != "DEBUG" ||
 		!slices.Equal(c.GitHubOrgs, []string{"acme", "acme-labs"}) || !slices.Equal(c.GitHubUsers, []string{"octocat"}) ||
 		!slices.Equal(c.Admins, []string{"monalisa", "managed_user"}) || c.OpenSignup ||
-		fmt.Sprint(c.TrustedProxies) != "[127.0.0.1/32 10.0.0.0/8 ::1/128]" {
+		fmt.Sprint(c.TrustedProxies) != "[127.0.0.1/32 10.0.0.0/8 ::1/128]" || c.MinFreeDisk != 1<<30 {
 		t.Errorf("config = %+v", c)
 	}
 }
@@ -251,6 +253,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{map[string]string{"KOZMIC_EMAIL_NOTIFICATIONS": "maybe"}, nil, "KOZMIC_EMAIL_NOTIFICATIONS"},
 		{map[string]string{"KOZMIC_LOG_FORMAT": "xml"}, nil, "KOZMIC_LOG_FORMAT"},
 		{map[string]string{"KOZMIC_LOG_LEVEL": "loud"}, nil, "KOZMIC_LOG_LEVEL"},
+		{map[string]string{"KOZMIC_MIN_FREE_DISK": "plenty"}, nil, "KOZMIC_MIN_FREE_DISK"},
 		{nil, []string{"-workers", "-1"}, "KOZMIC_WORKERS"}, // a bad flag names the setting too
 		{map[string]string{"KOZMIC_ADMIN_PASSWORD": "short"}, nil, "KOZMIC_ADMIN_PASSWORD"},
 		{map[string]string{"KOZMIC_ADMIN_PASSWORD": "long enough", "KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "s"}, nil, "KOZMIC_ADMIN_PASSWORD"},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -62,7 +63,8 @@ func TestEndToEndOperations(t *testing.T) {
 	}
 	health, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if res.StatusCode != 200 || strings.TrimSpace(string(health)) != `{"status":"ok","database":"ok","docker":"ok"}` {
+	if !regexp.MustCompile(`^\{"status":"ok","database":"ok","docker":"ok","writes":"ok","disk":"ok","disk_free_bytes":[1-9][0-9]*\}$`).
+		MatchString(strings.TrimSpace(string(health))) || res.StatusCode != 200 {
 		t.Errorf("healthz = %d %s", res.StatusCode, health)
 	}
 

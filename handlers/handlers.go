@@ -34,6 +34,9 @@ type Jobs interface {
 	Waiting() string
 	// Unreachable says that the Docker engine does not answer, or "".
 	Unreachable() string
+	// Recording says whether a job has ended and its log and result are
+	// being stored (which a full disk can make last).
+	Recording(jobID int64) bool
 	// ClearCache removes a project's install cache images.
 	ClearCache(ctx context.Context, projectID int64) (int, error)
 	Follow(ctx context.Context, jobID, from int64, fn func(runner.Chunk) error) error
@@ -46,7 +49,7 @@ type Deps struct {
 	// GitHub signs people in and, through gh.Projects, connects GitHub
 	// projects to their repositories.
 	GitHub   *gh.GitHub
-	Sessions scs.Store
+	Sessions scs.CtxStore
 	BaseURL  *url.URL
 	// GitHubURL is GitHub's web address, for links to commits.
 	GitHubURL *url.URL
@@ -65,6 +68,9 @@ type Deps struct {
 	// who their client is (see clientAddr); none: every request's client
 	// is its connection's peer.
 	TrustedProxies []netip.Prefix
+	// MinFreeDisk is the free space, in bytes, below which the database's
+	// directory makes GET /healthz answer 503; 0: no minimum.
+	MinFreeDisk uint64
 }
 
 // defaultHeartbeat is Deps.Heartbeat when it is not set.
@@ -84,6 +90,7 @@ type Handler struct {
 	metrics      Metrics      // nil: none
 	metricsToken string       // the bearer token /metrics requires; "": none
 	heartbeat    time.Duration
+	minFreeDisk  uint64 // bytes; below it /healthz says the disk is low
 	// webhookBudget bounds the webhook bodies held at once.
 	webhookBudget *byteBudget
 	// trustedProxies are the peers whose X-Forwarded-For is believed.
@@ -96,7 +103,7 @@ type Handler struct {
 func New(d Deps) *Handler {
 	log := slog.New(withRequestID{d.Log.Handler()})
 	sm := scs.New()
-	sm.Store = d.Sessions
+	sm.Store = sessionStore{CtxStore: d.Sessions, log: log}
 	sm.Lifetime = 30 * 24 * time.Hour
 	sm.IdleTimeout = 7 * 24 * time.Hour
 	sm.Cookie.Name = "kozmic_session"
@@ -109,7 +116,8 @@ func New(d Deps) *Handler {
 	}
 	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, projects: gh.NewProjects(d.GitHub, d.DB, log), sessions: sm, logins: newLoginLimiter(), log: log, mux: http.NewServeMux(),
 		metrics: d.Metrics, metricsToken: d.MetricsToken, trustedProxies: d.TrustedProxies,
-		baseURL: strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
+		minFreeDisk: d.MinFreeDisk,
+		baseURL:     strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
 	if h.heartbeat = d.Heartbeat; h.heartbeat == 0 {
 		h.heartbeat = defaultHeartbeat
 	}

@@ -59,9 +59,12 @@ func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b s
 		return views.JobView{}, err
 	}
 	path := paths.Job(p.ID, b.Number, j.ID)
+	// Ended, but the store does not have the result yet: nothing is left to cancel.
+	recording := !j.Status.Finished() && h.jobs.Recording(j.ID)
 	v := views.JobView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, BuildNumber: b.Number, ID: j.ID,
 		Title: j.HookTitle, Attempt: j.Attempt, Status: views.JobStatus(j.Status), Duration: took(j.StartedAt, j.FinishedAt),
-		Error: j.Error, Cache: j.Cache, CacheScope: j.CacheScope, CanConfigure: role >= store.RoleManager, CanCancel: !j.Status.Finished(), Finished: j.Status.Finished(),
+		Error: j.Error, Cache: j.Cache, CacheScope: j.CacheScope, CanConfigure: role >= store.RoleManager,
+		CanCancel: !j.Status.Finished() && !recording, Finished: j.Status.Finished(), Recording: recording,
 		StreamURL: path + "/log/stream", PageURL: path + "/log", RawURL: path + "/log.txt"}
 	latest := true
 	for _, a := range all {

@@ -59,7 +59,7 @@ func runnerJob(b *testing.B, h *harness, p store.Project, sha string, src source
 	if err != nil || !ok {
 		b.Fatalf("claim: %v %v", ok, err)
 	}
-	l := newJobLog(h.db, h.r.Logs(), ch.Job.ID, h.r.cfg.MaxLogBytes, nil, h.r.log)
+	l := newJobLog(context.Background(), h.db, h.r.Logs(), ch.Job.ID, h.r.cfg.MaxLogBytes, nil, h.r.log)
 	res := h.r.execute(ctx, spec{jobID: ch.Job.ID, projectID: p.ID, image: testImage, build: script, src: src}, l)
 	l.Close()
 	h.r.finish(ch.Job.ID, res)

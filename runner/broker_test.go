@@ -18,7 +18,7 @@ func TestFollowSurvivesBeingDropped(t *testing.T) {
 	db, job := newTestStore(t)
 	ctx := context.Background()
 	b := NewBroker()
-	l := newJobLog(db, b, job.ID, 1<<30, nil, slog.New(slog.DiscardHandler))
+	l := newJobLog(context.Background(), db, b, job.ID, 1<<30, nil, slog.New(slog.DiscardHandler))
 
 	var want bytes.Buffer
 	for i := range 20000 {

@@ -21,9 +21,13 @@ const (
 // jobLog is where a job's output goes: it masks secrets, gathers the output
 // into batches (every flushInterval, or flushBytes), and a writer goroutine
 // appends each batch to the store and then publishes it to live followers,
-// so reading the container never waits on the database. Storing stops at
-// max bytes with a notice; later output is counted as activity but dropped.
+// so reading the container never waits on the database. A batch the
+// database refuses (on a full disk, say) is tried again until it lands,
+// while later output queues behind it (batchQueue batches, then the reader
+// waits). Storing stops at max bytes with a notice; later output is counted
+// as activity but dropped.
 type jobLog struct {
+	ctx    context.Context // its end (the server stopping) ends retrying a refused batch
 	jobID  int64
 	store  Store
 	broker *Broker
@@ -41,9 +45,10 @@ type jobLog struct {
 }
 
 // newJobLog starts the writer and the flush ticker of job jobID's log;
-// Close stops them.
-func newJobLog(st Store, b *Broker, jobID, max int64, secrets []string, log *slog.Logger) *jobLog {
-	l := &jobLog{jobID: jobID, store: st, broker: b, max: max, log: log, mask: newMasker(secrets),
+// Close stops them. The end of ctx stops retrying a batch the database
+// refused, which is then lost.
+func newJobLog(ctx context.Context, st Store, b *Broker, jobID, max int64, secrets []string, log *slog.Logger) *jobLog {
+	l := &jobLog{ctx: ctx, jobID: jobID, store: st, broker: b, max: max, log: log, mask: newMasker(secrets),
 		batches: make(chan []byte, batchQueue), done: make(chan struct{}), stop: make(chan struct{})}
 	go l.writeBatches()
 	go l.tick()
@@ -51,7 +56,8 @@ func newJobLog(st Store, b *Broker, jobID, max int64, secrets []string, log *slo
 }
 
 // Write takes output. It never fails: a log that cannot be stored must not
-// fail the job.
+// fail the job. It waits while batchQueue batches wait for a database that
+// is slow or refuses them.
 func (l *jobLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -113,15 +119,22 @@ func (l *jobLog) writeBatches() {
 	}
 }
 
-// append stores b and then publishes it to followers at its offset. A store
-// failure is logged and the batch lost: the job goes on.
+// append stores b and then publishes it to followers at its offset. A
+// refused write is tried again until it lands (see retryWrite); when that
+// ends without it (the server is stopping, or the job is gone), the batch
+// is lost and the job goes on.
 func (l *jobLog) append(b []byte, truncated bool) {
 	if len(b) == 0 && !truncated {
 		return
 	}
-	size, err := l.store.AppendLog(context.Background(), l.jobID, b, truncated)
+	var size int64
+	err := retryWrite(l.ctx, l.log, "store job log", l.jobID, func() (err error) {
+		// Not cut short by the stop: a write that began is let finish.
+		size, err = l.store.AppendLog(context.WithoutCancel(l.ctx), l.jobID, b, truncated)
+		return err
+	})
 	if err != nil {
-		l.log.Error("store job log", "job", l.jobID, "err", err)
+		l.log.Error("store job log: a piece of the log is lost", "job", l.jobID, "bytes", len(b), "err", err)
 		return
 	}
 	l.size.Store(size)

@@ -36,7 +36,7 @@ func newTestStore(t testing.TB) (*store.DB, store.Job) {
 // the stored log.
 func TestJobLogMasksAcrossFlushes(t *testing.T) {
 	db, job := newTestStore(t)
-	l := newJobLog(db, NewBroker(), job.ID, 1<<20, []string{"s3cr3t-value"}, slog.New(slog.DiscardHandler))
+	l := newJobLog(context.Background(), db, NewBroker(), job.ID, 1<<20, []string{"s3cr3t-value"}, slog.New(slog.DiscardHandler))
 	l.Write([]byte("token=s3cr"))
 	time.Sleep(2 * flushInterval) // the ticker flushes what is safe
 	l.Write([]byte("3t-value done\r\n"))

@@ -113,6 +113,12 @@ type Runner struct {
 	mu     sync.Mutex
 	active map[int64]context.CancelCauseFunc // running jobs
 
+	// recMu guards recording: jobs that ended and whose log and result are
+	// being stored (see Recording). Apart from mu, which a claim holds
+	// through a database write, so that pages asking never wait for one.
+	recMu     sync.Mutex
+	recording map[int64]bool
+
 	pullMu sync.Mutex
 	pulls  map[string]*pullState
 
@@ -130,7 +136,7 @@ type Runner struct {
 func New(cfg Config, st Store, dc *docker.Client, n Notifier, log *slog.Logger) *Runner {
 	cfg.defaults()
 	return &Runner{cfg: cfg, store: st, docker: dc, notify: n, log: log, logs: NewBroker(),
-		wake: make(chan struct{}, 1), active: map[int64]context.CancelCauseFunc{},
+		wake: make(chan struct{}, 1), active: map[int64]context.CancelCauseFunc{}, recording: map[int64]bool{},
 		pulls: map[string]*pullState{}}
 }
 
@@ -374,13 +380,37 @@ func (r *Runner) runJob(ctx context.Context, job store.Job) {
 		r.active[job.ID](nil) // release the job's context
 		delete(r.active, job.ID)
 		r.mu.Unlock()
+		r.setRecording(job.ID, false)
 	}()
 	res := r.runLoaded(ctx, job.ID)
 	if errors.Is(context.Cause(ctx), errShutdown) {
 		r.logs.end(job.ID)
 		return // left running in the store: the next start recovers it
 	}
+	r.setRecording(job.ID, true) // also for a job that ended before it had a log
 	r.finish(job.ID, res)
+}
+
+// setRecording marks a job as ended with its log and result being stored,
+// or no longer.
+func (r *Runner) setRecording(jobID int64, on bool) {
+	r.recMu.Lock()
+	defer r.recMu.Unlock()
+	if on {
+		r.recording[jobID] = true
+	} else {
+		delete(r.recording, jobID)
+	}
+}
+
+// Recording says whether a job has ended and this runner is storing its
+// log and result: the store still shows the job running until they land,
+// which a database that refuses writes (a full disk) delays while the
+// runner tries again. It is cheap: it reads what the worker noted.
+func (r *Runner) Recording(jobID int64) bool {
+	r.recMu.Lock()
+	defer r.recMu.Unlock()
+	return r.recording[jobID]
 }
 
 // runLoaded loads a claimed job's definition and runs it. A job canceled
@@ -402,9 +432,13 @@ func (r *Runner) runLoaded(ctx context.Context, jobID int64) result {
 	for i, s := range run.Secrets {
 		secrets[i] = s.Value
 	}
-	out := newJobLog(r.logStore(), r.logs, jobID, r.cfg.MaxLogBytes, secrets, r.log)
-	defer out.Close()
-	return r.runCheckedOut(ctx, run, out)
+	out := newJobLog(r.jobsCtx, r.logStore(), r.logs, jobID, r.cfg.MaxLogBytes, secrets, r.log)
+	res := r.runCheckedOut(ctx, run, out)
+	// The job has ended; storing the rest of its log may take long on a
+	// database that refuses writes, and its page says so meanwhile.
+	r.setRecording(jobID, true)
+	out.Close()
+	return res
 }
 
 // runCheckedOut clones the commit into a temporary directory and executes the job there.
@@ -466,13 +500,25 @@ func jobEnv(run store.JobRun) []string {
 	return env
 }
 
-// finish records a job's result, tells the notifier and ends live followers.
+// finish records a job's result, tells the notifier and ends live
+// followers. A result the database refuses (on a full disk, say) is tried
+// again until it lands, or until the server stops: then the job stays
+// running in the store, and the next start's recovery settles it.
 func (r *Runner) finish(jobID int64, res result) {
 	ctx := context.WithoutCancel(r.jobsCtx)
-	ch, err := r.store.UpdateJob(ctx, jobID, store.JobUpdate{Status: res.status, ExitCode: res.exitCode,
-		Error: res.message, ContainerID: res.containerID, CacheID: res.cacheID, Cache: res.cache, CacheScope: res.scope})
+	var ch store.JobChanged
+	err := retryWrite(r.jobsCtx, r.log, "record job result", jobID, func() (err error) {
+		ch, err = r.store.UpdateJob(ctx, jobID, store.JobUpdate{Status: res.status, ExitCode: res.exitCode,
+			Error: res.message, ContainerID: res.containerID, CacheID: res.cacheID, Cache: res.cache, CacheScope: res.scope})
+		return err
+	})
 	r.logs.end(jobID) // after the store has the result: followers read it when they stop
 	if err != nil {
+		if r.jobsCtx.Err() != nil {
+			r.log.Warn("the server stopped before the job's result was recorded: the next start settles the job",
+				"job", jobID, "status", res.status, "err", err)
+			return
+		}
 		r.log.Error("record job result", "job", jobID, "status", res.status, "err", err)
 		return
 	}

@@ -50,6 +50,7 @@ type DB struct {
 	now      func() time.Time
 	instance string
 	path     string // absolute
+	writes   writeHealth
 }
 
 // Options configure Open.
@@ -266,11 +267,24 @@ func (db *DB) opensKeyCheck(sealed []byte) error {
 }
 
 // writeTx runs fn in one IMMEDIATE transaction on the writer connection and
-// commits if fn returns nil; any error or panic rolls everything back.
+// commits if fn returns nil; any error or panic rolls everything back. It
+// records a failure of the disk, and a success after one, for WriteFailure.
 func (db *DB) writeTx(ctx context.Context, fn func(txn) error) (err error) {
 	sqlTx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
+		db.writes.failed(err, db.now())
 		return fmt.Errorf("begin: %w", err)
+	}
+	// While writes fail, only a transaction that changed rows shows that
+	// they work again: one that changed nothing commits even on a full disk.
+	// Counting costs two queries, so only then.
+	failing := db.writes.failing()
+	var changesBefore int64
+	if failing {
+		if err = sqlTx.QueryRowContext(ctx, `SELECT total_changes()`).Scan(&changesBefore); err != nil {
+			sqlTx.Rollback()
+			return fmt.Errorf("count changes: %w", err)
+		}
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -279,6 +293,7 @@ func (db *DB) writeTx(ctx context.Context, fn func(txn) error) (err error) {
 		}
 		if err != nil {
 			sqlTx.Rollback()
+			db.writes.failed(err, db.now())
 		}
 		// The connection is free again: prepare what this transaction met first.
 		db.stmts.prepareQueued(context.WithoutCancel(ctx))
@@ -286,8 +301,17 @@ func (db *DB) writeTx(ctx context.Context, fn func(txn) error) (err error) {
 	if err = fn(txn{Tx: sqlTx, cache: db.stmts}); err != nil {
 		return err
 	}
+	var changesAfter int64
+	if failing {
+		if err = sqlTx.QueryRowContext(ctx, `SELECT total_changes()`).Scan(&changesAfter); err != nil {
+			return fmt.Errorf("count changes: %w", err)
+		}
+	}
 	if err = sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	if failing && changesAfter > changesBefore {
+		db.writes.succeeded()
 	}
 	return nil
 }
