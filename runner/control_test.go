@@ -207,7 +207,10 @@ func TestContainersAreConfinedAndLimited(t *testing.T) {
 	p, _ := h.project(rp, store.Hook{Title: "inspect-me", BuildScript: "#!/bin/sh\necho up\nsleep 30\n"})
 	_, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	h.waitJob(jobs[0].ID, func(j store.Job) bool { return strings.Contains(h.logOf(j.ID), "up") })
-	cs, err := h.dc.ListContainers(docker.ListContainersOptions{Filters: map[string][]string{"label": {LabelJob + "=" + itoa(jobs[0].ID)}}})
+	// Job ids restart in every test's database: the instance tells this
+	// test's job from those of other packages testing on the same engine.
+	cs, err := h.dc.ListContainers(docker.ListContainersOptions{Filters: map[string][]string{
+		"label": {LabelJob + "=" + itoa(jobs[0].ID), LabelInstance + "=" + h.db.InstanceID()}}})
 	if err != nil || len(cs) != 1 {
 		t.Fatalf("containers of the job = %d, %v", len(cs), err)
 	}
