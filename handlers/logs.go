@@ -123,7 +123,11 @@ func upToLines(p []byte, n int) []byte {
 // their last state). Each event's id is "offset:line" of the next line, so a
 // reconnect with Last-Event-ID continues with no gap and no repeat. When the
 // job ends a final "end" event carries its status. Every h.heartbeat a
-// comment line keeps an idle stream open.
+// comment line keeps an idle stream open. Every h.accessRecheck the viewer's
+// access is checked again (mayStillRead): once their session has ended or
+// they may no longer view the project, an "end" event says so instead and
+// the stream ends. A check that fails ends the stream without one, and the
+// browser reconnects, to be checked anew.
 func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	p, role, b, j, err := h.projectJob(r, store.RoleMember)
 	if err != nil {
@@ -148,20 +152,27 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	if err := send(": log of job " + strconv.FormatInt(j.ID, 10) + "\n\n"); err != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := context.WithCancelCause(r.Context())
 	var beats sync.WaitGroup
 	defer beats.Wait() // after cancel: nothing may write to w once the handler returns
-	defer cancel()
+	defer cancel(nil)
+	token, viewer := h.sessions.Token(r.Context()), user(r).ID
 	beats.Go(func() {
-		t := time.NewTicker(h.heartbeat)
-		defer t.Stop()
+		beat := time.NewTicker(h.heartbeat)
+		defer beat.Stop()
+		recheck := time.NewTicker(h.accessRecheck)
+		defer recheck.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-beat.C:
 				if send(": heartbeat\n\n") != nil {
-					cancel()
+					cancel(nil)
+				}
+			case <-recheck.C:
+				if err := h.mayStillRead(ctx, token, viewer, p.ID); err != nil {
+					cancel(err)
 				}
 			}
 		}
@@ -174,10 +185,21 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
-	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			h.log.WarnContext(r.Context(), "log stream", "job", j.ID, "err", err)
-		}
+	if errors.Is(err, context.Canceled) {
+		err = context.Cause(ctx)
+	}
+	switch {
+	case errors.Is(err, errAccessEnded):
+		// The page stops listening at an end event; a reload asks anew.
+		h.log.InfoContext(r.Context(), "log stream ended: access ended", "job", j.ID, "user", viewer)
+		var notice bytes.Buffer
+		views.LogAccessEnded(p.ID, b.Number, j.ID).Render(r.Context(), &notice)
+		send(sseMessage("", "end", notice.String()))
+		return
+	case errors.Is(err, context.Canceled): // the viewer left
+		return
+	case err != nil:
+		h.log.WarnContext(r.Context(), "log stream", "job", j.ID, "err", err)
 		return
 	}
 	if out := lines.flush(); out != "" {
@@ -196,6 +218,35 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	var head bytes.Buffer
 	views.JobHead(v).Render(ctx, &head)
 	send(sseMessage("", "end", head.String()))
+}
+
+// errAccessEnded ends a log stream whose viewer may no longer read it.
+var errAccessEnded = errors.New("access to the log ended")
+
+// mayStillRead checks, for an open log stream, that its viewer may still
+// read project projectID's logs, as requireUser and projectFor checked when
+// it opened: the session token it came with is still live in the store and
+// signed in as user userID, who still exists and may still view the
+// project. It returns errAccessEnded if not, or the store's error when it
+// cannot tell.
+func (h *Handler) mayStillRead(ctx context.Context, token string, userID, projectID int64) error {
+	// Load keeps a session already in its context, as the request's is: it
+	// reads the session again in a context of its own (one quick read).
+	session, err := h.sessions.Load(context.Background(), token)
+	if err != nil {
+		return err
+	}
+	if h.sessions.GetInt64(session, sessionUser) != userID {
+		return errAccessEnded
+	}
+	_, err = h.db.UserByID(ctx, userID)
+	if err == nil {
+		_, _, err = h.projectAccess(ctx, projectID, userID, store.RoleMember)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return errAccessEnded
+	}
+	return err
 }
 
 // sseLineBreaks are what ends a line of an event stream.

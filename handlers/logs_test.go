@@ -7,12 +7,14 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 
@@ -270,5 +272,122 @@ func TestLogPagesOfLongLinesStayBounded(t *testing.T) {
 	}
 	if want != lineCount+1 || pages < lineCount*lineLen/logPageBytes {
 		t.Errorf("%d pages ending before L%d, want L%d in more than %d pages", pages, want, lineCount+1, lineCount*lineLen/logPageBytes)
+	}
+}
+
+// liveLogFixture is a local server checking log streams' access every
+// 10 ms, a git URL project of ann's with bob as a member, and a running job
+// whose log has one line.
+type liveLogFixture struct {
+	s      *testServer
+	p      store.Project
+	job    store.Job
+	stream string // the job's log stream
+	bobID  int64
+}
+
+func newLiveLogFixture(t *testing.T) (f liveLogFixture, ann, bob *browser) {
+	f.s = newTestServerWith(t, false, func(d *Deps) { d.AccessRecheck = 10 * time.Millisecond })
+	annU, ann := signInLocal(t, f.s, "ann")
+	bobU, bob := signInLocal(t, f.s, "bob")
+	ctx := context.Background()
+	var err error
+	f.p, err = f.s.db.CreateProject(ctx, store.NewProject{OwnerID: annU.ID, Source: store.SourceGit, FullName: "team/app",
+		GitURL: "https://git.example.com/team/app.git", WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.db.SetMembership(ctx, store.Membership{ProjectID: f.p.ID, UserID: bobU.ID}); err != nil {
+		t.Fatal(err)
+	}
+	var build store.Build
+	build, f.job = buildWithLog(t, f.s, f.p, "refs/heads/main", "abc", "m", "one\n", store.JobRunning)
+	f.stream = fmt.Sprintf("/projects/%d/builds/%d/jobs/%d/log/stream", f.p.ID, build.Number, f.job.ID)
+	f.bobID = bobU.ID
+	return f, ann, bob
+}
+
+// watch opens the job's log stream as b and reads its first line.
+func (f liveLogFixture) watch(t *testing.T, b *browser) *eventReader {
+	t.Helper()
+	res, _ := openStream(t, b, f.stream, "")
+	er := newEventReader(res.Body)
+	if ev, ok := er.next(); !ok || ev.event != "line" || !strings.Contains(ev.data, "one") {
+		t.Fatalf("the stream did not start with the log: %+v", ev)
+	}
+	return er
+}
+
+// checkAccessEnded checks that a stream says that access ended, then ends.
+func checkAccessEnded(t *testing.T, who string, er *eventReader) {
+	t.Helper()
+	ev, ok := er.next()
+	if !ok || ev.event != "end" || !strings.Contains(ev.data, `id="`+views.JobHeadID+`"`) || !strings.Contains(ev.data, "This live log stopped") {
+		t.Fatalf("%s's stream: %+v, %t; want an end event saying the access ended", who, ev, ok)
+	}
+	if ev, ok := er.next(); ok {
+		t.Errorf("%s's stream goes on after its end: %+v", who, ev)
+	}
+}
+
+// checkStillOpen checks that a stream still follows the job: it ends with
+// the job's result once the job is canceled.
+func (f liveLogFixture) checkStillOpen(t *testing.T, who string, er *eventReader) {
+	t.Helper()
+	if err := f.s.jobs.Cancel(context.Background(), f.job.ID, "ann"); err != nil {
+		t.Fatal(err)
+	}
+	if ev, ok := er.next(); !ok || ev.event != "end" || strings.Contains(ev.data, "This live log stopped") || !strings.Contains(ev.data, "error") {
+		t.Errorf("%s's stream did not end with the job: %+v, %t", who, ev, ok)
+	}
+}
+
+// An open live log ends, saying so, when its session ends: signed out in
+// that browser, or everywhere from another. A stream of another session
+// goes on.
+func TestLiveLogEndsWhenSessionEnds(t *testing.T) {
+	t.Run("sign out", func(t *testing.T) {
+		f, ann, _ := newLiveLogFixture(t)
+		other := newBrowser(t, f.s) // ann in a second browser
+		if res, _ := other.do("POST", "/login", url.Values{"username": {"ann"}, "password": {"ann's password"}}); res.StatusCode != 303 {
+			t.Fatalf("second sign-in: %d", res.StatusCode)
+		}
+		mine, theirs := f.watch(t, ann), f.watch(t, other)
+		if res, _ := ann.do("POST", "/logout", nil); res.StatusCode != 303 {
+			t.Fatalf("sign out: %d", res.StatusCode)
+		}
+		checkAccessEnded(t, "the signed-out browser", mine)
+		f.checkStillOpen(t, "the other browser", theirs)
+	})
+	t.Run("sign out everywhere", func(t *testing.T) {
+		f, ann, bob := newLiveLogFixture(t)
+		other := newBrowser(t, f.s)
+		if res, _ := other.do("POST", "/login", url.Values{"username": {"ann"}, "password": {"ann's password"}}); res.StatusCode != 303 {
+			t.Fatalf("second sign-in: %d", res.StatusCode)
+		}
+		annStream, bobStream := f.watch(t, ann), f.watch(t, bob)
+		if res, _ := other.do("POST", "/account/sessions/delete", nil); res.StatusCode != 303 {
+			t.Fatalf("sign out everywhere: %d", res.StatusCode)
+		}
+		checkAccessEnded(t, "ann", annStream)
+		f.checkStillOpen(t, "bob", bobStream)
+		if !strings.Contains(f.s.logs.String(), "log stream ended: access ended") {
+			t.Error("the end of access is not logged")
+		}
+	})
+}
+
+// An open live log ends, saying so, when its viewer is removed from the
+// project; the owner's stream goes on.
+func TestLiveLogEndsWhenAccessIsLost(t *testing.T) {
+	f, ann, bob := newLiveLogFixture(t)
+	bobStream, annStream := f.watch(t, bob), f.watch(t, ann)
+	if res, _ := ann.do("POST", fmt.Sprintf("/projects/%d/members/%d/delete", f.p.ID, f.bobID), nil); res.StatusCode != 303 {
+		t.Fatalf("remove bob: %d", res.StatusCode)
+	}
+	checkAccessEnded(t, "bob", bobStream)
+	f.checkStillOpen(t, "ann", annStream)
+	if f.s.accessRecheck != 10*time.Millisecond || newTestServer(t).accessRecheck != 30*time.Second {
+		t.Errorf("access rechecked every %v, and %v without Deps.AccessRecheck; want 30s", f.s.accessRecheck, newTestServer(t).accessRecheck)
 	}
 }
