@@ -166,3 +166,31 @@ func BenchmarkLogPage(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLongLineLog renders a finished log whose middle line is 32 MiB
+// long (stored and compressed as the runner stores it) through the real
+// handler and store, as its page and as its stream, for one viewer and for
+// four at once. An op is one render for each viewer; peak-RSS-MiB is how
+// far the process's resident memory rose above where it stood before the
+// run, at its peak.
+func BenchmarkLongLineLog(b *testing.B) {
+	for _, part := range []string{"log", "log/stream"} {
+		for _, viewers := range []int{1, 4} {
+			b.Run(fmt.Sprintf("%s/viewers=%d", part, viewers), func(b *testing.B) {
+				s, br, p := benchProject(b)
+				build, job, _, _ := longLineJob(b, s, p, 32<<20)
+				path := fmt.Sprintf("/projects/%d/builds/%d/jobs/%d/%s", p.ID, build.Number, job.ID, part)
+				grew := peakRSSGrowth(b, func() {
+					for b.Loop() {
+						for _, body := range fetchAll(b, br, path, viewers) {
+							if !strings.Contains(body, lineCutClass) {
+								b.Fatalf("%s: no cut line", path)
+							}
+						}
+					}
+				})
+				b.ReportMetric(float64(grew)/(1<<20), "peak-RSS-MiB")
+			})
+		}
+	}
+}

@@ -199,16 +199,39 @@ func readEvents(t *testing.T, b *browser, path, lastID string) []sseEvent {
 	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/event-stream" || res.Header.Get("X-Accel-Buffering") != "no" {
 		t.Fatalf("stream: %d %q", res.StatusCode, res.Header.Get("Content-Type"))
 	}
+	return parseEvents(res.Body)
+}
+
+// parseEvents reads events from a stream until it ends.
+func parseEvents(r io.Reader) []sseEvent {
 	var evs []sseEvent
-	var ev sseEvent
-	sc := bufio.NewScanner(res.Body)
+	for er := newEventReader(r); ; {
+		ev, ok := er.next()
+		if !ok {
+			return evs
+		}
+		evs = append(evs, ev)
+	}
+}
+
+// eventReader reads the events of a stream one at a time, skipping comments.
+type eventReader struct{ sc *bufio.Scanner }
+
+func newEventReader(r io.Reader) *eventReader {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	return &eventReader{sc}
+}
+
+// next returns the next event, or false when the stream has ended.
+func (er *eventReader) next() (sseEvent, bool) {
+	var ev sseEvent
+	for er.sc.Scan() {
+		line := er.sc.Text()
 		switch {
 		case line == "":
 			if ev.event != "" {
-				evs = append(evs, ev)
+				return ev, true
 			}
 			ev = sseEvent{}
 		case strings.HasPrefix(line, "id: "):
@@ -219,7 +242,7 @@ func readEvents(t *testing.T, b *browser, path, lastID string) []sseEvent {
 			ev.data += line[6:]
 		}
 	}
-	return evs
+	return sseEvent{}, false
 }
 
 func TestLogStream(t *testing.T) {

@@ -61,6 +61,10 @@ type Deps struct {
 	// Heartbeat is how often an idle log stream says it is alive, so that
 	// proxies keep it open; 0 means every 15 seconds.
 	Heartbeat time.Duration
+	// AccessRecheck is how often an open log stream checks that its viewer
+	// is still signed in and may still view the project, ending the stream
+	// when not; 0 means every 30 seconds.
+	AccessRecheck time.Duration
 	// WebhookBudget bounds the bytes of webhook bodies being received at
 	// once, across all requests; 0 means 64 MiB.
 	WebhookBudget int64
@@ -75,6 +79,9 @@ type Deps struct {
 
 // defaultHeartbeat is Deps.Heartbeat when it is not set.
 const defaultHeartbeat = 15 * time.Second
+
+// defaultAccessRecheck is Deps.AccessRecheck when it is not set.
+const defaultAccessRecheck = 30 * time.Second
 
 // Handler serves every route of the server.
 type Handler struct {
@@ -91,6 +98,8 @@ type Handler struct {
 	metricsToken string       // the bearer token /metrics requires; "": none
 	heartbeat    time.Duration
 	minFreeDisk  uint64 // bytes; below it /healthz says the disk is low
+	// accessRecheck is how often a log stream checks its viewer's access.
+	accessRecheck time.Duration
 	// webhookBudget bounds the webhook bodies held at once.
 	webhookBudget *byteBudget
 	// trustedProxies are the peers whose X-Forwarded-For is believed.
@@ -121,6 +130,7 @@ func New(d Deps) *Handler {
 	if h.heartbeat = d.Heartbeat; h.heartbeat == 0 {
 		h.heartbeat = defaultHeartbeat
 	}
+	h.accessRecheck = cmp.Or(d.AccessRecheck, defaultAccessRecheck)
 	h.webhookBudget = &byteBudget{left: cmp.Or(d.WebhookBudget, defaultWebhookBudget)}
 	h.routes()
 	// Every state change needs a same-origin request; webhooks are signed instead.

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -23,11 +24,16 @@ func (h *Handler) projectFor(r *http.Request, need store.Role) (store.Project, s
 	if err != nil {
 		return store.Project{}, store.RoleNone, store.ErrNotFound
 	}
-	p, err := h.db.ProjectByID(r.Context(), id)
+	return h.projectAccess(r.Context(), id, user(r).ID, need)
+}
+
+// projectAccess is projectFor's check, of user userID on project id.
+func (h *Handler) projectAccess(ctx context.Context, id, userID int64, need store.Role) (store.Project, store.Role, error) {
+	p, err := h.db.ProjectByID(ctx, id)
 	if err != nil {
 		return store.Project{}, store.RoleNone, err
 	}
-	role, err := h.db.RoleOf(r.Context(), id, user(r).ID)
+	role, err := h.db.RoleOf(ctx, id, userID)
 	if err != nil {
 		return store.Project{}, store.RoleNone, err
 	}
