@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -29,9 +30,10 @@ var (
 )
 
 // VerifySignature checks header, the X-Hub-Signature-256 value
-// ("sha256=<hex>"), against the HMAC-SHA256 of body under secret, in
-// constant time. SHA-1 signatures are not accepted.
-func VerifySignature(secret []byte, header string, body []byte) error {
+// ("sha256=<hex>"), against the HMAC-SHA256 of body (read to its end) under
+// secret, in constant time. SHA-1 signatures are not accepted. A body that
+// cannot be read fails with its read error.
+func VerifySignature(secret []byte, header string, body io.Reader) error {
 	hexSig, ok := strings.CutPrefix(header, "sha256=")
 	if !ok {
 		return ErrBadSignature
@@ -41,7 +43,9 @@ func VerifySignature(secret []byte, header string, body []byte) error {
 		return ErrBadSignature
 	}
 	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
+	if _, err := io.Copy(mac, body); err != nil {
+		return fmt.Errorf("read webhook body: %w", err)
+	}
 	if !hmac.Equal(got, mac.Sum(nil)) {
 		return ErrBadSignature
 	}

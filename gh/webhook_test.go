@@ -1,6 +1,7 @@
 package gh
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -16,16 +17,16 @@ func TestVerifySignatureWithGitHubsTestVector(t *testing.T) {
 	if got := Sign(secret, body); got != want {
 		t.Errorf("Sign = %s, want %s", got, want)
 	}
-	if err := VerifySignature(secret, want, body); err != nil {
+	if err := VerifySignature(secret, want, bytes.NewReader(body)); err != nil {
 		t.Errorf("valid signature refused: %v", err)
 	}
 	for _, bad := range []string{"", "sha256=", "sha256=zz", want[:len(want)-1] + "0",
 		"sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59", "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"} {
-		if err := VerifySignature(secret, bad, body); !errors.Is(err, ErrBadSignature) {
+		if err := VerifySignature(secret, bad, bytes.NewReader(body)); !errors.Is(err, ErrBadSignature) {
 			t.Errorf("signature %q accepted", bad)
 		}
 	}
-	if err := VerifySignature([]byte("another secret"), want, body); !errors.Is(err, ErrBadSignature) {
+	if err := VerifySignature([]byte("another secret"), want, bytes.NewReader(body)); !errors.Is(err, ErrBadSignature) {
 		t.Error("a signature under another secret was accepted")
 	}
 }

@@ -194,3 +194,87 @@ func BenchmarkLongLineLog(b *testing.B) {
 		}
 	}
 }
+
+// spaces is an endless body of blanks that costs its sender no memory.
+type spaces struct{}
+
+func (spaces) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	return len(p), nil
+}
+
+// floodWebhooks posts senders unsigned webhook bodies of size bytes to url
+// at once, as an anonymous attacker would, with declared lengths or
+// chunked, and counts the answers by status (0: the server closed the
+// connection before the body was sent).
+func floodWebhooks(tb testing.TB, url string, senders, size int, chunked bool) map[int]int {
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: senders, MaxIdleConnsPerHost: senders}}
+	defer client.CloseIdleConnections()
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			req, err := http.NewRequest(http.MethodPost, url, io.LimitReader(spaces{}, int64(size)))
+			if err != nil {
+				tb.Error(err)
+				return
+			}
+			req.ContentLength = int64(size)
+			if chunked {
+				req.ContentLength = -1
+			}
+			req.Header.Set("X-GitHub-Event", "push")
+			req.Header.Set("X-Hub-Signature-256", "sha256="+strings.Repeat("0", 64))
+			code := 0
+			if res, err := client.Do(req); err == nil {
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				code = res.StatusCode
+			}
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return codes
+}
+
+// BenchmarkWebhookFlood posts 100 unsigned 25 MiB webhook bodies at once
+// over HTTP on 127.0.0.1 (see floodWebhooks): to a project that does not
+// exist and to one that does, with declared lengths and chunked. An op is
+// one flood; peak-RSS-MiB is how far the process's resident memory (server
+// and senders together) rose at its peak; status-N/op counts the answers.
+// Issue 12 measured 1.27 GB before bodies were bounded.
+func BenchmarkWebhookFlood(b *testing.B) {
+	for _, target := range []string{"unknown", "known"} {
+		for _, chunked := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/chunked=%v", target, chunked), func(b *testing.B) {
+				s := newTestServer(b)
+				p, _ := webhookProjects(b, s.db)
+				srv := httptest.NewServer(s)
+				defer srv.Close()
+				id := p.ID
+				if target == "unknown" {
+					id += 1000
+				}
+				url := fmt.Sprintf("%s/webhooks/%d", srv.URL, id)
+				codes := map[int]int{}
+				grew := peakRSSGrowth(b, func() {
+					for b.Loop() {
+						for code, n := range floodWebhooks(b, url, 100, 25<<20, chunked) {
+							codes[code] += n
+						}
+					}
+				})
+				b.ReportMetric(float64(grew)/(1<<20), "peak-RSS-MiB")
+				for code, n := range codes {
+					b.ReportMetric(float64(n)/float64(b.N), fmt.Sprintf("status-%d/op", code))
+				}
+			})
+		}
+	}
+}

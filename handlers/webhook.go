@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -44,38 +45,99 @@ func (b *byteBudget) give(n int64) {
 	b.mu.Unlock()
 }
 
-// budgetChunk is the first buffer of a body of unknown length.
-const budgetChunk = 32 << 10
+// bodyChunk is the unit in which webhook bodies are read, reserved and
+// reused.
+const bodyChunk = 64 << 10
 
-// readBudgeted reads r whole into a buffer of size bytes at first, doubled
-// as it fills (up to maxWebhookBytes+1: a larger body is cut short by r).
-// It reserves each buffer in budget before it allocates it, the old one
-// staying reserved while it is copied, so it never holds more than it has
-// reserved. It returns the body and the bytes it holds reserved, to be
-// given back once the body is no longer needed, also on error. When the
-// budget has no room it fails with errBusy.
-func readBudgeted(r io.Reader, budget *byteBudget, size int) ([]byte, int64, error) {
-	var buf []byte
-	for {
-		if len(buf) == cap(buf) {
-			size = min(max(size, 2*cap(buf)), maxWebhookBytes+1)
-			if !budget.take(int64(size)) {
-				return nil, int64(cap(buf)), errBusy
-			}
-			grown := make([]byte, len(buf), size)
-			copy(grown, buf)
-			budget.give(int64(cap(buf)))
-			buf = grown
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		switch {
-		case err == io.EOF:
-			return buf, int64(cap(buf)), nil
-		case err != nil:
-			return nil, int64(cap(buf)), err
+// bodyChunks recycles the chunks of webhook bodies, so that a flood of
+// bodies that are refused reuses memory instead of leaving garbage for the
+// collector (which would let the heap grow to twice the budget and more).
+var bodyChunks = sync.Pool{New: func() any { return new([bodyChunk]byte) }}
+
+// webhookBody is a webhook body read into pooled chunks, every byte of which
+// is reserved in a budget until release.
+type webhookBody struct {
+	budget   *byteBudget
+	reserved int64 // bytes of budget held
+	chunks   []*[bodyChunk]byte
+	n        int // bytes read
+}
+
+// readBody reads r whole into pooled chunks: declared bytes (a body's
+// declared length; -1: unknown) are reserved in budget before a byte is
+// read, any further chunk as it is needed. It fails with errBusy when the
+// budget has no room. The body is to be released, also on error.
+func readBody(r io.Reader, budget *byteBudget, declared int64) (*webhookBody, error) {
+	b := &webhookBody{budget: budget}
+	if declared >= 0 {
+		// The last read finds the end, which may take a chunk of its own.
+		if !b.reserve((declared/bodyChunk + 1) * bodyChunk) {
+			return b, errBusy
 		}
 	}
+	for {
+		off := b.n - (len(b.chunks)-1)*bodyChunk
+		if len(b.chunks) == 0 || off == bodyChunk {
+			if int64(len(b.chunks)+1)*bodyChunk > b.reserved && !b.reserve(bodyChunk) {
+				return b, errBusy
+			}
+			b.chunks = append(b.chunks, bodyChunks.Get().(*[bodyChunk]byte))
+			off = 0
+		}
+		n, err := r.Read(b.chunks[len(b.chunks)-1][off:])
+		b.n += n
+		switch {
+		case err == io.EOF:
+			return b, nil
+		case err != nil:
+			return b, err
+		}
+	}
+}
+
+// reserve takes n more bytes of the budget, if it has them.
+func (b *webhookBody) reserve(n int64) bool {
+	if !b.budget.take(n) {
+		return false
+	}
+	b.reserved += n
+	return true
+}
+
+// reader reads the body from its start.
+func (b *webhookBody) reader() io.Reader {
+	parts := make([]io.Reader, len(b.chunks))
+	for i, c := range b.chunks {
+		parts[i] = bytes.NewReader(c[:min(bodyChunk, b.n-i*bodyChunk)])
+	}
+	return io.MultiReader(parts...)
+}
+
+// bytes returns the body in one slice, which keeps the chunks' reservation
+// until release; the chunks go back to the pool. Only a signed body is
+// copied, so the moment of the copy, when the body is held twice, is not
+// the budget's concern: it bounds what strangers can make Kozmic hold.
+func (b *webhookBody) bytes() []byte {
+	whole := make([]byte, 0, b.n)
+	for i, c := range b.chunks {
+		whole = append(whole, c[:min(bodyChunk, b.n-i*bodyChunk)]...)
+	}
+	for _, c := range b.chunks {
+		bodyChunks.Put(c)
+	}
+	b.chunks = nil
+	return whole
+}
+
+// release gives the chunks back to the pool and the reservation to the
+// budget.
+func (b *webhookBody) release() {
+	for _, c := range b.chunks {
+		bodyChunks.Put(c)
+	}
+	b.chunks = nil
+	b.budget.give(b.reserved)
+	b.reserved = 0
 }
 
 // webhook receives a signed push or pull request event from GitHub, Gitea or
@@ -107,15 +169,17 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 	if err != nil {
 		return h.webhookFailed(w, r, err)
 	}
-	body, held, err := h.readWebhookBody(w, r)
+	chunks, err := h.readWebhookBody(w, r)
 	// The body is held until the build is written.
-	defer h.webhookBudget.give(held)
+	defer chunks.release()
 	if err != nil {
 		return h.webhookFailed(w, r, err)
 	}
-	if err := gh.VerifySignature([]byte(secret), r.Header.Get("X-Hub-Signature-256"), body); err != nil {
+	if err := gh.VerifySignature([]byte(secret), r.Header.Get("X-Hub-Signature-256"), chunks.reader()); err != nil {
 		return h.webhookFailed(w, r, errUnauthorized)
 	}
+	// Only a signed body is copied whole: a forged one never leaves the pool.
+	body := chunks.bytes()
 
 	event := firstHeader(r, "X-GitHub-Event", "X-Gitea-Event", "X-Forgejo-Event")
 	t, err := gh.ParseWebhook(event, body)
@@ -154,29 +218,24 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 	}
 }
 
-// readWebhookBody reads r's body within the webhook budget and returns it
-// with the bytes of the budget it holds, to be given back when the body is
-// no longer needed (also on error). A body that declares its length is
-// reserved whole (and refused whole) before a byte is read. A body over
-// maxWebhookBytes is errTooLarge, one the budget has no room for errBusy,
-// one that cannot be read errBadRequest.
-func (h *Handler) readWebhookBody(w http.ResponseWriter, r *http.Request) ([]byte, int64, error) {
+// readWebhookBody reads r's body within the webhook budget. A body that
+// declares its length is reserved whole (and refused whole) before a byte
+// is read. A body over maxWebhookBytes is errTooLarge, one the budget has
+// no room for errBusy, one that cannot be read errBadRequest. The body is
+// to be released, also on error.
+func (h *Handler) readWebhookBody(w http.ResponseWriter, r *http.Request) (*webhookBody, error) {
 	if r.ContentLength > maxWebhookBytes {
-		return nil, 0, errTooLarge
+		return &webhookBody{budget: h.webhookBudget}, errTooLarge
 	}
-	size := budgetChunk
-	if r.ContentLength >= 0 {
-		size = int(r.ContentLength) + 1 // the last read finds the end
-	}
-	body, held, err := readBudgeted(http.MaxBytesReader(w, r.Body, maxWebhookBytes), h.webhookBudget, size)
+	body, err := readBody(http.MaxBytesReader(w, r.Body, maxWebhookBytes), h.webhookBudget, r.ContentLength)
 	var tooLarge *http.MaxBytesError
 	switch {
 	case err == nil, errors.Is(err, errBusy):
-		return body, held, err
+		return body, err
 	case errors.As(err, &tooLarge):
-		return nil, held, errTooLarge
+		return body, errTooLarge
 	default:
-		return nil, held, fmt.Errorf("%w: %v", errBadRequest, err)
+		return body, fmt.Errorf("%w: %v", errBadRequest, err)
 	}
 }
 

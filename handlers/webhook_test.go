@@ -491,3 +491,33 @@ func TestWebhookBodiesBeyondTheBudgetAre503(t *testing.T) {
 		t.Errorf("the second delivery, retried: %d %v", code, out)
 	}
 }
+
+// A hundred unsigned 25 MiB bodies posted at once to a project that exists
+// are all refused (401, or 503 beyond the webhook budget), while the
+// server's resident memory grows by less than 128 MiB: the budget's 64 MiB
+// of pooled chunks and the senders' buffers. Reading each body whole grew
+// it by 1.27 GB; growing one buffer per body, by up to 195 MiB of garbage.
+func TestForgedWebhookFloodStaysWithinTheBudget(t *testing.T) {
+	s := newTestServer(t)
+	p, _ := webhookProjects(t, s.db)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	url := fmt.Sprintf("%s/webhooks/%d", srv.URL, p.ID)
+	for _, chunked := range []bool{false, true} {
+		var codes map[int]int
+		grew := peakRSSGrowth(t, func() { codes = floodWebhooks(t, url, 100, 25<<20, chunked) })
+		t.Logf("chunked %v: %v, resident memory grew by %.1f MiB at its peak", chunked, codes, float64(grew)/(1<<20))
+		if grew > 128<<20 {
+			t.Errorf("chunked %v: the flood grew the resident memory by %d MiB, want < 128", chunked, grew>>20)
+		}
+		if codes[401]+codes[503]+codes[0] != 100 || codes[503] == 0 {
+			t.Errorf("chunked %v: answers %v, want only 401 and 503 (some of them 503)", chunked, codes)
+		}
+	}
+	if left := s.webhookBudget.left; left != defaultWebhookBudget {
+		t.Errorf("budget left after the flood: %d, want all %d", left, defaultWebhookBudget)
+	}
+	if bs, err := s.db.Builds(context.Background(), p.ID, store.BuildQuery{}); err != nil || len(bs) != 0 {
+		t.Errorf("builds after the flood: %d, %v; want none", len(bs), err)
+	}
+}
