@@ -29,6 +29,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -145,6 +146,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		if n > 0 {
 			log.Info("admins changed to follow KOZMIC_ADMINS", "users", n)
+		}
+		// With logins alone the list says who is admitted; whom the
+		// organizations admit only GitHub knows, at their next sign-in.
+		if !cfg.OpenSignup && len(cfg.GitHubOrgs) == 0 {
+			n, err := db.Sessions().DeleteGitHubSessionsExcept(ctx, slices.Concat(cfg.GitHubUsers, cfg.Admins))
+			if err != nil {
+				log.Error("end sessions of logins not admitted", "err", err)
+				return exitFailed
+			}
+			if n > 0 {
+				log.Info("sessions ended of GitHub users no longer admitted", "sessions", n)
+			}
 		}
 	}
 	if err := serve(ctx, cfg, db, log); err != nil {

@@ -354,7 +354,20 @@ func TestServerStartAppliesKozmicAdmins(t *testing.T) {
 	hubot, _ := db.UpsertGitHubUser(ctx, store.GitHubUser{ID: 2, Login: "hubot"})
 	db.Close()
 
-	serving, stop := context.WithCancel(ctx)
+	serveUntilHealthy(t, kv)
+	db = openTestStore(t, kv["KOZMIC_DATABASE"], key)
+	o, _ := db.UserByID(ctx, octocat.ID)
+	h, _ := db.UserByID(ctx, hubot.ID)
+	if o.IsAdmin || !h.IsAdmin {
+		t.Errorf("after the start: octocat admin %v, hubot admin %v; want false, true", o.IsAdmin, h.IsAdmin)
+	}
+}
+
+// serveUntilHealthy runs `kozmic` (serve) with kv until /healthz at
+// KOZMIC_ADDR answers, stops it and checks that it exits 0.
+func serveUntilHealthy(t *testing.T, kv map[string]string) {
+	t.Helper()
+	serving, stop := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
 		code, _, _ := runKozmic(serving, nil, env(t, kv))
@@ -366,6 +379,7 @@ func TestServerStartAppliesKozmicAdmins(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			stop()
 			t.Fatal("the server never answered")
 		}
 	}
@@ -373,11 +387,43 @@ func TestServerStartAppliesKozmicAdmins(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Errorf("serve: exit %d", code)
 	}
+}
+
+// A server that admits GitHub logins by name alone ends, when it starts,
+// the sessions of GitHub users it no longer names (in KOZMIC_GITHUB_USERS
+// or KOZMIC_ADMINS), so taking someone off the list and restarting shuts
+// them out at once; the named keep theirs.
+func TestServerStartEndsSessionsOfLoginsNoLongerAdmitted(t *testing.T) {
+	key := strings.Repeat("s", 40)
+	kv := map[string]string{"KOZMIC_DATABASE": filepath.Join(t.TempDir(), "k.db"), "KOZMIC_SECRET_KEY": key,
+		"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "secret", "KOZMIC_GITHUB_USERS": "octocat",
+		"KOZMIC_ADMINS": "Hubot", "KOZMIC_ADDR": freeAddr(t), "DOCKER_HOST": "tcp://127.0.0.1:1"}
+	if code, _, errOut := runKozmic(context.Background(), []string{"migrate"}, env(t, kv)); code != 0 {
+		t.Fatalf("migrate: exit %d, %s", code, errOut)
+	}
+	db := openTestStore(t, kv["KOZMIC_DATABASE"], key)
+	ctx := context.Background()
+	for i, login := range []string{"octocat", "hubot", "mallory"} {
+		u, err := db.UpsertGitHubUser(ctx, store.GitHubUser{ID: int64(i + 1), Login: login})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), map[string]any{store.SessionUser: u.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Sessions().CommitCtx(ctx, login, b, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	serveUntilHealthy(t, kv)
 	db = openTestStore(t, kv["KOZMIC_DATABASE"], key)
-	o, _ := db.UserByID(ctx, octocat.ID)
-	h, _ := db.UserByID(ctx, hubot.ID)
-	if o.IsAdmin || !h.IsAdmin {
-		t.Errorf("after the start: octocat admin %v, hubot admin %v; want false, true", o.IsAdmin, h.IsAdmin)
+	for login, want := range map[string]bool{"octocat": true, "hubot": true, "mallory": false} {
+		if _, found, err := db.Sessions().FindCtx(ctx, login); err != nil || found != want {
+			t.Errorf("%s's session after the start: found %v, %v; want %v", login, found, err, want)
+		}
 	}
 }
 

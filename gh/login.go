@@ -35,8 +35,9 @@ var ErrNotAdmitted = errors.New("not admitted to this Kozmic server")
 // someone who left the organization is refused. It returns the user with
 // their primary verified e-mail address and whether they are an admin.
 //
-// Errors: ErrLoginRefused; a *Failure wrapping ErrNotAdmitted; anything
-// else is GitHub failing to answer.
+// Errors: ErrLoginRefused; a *Failure wrapping ErrNotAdmitted, returned
+// with the refused user's id and login (nothing else); anything else is
+// GitHub failing to answer.
 func (g *GitHub) Login(ctx context.Context, code string) (store.GitHubUser, error) {
 	tok, err := g.oauth.Exchange(ctx, code)
 	if err != nil {
@@ -49,7 +50,10 @@ func (g *GitHub) Login(ctx context.Context, code string) (store.GitHubUser, erro
 	}
 	gu := store.GitHubUser{ID: u.GetID(), Login: u.GetLogin(), Name: u.GetName(), AvatarURL: u.GetAvatarURL(),
 		Email: u.GetEmail(), AccessToken: tok.AccessToken, IsAdmin: named(g.cfg.SignIn.Admins, u.GetLogin())}
-	if err := g.admit(ctx, c, gu); err != nil {
+	if err := g.admit(ctx, c, gu); errors.Is(err, ErrNotAdmitted) {
+		// Who was refused: any sessions they still have are to end.
+		return store.GitHubUser{ID: gu.ID, Login: gu.Login}, err
+	} else if err != nil {
 		return store.GitHubUser{}, err
 	}
 	emails, _, err := c.Users.ListEmails(ctx, nil)

@@ -153,7 +153,8 @@ func (h *Handler) githubLogin(w http.ResponseWriter, r *http.Request) {
 
 // githubCallback finishes the OAuth flow: the state must match the one
 // this browser was given and the server must admit the GitHub account
-// (403 with a page saying whom it admits, otherwise); then the user is
+// (403 with a page saying whom it admits, otherwise, and every session the
+// account still has ends); then the user is
 // stored (token sealed, admin or not as configured) and the session
 // renewed before it is marked signed in.
 func (h *Handler) githubCallback(w http.ResponseWriter, r *http.Request) {
@@ -173,8 +174,19 @@ func (h *Handler) githubCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	gu, err := h.github.Login(ctx, r.URL.Query().Get("code"))
 	if errors.Is(err, gh.ErrNotAdmitted) {
-		// Refused before anything is stored: no user, no session.
-		h.log.WarnContext(ctx, "GitHub sign-in refused", "err", err)
+		// Refused before anything is stored: no user, no session; and
+		// someone no longer admitted loses the sessions they had. This
+		// browser's goes first, or its commit would write it back.
+		if derr := h.sessions.Destroy(ctx); derr != nil {
+			h.fail(w, r, derr)
+			return
+		}
+		n, derr := h.db.Sessions().DeleteGitHubUserSessions(ctx, gu.ID)
+		h.log.WarnContext(ctx, "GitHub sign-in refused", "err", err, "sessions_ended", n)
+		if derr != nil {
+			h.fail(w, r, derr)
+			return
+		}
 		h.render(w, r, http.StatusForbidden, views.LoginPage(views.LoginView{GitHub: true, Next: next, Error: gh.Message(err)}))
 		return
 	}

@@ -271,6 +271,27 @@ func TestGitHubSignInRechecksOrgMembership(t *testing.T) {
 	}
 }
 
+// Someone who left the organization and tries to sign in again is refused,
+// and the sessions they still had, in other browsers too, end with it.
+func TestRefusedGitHubSignInEndsTheSessionsTheAccountHad(t *testing.T) {
+	s := newTestServer(t) // admits members of testOrg
+	laptop, phone := newBrowser(t, s), newBrowser(t, s)
+	for _, b := range []*browser{laptop, phone} {
+		if res := b.signIn("/"); res.StatusCode != http.StatusSeeOther || !signedIn(b) {
+			t.Fatalf("a member: %d", res.StatusCode)
+		}
+	}
+	s.github.Script("GET /api/v3/user/memberships/orgs/"+testOrg, fakegithub.Reply{Status: 404,
+		Body: `{"message":"Not Found","documentation_url":"https://docs.github.com/rest/orgs/members#get-an-organization-membership-for-the-authenticated-user","status":"404"}`})
+	res, _ := phone.do("GET", "/auth/github", nil)
+	auth, _ := url.Parse(res.Header.Get("Location"))
+	res, page := phone.do("GET", "/auth/github/callback?code=a-code&state="+auth.Query().Get("state"), nil)
+	checkRefused(t, phone, res, page, "admits members of "+testOrg+" on GitHub")
+	if signedIn(laptop) {
+		t.Error("the laptop's session outlived the refusal of its account")
+	}
+}
+
 // KOZMIC_ADMINS makes a GitHub user a Kozmic admin at sign-in, and a
 // sign-in after they were taken off the list makes them an ordinary user.
 func TestGitHubSignInSetsAndClearsKozmicAdmin(t *testing.T) {

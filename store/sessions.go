@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -91,18 +92,44 @@ func deleteUserSessions(ctx context.Context, tx txn, userID int64) error {
 	return wrap("delete user sessions", err)
 }
 
-// DeleteExpired removes every expired session and says how many there were.
-func (s Sessions) DeleteExpired(ctx context.Context) (int64, error) {
+// DeleteGitHubUserSessions ends every session of the GitHub user with this
+// GitHub id, if Kozmic knows them, and says how many it ended.
+func (s Sessions) DeleteGitHubUserSessions(ctx context.Context, githubID int64) (int64, error) {
+	return s.deleteWhere(ctx, "delete GitHub user sessions", `
+		DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE github_id = ?)`, githubID)
+}
+
+// DeleteGitHubSessionsExcept ends every session of a GitHub user whose
+// login (compared without case) is not in logins, and says how many it
+// ended; local users' sessions stay.
+func (s Sessions) DeleteGitHubSessionsExcept(ctx context.Context, logins []string) (int64, error) {
+	list, err := json.Marshal(append([]string{}, logins...)) // [] for none: null would match nothing
+	if err != nil {
+		return 0, err
+	}
+	return s.deleteWhere(ctx, "delete GitHub sessions", `
+		DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE github_id IS NOT NULL
+			AND lower(github_login) NOT IN (SELECT lower(value) FROM json_each(?)))`, string(list))
+}
+
+// deleteWhere runs the DELETE query with args and says how many sessions
+// it removed.
+func (s Sessions) deleteWhere(ctx context.Context, what, query string, args ...any) (int64, error) {
 	var n int64
 	err := s.db.writeTx(ctx, func(tx txn) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE expiry <= ?`, unixSeconds(s.db.now()))
+		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
-			return wrap("delete expired sessions", err)
+			return wrap(what, err)
 		}
 		n, err = res.RowsAffected()
-		return err
+		return wrap(what, err)
 	})
 	return n, err
+}
+
+// DeleteExpired removes every expired session and says how many there were.
+func (s Sessions) DeleteExpired(ctx context.Context) (int64, error) {
+	return s.deleteWhere(ctx, "delete expired sessions", `DELETE FROM sessions WHERE expiry <= ?`, unixSeconds(s.db.now()))
 }
 
 // Find, Commit and Delete are the context-free forms scs also asks for.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"fmt"
 	"testing"
 	"time"
 
@@ -103,5 +104,76 @@ func TestSessionsAreStoredHashedAndEndedPerUser(t *testing.T) {
 	}
 	if live("bob-1") || !live("anonymous") {
 		t.Errorf("after bob's password change: bob-1 %v anonymous %v", live("bob-1"), live("anonymous"))
+	}
+}
+
+// The sessions of a GitHub user end by their GitHub id, or because their
+// login is missing from a list (compared without case); other users' and
+// local users' sessions stay, as do anonymous ones.
+func TestGitHubSessionsEndByAccountOrOutsideTheList(t *testing.T) {
+	ctx := context.Background()
+	db := newTestDB(t)
+	s := db.Sessions()
+	octocat, err := db.UpsertGitHubUser(ctx, GitHubUser{ID: 1, Login: "octocat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubot, err := db.UpsertGitHubUser(ctx, GitHubUser{ID: 2, Login: "Hubot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann, err := db.CreateLocalUser(ctx, "ann", "hash", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func(token string, userID int64) {
+		t.Helper()
+		values := map[string]any{}
+		if userID != 0 {
+			values[SessionUser] = userID
+		}
+		b, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CommitCtx(ctx, token, b, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := func() (tokens []string) {
+		t.Helper()
+		for _, tok := range []string{"octocat-1", "octocat-2", "hubot", "ann", "anonymous"} {
+			if _, found, err := s.FindCtx(ctx, tok); err != nil {
+				t.Fatal(err)
+			} else if found {
+				tokens = append(tokens, tok)
+			}
+		}
+		return tokens
+	}
+	commit("octocat-1", octocat.ID)
+	commit("octocat-2", octocat.ID)
+	commit("hubot", hubot.ID)
+	commit("ann", ann.ID)
+	commit("anonymous", 0)
+
+	if n, err := s.DeleteGitHubUserSessions(ctx, 1); err != nil || n != 2 {
+		t.Errorf("end octocat's sessions: %d, %v; want 2", n, err)
+	}
+	if n, err := s.DeleteGitHubUserSessions(ctx, 99); err != nil || n != 0 {
+		t.Errorf("end an unknown GitHub user's sessions: %d, %v; want 0", n, err)
+	}
+	if got := fmt.Sprint(live()); got != "[hubot ann anonymous]" {
+		t.Errorf("sessions left: %s", got)
+	}
+	commit("octocat-1", octocat.ID)
+	if n, err := s.DeleteGitHubSessionsExcept(ctx, []string{"HUBOT"}); err != nil || n != 1 {
+		t.Errorf("end sessions outside [HUBOT]: %d, %v; want octocat's 1", n, err)
+	}
+	if n, err := s.DeleteGitHubSessionsExcept(ctx, nil); err != nil || n != 1 {
+		t.Errorf("end sessions outside no list: %d, %v; want hubot's 1", n, err)
+	}
+	if got := fmt.Sprint(live()); got != "[ann anonymous]" {
+		t.Errorf("sessions left: %s", got)
 	}
 }
