@@ -25,8 +25,8 @@ func ObjectIDs(dir, sha string, paths []string) (map[string]string, error) {
 		fmt.Fprintf(&in, "%s:%s\n", sha, strings.TrimPrefix(p, "/"))
 	}
 	var out bytes.Buffer
-	err := run(context.Background(), cmd{kind: local, stdin: &in, stdout: &out,
-		args: []string{"-C", dir, "cat-file", "--batch-check=%(objectname)"}})
+	err := run(context.Background(), cmd{kind: local, dir: dir, stdin: &in, stdout: &out,
+		args: []string{"cat-file", "--batch-check=%(objectname)"}})
 	if err != nil {
 		return nil, fmt.Errorf("git cat-file: %w", err)
 	}
@@ -76,8 +76,8 @@ func Clone(ctx context.Context, c CloneSpec, dir string, out io.Writer) error {
 	defer t.close()
 	git := func(k kind, args ...string) error {
 		stderr := &headBuffer{max: stderrKept}
-		err := run(ctx, cmd{kind: k, env: t.env, stdout: crlf{out}, stderr: io.MultiWriter(crlf{out}, stderr),
-			args: append([]string{"-C", dir, "-c", "advice.detachedHead=false"}, args...)})
+		err := run(ctx, cmd{kind: k, dir: dir, env: t.env, stdout: crlf{out}, stderr: io.MultiWriter(crlf{out}, stderr),
+			args: append([]string{"-c", "advice.detachedHead=false"}, args...)})
 		if err != nil {
 			if hkErr := t.hostKeyError(ctx, stderr.String()); hkErr != nil {
 				return hkErr

@@ -92,27 +92,27 @@ func (e *HostKeyError) Error() string {
 		"otherwise someone may be intercepting the connection", e.Host, strings.Join(e.Trusted, ", "), offered)
 }
 
-// transport is what the git commands that reach one Remote share: their
-// environment and, over SSH, a directory only this process can read with the
-// deploy key and the known_hosts file of the server's trusted keys.
+// transport is what the git commands that reach one Remote share: over SSH,
+// the ssh command git runs, and a directory only this process can read with
+// the deploy key and the known_hosts file of the server's trusted keys.
 type transport struct {
 	r          Remote
-	env        []string
-	dir        string // "" unless over SSH
-	host, port string // the SSH server
+	env        []string // added to the environment of run
+	dir        string   // "" unless over SSH
+	host, port string   // the SSH server
 	trusted    []string
 	github     bool
 }
 
-// newTransport readies the environment of git commands that fetch from r:
-// this process's, with no prompts for credentials and only the protocols in
-// allowedProtocols. Over SSH, ssh uses the deploy key alone (if any), and
-// accepts only GitHub's published keys for github.com, only r.HostKey if it
-// is set, and otherwise the key the server shows, noted to be pinned. close
-// removes the key and must be called once the commands have ended.
+// newTransport readies what git commands that fetch from r need beyond the
+// environment run gives them. Over SSH, ssh reads no configuration file,
+// authenticates with the deploy key alone (none if r has none: never a key
+// of the account Kozmic runs as or its agent), and accepts only GitHub's
+// published keys for GitHub's SSH hosts, only r.HostKey if it is set, and
+// otherwise the key the server shows, noted to be pinned. close removes the
+// key and must be called once the commands have ended.
 func newTransport(r Remote) (*transport, error) {
-	t := &transport{r: r, env: append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true",
-		"GIT_ALLOW_PROTOCOL="+allowedProtocols)}
+	t := &transport{r: r}
 	var ok bool
 	if t.host, t.port, ok = sshAddress(r.URL); !ok {
 		return t, nil
@@ -144,13 +144,18 @@ func newTransport(r Remote) (*transport, error) {
 	if t.trusted == nil {
 		strict = "accept-new"
 	}
-	// Options on the command line win over ssh's configuration files:
-	// every connection checks the host key (no shared master connection),
-	// against this file alone, under the alias, and never learns more keys.
-	sshCmd := []string{"ssh", "-o BatchMode=yes", "-o StrictHostKeyChecking=" + strict,
+	// -F /dev/null: ssh reads neither the system's configuration nor that of
+	// the account Kozmic runs as (its home is not HOME but the account's),
+	// whose identities, proxy commands or host aliases would otherwise
+	// apply. Every connection checks the host key (no shared master
+	// connection), against this file alone, under the alias, and never
+	// learns more keys.
+	sshCmd := []string{"ssh", "-F /dev/null", "-o BatchMode=yes", "-o StrictHostKeyChecking=" + strict,
 		"-o UserKnownHostsFile=" + shellQuote(t.knownHosts()), "-o GlobalKnownHostsFile=/dev/null",
 		"-o HostKeyAlias=" + hostKeyAlias, "-o CheckHostIP=no", "-o UpdateHostKeys=no", "-o HashKnownHosts=no",
-		"-o ControlPath=none", "-o LogLevel=ERROR"}
+		"-o ControlPath=none", "-o LogLevel=ERROR", "-o IdentitiesOnly=yes", "-o IdentityAgent=none"}
+	// Without -i, ssh would try the account's default keys (~/.ssh/id_*).
+	identity := "-o IdentityFile=none"
 	if r.DeployKey != "" {
 		keyFile := filepath.Join(dir, "deploy-key")
 		key := r.DeployKey
@@ -161,9 +166,9 @@ func newTransport(r Remote) (*transport, error) {
 			t.close()
 			return nil, fmt.Errorf("deploy key: %w", err)
 		}
-		sshCmd = append(sshCmd, "-i "+shellQuote(keyFile), "-o IdentitiesOnly=yes")
+		identity = "-i " + shellQuote(keyFile)
 	}
-	t.env = append(t.env, "GIT_SSH_COMMAND="+strings.Join(sshCmd, " "))
+	t.env = []string{"GIT_SSH_COMMAND=" + strings.Join(append(sshCmd, identity), " ")}
 	return t, nil
 }
 

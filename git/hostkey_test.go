@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 
 	"kozmic/internal/testrepo"
 	"kozmic/internal/testsshd"
@@ -104,4 +110,136 @@ func TestCloneOverSSHPinsTheFirstHostKeyAndRefusesAnother(t *testing.T) {
 	if len(pinned) != 1 {
 		t.Errorf("pinned %d keys", len(pinned))
 	}
+}
+
+// ownHomeEnv marks the run of the test binary that
+// TestSSHIgnoresTheOperatorsSSHConfig starts in a mount namespace of its
+// own, where the account's home directory is an empty tmpfs.
+const ownHomeEnv = "KOZMIC_TEST_OWN_HOME"
+
+// The ssh configuration and keys of the account Kozmic runs as never apply
+// to a project's fetch: not its default key, an IdentityFile or the keys of
+// its agent (a server that lets that account in refuses the project, with
+// or without a deploy key of its own), nor a ProxyCommand; the deploy key
+// still works.
+func TestSSHIgnoresTheOperatorsSSHConfig(t *testing.T) {
+	if os.Getenv(ownHomeEnv) == "" {
+		// ssh finds ~/.ssh by the account's entry in /etc/passwd, not by
+		// HOME, so the test runs again where that directory is its own.
+		c := exec.Command("unshare", "--mount", "--map-root-user", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v")
+		c.Env = append(os.Environ(), ownHomeEnv+"=1")
+		out, err := c.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+			t.Fatalf("in a mount namespace of its own (unshare --mount --map-root-user): %v\n%s", err, out)
+		}
+		return
+	}
+	account, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", account.HomeDir, "tmpfs", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount an empty home over %s: %v", account.HomeDir, err)
+	}
+	rp := testrepo.New(t, map[string]string{"README": "one"})
+	sha := rp.Git("rev-parse", "HEAD")
+	operatorKey, operatorPublic, err := GenerateDeployKey("operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployKey, deployPublic, err := GenerateDeployKey("deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKey := testsshd.NewHostKey(t)
+	pinned := authorized(hostKey.PublicKey())
+	root := filepath.Dir(rp.Path)
+	operatorOnly := testsshd.Start(t, "127.0.0.1:0", hostKey, operatorPublic, root)
+	deployOnly := testsshd.Start(t, "127.0.0.1:0", hostKey, deployPublic, root)
+
+	// The account's ssh: its default key and another named in its
+	// configuration are the key operatorOnly lets in, so is its agent's, and
+	// connections to deployOnly go through a ProxyCommand that notes it ran.
+	proxied := filepath.Join(t.TempDir(), "proxied")
+	_, deployPort, _ := net.SplitHostPort(deployOnly.Addr)
+	dotSSH := filepath.Join(account.HomeDir, ".ssh")
+	for name, content := range map[string]string{
+		"id_ed25519": operatorKey,
+		"operator":   operatorKey,
+		"config": "Host *\n\tIdentityFile ~/.ssh/operator\n" +
+			"Match exec \"test %p = " + deployPort + "\"\n\tProxyCommand sh -c 'echo ran >> " + proxied + "'\n",
+	} {
+		if err := os.MkdirAll(dotSSH, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dotSSH, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := ssh.ParseRawPrivateKey([]byte(operatorKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring := agent.NewKeyring()
+	if err := keyring.Add(agent.AddedKey{PrivateKey: raw}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSH_AUTH_SOCK", serveAgent(t, keyring))
+
+	// By hand, git and ssh do use all that: the test can fail.
+	byHand := func(u string) error {
+		c := exec.Command("git", "ls-remote", u, "HEAD")
+		c.Env = append(os.Environ(), "GIT_SSH_COMMAND=ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null")
+		return c.Run()
+	}
+	if err := byHand(operatorOnly.URL(rp.Path)); err != nil {
+		t.Fatalf("the account's own ssh is not let in by the server (%v): this test shows nothing", err)
+	}
+	if byHand(deployOnly.URL(rp.Path)); !exists(proxied) {
+		t.Fatal("the account's own ssh does not run the ProxyCommand: this test shows nothing")
+	}
+	os.Remove(proxied)
+
+	for name, r := range map[string]Remote{
+		"without a deploy key": {URL: operatorOnly.URL(rp.Path), HostKey: pinned},
+		"with a deploy key":    {URL: operatorOnly.URL(rp.Path), HostKey: pinned, DeployKey: deployKey},
+	} {
+		if _, got, err := ResolveRef(context.Background(), r, "main"); err == nil || !strings.Contains(err.Error(), "Permission denied") {
+			t.Errorf("%s, a server that lets in only the account's key answered: %.12s, %v", name, got, err)
+		}
+	}
+	r := Remote{URL: deployOnly.URL(rp.Path), HostKey: pinned, DeployKey: deployKey}
+	if _, got, err := ResolveRef(context.Background(), r, "main"); err != nil || got != sha {
+		t.Errorf("with the deploy key: %.12s, %v; want %.12s", got, err, sha)
+	}
+	if exists(proxied) {
+		t.Error("the account's ProxyCommand ran")
+	}
+}
+
+// serveAgent serves keyring as an ssh agent on a unix socket until the end
+// of the test, and returns the socket's path.
+func serveAgent(t *testing.T, keyring agent.Agent) string {
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); agent.ServeAgent(keyring, c) }()
+		}
+	}()
+	return sock
+}
+
+// exists says whether there is a file at path.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

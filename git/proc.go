@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -87,8 +89,11 @@ const (
 
 // cmd is one git process to run.
 type cmd struct {
-	kind           kind
-	env            []string
+	kind kind
+	// dir is the repository the command works in; "" for a command outside
+	// any repository (ls-remote), which runs in its empty home directory.
+	dir            string
+	env            []string // added to the environment run gives git
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	args           []string
@@ -99,9 +104,11 @@ type cmd struct {
 // ErrBusy; others wait as long as ctx lasts), then lets the process run for
 // its kind's timeout. git runs in a process group of its own, and the whole
 // group is killed when the time is up or ctx ends, so that no ssh or
-// git-remote-https it started outlives it. The error is ctx's when ctx
-// ended, a timeoutError that says "no answer within" the timeout, or the
-// *exec.ExitError of a git that failed.
+// git-remote-https it started outlives it. It runs with the environment of
+// gitEnv and c.env, and with no credential helper. The error is ctx's when
+// ctx ended, a timeoutError that says "no answer within" the timeout, the
+// *exec.ExitError of a git that failed, or one that says the home directory
+// could not be made.
 func run(ctx context.Context, c cmd) error {
 	b := current.Load()
 	timeout := map[kind]time.Duration{resolving: b.ResolveTimeout, fetching: b.FetchTimeout, local: localTimeout}[c.kind]
@@ -110,16 +117,31 @@ func run(ctx context.Context, c cmd) error {
 	}
 	defer func() { <-b.slots }()
 
+	home, err := os.MkdirTemp("", "kozmic-git-home-*") // mode 0700
+	if err != nil {
+		return fmt.Errorf("git home directory: %w", err)
+	}
+	defer os.RemoveAll(home)
+	dir := home
+	if c.dir != "" {
+		if dir, err = filepath.Abs(c.dir); err != nil {
+			return fmt.Errorf("git directory: %w", err)
+		}
+	}
+
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	p := exec.CommandContext(runCtx, "git", c.args...)
-	p.Env, p.Stdin, p.Stdout, p.Stderr = c.env, c.stdin, c.stdout, c.stderr
+	// An empty value empties the list of credential helpers, wherever one
+	// was configured.
+	p := exec.CommandContext(runCtx, "git", append([]string{"-c", "credential.helper="}, c.args...)...)
+	p.Dir, p.Env = dir, append(gitEnv(home, dir), c.env...)
+	p.Stdin, p.Stdout, p.Stderr = c.stdin, c.stdout, c.stderr
 	p.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p.Cancel = func() error { return syscall.Kill(-p.Process.Pid, syscall.SIGKILL) }
 	// A process of the group that escaped the kill must not keep Wait
 	// waiting for the pipes it holds.
 	p.WaitDelay = time.Second
-	err := p.Run()
+	err = p.Run()
 	switch {
 	case err == nil:
 		return nil
@@ -129,6 +151,36 @@ func run(ctx context.Context, c cmd) error {
 		return timeoutError{timeout}
 	}
 	return err
+}
+
+// keptEnv are the variables of Kozmic's own environment that git commands
+// keep: where programs and temporary files are, and the proxy and
+// certificate authority settings that reaching HTTPS servers may take on
+// the operator's network. No other variable reaches git: not HOME, the ssh
+// agent's socket, askpass programs or any GIT_* setting of the account
+// Kozmic runs as, which would lend a project that account's configuration
+// and credentials.
+var keptEnv = []string{"PATH", "TMPDIR",
+	"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY",
+	"SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH"}
+
+// gitEnv is the whole environment of a git command that works in dir: the
+// variables of keptEnv that are set, and home (empty, the command's own) as
+// HOME and XDG_CONFIG_HOME. git reads no system or global configuration or
+// attributes, never prompts (a server that wants a password fails the
+// command), uses only the protocols of allowedProtocols, and looks for a
+// repository in dir alone, never in a directory above it.
+func gitEnv(home, dir string) []string {
+	var env []string
+	for _, k := range keptEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return append(env, "HOME="+home, "XDG_CONFIG_HOME="+home,
+		"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_ATTR_NOSYSTEM=1",
+		"GIT_TERMINAL_PROMPT=0", "GIT_ALLOW_PROTOCOL="+allowedProtocols,
+		"GIT_CEILING_DIRECTORIES="+filepath.Dir(dir))
 }
 
 // acquire takes a slot for one git process. With short, it waits b.Wait at

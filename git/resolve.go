@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 )
@@ -110,7 +109,7 @@ func ResolveRef(ctx context.Context, r Remote, ref string) (fullRef, sha string,
 	case strings.HasPrefix(ref, "refs/"):
 		return "", "", fmt.Errorf("no ref %s in %s", ref, shown)
 	case local:
-		sha, err := revParse(ctx, t.env, dir, ref)
+		sha, err := revParse(ctx, dir, ref)
 		switch {
 		case errors.Is(err, ErrBusy):
 			return "", "", err
@@ -155,13 +154,12 @@ func parseLsRemote(out []byte) (refs, symrefs map[string]string) {
 	return refs, symrefs
 }
 
-// revParse is the commit that rev names in the repository at dir.
-func revParse(ctx context.Context, env []string, dir, rev string) (string, error) {
-	// Never a repository above dir: dir itself must be one.
-	env = append(env[:len(env):len(env)], "GIT_CEILING_DIRECTORIES="+filepath.Dir(filepath.Clean(dir)))
+// revParse is the commit that rev names in the repository at dir (dir
+// itself, never one above it: run looks no further).
+func revParse(ctx context.Context, dir, rev string) (string, error) {
 	var out bytes.Buffer
-	err := run(ctx, cmd{kind: resolving, env: env, stdout: &out,
-		args: []string{"-C", dir, "rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"}})
+	err := run(ctx, cmd{kind: resolving, dir: dir, stdout: &out,
+		args: []string{"rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"}})
 	if err != nil {
 		return "", err
 	}

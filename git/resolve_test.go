@@ -109,7 +109,7 @@ key="" host="" cmd=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -i) key="$2"; shift;;
-    -o|-p) shift;;
+    -o|-p|-F) shift;;
     -*) ;;
     *) if [ -z "$host" ]; then host="$1"; else cmd="$1"; fi;;
   esac
