@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,16 +23,17 @@ type Remote struct {
 	// HostKey is the SSH host key pinned for URL's server, in
 	// authorized_keys form ("ssh-ed25519 AAAA…"): the only key accepted.
 	// "" means none is pinned yet: the key the server shows is accepted,
-	// and handed to Pin once the command succeeds. Unused for github.com,
-	// whose published keys are the only ones accepted, and for URLs not
-	// over SSH.
+	// and handed to Pin once the command succeeds. Unused for GitHub's SSH
+	// servers (GitHubSSH), whose published keys are the only ones accepted,
+	// and for URLs not over SSH.
 	HostKey string
 	// Pin, if not nil, stores the host key accepted at a first successful
 	// contact (HostKey ""); its error fails the command.
 	Pin func(key string) error
 }
 
-// gitHubHostKeys are GitHub's published SSH host keys for github.com
+// gitHubHostKeys are GitHub's published SSH host keys for github.com and
+// ssh.github.com
 // (https://docs.github.com/en/authentication/keeping-your-account-and-data-secure/githubs-ssh-key-fingerprints,
 // also in https://api.github.com/meta), fingerprints SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU,
 // SHA256:p2QAMXNIC1TJYWeIOttrVc98/R1BUFWu3/LiyKgUfQM and SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s.
@@ -50,11 +52,25 @@ const hostKeyAlias = "git-server"
 // offers instead of the pinned one.
 const offeredKeyTimeout = 15 * time.Second
 
-// GitHubSSH says whether git reaches u over SSH at github.com, whose
-// published host keys are trusted instead of a pinned one.
+// gitHubSSHAddresses are GitHub's SSH servers by host name and port
+// number: github.com itself, and ssh.github.com on the HTTPS port
+// (https://docs.github.com/en/authentication/troubleshooting-ssh/using-ssh-over-the-https-port),
+// which shows the same keys.
+var gitHubSSHAddresses = map[string]int{"github.com": 22, "ssh.github.com": 443}
+
+// GitHubSSH says whether git reaches u over SSH at one of GitHub's SSH
+// servers, github.com or ssh.github.com on port 443, whose published host
+// keys are trusted instead of a pinned one. The host name is compared as
+// DNS resolves it: in any case, with or without its final dot; the port as
+// ssh reads it, a number ("022" is 22).
 func GitHubSSH(u string) bool {
 	host, port, ok := sshAddress(u)
-	return ok && strings.EqualFold(host, "github.com") && port == "22"
+	if !ok {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	want, known := gitHubSSHAddresses[strings.ToLower(strings.TrimSuffix(host, "."))]
+	return err == nil && known && n == want
 }
 
 // Fingerprint is the SHA-256 fingerprint of an SSH public key in

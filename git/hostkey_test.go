@@ -52,6 +52,52 @@ func TestGitHubHostKeysAreThePublishedOnes(t *testing.T) {
 	}
 }
 
+// GitHub's published host keys, and they alone, are trusted for every
+// spelling of its SSH servers that reaches them: ssh.github.com on the
+// HTTPS port (443), a host name in capitals or with DNS's final dot, a port
+// written with a leading zero. ssh checks them strictly (never trusting on
+// first use), and a pinned key does not replace GitHub's.
+func TestGitHubsPublishedKeysCoverSSHOverHTTPSPort(t *testing.T) {
+	other := authorized(testsshd.NewHostKey(t).PublicKey())
+	want := ""
+	for _, k := range gitHubHostKeys {
+		want += hostKeyAlias + " " + k + "\n"
+	}
+	for u, github := range map[string]bool{
+		"ssh://git@ssh.github.com:443/acme/app.git": true,
+		"ssh://git@SSH.GitHub.com:443/acme/app.git": true,
+		"ssh://git@ssh.github.com.:443/acme/app":    true,
+		"git@github.com.:acme/app.git":              true,
+		"git@GITHUB.COM.:acme/app.git":              true,
+		"ssh://git@github.com.:22/acme/app.git":     true,
+		"ssh://git@github.com:022/acme/app.git":     true,
+		"ssh://git@github.com:443/acme/app.git":     false, // not GitHub's SSH server
+		"ssh://git@ssh.github.com:2222/acme/app":    false,
+		"git@ssh.github.com.evil.test:acme/app.git": false,
+		"git@github.com..:acme/app.git":             false,
+		"git@evilgithub.com:acme/app.git":           false,
+	} {
+		if GitHubSSH(u) != github {
+			t.Errorf("GitHubSSH(%q) = %v", u, !github)
+		}
+		tr, err := newTransport(Remote{URL: u, HostKey: other})
+		if err != nil {
+			t.Fatal(err)
+		}
+		known, err := os.ReadFile(tr.knownHosts())
+		tr.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if github && (string(known) != want || !strings.Contains(tr.env[0], "StrictHostKeyChecking=yes")) {
+			t.Errorf("%s trusts\n%s\nwith %s; want GitHub's keys alone", u, known, tr.env[0])
+		}
+		if !github && string(known) != hostKeyAlias+" "+other+"\n" {
+			t.Errorf("%s trusts\n%s\nwant the pinned key alone", u, known)
+		}
+	}
+}
+
 // authorized is k in authorized_keys form, as Pin is given it.
 func authorized(k ssh.PublicKey) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
