@@ -73,12 +73,13 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // localLogin signs a local user in with their username and password; it
-// exists only where GitHub login is not set up. Failed attempts are counted
-// per username from a client address (see clientAddr) and per client
-// address: past either limit every attempt from that address is refused
-// (429) for a while, the right password too, while the account's owner
-// elsewhere signs in as usual. A username longer
-// than maxUsernameLen is refused (401) without being counted.
+// exists only where GitHub login is not set up. Attempts are counted per
+// username from a client address (see clientAddr) and per client address
+// before the password is checked, and taken back when it is right: past
+// either limit every attempt from that address is refused (429) for a
+// while, the right password too, while the account's owner elsewhere signs
+// in as usual. A username longer than maxUsernameLen is refused (401)
+// without being counted.
 func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	if h.github.Enabled() {
 		h.fail(w, r, errNoSuchRoute)
@@ -98,8 +99,10 @@ func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	from := addrKey(addr)
 	account := limitKey{"user:" + strings.ToLower(name) + " from " + from, failuresPerUser}
-	keys := []limitKey{account, {"addr:" + from, failuresPerAddr}}
-	if wait := h.logins.wait(keys...); wait > 0 {
+	address := limitKey{"addr:" + from, failuresPerAddr}
+	// Counted before the password is checked: guesses sent in parallel
+	// cannot all pass the check before the first is counted.
+	if wait := h.logins.attempt(account, address); wait > 0 {
 		v.Error = fmt.Sprintf("Too many failed sign-ins. Try again in %s.", when.Duration(wait.Round(time.Minute)+time.Minute))
 		h.render(w, r, http.StatusTooManyRequests, views.LoginPage(v))
 		return
@@ -112,13 +115,12 @@ func (h *Handler) localLogin(w http.ResponseWriter, r *http.Request) {
 	// An unknown name is checked against a decoy hash, taking as long as a
 	// real one: the answer's timing does not tell which names exist.
 	if !password.Matches(u.PasswordHash, r.PostFormValue("password")) {
-		h.logins.failed(keys...)
 		h.log.WarnContext(r.Context(), "failed sign-in", "username", clip(name), "addr", addr.String())
 		v.Error = "Wrong username or password."
 		h.render(w, r, http.StatusUnauthorized, views.LoginPage(v))
 		return
 	}
-	h.logins.forget(account.key)
+	h.logins.succeeded(account.key, address.key)
 	if err := h.signIn(ctx, u); err != nil {
 		h.fail(w, r, err)
 		return

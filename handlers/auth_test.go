@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"kozmic/gh"
@@ -27,12 +29,29 @@ type browser struct {
 func newBrowser(t testing.TB, s *testServer) *browser { return newBrowserVia(t, s) }
 
 // newBrowserFrom is a browser whose connections reach s from peer (host:port),
-// as if it were on another machine: only RemoteAddr differs, as it would.
+// as if it were on another machine (see atPeer).
 func newBrowserFrom(t testing.TB, s *testServer, peer string) *browser {
-	return newBrowserVia(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return newBrowserVia(t, atPeer(s, peer))
+}
+
+// atPeer is h reached from peer (host:port), as if from another machine:
+// only RemoteAddr differs, as it would.
+func atPeer(h http.Handler, peer string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.RemoteAddr = peer
-		s.ServeHTTP(w, r)
-	}))
+		h.ServeHTTP(w, r)
+	})
+}
+
+// atManyPeers is h reached by each request from an IPv4 address of its
+// own (in 10.0.0.0/8), as if from as many machines.
+func atManyPeers(h http.Handler) http.Handler {
+	var n atomic.Uint32
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1)
+		peer := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 4711)
+		atPeer(h, peer.String()).ServeHTTP(w, r)
+	})
 }
 
 // newBrowserVia is a browser of the server h.

@@ -57,9 +57,10 @@ func parseHop(s string) netip.Addr {
 	return a.Unmap().WithZone("")
 }
 
-// addrKey is how the sign-in limiter names a client address. An IPv6
-// address counts with its whole /64: one host or household is commonly
-// given that many, and must not get a fresh count from each of them.
+// addrKey is how the sign-in limiter and the webhook budget name a client
+// address. An IPv6 address counts with its whole /64: one host or
+// household is commonly given that many, and must not get a fresh count
+// (or a fresh part of the budget) from each of them.
 func addrKey(a netip.Addr) string {
 	if a.Is6() {
 		return netip.PrefixFrom(a, 64).Masked().String()

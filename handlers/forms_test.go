@@ -109,27 +109,35 @@ func TestLoginLimiterForgetsKeysAfterTheWindow(t *testing.T) {
 	l := newLoginLimiter()
 	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 	l.now = func() time.Time { return now }
-	l.failed(limitKey{"user:ann", failuresPerUser}, limitKey{"addr:192.0.2.1", failuresPerAddr})
+	l.attempt(limitKey{"user:ann", failuresPerUser}, limitKey{"addr:192.0.2.1", failuresPerAddr})
 	now = now.Add(loginWindow)
-	l.failed(limitKey{"user:bob", failuresPerUser})
+	l.attempt(limitKey{"user:bob", failuresPerUser})
 	if _, ok := l.failures["user:ann"]; ok || len(l.failures) != 1 {
 		t.Errorf("keys a window later: %v", l.failures)
 	}
 }
 
-func TestLoginLimiterStaysBoundedUnderAFloodOfKeysAndKeepsTrackedCounts(t *testing.T) {
+// A flood of new keys never makes the limiter track more than its size, and
+// never refuses a new key: each makes room by forgetting the key least
+// recently attempted. A key attempted late in the flood keeps its count
+// while older keys make room.
+func TestLoginLimiterStaysBoundedUnderAFloodOfKeysAndForgetsTheLeastRecent(t *testing.T) {
 	l := newLoginLimiter()
 	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 	l.now = func() time.Time { return now }
-	ann := limitKey{"user:ann", failuresPerUser}
+	ann, bob := limitKey{"user:ann", failuresPerUser}, limitKey{"user:bob", failuresPerUser}
 	for range failuresPerUser {
-		l.failed(ann)
+		l.attempt(ann)
 	}
 	for i := range 2 * loginLimiterSize {
 		now = now.Add(time.Millisecond)
-		k := limitKey{fmt.Sprintf("user:flood%d", i), failuresPerUser}
-		if l.wait(k) == 0 {
-			l.failed(k)
+		if i == 3*loginLimiterSize/2 {
+			for range failuresPerUser {
+				l.attempt(bob)
+			}
+		}
+		if w := l.attempt(limitKey{fmt.Sprintf("user:flood%d", i), failuresPerUser}); w != 0 {
+			t.Fatalf("flood key %d refused for %s", i, w)
 		}
 		if len(l.failures) > loginLimiterSize {
 			t.Fatalf("after %d flood keys: %d tracked", i+1, len(l.failures))
@@ -138,16 +146,11 @@ func TestLoginLimiterStaysBoundedUnderAFloodOfKeysAndKeepsTrackedCounts(t *testi
 	if len(l.failures) != loginLimiterSize {
 		t.Errorf("tracked after the flood: %d", len(l.failures))
 	}
-	if l.wait(ann) == 0 {
-		t.Error("the flood reset ann's failures")
+	if _, ok := l.failures[ann.key]; ok {
+		t.Error("ann's key, the least recently attempted, is still tracked")
 	}
-	if w := l.wait(limitKey{"user:new", failuresPerUser}); w <= 0 || w > loginWindow {
-		t.Errorf("a new key while full waits %s", w)
-	}
-	// Once the first keys expire, new ones are tracked again.
-	now = now.Add(loginWindow)
-	if w := l.wait(limitKey{"user:new", failuresPerUser}); w != 0 {
-		t.Errorf("a new key a window later waits %s", w)
+	if l.attempt(bob) == 0 {
+		t.Error("bob's key, attempted mid-flood, lost its count to the flood's older keys")
 	}
 }
 

@@ -66,8 +66,13 @@ type Deps struct {
 	// when not; 0 means every 30 seconds.
 	AccessRecheck time.Duration
 	// WebhookBudget bounds the bytes of webhook bodies being received at
-	// once, across all requests; 0 means 64 MiB.
+	// once, across all requests; 0 means 64 MiB. The requests of one client
+	// address (an IPv6 /64) may hold a quarter of it, or one 25 MiB body if
+	// that is more.
 	WebhookBudget int64
+	// WebhookBodyTimeout is how long a webhook's body may take to arrive,
+	// whole, once its headers have; 0 means 20 seconds.
+	WebhookBodyTimeout time.Duration
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For says
 	// who their client is (see clientAddr); none: every request's client
 	// is its connection's peer.
@@ -102,6 +107,8 @@ type Handler struct {
 	accessRecheck time.Duration
 	// webhookBudget bounds the webhook bodies held at once.
 	webhookBudget *byteBudget
+	// webhookBodyTimeout is how long a webhook body may take to arrive.
+	webhookBodyTimeout time.Duration
 	// trustedProxies are the peers whose X-Forwarded-For is believed.
 	trustedProxies []netip.Prefix
 	mux            *http.ServeMux
@@ -131,7 +138,8 @@ func New(d Deps) *Handler {
 		h.heartbeat = defaultHeartbeat
 	}
 	h.accessRecheck = cmp.Or(d.AccessRecheck, defaultAccessRecheck)
-	h.webhookBudget = &byteBudget{left: cmp.Or(d.WebhookBudget, defaultWebhookBudget)}
+	h.webhookBudget = newByteBudget(cmp.Or(d.WebhookBudget, defaultWebhookBudget))
+	h.webhookBodyTimeout = cmp.Or(d.WebhookBodyTimeout, defaultWebhookBodyTimeout)
 	h.routes()
 	// Every state change needs a same-origin request; webhooks are signed instead.
 	cop := http.NewCrossOriginProtection()

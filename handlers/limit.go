@@ -1,29 +1,33 @@
 package handlers
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
 
-// loginLimiter counts failed sign-ins per key (an account from an address,
+// loginLimiter counts sign-in attempts per key (an account from an address,
 // an address) over a sliding window, so that passwords cannot be guessed at
-// speed.
+// speed. An attempt is counted in the same step as its keys are checked,
+// before its password is, so that guesses sent in parallel are counted
+// like guesses sent one by one; a sign-in that succeeds is taken back.
 //
-// Its memory is bounded twice over. Keys whose failures are all older than
+// Its memory is bounded twice over. Keys whose attempts are all older than
 // the window are swept at most loginSweepEvery after they expire, however
 // few keys there are. And it never tracks more than size keys: when full,
-// it refuses new keys rather than evicting tracked ones, so a flood of
-// distinct names or addresses cannot reset a real account's count. While
-// it is full, wait makes every sign-in with an untracked key wait until the
-// first tracked key expires: the flood delays new sign-ins for at most one
-// window, and buys no guesses.
+// it makes room for a new key by forgetting the key least recently
+// attempted, so that nobody is refused because others filled it. Each key
+// an address adds costs it a counted attempt and a password check, so an
+// address adds at most failuresPerAddr keys a window, and forgetting one
+// account's count takes thousands of password checks from hundreds of
+// addresses.
 type loginLimiter struct {
 	window time.Duration
 	size   int // most keys tracked
 	now    func() time.Time
 
 	mu       sync.Mutex
-	failures map[string][]time.Time // per key, oldest first, at most its limit
+	failures map[string][]time.Time // attempts per key, oldest first, at most its limit
 	swept    time.Time              // when expired keys were last swept
 }
 
@@ -48,51 +52,60 @@ type limitKey struct {
 	limit int
 }
 
-// wait returns how long until any of keys may try again; 0 means now. A key
-// that is not tracked while the limiter is full waits for room.
-func (l *loginLimiter) wait(keys ...limitKey) time.Duration {
+// attempt checks keys and counts an attempt against every one of them, in
+// one step. If any key is at its limit, it counts nothing and returns how
+// long until all of them may try again; otherwise it returns 0, and the
+// attempt counts as a failure unless succeeded takes it back.
+func (l *loginLimiter) attempt(keys ...limitKey) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	l.sweep(now)
 	var longest time.Duration
 	for _, k := range keys {
-		f := l.recent(k.key, now)
-		switch {
-		case f == nil && len(l.failures) >= l.size:
-			longest = max(longest, l.room(now))
-		case len(f) >= k.limit:
+		if f := l.recent(k.key, now); len(f) >= k.limit {
 			longest = max(longest, f[len(f)-k.limit].Add(l.window).Sub(now))
 		}
 	}
-	return longest
+	if longest > 0 {
+		return longest
+	}
+	for _, k := range keys {
+		if _, ok := l.failures[k.key]; !ok && len(l.failures) >= l.size {
+			l.evict(keys)
+		}
+		l.failures[k.key] = append(l.failures[k.key], now)
+	}
+	return 0
 }
 
-// failed records a failed sign-in against every key; a new key is not
-// recorded while the limiter is full (see loginLimiter).
-func (l *loginLimiter) failed(keys ...limitKey) {
+// succeeded takes back the attempt of a sign-in that succeeded: account's
+// failures are forgotten, and the attempt no longer counts against addr.
+func (l *loginLimiter) succeeded(account, addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
-	l.sweep(now)
-	for _, k := range keys {
-		f := l.recent(k.key, now)
-		if f == nil && len(l.failures) >= l.size {
-			continue
-		}
-		f = append(f, now)
-		if len(f) > k.limit {
-			f = f[len(f)-k.limit:]
-		}
-		l.failures[k.key] = f
+	delete(l.failures, account)
+	// The newest attempt stands for this one: the two differ by less than
+	// a password check, which is all they would differ in.
+	switch f := l.failures[addr]; len(f) {
+	case 0:
+	case 1:
+		delete(l.failures, addr)
+	default:
+		l.failures[addr] = f[:len(f)-1]
 	}
 }
 
-// forget clears a key's failures, after a successful sign-in.
-func (l *loginLimiter) forget(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.failures, key)
+// evict forgets the key least recently attempted, other than keys.
+func (l *loginLimiter) evict(keys []limitKey) {
+	var oldest string
+	var at time.Time
+	for k, f := range l.failures {
+		if last := f[len(f)-1]; (oldest == "" || last.Before(at)) && !slices.ContainsFunc(keys, func(lk limitKey) bool { return lk.key == k }) {
+			oldest, at = k, last
+		}
+	}
+	delete(l.failures, oldest)
 }
 
 // sweep drops expired keys, unless it did so less than loginSweepEvery ago.
@@ -106,16 +119,7 @@ func (l *loginLimiter) sweep(now time.Time) {
 	}
 }
 
-// room returns how long until the first tracked key expires.
-func (l *loginLimiter) room(now time.Time) time.Duration {
-	first := l.window
-	for _, f := range l.failures {
-		first = min(first, f[len(f)-1].Add(l.window).Sub(now))
-	}
-	return first
-}
-
-// recent drops a key's failures older than the window and returns the rest.
+// recent drops a key's attempts older than the window and returns the rest.
 func (l *loginLimiter) recent(key string, now time.Time) []time.Time {
 	f := l.failures[key]
 	i := 0

@@ -3,9 +3,11 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,6 +148,82 @@ func TestLocalLoginRateLimits(t *testing.T) {
 	}
 	if code, _ := login(newBrowser(t, s), "bob", "bob's password", ""); code != 429 {
 		t.Errorf("after %d failures from one address: %d", failuresPerAddr, code)
+	}
+}
+
+// Thirty wrong guesses at ann's password sent at once from one address are
+// counted as they arrive, before any password is checked: no more than the
+// limit reach a password check (401); the rest are refused (429).
+func TestParallelSignInGuessesAreCountedBeforeTheyAreChecked(t *testing.T) {
+	s := newLocalTestServer(t)
+	localUser(t, s, "ann", "ann's password")
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	const guesses = 30
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range guesses {
+		wg.Go(func() {
+			res, err := srv.Client().PostForm(srv.URL+"/login", url.Values{"username": {"ann"}, "password": {fmt.Sprintf("guess %d", i)}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			mu.Lock()
+			codes[res.StatusCode]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if codes[401] != failuresPerUser || codes[429] != guesses-failuresPerUser {
+		t.Errorf("%d parallel guesses: %v, want %d checked (401) and the rest 429", guesses, codes, failuresPerUser)
+	}
+}
+
+// Once the limiter tracks as many keys as it may, all of them recent (five
+// hundred addresses, each with nineteen accounts' counts and its own), a
+// sign-in from an address it does not track is still checked and counted:
+// a wrong password is 401, the right one signs in. Refusing new keys when
+// full let those addresses lock everyone else out.
+func TestFullLimiterNeverRefusesAnUntrackedAddress(t *testing.T) {
+	s := newLocalTestServer(t)
+	localUser(t, s, "ann", "ann's password")
+	for a := 0; len(s.logins.failures) < loginLimiterSize; a++ {
+		from := fmt.Sprintf("198.51.%d.%d", a/256, a%256)
+		for u := range failuresPerAddr - 1 {
+			s.logins.attempt(limitKey{fmt.Sprintf("user:u%d from %s", u, from), failuresPerUser}, limitKey{"addr:" + from, failuresPerAddr})
+		}
+	}
+	b := newBrowser(t, s)
+	if code, doc := login(b, "ann", "guess", ""); code != 401 {
+		t.Errorf("a wrong password from an untracked address, the limiter full: %d %q", code, doc.Find(`[role="alert"]`).Text())
+	}
+	if code, doc := login(b, "ann", "ann's password", ""); code != 303 || !signedIn(b) {
+		t.Errorf("the right password from an untracked address, the limiter full: %d %q", code, doc.Find(`[role="alert"]`).Text())
+	}
+	if n := len(s.logins.failures); n > loginLimiterSize {
+		t.Errorf("tracked keys: %d, more than %d", n, loginLimiterSize)
+	}
+}
+
+// Sign-ins that succeed are taken back from their address's count: more
+// people than the address may fail for sign in from it (an office behind
+// one address), and its failures still count after them.
+func TestSuccessfulSignInsDoNotCountAgainstTheAddress(t *testing.T) {
+	s := newLocalTestServer(t)
+	localUser(t, s, "ann", "ann's password")
+	for i := range failuresPerAddr + 1 {
+		if code, _ := login(newBrowser(t, s), "ann", "ann's password", ""); code != 303 {
+			t.Fatalf("sign-in %d from one address: %d", i+1, code)
+		}
+	}
+	if code, _ := login(newBrowser(t, s), "ann", "guess", ""); code != 401 {
+		t.Errorf("a wrong password after the sign-ins: %d", code)
+	}
+	if n := len(s.logins.failures["addr:127.0.0.1"]); n != 1 {
+		t.Errorf("attempts counted against the address: %d, want the one failure", n)
 	}
 }
 

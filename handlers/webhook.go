@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"kozmic/gh"
 	"kozmic/store"
@@ -21,28 +22,47 @@ const maxWebhookBytes = 25 << 20
 // two of the largest bodies at once, and for hundreds of ordinary ones.
 const defaultWebhookBudget = 64 << 20
 
-// byteBudget bounds the bytes that all requests together may hold at once.
+// defaultWebhookBodyTimeout is Deps.WebhookBodyTimeout when it is not set:
+// twice the 10 seconds after which GitHub gives up on a delivery.
+const defaultWebhookBodyTimeout = 20 * time.Second
+
+// byteBudget bounds the bytes that all requests together may hold at once,
+// and the part of them that the requests of one client address may hold:
+// a quarter of the whole, or one body of the largest size if that is more,
+// so that every delivery GitHub may send can be received.
 type byteBudget struct {
+	perAddr int64 // most bytes one address's requests hold at once
+
 	mu   sync.Mutex
 	left int64
+	held map[string]int64 // bytes held per client address (addrKey); none: absent
 }
 
-// take reserves n bytes, if that many are left.
-func (b *byteBudget) take(n int64) bool {
+func newByteBudget(total int64) *byteBudget {
+	return &byteBudget{perAddr: max(total/4, reservation(maxWebhookBytes)), left: total, held: map[string]int64{}}
+}
+
+// take reserves n bytes for the requests of addr, if that many are left
+// and addr holds no more than its part with them.
+func (b *byteBudget) take(addr string, n int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if n > b.left {
+	if n > b.left || b.held[addr]+n > b.perAddr {
 		return false
 	}
 	b.left -= n
+	b.held[addr] += n
 	return true
 }
 
-// give returns n bytes that take reserved.
-func (b *byteBudget) give(n int64) {
+// give returns n bytes that take reserved for addr.
+func (b *byteBudget) give(addr string, n int64) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.left += n
-	b.mu.Unlock()
+	if b.held[addr] -= n; b.held[addr] == 0 {
+		delete(b.held, addr)
+	}
 }
 
 // bodyChunk is the unit in which webhook bodies are read, reserved and
@@ -55,25 +75,24 @@ const bodyChunk = 64 << 10
 var bodyChunks = sync.Pool{New: func() any { return new([bodyChunk]byte) }}
 
 // webhookBody is a webhook body read into pooled chunks, every byte of which
-// is reserved in a budget until release.
+// is reserved in a budget for its client address until release.
 type webhookBody struct {
 	budget   *byteBudget
-	reserved int64 // bytes of budget held
+	addr     string // the client address (addrKey) the reservation is for
+	reserved int64  // bytes of budget held
 	chunks   []*[bodyChunk]byte
 	n        int // bytes read
 }
 
-// readBody reads r whole into pooled chunks: declared bytes (a body's
-// declared length; -1: unknown) are reserved in budget before a byte is
-// read, any further chunk as it is needed. It fails with errBusy when the
-// budget has no room. The body is to be released, also on error.
-func readBody(r io.Reader, budget *byteBudget, declared int64) (*webhookBody, error) {
-	b := &webhookBody{budget: budget}
-	if declared >= 0 {
-		// The last read finds the end, which may take a chunk of its own.
-		if !b.reserve((declared/bodyChunk + 1) * bodyChunk) {
-			return b, errBusy
-		}
+// readBody reads r whole into pooled chunks: the reservation of declared
+// bytes (a body's declared length; -1: unknown) is taken from budget for
+// addr before a byte is read, any further chunk as it is needed. It fails
+// with errBusy when the budget, or addr's part of it, has no room. The body
+// is to be released, also on error.
+func readBody(r io.Reader, budget *byteBudget, addr string, declared int64) (*webhookBody, error) {
+	b := &webhookBody{budget: budget, addr: addr}
+	if declared >= 0 && !b.reserve(reservation(declared)) {
+		return b, errBusy
 	}
 	for {
 		off := b.n - (len(b.chunks)-1)*bodyChunk
@@ -95,9 +114,13 @@ func readBody(r io.Reader, budget *byteBudget, declared int64) (*webhookBody, er
 	}
 }
 
+// reservation is what a body of n bytes reserves: whole chunks, and one
+// more, as the last read finds the end, which may take a chunk of its own.
+func reservation(n int64) int64 { return (n/bodyChunk + 1) * bodyChunk }
+
 // reserve takes n more bytes of the budget, if it has them.
 func (b *webhookBody) reserve(n int64) bool {
-	if !b.budget.take(n) {
+	if !b.budget.take(b.addr, n) {
 		return false
 	}
 	b.reserved += n
@@ -136,7 +159,7 @@ func (b *webhookBody) release() {
 		bodyChunks.Put(c)
 	}
 	b.chunks = nil
-	b.budget.give(b.reserved)
+	b.budget.give(b.addr, b.reserved)
 	b.reserved = 0
 }
 
@@ -147,8 +170,10 @@ func (b *webhookBody) release() {
 // seen before or an event that builds nothing, 204 for events Kozmic
 // ignores, 401 for a bad signature, 400 for a malformed body or a SHA or ref
 // git would not take as such, 404 for an unknown project (its body unread),
-// 413 for a body over 25 MiB and 503 with Retry-After when the bodies of
-// all webhooks being received would exceed the webhook budget. Each
+// 413 for a body over 25 MiB, 503 with Retry-After when the bodies of all
+// webhooks being received would exceed the webhook budget, or those from
+// its client address their part of it, and 400 for a body that has not
+// arrived within Deps.WebhookBodyTimeout. Each
 // delivery is counted in the metrics by its result.
 func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 	result := h.receiveWebhook(w, r)
@@ -218,16 +243,29 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 	}
 }
 
-// readWebhookBody reads r's body within the webhook budget. A body that
-// declares its length is reserved whole (and refused whole) before a byte
-// is read. A body over maxWebhookBytes is errTooLarge, one the budget has
-// no room for errBusy, one that cannot be read errBadRequest. The body is
-// to be released, also on error.
+// readWebhookBody reads r's body within the webhook budget and the part of
+// it that r's client address may hold, and within Handler.webhookBodyTimeout.
+// A body that declares its length is reserved whole (and refused whole)
+// before a byte is read. A body over maxWebhookBytes is errTooLarge, one
+// the budget has no room for errBusy, one that cannot be read, or not in
+// time, errBadRequest. The body is to be released, also on error.
 func (h *Handler) readWebhookBody(w http.ResponseWriter, r *http.Request) (*webhookBody, error) {
+	addr := addrKey(h.clientAddr(r))
 	if r.ContentLength > maxWebhookBytes {
-		return &webhookBody{budget: h.webhookBudget}, errTooLarge
+		return &webhookBody{budget: h.webhookBudget, addr: addr}, errTooLarge
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, maxWebhookBytes), h.webhookBudget, r.ContentLength)
+	// Without a deadline, a body that never comes would hold its
+	// reservation for as long as its sender keeps the connection open.
+	rc := http.NewResponseController(w)
+	// Only a writer without a connection (a test's recorder) has none to set.
+	if err := rc.SetReadDeadline(time.Now().Add(h.webhookBodyTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return &webhookBody{budget: h.webhookBudget, addr: addr}, fmt.Errorf("set the webhook body's deadline: %w", err)
+	}
+	// Once the body is read, the server reads on in the background; the
+	// deadline passing then would cancel the request while its build is
+	// being written.
+	defer rc.SetReadDeadline(time.Time{})
+	body, err := readBody(http.MaxBytesReader(w, r.Body, maxWebhookBytes), h.webhookBudget, addr, r.ContentLength)
 	var tooLarge *http.MaxBytesError
 	switch {
 	case err == nil, errors.Is(err, errBusy):

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
@@ -10,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"kozmic/gh"
 	"kozmic/internal/sharedfixtures"
@@ -492,7 +495,8 @@ func TestWebhookBodiesBeyondTheBudgetAre503(t *testing.T) {
 	}
 }
 
-// A hundred unsigned 25 MiB bodies posted at once to a project that exists
+// A hundred unsigned 25 MiB bodies posted at once to a project that exists,
+// each from an address of its own (so that they may fill the whole budget),
 // are all refused (401, or 503 beyond the webhook budget), while the
 // server's resident memory grows by less than 128 MiB: the budget's 64 MiB
 // of pooled chunks and the senders' buffers. Reading each body whole grew
@@ -500,7 +504,7 @@ func TestWebhookBodiesBeyondTheBudgetAre503(t *testing.T) {
 func TestForgedWebhookFloodStaysWithinTheBudget(t *testing.T) {
 	s := newTestServer(t)
 	p, _ := webhookProjects(t, s.db)
-	srv := httptest.NewServer(s)
+	srv := httptest.NewServer(atManyPeers(s))
 	defer srv.Close()
 	url := fmt.Sprintf("%s/webhooks/%d", srv.URL, p.ID)
 	for _, chunked := range []bool{false, true} {
@@ -519,5 +523,109 @@ func TestForgedWebhookFloodStaysWithinTheBudget(t *testing.T) {
 	}
 	if bs, err := s.db.Builds(context.Background(), p.ID, store.BuildQuery{}); err != nil || len(bs) != 0 {
 		t.Errorf("builds after the flood: %d, %v; want none", len(bs), err)
+	}
+}
+
+// paddedPush is the push fixture with trailing spaces, which keep the JSON
+// valid, to n bytes.
+func paddedPush(t testing.TB, n int) []byte {
+	t.Helper()
+	body := readFixture(t, "push_with-new-branch.json")
+	return append(body, bytes.Repeat([]byte(" "), n-len(body))...)
+}
+
+// A delivery that declares its length and never sends its body is
+// answered 400 once Deps.WebhookBodyTimeout has passed, and its
+// reservation (70% of the budget) returns: a real delivery as large is
+// received next. Without a deadline it held the budget for as long as its
+// sender kept the connection open.
+func TestStalledWebhookBodyReleasesTheBudget(t *testing.T) {
+	const budget = 1 << 20
+	s := newTestServerWith(t, true, func(d *Deps) {
+		d.WebhookBudget = budget
+		d.WebhookBodyTimeout = 100 * time.Millisecond
+	})
+	p, _ := webhookProjects(t, s.db)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	body := paddedPush(t, budget*7/10)
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /webhooks/%d HTTP/1.1\r\nHost: kozmic.test\r\nContent-Type: application/json\r\n"+
+		"X-GitHub-Event: push\r\nX-Hub-Signature-256: %s\r\nContent-Length: %d\r\n\r\n",
+		p.ID, gh.Sign([]byte(testSecret), body), len(body))
+	if _, err := conn.Write(body[:1024]); err != nil {
+		t.Fatal(err)
+	}
+	// Not a measure of speed: it ends the test if the server never answers.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("the stalled delivery was not answered: %v", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 400 {
+		t.Errorf("the stalled delivery: %d, want 400", res.StatusCode)
+	}
+	if left := s.webhookBudget.left; left != budget {
+		t.Errorf("budget left after the stalled delivery was answered: %d, want %d", left, budget)
+	}
+	if code, out := deliver(t, srv.Config.Handler, p.ID, "push", body, testSecret, "", "real"); code != 201 {
+		t.Errorf("a real delivery after the stalled one: %d %v", code, out)
+	}
+}
+
+// While one client address holds its part of the webhook budget (at the
+// default budget: one 25 MiB body, whose sender stalls), its other
+// deliveries, and those of the rest of its IPv6 /64, are 503 though most
+// of the budget is left; another address's delivery is received, and the
+// first address's once its body is released.
+func TestOneAddressCannotHoldTheWholeWebhookBudget(t *testing.T) {
+	s := newTestServer(t)
+	p, _ := webhookProjects(t, s.db)
+	body := readFixture(t, "push_with-new-branch.json")
+
+	pr, pw := io.Pipe()
+	held := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/webhooks/%d", p.ID), pr)
+	held.RemoteAddr = "[2001:db8::1]:4711"
+	held.ContentLength = maxWebhookBytes
+	held.Header.Set("X-GitHub-Event", "push")
+	heldDone := make(chan int)
+	go func() {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, held)
+		heldDone <- rec.Code
+	}()
+	// A pipe write returns once the handler has read it, after reserving.
+	if _, err := pw.Write(bytes.Repeat([]byte(" "), 1024)); err != nil {
+		t.Fatal(err)
+	}
+	if left := s.webhookBudget.left; left < defaultWebhookBudget/2 {
+		t.Fatalf("budget left beside the held body: %d, want more than half", left)
+	}
+
+	for _, peer := range []string{"[2001:db8::1]:4712", "[2001:db8::ffff]:4711"} {
+		if code, out := deliver(t, atPeer(s, peer), p.ID, "push", body, testSecret, "", "from "+peer); code != 503 {
+			t.Errorf("from %s beside the held body: %d %v, want 503", peer, code, out)
+		}
+	}
+	if code, out := deliver(t, atPeer(s, "198.51.100.7:4711"), p.ID, "push", body, testSecret, "", "another address"); code != 201 {
+		t.Errorf("from another address: %d %v, want 201", code, out)
+	}
+
+	pw.CloseWithError(io.ErrUnexpectedEOF)
+	if code := <-heldDone; code != 400 {
+		t.Errorf("the held body, cut off: %d, want 400", code)
+	}
+	if left := s.webhookBudget.left; left != defaultWebhookBudget {
+		t.Errorf("budget left after every request ended: %d, want %d", left, defaultWebhookBudget)
+	}
+	body = withField(t, body, "after", strings.Repeat("b", 40))
+	if code, out := deliver(t, atPeer(s, "[2001:db8::1]:4712"), p.ID, "push", body, testSecret, "", "released"); code != 201 {
+		t.Errorf("from the first address once its body is released: %d %v, want 201", code, out)
 	}
 }
