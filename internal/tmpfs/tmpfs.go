@@ -11,8 +11,9 @@ import (
 	"testing"
 )
 
-// Env is the environment variable that turns these tests on. Mounting needs
-// root, which CI has (.ci/run sets it); a developer's machine may not.
+// Env is the environment variable that turns on the tests that mount
+// (these, and the git test that mounts an empty home). Mounting needs root,
+// which CI has (.ci/run sets it); a developer's machine may not.
 const Env = "KOZMIC_TEST_TMPFS"
 
 // Mount mounts a tmpfs of size bytes on a new temporary directory, returns
