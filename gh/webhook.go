@@ -7,6 +7,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,20 @@ func Sign(secret, body []byte) string {
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
+// Forge is the kind of server a webhook comes from.
+type Forge int
+
+const (
+	// ForgeGitHub is GitHub, where only people with write access can open a
+	// pull request from a branch of the repository itself.
+	ForgeGitHub Forge = iota
+	// ForgeGitea is Gitea or Forgejo. Both send GitHub's shapes, but let
+	// anyone who can read a repository open a pull request whose head is
+	// that repository (AGit: git push origin HEAD:refs/for/main), so a head
+	// repository equal to the base one proves nothing there.
+	ForgeGitea
+)
+
 // Trigger is what a webhook asks of Kozmic.
 type Trigger struct {
 	Build   bool   // false: nothing to build, for Reason
@@ -68,25 +83,32 @@ type Trigger struct {
 	SHA     string
 	Author  string
 	Message string
-	// FromFork is a pull request whose head lives in another repository:
-	// it runs without the project's secrets, in that repository's own
-	// install cache scope.
+	// FromFork is a pull request Kozmic does not trust: one from another
+	// repository, any from Gitea or Forgejo, and one whose head or base
+	// repository has no id. It runs without the project's secrets, in an
+	// install cache scope of its fork repository or of its ref.
 	FromFork bool
-	// ForkRepo is the full name (owner/name) of a fork's repository; empty
-	// when GitHub no longer knows it (a deleted fork).
+	// ForkRepoID is the id of a fork's repository, which names its install
+	// cache scope; 0 when it is unknown (a deleted fork) or the project's
+	// own repository (a Gitea or Forgejo pull request without a fork).
+	ForkRepoID int64
+	// ForkRepo is the full name (owner/name) of the repository of
+	// ForkRepoID, shown to people; empty without ForkRepoID.
 	ForkRepo string
 }
 
 // ParseWebhook reads a webhook's body for its event (the X-GitHub-Event
-// header): a push makes a build of its ref at "after", unless the ref was
-// deleted or the head commit asks to skip CI; a pull request opened,
-// synchronized or reopened makes a build of its head commit on
-// refs/pull/N/head; ping makes nothing. Other events are ErrUnhandledEvent;
-// a body that does not parse is ErrMalformed, and so is a build whose SHA is
-// not 40 or 64 hex digits or whose ref git.ValidRef refuses, and a fork
-// whose repository's full name is not owner/name (store.ValidFullName, at
-// most store.MaxForkRepo bytes).
-func ParseWebhook(event string, body []byte) (Trigger, error) {
+// header) from forge: a push makes a build of its ref at "after", unless
+// the ref was deleted or the head commit asks to skip CI; a pull request
+// opened, synchronized or reopened makes a build of its head commit on
+// refs/pull/N/head, trusted only from GitHub with its head repository's id
+// equal to its base repository's, both present (a body with Gitea's
+// repo_id in its head is Gitea's, whatever forge says); ping makes nothing.
+// Other events are ErrUnhandledEvent; a body that does not parse is
+// ErrMalformed, and so is a build whose SHA is not 40 or 64 hex digits or
+// whose ref git.ValidRef refuses, and a fork whose repository's full name
+// is not owner/name (store.ValidFullName, at most store.MaxForkRepo bytes).
+func ParseWebhook(forge Forge, event string, body []byte) (Trigger, error) {
 	switch event {
 	case "ping":
 		return Trigger{Reason: "pong"}, nil
@@ -103,7 +125,11 @@ func ParseWebhook(event string, body []byte) (Trigger, error) {
 	case *github.PushEvent:
 		t, err = pushTrigger(e)
 	case *github.PullRequestEvent:
-		t, err = pullRequestTrigger(e)
+		// The headers naming the forge are not signed; the body is.
+		if giteaShaped(body) {
+			forge = ForgeGitea
+		}
+		t, err = pullRequestTrigger(forge, e)
 	default:
 		return Trigger{}, ErrUnhandledEvent
 	}
@@ -115,11 +141,24 @@ func ParseWebhook(event string, body []byte) (Trigger, error) {
 		return Trigger{}, fmt.Errorf("%w: %q is not a commit SHA", ErrMalformed, t.SHA)
 	case !git.ValidRef(t.Ref):
 		return Trigger{}, fmt.Errorf("%w: %q is not a valid ref", ErrMalformed, t.Ref)
-	// It names the fork's install cache scope and shows on pages.
+	// It is shown on pages and in logs.
 	case t.ForkRepo != "" && (!store.ValidFullName(t.ForkRepo) || len(t.ForkRepo) > store.MaxForkRepo):
 		return Trigger{}, fmt.Errorf("%w: %.300q is not a repository's full name", ErrMalformed, t.ForkRepo)
 	}
 	return t, nil
+}
+
+// giteaShaped reports whether a pull request event's body is Gitea's or
+// Forgejo's: their head branch carries repo_id, GitHub's never does.
+func giteaShaped(body []byte) bool {
+	var p struct {
+		PullRequest struct {
+			Head struct {
+				RepoID *int64 `json:"repo_id"`
+			} `json:"head"`
+		} `json:"pull_request"`
+	}
+	return json.Unmarshal(body, &p) == nil && p.PullRequest.Head.RepoID != nil
 }
 
 const zeroSHA = "0000000000000000000000000000000000000000"
@@ -143,7 +182,7 @@ func pushTrigger(e *github.PushEvent) (Trigger, error) {
 	return Trigger{Build: true, Ref: e.GetRef(), SHA: e.GetAfter(), Author: author, Message: msg}, nil
 }
 
-func pullRequestTrigger(e *github.PullRequestEvent) (Trigger, error) {
+func pullRequestTrigger(forge Forge, e *github.PullRequestEvent) (Trigger, error) {
 	switch e.GetAction() {
 	case "opened", "synchronize", "reopened":
 	default:
@@ -154,19 +193,23 @@ func pullRequestTrigger(e *github.PullRequestEvent) (Trigger, error) {
 	if pr == nil || pr.GetNumber() == 0 || sha == "" {
 		return Trigger{}, fmt.Errorf("%w: pull request without number or head", ErrMalformed)
 	}
-	head, base := pr.GetHead().GetRepo(), pr.GetBase().GetRepo()
-	fork := head == nil || head.GetID() != base.GetID()
+	// A deleted fork has no head repository, and a repository without an
+	// id cannot be told apart from another: neither is trusted.
+	headID, baseID := pr.GetHead().GetRepo().GetID(), pr.GetBase().GetRepo().GetID()
+	known := headID > 0 && baseID > 0
 	t := Trigger{
-		Build:   true,
-		Ref:     "refs/pull/" + strconv.Itoa(pr.GetNumber()) + "/head",
-		SHA:     sha,
-		Author:  pr.GetUser().GetLogin(),
-		Message: pr.GetTitle(),
-		// A deleted fork has no head repository: treat it as a fork.
-		FromFork: fork,
+		Build:    true,
+		Ref:      "refs/pull/" + strconv.Itoa(pr.GetNumber()) + "/head",
+		SHA:      sha,
+		Author:   pr.GetUser().GetLogin(),
+		Message:  pr.GetTitle(),
+		FromFork: forge != ForgeGitHub || !known || headID != baseID,
 	}
-	if fork {
-		t.ForkRepo = head.GetFullName()
+	// Only another repository than the project's has a scope of its own: on
+	// Gitea and Forgejo, pull requests without a fork share the project's
+	// repository, and each gets the scope of its ref.
+	if known && headID != baseID {
+		t.ForkRepoID, t.ForkRepo = headID, pr.GetHead().GetRepo().GetFullName()
 	}
 	return t, nil
 }

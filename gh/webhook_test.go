@@ -3,6 +3,7 @@ package gh
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -46,40 +47,48 @@ func TestParseWebhookFixtures(t *testing.T) {
 	const title = "Read tide tables from the harbour feed"
 	tests := []struct {
 		file, event string
+		forge       Forge
 		want        Trigger
 	}{
-		{"push_with-new-branch.json", "push", Trigger{Build: true, Ref: "refs/heads/tide-tables",
+		{"push_with-new-branch.json", "push", ForgeGitHub, Trigger{Build: true, Ref: "refs/heads/tide-tables",
 			SHA: "a87336bc6ee7a9a14638b8f4f962dd83205ac97b", Author: "Mira Okafor", Message: "Add the tide table parser"}},
-		{"push_tag-deleted.json", "push", Trigger{Reason: "the ref was deleted"}},
-		{"pull_request_opened.json", "pull_request", Trigger{Build: true, Ref: "refs/pull/7/head",
+		{"push_tag-deleted.json", "push", ForgeGitHub, Trigger{Reason: "the ref was deleted"}},
+		{"pull_request_opened.json", "pull_request", ForgeGitHub, Trigger{Build: true, Ref: "refs/pull/7/head",
 			SHA: "722ef5e131cdbb0b1fa8045cb3a1d6d84995e669", Author: "mira-okafor", Message: title}},
-		{"pull_request_labeled.json", "pull_request", Trigger{Reason: "pull request labeled"}},
-		{"pull_request_synchronize.json", "pull_request", Trigger{Build: true, Ref: "refs/pull/7/head",
+		{"pull_request_labeled.json", "pull_request", ForgeGitHub, Trigger{Reason: "pull request labeled"}},
+		{"pull_request_synchronize.json", "pull_request", ForgeGitHub, Trigger{Build: true, Ref: "refs/pull/7/head",
 			SHA: "6200772f204a430d1991bfcbd14acd0e9deb2cc5", Author: "mira-okafor", Message: title}},
-		{"pull_request_closed.json", "pull_request", Trigger{Reason: "pull request closed"}},
-		{"pull_request_reopened.json", "pull_request", Trigger{Build: true, Ref: "refs/pull/7/head",
+		{"pull_request_closed.json", "pull_request", ForgeGitHub, Trigger{Reason: "pull request closed"}},
+		{"pull_request_reopened.json", "pull_request", ForgeGitHub, Trigger{Build: true, Ref: "refs/pull/7/head",
 			SHA: "6200772f204a430d1991bfcbd14acd0e9deb2cc5", Author: "mira-okafor", Message: title}},
-		{"ping.json", "ping", Trigger{Reason: "pong"}},
+		{"ping.json", "ping", ForgeGitHub, Trigger{Reason: "pong"}},
 		// Gitea and Forgejo send GitHub's push shape with fields of their own.
-		{"gitea_push.json", "push", Trigger{Build: true, Ref: "refs/heads/main", SHA: "c00a59055d4606f062751937fba2f40957dd3622",
+		{"gitea_push.json", "push", ForgeGitea, Trigger{Build: true, Ref: "refs/heads/main", SHA: "c00a59055d4606f062751937fba2f40957dd3622",
 			Author: "Jonas Reiter", Message: "Pin the lamp schedule to UTC\n\nThe harbour office publishes local times.\n"}},
-		{"forgejo_push.json", "push", Trigger{Build: true, Ref: "refs/heads/release/1.2", SHA: "befaa25de150d9ec658b0b12897bff38af11cca2",
+		{"forgejo_push.json", "push", ForgeGitea, Trigger{Build: true, Ref: "refs/heads/release/1.2", SHA: "befaa25de150d9ec658b0b12897bff38af11cca2",
 			Author: "Ana Ilić", Message: "Dim the breakwater lamp at dawn\n"}},
+		// Their pull requests are never trusted: one without a fork has the
+		// scope of its ref, one from a fork that of the fork's repository id.
+		{"gitea_pull_request_agit.json", "pull_request", ForgeGitea, Trigger{Build: true, Ref: "refs/pull/4/head",
+			SHA: "5b1e0d7c9f2a4b6e8d0c1a3f5e7b9d2c4a6f8e01", Author: "kai", Message: "Let the lamps blink in colour", FromFork: true}},
+		{"forgejo_pull_request_fork.json", "pull_request", ForgeGitea, Trigger{Build: true, Ref: "refs/pull/12/head",
+			SHA: "9d4c2b7a1e3f5a6b8c0d2e4f6a8b0c1d3e5f7a92", Author: "lena", Message: "Dim the harbour lamps in fog",
+			FromFork: true, ForkRepoID: 58, ForkRepo: "lena/harbor-lights"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			got, err := ParseWebhook(tt.event, fixture(t, tt.file))
+			got, err := ParseWebhook(tt.forge, tt.event, fixture(t, tt.file))
 			if err != nil || got != tt.want {
 				t.Errorf("ParseWebhook = %+v, %v\nwant %+v", got, err, tt.want)
 			}
 		})
 	}
 	for _, unhandled := range []string{"create", "delete"} {
-		if _, err := ParseWebhook(unhandled, fixture(t, unhandled+".json")); !errors.Is(err, ErrUnhandledEvent) {
+		if _, err := ParseWebhook(ForgeGitHub, unhandled, fixture(t, unhandled+".json")); !errors.Is(err, ErrUnhandledEvent) {
 			t.Errorf("%s event: err = %v, want ErrUnhandledEvent", unhandled, err)
 		}
 	}
-	if _, err := ParseWebhook("push", []byte(`{"ref": 12`)); !errors.Is(err, ErrMalformed) {
+	if _, err := ParseWebhook(ForgeGitHub, "push", []byte(`{"ref": 12`)); !errors.Is(err, ErrMalformed) {
 		t.Errorf("broken JSON: err = %v, want ErrMalformed", err)
 	}
 }
@@ -87,33 +96,33 @@ func TestParseWebhookFixtures(t *testing.T) {
 func TestParseWebhookSkipsAndForks(t *testing.T) {
 	for _, msg := range []string{"fix typo [ci skip]", "docs [SKIP CI]\n\nmore"} {
 		body := []byte(`{"ref":"refs/heads/main","after":"abc","head_commit":{"message":` + strconv.Quote(msg) + `}}`)
-		if got, err := ParseWebhook("push", body); err != nil || got.Build {
+		if got, err := ParseWebhook(ForgeGitHub, "push", body); err != nil || got.Build {
 			t.Errorf("%q: %+v, %v; want no build", msg, got, err)
 		}
 	}
 	fork := []byte(`{"action":"opened","pull_request":{"number":9,"title":"t","user":{"login":"eve"},
 		"head":{"sha":"f00f00f00f00f00f00f00f00f00f00f00f00f00f","repo":{"id":2,"full_name":"eve/harbor-lights"}},
 		"base":{"sha":"b00","repo":{"id":1,"full_name":"lanternfish/harbor-lights"}}}}`)
-	got, err := ParseWebhook("pull_request", fork)
-	if err != nil || !got.Build || !got.FromFork || got.ForkRepo != "eve/harbor-lights" || got.Ref != "refs/pull/9/head" {
+	got, err := ParseWebhook(ForgeGitHub, "pull_request", fork)
+	if err != nil || !got.Build || !got.FromFork || got.ForkRepoID != 2 || got.ForkRepo != "eve/harbor-lights" || got.Ref != "refs/pull/9/head" {
 		t.Errorf("fork pull request = %+v, %v", got, err)
 	}
 	// A deleted fork: GitHub sends no head repository.
 	deleted := []byte(`{"action":"reopened","pull_request":{"number":9,"title":"t","user":{"login":"eve"},
 		"head":{"sha":"f00f00f00f00f00f00f00f00f00f00f00f00f00f","repo":null},
 		"base":{"sha":"b00","repo":{"id":1,"full_name":"lanternfish/harbor-lights"}}}}`)
-	if got, err := ParseWebhook("pull_request", deleted); err != nil || !got.FromFork || got.ForkRepo != "" {
+	if got, err := ParseWebhook(ForgeGitHub, "pull_request", deleted); err != nil || !got.FromFork || got.ForkRepoID != 0 || got.ForkRepo != "" {
 		t.Errorf("pull request from a deleted fork = %+v, %v", got, err)
 	}
-	// The fork's name becomes its install cache scope: nothing else than owner/name passes.
+	// The fork's name is shown on pages and in logs: nothing else than owner/name passes.
 	for _, name := range []string{"eve", "eve/x/y", "eve/<b>", "eve/" + strings.Repeat("x", 300)} {
 		odd := strings.Replace(string(fork), `"eve/harbor-lights"`, strconv.Quote(name), 1)
-		if got, err := ParseWebhook("pull_request", []byte(odd)); !errors.Is(err, ErrMalformed) {
+		if got, err := ParseWebhook(ForgeGitHub, "pull_request", []byte(odd)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("fork named %.40q: %+v, %v; want ErrMalformed", name, got, err)
 		}
 	}
-	same, err := ParseWebhook("pull_request", fixture(t, "pull_request_opened.json"))
-	if err != nil || same.FromFork {
+	same, err := ParseWebhook(ForgeGitHub, "pull_request", fixture(t, "pull_request_opened.json"))
+	if err != nil || same.FromFork || same.ForkRepoID != 0 {
 		t.Errorf("same-repository pull request marked as a fork: %+v, %v", same, err)
 	}
 }
@@ -130,8 +139,53 @@ func TestParseWebhookRefusesSHAsAndRefsGitWouldMisread(t *testing.T) {
 		{"push", `{"ref":"--upload-pack=x","after":"` + sha + `"}`},
 		{"pull_request", `{"action":"opened","pull_request":{"number":9,"head":{"sha":"f00"}}}`},
 	} {
-		if got, err := ParseWebhook(tt.event, []byte(tt.body)); !errors.Is(err, ErrMalformed) {
+		if got, err := ParseWebhook(ForgeGitHub, tt.event, []byte(tt.body)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s %s: %+v, %v; want ErrMalformed", tt.event, tt.body, got, err)
 		}
+	}
+}
+
+// On Gitea and Forgejo anyone who can read a repository can open a pull
+// request whose head is that repository (AGit flow, no fork): such a pull
+// request is untrusted, with the install cache scope of its own ref, and so
+// it stays when the delivery comes without Gitea's headers, as the body
+// (Gitea's repo_id in its head) still tells where it is from.
+func TestGiteaSameRepoPullRequestBuildsUntrusted(t *testing.T) {
+	agit := fixture(t, "gitea_pull_request_agit.json")
+	for _, forge := range []Forge{ForgeGitea, ForgeGitHub} {
+		got, err := ParseWebhook(forge, "pull_request", agit)
+		if err != nil || !got.Build || !got.FromFork || got.ForkRepoID != 0 || got.ForkRepo != "" || got.Ref != "refs/pull/4/head" {
+			t.Errorf("AGit pull request, forge %d: %+v, %v; want an untrusted build of refs/pull/4/head without a fork repository", forge, got, err)
+		}
+	}
+	// GitHub's same-repository pull request, had Gitea sent it.
+	got, err := ParseWebhook(ForgeGitea, "pull_request", fixture(t, "pull_request_opened.json"))
+	if err != nil || !got.FromFork || got.ForkRepoID != 0 {
+		t.Errorf("same-repository pull request from Gitea: %+v, %v; want untrusted", got, err)
+	}
+}
+
+// Trust needs both repositories' ids: a pull request whose head or base
+// repository carries none (0 == 0 would read as "the same repository") is
+// untrusted, with the scope of its ref.
+func TestPullRequestWithoutRepoIDsIsUntrusted(t *testing.T) {
+	const pr = `{"action":"opened","pull_request":{"number":9,"title":"t","user":{"login":"eve"},
+		"head":{"sha":"f00f00f00f00f00f00f00f00f00f00f00f00f00f","repo":%s},
+		"base":{"sha":"b00","repo":%s}}}`
+	for _, tt := range []struct{ head, base string }{
+		{`{"full_name":"lanternfish/harbor-lights"}`, `{"full_name":"lanternfish/harbor-lights"}`},
+		{`{"id":0,"full_name":"lanternfish/harbor-lights"}`, `{"id":0,"full_name":"lanternfish/harbor-lights"}`},
+		{`{"full_name":"lanternfish/harbor-lights"}`, `{"id":1,"full_name":"lanternfish/harbor-lights"}`},
+		{`{"id":1,"full_name":"lanternfish/harbor-lights"}`, `{"full_name":"lanternfish/harbor-lights"}`},
+		{`{"id":1,"full_name":"lanternfish/harbor-lights"}`, `null`},
+	} {
+		got, err := ParseWebhook(ForgeGitHub, "pull_request", fmt.Appendf(nil, pr, tt.head, tt.base))
+		if err != nil || !got.Build || !got.FromFork || got.ForkRepoID != 0 || got.ForkRepo != "" {
+			t.Errorf("head %s, base %s: %+v, %v; want an untrusted build in its ref's scope", tt.head, tt.base, got, err)
+		}
+	}
+	trusted, err := ParseWebhook(ForgeGitHub, "pull_request", fmt.Appendf(nil, pr, `{"id":1}`, `{"id":1}`))
+	if err != nil || trusted.FromFork {
+		t.Errorf("same repository with its id on both sides: %+v, %v; want trusted", trusted, err)
 	}
 }

@@ -31,6 +31,11 @@ var (
 // also takes anything `git rev-parse --verify REF^{commit}` takes, such as a
 // short SHA or main~2, again with the SHA as fullRef.
 //
+// It refuses a pull or merge request's ref (refs/pull/…, refs/merge-requests/…,
+// also as git reads pull/7/head in a repository on this machine): such a
+// commit is a stranger's, built from its webhook without the project's
+// secrets, never as the trusted build a person runs.
+//
 // The refs are listed with git ls-remote. Each git command waits for a slot
 // Limits.Wait at most (else the error is ErrBusy) and runs for
 // Limits.ResolveTimeout at most. Over SSH the server's host key is checked
@@ -52,6 +57,9 @@ func ResolveRef(ctx context.Context, r Remote, ref string) (fullRef, sha string,
 	}
 	if strings.HasPrefix(ref, "-") {
 		return "", "", fmt.Errorf("%q is not a branch, tag or commit: it cannot start with -", ref)
+	}
+	if strings.HasPrefix(ref, "refs/") && pullRequestRef(ref) {
+		return "", "", errPullRequestRef(ref)
 	}
 	t, err := newTransport(r)
 	if err != nil {
@@ -108,6 +116,9 @@ func ResolveRef(ctx context.Context, r Remote, ref string) (fullRef, sha string,
 	switch {
 	case strings.HasPrefix(ref, "refs/"):
 		return "", "", fmt.Errorf("no ref %s in %s", ref, shown)
+	case local && pullRequestRef(ref):
+		// rev-parse would find pull/7/head as refs/pull/7/head.
+		return "", "", errPullRequestRef(ref)
 	case local:
 		sha, err := revParse(ctx, dir, ref)
 		switch {
@@ -124,6 +135,18 @@ func ResolveRef(ctx context.Context, r Remote, ref string) (fullRef, sha string,
 		return "", "", fmt.Errorf("no branch or tag %s in %s (a commit needs its full 40-character SHA)", ref, shown)
 	}
 	return "", "", fmt.Errorf("no branch or tag %s in %s", ref, shown)
+}
+
+// pullRequestRef says whether name, with or without its refs/ prefix, is
+// under a pull or merge request's refs (GitHub, Gitea and Forgejo keep
+// refs/pull/N/head, GitLab refs/merge-requests/N/head).
+func pullRequestRef(name string) bool {
+	name = strings.TrimPrefix(name, "refs/")
+	return strings.HasPrefix(name, "pull/") || strings.HasPrefix(name, "merge-requests/")
+}
+
+func errPullRequestRef(ref string) error {
+	return fmt.Errorf("%s is a pull request's ref: pull requests are built from their webhooks, without the project's secrets", ref)
 }
 
 // plainRefName says whether git would take name literally as an ls-remote

@@ -102,7 +102,7 @@ func TestForkInstallNeverReachesTrustedCache(t *testing.T) {
 		scopes[img.Labels[runner.LabelScope]]++
 	}
 	t.Logf("cache images by scope: %v", scopes)
-	if len(imgs) != 2 || scopes["project"] != 1 || scopes["fork:mallory/harbor-lights"] != 1 {
+	if len(imgs) != 2 || scopes["project"] != 1 || scopes["fork-id:999001"] != 1 {
 		t.Errorf("cache images by scope = %v, want one of the project's and one of the fork's", scopes)
 	}
 	if res, _ := b.do("POST", fmt.Sprintf("/projects/%d/cache/clear", p.ID), url.Values{}); res.StatusCode != 303 {
@@ -195,11 +195,14 @@ func TestJobPageNamesItsInstallCacheScope(t *testing.T) {
 	}{
 		{store.NewBuild{Ref: "refs/heads/main", SHA: strings.Repeat("a", 40)}, store.CacheHit,
 			"Install cache: project cache · hit, install script skipped"},
-		{store.NewBuild{Ref: "refs/pull/7/head", SHA: strings.Repeat("b", 40), FromFork: true, ForkRepo: "alice/repo"}, store.CacheMiss,
+		{store.NewBuild{Ref: "refs/pull/7/head", SHA: strings.Repeat("b", 40), FromFork: true, ForkRepo: "alice/repo", ForkRepoID: 77}, store.CacheMiss,
 			"Install cache: fork scope alice/repo (never used by trusted builds) · miss, install script ran"},
 		{store.NewBuild{Ref: "refs/pull/8/head", SHA: strings.Repeat("c", 40), FromFork: true}, store.CacheHit,
 			"Install cache: fork scope refs/pull/8/head (never used by trusted builds) · hit, install script skipped"},
 		{store.NewBuild{Ref: "refs/heads/dev", SHA: strings.Repeat("d", 40)}, store.CacheNone, ""}, // ended before its install step
+		// A job from before scopes followed ids kept its fork's name in its scope.
+		{store.NewBuild{Ref: "refs/pull/9/head", SHA: strings.Repeat("e", 40), FromFork: true, ForkRepo: "bob/repo"}, store.CacheHit,
+			"Install cache: fork scope bob/repo (never used by trusted builds) · hit, install script skipped"},
 	} {
 		tt.build.ProjectID = p.ID
 		bd, jobs, err := s.db.CreateBuild(ctx, tt.build)
@@ -212,6 +215,9 @@ func TestJobPageNamesItsInstallCacheScope(t *testing.T) {
 		u := store.JobUpdate{Status: store.JobSuccess, Cache: tt.cache}
 		if tt.cache != store.CacheNone {
 			u.CacheID, u.CacheScope = "c0ffee", bd.CacheScope()
+			if bd.ForkRepo != "" && bd.ForkRepoID == 0 {
+				u.CacheScope = store.CacheScope("fork:" + bd.ForkRepo)
+			}
 		}
 		if _, err := s.db.UpdateJob(ctx, jobs[0].ID, u); err != nil {
 			t.Fatal(err)

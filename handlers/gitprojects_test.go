@@ -341,3 +341,52 @@ func TestNonAdminGitHubProjectNeedsRepositoryTheyAdminister(t *testing.T) {
 		t.Errorf("an admin's project of any URL: %d, %v", res.StatusCode, err)
 	}
 }
+
+// *Run build* never builds a pull or merge request's ref, however it is
+// typed: such a commit is a stranger's, and a person's build would give it
+// the project's secrets and its trusted install cache.
+func TestRunBuildRefusesPullRequestRefs(t *testing.T) {
+	s := newLocalTestServer(t)
+	ctx := context.Background()
+	ann := localAdmin(t, s, "ann", "ann's password")
+	a := newBrowser(t, s)
+	login(a, "ann", "ann's password", "")
+	repo, _ := gitRepo(t, t.TempDir(), false)
+	git := func(args ...string) string {
+		cmd := exec.Command("git", append([]string{"-C", repo}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Mallory", "GIT_AUTHOR_EMAIL=m@example.com",
+			"GIT_COMMITTER_NAME=Mallory", "GIT_COMMITTER_EMAIL=m@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	// A fork's commit, reachable only from the refs its pull request left.
+	fork := git("commit-tree", "-p", "HEAD", "-m", "Exfiltrate the secrets", "HEAD^{tree}")
+	git("update-ref", "refs/pull/7/head", fork)
+	git("update-ref", "refs/merge-requests/3/head", fork)
+	p, err := s.db.CreateProject(ctx, store.NewProject{OwnerID: ann.ID, Source: store.SourceGit, FullName: "team/app", GitURL: repo,
+		WebhookSecret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "busybox", BuildScript: "#!/bin/sh"}); err != nil {
+		t.Fatal(err)
+	}
+	builds := fmt.Sprintf("/projects/%d/builds", p.ID)
+	for _, ref := range []string{"refs/pull/7/head", "pull/7/head", "refs/pull/7/head~0", "pull/7/head^{commit}",
+		"refs/merge-requests/3/head", "merge-requests/3/head"} {
+		res, page := a.do("POST", builds, url.Values{"ref": {ref}})
+		alert := parse(t, page).Find(`[role="alert"]`).Text()
+		if res.StatusCode != 422 || !strings.Contains(alert, "is a pull request's ref: pull requests are built from their webhooks") {
+			t.Errorf("run %s: %d %q, want 422 saying pull requests are built from their webhooks", ref, res.StatusCode, alert)
+		}
+	}
+	if n := rows(t, s.db, p.ID); n != 0 {
+		t.Fatalf("%d builds made of pull request refs", n)
+	}
+	if res, _ := a.do("POST", builds, url.Values{"ref": {"main"}}); res.StatusCode != 303 || rows(t, s.db, p.ID) != 1 {
+		t.Errorf("run main after the refusals: %d", res.StatusCode)
+	}
+}

@@ -207,7 +207,12 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 	body := chunks.bytes()
 
 	event := firstHeader(r, "X-GitHub-Event", "X-Gitea-Event", "X-Forgejo-Event")
-	t, err := gh.ParseWebhook(event, body)
+	// Gitea and Forgejo send X-GitHub-Event too, beside their own names.
+	forge := gh.ForgeGitHub
+	if firstHeader(r, "X-Gitea-Event", "X-Forgejo-Event") != "" {
+		forge = gh.ForgeGitea
+	}
+	t, err := gh.ParseWebhook(forge, event, body)
 	switch {
 	case errors.Is(err, gh.ErrUnhandledEvent):
 		w.WriteHeader(http.StatusNoContent)
@@ -221,7 +226,7 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 
 	b, jobs, err := h.db.CreateBuild(r.Context(), store.NewBuild{
 		ProjectID: projectID, Ref: t.Ref, SHA: t.SHA, Author: t.Author, Message: t.Message,
-		FromFork: t.FromFork, ForkRepo: t.ForkRepo, Payload: body, Event: event,
+		FromFork: t.FromFork, ForkRepo: t.ForkRepo, ForkRepoID: t.ForkRepoID, Payload: body, Event: event,
 		DeliveryID: firstHeader(r, "X-GitHub-Delivery", "X-Gitea-Delivery", "X-Forgejo-Delivery"),
 	})
 	switch {

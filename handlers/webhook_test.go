@@ -234,6 +234,74 @@ func TestWebhookFixtures(t *testing.T) {
 	}
 }
 
+// Through the signed ingress, pull requests from Gitea and Forgejo (an AGit
+// one without a fork, one from a fork) and a Gitea body delivered without
+// Gitea's headers build without the project's secrets and outside its
+// install cache, each AGit pull request in the scope of its own ref, while
+// GitHub's pull request from a branch of the same repository stays trusted.
+func TestGiteaPullRequestsRunWithoutTheProjectsSecrets(t *testing.T) {
+	s := newTestServer(t)
+	p, _ := webhookProjects(t, s.db)
+	ctx := context.Background()
+	if err := s.db.SetSecret(ctx, p.ID, store.Secret{Name: "DEPLOY_TOKEN", Value: "hunter2"}); err != nil {
+		t.Fatal(err)
+	}
+	agit := readFixture(t, "gitea_pull_request_agit.json")
+	var m map[string]any
+	if err := json.Unmarshal(agit, &m); err != nil {
+		t.Fatal(err)
+	}
+	pr := m["pull_request"].(map[string]any)
+	pr["number"] = 5
+	pr["head"].(map[string]any)["sha"] = strings.Repeat("5", 40)
+	unheaded, _ := json.Marshal(m)
+	signed := http.Header{}
+	signed.Set("X-GitHub-Event", "pull_request")
+	signed.Set("X-GitHub-Delivery", "unheaded")
+	signed.Set("X-Hub-Signature-256", gh.Sign([]byte(testSecret), unheaded))
+	for _, tt := range []struct {
+		name    string
+		header  http.Header
+		body    []byte
+		scope   store.CacheScope
+		secrets int
+	}{
+		{"Gitea, AGit", forgeHeaders("Gitea", "pull_request", "agit", []byte(testSecret), agit), agit, "fork-ref:refs/pull/4/head", 0},
+		{"Forgejo, from a fork", forgeHeaders("Forgejo", "pull_request", "fork", []byte(testSecret), readFixture(t, "forgejo_pull_request_fork.json")),
+			readFixture(t, "forgejo_pull_request_fork.json"), "fork-id:58", 0},
+		{"Gitea's body under GitHub's headers alone", signed, unheaded, "fork-ref:refs/pull/5/head", 0},
+		{"GitHub, same repository", func() http.Header {
+			h := http.Header{}
+			h.Set("X-GitHub-Event", "pull_request")
+			h.Set("X-GitHub-Delivery", "github")
+			h.Set("X-Hub-Signature-256", gh.Sign([]byte(testSecret), readFixture(t, "pull_request_opened.json")))
+			return h
+		}(), readFixture(t, "pull_request_opened.json"), store.CacheScopeProject, 1},
+	} {
+		code, out := post(t, s, p.ID, tt.header, tt.body)
+		if code != 201 {
+			t.Errorf("%s: %d %v, want 201", tt.name, code, out)
+			continue
+		}
+		b, err := s.db.BuildByNumber(ctx, p.ID, int(out["build"].(float64)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs, err := s.db.Jobs(ctx, b.ID)
+		if err != nil || len(jobs) != 1 {
+			t.Fatalf("%s: jobs %v, %v", tt.name, jobs, err)
+		}
+		run, err := s.db.JobRunOf(ctx, jobs[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.CacheScope() != tt.scope || len(run.Secrets) != tt.secrets {
+			t.Errorf("%s: build %s in scope %q with %d secrets, want scope %q and %d secrets", tt.name, b.Ref, b.CacheScope(),
+				len(run.Secrets), tt.scope, tt.secrets)
+		}
+	}
+}
+
 // Forged, unsigned and misdirected webhooks are refused before anything is written.
 // Refused webhooks answer their status and write no build: bad signatures, an
 // unknown project, malformed or oversize bodies, and SHAs or refs git would

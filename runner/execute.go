@@ -62,6 +62,7 @@ type spec struct {
 	build     string
 	tracked   []string
 	scope     store.CacheScope // whose install cache images the job reads and writes
+	fork      string           // names the fork whose scope is scope, for the log; "" for the project scope
 	src       source
 	env       []string // the build step's environment; the install step gets none of it
 }
@@ -176,8 +177,8 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 			return fail("Could not read the tracked files: %s", err)
 		}
 		res.cacheID, res.scope = cacheID(base.ID, s.install, ids), s.scope
-		if fork, ok := s.scope.Fork(); ok {
-			say(out, "Using the install cache of the fork %s, which trusted builds never use", fork)
+		if s.fork != "" {
+			say(out, "Using the install cache of the fork %s, which trusted builds never use", s.fork)
 		}
 		cached := r.cacheImage(res.cacheID, s.projectID, s.scope)
 		if img, err := r.docker.InspectImage(cached); err == nil {

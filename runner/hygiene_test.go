@@ -93,8 +93,10 @@ func TestSweepRemovesOnlyOwnLeftovers(t *testing.T) {
 	for i := range 4 {
 		own = append(own, cacheImage(mine, p.ID, store.CacheScopeProject, i))
 	}
-	for i, fork := range []string{"eve/app", "eve/app", "mallory/app"} {
-		forks = append(forks, cacheImage(mine, p.ID, store.ForkCacheScope(fork), 4+i))
+	// The last is keyed by its fork's name, as before scopes followed ids:
+	// it still counts among the forks'.
+	for i, fork := range []store.CacheScope{store.ForkCacheScope(101), store.ForkCacheScope(202), "fork:mallory/app"} {
+		forks = append(forks, cacheImage(mine, p.ID, fork, 4+i))
 	}
 	unscoped := cacheImage(mine, p.ID, store.CacheScopeUnset, 9)  // made before scopes: it may hold a fork's install
 	gone := cacheImage(mine, 987654, store.CacheScopeProject, 10) // a deleted project's

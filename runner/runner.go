@@ -470,10 +470,12 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 		fmt.Fprintf(out, "\x1b[1;31m==> %s\x1b[0m\r\n", msg)
 		return result{status: store.JobError, message: msg}
 	}
+	scope := run.Build.CacheScope()
+	fork, _ := run.Build.ScopeName(scope)
 	return r.execute(ctx, spec{
 		jobID: run.Job.ID, projectID: run.Project.ID, image: run.Hook.DockerImage,
 		install: run.Hook.InstallScript, build: run.Hook.BuildScript, tracked: run.Hook.TrackedFiles,
-		scope: run.Build.CacheScope(), src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run),
+		scope: scope, fork: fork, src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run),
 	}, out)
 }
 

@@ -29,8 +29,9 @@ type Build struct {
 	SHA        string
 	Author     string
 	Message    string
-	FromFork   bool   // a pull request from another repository: no project secrets
-	ForkRepo   string // the fork's full name (owner/name); empty for others and an unknown fork
+	FromFork   bool   // an untrusted pull request (see NewBuild.FromFork): no project secrets
+	ForkRepo   string // the fork's full name (owner/name), for people; empty for others and an unknown fork
+	ForkRepoID int64  // the fork repository's id, which names its install cache scope; 0 for others and an unknown fork
 	Status     BuildStatus
 	CreatedAt  time.Time
 	StartedAt  time.Time
@@ -56,18 +57,35 @@ func (b Build) ShortSHA() string {
 }
 
 // CacheScope is the install cache scope of the build's jobs: the project's
-// for a build of the project's own repository; for a build from a fork,
-// one of that fork's own (ForkCacheScope), or, when the fork's repository
-// is unknown, one of the build's ref alone. Trusted builds never read or
-// write a fork's scope.
+// for a trusted build; for an untrusted one, that of its fork repository's
+// id (ForkCacheScope), or, when that is unknown or the pull request comes
+// from the project's own repository (a Gitea or Forgejo pull request), one
+// of the build's ref alone. Trusted builds never read or write a fork's
+// scope.
 func (b Build) CacheScope() CacheScope {
 	switch {
 	case !b.FromFork:
 		return CacheScopeProject
-	case b.ForkRepo != "":
-		return ForkCacheScope(b.ForkRepo)
+	case b.ForkRepoID != 0:
+		return ForkCacheScope(b.ForkRepoID)
 	default:
 		return CacheScope(forkRefScope + b.Ref)
+	}
+}
+
+// ScopeName names the install cache scope s of one of b's jobs for people:
+// the scope of b's fork repository by the fork's full name ("repository
+// <id>" when the name is unknown), other fork scopes by what they hold
+// (see CacheScope.Fork). ok is false when s is no fork's scope.
+func (b Build) ScopeName(s CacheScope) (name string, ok bool) {
+	name, ok = s.Fork()
+	switch {
+	case !ok || b.ForkRepoID == 0 || s != ForkCacheScope(b.ForkRepoID):
+		return name, ok
+	case b.ForkRepo != "":
+		return b.ForkRepo, true
+	default:
+		return "repository " + name, true
 	}
 }
 
@@ -78,8 +96,13 @@ type NewBuild struct {
 	SHA       string
 	Author    string
 	Message   string
-	FromFork  bool
-	ForkRepo  string // with FromFork: the fork's full name (ValidFullName, at most MaxForkRepo bytes), or empty
+	// FromFork is a pull request Kozmic does not trust: from another
+	// repository, from Gitea or Forgejo, or whose repositories are not known.
+	FromFork bool
+	ForkRepo string // with FromFork: the fork's full name (ValidFullName, at most MaxForkRepo bytes), or empty
+	// ForkRepoID is, with FromFork, the id of the fork's repository, or 0
+	// when it is unknown or the project's own.
+	ForkRepoID int64
 	// Payload is the JSON that caused the build (the webhook body), kept with
 	// every hook call. Empty means {}.
 	Payload []byte
@@ -92,13 +115,13 @@ type NewBuild struct {
 // MaxForkRepo bounds NewBuild.ForkRepo.
 const MaxForkRepo = 256
 
-const buildColumns = `id, project_id, number, ref, sha, author, message, from_fork, fork_repo, status,
-	created_at, started_at, finished_at`
+const buildColumns = `id, project_id, number, ref, sha, author, message, from_fork, fork_repo, fork_repo_id,
+	status, created_at, started_at, finished_at`
 
 // buildFields are where the columns of buildColumns scan to.
 func buildFields(b *Build) []any {
 	return []any{&b.ID, &b.ProjectID, &b.Number, &b.Ref, &b.SHA, &b.Author, &b.Message, &b.FromFork,
-		&b.ForkRepo, &b.Status, msTime{&b.CreatedAt}, msTime{&b.StartedAt}, msTime{&b.FinishedAt}}
+		&b.ForkRepo, &b.ForkRepoID, &b.Status, msTime{&b.CreatedAt}, msTime{&b.StartedAt}, msTime{&b.FinishedAt}}
 }
 
 func scanBuild(row scanner) (Build, error) {
@@ -114,16 +137,19 @@ func scanBuild(row scanner) (Build, error) {
 // If the project already has a build for that ref and SHA, that build is
 // returned with no jobs. A delivery recorded before is ErrSeenDelivery and
 // writes nothing; a project without hooks is ErrNoHooks; a missing project
-// is ErrNotFound; a build without ref or commit, or a ForkRepo that is not a
-// fork's full name, is ErrInvalid.
+// is ErrNotFound; a build without ref or commit, a ForkRepo that is not a
+// fork's full name, or a fork repository on a build not FromFork or with a
+// negative id, is ErrInvalid.
 func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error) {
 	switch {
 	case nb.Ref == "" || nb.SHA == "":
 		return Build{}, nil, invalid("a build needs a ref and a commit")
-	case nb.ForkRepo != "" && !nb.FromFork:
+	case (nb.ForkRepo != "" || nb.ForkRepoID != 0) && !nb.FromFork:
 		return Build{}, nil, invalid("only a build from a fork has a fork repository")
 	case nb.ForkRepo != "" && (!ValidFullName(nb.ForkRepo) || len(nb.ForkRepo) > MaxForkRepo):
 		return Build{}, nil, invalid(fmt.Sprintf(`the fork repository's name must look like "owner/name", in at most %d bytes`, MaxForkRepo))
+	case nb.ForkRepoID < 0:
+		return Build{}, nil, invalid("the fork repository's id cannot be negative")
 	}
 	payload := "{}"
 	if len(nb.Payload) > 0 {
@@ -169,9 +195,9 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error
 			return wrap("allocate build number", err)
 		}
 		b, err = scanBuild(tx.QueryRowContext(ctx, `
-			INSERT INTO builds (project_id, number, ref, sha, author, message, from_fork, fork_repo, status, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'enqueued', ?) RETURNING `+buildColumns,
-			nb.ProjectID, b.Number, nb.Ref, nb.SHA, nb.Author, nb.Message, nb.FromFork, nb.ForkRepo, now))
+			INSERT INTO builds (project_id, number, ref, sha, author, message, from_fork, fork_repo, fork_repo_id, status, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'enqueued', ?) RETURNING `+buildColumns,
+			nb.ProjectID, b.Number, nb.Ref, nb.SHA, nb.Author, nb.Message, nb.FromFork, nb.ForkRepo, nb.ForkRepoID, now))
 		if err != nil {
 			return wrap("insert build", err)
 		}

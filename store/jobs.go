@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -29,22 +30,28 @@ const (
 	CacheScopeProject CacheScope = "project" // builds of the project's own repository
 )
 
-// The prefixes of fork scopes: a fork repository's full name, or the ref of
-// a build from a fork whose repository is unknown.
+// The prefixes of fork scopes: a fork repository's id, or the ref of a
+// build from a fork whose repository is unknown or the project's own. Scopes
+// of a fork repository's full name were made before migration 00010: their
+// images are never read again.
 const (
-	forkScope    = "fork:"
-	forkRefScope = "fork-ref:"
+	forkIDScope   = "fork-id:"
+	forkRefScope  = "fork-ref:"
+	forkNameScope = "fork:"
 )
 
 // ForkCacheScope is the install cache scope of builds from the fork
-// repository repo (owner/name).
-func ForkCacheScope(repo string) CacheScope { return CacheScope(forkScope + repo) }
+// repository whose id is repoID.
+func ForkCacheScope(repoID int64) CacheScope {
+	return CacheScope(forkIDScope + strconv.FormatInt(repoID, 10))
+}
 
-// Fork reports whether s is a fork's scope, and names the fork: its
-// repository's full name, or the ref of its build when the repository is
-// unknown.
+// Fork reports whether s is a fork's scope, and names the fork by what the
+// scope holds: its repository's id (Build.ScopeName finds its full name),
+// the ref of its build, or, for a scope from before ids, the repository's
+// full name.
 func (s CacheScope) Fork() (string, bool) {
-	for _, p := range []string{forkScope, forkRefScope} {
+	for _, p := range []string{forkIDScope, forkRefScope, forkNameScope} {
 		if name, ok := strings.CutPrefix(string(s), p); ok {
 			return name, true
 		}

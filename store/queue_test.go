@@ -254,7 +254,7 @@ func TestForkBuildsHaveCacheScopesOfTheirOwn(t *testing.T) {
 	ctx := context.Background()
 	db, f, trusted, jobs := newBuildFixture(t)
 	fork, forkJobs, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/pull/3/head", SHA: "f00",
-		FromFork: true, ForkRepo: "eve/widget"})
+		FromFork: true, ForkRepo: "eve/widget", ForkRepoID: 4242})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestForkBuildsHaveCacheScopesOfTheirOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, err := db.BuildByID(ctx, fork.ID); err != nil || again.ForkRepo != "eve/widget" {
+	if again, err := db.BuildByID(ctx, fork.ID); err != nil || again.ForkRepo != "eve/widget" || again.ForkRepoID != 4242 {
 		t.Errorf("stored fork build = %+v, %v", again, err)
 	}
 	for _, tt := range []struct {
@@ -272,25 +272,31 @@ func TestForkBuildsHaveCacheScopesOfTheirOwn(t *testing.T) {
 		isForkOne bool
 	}{
 		{trusted, CacheScopeProject, "", false},
-		{fork, "fork:eve/widget", "eve/widget", true},
+		{fork, "fork-id:4242", "eve/widget", true},
 		{gone, "fork-ref:refs/pull/4/head", "refs/pull/4/head", true}, // the fork's repository is unknown
 	} {
 		scope := tt.b.CacheScope()
-		name, isFork := scope.Fork()
+		name, isFork := tt.b.ScopeName(scope)
 		if scope != tt.want || name != tt.fork || isFork != tt.isForkOne {
 			t.Errorf("build %s: scope %q (fork %q, %v), want %q", tt.b.Ref, scope, name, isFork, tt.want)
 		}
+	}
+	// A job from before scopes followed ids names its fork by the name it kept.
+	if name, ok := fork.ScopeName("fork:eve/widget"); !ok || name != "eve/widget" {
+		t.Errorf("name-keyed scope of an older job: %q, %v", name, ok)
 	}
 
 	before := count(t, db, `SELECT COUNT(*) FROM builds`)
 	for _, nb := range []NewBuild{
 		{ProjectID: f.project.ID, Ref: "refs/heads/x", SHA: "a1", ForkRepo: "eve/widget"}, // not from a fork
+		{ProjectID: f.project.ID, Ref: "refs/heads/x", SHA: "a5", ForkRepoID: 4242},       // not from a fork
+		{ProjectID: f.project.ID, Ref: "refs/pull/5/head", SHA: "a6", FromFork: true, ForkRepoID: -1},
 		{ProjectID: f.project.ID, Ref: "refs/pull/5/head", SHA: "a2", FromFork: true, ForkRepo: "eve"},
 		{ProjectID: f.project.ID, Ref: "refs/pull/5/head", SHA: "a3", FromFork: true, ForkRepo: "eve/../x"},
 		{ProjectID: f.project.ID, Ref: "refs/pull/5/head", SHA: "a4", FromFork: true, ForkRepo: "eve/" + strings.Repeat("w", MaxForkRepo)},
 	} {
 		if _, _, err := db.CreateBuild(ctx, nb); !errors.Is(err, ErrInvalid) {
-			t.Errorf("fork repository %q (from a fork: %v): err = %v, want ErrInvalid", nb.ForkRepo, nb.FromFork, err)
+			t.Errorf("fork repository %q, id %d (from a fork: %v): err = %v, want ErrInvalid", nb.ForkRepo, nb.ForkRepoID, nb.FromFork, err)
 		}
 	}
 	if after := count(t, db, `SELECT COUNT(*) FROM builds`); after != before {
@@ -313,7 +319,7 @@ func TestForkBuildsHaveCacheScopesOfTheirOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(used) != 2 || used[CacheUse{CacheScopeProject, "same"}].IsZero() || used[CacheUse{"fork:eve/widget", "same"}].IsZero() {
+	if len(used) != 2 || used[CacheUse{CacheScopeProject, "same"}].IsZero() || used[CacheUse{"fork-id:4242", "same"}].IsZero() {
 		t.Errorf("cache last used = %v, want the project's and the fork's use of \"same\" apart", used)
 	}
 }

@@ -956,7 +956,7 @@ type JobView struct {
 	Duration     string
 	Error        string
 	Cache        store.CacheResult
-	CacheScope   store.CacheScope // whose install cache Cache refers to
+	CacheFork    string // the fork whose install cache scope Cache refers to; "" for the project's
 	Attempts     []AttemptLink
 	CanConfigure bool
 	CanCancel    bool
@@ -1379,9 +1379,9 @@ func JobHead(v JobView) templ.Component {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var67 string
-			templ_7745c5c3_Var67, templ_7745c5c3_Err = templ.JoinStringErrs(cacheNote(v.Cache, v.CacheScope))
+			templ_7745c5c3_Var67, templ_7745c5c3_Err = templ.JoinStringErrs(cacheNote(v.Cache, v.CacheFork))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/builds.templ`, Line: 341, Col: 75}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/builds.templ`, Line: 341, Col: 74}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var67))
 			if templ_7745c5c3_Err != nil {
@@ -1461,11 +1461,11 @@ func JobHead(v JobView) templ.Component {
 	})
 }
 
-// cacheNote says whose install cache a job's install step used, and
-// whether it was a hit.
-func cacheNote(c store.CacheResult, scope store.CacheScope) string {
+// cacheNote says whose install cache a job's install step used (the
+// project's, or fork's when that is not empty), and whether it was a hit.
+func cacheNote(c store.CacheResult, fork string) string {
 	used := "Install cache: project cache · "
-	if fork, ok := scope.Fork(); ok {
+	if fork != "" {
 		used = "Install cache: fork scope " + fork + " (never used by trusted builds) · "
 	}
 	if c == store.CacheHit {

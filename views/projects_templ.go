@@ -796,7 +796,7 @@ func connection(v ProjectView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 75, "</code></p><p class=\"muted\">Gitea and Forgejo: add a webhook of type Gitea with this URL and secret, content type <code>application/json</code>, on push events. A plain git server: save this as <code>hooks/post-receive</code> in the bare repository and make it executable (it needs <code>curl</code> and <code>openssl</code>):</p><pre class=\"copy\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 75, "</code></p><p class=\"muted\">Gitea and Forgejo: add a webhook of type Gitea with this URL and secret, content type <code>application/json</code>, on push events, and on pull request events to build pull requests too. Those always build without the project's secrets and its install cache, forks or not: on Gitea and Forgejo anyone who can read the repository can open one. A plain git server: save this as <code>hooks/post-receive</code> in the bare repository and make it executable (it needs <code>curl</code> and <code>openssl</code>):</p><pre class=\"copy\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

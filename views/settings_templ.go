@@ -243,7 +243,7 @@ func SettingsPage(v SettingsView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 21, "</ul></section><section class=\"panel wide\"><h2>Secrets</h2><p class=\"muted\">Given to build scripts as environment variables (never to pull requests from forks) and masked in logs. Values cannot be read back; setting a name again replaces its value.</p><ul class=\"rows\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 21, "</ul></section><section class=\"panel wide\"><h2>Secrets</h2><p class=\"muted\">Given to build scripts as environment variables (never to pull requests from forks, nor to any from Gitea or Forgejo) and masked in logs. Values cannot be read back; setting a name again replaces its value.</p><ul class=\"rows\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
