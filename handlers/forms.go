@@ -3,8 +3,8 @@ package handlers
 import (
 	"errors"
 	"fmt"
+	textclip "kozmic/internal/clip"
 	"net/http"
-	"unicode/utf8"
 )
 
 // Caps on what strangers can make the server hold or log.
@@ -48,16 +48,6 @@ func (h *Handler) limitForms(next http.Handler) http.Handler {
 	})
 }
 
-// clip returns s cut to maxLoggedLen bytes (on a character boundary) and
-// marked "…" if it was longer: what a log line may hold of a value that
-// someone else chose.
-func clip(s string) string {
-	if len(s) <= maxLoggedLen {
-		return s
-	}
-	i := maxLoggedLen
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
-}
+// clip returns s cut to maxLoggedLen bytes: what a log line may hold of a
+// value that someone else chose.
+func clip(s string) string { return textclip.To(s, maxLoggedLen) }

@@ -153,16 +153,3 @@ func TestLoginLimiterStaysBoundedUnderAFloodOfKeysAndForgetsTheLeastRecent(t *te
 		t.Error("bob's key, attempted mid-flood, lost its count to the flood's older keys")
 	}
 }
-
-func TestClipCutsOnACharacterBoundary(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"ann", "ann"},
-		{strings.Repeat("a", maxLoggedLen), strings.Repeat("a", maxLoggedLen)},
-		{strings.Repeat("a", maxLoggedLen+1), strings.Repeat("a", maxLoggedLen) + "…"},
-		{"a" + strings.Repeat("é", maxLoggedLen), "a" + strings.Repeat("é", (maxLoggedLen-1)/2) + "…"},
-	} {
-		if got := clip(tc.in); got != tc.want {
-			t.Errorf("clip(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"kozmic/internal/clip"
 	"log/slog"
 	"net"
 	"net/mail"
@@ -187,12 +188,17 @@ func (m *Mailer) retryAt(err error, ml store.Mail, now time.Time) time.Time {
 	return next
 }
 
+// maxSubjectLine is the bytes of a commit's subject line a mail shows.
+const maxSubjectLine = 200
+
 // Compose writes the mail for a build that failed or errored: the subject
 // "[failure] owner/repo#12 (main — abc12345)" and a body with a link to
-// the build.
+// the build. The commit's subject line is cut to maxSubjectLine bytes.
 func Compose(p store.Project, b store.Build, baseURL string) (subject, body string) {
 	subject = fmt.Sprintf("[%s] %s#%d (%s — %s)", b.Status, p.FullName, b.Number, b.Branch(), b.ShortSHA())
 	message, _, _ := strings.Cut(b.Message, "\n")
+	// A commit's subject line is the pusher's to choose, and can be megabytes.
+	message = clip.To(message, maxSubjectLine)
 	body = fmt.Sprintf("Build #%d of %s %s.\n\nBranch: %s\nCommit: %s %s\nAuthor: %s\n\n%s%s\n\n-- \nKozmic\n",
 		b.Number, p.FullName, b.Status.AsJob().Phrase(), b.Branch(), b.ShortSHA(), message, b.Author,
 		strings.TrimRight(baseURL, "/"), paths.Build(p.ID, b.Number))

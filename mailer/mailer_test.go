@@ -255,6 +255,18 @@ func TestMailOnFailure(t *testing.T) {
 	}
 }
 
+// A commit's subject line is the pusher's to choose; a mail shows its first
+// maxSubjectLine bytes, not the megabytes a webhook may carry.
+func TestFailureMailClipsAHugeCommitSubject(t *testing.T) {
+	huge := strings.Repeat("x", 1<<20)
+	_, body := Compose(store.Project{ID: 1, FullName: "octocat/Hello-World"},
+		store.Build{Number: 1, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), Message: huge + "\nmore", Status: store.BuildFailure},
+		"https://ci.example.com")
+	if len(body) > 2*maxSubjectLine+400 || !strings.Contains(body, strings.Repeat("x", maxSubjectLine)+"…") {
+		t.Errorf("a mail of a 1 MiB subject line has %d bytes; want it cut to %d and marked", len(body), maxSubjectLine)
+	}
+}
+
 func TestNoMailForSuccessOrWhenOff(t *testing.T) {
 	f := newFixture(t)
 	srv := newSMTPServer(t, 0)
