@@ -5,6 +5,7 @@
 package mailer
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,10 +15,13 @@ import (
 	"net"
 	"net/mail"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
+	terminal "github.com/buildkite/terminal-to-html/v3"
 	gomail "github.com/wneessen/go-mail"
 
 	"kozmic/internal/outbox"
@@ -37,6 +41,10 @@ type Config struct {
 type Store interface {
 	ProjectByID(ctx context.Context, id int64) (store.Project, error)
 	ProjectRecipients(ctx context.Context, projectID int64) ([]string, error)
+	Secrets(ctx context.Context, projectID int64) ([]store.Secret, error)
+	Jobs(ctx context.Context, buildID int64) ([]store.Job, error)
+	LogInfoOf(ctx context.Context, jobID int64) (store.LogInfo, error)
+	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
 	EnqueueMail(ctx context.Context, projectID int64, to []string, subject, body string) error
 	DueMail(ctx context.Context, now time.Time, limit int) ([]store.Mail, error)
 	NextMailDue(ctx context.Context) (time.Time, bool, error)
@@ -72,7 +80,9 @@ func New(cfg Config, db Store, log *slog.Logger) *Mailer {
 func (m *Mailer) on() bool { return m.cfg.SMTP != nil && m.cfg.Enabled }
 
 // JobChanged puts the mail in the outbox when the change made the build
-// fail or error.
+// fail or error. It names the jobs that failed or errored so far, each with
+// the last lines of its log; a log it cannot read is named as such, and the
+// mail goes out all the same.
 func (m *Mailer) JobChanged(ctx context.Context, ch store.JobChanged) {
 	if !m.on() || !ch.BuildChanged || (ch.Build.Status != store.BuildFailure && ch.Build.Status != store.BuildError) {
 		return
@@ -90,7 +100,7 @@ func (m *Mailer) JobChanged(ctx context.Context, ch store.JobChanged) {
 	if len(to) == 0 {
 		return
 	}
-	subject, body := Compose(p, ch.Build, m.cfg.BaseURL)
+	subject, body := Compose(p, ch.Build, m.failedJobs(ctx, p, ch.Build), m.cfg.BaseURL)
 	if err := m.db.EnqueueMail(ctx, p.ID, to, subject, body); err != nil {
 		m.log.Error("mail: enqueue", "project", p.ID, "build", ch.Build.Number, "err", err)
 		return
@@ -191,18 +201,181 @@ func (m *Mailer) retryAt(err error, ml store.Mail, now time.Time) time.Time {
 // maxSubjectLine is the bytes of a commit's subject line a mail shows.
 const maxSubjectLine = 200
 
+// What a mail shows of a failed job's log, which its script writes and can
+// make gigabytes of: the last tailLines lines, each cut to maxLineShown
+// bytes of text, found in the last tailWindow bytes of the log, for at most
+// maxJobsWithLog jobs (the others are named and linked only).
+const (
+	tailLines      = 20
+	maxLineShown   = 500
+	tailWindow     = 64 << 10
+	maxLineRaw     = 4 * maxLineShown // of a line as written, colour codes and all
+	maxJobsWithLog = 10
+)
+
+// FailedJob is a job a failure mail names: the latest attempt of one of the
+// build's jobs, which failed or errored.
+type FailedJob struct {
+	Job  store.Job
+	Tail []string // the last lines of its log as plain text, secrets masked
+	// NoTail says why Tail is empty when the log has lines: it was deleted,
+	// or it could not be read.
+	NoTail string
+}
+
+// failedJobs lists the latest attempts of build b's jobs that failed or
+// errored, by hook title, each with the tail of its log. Trouble reading
+// the database is logged and leaves the mail shorter, never unsent; when
+// the project's secrets cannot be read no log line is shown, as none could
+// be masked.
+func (m *Mailer) failedJobs(ctx context.Context, p store.Project, b store.Build) []FailedJob {
+	jobs, err := m.db.Jobs(ctx, b.ID)
+	if err != nil {
+		m.log.Error("mail: list jobs", "project", p.ID, "build", b.Number, "err", err)
+		return nil
+	}
+	masker, secretsErr := m.masker(ctx, p.ID)
+	if secretsErr != nil {
+		m.log.Error("mail: load secrets to mask logs", "project", p.ID, "err", secretsErr)
+	}
+	var failed []FailedJob
+	for i, j := range jobs {
+		// Jobs lists each job's attempts in order: only the last counts.
+		if i+1 < len(jobs) && jobs[i+1].HookCallID == j.HookCallID || (j.Status != store.JobFailure && j.Status != store.JobError) {
+			continue
+		}
+		fj := FailedJob{Job: j}
+		switch {
+		case len(failed) >= maxJobsWithLog:
+			fj.NoTail = fmt.Sprintf("Its log is on its page: a mail shows the logs of %d jobs at most.", maxJobsWithLog)
+		case secretsErr != nil:
+			fj.NoTail = "The log is not shown: its secrets could not be read to mask them."
+		default:
+			fj.Tail, fj.NoTail = m.tail(ctx, j.ID, masker)
+		}
+		failed = append(failed, fj)
+	}
+	return failed
+}
+
+// masker returns what replaces the project's secret values (of at least
+// store.MinMaskedLen bytes) with store.SecretMask in a log line. The stored
+// log is masked as it was written, but a secret the job printed in pieces
+// with terminal codes between them comes together again as plain text.
+func (m *Mailer) masker(ctx context.Context, projectID int64) (*strings.Replacer, error) {
+	secrets, err := m.db.Secrets(ctx, projectID)
+	if err != nil {
+		return nil, err
+	}
+	var values []string
+	for _, s := range secrets {
+		if len(s.Value) >= store.MinMaskedLen {
+			values = append(values, s.Value)
+		}
+	}
+	// A Replacer tries its pairs in order: longest first, so that a secret
+	// containing another is masked whole.
+	slices.SortFunc(values, func(a, b string) int { return len(b) - len(a) })
+	pairs := make([]string, 0, 2*len(values))
+	for _, v := range values {
+		pairs = append(pairs, v, store.SecretMask)
+	}
+	return strings.NewReplacer(pairs...), nil
+}
+
+// tail reads the last tailLines lines of job jobID's log, from its last
+// tailWindow bytes only, as plain text: terminal codes applied (a \r
+// progress bar shows its last state) and dropped, control characters
+// dropped, secrets masked, each line cut to maxLineShown bytes. When it
+// has none, it says why, or "" for an empty log.
+func (m *Mailer) tail(ctx context.Context, jobID int64, masker *strings.Replacer) ([]string, string) {
+	li, err := m.db.LogInfoOf(ctx, jobID)
+	if err == nil && !li.DeletedAt.IsZero() {
+		return nil, "The log was deleted."
+	}
+	var raw []byte
+	from := max(0, li.Size-tailWindow)
+	if err == nil {
+		raw, err = m.db.ReadLog(ctx, jobID, from, tailWindow)
+	}
+	if err != nil {
+		m.log.Error("mail: read log", "job", jobID, "err", err)
+		return nil, "The log could not be read."
+	}
+	raw = bytes.TrimSuffix(raw, []byte("\n"))
+	if len(raw) == 0 {
+		return nil, ""
+	}
+	lines := bytes.Split(raw, []byte("\n"))
+	if from > 0 && len(lines) > 1 {
+		lines = lines[1:] // the window began inside this line
+	}
+	lines = lines[max(0, len(lines)-tailLines):]
+	tail := make([]string, len(lines))
+	for i, l := range lines {
+		tail[i] = clip.To(masker.Replace(plainText(l)), maxLineShown)
+	}
+	return tail, ""
+}
+
+// plainText renders one line of terminal output as the text a terminal
+// shows, of its first maxLineRaw bytes.
+func plainText(line []byte) string {
+	line = line[:min(len(line), maxLineRaw)]
+	// Wide enough that the line never wraps, so it stays one line.
+	screen, _ := terminal.NewScreen(terminal.WithSize(maxLineRaw, 1))
+	screen.Write(line)
+	return strings.Map(func(r rune) rune {
+		if r != '\t' && unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, screen.AsPlainText())
+}
+
 // Compose writes the mail for a build that failed or errored: the subject
 // "[failure] owner/repo#12 (main — abc12345)" and a body with a link to
-// the build. The commit's subject line is cut to maxSubjectLine bytes.
-func Compose(p store.Project, b store.Build, baseURL string) (subject, body string) {
+// the build, then each of failed with a link, how long it ran and the tail
+// of its log. The commit's subject line is cut to maxSubjectLine bytes.
+func Compose(p store.Project, b store.Build, failed []FailedJob, baseURL string) (subject, body string) {
 	subject = fmt.Sprintf("[%s] %s#%d (%s — %s)", b.Status, p.FullName, b.Number, b.Branch(), b.ShortSHA())
 	message, _, _ := strings.Cut(b.Message, "\n")
 	// A commit's subject line is the pusher's to choose, and can be megabytes.
 	message = clip.To(message, maxSubjectLine)
-	body = fmt.Sprintf("Build #%d of %s %s.\n\nBranch: %s\nCommit: %s %s\nAuthor: %s\n\n%s%s\n\n-- \nKozmic\n",
+	base := strings.TrimRight(baseURL, "/")
+	var w strings.Builder
+	fmt.Fprintf(&w, "Build #%d of %s %s.\n\nBranch: %s\nCommit: %s %s\nAuthor: %s\n\n%s%s\n",
 		b.Number, p.FullName, b.Status.AsJob().Phrase(), b.Branch(), b.ShortSHA(), message, b.Author,
-		strings.TrimRight(baseURL, "/"), paths.Build(p.ID, b.Number))
-	return subject, body
+		base, paths.Build(p.ID, b.Number))
+	for _, fj := range failed {
+		j := fj.Job
+		fmt.Fprintf(&w, "\n%s %s", clip.To(j.HookTitle, maxSubjectLine), j.Status.Phrase())
+		if j.StartedAt.IsZero() {
+			w.WriteString(" before it started")
+		} else {
+			fmt.Fprintf(&w, " after %s", ran(j.FinishedAt.Sub(j.StartedAt)))
+		}
+		if j.Error != "" {
+			fmt.Fprintf(&w, ": %s", clip.To(j.Error, maxLineShown))
+		}
+		fmt.Fprintf(&w, "\n%s%s\n", base, paths.Job(p.ID, b.Number, j.ID))
+		if fj.NoTail != "" {
+			fmt.Fprintf(&w, "%s\n", fj.NoTail)
+		}
+		for _, l := range fj.Tail {
+			fmt.Fprintf(&w, "| %s\n", l)
+		}
+	}
+	w.WriteString("\n-- \nKozmic\n")
+	return subject, w.String()
+}
+
+// ran is how long a job ran, in whole seconds, or milliseconds below one.
+func ran(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Second)
 }
 
 // send delivers one mail through the SMTP server. The end of ctx, or a

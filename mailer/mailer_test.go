@@ -9,16 +9,20 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"mime"
+	"mime/quotedprintable"
 	"net"
 	"net/mail"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +31,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"kozmic/internal/paths"
 	"kozmic/internal/syncbuf"
 	"kozmic/internal/testdb"
 	"kozmic/store"
@@ -261,7 +266,7 @@ func TestFailureMailClipsAHugeCommitSubject(t *testing.T) {
 	huge := strings.Repeat("x", 1<<20)
 	_, body := Compose(store.Project{ID: 1, FullName: "octocat/Hello-World"},
 		store.Build{Number: 1, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), Message: huge + "\nmore", Status: store.BuildFailure},
-		"https://ci.example.com")
+		nil, "https://ci.example.com")
 	if len(body) > 2*maxSubjectLine+400 || !strings.Contains(body, strings.Repeat("x", maxSubjectLine)+"…") {
 		t.Errorf("a mail of a 1 MiB subject line has %d bytes; want it cut to %d and marked", len(body), maxSubjectLine)
 	}
@@ -468,5 +473,126 @@ func TestSMTPSDeliversOverImplicitTLSWithPassword(t *testing.T) {
 	got := srv.mails()
 	if len(got) != 2 || got[0].user != "kozmic" || got[1].user != "kozmic" {
 		t.Errorf("mails over smtps = %+v, want 2 sent as kozmic", got)
+	}
+}
+
+// body decodes a mail's text body, with its line ends as \n.
+func body(t *testing.T, r received) string {
+	t.Helper()
+	msg, err := mail.ReadMessage(strings.NewReader(r.data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rd io.Reader = msg.Body
+	if strings.EqualFold(msg.Header.Get("Content-Transfer-Encoding"), "quoted-printable") {
+		rd = quotedprintable.NewReader(rd)
+	}
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(string(b), "\r\n", "\n")
+}
+
+// A failure mail names each job whose latest attempt failed or errored,
+// with a link, how long it ran and the last 20 lines of its log as plain
+// text: read from the end of a log far longer than the mail, terminal codes
+// applied and dropped, each line cut to 500 bytes, and secrets masked, also
+// one the job printed in pieces between colour codes, which the runner's
+// masking of the stored log cannot see.
+func TestFailureMailNamesFailedJobsWithTheirLastLines(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	const secret = "hunter2-s3cret"
+	if err := f.db.SetSecret(ctx, f.project.ID, store.Secret{Name: "TOKEN", Value: secret}); err != nil {
+		t.Fatal(err)
+	}
+	for _, title := range []string{"docs", "lint"} {
+		if _, err := f.db.CreateHook(ctx, store.Hook{ProjectID: f.project.ID, Title: title, DockerImage: "i", BuildScript: "#!/bin/sh"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, jobs, err := f.db.CreateBuild(ctx, store.NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main",
+		SHA: "7fd1a60b01f91b314f59955a4e4d4e80d8edf11d", Author: "Codertocat", Message: "Break it twice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := map[string]store.Job{}
+	for _, j := range jobs {
+		job[j.HookTitle] = j
+	}
+
+	// The log of "test" as the runner stores it: a secret printed whole is
+	// masked already.
+	var log strings.Builder
+	for i := range 6000 { // 100 KiB: more than a mail reads
+		fmt.Fprintf(&log, "early line %04d\r\n", i)
+	}
+	for i := 1; i <= 25; i++ {
+		fmt.Fprintf(&log, "\x1b[32mstep %02d\x1b[0m ok\r\n", i)
+	}
+	log.WriteString("Downloading 10%\rDownloading 100%\r\n")
+	log.WriteString("token is ********\r\n")
+	log.WriteString("pieces: hunter2\x1b[1m-s3cret\x1b[0m\r\n")
+	log.WriteString(strings.Repeat("x", 2000) + "\r\n")
+	log.WriteString("\x1b[1;31m==> The build script exited with 1\x1b[0m\r\n")
+	if _, err := f.db.AppendLog(ctx, job["test"].ID, []byte(log.String()), false); err != nil {
+		t.Fatal(err)
+	}
+
+	srv := newSMTPServer(t, 0)
+	m := newMailer(f.db, srv.url, true)
+	for _, step := range []struct {
+		hook string
+		to   store.JobStatus
+		err  string
+	}{
+		{"docs", store.JobRunning, ""}, {"docs", store.JobSuccess, ""},
+		{"lint", store.JobError, "Canceled by octocat."},               // the build errors: a first mail
+		{"test", store.JobRunning, ""}, {"test", store.JobFailure, ""}, // the build fails: a second
+	} {
+		ch, err := f.db.UpdateJob(ctx, job[step.hook].ID, store.JobUpdate{Status: step.to, Error: step.err})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.JobChanged(ctx, ch)
+	}
+	sendAll(t, m, f.db)
+
+	var mails []string
+	for _, r := range srv.mails() {
+		if r.to[0] == "octocat@example.com" && subject(t, r) == "[failure] octocat/Hello-World#2 (main — 7fd1a60b)" {
+			mails = append(mails, body(t, r))
+		}
+	}
+	if len(mails) != 1 {
+		t.Fatalf("octocat got %d failure mails of build 2, want 1", len(mails))
+	}
+	got := mails[0]
+	lines := func(from, to int) string {
+		var s strings.Builder
+		for i := from; i <= to; i++ {
+			fmt.Fprintf(&s, "| step %02d ok\n", i)
+		}
+		return s.String()
+	}
+	wantTail := lines(11, 25) + "| Downloading 100%\n| token is ********\n| pieces: ********\n| " +
+		strings.Repeat("x", maxLineShown) + "…\n| ==> The build script exited with 1\n"
+	base := "https://ci.example.com" + paths.Build(f.project.ID, b.Number)
+	for _, want := range []string{
+		"\nlint errored before it started: Canceled by octocat.\n" + base + "/jobs/" + strconv.FormatInt(job["lint"].ID, 10) + "\n",
+		"\n" + base + "/jobs/" + strconv.FormatInt(job["test"].ID, 10) + "\n" + wantTail + "\n-- \n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the mail lacks\n%s\nin\n%s", want, got)
+		}
+	}
+	if !regexp.MustCompile(`\ntest failed after [0-9.]+m?s\n`).MatchString(got) {
+		t.Errorf("the mail does not say how long test ran:\n%s", got)
+	}
+	for _, not := range []string{secret, "docs", "step 10", "early line", "\x1b"} {
+		if strings.Contains(got, not) {
+			t.Errorf("the mail shows %q:\n%s", not, got)
+		}
 	}
 }

@@ -3,13 +3,8 @@ package runner
 import (
 	"bytes"
 	"slices"
-)
 
-const (
-	// MinMaskedLen is the shortest secret value masked in logs: shorter
-	// values would blank out ordinary words.
-	MinMaskedLen = 4
-	mask         = "********"
+	"kozmic/store"
 )
 
 // masker replaces secret values with ******** in a stream written in
@@ -20,11 +15,11 @@ type masker struct {
 	pending []byte
 }
 
-// newMasker masks the values of at least MinMaskedLen bytes; shorter ones pass.
+// newMasker masks the values of at least store.MinMaskedLen bytes; shorter ones pass.
 func newMasker(values []string) *masker {
 	m := &masker{}
 	for _, v := range values {
-		if len(v) >= MinMaskedLen {
+		if len(v) >= store.MinMaskedLen {
 			m.secrets = append(m.secrets, []byte(v))
 		}
 	}
@@ -62,7 +57,7 @@ func (m *masker) write(p []byte) []byte {
 		matched := false
 		for _, s := range m.secrets {
 			if bytes.HasPrefix(rest, s) {
-				out = append(out, mask...)
+				out = append(out, store.SecretMask...)
 				i += len(s)
 				matched = true
 				break

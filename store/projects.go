@@ -377,6 +377,14 @@ type Secret struct {
 	Value string
 }
 
+const (
+	// MinMaskedLen is the shortest secret value masked in logs and mail:
+	// shorter values would blank out ordinary words.
+	MinMaskedLen = 4
+	// SecretMask stands for a secret's value wherever a log shows it.
+	SecretMask = "********"
+)
+
 // SetSecret creates or replaces a project secret.
 func (db *DB) SetSecret(ctx context.Context, projectID int64, s Secret) error {
 	if !validEnvName(s.Name) {
