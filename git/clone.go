@@ -7,14 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 )
 
 // ObjectIDs is the object id of each of paths (relative to the repository's
-// root; a leading / is ignored) at commit sha of the repository at dir: a
-// file's blob or a directory's tree, "" for a path the commit lacks. One git
-// process answers for all of them, within the bound of Limits.Procs and for
-// at most localTimeout; its failure is the error.
+// root; a leading / is ignored, and "." and ".." steps are resolved within
+// the repository) at commit sha of the repository at dir: a file's blob or
+// a directory's tree, the commit's root tree for "." (or "/"), "" for a path
+// the commit lacks. One git process answers for all of them, within the
+// bound of Limits.Procs and for at most localTimeout; its failure is the
+// error.
 func ObjectIDs(dir, sha string, paths []string) (map[string]string, error) {
 	ids := make(map[string]string, len(paths))
 	if len(paths) == 0 {
@@ -22,7 +25,8 @@ func ObjectIDs(dir, sha string, paths []string) (map[string]string, error) {
 	}
 	var in bytes.Buffer
 	for _, p := range paths {
-		fmt.Fprintf(&in, "%s:%s\n", sha, strings.TrimPrefix(p, "/"))
+		// git reads "<sha>:." as missing but "<sha>:" as the root tree.
+		fmt.Fprintf(&in, "%s:%s\n", sha, strings.TrimPrefix(path.Clean("/"+p), "/"))
 	}
 	var out bytes.Buffer
 	err := run(context.Background(), cmd{kind: local, dir: dir, stdin: &in, stdout: &out,

@@ -39,13 +39,20 @@ type dirSource struct{ path string }
 func (d dirSource) dir() string { return d.path }
 
 // objectIDs hashes each path's content: a file's bytes, or for a directory
-// every file below it with its relative path.
+// every file below it with its relative path, leaving out git's own files
+// (a .git below the path), which are no part of a commit: "." is the whole
+// working tree as a commit of it would hold it.
 func (d dirSource) objectIDs(paths []string) (map[string]string, error) {
 	ids := make(map[string]string, len(paths))
 	for _, p := range paths {
 		root := filepath.Join(d.path, filepath.FromSlash(p))
 		h := sha256.New()
 		err := filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
+			if err == nil && e.IsDir() && e.Name() == ".git" && path != root {
+				// git rewrites its index and logs on its own, which would
+				// make every run miss the cache.
+				return fs.SkipDir
+			}
 			if err != nil || e.IsDir() {
 				return err
 			}

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"kozmic/internal/testdb"
+	"kozmic/internal/testrepo"
 	"kozmic/store"
 )
 
@@ -222,5 +223,62 @@ func TestWriteUpload(t *testing.T) {
 	got = read("")
 	if len(got) != 3 || got["kozmic/script"].body != script || got["kozmic/src/"] != dirEntry {
 		t.Errorf("upload without a tree = %+v", got)
+	}
+}
+
+// A tracked path "." (or "./", or "/") stands for the whole repository: a
+// change to any file, however deep, gives another cache id, and a commit
+// of the same tree the same one.
+func TestTrackedDotFollowsTheWholeRepository(t *testing.T) {
+	rp := testrepo.New(t, map[string]string{"go.mod": "module x\n", "internal/deep/code.go": "package deep\n"})
+	id := func(sha string, tracked ...string) string {
+		t.Helper()
+		ids, err := gitSource{path: rp.Path, sha: sha}.objectIDs(tracked)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, oid := range ids {
+			if oid == "" {
+				t.Fatalf("tracked path %q reads as missing at %s", p, sha)
+			}
+		}
+		return cacheID("sha256:1111", "#!/bin/sh\nmake deps\n", ids)
+	}
+	first := rp.Git("rev-parse", "HEAD")
+	same := rp.Commit(nil, nil) // another commit, the same tree
+	deep := rp.Commit(map[string]string{"internal/deep/code.go": "package deep // changed\n"}, nil)
+	added := rp.Commit(map[string]string{"docs/new.md": "new\n"}, nil)
+	for _, dot := range []string{".", "./", "/"} {
+		if id(same, dot) != id(first, dot) {
+			t.Errorf("%q: a commit of the same tree gave another cache id", dot)
+		}
+		if id(deep, dot) == id(same, dot) || id(added, dot) == id(deep, dot) {
+			t.Errorf("%q: changing or adding a file deep in the repository kept the cache id", dot)
+		}
+	}
+}
+
+// kozmic exec hashes a working tree as it is on disk: a tracked "." there
+// follows every file but git's own, which git rewrites by itself.
+func TestTrackedDotInAWorkingTreeLeavesOutGitsOwnFiles(t *testing.T) {
+	rp := testrepo.New(t, map[string]string{"go.mod": "module x\n", "internal/deep/code.go": "package deep\n"})
+	id := func() string {
+		t.Helper()
+		ids, err := dirSource{path: rp.Path}.objectIDs([]string{"."})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cacheID("sha256:1111", "#!/bin/sh\nmake deps\n", ids)
+	}
+	before := id()
+	rp.Commit(nil, nil) // rewrites .git's index, logs and refs, not the tree
+	if id() != before {
+		t.Error("a commit of the same tree changed the cache id of the working tree")
+	}
+	if err := os.WriteFile(filepath.Join(rp.Path, "internal", "deep", "code.go"), []byte("package deep // changed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if id() == before {
+		t.Error("changing a file deep in the working tree kept the cache id")
 	}
 }

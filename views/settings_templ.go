@@ -511,7 +511,7 @@ func HookForm(v HookFormView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 43, "</textarea> <label for=\"tracked\">Tracked files <span class=\"muted\">(one path a line; a change runs the install script again)</span></label> <textarea id=\"tracked\" name=\"tracked\" class=\"code\" rows=\"3\" spellcheck=\"false\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 43, "</textarea> <label for=\"tracked\">Tracked files <span class=\"muted\">(one path a line, <code>.</code> is the whole repository; a change runs the install script again)</span></label> <textarea id=\"tracked\" name=\"tracked\" class=\"code\" rows=\"3\" spellcheck=\"false\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
