@@ -241,7 +241,7 @@ func (m *Mailer) failedJobs(ctx context.Context, p store.Project, b store.Build)
 	var failed []FailedJob
 	for i, j := range jobs {
 		// Jobs lists each job's attempts in order: only the last counts.
-		if i+1 < len(jobs) && jobs[i+1].HookCallID == j.HookCallID || (j.Status != store.JobFailure && j.Status != store.JobError) {
+		if (i+1 < len(jobs) && jobs[i+1].HookCallID == j.HookCallID) || (j.Status != store.JobFailure && j.Status != store.JobError) {
 			continue
 		}
 		fj := FailedJob{Job: j}

@@ -494,7 +494,8 @@ func body(t *testing.T, r received) string {
 	return strings.ReplaceAll(string(b), "\r\n", "\n")
 }
 
-// A failure mail names each job whose latest attempt failed or errored,
+// A failure mail names each job whose latest attempt failed or errored (not
+// one restarted since),
 // with a link, how long it ran and the last 20 lines of its log as plain
 // text: read from the end of a log far longer than the mail, terminal codes
 // applied and dropped, each line cut to 500 bytes, and secrets masked, also
@@ -542,21 +543,28 @@ func TestFailureMailNamesFailedJobsWithTheirLastLines(t *testing.T) {
 
 	srv := newSMTPServer(t, 0)
 	m := newMailer(f.db, srv.url, true)
-	for _, step := range []struct {
-		hook string
-		to   store.JobStatus
-		err  string
-	}{
-		{"docs", store.JobRunning, ""}, {"docs", store.JobSuccess, ""},
-		{"lint", store.JobError, "Canceled by octocat."},               // the build errors: a first mail
-		{"test", store.JobRunning, ""}, {"test", store.JobFailure, ""}, // the build fails: a second
-	} {
-		ch, err := f.db.UpdateJob(ctx, job[step.hook].ID, store.JobUpdate{Status: step.to, Error: step.err})
+	step := func(hook string, to store.JobStatus, why string) {
+		t.Helper()
+		ch, err := f.db.UpdateJob(ctx, job[hook].ID, store.JobUpdate{Status: to, Error: why})
 		if err != nil {
 			t.Fatal(err)
 		}
 		m.JobChanged(ctx, ch)
 	}
+	// docs fails (a first failure mail), is restarted and passes: its
+	// failed attempt is no longer the build's.
+	step("docs", store.JobRunning, "")
+	step("docs", store.JobFailure, "")
+	ch, err := f.db.RestartJob(ctx, job["docs"].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job["docs"] = ch.Job
+	step("docs", store.JobRunning, "")
+	step("docs", store.JobSuccess, "")
+	step("lint", store.JobError, "Canceled by octocat.") // the build errors: an error mail
+	step("test", store.JobRunning, "")
+	step("test", store.JobFailure, "") // the build fails again: the mail looked at here
 	sendAll(t, m, f.db)
 
 	var mails []string
@@ -565,10 +573,10 @@ func TestFailureMailNamesFailedJobsWithTheirLastLines(t *testing.T) {
 			mails = append(mails, body(t, r))
 		}
 	}
-	if len(mails) != 1 {
-		t.Fatalf("octocat got %d failure mails of build 2, want 1", len(mails))
+	if len(mails) != 2 || !strings.Contains(mails[0], "\ndocs failed after ") {
+		t.Fatalf("octocat got %d failure mails of build 2, want 2, the first naming docs:\n%s", len(mails), strings.Join(mails, "\n\n"))
 	}
-	got := mails[0]
+	got := mails[1]
 	lines := func(from, to int) string {
 		var s strings.Builder
 		for i := from; i <= to; i++ {
