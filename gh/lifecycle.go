@@ -118,8 +118,8 @@ func (ps *Projects) SyncRepos(ctx context.Context, userID int64) error {
 // members (a failure there is only logged). For a repository that is a
 // project already, which the user must manage, it repairs the webhook and
 // key instead. Either way the project takes the repository's default
-// branch, which its badge shows. If GitHub refuses a step, what was done is undone: the
-// webhook it set up is removed and a project it created deleted.
+// branch, which its badge shows. If GitHub refuses a step, what was done is
+// undone: the webhook it set up is removed and a project it created deleted.
 //
 // Errors: ErrNotConnected; ErrNotAllowed for an existing project the user
 // may not manage; a *Failure when GitHub refuses or the user lacks admin
