@@ -46,6 +46,7 @@ type ProjectStore interface {
 	DeleteProject(ctx context.Context, id int64) error
 	WebhookSecret(ctx context.Context, projectID int64) (string, error)
 	SetGitHubHookID(ctx context.Context, projectID, hookID int64) error
+	SetDefaultBranch(ctx context.Context, projectID int64, branch string) error
 	DeployKeyOf(ctx context.Context, projectID int64) (store.DeployKey, error)
 	SetDeployKey(ctx context.Context, k store.DeployKey) error
 	SyncMemberships(ctx context.Context, projectID int64, access []store.GitHubAccess) (int, error)
@@ -116,8 +117,9 @@ func (ps *Projects) SyncRepos(ctx context.Context, userID int64) error {
 // for a private repository a read-only deploy key; then it syncs the
 // members (a failure there is only logged). For a repository that is a
 // project already, which the user must manage, it repairs the webhook and
-// key instead. If GitHub refuses a step, what was done is undone: the
-// webhook it set up is removed and a project it created deleted.
+// key instead. Either way the project takes the repository's default
+// branch, which its badge shows. If GitHub refuses a step, what was done is
+// undone: the webhook it set up is removed and a project it created deleted.
 //
 // Errors: ErrNotConnected; ErrNotAllowed for an existing project the user
 // may not manage; a *Failure when GitHub refuses or the user lacks admin
@@ -134,13 +136,17 @@ func (ps *Projects) Create(ctx context.Context, userID int64, fullName string) (
 	if !repo.Admin {
 		return store.Project{}, noAdminRights(repo.FullName)
 	}
+	if !validBranch(repo.DefaultBranch) {
+		// An empty repository has one still; a strange one is not worth refusing the project for.
+		repo.DefaultBranch = ""
+	}
 	p, err := ps.db.ProjectByGitHubID(ctx, repo.ID)
 	created := false
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		p, err = ps.db.CreateProject(ctx, store.NewProject{OwnerID: userID, Source: store.SourceGitHub, GitHubID: repo.ID,
 			FullName: repo.FullName, SSHCloneURL: repo.SSHURL, HTTPSCloneURL: repo.HTTPSURL, IsPublic: !repo.Private,
-			WebhookSecret: store.NewWebhookSecret()})
+			DefaultBranch: repo.DefaultBranch, WebhookSecret: store.NewWebhookSecret()})
 		if err != nil {
 			return store.Project{}, err
 		}
@@ -150,6 +156,12 @@ func (ps *Projects) Create(ctx context.Context, userID int64, fullName string) (
 	default:
 		if role, err := ps.db.RoleOf(ctx, p.ID, userID); err != nil || role < store.RoleManager {
 			return store.Project{}, errors.Join(ErrNotAllowed, err)
+		}
+		if repo.DefaultBranch != "" && repo.DefaultBranch != p.DefaultBranch {
+			if err := ps.db.SetDefaultBranch(ctx, p.ID, repo.DefaultBranch); err != nil {
+				return store.Project{}, err
+			}
+			p.DefaultBranch = repo.DefaultBranch
 		}
 	}
 	if err := ps.connect(ctx, token, p, repo); err != nil {

@@ -55,6 +55,38 @@ func TestCreateKeepsAnExistingProjectWhenGitHubRefuses(t *testing.T) {
 	}
 }
 
+// A project takes its repository's default branch, which its badge shows,
+// when it is created and again when it is repaired.
+func TestCreateTakesTheRepositorysDefaultBranch(t *testing.T) {
+	ps, db, fake := newTestProjects(t)
+	ctx := context.Background()
+	fake.Route("POST "+repoPath+"/hooks", 201, "hook.json")
+	fake.Route("PATCH "+repoPath+"/hooks/12345678", 200, "hook.json")
+	fake.Route("POST "+repoPath+"/keys", 201, "key.json")
+	fake.Route("GET "+repoPath+"/collaborators", 200, "collaborators.json")
+	fake.Script("GET "+repoPath+"/hooks", fakegithub.Reply{Status: 200, Body: `[]`},
+		fakegithub.Reply{Status: 200, Body: `[{"id": 12345678, "config": {"url": "https://kozmic.example.com/webhooks/1"}}]`})
+	fake.Script("GET "+repoPath+"/keys", fakegithub.Reply{Status: 200, Body: `[]`}, fakegithub.Reply{Status: 200, Body: `[]`})
+	repo := fake.Fixture("repo.json") // default_branch: master
+	renamed := strings.Replace(repo, `"default_branch": "master"`, `"default_branch": "trunk"`, 1)
+	if renamed == repo {
+		t.Fatal("repo.json has no default_branch master to rename")
+	}
+	// Each Create reads the repository twice: for itself and for the members' roles.
+	fake.Script("GET "+repoPath, fakegithub.Reply{Status: 200, Body: repo}, fakegithub.Reply{Status: 200, Body: repo},
+		fakegithub.Reply{Status: 200, Body: renamed}, fakegithub.Reply{Status: 200, Body: renamed})
+	p, err := ps.Create(ctx, 1, "octocat/Hello-World")
+	if err != nil || p.DefaultBranch != "master" {
+		t.Fatalf("Create = default branch %q, %v; want master", p.DefaultBranch, err)
+	}
+	if p, err = ps.Create(ctx, 1, "octocat/Hello-World"); err != nil || p.DefaultBranch != "trunk" {
+		t.Fatalf("repair = default branch %q, %v; want trunk", p.DefaultBranch, err)
+	}
+	if p, err = db.ProjectByID(ctx, p.ID); err != nil || p.DefaultBranch != "trunk" {
+		t.Errorf("stored default branch %q, %v; want trunk", p.DefaultBranch, err)
+	}
+}
+
 // Someone who may not manage an existing project cannot repair it, and a
 // person without a GitHub token cannot act at all; neither gets as far as
 // its webhooks or repositories.

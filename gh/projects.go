@@ -22,12 +22,14 @@ type Repo struct {
 	Private  bool
 	Admin    bool // the user may administer it: make it a project
 	Push     bool
+	// DefaultBranch is the repository's default branch, such as main.
+	DefaultBranch string
 }
 
 func repoOf(r *github.Repository) Repo {
 	p := r.GetPermissions()
 	return Repo{ID: r.GetID(), FullName: r.GetFullName(), SSHURL: r.GetSSHURL(), HTTPSURL: r.GetCloneURL(),
-		Private: r.GetPrivate(), Admin: p["admin"], Push: p["push"] || p["admin"]}
+		Private: r.GetPrivate(), Admin: p["admin"], Push: p["push"] || p["admin"], DefaultBranch: r.GetDefaultBranch()}
 }
 
 func splitName(fullName string) (owner, repo string, err error) {

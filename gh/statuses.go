@@ -29,8 +29,10 @@ type StatusStore interface {
 	StatusFailed(ctx context.Context, id int64, next time.Time, lastErr string) error
 }
 
-// Statuses reports jobs to GitHub as commit statuses, one context per hook
-// (kozmic/<hook title>). Changes go through the durable outbox in the
+// Statuses reports builds to GitHub as commit statuses: one context per hook
+// (kozmic/<hook title>) for its job, and one for the whole build
+// (AggregateContext), which branch protection can require by a name that
+// survives renaming hooks. Changes go through the durable outbox in the
 // database, so they survive restarts; Run posts them, retrying with backoff
 // and honouring GitHub's rate limits, and gives up on a 422.
 type Statuses struct {
@@ -50,8 +52,11 @@ func NewStatuses(g *GitHub, db StatusStore, log *slog.Logger) *Statuses {
 	return &Statuses{gh: g, db: db, log: log, wake: make(chan struct{}, 1), Backoff: 5 * time.Second, MaxAttempts: 15}
 }
 
-// JobChanged puts the job's new state in the outbox, for GitHub projects.
-// It is the runner's Notifier.
+// AggregateContext is the commit status context of a whole build.
+const AggregateContext = "kozmic"
+
+// JobChanged puts the job's new state in the outbox, for GitHub projects,
+// and the build's too when that moved. It is the runner's Notifier.
 func (s *Statuses) JobChanged(ctx context.Context, ch store.JobChanged) {
 	p, err := s.db.ProjectByID(ctx, ch.Build.ProjectID)
 	if err != nil {
@@ -61,6 +66,7 @@ func (s *Statuses) JobChanged(ctx context.Context, ch store.JobChanged) {
 	if p.Source != store.SourceGitHub {
 		return
 	}
+	base := strings.TrimRight(s.gh.cfg.BaseURL.String(), "/")
 	st := store.Status{
 		ProjectID:   p.ID,
 		JobID:       ch.Job.ID,
@@ -69,11 +75,30 @@ func (s *Statuses) JobChanged(ctx context.Context, ch store.JobChanged) {
 		Context:     "kozmic/" + ch.Job.HookTitle,
 		State:       statusState(ch.Job.Status),
 		Description: StatusDescription(ch.Build.Number, ch.Job),
-		TargetURL:   strings.TrimRight(s.gh.cfg.BaseURL.String(), "/") + paths.Job(p.ID, ch.Build.Number, ch.Job.ID),
+		TargetURL:   base + paths.Job(p.ID, ch.Build.Number, ch.Job.ID),
 	}
 	if err := s.db.EnqueueStatus(ctx, st); err != nil {
 		s.log.Error("commit status: enqueue", "job", ch.Job.ID, "err", err)
 		return
+	}
+	// The build's status moves less often than its jobs': posting it only
+	// when it moves spares GitHub's rate limit and the commit's 1000 statuses.
+	if ch.BuildChanged {
+		b := ch.Build
+		agg := store.Status{
+			ProjectID: p.ID,
+			Repo:      p.FullName,
+			SHA:       b.SHA,
+			Context:   AggregateContext,
+			State:     statusState(b.Status.AsJob()),
+			// A build's error is its jobs'; the build's page shows them.
+			Description: StatusDescription(b.Number, store.Job{Status: b.Status.AsJob(), StartedAt: b.StartedAt, FinishedAt: b.FinishedAt}),
+			TargetURL:   base + paths.Build(p.ID, b.Number),
+		}
+		if err := s.db.EnqueueStatus(ctx, agg); err != nil {
+			s.log.Error("commit status: enqueue", "build", b.ID, "err", err)
+			return
+		}
 	}
 	select {
 	case s.wake <- struct{}{}:
@@ -93,14 +118,16 @@ func statusState(j store.JobStatus) string {
 
 // StatusDescription says what a job's status means in at most 140
 // characters, such as "Build #12 passed in 1m03s" or "Build #12 errored:
-// " and why.
+// " and why when the job says.
 func StatusDescription(build int, j store.Job) string {
 	d := fmt.Sprintf("Build #%d %s", build, j.Status.Phrase())
 	switch j.Status {
 	case store.JobSuccess, store.JobFailure:
 		d += " in " + when.Duration(j.FinishedAt.Sub(j.StartedAt))
 	case store.JobError:
-		d += ": " + j.Error
+		if j.Error != "" {
+			d += ": " + j.Error
+		}
 	}
 	if utf8.RuneCountInString(d) > 140 {
 		d = string([]rune(d)[:139]) + "…"

@@ -71,6 +71,26 @@ func (f *statusFixture) move(t *testing.T, i int, s store.JobStatus, errMsg stri
 	f.st.JobChanged(context.Background(), ch)
 }
 
+// buildStarted starts job 1 without telling Statuses, so that the build is
+// pending already and a test's move of job 0 makes only the job's status.
+func (f *statusFixture) buildStarted(t *testing.T) {
+	t.Helper()
+	if _, err := f.db.UpdateJob(context.Background(), f.jobs[1].ID, store.JobUpdate{Status: store.JobRunning}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// posted returns the statuses posted so far by context, the last of each.
+func (f *statusFixture) posted(t *testing.T) map[string]postedStatus {
+	t.Helper()
+	m := map[string]postedStatus{}
+	for _, c := range f.fake.CallsTo(f.key) {
+		p := decode(t, c)
+		m[p.Context] = p
+	}
+	return m
+}
+
 type postedStatus struct {
 	State, Description, Context string
 	TargetURL                   string `json:"target_url"`
@@ -93,10 +113,11 @@ func TestStatusesFollowJobs(t *testing.T) {
 	f.move(t, 1, store.JobRunning, "")
 	f.st.postDue(ctx)
 	calls := f.fake.CallsTo(f.key)
-	if len(calls) != 2 {
-		t.Fatalf("posted %d statuses, want 2 (one per context)", len(calls))
+	if len(calls) != 3 {
+		t.Fatalf("posted %d statuses, want 3 (one per context)", len(calls))
 	}
-	lint, test := decode(t, calls[0]), decode(t, calls[1])
+	posted := f.posted(t)
+	lint, test := posted["kozmic/lint"], posted["kozmic/test"]
 	if lint.State != "success" || lint.Context != "kozmic/lint" || lint.Description != "Build #1 passed in 0s" ||
 		lint.TargetURL != fmt.Sprintf("https://kozmic.example.com/projects/%d/builds/1/jobs/%d", f.project.ID, f.jobs[0].ID) {
 		t.Errorf("lint status = %+v", lint)
@@ -109,8 +130,7 @@ func TestStatusesFollowJobs(t *testing.T) {
 	}
 	f.move(t, 1, store.JobError, strings.Repeat("the engine broke ", 20))
 	f.st.postDue(ctx)
-	calls = f.fake.CallsTo(f.key)
-	if last := decode(t, calls[len(calls)-1]); last.State != "error" || len([]rune(last.Description)) != 140 ||
+	if last := f.posted(t)["kozmic/test"]; last.State != "error" || len([]rune(last.Description)) != 140 ||
 		!strings.HasPrefix(last.Description, "Build #1 errored: the engine broke") {
 		t.Errorf("error status = %+v (%d characters)", last, len([]rune(last.Description)))
 	}
@@ -121,6 +141,7 @@ func TestStatusesFollowJobs(t *testing.T) {
 
 func TestStatusRetriesAndRateLimits(t *testing.T) {
 	f := newStatusFixture(t)
+	f.buildStarted(t)
 	reset := time.Now().Add(time.Second).Truncate(time.Second).Add(time.Second)
 	f.fake.Script(f.key,
 		fakegithub.Reply{Status: 500, Body: `{"message":"Server Error"}`},
@@ -170,6 +191,7 @@ func TestStatusRetriesAndRateLimits(t *testing.T) {
 
 func TestStatusGivesUpOn422(t *testing.T) {
 	f := newStatusFixture(t)
+	f.buildStarted(t)
 	ctx := context.Background()
 	f.fake.Script(f.key, fakegithub.Reply{Status: 422, Body: `{"message":"Validation Failed","errors":[{"resource":"Status","code":"custom","message":"This SHA and context has reached the maximum number of statuses."}]}`})
 	f.move(t, 0, store.JobRunning, "")
@@ -185,6 +207,7 @@ func TestStatusGivesUpOn422(t *testing.T) {
 
 func TestStatusesSurviveARestart(t *testing.T) {
 	f := newStatusFixture(t)
+	f.buildStarted(t)
 	f.move(t, 0, store.JobRunning, "") // enqueued, never posted: the server stops here
 	if n := len(f.fake.CallsTo(f.key)); n != 0 {
 		t.Fatalf("posted before Run: %d", n)
@@ -197,6 +220,53 @@ func TestStatusesSurviveARestart(t *testing.T) {
 	}
 }
 
+func TestBuildPostsAggregateKozmicStatus(t *testing.T) {
+	f := newStatusFixture(t)
+	ctx := context.Background()
+	buildURL := fmt.Sprintf("https://kozmic.example.com/projects/%d/builds/1", f.project.ID)
+	check := func(when, state, description string) {
+		t.Helper()
+		f.st.postDue(ctx)
+		got, ok := f.posted(t)[AggregateContext]
+		if !ok || got.State != state || got.Description != description || got.TargetURL != buildURL {
+			t.Errorf("%s: the kozmic status is %+v (posted: %v), want %s, %q", when, got, ok, state, description)
+		}
+	}
+	f.move(t, 0, store.JobRunning, "")
+	check("one job running", "pending", "Build #1 is running")
+	f.move(t, 0, store.JobSuccess, "")
+	check("one job passed, one enqueued", "pending", "Build #1 is running")
+	f.move(t, 1, store.JobRunning, "")
+	f.move(t, 1, store.JobFailure, "")
+	check("one job failed", "failure", "Build #1 failed in 0s")
+
+	// A restarted job makes the build pending again, then its result is the build's.
+	ch, err := f.db.RestartJob(ctx, f.jobs[1].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.st.JobChanged(ctx, ch)
+	check("a job restarted", "pending", "Build #1 is running") // its other job has run
+	again := ch.Job.ID
+	for _, s := range []store.JobStatus{store.JobRunning, store.JobError} {
+		ch, err := f.db.UpdateJob(ctx, again, store.JobUpdate{Status: s, Error: "no such image"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.st.JobChanged(ctx, ch)
+	}
+	check("the restarted job errored", "error", "Build #1 errored")
+
+	// Only a move of the build posts its status: GitHub keeps at most 1000 per commit.
+	contexts := map[string]int{}
+	for _, c := range f.fake.CallsTo(f.key) {
+		contexts[decode(t, c).Context]++
+	}
+	if contexts[AggregateContext] != 4 {
+		t.Errorf("posted the kozmic status %d times, want 4 (pending, failure, pending, error): %v", contexts[AggregateContext], contexts)
+	}
+}
+
 // logTo makes the fixture's Statuses log as text into a buffer it returns.
 func (f *statusFixture) logTo() *bytes.Buffer {
 	var buf bytes.Buffer
@@ -206,6 +276,7 @@ func (f *statusFixture) logTo() *bytes.Buffer {
 
 func TestStatusGivesUpAfterMaxAttempts(t *testing.T) {
 	f := newStatusFixture(t)
+	f.buildStarted(t)
 	ctx := context.Background()
 	logs := f.logTo()
 	f.st.Backoff, f.st.MaxAttempts = 0, 3 // each retry is due at once
@@ -228,6 +299,7 @@ func TestStatusGivesUpAfterMaxAttempts(t *testing.T) {
 
 func TestStatusGivesUpWithoutAToken(t *testing.T) {
 	f := newStatusFixture(t)
+	f.buildStarted(t)
 	ctx := context.Background()
 	logs := f.logTo()
 	// The owner signs in again with no token to show (as after revoking it).

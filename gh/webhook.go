@@ -95,6 +95,10 @@ type Trigger struct {
 	// ForkRepo is the full name (owner/name) of the repository of
 	// ForkRepoID, shown to people; empty without ForkRepoID.
 	ForkRepo string
+	// DefaultBranch is the repository's default branch as the webhook
+	// tells it (repository.default_branch, such as main), also when there
+	// is nothing to build; empty when it does not say.
+	DefaultBranch string
 }
 
 // ParseWebhook reads a webhook's body for its event (the X-GitHub-Event
@@ -107,7 +111,8 @@ type Trigger struct {
 // Other events are ErrUnhandledEvent; a body that does not parse is
 // ErrMalformed, and so is a build whose SHA is not 40 or 64 hex digits or
 // whose ref git.ValidRef refuses, and a fork whose repository's full name
-// is not owner/name (store.ValidFullName, at most store.MaxForkRepo bytes).
+// is not owner/name (store.ValidFullName, at most store.MaxForkRepo bytes),
+// or a default branch that is no branch name (at most store.MaxBranch bytes).
 func ParseWebhook(forge Forge, event string, body []byte) (Trigger, error) {
 	switch event {
 	case "ping":
@@ -121,21 +126,32 @@ func ParseWebhook(forge Forge, event string, body []byte) (Trigger, error) {
 		return Trigger{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	var t Trigger
+	var defaultBranch string
 	switch e := parsed.(type) {
 	case *github.PushEvent:
 		t, err = pushTrigger(e)
+		defaultBranch = e.GetRepo().GetDefaultBranch()
 	case *github.PullRequestEvent:
 		// The headers naming the forge are not signed; the body is.
 		if giteaShaped(body) {
 			forge = ForgeGitea
 		}
 		t, err = pullRequestTrigger(forge, e)
+		defaultBranch = e.GetRepo().GetDefaultBranch()
 	default:
 		return Trigger{}, ErrUnhandledEvent
 	}
-	switch {
-	case err != nil || !t.Build:
+	if err != nil {
 		return t, err
+	}
+	// It names the ref a public badge shows.
+	if defaultBranch != "" && !validBranch(defaultBranch) {
+		return Trigger{}, fmt.Errorf("%w: %.300q is not a branch name", ErrMalformed, defaultBranch)
+	}
+	t.DefaultBranch = defaultBranch
+	switch {
+	case !t.Build:
+		return t, nil
 	// Both reach git's command line and the log stream: nothing else may pass.
 	case !git.ValidSHA(t.SHA):
 		return Trigger{}, fmt.Errorf("%w: %q is not a commit SHA", ErrMalformed, t.SHA)
@@ -146,6 +162,12 @@ func ParseWebhook(forge Forge, event string, body []byte) (Trigger, error) {
 		return Trigger{}, fmt.Errorf("%w: %.300q is not a repository's full name", ErrMalformed, t.ForkRepo)
 	}
 	return t, nil
+}
+
+// validBranch says whether a default branch GitHub tells is one Kozmic
+// stores: a branch name git accepts, of at most store.MaxBranch bytes.
+func validBranch(b string) bool {
+	return len(b) <= store.MaxBranch && git.ValidRef("refs/heads/"+b)
 }
 
 // giteaShaped reports whether a pull request event's body is Gitea's or

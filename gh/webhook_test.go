@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"kozmic/store"
 )
 
 // GitHub's published example: https://docs.github.com/webhooks/using-webhooks/validating-webhook-deliveries
@@ -78,6 +80,9 @@ func TestParseWebhookFixtures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			got, err := ParseWebhook(tt.forge, tt.event, fixture(t, tt.file))
+			if tt.event != "ping" {
+				tt.want.DefaultBranch = "main" // every fixture's repository's
+			}
 			if err != nil || got != tt.want {
 				t.Errorf("ParseWebhook = %+v, %v\nwant %+v", got, err, tt.want)
 			}
@@ -138,9 +143,28 @@ func TestParseWebhookRefusesSHAsAndRefsGitWouldMisread(t *testing.T) {
 		{"push", `{"ref":"refs/heads/a\rdata: x","after":"` + sha + `"}`},
 		{"push", `{"ref":"--upload-pack=x","after":"` + sha + `"}`},
 		{"pull_request", `{"action":"opened","pull_request":{"number":9,"head":{"sha":"f00"}}}`},
+		// The default branch names what a public badge shows.
+		{"push", `{"ref":"refs/heads/main","after":"` + sha + `","repository":{"default_branch":"a..b"}}`},
+		{"push", `{"ref":"refs/heads/main","deleted":true,"repository":{"default_branch":"-x"}}`},
+		{"push", `{"ref":"refs/heads/main","after":"` + sha + `","repository":{"default_branch":"` + strings.Repeat("b", store.MaxBranch+1) + `"}}`},
 	} {
 		if got, err := ParseWebhook(ForgeGitHub, tt.event, []byte(tt.body)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s %s: %+v, %v; want ErrMalformed", tt.event, tt.body, got, err)
+		}
+	}
+}
+
+// A webhook tells the repository's default branch, also when it builds nothing.
+func TestParseWebhookTellsTheDefaultBranch(t *testing.T) {
+	for _, tt := range []struct{ file, event, want string }{
+		{"push_with-new-branch.json", "push", "main"},
+		{"pull_request_opened.json", "pull_request", "main"},
+		{"pull_request_closed.json", "pull_request", "main"},
+		{"gitea_push.json", "push", "main"},
+	} {
+		got, err := ParseWebhook(ForgeGitHub, tt.event, fixture(t, tt.file))
+		if err != nil || got.DefaultBranch != tt.want {
+			t.Errorf("%s: default branch %q, %v; want %q", tt.file, got.DefaultBranch, err, tt.want)
 		}
 	}
 }

@@ -146,7 +146,7 @@ func TestCloneOverSSHPinsTheFirstHostKeyAndRefusesAnother(t *testing.T) {
 	srv.Close()
 	testsshd.Start(t, srv.Addr, keyB, public, root)
 	fpA, fpB := ssh.FingerprintSHA256(keyA.PublicKey()), ssh.FingerprintSHA256(keyB.PublicKey())
-	_, _, resolveErr := ResolveRef(context.Background(), remote, "main")
+	_, _, _, resolveErr := ResolveRef(context.Background(), remote, "main")
 	for name, err := range map[string]error{"Clone": clone(), "ResolveRef": resolveErr} {
 		var hk *HostKeyError
 		if !errors.As(err, &hk) || !strings.Contains(err.Error(), "pinned "+fpA) ||
@@ -256,12 +256,12 @@ func TestSSHIgnoresTheOperatorsSSHConfig(t *testing.T) {
 		"without a deploy key": {URL: operatorOnly.URL(rp.Path), HostKey: pinned},
 		"with a deploy key":    {URL: operatorOnly.URL(rp.Path), HostKey: pinned, DeployKey: deployKey},
 	} {
-		if _, got, err := ResolveRef(context.Background(), r, "main"); err == nil || !strings.Contains(err.Error(), "Permission denied") {
+		if _, got, _, err := ResolveRef(context.Background(), r, "main"); err == nil || !strings.Contains(err.Error(), "Permission denied") {
 			t.Errorf("%s, a server that lets in only the account's key answered: %.12s, %v", name, got, err)
 		}
 	}
 	r := Remote{URL: deployOnly.URL(rp.Path), HostKey: pinned, DeployKey: deployKey}
-	if _, got, err := ResolveRef(context.Background(), r, "main"); err != nil || got != sha {
+	if _, got, _, err := ResolveRef(context.Background(), r, "main"); err != nil || got != sha {
 		t.Errorf("with the deploy key: %.12s, %v; want %.12s", got, err, sha)
 	}
 	if exists(proxied) {

@@ -43,7 +43,7 @@ func TestGitCommandAgainstSilentServerTimesOut(t *testing.T) {
 	setLimits(t, Limits{ResolveTimeout: time.Second, FetchTimeout: time.Second})
 	silent := testrepo.NewSilent(t)
 
-	_, _, err := ResolveRef(context.Background(), Remote{URL: silent.URL}, "main")
+	_, _, _, err := ResolveRef(context.Background(), Remote{URL: silent.URL}, "main")
 	if err == nil || err.Error() != "could not reach "+silent.URL+": no answer within 1s" {
 		t.Errorf("ResolveRef: %v", err)
 	}
@@ -73,10 +73,10 @@ func TestJobFetchWaitsForAGitSlotWherePersonGetsErrBusy(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	held := make(chan error, 1)
-	go func() { _, _, err := ResolveRef(ctx, Remote{URL: silent.URL}, "main"); held <- err }()
+	go func() { _, _, _, err := ResolveRef(ctx, Remote{URL: silent.URL}, "main"); held <- err }()
 	<-silent.Accepted // the one slot is taken by a git that waits on the silent server
 
-	if _, _, err := ResolveRef(context.Background(), Remote{URL: rp.Path}, "main"); !errors.Is(err, ErrBusy) {
+	if _, _, _, err := ResolveRef(context.Background(), Remote{URL: rp.Path}, "main"); !errors.Is(err, ErrBusy) {
 		t.Errorf("ResolveRef with no slot free: %v, want ErrBusy", err)
 	}
 	cloned := make(chan error, 1)
@@ -158,7 +158,7 @@ func TestGitIgnoresTheOperatorsGitConfig(t *testing.T) {
 				t.Setenv(source, file)
 			}
 
-			if _, got, err := ResolveRef(context.Background(), Remote{URL: rewritten}, "main"); err == nil || got == sha {
+			if _, got, _, err := ResolveRef(context.Background(), Remote{URL: rewritten}, "main"); err == nil || got == sha {
 				t.Errorf("ResolveRef followed the rule to the local repository: %.12s, %v", got, err)
 			}
 			var out bytes.Buffer
@@ -166,7 +166,7 @@ func TestGitIgnoresTheOperatorsGitConfig(t *testing.T) {
 			if err == nil {
 				t.Errorf("Clone followed the rule to the local repository:\n%s", out.String())
 			}
-			_, _, err = ResolveRef(context.Background(), Remote{URL: guarded.URL + "/corp/secret.git"}, "main")
+			_, _, _, err = ResolveRef(context.Background(), Remote{URL: guarded.URL + "/corp/secret.git"}, "main")
 			if called, _ := os.ReadFile(asked); len(called) > 0 || sentAuth.Load() || err == nil {
 				t.Errorf("against a server that wants a password, the credential helper was asked %q, credentials sent: %v; err = %v",
 					called, sentAuth.Load(), err)

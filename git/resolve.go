@@ -36,6 +36,9 @@ var (
 // commit is a stranger's, built from its webhook without the project's
 // secrets, never as the trusted build a person runs.
 //
+// defaultBranch is the branch the repository's HEAD names (main), learnt
+// on the way: "" when HEAD is detached or unborn, or the error is not nil.
+//
 // The refs are listed with git ls-remote. Each git command waits for a slot
 // Limits.Wait at most (else the error is ErrBusy) and runs for
 // Limits.ResolveTimeout at most. Over SSH the server's host key is checked
@@ -45,10 +48,10 @@ var (
 // show to the person who typed ref, such as "no branch or tag main in
 // <URL>" or "could not reach <URL>: <git's reason>"; a password in the URL
 // is masked in them.
-func ResolveRef(ctx context.Context, r Remote, ref string) (fullRef, sha string, err error) {
+func ResolveRef(ctx context.Context, r Remote, ref string) (fullRef, sha, defaultBranch string, err error) {
 	repoURL := r.URL
 	if err := CheckURL(repoURL); err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	shown := redact(repoURL)
 	ref = strings.TrimSpace(ref)
@@ -56,14 +59,14 @@ func ResolveRef(ctx context.Context, r Remote, ref string) (fullRef, sha string,
 		ref = "HEAD"
 	}
 	if strings.HasPrefix(ref, "-") {
-		return "", "", fmt.Errorf("%q is not a branch, tag or commit: it cannot start with -", ref)
+		return "", "", "", fmt.Errorf("%q is not a branch, tag or commit: it cannot start with -", ref)
 	}
 	if strings.HasPrefix(ref, "refs/") && pullRequestRef(ref) {
-		return "", "", errPullRequestRef(ref)
+		return "", "", "", errPullRequestRef(ref)
 	}
 	t, err := newTransport(r)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	defer t.close()
 
@@ -84,57 +87,60 @@ func ResolveRef(ctx context.Context, r Remote, ref string) (fullRef, sha string,
 	out, err := t.output(ctx, args...)
 	switch {
 	case errors.Is(err, ErrBusy) || errors.As(err, new(*HostKeyError)):
-		return "", "", err
+		return "", "", "", err
 	case err != nil:
-		return "", "", fmt.Errorf("could not reach %s: %w", shown, err)
+		return "", "", "", fmt.Errorf("could not reach %s: %w", shown, err)
 	}
 	if err := t.pin(); err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	refs, symrefs := parseLsRemote(out)
+	if b, ok := strings.CutPrefix(symrefs["HEAD"], "refs/heads/"); ok && refs["HEAD"] != "" && ValidRef(symrefs["HEAD"]) {
+		defaultBranch = b
+	}
 
 	if ref == "HEAD" {
 		sha, ok := refs["HEAD"]
 		switch {
 		case !ok:
-			return "", "", fmt.Errorf("%s has no commit on its default branch", shown)
+			return "", "", "", fmt.Errorf("%s has no commit on its default branch", shown)
 		case symrefs["HEAD"] != "":
-			return symrefs["HEAD"], sha, nil
+			return symrefs["HEAD"], sha, defaultBranch, nil
 		default: // a detached HEAD: no branch to name
-			return sha, sha, nil
+			return sha, sha, defaultBranch, nil
 		}
 	}
 	for _, c := range candidates {
 		if sha, ok := refs[c+"^{}"]; ok {
-			return c, sha, nil
+			return c, sha, defaultBranch, nil
 		}
 		if sha, ok := refs[c]; ok {
-			return c, sha, nil
+			return c, sha, defaultBranch, nil
 		}
 	}
 	dir, local := localRepo(repoURL)
 	switch {
 	case strings.HasPrefix(ref, "refs/"):
-		return "", "", fmt.Errorf("no ref %s in %s", ref, shown)
+		return "", "", "", fmt.Errorf("no ref %s in %s", ref, shown)
 	case local && pullRequestRef(ref):
 		// rev-parse would find pull/7/head as refs/pull/7/head.
-		return "", "", errPullRequestRef(ref)
+		return "", "", "", errPullRequestRef(ref)
 	case local:
 		sha, err := revParse(ctx, dir, ref)
 		switch {
 		case errors.Is(err, ErrBusy):
-			return "", "", err
+			return "", "", "", err
 		case err != nil:
-			return "", "", fmt.Errorf("no branch, tag or commit %s in %s", ref, shown)
+			return "", "", "", fmt.Errorf("no branch, tag or commit %s in %s", ref, shown)
 		}
-		return sha, sha, nil
+		return sha, sha, defaultBranch, nil
 	case fullSHA.MatchString(ref):
 		sha := strings.ToLower(ref)
-		return sha, sha, nil
+		return sha, sha, defaultBranch, nil
 	case shortSHA.MatchString(ref):
-		return "", "", fmt.Errorf("no branch or tag %s in %s (a commit needs its full 40-character SHA)", ref, shown)
+		return "", "", "", fmt.Errorf("no branch or tag %s in %s (a commit needs its full 40-character SHA)", ref, shown)
 	}
-	return "", "", fmt.Errorf("no branch or tag %s in %s", ref, shown)
+	return "", "", "", fmt.Errorf("no branch or tag %s in %s", ref, shown)
 }
 
 // pullRequestRef says whether name, with or without its refs/ prefix, is

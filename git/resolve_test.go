@@ -36,9 +36,9 @@ type refCase struct{ ref, fullRef, sha string }
 func checkResolve(t *testing.T, url, key string, cases []refCase) {
 	t.Helper()
 	for _, c := range cases {
-		fullRef, sha, err := ResolveRef(context.Background(), Remote{URL: url, DeployKey: key}, c.ref)
-		if err != nil || fullRef != c.fullRef || sha != c.sha {
-			t.Errorf("ResolveRef(%s, %q) = %q, %.12s, %v; want %q, %.12s", url, c.ref, fullRef, sha, err, c.fullRef, c.sha)
+		fullRef, sha, head, err := ResolveRef(context.Background(), Remote{URL: url, DeployKey: key}, c.ref)
+		if err != nil || fullRef != c.fullRef || sha != c.sha || head != "main" {
+			t.Errorf("ResolveRef(%s, %q) = %q, %.12s, default branch %q, %v; want %q, %.12s, main", url, c.ref, fullRef, sha, head, err, c.fullRef, c.sha)
 		}
 	}
 }
@@ -46,7 +46,7 @@ func checkResolve(t *testing.T, url, key string, cases []refCase) {
 // resolveFails checks that ResolveRef fails with a message containing each of want.
 func resolveFails(t *testing.T, url, ref string, want ...string) {
 	t.Helper()
-	fullRef, sha, err := ResolveRef(context.Background(), Remote{URL: url}, ref)
+	fullRef, sha, _, err := ResolveRef(context.Background(), Remote{URL: url}, ref)
 	if err == nil {
 		t.Errorf("ResolveRef(%s, %q) = %q, %q; want an error", url, ref, fullRef, sha)
 		return
@@ -161,7 +161,7 @@ exec sh -c "$cmd"
 func TestResolveRefUnreachable(t *testing.T) {
 	resolveFails(t, "git://127.0.0.1:1/acme/x.git", "main",
 		"could not reach git://127.0.0.1:1/acme/x.git: unable to connect to 127.0.0.1: ", "Connection refused")
-	_, _, err := ResolveRef(context.Background(), Remote{URL: "https://kozmic:s3cret@127.0.0.1:1/acme/x.git"}, "main")
+	_, _, _, err := ResolveRef(context.Background(), Remote{URL: "https://kozmic:s3cret@127.0.0.1:1/acme/x.git"}, "main")
 	if err == nil || !strings.Contains(err.Error(), "could not reach https://kozmic:xxxxx@127.0.0.1:1/acme/x.git: ") ||
 		strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("err = %v", err)

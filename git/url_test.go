@@ -83,7 +83,7 @@ func TestExtTransportNeverRuns(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "remote helpers") || ran() {
 		t.Errorf("Clone: err = %v, ran = %v", err, ran())
 	}
-	if _, _, err := ResolveRef(context.Background(), Remote{URL: ext}, "main"); err == nil || !strings.Contains(err.Error(), "remote helpers") || ran() {
+	if _, _, _, err := ResolveRef(context.Background(), Remote{URL: ext}, "main"); err == nil || !strings.Contains(err.Error(), "remote helpers") || ran() {
 		t.Errorf("ResolveRef: err = %v, ran = %v", err, ran())
 	}
 

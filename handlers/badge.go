@@ -8,19 +8,26 @@ import (
 )
 
 // badge answers GET /badges/{owner}/{name}.svg[?ref=BRANCH] with an SVG
-// reading passing, failing, error, running or unknown, never cached. It is
-// public, as badges are shown in READMEs; a private project's badge reads
-// unknown like a missing one, so it tells nothing.
+// reading passing, failing, error, running or unknown, never cached: the
+// newest build of BRANCH (or of a full ref, refs/…), or without ref of the
+// project's default branch, unknown while that is not known. Pull requests'
+// builds never count (store.BranchBuild), so a stranger's failing pull
+// request cannot turn a README's badge red. It is public, as badges are
+// shown in READMEs; a private project's badge reads unknown like a missing
+// one, so it tells nothing.
 func (h *Handler) badge(w http.ResponseWriter, r *http.Request) {
 	name, ok := strings.CutSuffix(r.PathValue("file"), ".svg")
 	word := "unknown"
 	if ok {
 		if p, err := h.db.ProjectByName(r.Context(), r.PathValue("owner")+"/"+name); err == nil && p.IsPublic {
 			ref := r.URL.Query().Get("ref")
+			if ref == "" {
+				ref = p.DefaultBranch
+			}
 			if ref != "" && !strings.HasPrefix(ref, "refs/") {
 				ref = "refs/heads/" + ref
 			}
-			if b, err := h.db.LatestBuild(r.Context(), p.ID, ref); err == nil {
+			if b, err := h.db.BranchBuild(r.Context(), p.ID, ref); ref != "" && err == nil {
 				word = b.Status.Badge()
 			}
 		}

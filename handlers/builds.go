@@ -56,7 +56,7 @@ func (h *Handler) buildsSection(r *http.Request, p store.Project) (views.BuildsV
 	if err != nil {
 		return views.BuildsView{}, err
 	}
-	v := views.BuildsView{ProjectID: p.ID, Branch: branch,
+	v := views.BuildsView{ProjectID: p.ID, Branch: branch, DefaultBranch: p.DefaultBranch,
 		BadgeMD: fmt.Sprintf("[![build](%s/badges/%s.svg)](%s%s)", h.baseURL, p.FullName, h.baseURL, paths.Project(p.ID))}
 	if len(bs) > buildsPerPage {
 		bs = bs[:buildsPerPage]
@@ -163,6 +163,8 @@ func (h *Handler) rerunFailed(w http.ResponseWriter, r *http.Request) {
 // shows that build instead. When every git slot stays taken it answers 503
 // with Retry-After; the first contact with an SSH server pins its host key,
 // and a key other than the pinned one is refused with both fingerprints.
+// The branch HEAD names, which git lists anyway, becomes the project's
+// default branch.
 func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 	p, role, err := h.projectFor(r, store.RoleManager)
 	if err != nil {
@@ -196,7 +198,7 @@ func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 		}
 		return pinErr
 	}}
-	ref, sha, err := git.ResolveRef(ctx, remote, typed)
+	ref, sha, defaultBranch, err := git.ResolveRef(ctx, remote, typed)
 	switch {
 	case ctx.Err() != nil:
 		return // the person left while git ran: nobody to answer
@@ -210,6 +212,8 @@ func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 		refuse(err.Error())
 		return
 	}
+	// git listed HEAD anyway: the badge's branch comes free.
+	h.learnDefaultBranch(ctx, p, defaultBranch)
 	b, jobs, err := h.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: ref, SHA: sha, Author: user(r).Login(),
 		Message: "Run by " + user(r).Login()})
 	switch {

@@ -354,13 +354,13 @@ func TestBadge(t *testing.T) {
 	ctx := context.Background()
 	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
 	pub, _ := s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: 77,
-		FullName: "octocat/Public", IsPublic: true, WebhookSecret: "s"})
+		FullName: "octocat/Public", IsPublic: true, DefaultBranch: "main", WebhookSecret: "s"})
 	buildWithLog(t, s, pub, "refs/heads/main", "a1", "m", "", store.JobSuccess)
 	buildWithLog(t, s, pub, "refs/heads/dev", "a2", "m", "", store.JobFailure)
 	buildWithLog(t, s, p, "refs/heads/main", "a3", "m", "", store.JobSuccess)
 	anon := newBrowser(t, s)
 	for path, want := range map[string]string{
-		"/badges/octocat/Public.svg":          "failing", // the latest build of any ref
+		"/badges/octocat/Public.svg":          "passing", // the default branch's, not dev's later one
 		"/badges/octocat/Public.svg?ref=main": "passing",
 		"/badges/octocat/Public.svg?ref=nope": "unknown",
 		"/badges/octocat/Hello-World.svg":     "unknown", // private: tells nothing

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"kozmic/gh"
 	"kozmic/git"
@@ -38,7 +39,8 @@ func newProjectView(u store.User) views.NewProjectView {
 // and a sentence saying why, and nothing is written, unless the URL is on
 // another machine and, with GitHub sign-in, names a GitHub repository they
 // administer; their project is named under their own user name ("app" or
-// "them/app" make them/app).
+// "them/app" make them/app). The branch the repository's HEAD names becomes
+// the project's default branch when git tells it within defaultBranchWait.
 func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 	u := user(r)
 	v := newProjectView(u)
@@ -99,7 +101,36 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.InfoContext(r.Context(), "project created", "project", p.ID, "name", p.FullName, "by", u.Login())
+	// The server cannot know a fresh deploy key yet: an ssh project learns
+	// its default branch at its first Run build or webhook instead.
+	if !git.OverSSH(p.GitURL) {
+		ctx, cancel := context.WithTimeout(r.Context(), defaultBranchWait)
+		_, _, branch, err := git.ResolveRef(ctx, git.Remote{URL: p.GitURL}, "")
+		cancel()
+		if err != nil {
+			h.log.InfoContext(r.Context(), "default branch not learnt", "project", p.ID, "err", clip(err.Error()))
+		}
+		h.learnDefaultBranch(r.Context(), p, branch)
+	}
 	http.Redirect(w, r, paths.Project(p.ID)+"?created", http.StatusSeeOther)
+}
+
+// defaultBranchWait bounds how long a new project's creation waits for git
+// to tell its default branch; without it, the badge waits for a Run build.
+const defaultBranchWait = 10 * time.Second
+
+// learnDefaultBranch records branch as p's default branch, which its badge
+// shows, when it is known and new. A failure is only logged: the next
+// webhook or Run build tells it again.
+func (h *Handler) learnDefaultBranch(ctx context.Context, p store.Project, branch string) {
+	if branch == "" || branch == p.DefaultBranch {
+		return
+	}
+	if err := h.db.SetDefaultBranch(ctx, p.ID, branch); err != nil {
+		h.log.WarnContext(ctx, "record default branch", "project", p.ID, "branch", clip(branch), "err", err)
+		return
+	}
+	h.log.InfoContext(ctx, "default branch", "project", p.ID, "branch", clip(branch))
 }
 
 // refusal is a request refused for a reason the person can act on: the

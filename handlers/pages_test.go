@@ -1751,7 +1751,7 @@ func TestPageBadge(t *testing.T) {
 	ctx := context.Background()
 	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
 	pub, err := s.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGitHub, GitHubID: 77,
-		FullName: "octocat/Public", IsPublic: true, WebhookSecret: "s"})
+		FullName: "octocat/Public", IsPublic: true, DefaultBranch: "main", WebhookSecret: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1774,7 +1774,7 @@ func TestPageBadge(t *testing.T) {
 	colours := map[string]string{}
 	anon := newBrowser(t, s)
 	for _, tt := range []struct{ path, word string }{
-		{"/badges/octocat/Public.svg", "running"}, // the latest build of any ref
+		{"/badges/octocat/Public.svg", "passing"}, // the default branch's
 		{"/badges/octocat/Public.svg?ref=main", "passing"},
 		{"/badges/octocat/Public.svg?ref=refs/heads/main", "passing"},
 		{"/badges/octocat/Public.svg?ref=dev", "failing"},

@@ -165,8 +165,8 @@ func (b *webhookBody) release() {
 
 // webhook receives a signed push or pull request event from GitHub, Gitea or
 // Forgejo and creates the build it asks for, with one enqueued job per
-// hook, in one transaction; nothing is written before the signature is
-// verified. It answers 201 with a new build, 200 for a delivery or commit
+// hook, in one transaction, and takes the repository's default branch from
+// it; nothing is written before the signature is verified. It answers 201 with a new build, 200 for a delivery or commit
 // seen before or an event that builds nothing, 204 for events Kozmic
 // ignores, 401 for a bad signature, 400 for a malformed body or a SHA or ref
 // git would not take as such, 404 for an unknown project (its body unread),
@@ -219,6 +219,13 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 		return "ignored"
 	case err != nil:
 		return h.webhookFailed(w, r, fmt.Errorf("%w: %v", errBadRequest, err))
+	}
+	if t.DefaultBranch != "" {
+		if p, err := h.db.ProjectByID(r.Context(), projectID); err == nil {
+			h.learnDefaultBranch(r.Context(), p, t.DefaultBranch)
+		}
+	}
+	switch {
 	case !t.Build:
 		writeJSON(w, http.StatusOK, map[string]string{"result": "no build: " + t.Reason})
 		return "no_build"

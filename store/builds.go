@@ -256,6 +256,19 @@ func (db *DB) LatestBuild(ctx context.Context, projectID int64, ref string) (Bui
 	return bs[0], nil
 }
 
+// BranchBuild returns the newest build of ref in a project that is no pull
+// request's, the build a branch's badge shows, or ErrNotFound. A pull
+// request's build never counts, whatever its ref: neither an untrusted one
+// (FromFork) nor one of a pull or merge request's ref (refs/pull/…,
+// refs/merge-requests/…).
+func (db *DB) BranchBuild(ctx context.Context, projectID int64, ref string) (Build, error) {
+	b, err := scanBuild(db.read.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds
+		WHERE project_id = ? AND ref = ? AND NOT from_fork
+			AND ref NOT LIKE 'refs/pull/%' AND ref NOT LIKE 'refs/merge-requests/%'
+		ORDER BY number DESC LIMIT 1`, projectID, ref))
+	return b, wrap("get branch build", err)
+}
+
 // BuildQuery selects a page of a project's builds, newest first.
 type BuildQuery struct {
 	Ref    string // only builds of this ref; empty: all

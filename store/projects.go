@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -34,7 +35,11 @@ type Project struct {
 	// authorized_keys form ("ssh-ed25519 AAAA…"); "" until the first
 	// successful contact over SSH, or after ResetHostKey.
 	SSHHostKey string
-	CreatedAt  time.Time
+	// DefaultBranch is the branch a badge without ?ref shows, such as
+	// main: GitHub's default branch, or the one a git URL's HEAD names.
+	// "" while it is unknown.
+	DefaultBranch string
+	CreatedAt     time.Time
 }
 
 // CloneURL is the URL the runner clones: a plain-git project's URL, a public
@@ -61,6 +66,7 @@ type NewProject struct {
 	HTTPSCloneURL string
 	GitURL        string
 	IsPublic      bool
+	DefaultBranch string // see Project.DefaultBranch; "" when unknown
 	WebhookSecret string // sealed at rest; NewWebhookSecret makes one
 	// DeployKey, when set, is stored with the project in one transaction
 	// (its ProjectID is filled in).
@@ -76,12 +82,12 @@ func NewWebhookSecret() string {
 }
 
 const projectColumns = `id, owner_id, source, COALESCE(github_id, 0), full_name, ssh_clone_url,
-	https_clone_url, git_url, is_public, COALESCE(github_hook_id, 0), ssh_host_key, created_at`
+	https_clone_url, git_url, is_public, COALESCE(github_hook_id, 0), ssh_host_key, default_branch, created_at`
 
 // projectFields are where the columns of projectColumns scan to.
 func projectFields(p *Project) []any {
 	return []any{&p.ID, &p.OwnerID, &p.Source, &p.GitHubID, &p.FullName, &p.SSHCloneURL,
-		&p.HTTPSCloneURL, &p.GitURL, &p.IsPublic, &p.GitHubHookID, &p.SSHHostKey, msTime{&p.CreatedAt}}
+		&p.HTTPSCloneURL, &p.GitURL, &p.IsPublic, &p.GitHubHookID, &p.SSHHostKey, &p.DefaultBranch, msTime{&p.CreatedAt}}
 }
 
 func scanProject(row scanner) (Project, error) {
@@ -111,6 +117,8 @@ func (db *DB) CreateProject(ctx context.Context, np NewProject) (Project, error)
 		return Project{}, invalid("a git project needs a URL or path to clone")
 	case np.WebhookSecret == "":
 		return Project{}, invalid("a project needs a webhook secret")
+	case np.DefaultBranch != "" && !validBranch(np.DefaultBranch):
+		return Project{}, errBadBranch
 	}
 	secret, err := db.seal.seal([]byte(np.WebhookSecret))
 	if err != nil {
@@ -133,11 +141,11 @@ func (db *DB) CreateProject(ctx context.Context, np NewProject) (Project, error)
 	err = db.writeTx(ctx, func(tx txn) error {
 		row := tx.QueryRowContext(ctx, `
 			INSERT INTO projects (owner_id, source, github_id, full_name, ssh_clone_url, https_clone_url,
-				git_url, is_public, webhook_secret_enc, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				git_url, is_public, default_branch, webhook_secret_enc, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			RETURNING `+projectColumns,
 			np.OwnerID, np.Source, githubID, np.FullName, np.SSHCloneURL, np.HTTPSCloneURL,
-			np.GitURL, np.IsPublic, secret, db.nowMS())
+			np.GitURL, np.IsPublic, np.DefaultBranch, secret, db.nowMS())
 		if p, err = scanProject(row); err != nil {
 			return wrap("insert project", err)
 		}
@@ -149,6 +157,31 @@ func (db *DB) CreateProject(ctx context.Context, np NewProject) (Project, error)
 		return wrap("insert deploy key", err)
 	})
 	return p, err
+}
+
+// MaxBranch bounds a project's default branch, in bytes.
+const MaxBranch = 255
+
+var errBadBranch = invalid(fmt.Sprintf("a default branch is a branch name, without refs/heads/, of at most %d bytes", MaxBranch))
+
+// validBranch accepts a branch name as git would print it, without
+// refs/heads/: not empty, at most MaxBranch bytes, no control characters or
+// spaces. Callers check git's full rules; this keeps the column clean.
+func validBranch(b string) bool {
+	return b != "" && len(b) <= MaxBranch && !strings.HasPrefix(b, "refs/") &&
+		!strings.ContainsFunc(b, func(r rune) bool { return r <= ' ' || r == 0x7f })
+}
+
+// SetDefaultBranch records the project's default branch (see
+// Project.DefaultBranch). A branch validBranch refuses is ErrInvalid; a
+// missing project ErrNotFound.
+func (db *DB) SetDefaultBranch(ctx context.Context, projectID int64, branch string) error {
+	if !validBranch(branch) {
+		return errBadBranch
+	}
+	return db.writeTx(ctx, func(tx txn) error {
+		return execOne(ctx, tx, "set default branch", `UPDATE projects SET default_branch = ? WHERE id = ?`, branch, projectID)
+	})
 }
 
 // ProjectByID returns a project or ErrNotFound.

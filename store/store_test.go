@@ -652,8 +652,10 @@ func TestWriteTxRollsBack(t *testing.T) {
 func TestListingsUseIndexes(t *testing.T) {
 	db := newTestDB(t)
 	queries := map[string]string{
-		"builds of a project":      `SELECT id FROM builds WHERE project_id = 1 AND number < 100 ORDER BY number DESC LIMIT 50`,
-		"builds of a branch":       `SELECT id FROM builds WHERE project_id = 1 AND number < 100 AND ref = 'refs/heads/main' ORDER BY number DESC LIMIT 50`,
+		"builds of a project": `SELECT id FROM builds WHERE project_id = 1 AND number < 100 ORDER BY number DESC LIMIT 50`,
+		"builds of a branch":  `SELECT id FROM builds WHERE project_id = 1 AND number < 100 AND ref = 'refs/heads/main' ORDER BY number DESC LIMIT 50`,
+		"a branch's badge build": `SELECT id FROM builds WHERE project_id = 1 AND ref = 'refs/heads/main' AND NOT from_fork
+			AND ref NOT LIKE 'refs/pull/%' AND ref NOT LIKE 'refs/merge-requests/%' ORDER BY number DESC LIMIT 1`,
 		"jobs of a build":          `SELECT id FROM jobs WHERE build_id = 1`,
 		"enqueued jobs in order":   `SELECT id FROM jobs WHERE status = 'enqueued' ORDER BY id LIMIT 1`,
 		"projects of a member":     `SELECT project_id FROM memberships WHERE user_id = 1`,
@@ -760,6 +762,29 @@ func TestCreateBuildRecordsDeliveryOnce(t *testing.T) {
 
 // TestNewWebhookSecret checks that a fresh secret has 256 bits in hex and
 // is new each time.
+func TestSetDefaultBranch(t *testing.T) {
+	db := newTestDB(t)
+	ctx := context.Background()
+	f := newFixture(t, db, "acme/app")
+	if f.project.DefaultBranch != "" {
+		t.Errorf("a new project's default branch = %q, want unknown", f.project.DefaultBranch)
+	}
+	for _, bad := range []string{"", "refs/heads/main", "a b", "a\nb", strings.Repeat("b", MaxBranch+1)} {
+		if err := db.SetDefaultBranch(ctx, f.project.ID, bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("SetDefaultBranch(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+	if err := db.SetDefaultBranch(ctx, f.project.ID+100, "main"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing project: %v, want ErrNotFound", err)
+	}
+	if err := db.SetDefaultBranch(ctx, f.project.ID, "release/2.x"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := db.ProjectByID(ctx, f.project.ID); err != nil || p.DefaultBranch != "release/2.x" {
+		t.Errorf("default branch %q, %v; want release/2.x", p.DefaultBranch, err)
+	}
+}
+
 func TestNewWebhookSecret(t *testing.T) {
 	a, b := NewWebhookSecret(), NewWebhookSecret()
 	if len(a) != 64 || strings.Trim(a, "0123456789abcdef") != "" {
