@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"kozmic/internal/testdb"
 	"kozmic/internal/testimage"
 	"kozmic/internal/testrepo"
+	"kozmic/internal/when"
 	"kozmic/metrics"
 	"kozmic/runner"
 	"kozmic/store"
@@ -361,5 +363,90 @@ func TestBrowserLongLogAndPhone(t *testing.T) {
 		if path == fmt.Sprintf("/projects/%d/builds/1", p.ID) {
 			screenshot(t, ctx, "phone-build.png")
 		}
+	}
+}
+
+// A running job's elapsed time ticks by itself every second, in the page as
+// it was loaded (the element is never replaced: no request brings it), and
+// reads as the server writes durations, minutes and hours too.
+func TestRunningJobElapsedTicks(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
+	}
+	srv := newLiveServer(t)
+	ctx := newChrome(t)
+	bg := context.Background()
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(chromedp.CSS(`a.button`)),
+		waitText("h1", func(s string) bool { return s == "Projects" })); err != nil {
+		t.Fatal(err)
+	}
+	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/ticks",
+		GitURL: t.TempDir(), WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: p.ID, Title: "ticks", DockerImage: testimage.Name, BuildScript: "#!/bin/sh"}); err != nil {
+		t.Fatal(err)
+	}
+	_, jobs, err := srv.db.CreateBuild(bg, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), Message: "Ticks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Marked running, so the runner (with nothing enqueued) leaves it alone.
+	if _, err := srv.db.UpdateJob(bg, jobs[0].ID, store.JobUpdate{Status: store.JobRunning}); err != nil {
+		t.Fatal(err)
+	}
+	jobURL := fmt.Sprintf("%s/projects/%d/builds/1/jobs/%d", srv.url, p.ID, jobs[0].ID)
+	const sel = "#job-status time.elapsed"
+	if err := chromedp.Do(ctx, chromedp.Navigate(jobURL), chromedp.WaitVisible(chromedp.CSS(sel)),
+		// A mark on the element as loaded: a replaced element would lack it.
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#job-status time.elapsed").kozmicMark = true`)); err != nil {
+		t.Fatal(err)
+	}
+	first, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seconds := func(s string) int {
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "s"))
+		if err != nil || !strings.HasSuffix(s, "s") {
+			return -1
+		}
+		return n
+	}
+	start := seconds(first)
+	if start < 0 {
+		t.Fatalf("the running job's time reads %q", first)
+	}
+	if err := chromedp.Do(ctx, waitText(sel, func(s string) bool { return seconds(s) >= start+3 })); err != nil {
+		t.Fatal(err)
+	}
+	state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(function () {
+		var el = document.querySelector("#job-status time.elapsed");
+		return el.kozmicMark + " " + el.getAttribute("datetime") + " " + el.textContent; })()`))
+	if f := strings.Fields(state); len(f) != 3 || f[0] != "true" || f[1] != "PT"+strings.TrimSuffix(f[2], "s")+"S" {
+		t.Errorf("after ticking: mark, datetime and text are %q; want the same element, its datetime following its text", state)
+	}
+	// Started 63 s or 1 h 2 min 3 s ago, it reads as the server would write it.
+	for _, c := range []struct {
+		ago  int
+		want string
+	}{{63, "1m03s"}, {3723, "1h02m"}} {
+		since := time.Now().Add(-time.Duration(c.ago) * time.Second).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+		if err := chromedp.Do(ctx,
+			chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector("#job-status time.elapsed").dataset.since = %q`, since)),
+			waitText(sel, func(s string) bool { return s == c.want || s == when.Duration(time.Duration(c.ago+1)*time.Second) })); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A finished job's time stands still: it has no start to tick from.
+	if _, err := srv.db.UpdateJob(bg, jobs[0].ID, store.JobUpdate{Status: store.JobSuccess}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Reload(), waitText("#job-status", func(s string) bool { return strings.HasPrefix(s, "passed") })); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("time[data-since]").length`)); n != 0 {
+		t.Errorf("a finished job's page has %d ticking times", n)
 	}
 }

@@ -24,15 +24,20 @@ func ago(t time.Time) views.Time {
 	return views.Time{Relative: when.Ago(t, time.Now()), Exact: t.Local().Format("2006-01-02 15:04:05 MST")}
 }
 
-// took is how long something ran: until it finished, or so far.
-func took(start, end time.Time) string {
+// took is how long something ran: until it finished, or so far, and then
+// with its start for the page to tick from.
+func took(start, end time.Time) views.Elapsed {
 	if start.IsZero() {
-		return ""
+		return views.Elapsed{}
 	}
+	var e views.Elapsed
 	if end.IsZero() {
 		end = time.Now()
+		e.Since = start.UTC().Format("2006-01-02T15:04:05.000Z07:00")
 	}
-	return when.Duration(end.Sub(start))
+	d := end.Sub(start).Round(time.Second)
+	e.Text, e.Seconds = when.Duration(d), int64(d/time.Second)
+	return e
 }
 
 func firstLine(s string) string {

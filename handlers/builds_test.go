@@ -121,7 +121,7 @@ func TestBuildAndJobPages(t *testing.T) {
 		t.Errorf("job page: %d", res.StatusCode)
 	}
 
-	res, raw := b.do("GET", jobURL+"/log.txt", nil)
+	res, raw := b.do("GET", jobURL+"/log.txt?ansi=1", nil)
 	if res.StatusCode != 200 || raw != hostileLog || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") {
 		t.Errorf("raw log: %d, %d bytes", res.StatusCode, len(raw))
 	}

@@ -22,7 +22,9 @@ import (
 	"kozmic/views"
 )
 
-// rawLog sends the stored log as it is, ANSI codes and all.
+// rawLog sends the stored log as plain text, without terminal escape
+// sequences, or with ?ansi=1 as it is stored, escapes and all. It reads and
+// sends the log a piece at a time, however long it is.
 func (h *Handler) rawLog(w http.ResponseWriter, r *http.Request) {
 	_, _, _, j, err := h.projectJob(r, store.RoleMember)
 	if err != nil {
@@ -31,6 +33,10 @@ func (h *Handler) rawLog(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="job-%d.log"`, j.ID))
+	var plain *escapeStripper
+	if r.URL.Query().Get("ansi") != "1" {
+		plain = &escapeStripper{}
+	}
 	for pos := int64(0); ; {
 		data, err := h.db.ReadLog(r.Context(), j.ID, pos, 1<<20)
 		if err != nil {
@@ -40,10 +46,13 @@ func (h *Handler) rawLog(w http.ResponseWriter, r *http.Request) {
 		if len(data) == 0 {
 			return
 		}
+		pos += int64(len(data))
+		if plain != nil {
+			data = plain.strip(data)
+		}
 		if _, err := w.Write(data); err != nil {
 			return
 		}
-		pos += int64(len(data))
 	}
 }
 

@@ -200,7 +200,7 @@ func TestLongLogLineRendersInBoundedMemory(t *testing.T) {
 			t.Errorf("stream %d: last line event's id %q, want %q, then an end event", i, lastID, want)
 		}
 	}
-	if raw := fetchAll(t, b, jobURL+"/log.txt", 1)[0]; len(raw) != size || sha256.Sum256([]byte(raw)) != sum {
+	if raw := fetchAll(t, b, jobURL+"/log.txt?ansi=1", 1)[0]; len(raw) != size || sha256.Sum256([]byte(raw)) != sum {
 		t.Errorf("the raw log has %d bytes, want all %d as stored", len(raw), size)
 	}
 }
@@ -391,4 +391,58 @@ func TestLiveLogEndsWhenAccessIsLost(t *testing.T) {
 	if f.s.accessRecheck != 10*time.Millisecond || newTestServer(t).accessRecheck != 30*time.Second {
 		t.Errorf("access rechecked every %v, and %v without Deps.AccessRecheck; want 30s", f.s.accessRecheck, newTestServer(t).accessRecheck)
 	}
+}
+
+// The raw log is plain text by default: colours, cursor codes, titles and
+// hyperlinks are removed, also when a sequence is split between the stored
+// chunks (and so between the reads that send the log), before and after the
+// log is compressed; a string sequence that never ends takes no more than
+// its line. With ?ansi=1 it is the log as stored, byte for byte.
+func TestRawLogStripsEscapesUnlessAsked(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	ctx := context.Background()
+	// Each chunk holds more than a read of the raw log (1 MiB), so that
+	// every read ends where a chunk ends, inside a sequence.
+	filler := func(tag string) string { return strings.Repeat(tag+" 0123456789abcdef\n", (1<<20)/20) }
+	chunks := []string{
+		"start \x1b[1;32mgreen\x1b[0m\n" + filler("one") + "\x1b[3",
+		"1mred\x1b[0m\n" + filler("two") + "\x1b]8;;https://example.com/\x1b\\link\x1b]8;;\x1b",
+		"\\ after\n\x1b(Bcharset \x1b]0;title\x07tail\x1b[?25l\r\nprogress 10%\rprogress 100%\n" +
+			"\x1b]0;never ends\nvisible grün\n\x1b[31;1",
+	}
+	want := "start green\n" + filler("one") + "red\n" + filler("two") + "link after\ncharset tail\r\nprogress 10%\rprogress 100%\n" +
+		"\nvisible grün\n"
+	build, job := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", "", store.JobRunning)
+	for _, c := range chunks {
+		if _, err := s.db.AppendLog(ctx, job.ID, []byte(c), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobURL := fmt.Sprintf("/projects/%d/builds/%d/jobs/%d", p.ID, build.Number, job.ID)
+	check := func(when string) {
+		t.Helper()
+		res, plain := b.do("GET", jobURL+"/log.txt", nil)
+		if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") {
+			t.Errorf("%s: raw log %d, %q", when, res.StatusCode, res.Header.Get("Content-Type"))
+		}
+		if plain != want {
+			i := 0
+			for i < min(len(plain), len(want)) && plain[i] == want[i] {
+				i++
+			}
+			t.Errorf("%s: plain raw log (%d bytes, want %d) differs at byte %d: %q, want %q", when, len(plain), len(want), i,
+				plain[max(0, i-20):min(len(plain), i+20)], want[max(0, i-20):min(len(want), i+20)])
+		}
+		if _, raw := b.do("GET", jobURL+"/log.txt?ansi=1", nil); raw != strings.Join(chunks, "") {
+			t.Errorf("%s: with ?ansi=1 the raw log has %d bytes, not the %d stored", when, len(raw), len(strings.Join(chunks, "")))
+		}
+	}
+	check("while running")
+	s.db.UpdateJob(ctx, job.ID, store.JobUpdate{Status: store.JobSuccess})
+	if err := s.db.CompressLog(ctx, job.ID); err != nil {
+		t.Fatal(err)
+	}
+	check("compressed")
 }

@@ -11,8 +11,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+	"unicode"
 
 	"github.com/PuerkitoBio/goquery"
+	nethtml "golang.org/x/net/html"
 
 	"kozmic/internal/fakegithub"
 	"kozmic/store"
@@ -581,8 +584,8 @@ func TestPageProject(t *testing.T) {
 	if got := textOf(rows.Last().Find("span.build > a")); got != "#6" {
 		t.Errorf("last row %q, want #6", got)
 	}
-	if doc.Find("time").Length() != 25 {
-		t.Errorf("%d times, want one a row", doc.Find("time").Length())
+	if doc.Find("time[title]").Length() != 25 {
+		t.Errorf("%d times of day, want one a row", doc.Find("time[title]").Length())
 	}
 	older := doc.Find("a").FilterFunction(func(_ int, a *goquery.Selection) bool { return a.Text() == "Older builds" })
 	if attrOf(older, "href") != projectURL+"?before=6" {
@@ -1988,5 +1991,64 @@ func TestPageNeverShowsSecrets(t *testing.T) {
 	doc, _ := fetchPage(t, f.owner, project+"/settings", 200)
 	if got := doc.Find("section.panel").Eq(1).Find("li code").Text(); got != "DEPLOY_TOKEN" {
 		t.Errorf("secret names %q", got)
+	}
+}
+
+// A status badge and the text beside it (a duration, a title, an attempt's
+// number) are separate words when the page's text is read without its
+// layout: "passed 5s", never "passed5s". A running job's time carries its
+// start for kozmic.js to tick from; a finished one's does not.
+func TestBadgeAndTimeNeverTouch(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	ctx := context.Background()
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	build, first := buildWithLog(t, s, p, "refs/heads/main", "abc", "m", "ok\n", store.JobFailure)
+	buildURL := fmt.Sprintf("/projects/%d/builds/%d", p.ID, build.Number)
+	if res, _ := b.do("POST", fmt.Sprintf("%s/jobs/%d/restart", buildURL, first.ID), url.Values{}); res.StatusCode != 303 {
+		t.Fatalf("restart: %d", res.StatusCode)
+	}
+	all, _ := s.db.Jobs(ctx, build.ID)
+	second := all[1]
+	moveJob(t, s, second.ID, store.JobRunning, store.CacheNone)
+	second, _ = s.db.JobByID(ctx, second.ID)
+
+	words := func(s *goquery.Selection) string { return strings.Join(strings.Fields(s.Text()), " ") }
+	for _, path := range []string{"/", fmt.Sprintf("/projects/%d", p.ID), buildURL,
+		fmt.Sprintf("%s/jobs/%d", buildURL, first.ID), fmt.Sprintf("%s/jobs/%d", buildURL, second.ID)} {
+		doc, _ := fetchPage(t, b, path, 200)
+		badges := doc.Find(".status")
+		if badges.Length() == 0 {
+			t.Fatalf("%s: no status badge", path)
+		}
+		// Whatever stands beside a badge in the same parent is set apart
+		// from it by white space.
+		badges.Each(func(_ int, badge *goquery.Selection) {
+			n := badge.Nodes[0]
+			if prev := n.PrevSibling; prev != nil && (prev.Type != nethtml.TextNode || strings.TrimRightFunc(prev.Data, unicode.IsSpace) == prev.Data) {
+				t.Errorf("%s: the badge %q touches what precedes it in %q", path, words(badge), words(badge.Parent()))
+			}
+			if next := n.NextSibling; next != nil && (next.Type != nethtml.TextNode || strings.TrimLeftFunc(next.Data, unicode.IsSpace) == next.Data) {
+				t.Errorf("%s: the badge %q touches what follows it in %q", path, words(badge), words(badge.Parent()))
+			}
+		})
+	}
+
+	doc, _ := fetchPage(t, b, fmt.Sprintf("%s/jobs/%d", buildURL, first.ID), 200)
+	if got := words(doc.Find("#" + views.JobStatusID)); !regexp.MustCompile(`^failed \d+s$`).MatchString(got) {
+		t.Errorf("finished job's status reads %q, want \"failed\", a space and its duration", got)
+	}
+	if tm := doc.Find("#" + views.JobStatusID + " time"); tm.Length() != 1 || !regexp.MustCompile(`^PT\d+S$`).MatchString(attrOf(tm, "datetime")) ||
+		tm.AttrOr("data-since", "") != "" {
+		t.Errorf("finished job's time: %d, datetime %q, data-since %q", tm.Length(), attrOf(tm, "datetime"), attrOf(tm, "data-since"))
+	}
+	doc, _ = fetchPage(t, b, fmt.Sprintf("%s/jobs/%d", buildURL, second.ID), 200)
+	if got := words(doc.Find("#" + views.JobStatusID)); !regexp.MustCompile(`^running \d+s$`).MatchString(got) {
+		t.Errorf("running job's status reads %q, want \"running\", a space and its time so far", got)
+	}
+	tm := doc.Find("#" + views.JobStatusID + " time[data-since]")
+	since, err := time.Parse(time.RFC3339Nano, tm.AttrOr("data-since", ""))
+	if tm.Length() != 1 || err != nil || !since.Equal(second.StartedAt.Truncate(time.Millisecond)) {
+		t.Errorf("running job's time: %d, data-since %q (%v), want its start %s", tm.Length(), attrOf(tm, "data-since"), err, second.StartedAt)
 	}
 }

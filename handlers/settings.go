@@ -41,6 +41,18 @@ func (h *Handler) settings(w http.ResponseWriter, r *http.Request) {
 	h.renderSettings(w, r, p, http.StatusOK, r.URL.Query().Get("flash"), "")
 }
 
+// settingsWarnings are said after a hook was saved, by the key in ?warn=.
+// A script without a #! line is saved anyway (it may be fixed in a moment),
+// but every job of the hook would fail until it is.
+var settingsWarnings = map[string]string{
+	"no-shebang-build": "Its build script does not begin with a #! line, so Docker cannot run it (exec format error): " +
+		"make its first line name the interpreter, such as #!/bin/sh.",
+	"no-shebang-install": "Its install script does not begin with a #! line, so Docker cannot run it (exec format error): " +
+		"make its first line name the interpreter, such as #!/bin/sh.",
+	"no-shebang-build-install": "Its build and install scripts do not begin with a #! line, so Docker cannot run them (exec format error): " +
+		"make the first line of each name the interpreter, such as #!/bin/sh.",
+}
+
 var settingsFlashes = map[string]string{
 	"hook-saved": "Hook saved.", "hook-deleted": "Hook deleted.", "secret-saved": "Secret saved.", "secret-deleted": "Secret deleted.",
 	"cache-cleared": "Install cache cleared: the next job of each hook runs its install script again.",
@@ -77,7 +89,7 @@ func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, p store
 		return
 	}
 	v := views.SettingsView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, Secrets: names,
-		Flash: settingsFlashes[flash], Error: errMsg}
+		Flash: settingsFlashes[flash], Warning: settingsWarnings[r.URL.Query().Get("warn")], Error: errMsg}
 	for _, hk := range hooks {
 		v.Hooks = append(v.Hooks, views.HookRow{ID: hk.ID, Title: hk.Title, Image: hk.DockerImage, Install: hk.InstallScript != ""})
 	}
@@ -164,7 +176,11 @@ func (h *Handler) saveHook(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, settingsURL(p, "hook-saved"), http.StatusSeeOther)
+	to := settingsURL(p, "hook-saved")
+	if missing := hk.ScriptsWithoutShebang(); len(missing) > 0 {
+		to += "&warn=no-shebang-" + strings.Join(missing, "-")
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
 // deleteHook deletes a hook; its past jobs and their logs stay.

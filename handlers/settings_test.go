@@ -142,3 +142,57 @@ func TestClearCacheForm(t *testing.T) {
 		t.Errorf("a stranger clears the cache: %d", res.StatusCode)
 	}
 }
+
+// A script without a #! line cannot run, but the hook is still saved (the
+// typed text is never lost) and the settings page says what to fix.
+func TestHookWithoutShebangIsSavedWithAWarning(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	settings := fmt.Sprintf("/projects/%d/settings", p.ID)
+	for _, c := range []struct {
+		title, install, build string
+		warns                 []string // the scripts the warning names
+	}{
+		{"build only", "", "echo hi\n", []string{"build script"}},
+		{"install only", "go mod download\n", "#!/bin/sh\necho hi\n", []string{"install script"}},
+		{"both", " apt-get update\n", "\n#!/bin/sh\necho hi\n", []string{"build and install scripts"}},
+		{"neither", "#!/bin/sh\necho deps\n", "#!/bin/sh\necho hi\n", nil},
+	} {
+		form := url.Values{"title": {c.title}, "image": {"alpine"}, "install": {c.install}, "build": {c.build}}
+		res, _ := b.do("POST", fmt.Sprintf("/projects/%d/hooks", p.ID), form)
+		if res.StatusCode != 303 {
+			t.Fatalf("%s: save answered %d", c.title, res.StatusCode)
+		}
+		hooks, err := s.db.Hooks(context.Background(), p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved := false
+		for _, hk := range hooks {
+			saved = saved || (hk.Title == c.title && hk.BuildScript == c.build && hk.InstallScript == c.install)
+		}
+		if !saved {
+			t.Errorf("%s: hook not saved as typed: %+v", c.title, hooks)
+		}
+		doc, _ := fetchPage(t, b, res.Header.Get("Location"), 200)
+		if got := textOf(doc.Find("p.flash.flash-ok")); got != "Hook saved." {
+			t.Errorf("%s: flash %q", c.title, got)
+		}
+		warn := doc.Find(`p.flash.flash-warn[role="alert"]`)
+		if c.warns == nil {
+			if warn.Length() != 0 {
+				t.Errorf("%s: scripts with #! lines warned about: %q", c.title, textOf(warn))
+			}
+			continue
+		}
+		if text := textOf(warn); warn.Length() != 1 || !strings.Contains(text, "Its "+c.warns[0]) || !strings.Contains(text, "#!/bin/sh") {
+			t.Errorf("%s: %d warnings %q, want one about the %s", c.title, warn.Length(), text, c.warns[0])
+		}
+	}
+	// The warning is only what the server's own keys say.
+	doc, _ := fetchPage(t, b, settings+"?flash=hook-saved&warn=<b>hi</b>", 200)
+	if n := doc.Find("p.flash-warn").Length(); n != 0 {
+		t.Errorf("an unknown warning key shows %d warnings", n)
+	}
+}

@@ -40,6 +40,9 @@ const (
 	StalledMessage  = "Sorry, your script has stalled and been killed."
 	TimedOutMessage = "Sorry, your script ran longer than %s and has been killed."
 	SkippedInstall  = "Skipping install script as tracked files did not change..."
+	// NoShebangMessage follows a script without a #! line that the
+	// container runtime refused to start; %s is "build" or "install".
+	NoShebangMessage = "The %s script needs a #! line naming its interpreter, such as #!/bin/sh, as its first line: without one it cannot be run (exec format error)."
 )
 
 var (
@@ -91,6 +94,37 @@ func (a *activity) Write(p []byte) (int, error) {
 }
 
 func (a *activity) idle() time.Duration { return time.Since(time.Unix(0, a.last.Load())) }
+
+// startReportBytes is how much of a step's first output is kept to look for
+// the container runtime's report of a script it could not start.
+const startReportBytes = 512
+
+// outputHead passes a step's output on and keeps its first startReportBytes.
+type outputHead struct {
+	w    io.Writer
+	head []byte
+}
+
+func (o *outputHead) Write(p []byte) (int, error) {
+	if n := min(len(p), startReportBytes-len(o.head)); n > 0 {
+		o.head = append(o.head, p[:n]...)
+	}
+	return o.w.Write(p)
+}
+
+// runStep runs the script of a created container, as runContainer does,
+// and says in the log when it failed because the script has no #! line.
+// The runtime reports that ("exec /kozmic/script: exec format error") as
+// the container's first output and exits non-zero, like a failing script.
+func (r *Runner) runStep(ctx context.Context, c string, src source, step, script string, out io.Writer) (int, error) {
+	o := &outputHead{w: out}
+	code, err := r.runContainer(ctx, c, src, script, o)
+	if err == nil && code != 0 && !store.HasShebang(script) &&
+		strings.Contains(strings.ToLower(string(o.head)), "exec format error") {
+		say(out, NoShebangMessage, step)
+	}
+	return code, err
+}
 
 // say writes a line of Kozmic's own into a job's log, set apart in bold cyan.
 func say(w io.Writer, format string, args ...any) {
@@ -191,7 +225,7 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 			if err != nil {
 				return fail("%s", err)
 			}
-			code, err := r.runContainer(ctx, c, s.src, s.install, out)
+			code, err := r.runStep(ctx, c, s.src, "install", s.install, out)
 			if err == nil && code == 0 {
 				err = r.commit(ctx, c, res.cacheID, s.projectID, s.scope)
 				if err == nil {
@@ -220,7 +254,7 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 	}
 	res.containerID = c
 	defer r.removeLater(c)
-	code, err := r.runContainer(ctx, c, s.src, s.build, out)
+	code, err := r.runStep(ctx, c, s.src, "build", s.build, out)
 	if ctx.Err() != nil {
 		return res
 	}

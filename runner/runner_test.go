@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -250,5 +251,36 @@ func TestCacheLimitKeepsTheImageTheJobJustMade(t *testing.T) {
 	}
 	if got := cacheImages(t, h, p.ID); len(got) != 1 || !got[v1.CacheID] {
 		t.Errorf("cache images = %v, want v1's alone", got)
+	}
+}
+
+// A script without a #! line cannot be executed; the log must say what to
+// add, for the build and for the install script, and not for a script that
+// has one and fails on its own.
+func TestExecFormatErrorExplainsShebang(t *testing.T) {
+	h := newHarness(t, Config{})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
+	p, _ := h.project(rp,
+		store.Hook{Title: "no-shebang-build", BuildScript: "echo hello\n"},
+		store.Hook{Title: "no-shebang-install", InstallScript: "echo deps\n", BuildScript: "#!/bin/sh\necho never\n"},
+		store.Hook{Title: "shebang", BuildScript: "#!/bin/sh\necho exec format error\nexit 1\n"})
+	b, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
+	h.waitBuild(b)
+	for i, want := range []string{fmt.Sprintf(NoShebangMessage, "build"), fmt.Sprintf(NoShebangMessage, "install"), ""} {
+		j, err := h.db.JobByID(context.Background(), jobs[i].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := h.logOf(j.ID)
+		if j.Status != store.JobFailure {
+			t.Errorf("job %q = %s, want failure; log:\n%s", j.HookTitle, j.Status, log)
+		}
+		if want == "" {
+			if strings.Contains(log, "#! line") {
+				t.Errorf("job %q has a #! line, but its log says it needs one:\n%s", j.HookTitle, log)
+			}
+		} else if !strings.Contains(log, want) {
+			t.Errorf("job %q log lacks %q:\n%s", j.HookTitle, want, log)
+		}
 	}
 }

@@ -37,3 +37,36 @@ document.addEventListener("htmx:afterSettle", function () {
   }
 });
 window.addEventListener("hashchange", seekLine);
+
+// The elapsed time of a running build or job (a <time data-since=START>,
+// see views.elapsed) ticks every second, counted from its start. A client
+// clock behind the server's would count from too late, so it never shows
+// less than the server's figure (datetime="PT…S") plus the time since the
+// element appeared. The text is written as when.Duration writes it.
+var elapsedSeen = new WeakMap();
+function showDuration(s) {
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+  if (s < 60) {
+    return s + "s";
+  }
+  if (s < 3600) {
+    return Math.floor(s / 60) + "m" + two(s % 60) + "s";
+  }
+  return Math.floor(s / 3600) + "h" + two(Math.floor(s / 60) % 60) + "m";
+}
+function tickElapsed() {
+  var now = Date.now();
+  document.querySelectorAll("time[data-since]").forEach(function (el) {
+    var seen = elapsedSeen.get(el);
+    if (!seen) {
+      var m = /^PT(\d+)S$/.exec(el.getAttribute("datetime"));
+      seen = { at: now, seconds: m ? Number(m[1]) : 0 };
+      elapsedSeen.set(el, seen);
+    }
+    var fromStart = Math.round((now - Date.parse(el.dataset.since)) / 1000);
+    var s = Math.max(fromStart || 0, seen.seconds + Math.round((now - seen.at) / 1000));
+    el.setAttribute("datetime", "PT" + s + "S");
+    el.textContent = showDuration(s);
+  });
+}
+window.setInterval(tickElapsed, 1000);

@@ -20,6 +20,24 @@ type Hook struct {
 	UpdatedAt     time.Time
 }
 
+// HasShebang reports whether script begins with a #! line, which is what
+// makes it runnable: Docker executes a script directly, and the kernel
+// refuses one without it ("exec format error") instead of handing it to a shell.
+func HasShebang(script string) bool { return strings.HasPrefix(script, "#!") }
+
+// ScriptsWithoutShebang names the hook's scripts ("build", "install") that
+// do not begin with a #! line; an empty install script is no script.
+func (h Hook) ScriptsWithoutShebang() []string {
+	var missing []string
+	if !HasShebang(h.BuildScript) {
+		missing = append(missing, "build")
+	}
+	if strings.TrimSpace(h.InstallScript) != "" && !HasShebang(h.InstallScript) {
+		missing = append(missing, "install")
+	}
+	return missing
+}
+
 // normalize trims the fields and the tracked paths, drops empty and repeated
 // paths (paths stay case-sensitive), and checks the required fields.
 func (h *Hook) normalize() error {

@@ -1,0 +1,112 @@
+package handlers
+
+import "bytes"
+
+// escapeState is where an escapeStripper stands in the escape sequence
+// syntax of ECMA-48 (and xterm's OSC): between sequences, or inside one.
+type escapeState uint8
+
+const (
+	inText      escapeState = iota
+	inEscape                // after ESC
+	inEscInter              // after ESC and intermediate bytes (ESC ( B)
+	inCSI                   // after ESC [: parameters until a final byte
+	inString                // OSC, DCS, SOS, PM, APC: until BEL or ESC \
+	inStringEsc             // after ESC inside a string
+)
+
+// escapeStripper removes terminal escape sequences from a log read in
+// pieces: CSI (colours, cursor moves), OSC (titles, hyperlinks), the other
+// string sequences and two- or three-byte escapes. It keeps its state from
+// one piece to the next, so a sequence split between reads is removed as a
+// whole. Everything else, line ends and \r included, stays as it is.
+type escapeStripper struct {
+	state escapeState
+	out   []byte
+}
+
+// strip returns p without the escape sequences in it, in a buffer reused by
+// the next call.
+func (s *escapeStripper) strip(p []byte) []byte {
+	out := s.out[:0]
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch s.state {
+		case inText:
+			// Copy up to the next escape in one step: most of a log is text.
+			n := bytes.IndexByte(p[i:], 0x1b)
+			if n < 0 {
+				out = append(out, p[i:]...)
+				i = len(p)
+				continue
+			}
+			out = append(out, p[i:i+n]...)
+			i += n
+			s.state = inEscape
+		case inEscape:
+			switch {
+			case c == '[':
+				s.state = inCSI
+			case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
+				s.state = inString
+			case c == 0x1b:
+				// A new escape abandons the one before it.
+			case c >= 0x20 && c <= 0x2f:
+				s.state = inEscInter
+			case c >= 0x30 && c <= 0x7e:
+				s.state = inText // a two-byte escape, such as ESC 7
+			default:
+				// Not an escape after all: a control or text byte stays.
+				out, s.state = append(out, c), inText
+			}
+		case inEscInter:
+			switch {
+			case c >= 0x20 && c <= 0x2f:
+			case c >= 0x30 && c <= 0x7e:
+				s.state = inText
+			case c == 0x1b:
+				s.state = inEscape
+			default:
+				out, s.state = append(out, c), inText
+			}
+		case inCSI:
+			switch {
+			case c >= 0x20 && c <= 0x3f: // parameters and intermediates
+			case c >= 0x40 && c <= 0x7e:
+				s.state = inText
+			case c == 0x1b:
+				s.state = inEscape
+			default:
+				// A control inside a sequence takes effect, as on a
+				// terminal; any other byte (DEL, or past ASCII) cuts the
+				// sequence short and stays, so that text in UTF-8 is never
+				// lost to a broken sequence.
+				out = append(out, c)
+				if c >= 0x20 {
+					s.state = inText
+				}
+			}
+		case inString:
+			switch c {
+			case 0x07:
+				s.state = inText
+			case 0x1b:
+				s.state = inStringEsc
+			case '\n':
+				// A string that never ends would swallow the rest of the
+				// log: a line end ends it, and stays.
+				out, s.state = append(out, c), inText
+			}
+		case inStringEsc:
+			if c == '\\' {
+				s.state = inText
+			} else {
+				// ESC followed by anything but \ starts a new sequence.
+				s.state = inEscape
+				i--
+			}
+		}
+	}
+	s.out = out
+	return out
+}
