@@ -75,13 +75,13 @@ func TestRestartAndRerunFailed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := db.RestartJob(ctx, jobs[0].ID); !errors.Is(err, ErrConflict) {
+	if _, err := db.RestartJob(ctx, jobs[0].ID, User{}); !errors.Is(err, ErrConflict) {
 		t.Errorf("restart of an enqueued job: err = %v, want ErrConflict", err)
 	}
 	finish(jobs[0].ID, JobSuccess)
 	finish(jobs[1].ID, JobFailure)
 
-	ch, err := db.RestartJob(ctx, jobs[0].ID)
+	ch, err := db.RestartJob(ctx, jobs[0].ID, User{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,11 +92,11 @@ func TestRestartAndRerunFailed(t *testing.T) {
 	if ch.Build.Status != BuildFailure {
 		t.Errorf("build after restarting the passing job = %s, want failure", ch.Build.Status)
 	}
-	if _, err := db.RestartJob(ctx, jobs[0].ID); !errors.Is(err, ErrConflict) {
+	if _, err := db.RestartJob(ctx, jobs[0].ID, User{}); !errors.Is(err, ErrConflict) {
 		t.Errorf("restart while the new attempt waits: err = %v, want ErrConflict", err)
 	}
 
-	re, err := db.RerunFailedJobs(ctx, b.ID)
+	re, err := db.RerunFailedJobs(ctx, b.ID, User{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestRestartAndRerunFailed(t *testing.T) {
 	if err != nil || len(all) != 4 {
 		t.Fatalf("attempts kept = %d, %v; want 4", len(all), err)
 	}
-	if again, err := db.RerunFailedJobs(ctx, b.ID); err != nil || len(again) != 0 {
+	if again, err := db.RerunFailedJobs(ctx, b.ID, User{}); err != nil || len(again) != 0 {
 		t.Errorf("second re-run = %d jobs, %v; want none", len(again), err)
 	}
 }
