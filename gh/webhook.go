@@ -85,8 +85,9 @@ type Trigger struct {
 	Message string
 	// PR is a pull request's number; 0 for a push.
 	PR int
-	// By is who pushed or sent the pull request event: the sender's login,
-	// else the pusher's name; at most store.MaxTriggerUser bytes.
+	// By is the login of the event's sender, who pushed or opened or
+	// updated the pull request; empty when the body names none (a
+	// post-receive hook's); at most store.MaxTriggerUser bytes.
 	By string
 	// FromFork is a pull request Kozmic does not trust: one from another
 	// repository, any from Gitea or Forgejo, and one whose head or base
@@ -186,11 +187,7 @@ func pushTrigger(e *github.PushEvent) (Trigger, error) {
 	if author == "" {
 		author = hc.GetAuthor().GetLogin()
 	}
-	by := e.GetSender().GetLogin()
-	if by == "" {
-		by = e.GetPusher().GetName()
-	}
-	return Trigger{Build: true, Ref: e.GetRef(), SHA: e.GetAfter(), Author: author, Message: msg, By: by}, nil
+	return Trigger{Build: true, Ref: e.GetRef(), SHA: e.GetAfter(), Author: author, Message: msg, By: e.GetSender().GetLogin()}, nil
 }
 
 func pullRequestTrigger(forge Forge, e *github.PullRequestEvent) (Trigger, error) {
