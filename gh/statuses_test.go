@@ -241,7 +241,7 @@ func TestBuildPostsAggregateKozmicStatus(t *testing.T) {
 	check("one job failed", "failure", "Build #1 failed in 0s")
 
 	// A restarted job makes the build pending again, then its result is the build's.
-	ch, err := f.db.RestartJob(ctx, f.jobs[1].ID)
+	ch, err := f.db.RestartJob(ctx, f.jobs[1].ID, store.User{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,6 +83,12 @@ type Trigger struct {
 	SHA     string
 	Author  string
 	Message string
+	// PR is a pull request's number; 0 for a push.
+	PR int
+	// By is the login of the event's sender, who pushed or opened or
+	// updated the pull request; empty when the body names none (a
+	// post-receive hook's); at most store.MaxTriggerUser bytes.
+	By string
 	// FromFork is a pull request Kozmic does not trust: one from another
 	// repository, any from Gitea or Forgejo, and one whose head or base
 	// repository has no id. It runs without the project's secrets, in an
@@ -160,6 +166,8 @@ func ParseWebhook(forge Forge, event string, body []byte) (Trigger, error) {
 	// It is shown on pages and in logs.
 	case t.ForkRepo != "" && (!store.ValidFullName(t.ForkRepo) || len(t.ForkRepo) > store.MaxForkRepo):
 		return Trigger{}, fmt.Errorf("%w: %.300q is not a repository's full name", ErrMalformed, t.ForkRepo)
+	case len(t.By) > store.MaxTriggerUser:
+		return Trigger{}, fmt.Errorf("%w: the sender's login is over %d bytes", ErrMalformed, store.MaxTriggerUser)
 	}
 	return t, nil
 }
@@ -201,7 +209,7 @@ func pushTrigger(e *github.PushEvent) (Trigger, error) {
 	if author == "" {
 		author = hc.GetAuthor().GetLogin()
 	}
-	return Trigger{Build: true, Ref: e.GetRef(), SHA: e.GetAfter(), Author: author, Message: msg}, nil
+	return Trigger{Build: true, Ref: e.GetRef(), SHA: e.GetAfter(), Author: author, Message: msg, By: e.GetSender().GetLogin()}, nil
 }
 
 func pullRequestTrigger(forge Forge, e *github.PullRequestEvent) (Trigger, error) {
@@ -225,6 +233,8 @@ func pullRequestTrigger(forge Forge, e *github.PullRequestEvent) (Trigger, error
 		SHA:      sha,
 		Author:   pr.GetUser().GetLogin(),
 		Message:  pr.GetTitle(),
+		PR:       pr.GetNumber(),
+		By:       e.GetSender().GetLogin(),
 		FromFork: forge != ForgeGitHub || !known || headID != baseID,
 	}
 	// Only another repository than the project's has a scope of its own: on

@@ -53,28 +53,28 @@ func TestParseWebhookFixtures(t *testing.T) {
 		want        Trigger
 	}{
 		{"push_with-new-branch.json", "push", ForgeGitHub, Trigger{Build: true, Ref: "refs/heads/tide-tables",
-			SHA: "a87336bc6ee7a9a14638b8f4f962dd83205ac97b", Author: "Mira Okafor", Message: "Add the tide table parser"}},
+			SHA: "a87336bc6ee7a9a14638b8f4f962dd83205ac97b", Author: "Mira Okafor", Message: "Add the tide table parser", By: "mira-okafor"}},
 		{"push_tag-deleted.json", "push", ForgeGitHub, Trigger{Reason: "the ref was deleted"}},
 		{"pull_request_opened.json", "pull_request", ForgeGitHub, Trigger{Build: true, Ref: "refs/pull/7/head",
-			SHA: "722ef5e131cdbb0b1fa8045cb3a1d6d84995e669", Author: "mira-okafor", Message: title}},
+			SHA: "722ef5e131cdbb0b1fa8045cb3a1d6d84995e669", Author: "mira-okafor", Message: title, PR: 7, By: "mira-okafor"}},
 		{"pull_request_labeled.json", "pull_request", ForgeGitHub, Trigger{Reason: "pull request labeled"}},
 		{"pull_request_synchronize.json", "pull_request", ForgeGitHub, Trigger{Build: true, Ref: "refs/pull/7/head",
-			SHA: "6200772f204a430d1991bfcbd14acd0e9deb2cc5", Author: "mira-okafor", Message: title}},
+			SHA: "6200772f204a430d1991bfcbd14acd0e9deb2cc5", Author: "mira-okafor", Message: title, PR: 7, By: "mira-okafor"}},
 		{"pull_request_closed.json", "pull_request", ForgeGitHub, Trigger{Reason: "pull request closed"}},
 		{"pull_request_reopened.json", "pull_request", ForgeGitHub, Trigger{Build: true, Ref: "refs/pull/7/head",
-			SHA: "6200772f204a430d1991bfcbd14acd0e9deb2cc5", Author: "mira-okafor", Message: title}},
+			SHA: "6200772f204a430d1991bfcbd14acd0e9deb2cc5", Author: "mira-okafor", Message: title, PR: 7, By: "mira-okafor"}},
 		{"ping.json", "ping", ForgeGitHub, Trigger{Reason: "pong"}},
 		// Gitea and Forgejo send GitHub's push shape with fields of their own.
 		{"gitea_push.json", "push", ForgeGitea, Trigger{Build: true, Ref: "refs/heads/main", SHA: "c00a59055d4606f062751937fba2f40957dd3622",
-			Author: "Jonas Reiter", Message: "Pin the lamp schedule to UTC\n\nThe harbour office publishes local times.\n"}},
+			Author: "Jonas Reiter", Message: "Pin the lamp schedule to UTC\n\nThe harbour office publishes local times.\n", By: "jonas"}},
 		{"forgejo_push.json", "push", ForgeGitea, Trigger{Build: true, Ref: "refs/heads/release/1.2", SHA: "befaa25de150d9ec658b0b12897bff38af11cca2",
-			Author: "Ana Ilić", Message: "Dim the breakwater lamp at dawn\n"}},
+			Author: "Ana Ilić", Message: "Dim the breakwater lamp at dawn\n", By: "ana"}},
 		// Their pull requests are never trusted: one without a fork has the
 		// scope of its ref, one from a fork that of the fork's repository id.
 		{"gitea_pull_request_agit.json", "pull_request", ForgeGitea, Trigger{Build: true, Ref: "refs/pull/4/head",
-			SHA: "5b1e0d7c9f2a4b6e8d0c1a3f5e7b9d2c4a6f8e01", Author: "kai", Message: "Let the lamps blink in colour", FromFork: true}},
+			SHA: "5b1e0d7c9f2a4b6e8d0c1a3f5e7b9d2c4a6f8e01", Author: "kai", Message: "Let the lamps blink in colour", PR: 4, By: "kai", FromFork: true}},
 		{"forgejo_pull_request_fork.json", "pull_request", ForgeGitea, Trigger{Build: true, Ref: "refs/pull/12/head",
-			SHA: "9d4c2b7a1e3f5a6b8c0d2e4f6a8b0c1d3e5f7a92", Author: "lena", Message: "Dim the harbour lamps in fog",
+			SHA: "9d4c2b7a1e3f5a6b8c0d2e4f6a8b0c1d3e5f7a92", Author: "lena", Message: "Dim the harbour lamps in fog", PR: 12, By: "lena",
 			FromFork: true, ForkRepoID: 58, ForkRepo: "lena/harbor-lights"}},
 	}
 	for _, tt := range tests {
@@ -211,5 +211,13 @@ func TestPullRequestWithoutRepoIDsIsUntrusted(t *testing.T) {
 	trusted, err := ParseWebhook(ForgeGitHub, "pull_request", fmt.Appendf(nil, pr, `{"id":1}`, `{"id":1}`))
 	if err != nil || trusted.FromFork {
 		t.Errorf("same repository with its id on both sides: %+v, %v; want trusted", trusted, err)
+	}
+}
+
+func TestWebhookSenderOverItsBoundIsMalformed(t *testing.T) {
+	body := bytes.ReplaceAll(fixture(t, "push_with-new-branch.json"), []byte(`"mira-okafor"`),
+		[]byte(`"`+strings.Repeat("m", store.MaxTriggerUser+1)+`"`))
+	if got, err := ParseWebhook(ForgeGitHub, "push", body); !errors.Is(err, ErrMalformed) {
+		t.Errorf("a push with a %d-byte sender = %+v, %v; want ErrMalformed", store.MaxTriggerUser+1, got, err)
 	}
 }

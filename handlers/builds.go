@@ -69,13 +69,29 @@ func (h *Handler) buildsSection(r *http.Request, p store.Project) (views.BuildsV
 	}
 	for _, b := range bs {
 		row := views.BuildRow{Number: b.Number, Status: views.BuildStatus(b.Status), Branch: b.Branch(), ShortSHA: b.ShortSHA(),
-			Message: firstLine(b.Message), Author: b.Author, Age: ago(b.CreatedAt)}
+			Message: firstLine(b.Message), Author: b.Author, Trigger: h.trigger(p, b), Age: ago(b.CreatedAt)}
 		if !b.StartedAt.IsZero() {
 			row.Duration = took(b.StartedAt, b.FinishedAt)
 		}
 		v.Builds = append(v.Builds, row)
 	}
 	return v, nil
+}
+
+// trigger says how b was started and by whom: "push", "pull request #12"
+// (linked to it for a GitHub project) or "manual", and who re-ran its jobs.
+func (h *Handler) trigger(p store.Project, b store.Build) views.Trigger {
+	t := views.Trigger{How: "push", By: b.Trigger.User, RerunBy: b.RerunUser}
+	switch b.Trigger.Kind {
+	case store.TriggerPullRequest:
+		t.How = "pull request #" + strconv.Itoa(b.Trigger.PR)
+		if p.Source == store.SourceGitHub {
+			t.URL = fmt.Sprintf("%s/%s/pull/%d", h.githubURL, p.FullName, b.Trigger.PR)
+		}
+	case store.TriggerManual:
+		t.How = "manual"
+	}
+	return t
 }
 
 // buildFor loads the build numbered in the path, of project p.
@@ -104,7 +120,7 @@ func (h *Handler) showBuild(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := views.BuildView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, Number: b.Number, Status: views.BuildStatus(b.Status),
-		Ref: b.Ref, SHA: b.SHA, Message: b.Message, Author: b.Author, Created: ago(b.CreatedAt), Finished: b.Status.Finished(),
+		Ref: b.Ref, SHA: b.SHA, Message: b.Message, Author: b.Author, Trigger: h.trigger(p, b), Created: ago(b.CreatedAt), Finished: b.Status.Finished(),
 		CanConfigure: role >= store.RoleManager}
 	if r.URL.Query().Has("existing") {
 		v.Flash = "This commit was built before: here is that build. Restart a job or re-run the failed ones to build it again."
@@ -154,7 +170,7 @@ func (h *Handler) rerunFailed(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := h.buildFor(r, p)
 	if err == nil {
-		_, err = h.jobs.RerunFailed(r.Context(), b.ID)
+		_, err = h.jobs.RerunFailed(r.Context(), b.ID, user(r))
 	}
 	if err != nil {
 		h.fail(w, r, err)
@@ -219,8 +235,21 @@ func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 	}
 	// git listed HEAD anyway: the badge's branch comes free.
 	h.learnDefaultBranch(ctx, p, defaultBranch)
-	b, jobs, err := h.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: ref, SHA: sha, Author: user(r).Login(),
-		Message: "Run by " + user(r).Login()})
+	// A repository on this machine has the commit at hand; of any other,
+	// the first job's checkout reads it (runner, SetBuildCommit).
+	commit, _, err := git.LocalCommit(ctx, p.CloneURL(), sha)
+	switch {
+	case ctx.Err() != nil:
+		return
+	case errors.Is(err, git.ErrBusy):
+		h.fail(w, r, errBusy)
+		return
+	case err != nil:
+		h.fail(w, r, err)
+		return
+	}
+	b, jobs, err := h.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: ref, SHA: sha, Author: commit.Author,
+		Message: commit.Subject, Trigger: store.Trigger{Kind: store.TriggerManual, User: user(r).Login(), UserID: user(r).ID}})
 	switch {
 	case errors.Is(err, store.ErrNoHooks):
 		refuse("The project has no hooks yet: add one in its settings, then run it.")

@@ -25,6 +25,7 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 		row := views.DashboardRow{ProjectID: p.ID, FullName: p.FullName}
 		if b := p.Latest; b != nil {
 			row.HasBuild, row.Number, row.Status, row.Branch, row.ShortSHA, row.Age = true, b.Number, views.BuildStatus(b.Status), b.Branch(), b.ShortSHA(), ago(b.CreatedAt)
+			row.Message, row.Author, row.Trigger = firstLine(b.Message), b.Author, h.trigger(p.Project, *b)
 		}
 		v.Projects = append(v.Projects, row)
 	}

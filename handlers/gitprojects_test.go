@@ -154,7 +154,8 @@ func TestGitProject(t *testing.T) {
 		t.Fatalf("run main: %d %q", res.StatusCode, res.Header.Get("Location"))
 	}
 	build, _ := s.db.BuildByNumber(ctx, p.ID, 1)
-	if build.Ref != "refs/heads/main" || build.SHA != sha || build.Author != "bob" {
+	if build.Ref != "refs/heads/main" || build.SHA != sha || build.Author != `Ann "Quote" Lee` ||
+		build.Message != `First "commit" \ with a backslash` || build.Trigger != (store.Trigger{Kind: store.TriggerManual, User: "bob", UserID: bob.ID}) {
 		t.Errorf("build = %+v", build)
 	}
 	res, _ = b.do("POST", projectURL+"/builds", url.Values{"ref": {sha[:10]}})

@@ -28,8 +28,8 @@ type Jobs interface {
 	// Enqueued wakes the runner after jobs were enqueued.
 	Enqueued()
 	Cancel(ctx context.Context, jobID int64, by string) error
-	Restart(ctx context.Context, jobID int64) (store.Job, error)
-	RerunFailed(ctx context.Context, buildID int64) ([]store.Job, error)
+	Restart(ctx context.Context, jobID int64, by store.User) (store.Job, error)
+	RerunFailed(ctx context.Context, buildID int64, by store.User) ([]store.Job, error)
 	// Waiting says why enqueued jobs wait, or "".
 	Waiting() string
 	// Unreachable says that the Docker engine does not answer, or "".

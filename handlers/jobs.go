@@ -104,7 +104,7 @@ func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) restartJob(w http.ResponseWriter, r *http.Request) {
 	p, _, b, j, err := h.projectJob(r, store.RoleManager)
 	if err == nil {
-		j, err = h.jobs.Restart(r.Context(), j.ID)
+		j, err = h.jobs.Restart(r.Context(), j.ID, user(r))
 	}
 	if err != nil {
 		h.fail(w, r, err)

@@ -578,7 +578,7 @@ func TestPageProject(t *testing.T) {
 	if msg := first.Find("span.message"); msg.Text() != "change 30 <b>bold</b>" || msg.Find("b").Length() != 0 {
 		t.Errorf("first row message %q (markup %d)", msg.Text(), msg.Find("b").Length())
 	}
-	if meta := textOf(first.Find("span.meta")); !regexp.MustCompile(`^Ann · \d+s · just now$`).MatchString(meta) {
+	if meta := textOf(first.Find("span.meta")); !regexp.MustCompile(`^Ann · push · \d+s · just now$`).MatchString(meta) {
 		t.Errorf("first row meta %q", meta)
 	}
 	if got := textOf(rows.Last().Find("span.build > a")); got != "#6" {
@@ -888,7 +888,7 @@ func TestPageGitProject(t *testing.T) {
 	if f := doc.Find("main > p.flash.flash-ok"); !strings.HasPrefix(textOf(f), "This commit was built before") {
 		t.Errorf("existing: flash %q", textOf(f))
 	}
-	if got := textOf(doc.Find("section.panel p.muted").First()); !strings.HasPrefix(got, "ann · refs/heads/main · ") {
+	if got := textOf(doc.Find("section.panel p.muted").First()); !strings.HasPrefix(got, `Ann "Quote" Lee · manual by ann · refs/heads/main · `) {
 		t.Errorf("a build run by hand: %q", got)
 	}
 }
@@ -1054,7 +1054,7 @@ func TestPageBuild(t *testing.T) {
 		t.Errorf("message %q", got)
 	}
 	meta := doc.Find("section.panel p.muted").First()
-	if got := textOf(meta); !strings.HasPrefix(got, "Ann · refs/heads/main · "+sha+" · just now") {
+	if got := textOf(meta); !strings.HasPrefix(got, "Ann · push · refs/heads/main · "+sha+" · just now") {
 		t.Errorf("meta %q", got)
 	}
 	if a := meta.Find("a"); attrOf(a, "href") != s.github.WebURL().String()+"/octocat/Hello-World/commit/"+sha || a.Find("code").Text() != sha {

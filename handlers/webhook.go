@@ -232,7 +232,7 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 	}
 
 	b, jobs, err := h.db.CreateBuild(r.Context(), store.NewBuild{
-		ProjectID: projectID, Ref: t.Ref, SHA: t.SHA, Author: t.Author, Message: t.Message,
+		ProjectID: projectID, Ref: t.Ref, SHA: t.SHA, Author: t.Author, Message: t.Message, Trigger: webhookTrigger(t),
 		FromFork: t.FromFork, ForkRepo: t.ForkRepo, ForkRepoID: t.ForkRepoID, Payload: body, Event: event,
 		DeliveryID: firstHeader(r, "X-GitHub-Delivery", "X-Gitea-Delivery", "X-Forgejo-Delivery"),
 	})
@@ -311,6 +311,14 @@ func (h *Handler) webhookFailed(w http.ResponseWriter, r *http.Request, err erro
 
 // firstHeader returns the first of the named headers that is set: Gitea and
 // Forgejo send their own names beside (or instead of) GitHub's.
+// webhookTrigger is how a webhook's build was started.
+func webhookTrigger(t gh.Trigger) store.Trigger {
+	if t.PR != 0 {
+		return store.Trigger{Kind: store.TriggerPullRequest, PR: t.PR, User: t.By}
+	}
+	return store.Trigger{Kind: store.TriggerPush, User: t.By}
+}
+
 func firstHeader(r *http.Request, names ...string) string {
 	for _, n := range names {
 		if v := r.Header.Get(n); v != "" {

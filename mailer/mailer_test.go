@@ -555,7 +555,7 @@ func TestFailureMailNamesFailedJobsWithTheirLastLines(t *testing.T) {
 	// failed attempt is no longer the build's.
 	step("docs", store.JobRunning, "")
 	step("docs", store.JobFailure, "")
-	ch, err := f.db.RestartJob(ctx, job["docs"].ID)
+	ch, err := f.db.RestartJob(ctx, job["docs"].ID, store.User{})
 	if err != nil {
 		t.Fatal(err)
 	}

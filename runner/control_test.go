@@ -98,12 +98,12 @@ func TestRestartKeepsEarlierAttempts(t *testing.T) {
 	p, _ := h.project(rp, store.Hook{Title: "flaky", BuildScript: "#!/bin/sh\necho attempt for $KOZMIC_JOB_ID\nexit 1\n"})
 	b, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	h.waitBuild(b)
-	second, err := h.r.Restart(ctx, jobs[0].ID)
+	second, err := h.r.Restart(ctx, jobs[0].ID, store.User{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.waitJob(second.ID, finished)
-	re, err := h.r.RerunFailed(ctx, b.ID)
+	re, err := h.r.RerunFailed(ctx, b.ID, store.User{})
 	if err != nil || len(re) != 1 || re[0].Attempt != 3 {
 		t.Fatalf("re-run failed = %+v, %v; want attempt 3", re, err)
 	}

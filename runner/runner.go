@@ -31,8 +31,8 @@ type Store interface {
 	JobRunOf(ctx context.Context, jobID int64) (store.JobRun, error)
 	JobByID(ctx context.Context, id int64) (store.Job, error)
 	UpdateJob(ctx context.Context, id int64, u store.JobUpdate) (store.JobChanged, error)
-	RestartJob(ctx context.Context, jobID int64) (store.JobChanged, error)
-	RerunFailedJobs(ctx context.Context, buildID int64) ([]store.JobChanged, error)
+	RestartJob(ctx context.Context, jobID int64, by store.User) (store.JobChanged, error)
+	RerunFailedJobs(ctx context.Context, buildID int64, by store.User) ([]store.JobChanged, error)
 	RecoverInterruptedJobs(ctx context.Context) ([]store.JobChanged, error)
 	AppendLog(ctx context.Context, jobID int64, data []byte, truncated bool) (int64, error)
 	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
@@ -40,6 +40,7 @@ type Store interface {
 	ProjectByID(ctx context.Context, id int64) (store.Project, error)
 	CompressLog(ctx context.Context, jobID int64) error
 	PinHostKey(ctx context.Context, projectID int64, key string) error
+	SetBuildCommit(ctx context.Context, buildID int64, author, subject string) error
 }
 
 // Notifier hears of every change to a job and its build: GitHub statuses and
@@ -470,6 +471,7 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 		fmt.Fprintf(out, "\x1b[1;31m==> %s\x1b[0m\r\n", msg)
 		return result{status: store.JobError, message: msg}
 	}
+	r.recordCommit(ctx, run, dir)
 	scope := run.Build.CacheScope()
 	fork, _ := run.Build.ScopeName(scope)
 	return r.execute(ctx, spec{
@@ -477,6 +479,23 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 		install: run.Hook.InstallScript, build: run.Hook.BuildScript, tracked: run.Hook.TrackedFiles,
 		scope: scope, fork: fork, src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run),
 	}, out)
+}
+
+// recordCommit reads the author and subject of a build's commit from the
+// checkout in dir when the build does not know them yet: ls-remote told
+// Run build nothing of a commit of a repository on another machine. Failing
+// costs the build only its description, so it is logged and the job goes on.
+func (r *Runner) recordCommit(ctx context.Context, run store.JobRun, dir string) {
+	if run.Build.Author != "" || run.Build.Message != "" || run.Build.Trigger.Kind != store.TriggerManual {
+		return
+	}
+	c, err := git.CommitOf(ctx, dir, run.Build.SHA)
+	if err == nil {
+		err = r.store.SetBuildCommit(ctx, run.Build.ID, c.Author, c.Subject)
+	}
+	if err != nil {
+		r.log.Warn("could not record the author and subject of a build's commit", "job", run.Job.ID, "build", run.Build.ID, "err", err)
+	}
 }
 
 // jobEnv is the build step's environment: what Kozmic tells every build,
@@ -558,9 +577,9 @@ func (r *Runner) Cancel(ctx context.Context, jobID int64, by string) error {
 }
 
 // Restart enqueues a new attempt of a finished job; earlier attempts and
-// their logs are kept.
-func (r *Runner) Restart(ctx context.Context, jobID int64) (store.Job, error) {
-	ch, err := r.store.RestartJob(ctx, jobID)
+// their logs are kept, and by is recorded as who re-ran the build's jobs.
+func (r *Runner) Restart(ctx context.Context, jobID int64, by store.User) (store.Job, error) {
+	ch, err := r.store.RestartJob(ctx, jobID, by)
 	if err != nil {
 		return store.Job{}, err
 	}
@@ -569,9 +588,10 @@ func (r *Runner) Restart(ctx context.Context, jobID int64) (store.Job, error) {
 	return ch.Job, nil
 }
 
-// RerunFailed enqueues a new attempt of every failed or errored job of a build.
-func (r *Runner) RerunFailed(ctx context.Context, buildID int64) ([]store.Job, error) {
-	changes, err := r.store.RerunFailedJobs(ctx, buildID)
+// RerunFailed enqueues a new attempt of every failed or errored job of a
+// build, recording by as who re-ran them.
+func (r *Runner) RerunFailed(ctx context.Context, buildID int64, by store.User) ([]store.Job, error) {
+	changes, err := r.store.RerunFailedJobs(ctx, buildID, by)
 	if err != nil {
 		return nil, err
 	}

@@ -22,21 +22,51 @@ var (
 // Build is one commit of one ref of a project; its jobs are the project's
 // hooks run on that commit.
 type Build struct {
-	ID         int64
-	ProjectID  int64
-	Number     int // 1, 2, … within the project
-	Ref        string
-	SHA        string
-	Author     string
-	Message    string
-	FromFork   bool   // an untrusted pull request (see NewBuild.FromFork): no project secrets
-	ForkRepo   string // the fork's full name (owner/name), for people; empty for others and an unknown fork
-	ForkRepoID int64  // the fork repository's id, which names its install cache scope; 0 for others and an unknown fork
-	Status     BuildStatus
-	CreatedAt  time.Time
-	StartedAt  time.Time
-	FinishedAt time.Time
+	ID        int64
+	ProjectID int64
+	Number    int // 1, 2, … within the project
+	Ref       string
+	SHA       string
+	Author    string // the commit's author; empty until known (see SetBuildCommit)
+	Message   string // the commit's message, its subject for a build run by hand, or a pull request's title
+	Trigger   Trigger
+	// RerunUser is the login of who last restarted or re-ran its jobs,
+	// empty if nobody did; RerunUserID is that user, 0 once deleted.
+	RerunUser   string
+	RerunUserID int64
+	FromFork    bool   // an untrusted pull request (see NewBuild.FromFork): no project secrets
+	ForkRepo    string // the fork's full name (owner/name), for people; empty for others and an unknown fork
+	ForkRepoID  int64  // the fork repository's id, which names its install cache scope; 0 for others and an unknown fork
+	Status      BuildStatus
+	CreatedAt   time.Time
+	StartedAt   time.Time
+	FinishedAt  time.Time
 }
+
+// TriggerKind is how a build was started.
+type TriggerKind string
+
+const (
+	TriggerPush        TriggerKind = "push"
+	TriggerPullRequest TriggerKind = "pull_request"
+	TriggerManual      TriggerKind = "manual" // Run build
+)
+
+// Trigger is how a build was started and by whom.
+type Trigger struct {
+	Kind TriggerKind
+	PR   int // with TriggerPullRequest: the pull request's number
+	// User is who started it: the Kozmic user's login, or the pusher or
+	// pull request sender a webhook names (at most MaxTriggerUser bytes); it
+	// may be empty.
+	User string
+	// UserID is the Kozmic user who started it by hand; 0 for a webhook's
+	// and once the user is deleted.
+	UserID int64
+}
+
+// MaxTriggerUser bounds Trigger.User.
+const MaxTriggerUser = 256
 
 // Branch is the ref without its refs/heads/ or refs/tags/ prefix.
 func (b Build) Branch() string {
@@ -96,6 +126,8 @@ type NewBuild struct {
 	SHA       string
 	Author    string
 	Message   string
+	// Trigger is how it was started; an empty Kind is TriggerPush.
+	Trigger Trigger
 	// FromFork is a pull request Kozmic does not trust: from another
 	// repository, from Gitea or Forgejo, or whose repositories are not known.
 	FromFork bool
@@ -115,12 +147,14 @@ type NewBuild struct {
 // MaxForkRepo bounds NewBuild.ForkRepo.
 const MaxForkRepo = 256
 
-const buildColumns = `id, project_id, number, ref, sha, author, message, from_fork, fork_repo, fork_repo_id,
-	status, created_at, started_at, finished_at`
+const buildColumns = `id, project_id, number, ref, sha, author, message,
+	trigger_kind, trigger_pr, COALESCE(trigger_user_id, 0), trigger_user, COALESCE(rerun_user_id, 0), rerun_user,
+	from_fork, fork_repo, fork_repo_id, status, created_at, started_at, finished_at`
 
 // buildFields are where the columns of buildColumns scan to.
 func buildFields(b *Build) []any {
-	return []any{&b.ID, &b.ProjectID, &b.Number, &b.Ref, &b.SHA, &b.Author, &b.Message, &b.FromFork,
+	return []any{&b.ID, &b.ProjectID, &b.Number, &b.Ref, &b.SHA, &b.Author, &b.Message,
+		&b.Trigger.Kind, &b.Trigger.PR, &b.Trigger.UserID, &b.Trigger.User, &b.RerunUserID, &b.RerunUser, &b.FromFork,
 		&b.ForkRepo, &b.ForkRepoID, &b.Status, msTime{&b.CreatedAt}, msTime{&b.StartedAt}, msTime{&b.FinishedAt}}
 }
 
@@ -139,9 +173,20 @@ func scanBuild(row scanner) (Build, error) {
 // writes nothing; a project without hooks is ErrNoHooks; a missing project
 // is ErrNotFound; a build without ref or commit, a ForkRepo that is not a
 // fork's full name, or a fork repository on a build not FromFork or with a
-// negative id, is ErrInvalid.
+// negative id, or a trigger whose kind is unknown, whose pull request
+// number is missing or out of place, or whose user is over MaxTriggerUser
+// bytes, is ErrInvalid.
 func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error) {
+	if nb.Trigger.Kind == "" {
+		nb.Trigger.Kind = TriggerPush
+	}
 	switch {
+	case nb.Trigger.Kind != TriggerPush && nb.Trigger.Kind != TriggerPullRequest && nb.Trigger.Kind != TriggerManual:
+		return Build{}, nil, invalid(fmt.Sprintf("%q is not a way to start a build", nb.Trigger.Kind))
+	case (nb.Trigger.Kind == TriggerPullRequest) != (nb.Trigger.PR > 0) || nb.Trigger.PR < 0:
+		return Build{}, nil, invalid("a pull request's build, and only that, has the pull request's number")
+	case len(nb.Trigger.User) > MaxTriggerUser:
+		return Build{}, nil, invalid(fmt.Sprintf("who started the build is named in at most %d bytes", MaxTriggerUser))
 	case nb.Ref == "" || nb.SHA == "":
 		return Build{}, nil, invalid("a build needs a ref and a commit")
 	case (nb.ForkRepo != "" || nb.ForkRepoID != 0) && !nb.FromFork:
@@ -195,9 +240,11 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error
 			return wrap("allocate build number", err)
 		}
 		b, err = scanBuild(tx.QueryRowContext(ctx, `
-			INSERT INTO builds (project_id, number, ref, sha, author, message, from_fork, fork_repo, fork_repo_id, status, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'enqueued', ?) RETURNING `+buildColumns,
-			nb.ProjectID, b.Number, nb.Ref, nb.SHA, nb.Author, nb.Message, nb.FromFork, nb.ForkRepo, nb.ForkRepoID, now))
+			INSERT INTO builds (project_id, number, ref, sha, author, message, trigger_kind, trigger_pr, trigger_user_id, trigger_user,
+				from_fork, fork_repo, fork_repo_id, status, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), ?, ?, ?, ?, 'enqueued', ?) RETURNING `+buildColumns,
+			nb.ProjectID, b.Number, nb.Ref, nb.SHA, nb.Author, nb.Message, nb.Trigger.Kind, nb.Trigger.PR, nb.Trigger.UserID, nb.Trigger.User,
+			nb.FromFork, nb.ForkRepo, nb.ForkRepoID, now))
 		if err != nil {
 			return wrap("insert build", err)
 		}
@@ -224,6 +271,21 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error
 		return Build{}, nil, err
 	}
 	return b, jobs, nil
+}
+
+// SetBuildCommit records the author and subject of a build's commit when
+// the build has neither yet (a build run by hand of a repository that is
+// not on this machine, read from its first job's checkout), and changes
+// nothing otherwise. A missing build is ErrNotFound.
+func (db *DB) SetBuildCommit(ctx context.Context, buildID int64, author, subject string) error {
+	return db.writeTx(ctx, func(tx txn) error {
+		if _, err := buildByID(ctx, tx, buildID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE builds SET author = ?, message = ?
+			WHERE id = ? AND author = '' AND message = ''`, author, subject, buildID)
+		return wrap("set build commit", err)
+	})
 }
 
 // BuildByID returns a build or ErrNotFound.

@@ -226,7 +226,9 @@ func (db *DB) ProjectsWithLatestBuild(ctx context.Context, userID int64) ([]Proj
 	// the builds' (id, created_at); b's columns are zero where there is no build.
 	return queryAll(ctx, db.read, "list projects with latest build", scanProjectSummary, `SELECT p.*,
 			COALESCE(b.id, 0), COALESCE(b.project_id, 0), COALESCE(b.number, 0), COALESCE(b.ref, ''),
-			COALESCE(b.sha, ''), COALESCE(b.author, ''), COALESCE(b.message, ''), COALESCE(b.from_fork, 0), COALESCE(b.fork_repo, ''), COALESCE(b.fork_repo_id, 0),
+			COALESCE(b.sha, ''), COALESCE(b.author, ''), COALESCE(b.message, ''),
+			COALESCE(b.trigger_kind, ''), COALESCE(b.trigger_pr, 0), COALESCE(b.trigger_user_id, 0), COALESCE(b.trigger_user, ''),
+			COALESCE(b.rerun_user_id, 0), COALESCE(b.rerun_user, ''), COALESCE(b.from_fork, 0), COALESCE(b.fork_repo, ''), COALESCE(b.fork_repo_id, 0),
 			COALESCE(b.status, ''), b.created_at, b.started_at, b.finished_at
 		FROM (SELECT `+projectColumns+` FROM projects
 			WHERE owner_id = ?1 OR id IN (SELECT project_id FROM memberships WHERE user_id = ?1)) p

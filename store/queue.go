@@ -87,8 +87,9 @@ func (db *DB) JobRunOf(ctx context.Context, jobID int64) (JobRun, error) {
 
 // RestartJob enqueues a new attempt of a finished job's hook call; earlier
 // attempts and their logs stay. A job whose latest attempt has not finished
-// is ErrConflict; one whose hook was deleted is ErrInvalid.
-func (db *DB) RestartJob(ctx context.Context, jobID int64) (JobChanged, error) {
+// is ErrConflict; one whose hook was deleted is ErrInvalid. by is recorded
+// as who last re-ran the build's jobs.
+func (db *DB) RestartJob(ctx context.Context, jobID int64, by User) (JobChanged, error) {
 	var ch JobChanged
 	err := db.writeTx(ctx, func(tx txn) error {
 		var hookCallID, buildID int64
@@ -113,6 +114,9 @@ func (db *DB) RestartJob(ctx context.Context, jobID int64) (JobChanged, error) {
 		if err != nil {
 			return err
 		}
+		if err := setRerunBy(ctx, tx, buildID, by); err != nil {
+			return err
+		}
 		ch, err = db.jobChanged(ctx, tx, newID, buildID)
 		return err
 	})
@@ -121,8 +125,9 @@ func (db *DB) RestartJob(ctx context.Context, jobID int64) (JobChanged, error) {
 
 // RerunFailedJobs enqueues a new attempt for every job of the build whose
 // latest attempt failed or errored (and whose hook still exists), in one
-// transaction. It returns the new jobs, each with the build as it is after all.
-func (db *DB) RerunFailedJobs(ctx context.Context, buildID int64) ([]JobChanged, error) {
+// transaction, and records by as who last re-ran the build's jobs when there
+// were any. It returns the new jobs, each with the build as it is after all.
+func (db *DB) RerunFailedJobs(ctx context.Context, buildID int64, by User) ([]JobChanged, error) {
 	var out []JobChanged
 	err := db.writeTx(ctx, func(tx txn) error {
 		type call struct{ id, attempt int64 }
@@ -145,6 +150,11 @@ func (db *DB) RerunFailedJobs(ctx context.Context, buildID int64) ([]JobChanged,
 			}
 			ids = append(ids, id)
 		}
+		if len(ids) > 0 {
+			if err := setRerunBy(ctx, tx, buildID, by); err != nil {
+				return err
+			}
+		}
 		for _, id := range ids {
 			ch, err := db.jobChanged(ctx, tx, id, buildID)
 			if err != nil {
@@ -155,6 +165,13 @@ func (db *DB) RerunFailedJobs(ctx context.Context, buildID int64) ([]JobChanged,
 		return nil
 	})
 	return out, err
+}
+
+// setRerunBy records by as who last re-ran the jobs of a build.
+func setRerunBy(ctx context.Context, tx txn, buildID int64, by User) error {
+	_, err := tx.ExecContext(ctx, `UPDATE builds SET rerun_user_id = NULLIF(?, 0), rerun_user = ? WHERE id = ?`,
+		by.ID, by.Login(), buildID)
+	return wrap("record who re-ran the build", err)
 }
 
 func insertAttempt(ctx context.Context, tx txn, now, buildID, hookCallID int64, attempt int) (int64, error) {

@@ -75,28 +75,35 @@ func TestRestartAndRerunFailed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := db.RestartJob(ctx, jobs[0].ID); !errors.Is(err, ErrConflict) {
+	if _, err := db.RestartJob(ctx, jobs[0].ID, User{}); !errors.Is(err, ErrConflict) {
 		t.Errorf("restart of an enqueued job: err = %v, want ErrConflict", err)
 	}
 	finish(jobs[0].ID, JobSuccess)
 	finish(jobs[1].ID, JobFailure)
 
-	ch, err := db.RestartJob(ctx, jobs[0].ID)
+	ann, err := db.CreateLocalUser(ctx, "ann", "hash", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := db.RestartJob(ctx, jobs[0].ID, ann)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ch.Job.Attempt != 2 || ch.Job.Status != JobEnqueued || ch.Job.HookCallID != jobs[0].HookCallID {
 		t.Errorf("restarted job = %+v", ch.Job)
 	}
+	if ch.Build.RerunUser != "ann" || ch.Build.RerunUserID != ann.ID {
+		t.Errorf("build after ann's restart re-run by %q (%d), want ann", ch.Build.RerunUser, ch.Build.RerunUserID)
+	}
 	// The failed test job still decides the build.
 	if ch.Build.Status != BuildFailure {
 		t.Errorf("build after restarting the passing job = %s, want failure", ch.Build.Status)
 	}
-	if _, err := db.RestartJob(ctx, jobs[0].ID); !errors.Is(err, ErrConflict) {
+	if _, err := db.RestartJob(ctx, jobs[0].ID, User{}); !errors.Is(err, ErrConflict) {
 		t.Errorf("restart while the new attempt waits: err = %v, want ErrConflict", err)
 	}
 
-	re, err := db.RerunFailedJobs(ctx, b.ID)
+	re, err := db.RerunFailedJobs(ctx, b.ID, User{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +117,12 @@ func TestRestartAndRerunFailed(t *testing.T) {
 	if err != nil || len(all) != 4 {
 		t.Fatalf("attempts kept = %d, %v; want 4", len(all), err)
 	}
-	if again, err := db.RerunFailedJobs(ctx, b.ID); err != nil || len(again) != 0 {
+	if again, err := db.RerunFailedJobs(ctx, b.ID, ann); err != nil || len(again) != 0 {
 		t.Errorf("second re-run = %d jobs, %v; want none", len(again), err)
+	}
+	// A re-run with no job to run again records nobody.
+	if got, err := db.BuildByID(ctx, b.ID); err != nil || got.RerunUser != "" || got.RerunUserID != 0 {
+		t.Errorf("build re-run by %q (%d), %v; want nobody recorded", got.RerunUser, got.RerunUserID, err)
 	}
 }
 
