@@ -178,6 +178,13 @@ func existingFlash(q url.Values) string {
 		}
 		return i
 	}
+	pick := func(n int, one, many string) string {
+		if n == 1 {
+			return one
+		}
+		return many
+	}
+	count := func(n int, noun string) string { return fmt.Sprintf("%d %s", n, pick(n, noun, noun+"s")) }
 	added, rerun, left := n(queryAdded), n(queryRerun), n(queryEditedLeft)
 	msg := "This commit was built before: here is that build."
 	if added > 0 {
@@ -194,19 +201,6 @@ func existingFlash(q url.Values) string {
 		msg += " Restart a job or re-run the failed ones to build it again."
 	}
 	return msg
-}
-
-// count is "1 job", "2 jobs".
-func count(n int, noun string) string {
-	return fmt.Sprintf("%d %s", n, pick(n, noun, noun+"s"))
-}
-
-// pick is one when n is 1, else many.
-func pick(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // runBuild starts a build of what the form names (a branch, tag or commit),
