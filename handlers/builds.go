@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -122,8 +123,8 @@ func (h *Handler) showBuild(w http.ResponseWriter, r *http.Request) {
 	v := views.BuildView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, Number: b.Number, Status: views.BuildStatus(b.Status),
 		Ref: b.Ref, SHA: b.SHA, Message: b.Message, Author: b.Author, Trigger: h.trigger(p, b), Created: ago(b.CreatedAt), Finished: b.Status.Finished(),
 		CanConfigure: role >= store.RoleManager}
-	if r.URL.Query().Has("existing") {
-		v.Flash = "This commit was built before: here is that build. Restart a job or re-run the failed ones to build it again."
+	if q := r.URL.Query(); q.Has("existing") {
+		v.Flash = existingFlash(q)
 	}
 	if p.Source == store.SourceGitHub {
 		v.CommitURL = fmt.Sprintf("%s/%s/commit/%s", h.githubURL, p.FullName, b.SHA)
@@ -179,9 +180,55 @@ func (h *Handler) rerunFailed(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, paths.Build(p.ID, b.Number), http.StatusSeeOther)
 }
 
+// The query keys of a build page after Run build of a commit built before:
+// how many jobs that added for new hooks and re-ran for edited ones, and how
+// many edited hooks it left alone.
+const (
+	queryAdded      = "added"
+	queryRerun      = "rerun"
+	queryEditedLeft = "edited"
+)
+
+// existingFlash says what Run build of a commit built before did, from the
+// counts in q (see queryAdded); a count that is no positive number is none.
+func existingFlash(q url.Values) string {
+	n := func(key string) int {
+		i, err := strconv.Atoi(q.Get(key))
+		if err != nil || i < 0 {
+			return 0
+		}
+		return i
+	}
+	pick := func(n int, one, many string) string {
+		if n == 1 {
+			return one
+		}
+		return many
+	}
+	count := func(n int, noun string) string { return fmt.Sprintf("%d %s", n, pick(n, noun, noun+"s")) }
+	added, rerun, left := n(queryAdded), n(queryRerun), n(queryEditedLeft)
+	msg := "This commit was built before: here is that build."
+	if added > 0 {
+		msg += fmt.Sprintf(" Added %s for hooks it had not run.", count(added, "job"))
+	}
+	if rerun > 0 {
+		msg += fmt.Sprintf(" Re-running %s edited since %s.", count(rerun, "hook"), pick(rerun, "its job ran", "their jobs ran"))
+	}
+	if left > 0 {
+		msg += fmt.Sprintf(" %s edited since %s not re-run: tick “Also re-run hooks edited since their jobs ran” on Run build to re-run %s once %s finished.",
+			count(left, "hook"), pick(left, "its job ran was", "their jobs ran were"), pick(left, "it", "them"), pick(left, "its job has", "their jobs have"))
+	}
+	if added+rerun == 0 {
+		msg += " Restart a job or re-run the failed ones to build it again."
+	}
+	return msg
+}
+
 // runBuild starts a build of what the form names (a branch, tag or commit),
 // resolved to a commit on the project's git server. A commit built before
-// shows that build instead. When every git slot stays taken it answers 503
+// shows that build, with a job added for each hook it has not run and, when
+// the form asks (rerun_edited), a new attempt of each hook edited since its
+// job there ran. When every git slot stays taken it answers 503
 // with Retry-After; the first contact with an SSH server pins its host key,
 // and a key other than the pinned one is refused with both fingerprints.
 // The branch HEAD names, which git lists anyway, becomes the project's
@@ -248,8 +295,9 @@ func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	b, jobs, err := h.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: ref, SHA: sha, Author: commit.Author,
-		Message: commit.Subject, Trigger: store.Trigger{Kind: store.TriggerManual, User: user(r).Login(), UserID: user(r).ID}})
+	run, err := h.db.RunBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: ref, SHA: sha, Author: commit.Author,
+		Message: commit.Subject, Trigger: store.Trigger{Kind: store.TriggerManual, User: user(r).Login(), UserID: user(r).ID}},
+		r.PostFormValue("rerun_edited") != "")
 	switch {
 	case errors.Is(err, store.ErrNoHooks):
 		refuse("The project has no hooks yet: add one in its settings, then run it.")
@@ -258,12 +306,24 @@ func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	b := run.Build
 	path := paths.Build(p.ID, b.Number)
-	if len(jobs) == 0 {
+	if run.Existed {
+		q := url.Values{}
+		for key, n := range map[string]int{queryAdded: run.Added, queryRerun: len(run.Jobs) - run.Added, queryEditedLeft: run.EditedLeft} {
+			if n > 0 {
+				q.Set(key, strconv.Itoa(n))
+			}
+		}
 		path += "?existing"
-	} else {
+		if len(q) > 0 {
+			path += "&" + q.Encode()
+		}
+	}
+	if len(run.Jobs) > 0 {
 		h.jobs.Enqueued()
-		h.log.InfoContext(r.Context(), "build run by hand", "project", p.ID, "build", b.Number, "ref", clip(ref), "sha", sha, "by", user(r).Login())
+		h.log.InfoContext(r.Context(), "build run by hand", "project", p.ID, "build", b.Number, "ref", clip(ref), "sha", sha,
+			"by", user(r).Login(), "jobs", len(run.Jobs), "existed", run.Existed)
 	}
 	http.Redirect(w, r, path, http.StatusSeeOther)
 }

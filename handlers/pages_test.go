@@ -1374,7 +1374,7 @@ func TestPageSettings(t *testing.T) {
 		shown string
 	}{
 		{owner, "", ""},
-		{owner, "hook-saved", "Hook saved."},
+		{owner, "hook-saved", "Hook saved. Run a build below to run it: on a commit built before, that adds its job to that build."},
 		{owner, "hook-deleted", "Hook deleted."},
 		{owner, "secret-saved", "Secret saved."},
 		{owner, "secret-deleted", "Secret deleted."},

@@ -54,7 +54,7 @@ var settingsWarnings = map[string]string{
 }
 
 var settingsFlashes = map[string]string{
-	"hook-saved": "Hook saved.", "hook-deleted": "Hook deleted.", "secret-saved": "Secret saved.", "secret-deleted": "Secret deleted.",
+	"hook-saved": "Hook saved. Run a build below to run it: on a commit built before, that adds its job to that build.", "hook-deleted": "Hook deleted.", "secret-saved": "Secret saved.", "secret-deleted": "Secret deleted.",
 	"cache-cleared": "Install cache cleared: the next job of each hook runs its install script again.",
 }
 
@@ -90,6 +90,14 @@ func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, p store
 	}
 	v := views.SettingsView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, Secrets: names,
 		Flash: settingsFlashes[flash], Warning: settingsWarnings[r.URL.Query().Get("warn")], Error: errMsg}
+	// The newest build's branch is what a hook just saved is most likely to be tried on.
+	switch b, err := h.db.LatestBuild(r.Context(), p.ID, ""); {
+	case err == nil && strings.HasPrefix(b.Ref, "refs/heads/"):
+		v.RunRef = b.Branch()
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		h.fail(w, r, err)
+		return
+	}
 	for _, hk := range hooks {
 		v.Hooks = append(v.Hooks, views.HookRow{ID: hk.ID, Title: hk.Title, Image: hk.DockerImage, Install: hk.InstallScript != ""})
 	}

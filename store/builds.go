@@ -177,36 +177,75 @@ func scanBuild(row scanner) (Build, error) {
 // number is missing or out of place, or whose user is over MaxTriggerUser
 // bytes, is ErrInvalid.
 func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error) {
+	run, err := db.createBuild(ctx, nb, nil)
+	if err != nil {
+		return Build{}, nil, err
+	}
+	return run.Build, run.Jobs, nil
+}
+
+// BuildRun is what RunBuild did.
+type BuildRun struct {
+	Build Build
+	// Existed says the commit was built before: Build is that build.
+	Existed bool
+	// Jobs are the jobs enqueued: every job of a new build; in a build from
+	// before, first the first attempts of hooks it had no job of, then the
+	// new attempts of edited hooks.
+	Jobs []Job
+	// Added is how many of Jobs, in a build from before, are for new hooks.
+	Added int
+	// EditedLeft counts the hooks edited since their latest attempt in a
+	// build from before started that got no new attempt: one was not asked
+	// for, or that attempt is still running.
+	EditedLeft int
+}
+
+// RunBuild is CreateBuild for a build a person asks for (Run build): when
+// the project already has a build for that ref and SHA, the same
+// transaction adds to that build a hook call and an enqueued job for each
+// hook of the project it has no hook call of, and, with rerunEdited, a new
+// attempt of each hook edited since its latest attempt there started, once
+// that attempt has finished; then the build's status is derived again.
+// Jobs added to a build from a fork run without secrets as its others do.
+// The errors are CreateBuild's, except that a commit built before is no
+// ErrNoHooks when the project has no hooks left.
+func (db *DB) RunBuild(ctx context.Context, nb NewBuild, rerunEdited bool) (BuildRun, error) {
+	return db.createBuild(ctx, nb, func(tx txn, run *BuildRun) error {
+		return db.addHookJobs(ctx, tx, run, rerunEdited)
+	})
+}
+
+// createBuild is CreateBuild; when the build exists, again, if set, runs on
+// it in the same transaction.
+func (db *DB) createBuild(ctx context.Context, nb NewBuild, again func(txn, *BuildRun) error) (BuildRun, error) {
 	if nb.Trigger.Kind == "" {
 		nb.Trigger.Kind = TriggerPush
 	}
 	switch {
 	case nb.Trigger.Kind != TriggerPush && nb.Trigger.Kind != TriggerPullRequest && nb.Trigger.Kind != TriggerManual:
-		return Build{}, nil, invalid(fmt.Sprintf("%q is not a way to start a build", nb.Trigger.Kind))
+		return BuildRun{}, invalid(fmt.Sprintf("%q is not a way to start a build", nb.Trigger.Kind))
 	case (nb.Trigger.Kind == TriggerPullRequest) != (nb.Trigger.PR > 0) || nb.Trigger.PR < 0:
-		return Build{}, nil, invalid("a pull request's build, and only that, has the pull request's number")
+		return BuildRun{}, invalid("a pull request's build, and only that, has the pull request's number")
 	case len(nb.Trigger.User) > MaxTriggerUser:
-		return Build{}, nil, invalid(fmt.Sprintf("who started the build is named in at most %d bytes", MaxTriggerUser))
+		return BuildRun{}, invalid(fmt.Sprintf("who started the build is named in at most %d bytes", MaxTriggerUser))
 	case nb.Ref == "" || nb.SHA == "":
-		return Build{}, nil, invalid("a build needs a ref and a commit")
+		return BuildRun{}, invalid("a build needs a ref and a commit")
 	case (nb.ForkRepo != "" || nb.ForkRepoID != 0) && !nb.FromFork:
-		return Build{}, nil, invalid("only a build from a fork has a fork repository")
+		return BuildRun{}, invalid("only a build from a fork has a fork repository")
 	case nb.ForkRepo != "" && (!ValidFullName(nb.ForkRepo) || len(nb.ForkRepo) > MaxForkRepo):
-		return Build{}, nil, invalid(fmt.Sprintf(`the fork repository's name must look like "owner/name", in at most %d bytes`, MaxForkRepo))
+		return BuildRun{}, invalid(fmt.Sprintf(`the fork repository's name must look like "owner/name", in at most %d bytes`, MaxForkRepo))
 	case nb.ForkRepoID < 0:
-		return Build{}, nil, invalid("the fork repository's id cannot be negative")
+		return BuildRun{}, invalid("the fork repository's id cannot be negative")
 	}
 	payload := "{}"
 	if len(nb.Payload) > 0 {
 		if !json.Valid(nb.Payload) {
-			return Build{}, nil, invalid("the build payload is not JSON")
+			return BuildRun{}, invalid("the build payload is not JSON")
 		}
 		payload = string(nb.Payload)
 	}
-	var (
-		b    Build
-		jobs []Job
-	)
+	var run BuildRun
 	err := db.writeTx(ctx, func(tx txn) error {
 		if nb.DeliveryID != "" {
 			res, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (delivery_id, project_id, event, received_at)
@@ -224,10 +263,13 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error
 				return ErrSeenDelivery
 			}
 		}
-		var err error
-		b, err = scanBuild(tx.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds
+		b, err := scanBuild(tx.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds
 			WHERE project_id = ? AND ref = ? AND sha = ?`, nb.ProjectID, nb.Ref, nb.SHA))
 		if err == nil {
+			run.Build, run.Existed = b, true
+			if again != nil {
+				return again(tx, &run)
+			}
 			return nil
 		} else if !errors.Is(err, sql.ErrNoRows) {
 			return wrap("find build", err)
@@ -248,6 +290,7 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error
 		if err != nil {
 			return wrap("insert build", err)
 		}
+		run.Build = b
 		// Set-based inserts keep the statement count fixed however many hooks there are.
 		res, err := tx.ExecContext(ctx, `INSERT INTO hook_calls (hook_id, build_id, hook_title, payload, created_at)
 			SELECT id, ?, title, ?, ? FROM hooks WHERE project_id = ? ORDER BY title`, b.ID, payload, now, nb.ProjectID)
@@ -264,13 +307,79 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error
 		if err != nil {
 			return wrap("insert jobs", err)
 		}
-		jobs, err = queryJobs(ctx, tx, `WHERE j.build_id = ? ORDER BY hc.hook_title, j.hook_call_id, j.attempt`, b.ID)
+		run.Jobs, err = queryJobs(ctx, tx, `WHERE j.build_id = ? ORDER BY hc.hook_title, j.hook_call_id, j.attempt`, b.ID)
 		return err
 	})
 	if err != nil {
-		return Build{}, nil, err
+		return BuildRun{}, err
 	}
-	return b, jobs, nil
+	return run, nil
+}
+
+// addHookJobs adds to run's build, from before, a hook call and a first
+// attempt for each hook of the project it has no hook call of, and, with
+// rerunEdited, a new attempt of each hook edited since its latest attempt
+// started, when that attempt has finished; then it recomputes the build.
+func (db *DB) addHookJobs(ctx context.Context, tx txn, run *BuildRun, rerunEdited bool) error {
+	b := run.Build
+	var last int64 // jobs are numbered in the order they are made: the new ones come after it
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM jobs`).Scan(&last); err != nil {
+		return wrap("find last job", err)
+	}
+	// An enqueued attempt runs the hook as it is when claimed, so only one
+	// that started before the edit ran the old definition.
+	type edited struct {
+		hookCallID int64
+		attempt    int
+		status     JobStatus
+	}
+	eds, err := queryAll(ctx, tx, "find edited hooks", func(row scanner) (edited, error) {
+		var e edited
+		return e, row.Scan(&e.hookCallID, &e.attempt, &e.status)
+	}, `SELECT hc.id, j.attempt, j.status FROM hook_calls hc
+			JOIN hooks h ON h.id = hc.hook_id
+			JOIN jobs j ON j.hook_call_id = hc.id
+		WHERE hc.build_id = ? AND j.status <> 'enqueued'
+			AND j.attempt = (SELECT MAX(attempt) FROM jobs WHERE hook_call_id = hc.id)
+			AND h.updated_at > COALESCE(j.started_at, j.created_at)
+		ORDER BY h.title`, b.ID)
+	if err != nil {
+		return err
+	}
+	now := db.nowMS()
+	// A new hook's call keeps the payload of the event that made the build.
+	res, err := tx.ExecContext(ctx, `INSERT INTO hook_calls (hook_id, build_id, hook_title, payload, created_at)
+		SELECT h.id, ?1, h.title, COALESCE((SELECT payload FROM hook_calls WHERE build_id = ?1 ORDER BY id LIMIT 1), '{}'), ?2
+		FROM hooks h WHERE h.project_id = ?3 AND NOT EXISTS (SELECT 1 FROM hook_calls WHERE build_id = ?1 AND hook_id = h.id)
+		ORDER BY h.title`, b.ID, now, b.ProjectID)
+	if err != nil {
+		return wrap("insert hook calls", err)
+	}
+	added, err := res.RowsAffected()
+	if err != nil {
+		return wrap("insert hook calls", err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO jobs (build_id, hook_call_id, attempt, status, created_at)
+		SELECT build_id, id, 1, 'enqueued', created_at FROM hook_calls hc
+		WHERE build_id = ? AND NOT EXISTS (SELECT 1 FROM jobs WHERE hook_call_id = hc.id) ORDER BY id`, b.ID)
+	if err != nil {
+		return wrap("insert jobs", err)
+	}
+	run.Added = int(added)
+	for _, e := range eds {
+		if !rerunEdited || !e.status.Finished() {
+			run.EditedLeft++
+			continue
+		}
+		if _, err := insertAttempt(ctx, tx, now, b.ID, e.hookCallID, e.attempt+1); err != nil {
+			return err
+		}
+	}
+	if run.Build, _, err = db.recomputeBuild(ctx, tx, b.ID); err != nil {
+		return err
+	}
+	run.Jobs, err = queryJobs(ctx, tx, `WHERE j.build_id = ? AND j.id > ? ORDER BY j.id`, b.ID, last)
+	return err
 }
 
 // SetBuildCommit records the author and subject of a build's commit when

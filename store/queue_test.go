@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestClaimJobIsFIFOAndExclusive(t *testing.T) {
@@ -332,5 +333,64 @@ func TestForkBuildsHaveCacheScopesOfTheirOwn(t *testing.T) {
 	}
 	if len(used) != 2 || used[CacheUse{CacheScopeProject, "same"}].IsZero() || used[CacheUse{"fork-id:4242", "same"}].IsZero() {
 		t.Errorf("cache last used = %v, want the project's and the fork's use of \"same\" apart", used)
+	}
+}
+
+func TestRunBuildLeavesRunningEditedJobsAndDeletedHooksAlone(t *testing.T) {
+	ctx := context.Background()
+	db, f, b, _ := newBuildFixture(t)
+	nb := NewBuild{ProjectID: f.project.ID, Ref: b.Ref, SHA: b.SHA}
+	lint, _, err := db.ClaimJob(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test, _, err := db.ClaimJob(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.UpdateJob(ctx, test.Job.ID, JobUpdate{Status: JobSuccess}); err != nil {
+		t.Fatal(err)
+	}
+	setClock(db, time.Now().Add(time.Hour)) // both hooks are edited after their jobs started
+	for _, h := range f.hooks {
+		h.BuildScript += "\necho edited"
+		if _, err := db.UpdateHook(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	docs, err := db.CreateHook(ctx, Hook{ProjectID: f.project.ID, Title: "docs", DockerImage: "busybox", BuildScript: "#!/bin/sh\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := db.RunBuild(ctx, nb, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, j := range run.Jobs {
+		got = append(got, fmt.Sprintf("%s#%d %s", j.HookTitle, j.Attempt, j.Status))
+	}
+	if want := "docs#1 enqueued, test#2 enqueued"; strings.Join(got, ", ") != want || !run.Existed || run.Added != 1 || run.EditedLeft != 1 ||
+		run.Build.ID != b.ID || run.Build.Status != BuildPending {
+		t.Errorf("RunBuild = jobs %v, existed %v, added %d, edited left %d, build %d %s; want %s, the running lint left, build %d pending",
+			got, run.Existed, run.Added, run.EditedLeft, run.Build.ID, run.Build.Status, want, b.ID)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM jobs WHERE hook_call_id = ?`, lint.Job.HookCallID); n != 1 {
+		t.Errorf("the running lint job has %d attempts, want 1", n)
+	}
+
+	// A deleted hook's call is history, not a hook without a job; with no
+	// hooks left, Run build of the commit shows its build.
+	for _, id := range []int64{f.hooks[0].ID, f.hooks[1].ID, docs.ID} {
+		if err := db.DeleteHook(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs := count(t, db, `SELECT COUNT(*) FROM jobs`)
+	if run, err := db.RunBuild(ctx, nb, true); err != nil || !run.Existed || len(run.Jobs) != 0 || run.EditedLeft != 0 {
+		t.Errorf("RunBuild without hooks = %+v, %v; want the build, nothing added", run, err)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM jobs`); n != jobs {
+		t.Errorf("%d jobs after a Run build without hooks, want %d", n, jobs)
 	}
 }
