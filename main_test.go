@@ -232,7 +232,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{map[string]string{"DOCKER_HOST": "/var/run/docker.sock"}, nil, "DOCKER_HOST"},
 		{map[string]string{"KOZMIC_WORKERS": "0"}, nil, "KOZMIC_WORKERS"},
 		{map[string]string{"KOZMIC_WORKERS": "two"}, nil, "KOZMIC_WORKERS"},
-		{map[string]string{"KOZMIC_STALL_TIMEOUT": "15"}, nil, "KOZMIC_STALL_TIMEOUT"},
+		{map[string]string{"KOZMIC_STALL_TIMEOUT": "15 minutes"}, nil, "KOZMIC_STALL_TIMEOUT"},
+		{map[string]string{"KOZMIC_STALL_TIMEOUT": "0"}, nil, "KOZMIC_STALL_TIMEOUT"},
 		{map[string]string{"KOZMIC_STALL_TIMEOUT": "-1m"}, nil, "KOZMIC_STALL_TIMEOUT"},
 		{map[string]string{"KOZMIC_JOB_TIMEOUT": "forever"}, nil, "KOZMIC_JOB_TIMEOUT"},
 		{map[string]string{"KOZMIC_CACHED_IMAGES_LIMIT": "0"}, nil, "KOZMIC_CACHED_IMAGES_LIMIT"},
@@ -246,7 +247,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{map[string]string{"KOZMIC_JOB_CPUS": "0"}, nil, "KOZMIC_JOB_CPUS"},
 		{map[string]string{"KOZMIC_JOB_CPUS": "many"}, nil, "KOZMIC_JOB_CPUS"},
 		{map[string]string{"KOZMIC_GIT_PROCS": "0"}, nil, "KOZMIC_GIT_PROCS"},
-		{map[string]string{"KOZMIC_GIT_TIMEOUT": "10"}, nil, "KOZMIC_GIT_TIMEOUT"},
+		{map[string]string{"KOZMIC_GIT_TIMEOUT": "-10"}, nil, "KOZMIC_GIT_TIMEOUT"},
+		{map[string]string{"KOZMIC_JOB_TIMEOUT": "99999999999999999999"}, nil, "KOZMIC_JOB_TIMEOUT"},
 		{map[string]string{"KOZMIC_SMTP_URL": "mail.example.com:25"}, nil, "KOZMIC_SMTP_URL"},
 		{map[string]string{"KOZMIC_SMTP_URL": "http://mail.example.com"}, nil, "KOZMIC_SMTP_URL"},
 		{map[string]string{"KOZMIC_MAIL_FROM": "not an address"}, nil, "KOZMIC_MAIL_FROM"},
@@ -282,6 +284,26 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatalf("err = %v, want a *ConfigError for %s", err, tt.setting)
 			}
 		})
+	}
+}
+
+// A bare number is seconds, as in Kozmic CI's own settings
+// (KOZMIC_STALL_TIMEOUT=900), for every duration and its flag; a number of
+// seconds too large for a duration is refused, not wrapped around.
+// KOZMIC_KEEP_LOGS is the exception: a bare 90 there meant 90 days to
+// someone, and read as seconds it would delete every log.
+func TestBareSecondsDurations(t *testing.T) {
+	c, err := parseConfig("serve", []string{"-git-timeout", "600"}, env(t, map[string]string{
+		"KOZMIC_STALL_TIMEOUT": "900", "KOZMIC_JOB_TIMEOUT": "7200", "KOZMIC_SHUTDOWN_GRACE": "30"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StallTimeout != 15*time.Minute || c.JobTimeout != 2*time.Hour || c.ShutdownGrace != 30*time.Second || c.GitTimeout != 10*time.Minute {
+		t.Errorf("stall %v, job %v, grace %v, git %v; want 15m, 2h, 30s, 10m", c.StallTimeout, c.JobTimeout, c.ShutdownGrace, c.GitTimeout)
+	}
+	code, _, errOut := runKozmic(context.Background(), []string{"migrate"}, env(t, map[string]string{"KOZMIC_KEEP_LOGS": "90"}))
+	if code != 2 || !strings.HasPrefix(errOut, "kozmic: KOZMIC_KEEP_LOGS: ") || !strings.Contains(errOut, "90d") {
+		t.Errorf("KOZMIC_KEEP_LOGS=90: exit %d, %q; want 2 suggesting 90d", code, errOut)
 	}
 }
 
