@@ -234,19 +234,19 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writ
 // names the path looked at.
 func existingDatabase(path string) (string, error) {
 	abs, err := filepath.Abs(path)
-	if err == nil {
-		_, err = os.Stat(abs)
-	}
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		err = fmt.Errorf("there is no database at %s; run this where the server keeps its database, or set KOZMIC_DATABASE to its path", abs)
-	case err != nil:
-		err = fmt.Errorf("database %s: %w", abs, errors.Unwrap(err))
-	}
 	if err != nil {
 		return "", &ConfigError{Setting: "KOZMIC_DATABASE", Err: err}
 	}
-	return abs, nil
+	_, err = os.Stat(abs)
+	switch {
+	case err == nil:
+		return abs, nil
+	case errors.Is(err, fs.ErrNotExist):
+		err = fmt.Errorf("there is no database at %s; run this where the server keeps its database, or set KOZMIC_DATABASE to its path", abs)
+	default:
+		err = fmt.Errorf("database %s: %w", abs, errors.Unwrap(err))
+	}
+	return "", &ConfigError{Setting: "KOZMIC_DATABASE", Err: err}
 }
 
 // loadKeyFile sets c.SecretKey from the key file c.SecretKeyFile. With
