@@ -20,8 +20,8 @@ import (
 // read-only, so it never migrates or changes it and never waits for the
 // server's write lock. FILE appears only once complete: the copy is made
 // under a temporary name beside it and then renamed. Exit 2 for a bad
-// command line or configuration, a wrong secret key, or an existing FILE
-// without -force; 1 when copying or checking fails, leaving no file behind.
+// command line or configuration, a database that does not exist, a wrong
+// secret key, or an existing FILE without -force; 1 when copying or checking fails, leaving no file behind.
 func runBackup(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	const usage = "usage: kozmic backup FILE [-force] [flags]"
 	n := len(args)
@@ -39,6 +39,11 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 	cfg, code, ok := loadConfig("backup", rest, getenv, stderr, usage)
 	if !ok {
 		return code
+	}
+	dbPath, err := existingDatabase(cfg.Database)
+	if err != nil {
+		fmt.Fprintf(stderr, "kozmic: %v\n", err)
+		return exitUsage
 	}
 	if cfg.SecretKeyFile != "" {
 		// Never generated: a new key could not be the database's.
@@ -98,8 +103,8 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 	if cfg.SecretKeyFile != "" {
 		key = "the key in " + cfg.SecretKeyFile
 	}
-	fmt.Fprintf(stdout, "wrote %s (%d bytes, schema version %d, integrity checked); restoring it needs %s\n",
-		path, fi.Size(), version, key)
+	fmt.Fprintf(stdout, "wrote %s, a copy of %s (%d bytes, schema version %d, integrity checked); restoring it needs %s\n",
+		path, dbPath, fi.Size(), version, key)
 	return exitOK
 }
 

@@ -52,7 +52,7 @@ func openCopy(t *testing.T, path string) *sql.DB {
 	return db
 }
 
-var wroteLine = regexp.MustCompile(`^wrote (\S+) \((\d+) bytes, schema version \d+, integrity checked\); restoring it needs the same KOZMIC_SECRET_KEY\n$`)
+var wroteLine = regexp.MustCompile(`^wrote (\S+), a copy of \S+ \((\d+) bytes, schema version \d+, integrity checked\); restoring it needs the same KOZMIC_SECRET_KEY\n$`)
 
 // A backup taken while builds are being created holds every build
 // acknowledged before it began, whole, and passes the integrity check.
@@ -266,8 +266,8 @@ func TestBackupCommandRefusals(t *testing.T) {
 	// A database that does not exist is not created.
 	missing := filepath.Join(t.TempDir(), "missing.db")
 	code, _, errOut = runKozmic(ctx, []string{"backup", target}, env(t, map[string]string{"KOZMIC_DATABASE": missing, "KOZMIC_SECRET_KEY": key}))
-	if code != 1 || !oneLine(errOut) {
-		t.Errorf("missing database: exit %d, %q; want 1", code, errOut)
+	if code != 2 || !oneLine(errOut) || !strings.HasPrefix(errOut, "kozmic: KOZMIC_DATABASE: there is no database at "+missing+";") {
+		t.Errorf("missing database: exit %d, %q; want 2 naming %s", code, errOut, missing)
 	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Errorf("backup created the database it was to copy (%v)", err)

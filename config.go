@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/mail"
 	"net/netip"
 	"net/url"
@@ -460,10 +461,20 @@ func parseInt(v string, lo, hi int) (int, error) {
 	return n, nil
 }
 
+// parseDuration reads a positive duration: a bare whole number of seconds
+// (900, the form Kozmic CI's settings took) or a Go duration such as 90s,
+// 15m or 1h30m.
 func parseDuration(v string) (time.Duration, error) {
+	bad := fmt.Errorf("%q is not a positive duration such as 900 (seconds), 90s, 15m or 1h", v)
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 || n > math.MaxInt64/int64(time.Second) {
+			return 0, bad
+		}
+		return time.Duration(n) * time.Second, nil
+	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%q is not a positive duration such as 90s, 15m or 1h", v)
+		return 0, bad
 	}
 	return d, nil
 }

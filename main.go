@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -224,6 +225,28 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writ
 		return nil, exitFailed
 	}
 	return db, exitOK
+}
+
+// existingDatabase is the absolute path of the database for a command that
+// works on the server's data (user, backup), which must not make one: run
+// in the wrong directory it would make an empty database of its own that
+// the server never reads. The error, a *ConfigError for KOZMIC_DATABASE,
+// names the path looked at.
+func existingDatabase(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", &ConfigError{Setting: "KOZMIC_DATABASE", Err: err}
+	}
+	_, err = os.Stat(abs)
+	switch {
+	case err == nil:
+		return abs, nil
+	case errors.Is(err, fs.ErrNotExist):
+		err = fmt.Errorf("there is no database at %s; run this where the server keeps its database, or set KOZMIC_DATABASE to its path", abs)
+	default:
+		err = fmt.Errorf("database %s: %w", abs, errors.Unwrap(err))
+	}
+	return "", &ConfigError{Setting: "KOZMIC_DATABASE", Err: err}
 }
 
 // loadKeyFile sets c.SecretKey from the key file c.SecretKeyFile. With

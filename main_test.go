@@ -139,10 +139,15 @@ func TestRunChecksDatabasePathAndKeyFile(t *testing.T) {
 				t.Fatalf("parse: %v", err)
 			}
 			for _, cmd := range [][]string{nil, {"migrate"}, {"user", "add", "ann"}} {
+				setting, says := tt.setting, tt.says
+				if _, err := os.Stat(tt.db); err != nil && cmd != nil && cmd[0] == "user" {
+					// user works on an existing database only.
+					setting, says = "KOZMIC_DATABASE", tt.db
+				}
 				code, _, errOut := runKozmic(context.Background(), cmd, e)
-				if code != 2 || !strings.HasPrefix(errOut, "kozmic: "+tt.setting+": ") || !strings.Contains(errOut, tt.says) ||
+				if code != 2 || !strings.HasPrefix(errOut, "kozmic: "+setting+": ") || !strings.Contains(errOut, says) ||
 					strings.Count(errOut, "\n") != 1 {
-					t.Errorf("%v: exit %d, %q; want 2 and one line naming %s and saying %q", cmd, code, errOut, tt.setting, tt.says)
+					t.Errorf("%v: exit %d, %q; want 2 and one line naming %s and saying %q", cmd, code, errOut, setting, says)
 				}
 			}
 			if _, err := os.Stat(tt.db); tt.db != dir && err == nil {
@@ -232,7 +237,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{map[string]string{"DOCKER_HOST": "/var/run/docker.sock"}, nil, "DOCKER_HOST"},
 		{map[string]string{"KOZMIC_WORKERS": "0"}, nil, "KOZMIC_WORKERS"},
 		{map[string]string{"KOZMIC_WORKERS": "two"}, nil, "KOZMIC_WORKERS"},
-		{map[string]string{"KOZMIC_STALL_TIMEOUT": "15"}, nil, "KOZMIC_STALL_TIMEOUT"},
+		{map[string]string{"KOZMIC_STALL_TIMEOUT": "15 minutes"}, nil, "KOZMIC_STALL_TIMEOUT"},
+		{map[string]string{"KOZMIC_STALL_TIMEOUT": "0"}, nil, "KOZMIC_STALL_TIMEOUT"},
 		{map[string]string{"KOZMIC_STALL_TIMEOUT": "-1m"}, nil, "KOZMIC_STALL_TIMEOUT"},
 		{map[string]string{"KOZMIC_JOB_TIMEOUT": "forever"}, nil, "KOZMIC_JOB_TIMEOUT"},
 		{map[string]string{"KOZMIC_CACHED_IMAGES_LIMIT": "0"}, nil, "KOZMIC_CACHED_IMAGES_LIMIT"},
@@ -246,7 +252,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{map[string]string{"KOZMIC_JOB_CPUS": "0"}, nil, "KOZMIC_JOB_CPUS"},
 		{map[string]string{"KOZMIC_JOB_CPUS": "many"}, nil, "KOZMIC_JOB_CPUS"},
 		{map[string]string{"KOZMIC_GIT_PROCS": "0"}, nil, "KOZMIC_GIT_PROCS"},
-		{map[string]string{"KOZMIC_GIT_TIMEOUT": "10"}, nil, "KOZMIC_GIT_TIMEOUT"},
+		{map[string]string{"KOZMIC_GIT_TIMEOUT": "-10"}, nil, "KOZMIC_GIT_TIMEOUT"},
+		{map[string]string{"KOZMIC_JOB_TIMEOUT": "99999999999999999999"}, nil, "KOZMIC_JOB_TIMEOUT"},
 		{map[string]string{"KOZMIC_SMTP_URL": "mail.example.com:25"}, nil, "KOZMIC_SMTP_URL"},
 		{map[string]string{"KOZMIC_SMTP_URL": "http://mail.example.com"}, nil, "KOZMIC_SMTP_URL"},
 		{map[string]string{"KOZMIC_MAIL_FROM": "not an address"}, nil, "KOZMIC_MAIL_FROM"},
@@ -282,6 +289,26 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatalf("err = %v, want a *ConfigError for %s", err, tt.setting)
 			}
 		})
+	}
+}
+
+// A bare number is seconds, as in Kozmic CI's own settings
+// (KOZMIC_STALL_TIMEOUT=900), for every duration and its flag; a number of
+// seconds too large for a duration is refused, not wrapped around.
+// KOZMIC_KEEP_LOGS is the exception: a bare 90 there meant 90 days to
+// someone, and read as seconds it would delete every log.
+func TestBareSecondsDurations(t *testing.T) {
+	c, err := parseConfig("serve", []string{"-git-timeout", "600"}, env(t, map[string]string{
+		"KOZMIC_STALL_TIMEOUT": "900", "KOZMIC_JOB_TIMEOUT": "7200", "KOZMIC_SHUTDOWN_GRACE": "30"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StallTimeout != 15*time.Minute || c.JobTimeout != 2*time.Hour || c.ShutdownGrace != 30*time.Second || c.GitTimeout != 10*time.Minute {
+		t.Errorf("stall %v, job %v, grace %v, git %v; want 15m, 2h, 30s, 10m", c.StallTimeout, c.JobTimeout, c.ShutdownGrace, c.GitTimeout)
+	}
+	code, _, errOut := runKozmic(context.Background(), []string{"migrate"}, env(t, map[string]string{"KOZMIC_KEEP_LOGS": "90"}))
+	if code != 2 || !strings.HasPrefix(errOut, "kozmic: KOZMIC_KEEP_LOGS: ") || !strings.Contains(errOut, "90d") {
+		t.Errorf("KOZMIC_KEEP_LOGS=90: exit %d, %q; want 2 suggesting 90d", code, errOut)
 	}
 }
 
@@ -663,12 +690,15 @@ func TestUserCommand(t *testing.T) {
 	ctx := context.Background()
 	dbPath := filepath.Join(t.TempDir(), "k.db")
 	e := env(t, map[string]string{"KOZMIC_DATABASE": dbPath, "KOZMIC_SECRET_KEY": strings.Repeat("k", 40)})
+	if code, _, errOut := runKozmic(ctx, []string{"migrate"}, e); code != 0 {
+		t.Fatalf("migrate: exit %d, %s", code, errOut)
+	}
 	user := func(stdin string, args ...string) (int, string, string) {
 		var out, errOut syncbuf.Buffer
 		code := run(ctx, append([]string{"user"}, args...), e, strings.NewReader(stdin), &out, &errOut)
 		return code, out.String(), errOut.String()
 	}
-	if code, out, errOut := user("first password\n", "add", "ann", "-admin"); code != 0 || out != "user ann added\n" {
+	if code, out, errOut := user("first password\n", "add", "ann", "-admin"); code != 0 || out != "user ann added to "+dbPath+"\n" {
 		t.Fatalf("add: exit %d, %q %q", code, out, errOut)
 	}
 	if code, _, errOut := user("another password\n", "add", "bob"); code != 0 {
@@ -702,7 +732,7 @@ func TestUserCommand(t *testing.T) {
 	if err := db.Sessions().CommitCtx(ctx, "ann's browser", session, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, _ := user("changed password\r\n", "passwd", "ann"); code != 0 || out != "password of ann changed\n" {
+	if code, out, _ := user("changed password\r\n", "passwd", "ann"); code != 0 || out != "password of ann changed in "+dbPath+"\n" {
 		t.Fatalf("passwd: exit %d, %q", code, out)
 	}
 	if _, found, err := db.Sessions().FindCtx(ctx, "ann's browser"); found || err != nil {
@@ -716,6 +746,44 @@ func TestUserCommand(t *testing.T) {
 	}
 	if users, _ := db.LocalUsers(ctx); len(users) != 2 {
 		t.Errorf("%d local users after the refusals, want 2", len(users))
+	}
+}
+
+// Run where the server's database is not, `kozmic user` used to make an
+// empty database and key of its own there and say the user was added, to
+// a server that never heard of them. It refuses, naming the path it looked
+// at, and makes nothing; given the server's database, it says which one it
+// changed.
+func TestUserAddRefusesMissingDatabase(t *testing.T) {
+	ctx := context.Background()
+	elsewhere := t.TempDir()
+	t.Chdir(elsewhere)
+	defaultDB := env(t, map[string]string{"KOZMIC_DATABASE": ""}) // kozmic.db in the working directory
+	for _, args := range [][]string{{"user", "add", "bob"}, {"user", "passwd", "admin"}} {
+		var out, errOut syncbuf.Buffer
+		code := run(ctx, args, defaultDB, strings.NewReader("bobs password\n"), &out, &errOut)
+		want := "kozmic: KOZMIC_DATABASE: there is no database at " + filepath.Join(elsewhere, "kozmic.db") + ";"
+		if code != 2 || !strings.HasPrefix(errOut.String(), want) || strings.Count(errOut.String(), "\n") != 1 || out.String() != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 and one line starting %q", args, code, out.String(), errOut.String(), want)
+		}
+	}
+	if made, _ := os.ReadDir(elsewhere); len(made) != 0 {
+		t.Errorf("the refused commands left %v", made)
+	}
+
+	dbPath := filepath.Join(t.TempDir(), "kozmic.db")
+	server := env(t, map[string]string{"KOZMIC_DATABASE": dbPath})
+	if code, _, errOut := runKozmic(ctx, []string{"migrate"}, server); code != 0 {
+		t.Fatalf("migrate: exit %d, %s", code, errOut)
+	}
+	var out, errOut syncbuf.Buffer
+	if code := run(ctx, []string{"user", "add", "bob"}, server, strings.NewReader("bobs password\n"), &out, &errOut); code != 0 ||
+		out.String() != "user bob added to "+dbPath+"\n" {
+		t.Fatalf("user add with the server's database: exit %d, %q, %s", code, out.String(), errOut.String())
+	}
+	key, _ := os.ReadFile(dbPath + ".key")
+	if _, err := openTestStore(t, dbPath, strings.TrimSpace(string(key))).UserByUsername(ctx, "bob"); err != nil {
+		t.Errorf("bob is not in the server's database: %v", err)
 	}
 }
 

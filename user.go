@@ -19,8 +19,10 @@ import (
 
 // runUser is `kozmic user add NAME [-admin]` and `kozmic user passwd NAME`:
 // it makes a local account or sets its password, read from the terminal
-// (asked twice) or as the first line of stdin. Exit 2 for a bad command
-// line, a bad password or an unknown/taken name; 1 when the database fails.
+// (asked twice) or as the first line of stdin, in the server's existing
+// database, and says which database that was. Exit 2 for a bad command
+// line, a database that does not exist, a bad password or an unknown/taken
+// name; 1 when the database fails.
 func runUser(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	const usage = "usage: kozmic user add NAME [-admin] [flags] | kozmic user passwd NAME [flags]"
 	if len(args) < 2 || (args[0] != "add" && args[0] != "passwd") || strings.HasPrefix(args[1], "-") {
@@ -38,6 +40,11 @@ func runUser(ctx context.Context, args []string, getenv func(string) string, std
 	if !ok {
 		return code
 	}
+	dbPath, err := existingDatabase(cfg.Database)
+	if err != nil {
+		fmt.Fprintf(stderr, "kozmic: %v\n", err)
+		return exitUsage
+	}
 	log := newLogger(cfg, stderr)
 	db, code := openStore(ctx, cfg, log, stderr)
 	if db == nil {
@@ -46,7 +53,6 @@ func runUser(ctx context.Context, args []string, getenv func(string) string, std
 	defer db.Close()
 
 	var u store.User
-	var err error
 	if sub == "passwd" {
 		if u, err = db.UserByUsername(ctx, name); errors.Is(err, store.ErrNotFound) {
 			fmt.Fprintf(stderr, "kozmic: there is no local user %q\n", name)
@@ -84,9 +90,9 @@ func runUser(ctx context.Context, args []string, getenv func(string) string, std
 		return exitFailed
 	}
 	if sub == "passwd" {
-		fmt.Fprintf(stdout, "password of %s changed\n", name)
+		fmt.Fprintf(stdout, "password of %s changed in %s\n", name, dbPath)
 	} else {
-		fmt.Fprintf(stdout, "user %s added\n", name)
+		fmt.Fprintf(stdout, "user %s added to %s\n", name, dbPath)
 	}
 	return exitOK
 }

@@ -183,7 +183,7 @@ func TestExecRunsAWorkingTree(t *testing.T) {
 	var out syncbuf.Buffer
 	status, code := h.r.Exec(context.Background(), ExecSpec{Dir: dir, Image: testImage,
 		InstallScript: "#!/bin/sh\necho install sees $(cat deps.txt)\n", TrackedFiles: []string{"deps.txt"},
-		BuildScript: "#!/bin/sh\necho build sees $(cat deps.txt)\nexit 5\n"}, &out)
+		BuildScript: "#!/bin/sh\necho build sees $(cat deps.txt)\nexit 5\n", KeepCache: true}, &out)
 	if status != store.JobFailure || code != 5 {
 		t.Errorf("exec = %s, %d; want failure, 5", status, code)
 	}

@@ -630,17 +630,42 @@ type ExecSpec struct {
 	InstallScript string
 	BuildScript   string
 	TrackedFiles  []string
+	// Project, Ref and SHA are what the working tree has checked out; the
+	// build step gets the job variables of a job of that commit, with
+	// build and job numbers 0. Without SHA it gets CI and KOZMIC only.
+	Project string
+	Ref     string
+	SHA     string
+	// KeepCache keeps the install cache image this run made, for the next
+	// run to start from; without it the image is removed at the end.
+	KeepCache bool
 }
 
 // Exec runs a hook definition on a working tree (uncommitted changes
 // included) through the same steps as a job, writing the log to w. Its
-// install cache is the project scope of project 0. The returned exit code
-// is the build script's, or 1 when it never ran.
+// install cache is the project scope of project 0; an image it made there
+// is removed at the end unless s.KeepCache, also when ctx ended, while one
+// it found is left alone. The returned exit code is the build script's, or
+// 1 when it never ran.
 func (r *Runner) Exec(ctx context.Context, s ExecSpec, w io.Writer) (store.JobStatus, int) {
+	env := []string{"CI=true", "KOZMIC=true"}
+	if s.SHA != "" {
+		env = jobEnv(store.JobRun{Project: store.Project{FullName: s.Project}, Build: store.Build{Ref: s.Ref, SHA: s.SHA}})
+	}
 	res := r.execute(ctx, spec{image: s.Image, install: s.InstallScript, build: s.BuildScript,
-		tracked: s.TrackedFiles, scope: store.CacheScopeProject, src: dirSource{path: s.Dir},
-		env: []string{"CI=true", "KOZMIC=true"}}, w)
+		tracked: s.TrackedFiles, scope: store.CacheScopeProject, src: dirSource{path: s.Dir}, env: env}, w)
 	r.cleanup.Wait()
+	if res.cache == store.CacheMiss && !s.KeepCache {
+		// A failed install step committed nothing: then there is no image.
+		img := r.cacheImage(res.cacheID, 0, res.scope)
+		err := r.docker.RemoveImageExtended(img, docker.RemoveImageOptions{Context: context.WithoutCancel(ctx)})
+		switch {
+		case err == nil:
+			say(w, "Removed the install cache image %.12s (-keep-cache keeps it for the next run)", res.cacheID)
+		case !errors.Is(err, docker.ErrNoSuchImage):
+			say(w, "Could not remove the install cache image %s: %v", img, err)
+		}
+	}
 	if res.exitCode != nil {
 		return res.status, *res.exitCode
 	}
