@@ -105,16 +105,10 @@ func TestForkInstallNeverReachesTrustedCache(t *testing.T) {
 	if len(imgs) != 2 || scopes["project"] != 1 || scopes["fork-id:999001"] != 1 {
 		t.Errorf("cache images by scope = %v, want one of the project's and one of the fork's", scopes)
 	}
-	// A finished job's container may still be on its way out, holding its
-	// image for a moment: Clear install cache then asks to try again (409).
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		res, _ := b.do("POST", fmt.Sprintf("/projects/%d/cache/clear", p.ID), url.Values{})
-		if res.StatusCode == 303 {
-			break
-		}
-		if res.StatusCode != 409 || time.Now().After(deadline) {
-			t.Fatalf("clear install cache: %d", res.StatusCode)
-		}
+	// Right after the jobs: their containers may still be on their way out,
+	// holding the images for a moment, which ClearCache waits for.
+	if res, _ := b.do("POST", fmt.Sprintf("/projects/%d/cache/clear", p.ID), url.Values{}); res.StatusCode != 303 {
+		t.Errorf("clear install cache: %d", res.StatusCode)
 	}
 	if left := cacheImagesOf(t, srv, p.ID); len(left) != 0 {
 		t.Errorf("%d cache images left after Clear install cache", len(left))

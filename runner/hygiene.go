@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -84,10 +85,17 @@ func (r *Runner) Sweep(ctx context.Context) (Swept, error) {
 	return s, nil
 }
 
+// clearTries is how often ClearCache tries an image that a container holds:
+// a finished job's container is removed off the worker's path, a moment
+// after the job is recorded, and holds its image until then.
+const clearTries = 20
+
 // ClearCache removes every install cache image of a project, of every
 // scope (its own and its forks'), so that its next jobs run their install
-// scripts again; it returns how many it removed. An image a running job
-// uses stays, and is counted as an error.
+// scripts again; it returns how many it removed. An image a container
+// holds is tried again for a few seconds (clearTries), so that one of a
+// job that just finished goes too; one a running job uses stays, and is
+// counted as an error.
 func (r *Runner) ClearCache(ctx context.Context, projectID int64) (int, error) {
 	if r.docker == nil {
 		return 0, errors.New("clear cache: no Docker engine")
@@ -99,7 +107,12 @@ func (r *Runner) ClearCache(ctx context.Context, projectID int64) (int, error) {
 	n := 0
 	var errs []error
 	for _, img := range imgs {
-		if err := r.docker.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Context: ctx}); err != nil {
+		err := r.docker.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Context: ctx})
+		for try := 1; try < clearTries && isConflict(err) && ctx.Err() == nil; try++ {
+			time.Sleep(250 * time.Millisecond)
+			err = r.docker.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Context: ctx})
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", img.ID, err))
 			continue
 		}
@@ -145,4 +158,10 @@ func (r *Runner) sweepEvery(ctx context.Context, interval time.Duration) {
 		case <-time.After(interval):
 		}
 	}
+}
+
+// isConflict reports whether err is Docker's 409: the image is in use.
+func isConflict(err error) bool {
+	var de *docker.Error
+	return errors.As(err, &de) && de.Status == http.StatusConflict
 }

@@ -137,9 +137,25 @@ func TestSweepRemovesOnlyOwnLeftovers(t *testing.T) {
 		t.Errorf("left %d of the project's 4 own cache images and %d of its forks' 3, want the limit of 2 each", own, forks)
 	}
 
+	// A job that just finished: its container, on its way out, still holds
+	// its image when ClearCache starts, and is gone a moment later.
+	var held string
+	for _, name := range own {
+		if exists("image", name) {
+			held = name
+		}
+	}
+	finished, err := h.dc.CreateContainer(docker.CreateContainerOptions{Config: &docker.Config{Image: held, Cmd: []string{"true"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	made = append(made, finished.ID)
+	time.AfterFunc(time.Second, func() {
+		h.dc.RemoveContainer(docker.RemoveContainerOptions{ID: finished.ID, Force: true})
+	})
 	n, err := r.ClearCache(ctx, p.ID)
 	if err != nil || n != 4 {
-		t.Errorf("ClearCache = %d, %v; want 4", n, err)
+		t.Errorf("ClearCache = %d, %v; want 4, the image of the container on its way out too", n, err)
 	}
 	for _, name := range append(own, forks...) {
 		if exists("image", name) {

@@ -3,13 +3,12 @@ package store
 import (
 	"context"
 	"errors"
-	"io/fs"
-	"path/filepath"
 	"strings"
 	"testing"
-	"testing/fstest"
 
 	"kozmic/migrations"
+
+	"github.com/pressly/goose/v3"
 )
 
 // Migration 00011 tells the builds from before it apart by how they were
@@ -18,29 +17,19 @@ import (
 // longer their commit's author and message), all others pushes.
 func TestTriggerMigrationTellsOldManualBuildsFromTheirCommits(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "k.db")
-	before := fstest.MapFS{}
-	names, err := fs.Glob(migrations.FS, "*.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		if name >= "00011" {
-			continue
-		}
-		data, err := fs.ReadFile(migrations.FS, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		before[name] = &fstest.MapFile{Data: data}
-	}
-	db, err := openAt(t, path, testKey, before)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The fixture is made at the latest version (its methods write today's
+	// columns); the database then goes back to before 00011 for the builds.
+	db := newTestDB(t)
 	f := newFixture(t, db, "acme/widget")
 	ann, err := db.CreateLocalUser(ctx, "ann", "hash", false)
 	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db.write, migrations.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DownTo(ctx, 10); err != nil {
 		t.Fatal(err)
 	}
 	for i, b := range []struct{ ref, author, message string }{
@@ -55,10 +44,7 @@ func TestTriggerMigrationTellsOldManualBuildsFromTheirCommits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db.Close()
-
-	db, err = openAt(t, path, testKey, migrations.FS)
-	if err != nil {
+	if _, err := p.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []struct {
