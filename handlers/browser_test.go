@@ -257,8 +257,7 @@ func TestBrowserLiveLog(t *testing.T) {
 
 // A finished 100,000-line log opens a page at a time, loads more as it is
 // scrolled, and a link to a line deep inside it loads the pages up to it.
-// Then every page fits a phone's width.
-func TestBrowserLongLogAndPhone(t *testing.T) {
+func TestBrowserLongLog(t *testing.T) {
 	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
 		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
 	}
@@ -332,37 +331,6 @@ func TestBrowserLongLogAndPhone(t *testing.T) {
 	}
 	if n := count(tab); n < 54321 || n > 56000 {
 		t.Errorf("%d lines loaded to show line 54,321", n)
-	}
-
-	// On a phone, no page is wider than the screen (the log scrolls by
-	// itself). A mobile browser widens its viewport to fit what overflows,
-	// so the width checked against is the phone's own.
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
-		t.Fatal(err)
-	}
-	for _, path := range []string{"/", fmt.Sprintf("/projects/%d", p.ID), fmt.Sprintf("/projects/%d/builds/1", p.ID),
-		strings.TrimPrefix(jobURL, srv.url), fmt.Sprintf("/projects/%d/settings", p.ID), fmt.Sprintf("/projects/%d/hooks/new", p.ID), "/account"} {
-		// The first element that reaches past the right edge, if any.
-		if err := chromedp.Do(ctx, chromedp.Navigate(srv.url+path), chromedp.WaitVisible(chromedp.CSS("h1"))); err != nil {
-			t.Fatal(err)
-		}
-		wide, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(function () {
-				for (const e of document.querySelectorAll("body *")) {
-					if (e.getBoundingClientRect().right > 391) {
-						return e.outerHTML.slice(0, 200);
-					}
-				}
-				return document.documentElement.scrollWidth > 390 ? "the page" : "";
-			})()`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if wide != "" {
-			t.Errorf("%s is wider than a phone's screen: %s", path, wide)
-		}
-		if path == fmt.Sprintf("/projects/%d/builds/1", p.ID) {
-			screenshot(t, ctx, "phone-build.png")
-		}
 	}
 }
 
@@ -448,5 +416,139 @@ func TestRunningJobElapsedTicks(t *testing.T) {
 	}
 	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("time[data-since]").length`)); n != 0 {
 		t.Errorf("a finished job's page has %d ticking times", n)
+	}
+}
+
+// fitCheck lists, one a line, what keeps the page from fitting its window:
+// the page scrolling sideways; an element reaching past the right edge that
+// is not inside a container scrolling by itself (overflow-x auto or scroll,
+// like the log); a commit SHA wrapped onto more than one line; and two
+// parts of a row of a list (a build's branch and its author, say) drawn
+// over each other. It takes the window's width: a mobile browser widens
+// its viewport (window.innerWidth) to fit what overflows.
+const fitCheck = `(function (w) {
+	const bad = [];
+	const show = e => e.outerHTML.slice(0, 160);
+	if (window.innerWidth > w) {
+		bad.push("the browser zoomed out to fit: its viewport is " + window.innerWidth + " px wide");
+	}
+	if (document.documentElement.scrollWidth > w) {
+		bad.push("the page scrolls sideways: " + document.documentElement.scrollWidth + " px wide");
+	}
+	const scrolls = e => {
+		for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+			const o = getComputedStyle(a).overflowX;
+			if (o === "auto" || o === "scroll") return true;
+		}
+		return false;
+	};
+	for (const e of document.querySelectorAll("body *")) {
+		if (e.getBoundingClientRect().right > w + 0.5 && !scrolls(e)) {
+			bad.push("past the right edge: " + show(e));
+		}
+	}
+	for (const e of [...document.querySelectorAll("code")].filter(e => /^[0-9a-f]{7,40}$/.test(e.textContent))) {
+		const cs = getComputedStyle(e), line = parseFloat(cs.lineHeight) || 1.6 * parseFloat(cs.fontSize);
+		if (e.getClientRects().length !== 1 || e.getBoundingClientRect().height > 1.5 * line) {
+			bad.push("the SHA wraps: " + show(e));
+		}
+	}
+	for (const li of document.querySelectorAll(".rows li")) {
+		const parts = [...li.querySelectorAll("*")].filter(e => e.children.length === 0 && e.getClientRects().length);
+		for (let i = 0; i < parts.length; i++) {
+			for (let j = i + 1; j < parts.length; j++) {
+				// Rect by rect: a part wrapped over two lines has a
+				// bounding box covering both.
+				const over = [...parts[i].getClientRects()].some(a => [...parts[j].getClientRects()].some(b =>
+					Math.min(a.right, b.right) - Math.max(a.left, b.left) > 0.5 && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 0.5));
+				if (over) {
+					bad.push("drawn over each other: " + show(parts[i]) + " and " + show(parts[j]));
+				}
+			}
+		}
+	}
+	return bad.slice(0, 8).join("\n");
+})(%d)`
+
+// Every page with a build in it, and the sign-in page, fits a 390-pixel
+// phone and a 1280-pixel desktop: nothing sticks out sideways but inside
+// the log, which scrolls by itself; the SHAs of the dashboard, the build
+// list and the build stay on one line; no row draws its branch over its
+// author.
+func TestEveryPageFitsAPhoneAndADesktop(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
+	}
+	srv := newLiveServer(t)
+	ctx := newChrome(t)
+	bg := context.Background()
+	signIn := func() error {
+		return chromedp.Do(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(chromedp.CSS(`a.button`)),
+			waitText("h1", func(s string) bool { return s == "Projects" }))
+	}
+	if err := signIn(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/a-project-with-a-long-name",
+		GitURL: t.TempDir(), WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, title := range []string{"unit tests", "lint"} {
+		if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: p.ID, Title: title, DockerImage: testimage.Name, BuildScript: "#!/bin/sh"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, jobs, err := srv.db.CreateBuild(bg, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/feature/phone-layout", SHA: "3f786850e387550fdab836ed7e6dc881de23001b",
+		Author: "Annabelle Lindqvist-Okonkwo", Message: "Make every page of the web interface fit the screen of a phone held upright"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One job finished with a log line far wider than any screen, one still
+	// running (marked so: the runner, with nothing enqueued, leaves both alone).
+	srv.db.UpdateJob(bg, jobs[0].ID, store.JobUpdate{Status: store.JobRunning})
+	if _, err := srv.db.AppendLog(bg, jobs[0].ID, []byte("go test ./...\n"+strings.Repeat("x", 600)+"\nok\n"), false); err != nil {
+		t.Fatal(err)
+	}
+	srv.db.UpdateJob(bg, jobs[0].ID, store.JobUpdate{Status: store.JobSuccess})
+	srv.db.UpdateJob(bg, jobs[1].ID, store.JobUpdate{Status: store.JobRunning})
+
+	pages := []string{"/", fmt.Sprintf("/projects/%d", p.ID), fmt.Sprintf("/projects/%d/builds/1", p.ID),
+		fmt.Sprintf("/projects/%d/builds/1/jobs/%d", p.ID, jobs[0].ID), fmt.Sprintf("/projects/%d/builds/1/jobs/%d", p.ID, jobs[1].ID),
+		fmt.Sprintf("/projects/%d/settings", p.ID), fmt.Sprintf("/projects/%d/hooks/new", p.ID), "/projects/new", "/account", "/login"}
+	phoneShots := map[string]string{"/": "phone-dashboard.png", pages[1]: "phone-project.png", pages[2]: "phone-build.png"}
+	for _, size := range []struct {
+		name          string
+		width, height int64
+		opts          []chromedp.EmulateViewportOption
+	}{{"phone", 390, 844, []chromedp.EmulateViewportOption{chromedp.EmulateMobile}}, {"desktop", 1280, 800, nil}} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(size.width, size.height, size.opts...)); err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range pages {
+			if path == "/login" {
+				// The sign-in page is seen signed out.
+				if err := chromedp.Do(ctx, chromedp.Submit(chromedp.CSS(`.session form`)),
+					waitText("h1", func(s string) bool { return s != "Projects" })); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := chromedp.Do(ctx, chromedp.Navigate(srv.url+path), chromedp.WaitVisible(chromedp.CSS("h1"))); err != nil {
+				t.Fatal(err)
+			}
+			bad, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(fitCheck, size.width)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bad != "" {
+				t.Errorf("%s on a %s (%d px):\n%s", path, size.name, size.width, bad)
+			}
+			if shot := phoneShots[path]; shot != "" && size.name == "phone" {
+				screenshot(t, ctx, shot)
+			}
+		}
+		if err := signIn(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
