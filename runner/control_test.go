@@ -37,16 +37,17 @@ func TestStalledJobIsKilled(t *testing.T) {
 }
 
 func TestJobTimeout(t *testing.T) {
-	h := newHarness(t, Config{JobTimeout: 2 * time.Second})
+	h := newHarness(t, Config{JobTimeout: 5 * time.Second})
 	rp := testrepo.New(t, map[string]string{"README": "x"})
-	// Busy, never stalling, never ending.
+	// Busy, never stalling, never ending. The timeout leaves a loaded
+	// machine time to start the container and print.
 	p, _ := h.project(rp, store.Hook{Title: "long", BuildScript: "#!/bin/sh\nwhile true; do echo tick; sleep 0.2; done\n"})
 	_, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	j := h.waitJob(jobs[0].ID, finished)
-	if j.Status != store.JobFailure || !strings.Contains(j.Error, "ran longer than 2s") {
+	if j.Status != store.JobFailure || !strings.Contains(j.Error, "ran longer than 5s") {
 		t.Errorf("job = %s %q; want failure, timed out", j.Status, j.Error)
 	}
-	if log := h.logOf(j.ID); !strings.Contains(log, "tick") || !strings.Contains(log, "ran longer than 2s") {
+	if log := h.logOf(j.ID); !strings.Contains(log, "tick") || !strings.Contains(log, "ran longer than 5s") {
 		t.Errorf("log:\n%s", log)
 	}
 }
