@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -287,6 +288,100 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if word := badge(t, s, "team/app"); word != "passing" {
 		t.Errorf("badge = %s, want passing", word)
+	}
+}
+
+// quickStartStep is the text of step n of the README's quick start, up to
+// the next step (or, for the last, to the paragraph on GitHub).
+func quickStartStep(t *testing.T, n int) string {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, text, ok := strings.Cut(string(readme), fmt.Sprintf("**%d. ", n))
+	if !ok {
+		t.Fatalf("no step %d in the README's quick start", n)
+	}
+	text, _, _ = strings.Cut(text, fmt.Sprintf("**%d. ", n+1))
+	text, _, _ = strings.Cut(text, "To use GitHub instead")
+	return text
+}
+
+// shBlocks are the ```sh code blocks of a Markdown text.
+func shBlocks(text string) []string {
+	var blocks []string
+	for _, m := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(text, -1) {
+		blocks = append(blocks, m[1])
+	}
+	return blocks
+}
+
+// postReceiveInPage is the post-receive hook a project page offers to copy.
+var postReceiveInPage = regexp.MustCompile(`(?s)<pre class="copy">(#!/bin/sh\n# Kozmic: .*?)</pre>`)
+
+// The README's quick start, steps 3 to 7, done as it says with its own
+// commands in a home of its own: the repository of step 3, its project and
+// the hook of step 5, and step 7's bare clone with the project page's
+// post-receive hook. The push of step 7 is what makes the first build,
+// through the hook's signed webhook (curl and openssl), and the build
+// checks out the pushed commit.
+func TestQuickStartPushBuildsThroughThePostReceiveHook(t *testing.T) {
+	needTestImage(t)
+	bin := kozmicBinary(t)
+	s := startServer(t, bin)
+	c := newClient(t, s)
+	if code := c.signIn("admin's password"); code != 303 {
+		t.Fatalf("sign in: %d", code)
+	}
+	home := t.TempDir()
+	sh := func(script string) string {
+		t.Helper()
+		cmd := exec.Command("sh", "-e", "-c", script)
+		cmd.Dir = home
+		cmd.Env = append(os.Environ(), "HOME="+home, "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+			"GIT_AUTHOR_NAME=Ann", "GIT_AUTHOR_EMAIL=ann@example.com", "GIT_COMMITTER_NAME=Ann", "GIT_COMMITTER_EMAIL=ann@example.com")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", script, err, out)
+		}
+		return string(out)
+	}
+
+	step3 := shBlocks(quickStartStep(t, 3))
+	step5 := shBlocks(quickStartStep(t, 5))
+	step7 := shBlocks(quickStartStep(t, 7))
+	if len(step3) != 1 || len(step5) == 0 || len(step7) != 2 {
+		t.Fatalf("the quick start's commands: step 3 %q, step 5 %q, step 7 %q", step3, step5, step7)
+	}
+	sh(step3[0])
+	id := c.createProject(filepath.Join(home, "hello"), "me/hello", url.Values{"title": {"test"}, "image": {testimage.Name}, "build": {step5[0]}})
+
+	sh(step7[0])
+	_, page := c.do("GET", fmt.Sprintf("/projects/%d", id), nil)
+	m := postReceiveInPage.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no post-receive hook on the project page:\n%s", page)
+	}
+	if err := os.WriteFile(filepath.Join(home, "hello.git", "hooks", "post-receive"), []byte(html.UnescapeString(m[1])), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := c.do("GET", fmt.Sprintf("/projects/%d/builds/1", id), nil); res.StatusCode != 404 {
+		t.Fatalf("a build before the push: %d", res.StatusCode)
+	}
+	if out := sh(step7[1]); strings.Contains(out, "kozmic:") {
+		t.Errorf("the hook could not ask for a build:\n%s", out)
+	}
+
+	status, log := c.waitBuild(s, id, 1)
+	pushed := sh("git -C hello rev-parse HEAD")
+	if status != "passed" || !strings.Contains(log, "Building main at "+strings.TrimSpace(pushed)) ||
+		!strings.Contains(log, "Hello from Kozmic\r\nHello again") {
+		t.Fatalf("the pushed commit's build %s; log:\n%s", status, log)
+	}
+	if _, page := c.do("GET", fmt.Sprintf("/projects/%d/builds/1", id), nil); !strings.Contains(page, "Say hello again") ||
+		!strings.Contains(page, "push") {
+		t.Errorf("the build page does not show a push of the commit:\n%s", page)
 	}
 }
 

@@ -64,12 +64,6 @@ func ResolveRef(ctx context.Context, r Remote, ref string) (fullRef, sha, defaul
 	if strings.HasPrefix(ref, "refs/") && pullRequestRef(ref) {
 		return "", "", "", errPullRequestRef(ref)
 	}
-	t, err := newTransport(r)
-	if err != nil {
-		return "", "", "", err
-	}
-	defer t.close()
-
 	// Only names that cannot match other refs as patterns are asked for; HEAD
 	// at least, so that an unreachable repository is reported as such.
 	var candidates []string
@@ -80,24 +74,18 @@ func ResolveRef(ctx context.Context, r Remote, ref string) (fullRef, sha, defaul
 	default:
 		candidates = []string{"refs/heads/" + ref, "refs/tags/" + ref} // branches first
 	}
-	args := []string{"ls-remote", "--symref", "--end-of-options", repoURL, "HEAD"}
+	var patterns []string
 	for _, c := range candidates {
-		args = append(args, c, c+"^{}") // the second, for a tag, is its commit
+		patterns = append(patterns, c, c+"^{}") // the second, for a tag, is its commit
 	}
-	out, err := t.output(ctx, args...)
+	refs, symrefs, err := lsRemote(ctx, r, patterns...)
 	switch {
-	case errors.Is(err, ErrBusy) || errors.As(err, new(*HostKeyError)):
+	case errors.Is(err, ErrBusy) || errors.As(err, new(*HostKeyError)) || errors.As(err, new(pinError)):
 		return "", "", "", err
 	case err != nil:
 		return "", "", "", fmt.Errorf("could not reach %s: %w", shown, err)
 	}
-	if err := t.pin(); err != nil {
-		return "", "", "", err
-	}
-	refs, symrefs := parseLsRemote(out)
-	if b, ok := strings.CutPrefix(symrefs["HEAD"], "refs/heads/"); ok && refs["HEAD"] != "" && ValidRef(symrefs["HEAD"]) {
-		defaultBranch = b
-	}
+	defaultBranch = headBranch(refs, symrefs)
 
 	if ref == "HEAD" {
 		sha, ok := refs["HEAD"]
@@ -141,6 +129,68 @@ func ResolveRef(ctx context.Context, r Remote, ref string) (fullRef, sha, defaul
 		return "", "", "", fmt.Errorf("no branch or tag %s in %s (a commit needs its full 40-character SHA)", ref, shown)
 	}
 	return "", "", "", fmt.Errorf("no branch or tag %s in %s", ref, shown)
+}
+
+// CheckRemote says whether r.URL is a git repository that git can read,
+// listing its HEAD with git ls-remote as ResolveRef does (the same slot,
+// timeout and host key rules), and returns the branch its HEAD names, or ""
+// (detached, or no commit yet: an empty repository is a repository). An
+// error other than ErrBusy, a *HostKeyError or a pin's says in a sentence fit
+// for the person who gave the URL what git said, with a password in the URL
+// masked, such as "Kozmic could not read a git repository at /srv/app: git
+// said: '/srv/app' does not appear to be a git repository".
+func CheckRemote(ctx context.Context, r Remote) (defaultBranch string, err error) {
+	if err := CheckURL(r.URL); err != nil {
+		return "", err
+	}
+	refs, symrefs, err := lsRemote(ctx, r)
+	switch {
+	case errors.Is(err, ErrBusy) || errors.As(err, new(*HostKeyError)) || errors.As(err, new(pinError)):
+		return "", err
+	case err != nil:
+		return "", fmt.Errorf("Kozmic could not read a git repository at %s: git said: %w", redact(r.URL), err)
+	}
+	return headBranch(refs, symrefs), nil
+}
+
+// lsRemote lists HEAD and the refs matching patterns in r with git
+// ls-remote --symref: each ref's object id, and the target of each
+// symbolic ref. Over SSH a first contact's host key is handed to r.Pin once
+// the refs are listed; its error comes back as a pinError. Any other error
+// is output's, with a password in r.URL masked.
+func lsRemote(ctx context.Context, r Remote, patterns ...string) (refs, symrefs map[string]string, err error) {
+	t, err := newTransport(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer t.close()
+	out, err := t.output(ctx, append([]string{"ls-remote", "--symref", "--end-of-options", r.URL, "HEAD"}, patterns...)...)
+	switch {
+	case errors.Is(err, ErrBusy) || errors.As(err, new(*HostKeyError)) || ctx.Err() != nil:
+		return nil, nil, err
+	case err != nil:
+		return nil, nil, errors.New(maskPassword(err.Error(), r.URL))
+	}
+	if err := t.pin(); err != nil {
+		return nil, nil, pinError{err}
+	}
+	refs, symrefs = parseLsRemote(out)
+	return refs, symrefs, nil
+}
+
+// pinError is the error of Remote.Pin, which is the caller's own.
+type pinError struct{ err error }
+
+func (e pinError) Error() string { return e.err.Error() }
+func (e pinError) Unwrap() error { return e.err }
+
+// headBranch is the branch HEAD names in ls-remote's refs and symrefs
+// (main), or "" when HEAD is detached or unborn.
+func headBranch(refs, symrefs map[string]string) string {
+	if b, ok := strings.CutPrefix(symrefs["HEAD"], "refs/heads/"); ok && refs["HEAD"] != "" && ValidRef(symrefs["HEAD"]) {
+		return b
+	}
+	return ""
 }
 
 // pullRequestRef says whether name, with or without its refs/ prefix, is
@@ -248,4 +298,22 @@ func redact(u string) string {
 		}
 	}
 	return u
+}
+
+// maskPassword is s with the password of the URL u, as typed and as
+// escaped, masked as redact masks it: git may quote the URL it was given.
+func maskPassword(s, u string) string {
+	pu, err := url.Parse(u)
+	if err != nil || pu.User == nil {
+		return s
+	}
+	pw, ok := pu.User.Password()
+	if !ok || pw == "" {
+		return s
+	}
+	s = strings.ReplaceAll(s, u, pu.Redacted())
+	for _, form := range []string{pw, url.PathEscape(pw), url.QueryEscape(pw)} {
+		s = strings.ReplaceAll(s, ":"+form+"@", ":xxxxx@")
+	}
+	return s
 }

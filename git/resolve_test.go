@@ -167,3 +167,17 @@ func TestResolveRefUnreachable(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// git may quote the URL it was given in its complaint: the password in it,
+// as typed or escaped, is masked before the complaint is shown.
+func TestWhatGitSaidNeverShowsTheURLsPassword(t *testing.T) {
+	const u = "https://ann:p@ss:w0rd@git.example.com/acme/x.git"
+	for _, said := range []string{
+		"repository '" + u + "' not found",
+		"repository 'https://ann:p%40ss%3Aw0rd@git.example.com/acme/x.git/' not found",
+	} {
+		if got := maskPassword(said, u); strings.Contains(got, "w0rd") || !strings.Contains(got, "ann:xxxxx@git.example.com/acme/x.git") {
+			t.Errorf("maskPassword(%q) = %q", said, got)
+		}
+	}
+}

@@ -233,6 +233,18 @@ func existingFlash(q url.Values) string {
 // and a key other than the pinned one is refused with both fingerprints.
 // The branch HEAD names, which git lists anyway, becomes the project's
 // default branch.
+// buildsOfProject sends a member to the project's page, which lists its
+// builds. A refused Run build renders its form at this path, so a reload or
+// a copied address lands here rather than on a 404.
+func (h *Handler) buildsOfProject(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleMember)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, paths.Project(p.ID), http.StatusSeeOther)
+}
+
 func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 	p, role, err := h.projectFor(r, store.RoleManager)
 	if err != nil {

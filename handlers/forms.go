@@ -13,6 +13,7 @@ const (
 	hookFormLimit  = 1 << 20  // bytes of a hook form's body: it carries scripts
 	maxUsernameLen = 64       // bytes of a username at sign-in
 	maxLoggedLen   = 64       // bytes of a user-supplied value in a log line
+	maxGitSaidLen  = 512      // bytes of what git said shown on a form
 )
 
 // limitForms caps the body of every POST at formLimit, or at its route's

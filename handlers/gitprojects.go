@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"kozmic/gh"
 	"kozmic/git"
+	textclip "kozmic/internal/clip"
 	"kozmic/internal/paths"
 	"kozmic/store"
 	"kozmic/views"
@@ -39,8 +39,14 @@ func newProjectView(u store.User) views.NewProjectView {
 // and a sentence saying why, and nothing is written, unless the URL is on
 // another machine and, with GitHub sign-in, names a GitHub repository they
 // administer; their project is named under their own user name ("app" or
-// "them/app" make them/app). The branch the repository's HEAD names becomes
-// the project's default branch when git tells it within defaultBranchWait.
+// "them/app" make them/app).
+//
+// A URL other than ssh is checked with git ls-remote before anything is
+// written: one git cannot read (unreachable, or no git repository) is
+// refused with 422 and what git said, the form keeping what was typed, and
+// busy git slots get 503. The branch the repository's HEAD names becomes the
+// project's default branch. An ssh URL is not checked: the git server
+// cannot know the project's fresh deploy key yet.
 func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 	u := user(r)
 	v := newProjectView(u)
@@ -77,6 +83,23 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var defaultBranch string
+	if !git.OverSSH(v.GitURL) {
+		// Checked now: a typo or a private repository would otherwise
+		// show only when the first build fails.
+		branch, err := git.CheckRemote(r.Context(), git.Remote{URL: v.GitURL})
+		switch {
+		case r.Context().Err() != nil:
+			return // the person left while git ran: nobody to answer
+		case errors.Is(err, git.ErrBusy):
+			h.fail(w, r, errBusy)
+			return
+		case err != nil:
+			refuse(textclip.To(err.Error(), maxGitSaidLen))
+			return
+		}
+		defaultBranch = branch
+	}
 	np := store.NewProject{OwnerID: u.ID, Source: store.SourceGit, FullName: name, GitURL: v.GitURL,
 		IsPublic: v.Public, WebhookSecret: store.NewWebhookSecret()}
 	if git.OverSSH(v.GitURL) {
@@ -101,23 +124,11 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.InfoContext(r.Context(), "project created", "project", p.ID, "name", p.FullName, "by", u.Login())
-	// The server cannot know a fresh deploy key yet: an ssh project learns
-	// its default branch at its first Run build or webhook instead.
-	if !git.OverSSH(p.GitURL) {
-		ctx, cancel := context.WithTimeout(r.Context(), defaultBranchWait)
-		_, _, branch, err := git.ResolveRef(ctx, git.Remote{URL: p.GitURL}, "")
-		cancel()
-		if err != nil {
-			h.log.InfoContext(r.Context(), "default branch not learnt", "project", p.ID, "err", clip(err.Error()))
-		}
-		h.learnDefaultBranch(r.Context(), p, branch)
-	}
+	// An ssh project learns its default branch at its first Run build or
+	// webhook instead.
+	h.learnDefaultBranch(r.Context(), p, defaultBranch)
 	http.Redirect(w, r, paths.Project(p.ID)+"?created", http.StatusSeeOther)
 }
-
-// defaultBranchWait bounds how long a new project's creation waits for git
-// to tell its default branch; without it, the badge waits for a Run build.
-const defaultBranchWait = 10 * time.Second
 
 // learnDefaultBranch records branch as p's default branch, which its badge
 // shows, when it is known and new. A failure is only logged: the next

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"kozmic/gh"
 	"kozmic/internal/fakegithub"
+	"kozmic/internal/testrepo"
 	"kozmic/store"
 )
 
@@ -110,7 +112,8 @@ func TestGitProject(t *testing.T) {
 	}
 	_, page = a.do("GET", fmt.Sprintf("/projects/%d?created", remote.ID), nil)
 	if doc := parse(t, page); !strings.Contains(doc.Find("pre.copy").First().Text(), key.PublicKey) ||
-		!strings.Contains(doc.Find(".flash-ok").Text(), "deploy key") || strings.Contains(page, "PRIVATE KEY") {
+		!strings.Contains(doc.Find(".flash-ok").Text(), "deploy key") || !strings.Contains(doc.Find(".flash-ok").Text(), "could not check the URL yet") ||
+		strings.Contains(page, "PRIVATE KEY") {
 		t.Error("the ssh project's page does not show its public key to copy, or shows the private one")
 	}
 
@@ -288,7 +291,9 @@ func TestNonAdminGitURLProjectNamedUnderOwnUser(t *testing.T) {
 	s := newLocalTestServer(t)
 	ctx := context.Background()
 	bobUser, bob := signInLocal(t, s, "bob")
-	const gitURL = "https://git.example.com/linux.git"
+	root := t.TempDir()
+	gitRepo(t, root, true)
+	gitURL := testrepo.ServeHTTP(t, root) + "/repo.git"
 	checkRefusedProject(t, s, bob, bobUser.ID, url.Values{"name": {"torvalds/linux"}, "git_url": {gitURL}}, http.StatusForbidden,
 		"Your projects are named under your user name, such as bob/linux: only a Kozmic admin may name a project under torvalds.")
 	for name, want := range map[string]string{"app": "bob/app", "Bob/tool": "bob/tool"} {
@@ -299,9 +304,9 @@ func TestNonAdminGitURLProjectNamedUnderOwnUser(t *testing.T) {
 		}
 	}
 	localAdmin(t, s, "root", "root's password")
-	root := newBrowser(t, s)
-	login(root, "root", "root's password", "")
-	if res, _ := root.do("POST", "/projects/new", url.Values{"name": {"torvalds/linux"}, "git_url": {gitURL}}); res.StatusCode != http.StatusSeeOther {
+	rb := newBrowser(t, s)
+	login(rb, "root", "root's password", "")
+	if res, _ := rb.do("POST", "/projects/new", url.Values{"name": {"torvalds/linux"}, "git_url": {gitURL}}); res.StatusCode != http.StatusSeeOther {
 		t.Errorf("an admin's free name: %d", res.StatusCode)
 	}
 }
@@ -337,7 +342,8 @@ func TestNonAdminGitHubProjectNeedsRepositoryTheyAdminister(t *testing.T) {
 	admin := newTestServerWith(t, true, withSignIn(gh.SignIn{Admins: []string{"octocat"}}))
 	ab := newBrowser(t, admin)
 	ab.signIn("/")
-	res, _ = ab.do("POST", "/projects/new", url.Values{"name": {"team/app"}, "git_url": {"https://gitlab.example.com/team/app.git"}})
+	// An ssh URL, which is not checked before its deploy key is installed.
+	res, _ = ab.do("POST", "/projects/new", url.Values{"name": {"team/app"}, "git_url": {"git@gitlab.example.com:team/app.git"}})
 	if _, err := admin.db.ProjectByName(ctx, "team/app"); res.StatusCode != http.StatusSeeOther || err != nil {
 		t.Errorf("an admin's project of any URL: %d, %v", res.StatusCode, err)
 	}
@@ -389,5 +395,73 @@ func TestRunBuildRefusesPullRequestRefs(t *testing.T) {
 	}
 	if res, _ := a.do("POST", builds, url.Values{"ref": {"main"}}); res.StatusCode != 303 || rows(t, s.db, p.ID) != 1 {
 		t.Errorf("run main after the refusals: %d", res.StatusCode)
+	}
+}
+
+// A git URL is checked with git ls-remote when the project is created, not
+// first at Run build: one that cannot be reached is refused with 422 and a
+// sentence saying what git said, bounded, with the URL's password masked in
+// it and in the log, the form keeping what was typed, and nothing written.
+func TestGitProjectWithUnreachableURLIsRefusedOnTheForm(t *testing.T) {
+	s := newLocalTestServer(t)
+	ann := localAdmin(t, s, "ann", "ann's password")
+	a := newBrowser(t, s)
+	login(a, "ann", "ann's password", "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+
+	const password = "s3cret-token"
+	gitURL := "http://ann:" + password + "@" + addr + "/team/app.git"
+	checkRefusedProject(t, s, a, ann.ID, url.Values{"name": {"team/app"}, "git_url": {gitURL}}, http.StatusUnprocessableEntity,
+		"Kozmic could not read a git repository at http://ann:xxxxx@"+addr+"/team/app.git: git said: unable to access")
+	_, page := a.do("POST", "/projects/new", url.Values{"name": {"team/app"}, "git_url": {gitURL}})
+	if said := parse(t, page).Find(`[role="alert"]`).Text(); strings.Contains(said, password) || strings.Contains(s.logs.String(), password) {
+		t.Errorf("the URL's password is shown or logged: %q", said)
+	}
+
+	// git names the URL in its complaint: a long one is cut.
+	long := "http://" + addr + "/" + strings.Repeat("a", 4000) + ".git"
+	checkRefusedProject(t, s, a, ann.ID, url.Values{"name": {"team/app"}, "git_url": {long}}, http.StatusUnprocessableEntity,
+		"Kozmic could not read a git repository at http://"+addr+"/aaa")
+	_, page = a.do("POST", "/projects/new", url.Values{"name": {"team/app"}, "git_url": {long}})
+	if said := parse(t, page).Find(`[role="alert"]`).Text(); len(said) > maxGitSaidLen+len("…") || !strings.HasSuffix(said, "…") {
+		t.Errorf("what git said is not bounded: %d bytes", len(said))
+	}
+}
+
+// A URL that reaches something other than a git repository (a directory on
+// the server, a web server without the repository) is refused with 422 and
+// what git said, and nothing is written; a repository, over HTTP, and an
+// empty one too, makes the project, with the default branch git told.
+func TestGitProjectWithNonRepositoryIsRefused(t *testing.T) {
+	s := newLocalTestServer(t)
+	ctx := context.Background()
+	ann := localAdmin(t, s, "ann", "ann's password")
+	a := newBrowser(t, s)
+	login(a, "ann", "ann's password", "")
+	notRepo := t.TempDir()
+	checkRefusedProject(t, s, a, ann.ID, url.Values{"name": {"team/app"}, "git_url": {notRepo}}, http.StatusUnprocessableEntity,
+		"Kozmic could not read a git repository at "+notRepo+": git said: '"+notRepo+"' does not appear to be a git repository")
+
+	root := t.TempDir()
+	server := testrepo.ServeHTTP(t, root)
+	checkRefusedProject(t, s, a, ann.ID, url.Values{"name": {"team/app"}, "git_url": {server + "/team/app.git"}}, http.StatusUnprocessableEntity,
+		"Kozmic could not read a git repository at "+server+"/team/app.git: git said: repository '"+server+"/team/app.git/' not found")
+
+	gitRepo(t, root, true)
+	testrepo.Init(t).Git("init", "-q", "--bare", filepath.Join(root, "empty.git"))
+	for name, u := range map[string]string{"team/app": server + "/repo.git", "team/empty": server + "/empty.git"} {
+		res, page := a.do("POST", "/projects/new", url.Values{"name": {name}, "git_url": {u}})
+		p, err := s.db.ProjectByName(ctx, name)
+		if res.StatusCode != http.StatusSeeOther || err != nil {
+			t.Fatalf("%s: %d, %v\n%s", u, res.StatusCode, err, page)
+		}
+		if want := map[string]string{"team/app": "main", "team/empty": ""}[name]; p.DefaultBranch != want {
+			t.Errorf("%s: default branch %q, want %q", name, p.DefaultBranch, want)
+		}
 	}
 }

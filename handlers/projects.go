@@ -150,7 +150,8 @@ func (h *Handler) showProject(w http.ResponseWriter, r *http.Request) {
 	case q.Has("host-key"):
 		v.Flash = "The pinned SSH host key is forgotten: the next fetch pins the key the git server shows then."
 	case q.Has("created") && v.DeployKey != "" && p.Source == store.SourceGit:
-		v.Flash = "Project created. Give its deploy key (below) read access on the git server, add a hook in its settings, then run a build."
+		v.Flash = "Project created. Give its deploy key (below) read access on the git server, add a hook in its settings, then run a build. " +
+			"Kozmic could not check the URL yet, as the git server does not know the key: the first build does."
 	case q.Has("created"):
 		v.Flash = "Project created. Add a hook in its settings, then run a build."
 	}

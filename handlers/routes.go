@@ -48,6 +48,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /projects/{id}/secrets", h.requireUser(h.setSecret))
 	h.mux.HandleFunc("POST /projects/{id}/cache/clear", h.requireUser(h.clearCache))
 	h.mux.HandleFunc("POST /projects/{id}/secrets/{name}/delete", h.requireUser(h.deleteSecret))
+	h.mux.HandleFunc("GET /projects/{id}/builds", h.requireUser(h.buildsOfProject))
 	h.mux.HandleFunc("POST /projects/{id}/builds", h.requireUser(h.runBuild))
 	h.mux.HandleFunc("GET /projects/{id}/builds/{n}", h.requireUser(h.showBuild))
 	h.mux.HandleFunc("POST /projects/{id}/builds/{n}/rerun", h.requireUser(h.rerunFailed))

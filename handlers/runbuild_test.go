@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -238,5 +239,33 @@ func TestSavingAHookOffersRunBuild(t *testing.T) {
 	_, page = a.do("GET", settingsURL, nil)
 	if got := parse(t, page).Find("form#"+views.RunBuildID+` input[name="ref"]`).AttrOr("value", ""); got != "main" {
 		t.Errorf("the Run build form on settings names %q, want main, the branch of the newest build", got)
+	}
+}
+
+// A refused Run build renders its form where the form posted to; that
+// address, reloaded or copied, leads a member to the project's page rather
+// than to a 404, and still tells nobody else of the project.
+func TestFailedRunBuildLeavesAReloadableURL(t *testing.T) {
+	s := newLocalTestServer(t)
+	p, a := runBuildProject(t, s, "test")
+	path := fmt.Sprintf("/projects/%d/builds", p.ID)
+	res, page := a.do("POST", path, url.Values{"ref": {"no-such-branch"}})
+	if res.StatusCode != 422 || !strings.Contains(parse(t, page).Find(`[role="alert"]`).Text(), "no branch, tag or commit no-such-branch") {
+		t.Fatalf("refused Run build: %d\n%s", res.StatusCode, page)
+	}
+	reload, _ := a.do("GET", res.Request.URL.Path, nil)
+	if loc := reload.Header.Get("Location"); reload.StatusCode != http.StatusSeeOther || loc != fmt.Sprintf("/projects/%d", p.ID) {
+		t.Fatalf("GET %s: %d to %q, want 303 to the project", res.Request.URL.Path, reload.StatusCode, loc)
+	}
+	res, page = a.do("GET", reload.Header.Get("Location"), nil)
+	if res.StatusCode != 200 || parse(t, page).Find("#"+views.RunBuildID).Length() != 1 {
+		t.Errorf("the project page after the reload: %d", res.StatusCode)
+	}
+
+	localUser(t, s, "bob", "bob's password")
+	b := newBrowser(t, s)
+	login(b, "bob", "bob's password", "")
+	if res, _ := b.do("GET", path, nil); res.StatusCode != http.StatusNotFound {
+		t.Errorf("GET %s by a stranger: %d, want 404", path, res.StatusCode)
 	}
 }

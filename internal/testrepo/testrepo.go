@@ -4,7 +4,10 @@ package testrepo
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,4 +117,21 @@ func NewSilent(t testing.TB) *Silent {
 		}
 	})
 	return s
+}
+
+// ServeHTTP serves the repositories under root over git's smart HTTP
+// protocol, with git http-backend, on 127.0.0.1 until the end of the test,
+// and returns the server's URL: the repository root/team/app.git is
+// URL/team/app.git.
+func ServeHTTP(t testing.TB, root string) string {
+	t.Helper()
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(&cgi.Handler{Path: gitPath, Args: []string{"http-backend"},
+		Env:    []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_GLOBAL=/dev/null"},
+		Stderr: io.Discard}) // its complaints reach the client
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
