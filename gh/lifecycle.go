@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"kozmic/git"
 	"kozmic/internal/paths"
@@ -63,6 +64,10 @@ type Projects struct {
 	gh  *GitHub
 	db  ProjectStore
 	log *slog.Logger
+
+	// recreating is held while JobDeployKey re-creates a missing key, so
+	// that jobs starting together add one key, not one each.
+	recreating sync.Mutex
 }
 
 // NewProjects returns a Projects acting on g and recording in db.
@@ -374,6 +379,11 @@ func (ps *Projects) JobDeployKey(ctx context.Context, p store.Project, stored st
 		if listed {
 			return k.PrivateKey
 		}
+	}
+	ps.recreating.Lock()
+	defer ps.recreating.Unlock()
+	if again, err := ps.db.DeployKeyOf(ctx, p.ID); err == nil && again.GitHubKeyID != k.GitHubKeyID {
+		return again.PrivateKey // another job re-created it meanwhile
 	}
 	nk, err := ps.replaceDeployKey(ctx, token, p)
 	if err != nil {

@@ -74,6 +74,17 @@ func TestManagerRegeneratesDeployKeyOnGitHub(t *testing.T) {
 	if f := textOf(doc.Find("p.flash")); !strings.Contains(f, newFP) || !strings.Contains(f, "the old one is deleted there") {
 		t.Errorf("flash %q", f)
 	}
+
+	// GitHub keeps the old key: the new one is in use, and the page says the old one is to be removed by hand.
+	s.github.Script("DELETE "+repoAPI+"/keys/2", fakegithub.Reply{Status: 403, Body: `{"message":"Must have admin rights to Repository."}`})
+	res, page = manager.do("POST", "/projects/1/deploy-key/regenerate", url.Values{})
+	if again, _ := s.db.DeployKeyOf(ctx, 1); again.PublicKey == k.PublicKey || again.GitHubKeyID != 1 {
+		t.Errorf("the new key was not stored when GitHub kept the old one")
+	}
+	if f := textOf(parse(t, page).Find("p.flash.flash-error")); res.StatusCode != 200 ||
+		!strings.Contains(f, "did not let Kozmic delete the old one (GitHub answered: Must have admin rights to Repository.): remove it by hand") {
+		t.Errorf("old key kept by GitHub: %d, flash %q", res.StatusCode, f)
+	}
 }
 
 // Regenerating the deploy key of a project of an ssh git URL stores a new
