@@ -1395,7 +1395,7 @@ func confirmDelete(v DeleteProjectView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 123, "</p><p>GitHub did not let Kozmic remove the project's webhook or deploy key from the repository: your admin rights there may be gone. Kozmic can delete the project anyway and tell you what stays on GitHub, to remove by hand in the repository's settings (Webhooks, Deploy keys).</p><form method=\"post\" action=\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 123, "</p><p>GitHub did not let Kozmic remove the project's webhook or deploy key from the repository: your admin rights there may be gone. <em>Delete anyway</em> asks GitHub once more, then deletes the project whatever it answers and tells you what stays on GitHub, to remove by hand in the repository's settings (Webhooks, Deploy keys).</p><form method=\"post\" action=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
