@@ -258,7 +258,7 @@ func (h *Handler) regenerateDeployKey(w http.ResponseWriter, r *http.Request) {
 	var f *gh.Failure
 	if errors.As(err, &f) || errors.Is(err, gh.ErrNotConnected) {
 		h.log.WarnContext(ctx, "regenerate the deploy key", "project", p.ID, "err", err)
-		h.renderProjectError(w, r, p, role, gh.Message(err))
+		h.renderProjectError(w, r, p, role, http.StatusBadGateway, gh.Message(err))
 		return
 	}
 	if err != nil {
@@ -269,29 +269,23 @@ func (h *Handler) regenerateDeployKey(w http.ResponseWriter, r *http.Request) {
 	h.log.InfoContext(ctx, "regenerated the deploy key", "project", p.ID, "fingerprint", fp, "github_key", k.GitHubKeyID, "by", user(r).Login())
 	if oldLeft != "" {
 		// The new key is in use; the old one still gives read access on GitHub, so say so now.
-		v, err := h.projectView(r, p, role)
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		v.Error = "New deploy key made (" + fp + ") and added to the repository on GitHub, but GitHub did not let Kozmic delete the old one (" +
-			oldLeft + "): remove it by hand in the repository's settings, under Deploy keys."
-		h.render(w, r, http.StatusOK, views.ProjectPage(v))
+		h.renderProjectError(w, r, p, role, http.StatusOK, "New deploy key made ("+fp+") and added to the repository on GitHub, but GitHub did not let Kozmic delete the old one ("+
+			oldLeft+"): remove it by hand in the repository's settings, under Deploy keys.")
 		return
 	}
 	http.Redirect(w, r, paths.Project(p.ID)+"?deploy-key", http.StatusSeeOther)
 }
 
-// renderProjectError shows the project page with msg, GitHub's refusal of
-// a step, as 502.
-func (h *Handler) renderProjectError(w http.ResponseWriter, r *http.Request, p store.Project, role store.Role, msg string) {
+// renderProjectError shows the project page with status and msg, what
+// GitHub refused of a step.
+func (h *Handler) renderProjectError(w http.ResponseWriter, r *http.Request, p store.Project, role store.Role, status int, msg string) {
 	v, err := h.projectView(r, p, role)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	v.Error = msg
-	h.render(w, r, http.StatusBadGateway, views.ProjectPage(v))
+	h.render(w, r, status, views.ProjectPage(v))
 }
 
 func (h *Handler) syncMembers(w http.ResponseWriter, r *http.Request) {
@@ -302,7 +296,7 @@ func (h *Handler) syncMembers(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.projects.SyncMembers(r.Context(), user(r).ID, p); err != nil {
 		h.log.WarnContext(r.Context(), "sync members", "project", p.ID, "err", err)
-		h.renderProjectError(w, r, p, role, gh.Message(err))
+		h.renderProjectError(w, r, p, role, http.StatusBadGateway, gh.Message(err))
 		return
 	}
 	http.Redirect(w, r, paths.Project(p.ID)+"?synced", http.StatusSeeOther)
