@@ -350,6 +350,7 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 		Workers: cfg.Workers, StallTimeout: cfg.StallTimeout, JobTimeout: cfg.JobTimeout,
 		CachedImagesLimit: cfg.CachedImagesLimit, MaxLogBytes: cfg.MaxLogBytes, Network: cfg.JobNetwork,
 		Memory: cfg.JobMemory, CPUs: cfg.JobCPUs, Instance: db.InstanceID(), Metrics: mets,
+		DeployKeys: gh.NewProjects(github, db, log),
 	}, db, dc, notifiers{statuses, mail}, log)
 	jobs.Start(ctx)
 

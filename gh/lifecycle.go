@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"kozmic/git"
 	"kozmic/internal/paths"
@@ -63,6 +64,10 @@ type Projects struct {
 	gh  *GitHub
 	db  ProjectStore
 	log *slog.Logger
+
+	// recreating is held while JobDeployKey re-creates a missing key, so
+	// that jobs starting together add one key, not one each.
+	recreating sync.Mutex
 }
 
 // NewProjects returns a Projects acting on g and recording in db.
@@ -285,6 +290,110 @@ func (ps *Projects) SyncUserAccess(ctx context.Context, userID int64, token stri
 	return ps.db.SyncUserMemberships(ctx, userID, repos)
 }
 
+// RegenerateDeployKey replaces the deploy key of the private GitHub project
+// p with a new one, acting as the user: the new key is added on GitHub and
+// stored, then the old one is deleted from GitHub. If adding or storing
+// fails, the old key stays in use and the error is a *Failure (a key
+// added but not stored is removed again). If only the old key's removal
+// fails, the new key is in use and oldLeft is GitHub's answer, so that the
+// old key can be removed by hand.
+//
+// Errors: ErrNotConnected; store.ErrInvalid for a public or non-GitHub
+// project, which has no deploy key on GitHub; a *Failure.
+func (ps *Projects) RegenerateDeployKey(ctx context.Context, userID int64, p store.Project) (k store.DeployKey, oldLeft string, err error) {
+	if p.Source != store.SourceGitHub || p.IsPublic {
+		return store.DeployKey{}, "", fmt.Errorf("regenerate deploy key of project %d: %w", p.ID, store.ErrInvalid)
+	}
+	token, err := ps.token(ctx, userID)
+	if err != nil {
+		return store.DeployKey{}, "", err
+	}
+	old, err := ps.db.DeployKeyOf(ctx, p.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.DeployKey{}, "", &Failure{Msg: "Kozmic could not read the project's deploy key.", Err: err}
+	}
+	if k, err = ps.replaceDeployKey(ctx, token, p); err != nil {
+		return store.DeployKey{}, "", err
+	}
+	if old.GitHubKeyID != 0 && old.GitHubKeyID != k.GitHubKeyID {
+		if err := ps.gh.DeleteDeployKey(ctx, token, p.FullName, old.GitHubKeyID); err != nil {
+			ps.log.WarnContext(ctx, "remove the replaced deploy key", "project", p.ID, "key", old.GitHubKeyID, "err", err)
+			return k, Message(err), nil
+		}
+	}
+	return k, "", nil
+}
+
+// replaceDeployKey makes a new deploy key, adds it to p's repository and
+// stores it in place of the project's key, leaving the old one on GitHub.
+// If storing fails, the added key is removed from GitHub again. Errors are
+// *Failure.
+func (ps *Projects) replaceDeployKey(ctx context.Context, token string, p store.Project) (store.DeployKey, error) {
+	k := store.DeployKey{ProjectID: p.ID}
+	var err error
+	if k.PrivateKey, k.PublicKey, err = git.GenerateDeployKey("kozmic"); err != nil {
+		return store.DeployKey{}, &Failure{Msg: "Kozmic could not make a deploy key.", Err: err}
+	}
+	if k.GitHubKeyID, err = ps.gh.AddDeployKey(ctx, token, p.FullName, "Kozmic", k.PublicKey); err != nil {
+		return store.DeployKey{}, refused(err)
+	}
+	if err := ps.db.SetDeployKey(ctx, k); err != nil {
+		if derr := ps.gh.DeleteDeployKey(ctx, token, p.FullName, k.GitHubKeyID); derr != nil {
+			ps.log.WarnContext(ctx, "undo deploy key", "project", p.ID, "key", k.GitHubKeyID, "err", derr)
+		}
+		return store.DeployKey{}, &Failure{Msg: "Kozmic could not save the new deploy key.", Err: err}
+	}
+	return k, nil
+}
+
+// JobDeployKey returns the private deploy key a job of project p fetches
+// with, stored being the one Kozmic holds ("" for none). For a private
+// GitHub project it first checks, with one call as the project's owner,
+// that GitHub still lists the stored key; a key missing in Kozmic or on
+// GitHub is re-created (added on GitHub and stored) and returned instead.
+// Whenever GitHub cannot be asked (the owner has no token, GitHub fails or
+// refuses), the failure is logged and stored is returned: the job runs
+// with what is stored.
+func (ps *Projects) JobDeployKey(ctx context.Context, p store.Project, stored string) string {
+	if p.Source != store.SourceGitHub || p.IsPublic {
+		return stored
+	}
+	log := ps.log.With("project", p.ID)
+	token, err := ps.token(ctx, p.OwnerID)
+	if err != nil {
+		log.WarnContext(ctx, "cannot check the deploy key on GitHub", "err", err)
+		return stored
+	}
+	k, err := ps.db.DeployKeyOf(ctx, p.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		log.WarnContext(ctx, "read the deploy key", "err", err)
+		return stored
+	case k.GitHubKeyID != 0:
+		listed, err := ps.gh.HasDeployKey(ctx, token, p.FullName, k.GitHubKeyID)
+		if err != nil {
+			log.WarnContext(ctx, "cannot check the deploy key on GitHub", "err", err)
+			return stored
+		}
+		if listed {
+			return k.PrivateKey
+		}
+	}
+	ps.recreating.Lock()
+	defer ps.recreating.Unlock()
+	if again, err := ps.db.DeployKeyOf(ctx, p.ID); err == nil && again.GitHubKeyID != k.GitHubKeyID {
+		return again.PrivateKey // another job re-created it meanwhile
+	}
+	nk, err := ps.replaceDeployKey(ctx, token, p)
+	if err != nil {
+		log.WarnContext(ctx, "re-create the missing deploy key", "err", err)
+		return stored
+	}
+	log.InfoContext(ctx, "re-created the missing deploy key", "key", nk.GitHubKeyID, "replaced", k.GitHubKeyID)
+	return nk.PrivateKey
+}
+
 // Delete deletes the project with everything that belongs to it. For a
 // GitHub project it first removes the webhook and deploy key from GitHub
 // (already gone is fine), acting as the user; if that fails nothing is
@@ -296,6 +405,47 @@ func (ps *Projects) Delete(ctx context.Context, userID int64, p store.Project) e
 		}
 	}
 	return ps.db.DeleteProject(ctx, p.ID)
+}
+
+// Leftover is something of a deleted project that stayed on GitHub, with
+// the page where it can be removed by hand.
+type Leftover struct {
+	What string // "the webhook", "the deploy key"
+	URL  string // the repository's settings page that lists it
+}
+
+// DeleteAnyway deletes the project like Delete, also when GitHub refuses
+// to remove its webhook or deploy key (admin rights lost, say): it tries
+// each and returns what stayed on GitHub. Only a store failure keeps the
+// project.
+func (ps *Projects) DeleteAnyway(ctx context.Context, userID int64, p store.Project) ([]Leftover, error) {
+	var left []Leftover
+	if p.Source == store.SourceGitHub {
+		settings := strings.TrimRight(ps.gh.cfg.WebURL.String(), "/") + "/" + p.FullName + "/settings/"
+		token, terr := ps.token(ctx, userID)
+		remove := func(what, page string, del func() error) {
+			err := terr
+			if err == nil {
+				err = del()
+			}
+			if err != nil {
+				ps.log.WarnContext(ctx, "delete anyway: left on GitHub", "project", p.ID, "what", what, "err", err)
+				left = append(left, Leftover{What: what, URL: settings + page})
+			}
+		}
+		if p.GitHubHookID != 0 {
+			remove("the webhook", "hooks", func() error { return ps.gh.DeleteWebhook(ctx, token, p.FullName, p.GitHubHookID) })
+		}
+		k, err := ps.db.DeployKeyOf(ctx, p.ID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return nil, err
+		case k.GitHubKeyID != 0:
+			remove("the deploy key", "keys", func() error { return ps.gh.DeleteDeployKey(ctx, token, p.FullName, k.GitHubKeyID) })
+		}
+	}
+	return left, ps.db.DeleteProject(ctx, p.ID)
 }
 
 func (ps *Projects) disconnect(ctx context.Context, userID int64, p store.Project) error {

@@ -134,11 +134,38 @@ func (g *GitHub) EnsureDeployKey(ctx context.Context, token, fullName, title, pu
 			return k.GetID(), nil
 		}
 	}
-	k, _, err := c.Repositories.CreateKey(ctx, owner, name, &github.Key{Title: &title, Key: &publicKey, ReadOnly: github.Bool(true)})
+	return g.AddDeployKey(ctx, token, fullName, title, publicKey)
+}
+
+// AddDeployKey adds publicKey as a new read-only deploy key of the
+// repository, titled title, and returns its id.
+func (g *GitHub) AddDeployKey(ctx context.Context, token, fullName, title, publicKey string) (int64, error) {
+	owner, name, err := splitName(fullName)
+	if err != nil {
+		return 0, err
+	}
+	k, _, err := g.client(ctx, token).Repositories.CreateKey(ctx, owner, name, &github.Key{Title: &title, Key: &publicKey, ReadOnly: github.Bool(true)})
 	if err != nil {
 		return 0, fmt.Errorf("add the deploy key to %s: %w", fullName, err)
 	}
 	return k.GetID(), nil
+}
+
+// HasDeployKey reports whether the repository lists the deploy key id, in
+// one call; GitHub's 404 is false, any other failure an error.
+func (g *GitHub) HasDeployKey(ctx context.Context, token, fullName string, id int64) (bool, error) {
+	owner, name, err := splitName(fullName)
+	if err != nil {
+		return false, err
+	}
+	_, _, err = g.client(ctx, token).Repositories.GetKey(ctx, owner, name, id)
+	switch {
+	case statusCode(err) == http.StatusNotFound:
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("read deploy key %d of %s: %w", id, fullName, err)
+	}
+	return true, nil
 }
 
 // keyBody is a public key's type and data, without its comment.

@@ -1575,7 +1575,7 @@ func TestPageDeleteProject(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// GitHub refuses: the page again, with GitHub's answer.
+	// GitHub refuses: the page again, with GitHub's answer and Delete anyway (which tries GitHub again first).
 	s.db.SetGitHubHookID(context.Background(), p.ID, 12345678)
 	s.github.Script("DELETE "+repoAPI+"/hooks/12345678", fakegithub.Reply{Status: 403, Body: `{"message":"Must have admin rights to Repository."}`})
 	res, body := owner.do("POST", path, url.Values{})
@@ -1583,7 +1583,7 @@ func TestPageDeleteProject(t *testing.T) {
 	if f := doc.Find("p.flash.flash-error"); res.StatusCode != 502 || attrOf(f, "role") != "alert" || textOf(f) != "GitHub answered: Must have admin rights to Repository." {
 		t.Errorf("refused: %d, flash %q", res.StatusCode, textOf(f))
 	}
-	checkForm(t, "refused", doc.Find("main form"), path, "Delete the project")
+	checkForm(t, "refused", doc.Find("main form"), path+"/anyway", "Delete anyway")
 }
 
 func TestPageAccount(t *testing.T) {

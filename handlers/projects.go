@@ -147,6 +147,10 @@ func (h *Handler) showProject(w http.ResponseWriter, r *http.Request) {
 		v.Flash = "Members synced with GitHub."
 	case q.Has("people"):
 		v.Flash = "People saved."
+	case q.Has("deploy-key") && p.Source == store.SourceGit:
+		v.Flash = "New deploy key made (" + v.DeployKeyFingerprint + "): give its public half (below) read access on the git server in place of the old one; fetches fail until then."
+	case q.Has("deploy-key"):
+		v.Flash = "New deploy key made (" + v.DeployKeyFingerprint + ") and added to the repository on GitHub; the old one is deleted there."
 	case q.Has("host-key"):
 		v.Flash = "The pinned SSH host key is forgotten: the next fetch pins the key the git server shows then."
 	case q.Has("created") && v.DeployKey != "" && p.Source == store.SourceGit:
@@ -180,10 +184,13 @@ func (h *Handler) projectView(r *http.Request, p store.Project, role store.Role)
 	v.WebhookURL = h.baseURL + paths.Webhook(p.ID)
 	if k, err := h.db.DeployKeyOf(ctx, p.ID); err == nil {
 		v.DeployKey = k.PublicKey
+		v.DeployKeyFingerprint, _ = git.Fingerprint(k.PublicKey) // Kozmic made the key
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return v, err
 	}
-	if v.OverSSH = git.OverSSH(p.CloneURL()); v.OverSSH && p.SSHHostKey != "" {
+	v.OverSSH = git.OverSSH(p.CloneURL())
+	v.CanRegenerateKey = regeneratesKey(p)
+	if v.OverSSH && p.SSHHostKey != "" {
 		v.HostKeyFingerprint = "an unreadable key"
 		if fp, err := git.Fingerprint(p.SSHHostKey); err == nil {
 			v.HostKeyFingerprint = fp
@@ -213,6 +220,75 @@ func (h *Handler) resetHostKey(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, paths.Project(p.ID)+"?host-key", http.StatusSeeOther)
 }
 
+// regeneratesKey tells whether p clones with a deploy key that managers
+// may regenerate: a private GitHub project's, or a git URL project's over
+// SSH.
+func regeneratesKey(p store.Project) bool {
+	if p.Source == store.SourceGitHub {
+		return !p.IsPublic
+	}
+	return git.OverSSH(p.CloneURL())
+}
+
+// regenerateDeployKey replaces the project's deploy key with a new one.
+// A private GitHub project's is replaced on GitHub too, the new key added
+// before the old one is deleted (gh.Projects.RegenerateDeployKey); if
+// GitHub refuses, the old key stays and GitHub's answer is shown. A git URL
+// project's new public half is shown, to be given to the git server.
+// Managers and the owner may; a project without a deploy key is 422.
+func (h *Handler) regenerateDeployKey(w http.ResponseWriter, r *http.Request) {
+	p, role, err := h.projectFor(r, store.RoleManager)
+	if err == nil && !regeneratesKey(p) {
+		err = &store.InvalidError{Msg: p.FullName + " clones without a deploy key"}
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	var k store.DeployKey
+	var oldLeft string
+	if p.Source == store.SourceGitHub {
+		k, oldLeft, err = h.projects.RegenerateDeployKey(ctx, user(r).ID, p)
+	} else {
+		k = store.DeployKey{ProjectID: p.ID}
+		if k.PrivateKey, k.PublicKey, err = git.GenerateDeployKey("kozmic " + p.FullName); err == nil {
+			err = h.db.SetDeployKey(ctx, k)
+		}
+	}
+	var f *gh.Failure
+	if errors.As(err, &f) || errors.Is(err, gh.ErrNotConnected) {
+		h.log.WarnContext(ctx, "regenerate the deploy key", "project", p.ID, "err", err)
+		h.renderProjectError(w, r, p, role, http.StatusBadGateway, gh.Message(err))
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	fp, _ := git.Fingerprint(k.PublicKey) // Kozmic made the key
+	h.log.InfoContext(ctx, "regenerated the deploy key", "project", p.ID, "fingerprint", fp, "github_key", k.GitHubKeyID, "by", user(r).Login())
+	if oldLeft != "" {
+		// The new key is in use; the old one still gives read access on GitHub, so say so now.
+		h.renderProjectError(w, r, p, role, http.StatusOK, "New deploy key made ("+fp+") and added to the repository on GitHub, but GitHub did not let Kozmic delete the old one ("+
+			oldLeft+"): remove it by hand in the repository's settings, under Deploy keys.")
+		return
+	}
+	http.Redirect(w, r, paths.Project(p.ID)+"?deploy-key", http.StatusSeeOther)
+}
+
+// renderProjectError shows the project page with status and msg, what
+// GitHub refused of a step.
+func (h *Handler) renderProjectError(w http.ResponseWriter, r *http.Request, p store.Project, role store.Role, status int, msg string) {
+	v, err := h.projectView(r, p, role)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	v.Error = msg
+	h.render(w, r, status, views.ProjectPage(v))
+}
+
 func (h *Handler) syncMembers(w http.ResponseWriter, r *http.Request) {
 	p, role, err := h.projectFor(r, store.RoleManager)
 	if err != nil {
@@ -221,13 +297,7 @@ func (h *Handler) syncMembers(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.projects.SyncMembers(r.Context(), user(r).ID, p); err != nil {
 		h.log.WarnContext(r.Context(), "sync members", "project", p.ID, "err", err)
-		v, verr := h.projectView(r, p, role)
-		if verr != nil {
-			h.fail(w, r, verr)
-			return
-		}
-		v.Error = gh.Message(err)
-		h.render(w, r, http.StatusBadGateway, views.ProjectPage(v))
+		h.renderProjectError(w, r, p, role, http.StatusBadGateway, gh.Message(err))
 		return
 	}
 	http.Redirect(w, r, paths.Project(p.ID)+"?synced", http.StatusSeeOther)
@@ -265,4 +335,27 @@ func (h *Handler) deleteProject(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.InfoContext(r.Context(), "project deleted", "project", p.ID, "name", p.FullName, "by", user(r).ID)
 	http.Redirect(w, r, "/repositories", http.StatusSeeOther)
+}
+
+// deleteProjectAnyway deletes the project also when GitHub refuses to
+// remove its webhook or deploy key (gh.Projects.DeleteAnyway), and says
+// what stayed on GitHub and where to remove it by hand. The owner may; the
+// page offers it, with a confirmation, after GitHub refused a deletion.
+func (h *Handler) deleteProjectAnyway(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleOwner)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	left, err := h.projects.DeleteAnyway(r.Context(), user(r).ID, p)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	v := views.DeleteProjectView{User: user(r).Login(), ID: p.ID, FullName: p.FullName, GitHub: p.Source == store.SourceGitHub, Deleted: true}
+	for _, l := range left {
+		v.Left = append(v.Left, views.Leftover{What: l.What, URL: l.URL})
+	}
+	h.log.InfoContext(r.Context(), "project deleted anyway", "project", p.ID, "name", p.FullName, "by", user(r).ID, "left_on_github", len(left))
+	h.render(w, r, http.StatusOK, views.DeleteProjectPage(v))
 }

@@ -228,6 +228,8 @@ func TestPermissionMatrix(t *testing.T) {
 		{false, "POST", "/projects/%d/members/sync", []int{303, 404, 403, 303, 303}},
 		{false, "POST", "/projects/%d/host-key/reset", []int{303, 404, 403, 303, 303}},
 		{true, "POST", "/projects/%d/host-key/reset", []int{303, 403, 403, 303, 303}},
+		{false, "POST", "/projects/%d/deploy-key/regenerate", []int{303, 404, 403, 303, 303}},
+		{true, "POST", "/projects/%d/deploy-key/regenerate", []int{303, 403, 403, 422, 422}}, // allowed, then refused: a public project has no deploy key
 		{false, "GET", "/projects/%d/delete", []int{303, 404, 403, 403, 200}},
 		{false, "GET", "/projects/%d/settings", []int{303, 404, 403, 200, 200}},
 		{false, "GET", "/projects/%d/builds/1", []int{303, 404, 200, 200, 200}},
@@ -243,6 +245,8 @@ func TestPermissionMatrix(t *testing.T) {
 		{true, "GET", "/projects/%d", []int{303, 200, 200, 200, 200}},
 		{true, "POST", "/projects/%d/members/sync", []int{303, 403, 403, 303, 303}},
 		{true, "POST", "/projects/%d/delete", []int{303, 403, 403, 403, 303}},
+		{false, "POST", "/projects/%d/delete/anyway", []int{303, 404, 403, 403, 200}},
+		{true, "POST", "/projects/%d/delete/anyway", []int{303, 403, 403, 403, 200}},
 	} {
 		// octocat/Hello-World is the repository the fake answers for; each row gets its own project.
 		s.db.DeleteProject(ctx, 1)

@@ -70,7 +70,22 @@ type Config struct {
 	Instance string
 	// Metrics hears of started and finished jobs and stored log bytes; nil: none.
 	Metrics Metrics
+	// DeployKeys is asked for the deploy key of each job before its fetch;
+	// nil: the stored one.
+	DeployKeys DeployKeys
 }
+
+// DeployKeys gives the private deploy key a job of project p fetches
+// with, stored being the one the database holds; gh.Projects re-creates
+// a key that went missing on GitHub. It never fails: when it cannot do
+// better, it returns stored.
+type DeployKeys interface {
+	JobDeployKey(ctx context.Context, p store.Project, stored string) string
+}
+
+// deployKeyCheckTimeout bounds the check of a job's deploy key, so that a
+// GitHub that does not answer delays the job this much at most.
+const deployKeyCheckTimeout = 30 * time.Second
 
 func (c *Config) defaults() {
 	set := func(v *int64, d int64) {
@@ -452,8 +467,17 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 		return result{status: store.JobError, message: "Kozmic could not make a directory for the checkout."}
 	}
 	defer os.RemoveAll(dir)
+	key := run.DeployKey
+	if r.cfg.DeployKeys != nil {
+		kctx, cancel := context.WithTimeout(ctx, deployKeyCheckTimeout)
+		key = r.cfg.DeployKeys.JobDeployKey(kctx, run.Project, run.DeployKey)
+		cancel()
+		if key != run.DeployKey {
+			say(out, "The project's deploy key was missing on GitHub; Kozmic made a new one and added it there")
+		}
+	}
 	say(out, "Fetching %.12s from %s", run.Build.SHA, run.Project.CloneURL())
-	remote := git.Remote{URL: run.Project.CloneURL(), DeployKey: run.DeployKey, HostKey: run.Project.SSHHostKey,
+	remote := git.Remote{URL: run.Project.CloneURL(), DeployKey: key, HostKey: run.Project.SSHHostKey,
 		Pin: func(key string) error {
 			if err := r.store.PinHostKey(ctx, run.Project.ID, key); err != nil {
 				return err

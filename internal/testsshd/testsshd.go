@@ -55,8 +55,16 @@ func Start(t testing.TB, addr string, hostKey ssh.Signer, clientKey, root string
 	if err != nil {
 		t.Fatal(err)
 	}
+	return StartAllowing(t, addr, hostKey, func(k ssh.PublicKey) bool { return bytes.Equal(k.Marshal(), allowed.Marshal()) }, root)
+}
+
+// StartAllowing is Start letting in the client keys allow approves at the
+// time each connection offers them, as a git server whose deploy keys
+// change does.
+func StartAllowing(t testing.TB, addr string, hostKey ssh.Signer, allow func(ssh.PublicKey) bool, root string) *Server {
+	t.Helper()
 	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-		if !bytes.Equal(k.Marshal(), allowed.Marshal()) {
+		if !allow(k) {
 			return nil, errors.New("unknown key")
 		}
 		return nil, nil
