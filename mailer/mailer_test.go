@@ -433,28 +433,38 @@ func TestStoppingTheSenderCutsAStalledSMTPConversation(t *testing.T) {
 	}
 }
 
-// trustedCert is a certificate for 127.0.0.1 that this test process's TLS
-// clients trust: its issuer is the only root in SSL_CERT_FILE, which Go
-// reads when a client first verifies a certificate.
-func trustedCert(t *testing.T) tls.Certificate {
+// testCA is the certificate trustedCert serves, made once per process: Go
+// reads SSL_CERT_FILE only when a client first verifies a certificate, so a
+// second one (as with -count=2) would not be trusted.
+var testCA = sync.OnceValues(func() (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, err
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test mail server"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+})
+
+// trustedCert is a certificate for 127.0.0.1 that this test process's TLS
+// clients trust: its issuer is the only root in SSL_CERT_FILE.
+func trustedCert(t *testing.T) tls.Certificate {
+	cert, err := testCA()
+	if err != nil {
 		t.Fatal(err)
 	}
 	roots := filepath.Join(t.TempDir(), "roots.pem")
-	if err := os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+	if err := os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("SSL_CERT_FILE", roots)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return cert
 }
 
 func TestSMTPSDeliversOverImplicitTLSWithPassword(t *testing.T) {
