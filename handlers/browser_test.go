@@ -172,8 +172,7 @@ func TestBrowserLiveLog(t *testing.T) {
 	ctx := newChrome(t)
 
 	// Sign in with (the fake) GitHub, as a person would.
-	if err := chromedp.Do(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(chromedp.CSS(`a.button`)),
-		waitText("h1", func(s string) bool { return s == "Projects" })); err != nil {
+	if err := browserSignIn(ctx, srv); err != nil {
 		t.Fatal(err)
 	}
 
@@ -255,31 +254,51 @@ func TestBrowserLiveLog(t *testing.T) {
 	screenshot(t, ctx, "build.png")
 }
 
-// A finished 100,000-line log opens a page at a time, loads more as it is
-// scrolled, and a link to a line deep inside it loads the pages up to it.
-func TestBrowserLongLog(t *testing.T) {
+// browserSignIn signs the browser in to srv (as the fake GitHub's octocat)
+// and waits for the dashboard.
+func browserSignIn(ctx context.Context, srv *liveServer) error {
+	return chromedp.Do(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(chromedp.CSS(`a.button`)),
+		waitText("h1", func(s string) bool { return s == "Projects" }))
+}
+
+// browserBuild starts a live server and a Chromium signed in to it, and
+// makes the project name with a hook of each title and the build nb of it
+// (nb.ProjectID is filled in); it skips unless KOZMIC_TEST_BROWSER and
+// KOZMIC_TEST_DOCKER are set.
+func browserBuild(t *testing.T, name string, nb store.NewBuild, hooks ...string) (*liveServer, context.Context, store.Project, []store.Job) {
+	t.Helper()
 	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
 		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
 	}
 	srv := newLiveServer(t)
 	ctx := newChrome(t)
-	bg := context.Background()
-	if err := chromedp.Do(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(chromedp.CSS(`a.button`)),
-		waitText("h1", func(s string) bool { return s == "Projects" })); err != nil {
+	if err := browserSignIn(ctx, srv); err != nil {
 		t.Fatal(err)
 	}
-	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/long",
+	bg := context.Background()
+	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: name,
 		GitURL: t.TempDir(), WebhookSecret: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: p.ID, Title: "long", DockerImage: testimage.Name, BuildScript: "#!/bin/sh"}); err != nil {
-		t.Fatal(err)
+	for _, title := range hooks {
+		if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: p.ID, Title: title, DockerImage: testimage.Name, BuildScript: "#!/bin/sh"}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	_, jobs, err := srv.db.CreateBuild(bg, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), Message: "Long log"})
+	nb.ProjectID = p.ID
+	_, jobs, err := srv.db.CreateBuild(bg, nb)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv, ctx, p, jobs
+}
+
+// A finished 100,000-line log opens a page at a time, loads more as it is
+// scrolled, and a link to a line deep inside it loads the pages up to it.
+func TestBrowserLongLog(t *testing.T) {
+	srv, ctx, p, jobs := browserBuild(t, "octocat/long", store.NewBuild{Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), Message: "Long log"}, "long")
+	bg := context.Background()
 	// The job is marked running before its log is written, so the runner
 	// (started, but with nothing enqueued) leaves it alone.
 	job := jobs[0].ID
@@ -338,28 +357,8 @@ func TestBrowserLongLog(t *testing.T) {
 // it was loaded (the element is never replaced: no request brings it), and
 // reads as the server writes durations, minutes and hours too.
 func TestRunningJobElapsedTicks(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
-	}
-	srv := newLiveServer(t)
-	ctx := newChrome(t)
+	srv, ctx, p, jobs := browserBuild(t, "octocat/ticks", store.NewBuild{Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), Message: "Ticks"}, "ticks")
 	bg := context.Background()
-	if err := chromedp.Do(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(chromedp.CSS(`a.button`)),
-		waitText("h1", func(s string) bool { return s == "Projects" })); err != nil {
-		t.Fatal(err)
-	}
-	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/ticks",
-		GitURL: t.TempDir(), WebhookSecret: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: p.ID, Title: "ticks", DockerImage: testimage.Name, BuildScript: "#!/bin/sh"}); err != nil {
-		t.Fatal(err)
-	}
-	_, jobs, err := srv.db.CreateBuild(bg, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), Message: "Ticks"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Marked running, so the runner (with nothing enqueued) leaves it alone.
 	if _, err := srv.db.UpdateJob(bg, jobs[0].ID, store.JobUpdate{Status: store.JobRunning}); err != nil {
 		t.Fatal(err)
@@ -476,34 +475,10 @@ const fitCheck = `(function (w) {
 // list and the build stay on one line; no row draws its branch over its
 // author.
 func TestEveryPageFitsAPhoneAndADesktop(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
-	}
-	srv := newLiveServer(t)
-	ctx := newChrome(t)
+	srv, ctx, p, jobs := browserBuild(t, "octocat/a-project-with-a-long-name", store.NewBuild{Ref: "refs/heads/feature/phone-layout",
+		SHA: "3f786850e387550fdab836ed7e6dc881de23001b", Author: "Annabelle Lindqvist-Okonkwo",
+		Message: "Make every page of the web interface fit the screen of a phone held upright"}, "unit tests", "lint")
 	bg := context.Background()
-	signIn := func() error {
-		return chromedp.Do(ctx, chromedp.Navigate(srv.url+"/login"), chromedp.Click(chromedp.CSS(`a.button`)),
-			waitText("h1", func(s string) bool { return s == "Projects" }))
-	}
-	if err := signIn(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/a-project-with-a-long-name",
-		GitURL: t.TempDir(), WebhookSecret: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, title := range []string{"unit tests", "lint"} {
-		if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: p.ID, Title: title, DockerImage: testimage.Name, BuildScript: "#!/bin/sh"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, jobs, err := srv.db.CreateBuild(bg, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/feature/phone-layout", SHA: "3f786850e387550fdab836ed7e6dc881de23001b",
-		Author: "Annabelle Lindqvist-Okonkwo", Message: "Make every page of the web interface fit the screen of a phone held upright"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// One job finished with a log line far wider than any screen, one still
 	// running (marked so: the runner, with nothing enqueued, leaves both alone).
 	srv.db.UpdateJob(bg, jobs[0].ID, store.JobUpdate{Status: store.JobRunning})
@@ -547,7 +522,7 @@ func TestEveryPageFitsAPhoneAndADesktop(t *testing.T) {
 				screenshot(t, ctx, shot)
 			}
 		}
-		if err := signIn(); err != nil {
+		if err := browserSignIn(ctx, srv); err != nil {
 			t.Fatal(err)
 		}
 	}
