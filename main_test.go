@@ -368,13 +368,7 @@ func TestServerRefusesOpenGitHubSignupUnlessDeclared(t *testing.T) {
 // in KOZMIC_ADMINS: someone taken off the list loses admin rights at once,
 // not only at their next sign-in, while their session may still be open.
 func TestServerStartAppliesKozmicAdmins(t *testing.T) {
-	key := strings.Repeat("s", 40)
-	kv := map[string]string{"KOZMIC_DATABASE": filepath.Join(t.TempDir(), "k.db"), "KOZMIC_SECRET_KEY": key,
-		"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "secret", "KOZMIC_GITHUB_ORGS": "acme",
-		"KOZMIC_ADMINS": "Hubot", "KOZMIC_ADDR": freeAddr(t), "DOCKER_HOST": "tcp://127.0.0.1:1"}
-	if code, _, errOut := runKozmic(context.Background(), []string{"migrate"}, env(t, kv)); code != 0 {
-		t.Fatalf("migrate: exit %d, %s", code, errOut)
-	}
+	kv, key := migratedGitHubServer(t, "KOZMIC_GITHUB_ORGS", "acme")
 	db := openTestStore(t, kv["KOZMIC_DATABASE"], key)
 	ctx := context.Background()
 	octocat, _ := db.UpsertGitHubUser(ctx, store.GitHubUser{ID: 1, Login: "octocat", IsAdmin: true})
@@ -388,6 +382,21 @@ func TestServerStartAppliesKozmicAdmins(t *testing.T) {
 	if o.IsAdmin || !h.IsAdmin {
 		t.Errorf("after the start: octocat admin %v, hubot admin %v; want false, true", o.IsAdmin, h.IsAdmin)
 	}
+}
+
+// migratedGitHubServer is the settings of a GitHub-mode server that admits
+// by the setting admit (with value) and has Hubot as its admin, and the
+// key of its database, which it makes and migrates.
+func migratedGitHubServer(t *testing.T, admit, value string) (map[string]string, string) {
+	t.Helper()
+	key := strings.Repeat("s", 40)
+	kv := map[string]string{"KOZMIC_DATABASE": filepath.Join(t.TempDir(), "k.db"), "KOZMIC_SECRET_KEY": key,
+		"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "secret", admit: value,
+		"KOZMIC_ADMINS": "Hubot", "KOZMIC_ADDR": freeAddr(t), "DOCKER_HOST": "tcp://127.0.0.1:1"}
+	if code, _, errOut := runKozmic(context.Background(), []string{"migrate"}, env(t, kv)); code != 0 {
+		t.Fatalf("migrate: exit %d, %s", code, errOut)
+	}
+	return kv, key
 }
 
 // serveUntilHealthy runs `kozmic` (serve) with kv until /healthz at
@@ -421,13 +430,7 @@ func serveUntilHealthy(t *testing.T, kv map[string]string) {
 // or KOZMIC_ADMINS), so taking someone off the list and restarting shuts
 // them out at once; the named keep theirs.
 func TestServerStartEndsSessionsOfLoginsNoLongerAdmitted(t *testing.T) {
-	key := strings.Repeat("s", 40)
-	kv := map[string]string{"KOZMIC_DATABASE": filepath.Join(t.TempDir(), "k.db"), "KOZMIC_SECRET_KEY": key,
-		"KOZMIC_GITHUB_CLIENT_ID": "id", "KOZMIC_GITHUB_CLIENT_SECRET": "secret", "KOZMIC_GITHUB_USERS": "octocat",
-		"KOZMIC_ADMINS": "Hubot", "KOZMIC_ADDR": freeAddr(t), "DOCKER_HOST": "tcp://127.0.0.1:1"}
-	if code, _, errOut := runKozmic(context.Background(), []string{"migrate"}, env(t, kv)); code != 0 {
-		t.Fatalf("migrate: exit %d, %s", code, errOut)
-	}
+	kv, key := migratedGitHubServer(t, "KOZMIC_GITHUB_USERS", "octocat")
 	db := openTestStore(t, kv["KOZMIC_DATABASE"], key)
 	ctx := context.Background()
 	for i, login := range []string{"octocat", "hubot", "mallory"} {
