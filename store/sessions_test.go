@@ -56,20 +56,7 @@ func TestSessionsAreStoredHashedAndEndedPerUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commit := func(token string, userID int64) {
-		t.Helper()
-		values := map[string]any{"next": "/"}
-		if userID != 0 {
-			values[SessionUser] = userID
-		}
-		b, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), values)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.CommitCtx(ctx, token, b, time.Now().Add(time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commit := func(token string, userID int64) { commitSession(t, s, token, userID) }
 	live := func(token string) bool {
 		t.Helper()
 		_, found, err := s.FindCtx(ctx, token)
@@ -126,20 +113,7 @@ func TestGitHubSessionsEndByAccountOrOutsideTheList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commit := func(token string, userID int64) {
-		t.Helper()
-		values := map[string]any{}
-		if userID != 0 {
-			values[SessionUser] = userID
-		}
-		b, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), values)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.CommitCtx(ctx, token, b, time.Now().Add(time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commit := func(token string, userID int64) { commitSession(t, s, token, userID) }
 	live := func() (tokens []string) {
 		t.Helper()
 		for _, tok := range []string{"octocat-1", "octocat-2", "hubot", "ann", "anonymous"} {
@@ -175,5 +149,22 @@ func TestGitHubSessionsEndByAccountOrOutsideTheList(t *testing.T) {
 	}
 	if got := fmt.Sprint(live()); got != "[ann anonymous]" {
 		t.Errorf("sessions left: %s", got)
+	}
+}
+
+// commitSession stores a session of an hour under token, signed in as
+// userID (0: anonymous), as scs stores one.
+func commitSession(t *testing.T, s Sessions, token string, userID int64) {
+	t.Helper()
+	values := map[string]any{"next": "/"}
+	if userID != 0 {
+		values[SessionUser] = userID
+	}
+	b, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitCtx(context.Background(), token, b, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
 	}
 }
