@@ -31,7 +31,7 @@ func needTestImage(t *testing.T) {
 	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
 		t.Skip("set KOZMIC_TEST_DOCKER=1 to run tests against a Docker engine")
 	}
-	dc, err := runner.NewDockerClient(orDefault(os.Getenv("DOCKER_HOST"), "unix:///var/run/docker.sock"))
+	dc, err := runner.NewDockerClient(testimage.Host())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,7 +109,7 @@ func TestExecPlainOutputWhenNotATerminal(t *testing.T) {
 // starts from it.
 func TestExecRemovesItsCacheImage(t *testing.T) {
 	needTestImage(t)
-	dc, err := runner.NewDockerClient(orDefault(os.Getenv("DOCKER_HOST"), "unix:///var/run/docker.sock"))
+	dc, err := runner.NewDockerClient(testimage.Host())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,11 +45,7 @@ func newLiveServer(t *testing.T) *liveServer {
 	t.Helper()
 	ctx := context.Background()
 	db := testdb.Open(t)
-	host := os.Getenv("DOCKER_HOST")
-	if host == "" {
-		host = "unix:///var/run/docker.sock"
-	}
-	dc, err := runner.NewDockerClient(host)
+	dc, err := runner.NewDockerClient(testimage.Host())
 	if err != nil {
 		t.Fatal(err)
 	}

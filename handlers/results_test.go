@@ -56,11 +56,7 @@ func TestJobOnFullDiskLandsWholeOnceThereIsSpace(t *testing.T) {
 	ctx := context.Background()
 	dir := tmpfs.Mount(t, 8<<20)
 	db := testdb.OpenAt(t, filepath.Join(dir, "kozmic.db"))
-	host := os.Getenv("DOCKER_HOST")
-	if host == "" {
-		host = "unix:///var/run/docker.sock"
-	}
-	dc, err := runner.NewDockerClient(host)
+	dc, err := runner.NewDockerClient(testimage.Host())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"kozmic/gh"
 	"kozmic/internal/fakegithub"
+	"kozmic/internal/testimage"
 	"kozmic/internal/testrepo"
 	"kozmic/internal/testsshd"
 	"kozmic/store"
@@ -33,7 +34,7 @@ func TestMissingDeployKeyIsRecreatedBeforeAPrivateJob(t *testing.T) {
 	base, _ := url.Parse("https://kozmic.example.com")
 	keys := gh.NewProjects(gh.New(gh.Config{WebURL: fake.WebURL(), BaseURL: base}), h.db, slog.New(slog.DiscardHandler))
 	var err error
-	if h.dc, err = NewDockerClient(dockerHost()); err != nil {
+	if h.dc, err = NewDockerClient(testimage.Host()); err != nil {
 		t.Fatal(err)
 	}
 	h.start(Config{Workers: 2, DeployKeys: keys})

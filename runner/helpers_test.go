@@ -34,15 +34,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func dockerHost() string {
-	if h := os.Getenv("DOCKER_HOST"); h != "" {
-		return h
-	}
-	return "unix:///var/run/docker.sock"
-}
-
 func importTestImage() error {
-	dc, err := NewDockerClient(dockerHost())
+	dc, err := NewDockerClient(testimage.Host())
 	if err != nil {
 		return err
 	}
@@ -93,7 +86,7 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	needDocker(t)
 	h := openHarness(t)
 	var err error
-	if h.dc, err = NewDockerClient(dockerHost()); err != nil {
+	if h.dc, err = NewDockerClient(testimage.Host()); err != nil {
 		t.Fatal(err)
 	}
 	h.start(cfg)

@@ -13,6 +13,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"kozmic/internal/testimage"
 	"kozmic/internal/testrepo"
 	"kozmic/store"
 )
@@ -74,10 +75,10 @@ func TestReachableDocker(t *testing.T) {
 // and comes back: an enqueued job waits, then runs as soon as it answers.
 func TestDockerComesAndGoes(t *testing.T) {
 	needDocker(t)
-	px := newSwitchProxy(t, dockerHost()) // before the harness: it must outlive the runner's shutdown
+	px := newSwitchProxy(t, testimage.Host()) // before the harness: it must outlive the runner's shutdown
 	h := openHarness(t)
 	var err error
-	if h.dc, err = NewDockerClient(dockerHost()); err != nil {
+	if h.dc, err = NewDockerClient(testimage.Host()); err != nil {
 		t.Fatal(err)
 	}
 	if h.jobsDC, err = NewDockerClient("tcp://" + px.addr()); err != nil {

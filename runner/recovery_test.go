@@ -14,6 +14,7 @@ import (
 	docker "github.com/fsouza/go-dockerclient"
 
 	"kozmic/internal/testdb"
+	"kozmic/internal/testimage"
 	"kozmic/internal/testrepo"
 	"kozmic/migrations"
 	"kozmic/store"
@@ -26,7 +27,7 @@ func crashHelper(path string) {
 	if err != nil {
 		panic(err)
 	}
-	dc, err := NewDockerClient(dockerHost())
+	dc, err := NewDockerClient(testimage.Host())
 	if err != nil {
 		panic(err)
 	}
@@ -42,7 +43,7 @@ func TestCrashRecovery(t *testing.T) {
 	h.dbPath = t.TempDir() + "/k.db"
 	h.db = openDB(t, h.dbPath)
 	var err error
-	if h.dc, err = NewDockerClient(dockerHost()); err != nil {
+	if h.dc, err = NewDockerClient(testimage.Host()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.finish)

@@ -20,6 +20,14 @@ const Name = "127.0.0.1:1/kozmic-test/busybox:latest"
 var applets = []string{"sh", "echo", "cat", "sleep", "env", "ls", "yes", "head", "seq", "printf",
 	"test", "true", "false", "mkdir", "touch", "pwd", "dd", "tr", "grep", "wc", "rm", "id", "date", "tail"}
 
+// Host is the Docker engine tests use: DOCKER_HOST, or the local socket.
+func Host() string {
+	if h := os.Getenv("DOCKER_HOST"); h != "" {
+		return h
+	}
+	return "unix:///var/run/docker.sock"
+}
+
 // Ensure imports the image into the engine unless it is there already.
 func Ensure(dc *docker.Client) error {
 	if _, err := dc.InspectImage(Name); err == nil {
