@@ -55,12 +55,7 @@ func (db *DB) DueMail(ctx context.Context, now time.Time, limit int) ([]Mail, er
 // NextMailDue returns when the next mail is due; ok is false when the
 // outbox is empty.
 func (db *DB) NextMailDue(ctx context.Context) (next time.Time, ok bool, err error) {
-	var ms *int64
-	err = db.read.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM mail_outbox`).Scan(&ms)
-	if err != nil || ms == nil {
-		return time.Time{}, false, wrap("next mail due", err)
-	}
-	return time.UnixMilli(*ms).UTC(), true, nil
+	return db.nextDue(ctx, "next mail due", `SELECT MIN(next_attempt_at) FROM mail_outbox`)
 }
 
 // MailDone removes a mail from the outbox: it was sent, or given up.

@@ -63,10 +63,17 @@ func (db *DB) DueStatuses(ctx context.Context, now time.Time, limit int) ([]Stat
 // NextStatusDue returns when the next status is due; ok is false when the
 // outbox is empty.
 func (db *DB) NextStatusDue(ctx context.Context) (next time.Time, ok bool, err error) {
+	return db.nextDue(ctx, "next status due", `SELECT MIN(next_attempt_at) FROM status_outbox WHERE failed = 0`)
+}
+
+// nextDue runs query, which selects the earliest next_attempt_at of an
+// outbox (NULL when it is empty), and returns it; ok is false when the
+// outbox is empty.
+func (db *DB) nextDue(ctx context.Context, what, query string) (next time.Time, ok bool, err error) {
 	var ms *int64
-	err = db.read.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM status_outbox WHERE failed = 0`).Scan(&ms)
+	err = db.read.QueryRowContext(ctx, query).Scan(&ms)
 	if err != nil || ms == nil {
-		return time.Time{}, false, wrap("next status due", err)
+		return time.Time{}, false, wrap(what, err)
 	}
 	return time.UnixMilli(*ms).UTC(), true, nil
 }
