@@ -224,15 +224,6 @@ func existingFlash(q url.Values) string {
 	return msg
 }
 
-// runBuild starts a build of what the form names (a branch, tag or commit),
-// resolved to a commit on the project's git server. A commit built before
-// shows that build, with a job added for each hook it has not run and, when
-// the form asks (rerun_edited), a new attempt of each hook edited since its
-// job there ran. When every git slot stays taken it answers 503
-// with Retry-After; the first contact with an SSH server pins its host key,
-// and a key other than the pinned one is refused with both fingerprints.
-// The branch HEAD names, which git lists anyway, becomes the project's
-// default branch.
 // buildsOfProject sends a member to the project's page, which lists its
 // builds. A refused Run build renders its form at this path, so a reload or
 // a copied address lands here rather than on a 404.
@@ -245,6 +236,15 @@ func (h *Handler) buildsOfProject(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, paths.Project(p.ID), http.StatusSeeOther)
 }
 
+// runBuild starts a build of what the form names (a branch, tag or commit),
+// resolved to a commit on the project's git server. A commit built before
+// shows that build, with a job added for each hook it has not run and, when
+// the form asks (rerun_edited), a new attempt of each hook edited since its
+// job there ran. When every git slot stays taken it answers 503
+// with Retry-After; the first contact with an SSH server pins its host key,
+// and a key other than the pinned one is refused with both fingerprints.
+// The branch HEAD names, which git lists anyway, becomes the project's
+// default branch.
 func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 	p, role, err := h.projectFor(r, store.RoleManager)
 	if err != nil {
