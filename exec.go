@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"kozmic/git"
+	"kozmic/internal/ansi"
 	"kozmic/runner"
 	"kozmic/store"
 )
@@ -149,74 +150,26 @@ func projectName(origin, dir string) string {
 
 // plainText passes a terminal's output on as plain text, for a log file or
 // a pipe: ANSI escape sequences (colours, cursor moves, titles) are
-// dropped, and a carriage return, alone or before a line feed, becomes one
-// line end. A sequence split across writes is followed across them.
+// dropped (ansi.Stripper, which follows a sequence split across writes),
+// and a carriage return, alone or before a line feed, becomes one line end.
 type plainText struct {
-	w     io.Writer
-	state escState
-	cr    bool // the last text byte was a carriage return, written as a line end
+	w   io.Writer
+	esc ansi.Stripper
+	cr  bool // the last text byte was a carriage return, written as a line end
 }
 
-// escState is where plainText is in an escape sequence.
-type escState int
-
-const (
-	inText   escState = iota
-	inEsc             // after ESC
-	inEscArg          // after ESC and intermediate bytes, before the final one
-	inCSI             // after ESC [, until a final byte
-	inOSC             // after ESC ], until BEL or ESC \
-	inOSCEsc          // after ESC within an OSC
-)
-
 func (p *plainText) Write(b []byte) (int, error) {
-	out := make([]byte, 0, len(b))
-	for _, c := range b {
-		switch p.state {
-		case inText:
-			// A colour reset between \r and \n leaves them one line end.
-			switch {
-			case c == 0x1b:
-				p.state = inEsc
-			case c == '\r':
-				out, p.cr = append(out, '\n'), true
-			case c == '\n' && p.cr:
-				p.cr = false
-			default:
-				out, p.cr = append(out, c), false
-			}
-		case inEsc:
-			switch {
-			case c == '[':
-				p.state = inCSI
-			case c == ']':
-				p.state = inOSC
-			case c >= 0x20 && c <= 0x2f:
-				p.state = inEscArg
-			default:
-				p.state = inText
-			}
-		case inEscArg:
-			if c < 0x20 || c > 0x2f {
-				p.state = inText
-			}
-		case inCSI:
-			if c >= 0x40 && c <= 0x7e {
-				p.state = inText
-			}
-		case inOSC:
-			switch c {
-			case 0x07:
-				p.state = inText
-			case 0x1b:
-				p.state = inOSCEsc
-			}
-		case inOSCEsc:
-			if c == '\\' {
-				p.state = inText
-			} else {
-				p.state = inOSC
-			}
+	text := p.esc.Strip(b)
+	out := make([]byte, 0, len(text))
+	for _, c := range text {
+		// A colour reset between \r and \n leaves them one line end.
+		switch {
+		case c == '\r':
+			out, p.cr = append(out, '\n'), true
+		case c == '\n' && p.cr:
+			p.cr = false
+		default:
+			out, p.cr = append(out, c), false
 		}
 	}
 	if _, err := p.w.Write(out); err != nil {

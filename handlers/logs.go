@@ -16,6 +16,7 @@ import (
 
 	"github.com/buildkite/terminal-to-html/v3"
 
+	"kozmic/internal/ansi"
 	"kozmic/internal/paths"
 	"kozmic/runner"
 	"kozmic/store"
@@ -33,9 +34,9 @@ func (h *Handler) rawLog(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="job-%d.log"`, j.ID))
-	var plain *escapeStripper
+	var plain *ansi.Stripper
 	if r.URL.Query().Get("ansi") != "1" {
-		plain = &escapeStripper{}
+		plain = &ansi.Stripper{}
 	}
 	for pos := int64(0); ; {
 		data, err := h.db.ReadLog(r.Context(), j.ID, pos, 1<<20)
@@ -48,7 +49,7 @@ func (h *Handler) rawLog(w http.ResponseWriter, r *http.Request) {
 		}
 		pos += int64(len(data))
 		if plain != nil {
-			data = plain.strip(data)
+			data = plain.Strip(data)
 		}
 		if _, err := w.Write(data); err != nil {
 			return

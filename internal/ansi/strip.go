@@ -1,8 +1,9 @@
-package handlers
+// Package ansi removes terminal escape sequences from output read in pieces.
+package ansi
 
 import "bytes"
 
-// escapeState is where an escapeStripper stands in the escape sequence
+// escapeState is where a Stripper stands in the escape sequence
 // syntax of ECMA-48 (and xterm's OSC): between sequences, or inside one.
 type escapeState uint8
 
@@ -15,19 +16,19 @@ const (
 	inStringEsc             // after ESC inside a string
 )
 
-// escapeStripper removes terminal escape sequences from a log read in
+// Stripper removes terminal escape sequences from a log read in
 // pieces: CSI (colours, cursor moves), OSC (titles, hyperlinks), the other
 // string sequences and two- or three-byte escapes. It keeps its state from
 // one piece to the next, so a sequence split between reads is removed as a
 // whole. Everything else, line ends and \r included, stays as it is.
-type escapeStripper struct {
+type Stripper struct {
 	state escapeState
 	out   []byte
 }
 
-// strip returns p without the escape sequences in it, in a buffer reused by
+// Strip returns p without the escape sequences in it, in a buffer reused by
 // the next call.
-func (s *escapeStripper) strip(p []byte) []byte {
+func (s *Stripper) Strip(p []byte) []byte {
 	out := s.out[:0]
 	for i := 0; i < len(p); i++ {
 		c := p[i]
