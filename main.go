@@ -346,11 +346,13 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 
 	git.SetLimits(git.Limits{Procs: cfg.GitProcs, FetchTimeout: cfg.GitTimeout})
 	mets := metrics.New(db, log)
+	// One for the runner and the handlers: see handlers.Deps.Projects.
+	projects := gh.NewProjects(github, db, log)
 	jobs := runner.New(runner.Config{
 		Workers: cfg.Workers, StallTimeout: cfg.StallTimeout, JobTimeout: cfg.JobTimeout,
 		CachedImagesLimit: cfg.CachedImagesLimit, MaxLogBytes: cfg.MaxLogBytes, Network: cfg.JobNetwork,
 		Memory: cfg.JobMemory, CPUs: cfg.JobCPUs, Instance: db.InstanceID(), Metrics: mets,
-		DeployKeys: gh.NewProjects(github, db, log),
+		DeployKeys: projects,
 	}, db, dc, notifiers{statuses, mail}, log)
 	jobs.Start(ctx)
 
@@ -359,7 +361,7 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	maintaining := make(chan struct{})
 	go func() { maintainLogs(postCtx, db, cfg.KeepLogs, log); close(maintaining) }()
 	defer func() { stopPosting(); <-maintaining }()
-	h := handlers.New(handlers.Deps{DB: db, Jobs: jobs, GitHub: github, Sessions: db.Sessions(), BaseURL: cfg.BaseURL,
+	h := handlers.New(handlers.Deps{DB: db, Jobs: jobs, GitHub: github, Projects: projects, Sessions: db.Sessions(), BaseURL: cfg.BaseURL,
 		GitHubURL: cfg.GitHubURL, Log: log, Metrics: mets, MetricsToken: cfg.MetricsToken, TrustedProxies: cfg.TrustedProxies,
 		MinFreeDisk: uint64(cfg.MinFreeDisk)})
 	srv := &http.Server{

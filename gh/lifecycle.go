@@ -65,8 +65,10 @@ type Projects struct {
 	db  ProjectStore
 	log *slog.Logger
 
-	// recreating is held while JobDeployKey re-creates a missing key, so
-	// that jobs starting together add one key, not one each.
+	// recreating is held while a deploy key is replaced (JobDeployKey
+	// re-creating a missing one, RegenerateDeployKey), so that jobs
+	// starting together add one key, not one each, and a regeneration
+	// does not cross them.
 	recreating sync.Mutex
 }
 
@@ -308,6 +310,8 @@ func (ps *Projects) RegenerateDeployKey(ctx context.Context, userID int64, p sto
 	if err != nil {
 		return store.DeployKey{}, "", err
 	}
+	ps.recreating.Lock()
+	defer ps.recreating.Unlock()
 	old, err := ps.db.DeployKeyOf(ctx, p.ID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.DeployKey{}, "", &Failure{Msg: "Kozmic could not read the project's deploy key.", Err: err}

@@ -48,7 +48,11 @@ type Deps struct {
 	Jobs Jobs
 	// GitHub signs people in and, through gh.Projects, connects GitHub
 	// projects to their repositories.
-	GitHub   *gh.GitHub
+	GitHub *gh.GitHub
+	// Projects, when set, is the gh.Projects the runner uses too, so that
+	// a Regenerate and a job re-creating a missing key take turns; nil:
+	// one of GitHub's own.
+	Projects *gh.Projects
 	Sessions scs.CtxStore
 	BaseURL  *url.URL
 	// GitHubURL is GitHub's web address, for links to commits.
@@ -130,7 +134,7 @@ func New(d Deps) *Handler {
 		log.ErrorContext(r.Context(), "session", "path", r.URL.Path, "err", err)
 		http.Error(w, "Kozmic could not read your session; try again.", http.StatusInternalServerError)
 	}
-	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, projects: gh.NewProjects(d.GitHub, d.DB, log), sessions: sm, logins: newLoginLimiter(), log: log, mux: http.NewServeMux(),
+	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, projects: cmp.Or(d.Projects, gh.NewProjects(d.GitHub, d.DB, log)), sessions: sm, logins: newLoginLimiter(), log: log, mux: http.NewServeMux(),
 		metrics: d.Metrics, metricsToken: d.MetricsToken, trustedProxies: d.TrustedProxies,
 		minFreeDisk: d.MinFreeDisk,
 		baseURL:     strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}

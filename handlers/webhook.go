@@ -309,8 +309,6 @@ func (h *Handler) webhookFailed(w http.ResponseWriter, r *http.Request, err erro
 	}
 }
 
-// firstHeader returns the first of the named headers that is set: Gitea and
-// Forgejo send their own names beside (or instead of) GitHub's.
 // webhookTrigger is how a webhook's build was started.
 func webhookTrigger(t gh.Trigger) store.Trigger {
 	if t.PR != 0 {
@@ -319,6 +317,8 @@ func webhookTrigger(t gh.Trigger) store.Trigger {
 	return store.Trigger{Kind: store.TriggerPush, User: t.By}
 }
 
+// firstHeader returns the first of the named headers that is set: Gitea and
+// Forgejo send their own names beside (or instead of) GitHub's.
 func firstHeader(r *http.Request, names ...string) string {
 	for _, n := range names {
 		if v := r.Header.Get(n); v != "" {
