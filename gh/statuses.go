@@ -142,18 +142,9 @@ func (s *Statuses) Run(ctx context.Context) {
 }
 
 func (s *Statuses) postDue(ctx context.Context) {
-	for ctx.Err() == nil {
-		due, err := s.db.DueStatuses(ctx, time.Now(), 20)
-		if err != nil {
-			s.log.Error("commit status: list due", "err", err)
-			return
-		}
-		if len(due) == 0 {
-			return
-		}
-		for _, st := range due {
-			s.post(ctx, st)
-		}
+	due := func(ctx context.Context) ([]store.Status, error) { return s.db.DueStatuses(ctx, time.Now(), 20) }
+	if err := outbox.Drain(ctx, due, s.post); err != nil && ctx.Err() == nil {
+		s.log.Error("commit status: list due", "err", err)
 	}
 }
 

@@ -123,23 +123,9 @@ func (m *Mailer) Run(ctx context.Context) {
 }
 
 func (m *Mailer) sendDue(ctx context.Context) {
-	for ctx.Err() == nil {
-		due, err := m.db.DueMail(ctx, time.Now(), 20)
-		if err != nil {
-			if ctx.Err() == nil {
-				m.log.Error("mail: list due", "err", err)
-			}
-			return
-		}
-		if len(due) == 0 {
-			return
-		}
-		for _, ml := range due {
-			if ctx.Err() != nil {
-				return
-			}
-			m.attempt(ctx, ml)
-		}
+	due := func(ctx context.Context) ([]store.Mail, error) { return m.db.DueMail(ctx, time.Now(), 20) }
+	if err := outbox.Drain(ctx, due, m.attempt); err != nil && ctx.Err() == nil {
+		m.log.Error("mail: list due", "err", err)
 	}
 }
 

@@ -33,3 +33,22 @@ func Run(ctx context.Context, wake <-chan struct{}, next func(context.Context) (
 		timer.Stop()
 	}
 }
+
+// Drain hands each item due lists to handle, one at a time, and lists
+// again until due finds none or ctx ends; it returns due's error. due
+// lists a batch at a time, so that a long outbox is never read whole.
+func Drain[T any](ctx context.Context, due func(context.Context) ([]T, error), handle func(context.Context, T)) error {
+	for ctx.Err() == nil {
+		items, err := due(ctx)
+		if err != nil || len(items) == 0 {
+			return err
+		}
+		for _, it := range items {
+			if ctx.Err() != nil {
+				return nil
+			}
+			handle(ctx, it)
+		}
+	}
+	return nil
+}
