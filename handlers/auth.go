@@ -138,7 +138,7 @@ func (h *Handler) signIn(ctx context.Context, u store.User) error {
 		return err
 	}
 	h.sessions.Put(ctx, sessionUser, u.ID)
-	h.markTouched(ctx)
+	h.markTouched(ctx) // so that the pages right after sign-in need not store it again
 	h.log.InfoContext(ctx, "signed in", "user", u.ID, "login", u.Login())
 	return nil
 }
