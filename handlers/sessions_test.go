@@ -55,7 +55,8 @@ type pageView struct {
 // viewed is a test server with a project whose one build has a finished
 // job with a log, a browser signed in as the project's owner, and every
 // view that browser makes while its user watches them: the dashboard, the
-// project, its settings, the build, the job, its log, and the polls.
+// project, its settings, the build, the job, its log (page, stream and
+// text), and the polls.
 func viewed(tb testing.TB) (*testServer, *browser, []pageView) {
 	tb.Helper()
 	s := newTestServer(tb)
@@ -90,7 +91,7 @@ func viewed(tb testing.TB) (*testServer, *browser, []pageView) {
 		{"/", false}, {"/", true},
 		{paths.Project(p.ID), false}, {paths.Project(p.ID) + "/settings", false}, {"/account", false},
 		{paths.Build(p.ID, b.Number), false}, {paths.Build(p.ID, b.Number), true},
-		{job, false}, {job + "/log", false}, {job + "/log.txt", false},
+		{job, false}, {job + "/log", false}, {job + "/log/stream", false}, {job + "/log.txt", false},
 	}
 }
 
