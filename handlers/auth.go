@@ -25,6 +25,9 @@ const (
 	sessionUser  = store.SessionUser
 	sessionState = "oauth_state"
 	sessionNext  = "next"
+	// sessionTouched is when the session's idle expiry was last moved on,
+	// in Unix seconds (see touchSession).
+	sessionTouched = "touched"
 )
 
 type userKey struct{}
@@ -135,6 +138,7 @@ func (h *Handler) signIn(ctx context.Context, u store.User) error {
 		return err
 	}
 	h.sessions.Put(ctx, sessionUser, u.ID)
+	h.markTouched(ctx) // so that the pages right after sign-in need not store it again
 	h.log.InfoContext(ctx, "signed in", "user", u.ID, "login", u.Login())
 	return nil
 }

@@ -16,8 +16,8 @@ const (
 	maxGitSaidLen  = 512      // bytes of what git said shown on a form
 )
 
-// limitForms caps the body of every POST at formLimit, or at its route's
-// entry in bodyLimits, and parses it as a form before the route's handler
+// limitForms caps the body of every POST at formLimit, or at the limit of
+// its route's bodyLimit, and parses it as a form before the route's handler
 // runs, so that handlers read r.PostForm already bounded. A larger body is
 // answered with errFormTooLarge (413) after reading no more than the cap; a
 // malformed one with errBadRequest (400).
@@ -27,10 +27,10 @@ func (h *Handler) limitForms(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		_, pattern := h.mux.Handler(r)
-		limit, ok := bodyLimits[pattern]
-		if !ok {
-			limit = formLimit
+		route, _ := h.mux.Handler(r)
+		limit := int64(formLimit)
+		if l, ok := route.(bodyLimit); ok {
+			limit = l.limit
 		}
 		if limit == 0 {
 			next.ServeHTTP(w, r)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"kozmic/store"
 )
 
 // countingReader is a request body of n bytes of a form's field, counting
@@ -151,5 +153,29 @@ func TestLoginLimiterStaysBoundedUnderAFloodOfKeysAndForgetsTheLeastRecent(t *te
 	}
 	if l.attempt(bob) == 0 {
 		t.Error("bob's key, attempted mid-flood, lost its count to the flood's older keys")
+	}
+}
+
+// The routes whose table entry gives them a body limit of their own have
+// it: a hook saved again with a 512 KiB script, and a signed webhook of
+// 128 KiB, which is not a form at all, are not cut at formLimit.
+func TestRoutesWithTheirOwnBodyLimitAreNotCappedAsForms(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	h, err := s.db.CreateHook(t.Context(), store.Hook{ProjectID: p.ID, Title: "t", DockerImage: "golang:1.26", BuildScript: "#!/bin/sh\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\n" + strings.Repeat("# a long script\n", 32<<10)
+	res, _ := b.do("POST", fmt.Sprintf("/projects/%d/hooks/%d", p.ID, h.ID), url.Values{"title": {"t"}, "image": {"golang:1.26"}, "build": {script}})
+	if saved, _ := s.db.HookByID(t.Context(), h.ID); res.StatusCode != http.StatusSeeOther || saved.BuildScript != script {
+		t.Errorf("hook saved again with a 512 KiB script: %d, script of %d bytes stored", res.StatusCode, len(saved.BuildScript))
+	}
+
+	hooked, _ := webhookProjects(t, s.db)
+	body := append(readFixture(t, "push_with-new-branch.json"), strings.Repeat(" ", 128<<10)...) // JSON may end in blanks
+	if code, answer := deliver(t, s, hooked.ID, "push", body, testSecret, "", "big-push"); code != http.StatusCreated {
+		t.Errorf("signed 128 KiB push: %d %v", code, answer)
 	}
 }

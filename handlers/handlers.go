@@ -107,6 +107,8 @@ type Handler struct {
 	metricsToken string       // the bearer token /metrics requires; "": none
 	heartbeat    time.Duration
 	minFreeDisk  uint64 // bytes; below it /healthz says the disk is low
+	// now is the sessions' clock: when they are touched and expire idle.
+	now func() time.Time
 	// accessRecheck is how often a log stream checks its viewer's access.
 	accessRecheck time.Duration
 	// webhookBudget bounds the webhook bodies held at once.
@@ -123,9 +125,9 @@ type Handler struct {
 func New(d Deps) *Handler {
 	log := slog.New(withRequestID{d.Log.Handler()})
 	sm := scs.New()
-	sm.Store = sessionStore{CtxStore: d.Sessions, log: log}
-	sm.Lifetime = 30 * 24 * time.Hour
-	sm.IdleTimeout = 7 * 24 * time.Hour
+	// No scs IdleTimeout: it would store every loaded session again on
+	// every request. sessionStore and touchSession keep the idle expiry.
+	sm.Lifetime = sessionLifetime
 	sm.Cookie.Name = "kozmic_session"
 	sm.Cookie.HttpOnly = true
 	sm.Cookie.SameSite = http.SameSiteLaxMode
@@ -134,7 +136,7 @@ func New(d Deps) *Handler {
 		log.ErrorContext(r.Context(), "session", "path", r.URL.Path, "err", err)
 		http.Error(w, "Kozmic could not read your session; try again.", http.StatusInternalServerError)
 	}
-	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, projects: cmp.Or(d.Projects, gh.NewProjects(d.GitHub, d.DB, log)), sessions: sm, logins: newLoginLimiter(), log: log, mux: http.NewServeMux(),
+	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, projects: cmp.Or(d.Projects, gh.NewProjects(d.GitHub, d.DB, log)), sessions: sm, logins: newLoginLimiter(), now: time.Now, log: log, mux: http.NewServeMux(),
 		metrics: d.Metrics, metricsToken: d.MetricsToken, trustedProxies: d.TrustedProxies,
 		minFreeDisk: d.MinFreeDisk,
 		baseURL:     strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
@@ -144,11 +146,12 @@ func New(d Deps) *Handler {
 	h.accessRecheck = cmp.Or(d.AccessRecheck, defaultAccessRecheck)
 	h.webhookBudget = newByteBudget(cmp.Or(d.WebhookBudget, defaultWebhookBudget))
 	h.webhookBodyTimeout = cmp.Or(d.WebhookBodyTimeout, defaultWebhookBodyTimeout)
+	sm.Store = sessionStore{CtxStore: d.Sessions, log: log, now: func() time.Time { return h.now() }}
 	h.routes()
 	// Every state change needs a same-origin request; webhooks are signed instead.
 	cop := http.NewCrossOriginProtection()
 	cop.AddInsecureBypassPattern("POST /webhooks/{projectID}")
-	h.serve = securityHeaders(contentSecurityPolicy(d.GitHubURL), sm.LoadAndSave(cop.Handler(sessionLoaded(h.limitForms(h.mux)))))
+	h.serve = securityHeaders(contentSecurityPolicy(d.GitHubURL), sm.LoadAndSave(cop.Handler(h.touchSession(sessionLoaded(h.limitForms(h.mux))))))
 	return h
 }
 

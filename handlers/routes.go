@@ -1,12 +1,12 @@
 package handlers
 
-// bodyLimits are the POST routes whose bodies limitForms does not cap at
-// formLimit: hooks carry scripts, and webhooks are not forms (0: their
-// handler bounds them).
-var bodyLimits = map[string]int64{
-	"POST /webhooks/{projectID}":       0,
-	"POST /projects/{id}/hooks":        hookFormLimit,
-	"POST /projects/{id}/hooks/{hook}": hookFormLimit,
+import "net/http"
+
+// bodyLimit is a POST route's handler whose bodies limitForms caps at
+// limit rather than formLimit; 0: its handler bounds them itself.
+type bodyLimit struct {
+	http.HandlerFunc
+	limit int64
 }
 
 // routes is the server's one route table.
@@ -14,7 +14,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /metrics", h.serveMetrics)
 	h.mux.HandleFunc("GET /static/{file}", h.staticFile)
-	h.mux.HandleFunc("POST /webhooks/{projectID}", h.webhook)
+	h.mux.Handle("POST /webhooks/{projectID}", bodyLimit{h.webhook, 0}) // not a form
 
 	h.mux.HandleFunc("GET /{$}", h.home)
 	h.mux.HandleFunc("GET /login", h.loginPage)
@@ -43,9 +43,9 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /projects/{id}/delete/anyway", h.requireUser(h.deleteProjectAnyway))
 	h.mux.HandleFunc("GET /projects/{id}/settings", h.requireUser(h.settings))
 	h.mux.HandleFunc("GET /projects/{id}/hooks/new", h.requireUser(h.newHook))
-	h.mux.HandleFunc("POST /projects/{id}/hooks", h.requireUser(h.saveHook))
+	h.mux.Handle("POST /projects/{id}/hooks", bodyLimit{h.requireUser(h.saveHook), hookFormLimit})
 	h.mux.HandleFunc("GET /projects/{id}/hooks/{hook}", h.requireUser(h.editHook))
-	h.mux.HandleFunc("POST /projects/{id}/hooks/{hook}", h.requireUser(h.saveHook))
+	h.mux.Handle("POST /projects/{id}/hooks/{hook}", bodyLimit{h.requireUser(h.saveHook), hookFormLimit})
 	h.mux.HandleFunc("POST /projects/{id}/hooks/{hook}/delete", h.requireUser(h.deleteHook))
 	h.mux.HandleFunc("POST /projects/{id}/secrets", h.requireUser(h.setSecret))
 	h.mux.HandleFunc("POST /projects/{id}/cache/clear", h.requireUser(h.clearCache))

@@ -26,6 +26,7 @@ import (
 
 	"kozmic/internal/outbox"
 	"kozmic/internal/paths"
+	"kozmic/internal/when"
 	"kozmic/store"
 )
 
@@ -339,7 +340,7 @@ func Compose(p store.Project, b store.Build, failed []FailedJob, baseURL string)
 		if j.StartedAt.IsZero() {
 			w.WriteString(" before it started")
 		} else {
-			fmt.Fprintf(&w, " after %s", ran(j.FinishedAt.Sub(j.StartedAt)))
+			fmt.Fprintf(&w, " after %s", when.Duration(j.FinishedAt.Sub(j.StartedAt)))
 		}
 		if j.Error != "" {
 			fmt.Fprintf(&w, ": %s", clip.To(j.Error, maxLineShown))
@@ -354,14 +355,6 @@ func Compose(p store.Project, b store.Build, failed []FailedJob, baseURL string)
 	}
 	w.WriteString("\n-- \nKozmic\n")
 	return subject, w.String()
-}
-
-// ran is how long a job ran, in whole seconds, or milliseconds below one.
-func ran(d time.Duration) time.Duration {
-	if d < time.Second {
-		return d.Round(time.Millisecond)
-	}
-	return d.Round(time.Second)
 }
 
 // send delivers one mail through the SMTP server. The end of ctx, or a

@@ -272,6 +272,25 @@ func TestFailureMailClipsAHugeCommitSubject(t *testing.T) {
 	}
 }
 
+// A failure mail writes how long each job ran as the pages and commit
+// statuses do (when.Duration): 1m03s, not 1m3s.
+func TestFailureMailWritesDurationsAsPagesDo(t *testing.T) {
+	start := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	var failed []FailedJob
+	for i, ran := range []time.Duration{63 * time.Second, 2*time.Hour + 5*time.Minute + 400*time.Millisecond} {
+		failed = append(failed, FailedJob{Job: store.Job{ID: int64(i + 1), HookTitle: fmt.Sprintf("job%d", i+1), Status: store.JobFailure,
+			StartedAt: start, FinishedAt: start.Add(ran)}})
+	}
+	_, body := Compose(store.Project{ID: 1, FullName: "octocat/Hello-World"},
+		store.Build{Number: 1, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40), Status: store.BuildFailure},
+		failed, "https://ci.example.com")
+	for _, want := range []string{"\njob1 failed after 1m03s\n", "\njob2 failed after 2h05m\n"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the mail lacks %q:\n%s", want, body)
+		}
+	}
+}
+
 func TestNoMailForSuccessOrWhenOff(t *testing.T) {
 	f := newFixture(t)
 	srv := newSMTPServer(t, 0)
@@ -605,7 +624,7 @@ func TestFailureMailNamesFailedJobsWithTheirLastLines(t *testing.T) {
 			t.Errorf("the mail lacks\n%s\nin\n%s", want, got)
 		}
 	}
-	if !regexp.MustCompile(`\ntest failed after [0-9.]+m?s\n`).MatchString(got) {
+	if !regexp.MustCompile(`\ntest failed after \d+(s|m\d\ds|h\d\dm)\n`).MatchString(got) {
 		t.Errorf("the mail does not say how long test ran:\n%s", got)
 	}
 	for _, not := range []string{secret, "docs", "step 10", "early line", "\x1b"} {

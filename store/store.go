@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -51,6 +52,7 @@ type DB struct {
 	instance string
 	path     string // absolute
 	writes   writeHealth
+	writeTxs atomic.Int64 // write transactions begun, for WriteTransactions
 }
 
 // Options configure Open.
@@ -131,6 +133,11 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	}
 	return db, nil
 }
+
+// WriteTransactions says how many write transactions the database has
+// begun since Open, whether they committed or not: what a caller compares
+// before and after some work to tell whether that work wrote.
+func (db *DB) WriteTransactions() int64 { return db.writeTxs.Load() }
 
 // InstanceID is a random id made when the database was created. It names
 // this Kozmic on a Docker engine that others may share: each removes only
@@ -270,6 +277,7 @@ func (db *DB) opensKeyCheck(sealed []byte) error {
 // commits if fn returns nil; any error or panic rolls everything back. It
 // records a failure of the disk, and a success after one, for WriteFailure.
 func (db *DB) writeTx(ctx context.Context, fn func(txn) error) (err error) {
+	db.writeTxs.Add(1)
 	sqlTx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		db.writes.failed(err, db.now())

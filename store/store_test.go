@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"kozmic/migrations"
 )
@@ -792,5 +793,37 @@ func TestNewWebhookSecret(t *testing.T) {
 	}
 	if a == b {
 		t.Errorf("two secrets are both %q", a)
+	}
+}
+
+// WriteTransactions counts each write transaction once, committed or
+// rolled back, and reads not at all: what tests that a page view writes
+// nothing rely on.
+func TestWriteTransactionsCountsWritesAndNotReads(t *testing.T) {
+	ctx := context.Background()
+	db := newTestDB(t)
+	s := db.Sessions()
+	before := db.WriteTransactions()
+	if err := s.CommitCtx(ctx, "token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateLocalUser(ctx, "ann", "hash", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateLocalUser(ctx, "ann", "hash", false); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second ann: %v, want ErrConflict", err)
+	}
+	if got := db.WriteTransactions() - before; got != 3 {
+		t.Errorf("three writes (one rolled back) counted %d", got)
+	}
+	before = db.WriteTransactions()
+	if _, found, err := s.FindCtx(ctx, "token"); !found || err != nil {
+		t.Fatalf("find session: %v %v", found, err)
+	}
+	if _, err := db.ProjectsWithLatestBuild(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := db.WriteTransactions() - before; got != 0 {
+		t.Errorf("reads counted as %d writes", got)
 	}
 }
