@@ -598,6 +598,30 @@ func TestRetentionShrinksTheFile(t *testing.T) {
 	}
 }
 
+// Deleting a project deletes its logs and gives their pages back.
+func TestDeletingAProjectGivesItsLogsPagesBack(t *testing.T) {
+	ctx := context.Background()
+	db, f, _, jobs := newBuildFixture(t)
+	data := make([]byte, 2<<20)
+	rng := rand.New(rand.NewPCG(5, 5))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	if _, err := db.AppendLog(ctx, jobs[0].ID, data, false); err != nil {
+		t.Fatal(err)
+	}
+	pages := count(t, db, `PRAGMA page_count`)
+	if err := db.DeleteProject(ctx, f.project.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, `PRAGMA freelist_count`); n != 0 {
+		t.Errorf("%d free pages left in the file", n)
+	}
+	if after := count(t, db, `PRAGMA page_count`); (pages-after)*count(t, db, `PRAGMA page_size`) < len(data) {
+		t.Errorf("%d pages before deleting the project, %d after", pages, after)
+	}
+}
+
 func TestDeleteLogsBeforeStopsWithContext(t *testing.T) {
 	db, _, _, jobs := newBuildFixture(t)
 	writeLog(t, db, jobs[0].ID, 100, 1)
