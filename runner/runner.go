@@ -142,8 +142,7 @@ type Runner struct {
 	jobsCtx      context.Context
 	workers      sync.WaitGroup
 	// cleanup is what a job leaves to be done off the worker's path: removing
-	// its containers and, once its result is recorded, compressing its log.
-	// Shutdown and Exec wait for it.
+	// its containers. Shutdown and Exec wait for it.
 	cleanup sync.WaitGroup
 }
 
