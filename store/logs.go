@@ -95,14 +95,19 @@ func (db *DB) appendFrames(ctx context.Context, tx txn, jobID, at int64, frames 
 	} else if err != nil {
 		return 0, wrap("append log", err)
 	}
+	return size, insertFrames(ctx, tx, jobID, frames)
+}
+
+// insertFrames stores the frames of a job's log.
+func insertFrames(ctx context.Context, tx txn, jobID int64, frames []LogFrame) error {
 	for _, f := range frames {
 		_, err := tx.ExecContext(ctx, `INSERT INTO job_log_frames (job_id, pos, seg, size, data, times) VALUES (?, ?, ?, ?, ?, ?)`,
 			jobID, f.pos, f.seg, f.size, f.data, f.times)
 		if err != nil {
-			return 0, wrap("append log frame", err)
+			return wrap("store log frame", err)
 		}
 	}
-	return size, nil
+	return nil
 }
 
 // appendRefused says why appendFrames found no log to add to at offset at.
@@ -419,14 +424,7 @@ func (db *DB) compressLog(ctx context.Context, jobID int64) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM job_log_chunks WHERE job_id = ?`, jobID); err != nil {
 			return wrap("delete plain log chunks", err)
 		}
-		for _, f := range frames {
-			_, err := tx.ExecContext(ctx, `INSERT INTO job_log_frames (job_id, pos, seg, size, data, times) VALUES (?, ?, ?, ?, ?, ?)`,
-				jobID, f.pos, f.seg, f.size, f.data, f.times)
-			if err != nil {
-				return wrap("store compressed log", err)
-			}
-		}
-		return nil
+		return insertFrames(ctx, tx, jobID, frames)
 	})
 }
 
