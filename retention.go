@@ -34,13 +34,13 @@ func parseKeepLogs(v string) (time.Duration, error) {
 	return d, nil
 }
 
-// logMaintenanceInterval is how often serve deletes old logs and compresses
-// missed ones.
+// logMaintenanceInterval is how often serve deletes old logs and converts
+// plain ones.
 const logMaintenanceInterval = time.Hour
 
-// compressPerRun bounds the logs one maintenance run compresses, so that a
-// database from before compression is worked through over hours, not in
-// one burst of CPU at start.
+// compressPerRun bounds the logs one maintenance run converts, so that a
+// database with many plain logs is worked through over hours, not in one
+// burst of CPU at start.
 const compressPerRun = 1000
 
 // maintainLogs looks after stored logs at start and then hourly until ctx
@@ -60,8 +60,8 @@ func maintainLogs(ctx context.Context, db *store.DB, keep time.Duration, log *sl
 
 // maintainLogsOnce deletes the logs of jobs that finished more than keep
 // before now (none when keep is 0), then compresses the logs of finished
-// jobs that were missed (jobs interrupted by a stop, logs from before
-// compression), logging what it did. Failures are logged; the next run
+// jobs still stored plain by a Kozmic before version 15 (jobs interrupted
+// by a stop, logs from before compression), logging what it did. Failures are logged; the next run
 // tries again.
 func maintainLogsOnce(ctx context.Context, db *store.DB, keep time.Duration, now time.Time, log *slog.Logger) {
 	if keep > 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -42,7 +43,8 @@ func TestKeepLogsSetting(t *testing.T) {
 }
 
 // One maintenance run deletes the logs of jobs finished longer ago than
-// keep and compresses the rest, and says so in the log.
+// keep and converts the plain logs of before version 15 that are left, and
+// says so in the log.
 func TestMaintainLogsOnce(t *testing.T) {
 	ctx := context.Background()
 	dbPath := filepath.Join(t.TempDir(), "kozmic.db")
@@ -54,7 +56,17 @@ func TestMaintainLogsOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := jobs[0].ID
-		if _, err := db.AppendLog(ctx, id, bytes.Repeat([]byte("output\n"), 1000), false); err != nil {
+		// As Kozmic before version 15 left the log of a job interrupted by a stop.
+		raw, err := sql.Open("sqlite", dbPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = raw.Exec(`INSERT INTO job_logs (job_id, size, compressed, updated_at) VALUES (?, 7000, 0, 0)`, id)
+		if err == nil {
+			_, err = raw.Exec(`INSERT INTO job_log_chunks (job_id, pos, data) VALUES (?, 0, ?)`, id, bytes.Repeat([]byte("output\n"), 1000))
+		}
+		raw.Close()
+		if err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range []store.JobStatus{store.JobRunning, store.JobSuccess} {
@@ -67,7 +79,7 @@ func TestMaintainLogsOnce(t *testing.T) {
 	var out bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&out, nil))
 
-	// Keeping forever: nothing deleted, the missed logs compressed.
+	// Keeping forever: nothing deleted, the plain logs compressed.
 	maintainLogsOnce(ctx, db, 0, time.Now().Add(1000*24*time.Hour), log)
 	for _, id := range ids {
 		if li, _ := db.LogInfoOf(ctx, id); !li.Compressed || li.Size != 7000 {

@@ -55,7 +55,7 @@ func TestFollowSurvivesBeingDropped(t *testing.T) {
 	data := want.Bytes()
 	for len(data) > 0 {
 		n := min(240, len(data))
-		l.append(data[:n], false)
+		l.append(batch{data: data[:n]})
 		data = data[n:]
 	}
 	l.Close()

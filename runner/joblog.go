@@ -5,27 +5,42 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"kozmic/store"
 )
 
 const (
-	flushInterval = 250 * time.Millisecond // live output is at most this late
-	flushBytes    = 64 << 10               // or this large
+	// flushInterval: live output is at most this late. Only a tick that
+	// finds output stores it, so a quiet job costs no transactions and a
+	// chatty one at most ten a second.
+	flushInterval = 100 * time.Millisecond
+	flushBytes    = 64 << 10 // or a batch is this large
 	// batchQueue batches may wait for the database: 4 MiB, enough to ride out
 	// a WAL checkpoint's fsync without making the container wait, and a
 	// bound on memory when the database is slower than the job for long.
 	batchQueue = 64
 )
 
-// jobLog is where a job's output goes: it masks secrets, gathers the output
-// into batches (every flushInterval, or flushBytes), and a writer goroutine
-// appends each batch to the store and then publishes it to live followers,
-// so reading the container never waits on the database. A batch the
-// database refuses (on a full disk, say) is tried again until it lands,
-// while later output queues behind it (batchQueue batches, then the reader
-// waits). Storing stops at max bytes with a notice; later output is counted
-// as activity but dropped.
+// batch is output gathered for the writer: the log's next bytes, the
+// arrival time of each write in them, and whether they end the log at the
+// size limit.
+type batch struct {
+	data      []byte
+	marks     []store.LogMark
+	truncated bool
+}
+
+// jobLog is where a job's output goes: it masks secrets, notes when each
+// write arrived, gathers the output into batches (every flushInterval, or
+// flushBytes), and a writer goroutine compresses each batch into frames
+// (store.LogEncoder), stores them and then publishes the batch to live
+// followers, so reading the container never waits on the database or the
+// compressor. A batch the database refuses (on a full disk, say) is tried
+// again until it lands, while later output queues behind it (batchQueue
+// batches, then the reader waits). At max bytes the log ends with a notice;
+// later output is dropped as it arrives (the stall watchdog still counts it
+// as activity, before it gets here).
 type jobLog struct {
 	ctx    context.Context // its end (the server stopping) ends retrying a refused batch
 	jobID  int64
@@ -33,23 +48,26 @@ type jobLog struct {
 	broker *Broker
 	max    int64
 	log    *slog.Logger
+	began  time.Time         // arrival times count from here
+	enc    *store.LogEncoder // the writer's
 
 	mu      sync.Mutex
 	mask    *masker
-	buf     []byte
+	cur     batch
+	taken   int64 // bytes of log taken so far, the notice aside
+	full    bool  // the log reached max: output is dropped
 	closed  bool
-	batches chan []byte // bounded (batchQueue): a database slower for long slows the reader
+	batches chan batch // bounded (batchQueue): a database slower for long slows the reader
 	done    chan struct{}
 	stop    chan struct{}
-	size    atomic.Int64 // bytes stored
 }
 
-// newJobLog starts the writer and the flush ticker of job jobID's log;
-// Close stops them. The end of ctx stops retrying a batch the database
-// refused, which is then lost.
+// newJobLog starts the writer and the flush ticker of job jobID's log, whose
+// stored log must still be empty; Close stops them. The end of ctx stops
+// retrying a batch the database refused, which is then lost.
 func newJobLog(ctx context.Context, st Store, b *Broker, jobID, max int64, secrets []string, log *slog.Logger) *jobLog {
-	l := &jobLog{ctx: ctx, jobID: jobID, store: st, broker: b, max: max, log: log, mask: newMasker(secrets),
-		batches: make(chan []byte, batchQueue), done: make(chan struct{}), stop: make(chan struct{})}
+	l := &jobLog{ctx: ctx, jobID: jobID, store: st, broker: b, max: max, log: log, began: time.Now(), enc: store.NewLogEncoder(), mask: newMasker(secrets),
+		batches: make(chan batch, batchQueue), done: make(chan struct{}), stop: make(chan struct{})}
 	go l.writeBatches()
 	go l.tick()
 	return l
@@ -61,23 +79,44 @@ func newJobLog(ctx context.Context, st Store, b *Broker, jobID, max int64, secre
 func (l *jobLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
-		return len(p), nil
-	}
-	l.buf = append(l.buf, l.mask.write(p)...)
-	if len(l.buf) >= flushBytes {
-		l.handOff()
+	if !l.closed && !l.full {
+		l.take(l.mask.write(p))
 	}
 	return len(p), nil
 }
 
-// handOff passes the gathered bytes to the writer; l.mu is held.
-func (l *jobLog) handOff() {
-	if len(l.buf) == 0 {
+// take adds masked output to the batch, noting its arrival time, up to max
+// bytes; reaching max ends the log with the notice. l.mu is held.
+func (l *jobLog) take(out []byte) {
+	if len(out) == 0 {
 		return
 	}
-	l.batches <- l.buf
-	l.buf = make([]byte, 0, flushBytes+flushBytes/4)
+	at := time.Since(l.began)
+	// Marks within one millisecond would tell nothing more.
+	if n := len(l.cur.marks); n == 0 || at.Milliseconds() != l.cur.marks[n-1].At.Milliseconds() {
+		l.cur.marks = append(l.cur.marks, store.LogMark{Offset: l.taken, At: at})
+	}
+	if rest := l.max - l.taken; int64(len(out)) > rest {
+		out, l.full = out[:rest], true
+	}
+	l.cur.data = append(l.cur.data, out...)
+	l.taken += int64(len(out))
+	if l.full {
+		l.cur.data = fmt.Appendf(l.cur.data, "\r\n\x1b[1;33m[log truncated at %d bytes]\x1b[0m\r\n", l.max)
+		l.cur.truncated = true
+		l.handOff()
+	} else if len(l.cur.data) >= flushBytes {
+		l.handOff()
+	}
+}
+
+// handOff passes the gathered batch to the writer; l.mu is held.
+func (l *jobLog) handOff() {
+	if len(l.cur.data) == 0 {
+		return
+	}
+	l.batches <- l.cur
+	l.cur = batch{data: make([]byte, 0, flushBytes+flushBytes/4)}
 }
 
 // tick hands what was gathered to the writer every flushInterval until Close.
@@ -98,47 +137,32 @@ func (l *jobLog) tick() {
 	}
 }
 
-// writeBatches stores the batches in order until Close; past max bytes it
-// stores the truncation notice once and drops the rest.
+// writeBatches compresses and stores the batches in order until Close.
 func (l *jobLog) writeBatches() {
 	defer close(l.done)
-	truncated := false
 	for b := range l.batches {
-		if truncated {
-			continue
-		}
-		size := l.size.Load()
-		if size+int64(len(b)) > l.max {
-			b = b[:l.max-size]
-			truncated = true
-		}
-		l.append(b, false)
-		if truncated {
-			l.append([]byte(fmt.Sprintf("\r\n\x1b[1;33m[log truncated at %d bytes]\x1b[0m\r\n", l.max)), true)
-		}
+		l.append(b)
 	}
 }
 
-// append stores b and then publishes it to followers at its offset. A
-// refused write is tried again until it lands (see retryWrite); when that
+// append stores batch b and then publishes it to followers at its offset.
+// A refused write is tried again until it lands (see retryWrite); when that
 // ends without it (the server is stopping, or the job is gone), the batch
-// is lost and the job goes on.
-func (l *jobLog) append(b []byte, truncated bool) {
-	if len(b) == 0 && !truncated {
-		return
-	}
+// is lost, the log goes on without it and the job goes on.
+func (l *jobLog) append(b batch) {
+	frames := l.enc.Encode(b.data, b.marks, b.truncated)
 	var size int64
 	err := retryWrite(l.ctx, l.log, "store job log", l.jobID, func() (err error) {
 		// Not cut short by the stop: a write that began is let finish.
-		size, err = l.store.AppendLog(context.WithoutCancel(l.ctx), l.jobID, b, truncated)
+		size, err = l.store.AppendLogFrames(context.WithoutCancel(l.ctx), l.jobID, frames)
 		return err
 	})
 	if err != nil {
-		l.log.Error("store job log: a piece of the log is lost", "job", l.jobID, "bytes", len(b), "err", err)
+		l.enc.Lost(frames)
+		l.log.Error("store job log: a piece of the log is lost", "job", l.jobID, "bytes", len(b.data), "err", err)
 		return
 	}
-	l.size.Store(size)
-	l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b)), Data: b})
+	l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b.data)), Data: b.data})
 }
 
 // Close stores what is left. Followers are ended by Runner.finish once the
@@ -149,7 +173,9 @@ func (l *jobLog) Close() {
 		l.mu.Unlock()
 		return
 	}
-	l.buf = append(l.buf, l.mask.flush()...)
+	if !l.full {
+		l.take(l.mask.flush())
+	}
 	l.handOff()
 	l.closed = true
 	close(l.batches)

@@ -62,10 +62,12 @@ type meteredLogs struct {
 	m Metrics
 }
 
-func (s meteredLogs) AppendLog(ctx context.Context, jobID int64, data []byte, truncated bool) (int64, error) {
-	size, err := s.Store.AppendLog(ctx, jobID, data, truncated)
+func (s meteredLogs) AppendLogFrames(ctx context.Context, jobID int64, frames []store.LogFrame) (int64, error) {
+	size, err := s.Store.AppendLogFrames(ctx, jobID, frames)
 	if err == nil {
-		s.m.LogBytes(len(data))
+		for _, f := range frames {
+			s.m.LogBytes(f.Len())
+		}
 	}
 	return size, err
 }

@@ -34,11 +34,10 @@ type Store interface {
 	RestartJob(ctx context.Context, jobID int64, by store.User) (store.JobChanged, error)
 	RerunFailedJobs(ctx context.Context, buildID int64, by store.User) ([]store.JobChanged, error)
 	RecoverInterruptedJobs(ctx context.Context) ([]store.JobChanged, error)
-	AppendLog(ctx context.Context, jobID int64, data []byte, truncated bool) (int64, error)
+	AppendLogFrames(ctx context.Context, jobID int64, frames []store.LogFrame) (int64, error)
 	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
 	CacheLastUsed(ctx context.Context, projectID int64) (map[store.CacheUse]time.Time, error)
 	ProjectByID(ctx context.Context, id int64) (store.Project, error)
-	CompressLog(ctx context.Context, jobID int64) error
 	PinHostKey(ctx context.Context, projectID int64, key string) error
 	SetBuildCommit(ctx context.Context, buildID int64, author, subject string) error
 }
@@ -143,8 +142,7 @@ type Runner struct {
 	jobsCtx      context.Context
 	workers      sync.WaitGroup
 	// cleanup is what a job leaves to be done off the worker's path: removing
-	// its containers and, once its result is recorded, compressing its log.
-	// Shutdown and Exec wait for it.
+	// its containers. Shutdown and Exec wait for it.
 	cleanup sync.WaitGroup
 }
 
@@ -570,13 +568,6 @@ func (r *Runner) finish(jobID int64, res result) {
 	r.log.Info("job finished", "job", jobID, "status", res.status, "build", ch.Build.ID, "build_status", ch.Build.Status)
 	r.jobFinished(ch.Job)
 	r.changed(ctx, ch)
-	// The log is closed (runJob waited for its writes): compress it as part
-	// of the job's cleanup, so the worker can take the next job.
-	r.cleanup.Go(func() {
-		if err := r.store.CompressLog(ctx, jobID); err != nil {
-			r.log.Error("compress job log", "job", jobID, "err", err)
-		}
-	})
 }
 
 // Cancel stops a job: an enqueued one never runs, a running one is killed.

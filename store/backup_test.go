@@ -40,6 +40,10 @@ func TestBackupCopiesAndChecks(t *testing.T) {
 	if log, err := cp.ReadLog(ctx, jobs[0].ID, 0, 100); err != nil || string(log) != "hello\n" {
 		t.Errorf("log in the backup = %q, %v", log, err)
 	}
+	// A restored backup gives deleted logs' pages back too.
+	if n := count(t, cp, `PRAGMA auto_vacuum`); n != 2 {
+		t.Errorf("auto_vacuum = %d in the backup, want 2 (incremental)", n)
+	}
 
 	// A file that is not empty is refused and left alone.
 	if err := db.Backup(ctx, path); err == nil {

@@ -2,70 +2,131 @@ package store
 
 import (
 	"bytes"
-	"compress/flate"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
-	"sync"
 	"time"
 )
 
 // LogInfo describes a job's stored log without its bytes.
 type LogInfo struct {
-	Size       int64 // bytes of the log as written: what ReadLog returns
-	Truncated  bool  // storing stopped at the size limit
-	Compressed bool  // the job finished and its log is stored compressed
+	Size      int64 // bytes of the log as written: what ReadLog returns
+	Truncated bool  // storing stopped at the size limit
+	// Compressed is false only for a log stored plain before version 15
+	// that CompressFinishedLogs has not converted yet.
+	Compressed bool
 	// DeletedAt is when retention (DeleteLogsBefore) deleted the log, which
 	// is then empty; zero while the log is kept.
 	DeletedAt time.Time
 }
 
-// AppendLog adds data at the end of a job's stored log and returns the log's
-// new size. If truncated is true the log is marked as cut short (data is
-// then the notice saying so). A missing job is ErrNotFound; a log that was
-// compressed or deleted takes no more bytes: ErrConflict.
-func (db *DB) AppendLog(ctx context.Context, jobID int64, data []byte, truncated bool) (int64, error) {
+// AppendLogFrames stores frames of a job's log that its LogEncoder made,
+// in one write transaction, and returns the log's new size. The frames must
+// follow the log's stored bytes without a gap: else, and for a log that was
+// deleted or awaits conversion from the format before version 15, it is
+// ErrConflict, and nothing is stored. A missing job is ErrNotFound. No
+// frames makes an empty log.
+func (db *DB) AppendLogFrames(ctx context.Context, jobID int64, frames []LogFrame) (int64, error) {
 	var size int64
 	err := db.writeTx(ctx, func(tx txn) error {
-		now := db.nowMS()
-		_, err := tx.ExecContext(ctx, `INSERT INTO job_logs (job_id, updated_at)
-			SELECT id, ? FROM jobs WHERE id = ? AND log_deleted_at IS NULL ON CONFLICT (job_id) DO NOTHING`, now, jobID)
-		if err != nil {
-			return wrap("create log", err)
+		if err := createLog(ctx, tx, db.nowMS(), jobID); err != nil {
+			return err
 		}
-		err = tx.QueryRowContext(ctx, `UPDATE job_logs SET size = size + ?, truncated = truncated OR ?, updated_at = ?
-			WHERE job_id = ? AND compressed = 0 RETURNING size`, len(data), truncated, now, jobID).Scan(&size)
-		if errors.Is(err, sql.ErrNoRows) {
-			return appendRefused(ctx, tx, jobID)
-		} else if err != nil {
-			return wrap("append log", err)
+		at := int64(-1) // no frames: any size will do
+		if len(frames) > 0 {
+			at = frames[0].pos
 		}
-		if len(data) == 0 {
-			return nil
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO job_log_chunks (job_id, pos, data) VALUES (?, ?, ?)`,
-			jobID, size-int64(len(data)), data)
-		return wrap("append log chunk", err)
+		var err error
+		size, err = db.appendFrames(ctx, tx, jobID, at, frames, false)
+		return err
 	})
 	return size, err
 }
 
-// appendRefused says why AppendLog found no log to add to. It runs only
-// then, to keep the common path at two statements.
-func appendRefused(ctx context.Context, tx txn, jobID int64) error {
+// AppendLog stores data as the next bytes of a job's log, in segments of
+// its own and without arrival times, and returns the log's new size. If
+// truncated is true the log is marked as cut short (data is then the
+// notice saying so). A missing job is ErrNotFound; a log that was deleted
+// takes no more bytes: ErrConflict. Jobs' output goes through a LogEncoder
+// and AppendLogFrames, which keeps one deflate stream per segment.
+func (db *DB) AppendLog(ctx context.Context, jobID int64, data []byte, truncated bool) (int64, error) {
+	var size int64
+	err := db.writeTx(ctx, func(tx txn) error {
+		if err := createLog(ctx, tx, db.nowMS(), jobID); err != nil {
+			return err
+		}
+		var at int64
+		err := tx.QueryRowContext(ctx, `SELECT size FROM job_logs WHERE job_id = ?`, jobID).Scan(&at)
+		if errors.Is(err, sql.ErrNoRows) {
+			return appendRefused(ctx, tx, jobID, 0)
+		} else if err != nil {
+			return wrap("append log", err)
+		}
+		e := &LogEncoder{pos: at, fresh: true}
+		size, err = db.appendFrames(ctx, tx, jobID, at, e.Encode(data, nil, false), truncated)
+		return err
+	})
+	return size, err
+}
+
+// createLog makes the log row of a job that has none, unless its log was
+// deleted. A missing job makes nothing: appendFrames then says why.
+func createLog(ctx context.Context, tx txn, now, jobID int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO job_logs (job_id, compressed, updated_at)
+		SELECT id, 1, ? FROM jobs WHERE id = ? AND log_deleted_at IS NULL ON CONFLICT (job_id) DO NOTHING`, now, jobID)
+	return wrap("create log", err)
+}
+
+// appendFrames adds frames beginning at offset at (any offset when at is
+// negative) to a log stored in frames, and returns its new size.
+func (db *DB) appendFrames(ctx context.Context, tx txn, jobID, at int64, frames []LogFrame, truncated bool) (int64, error) {
+	var n int64
+	for _, f := range frames {
+		n += int64(f.size)
+		truncated = truncated || f.truncated
+	}
+	var size int64
+	err := tx.QueryRowContext(ctx, `UPDATE job_logs SET size = size + ?1, truncated = truncated OR ?2, updated_at = ?3
+		WHERE job_id = ?4 AND compressed = 1 AND (?5 < 0 OR size = ?5) RETURNING size`,
+		n, truncated, db.nowMS(), jobID, at).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, appendRefused(ctx, tx, jobID, at)
+	} else if err != nil {
+		return 0, wrap("append log", err)
+	}
+	return size, insertFrames(ctx, tx, jobID, frames)
+}
+
+// insertFrames stores the frames of a job's log.
+func insertFrames(ctx context.Context, tx txn, jobID int64, frames []LogFrame) error {
+	for _, f := range frames {
+		_, err := tx.ExecContext(ctx, `INSERT INTO job_log_frames (job_id, pos, seg, size, data, times) VALUES (?, ?, ?, ?, ?, ?)`,
+			jobID, f.pos, f.seg, f.size, f.data, f.times)
+		if err != nil {
+			return wrap("store log frame", err)
+		}
+	}
+	return nil
+}
+
+// appendRefused says why appendFrames found no log to add to at offset at.
+// It runs only then, to keep the common path at two statements.
+func appendRefused(ctx context.Context, tx txn, jobID, at int64) error {
 	var deleted, compressed bool
-	err := tx.QueryRowContext(ctx, `SELECT j.log_deleted_at IS NOT NULL, COALESCE(l.compressed, 0)
-		FROM jobs j LEFT JOIN job_logs l ON l.job_id = j.id WHERE j.id = ?`, jobID).Scan(&deleted, &compressed)
+	var size int64
+	err := tx.QueryRowContext(ctx, `SELECT j.log_deleted_at IS NOT NULL, COALESCE(l.compressed, 1), COALESCE(l.size, 0)
+		FROM jobs j LEFT JOIN job_logs l ON l.job_id = j.id WHERE j.id = ?`, jobID).Scan(&deleted, &compressed, &size)
 	if err != nil {
 		return wrap("append log", err) // no such job
 	}
-	what := "compressed"
-	if deleted {
-		what = "deleted"
+	switch {
+	case deleted:
+		return fmt.Errorf("append log: the log of job %d was deleted: %w", jobID, ErrConflict)
+	case !compressed:
+		return fmt.Errorf("append log: the log of job %d awaits conversion from an old format: %w", jobID, ErrConflict)
 	}
-	return fmt.Errorf("append log: the log of job %d was %s: %w", jobID, what, ErrConflict)
+	return fmt.Errorf("append log: job %d has %d bytes of log, the frames begin at %d: %w", jobID, size, at, ErrConflict)
 }
 
 // LogInfoOf returns the size of a job's log and how it is kept. A job that
@@ -79,232 +140,215 @@ func (db *DB) LogInfoOf(ctx context.Context, jobID int64) (LogInfo, error) {
 	return li, wrap("get log info", err)
 }
 
-// ReadLog returns a job's log from byte offset from, gathering stored chunks
-// until at least max bytes are read or the log ends; nothing when from is at
-// or past the end. A reader that passes from plus what it got as the next
-// offset sees every byte once, without gaps or repeats, also across
-// CompressLog: a compressed log reads the same bytes at the same offsets.
+// segmentsQuery reads a log's frames from the first of the segment holding
+// byte ?2 on, in order, and so does it with the chunks of a log stored
+// plain before version 15 (each chunk a segment of its own, not deflated).
+// A log is in one table or the other, and one statement reads from one
+// snapshot, also while CompressFinishedLogs moves a log from one to the other.
+const segmentsQuery = `SELECT pos, seg, size, data, times, 0 FROM job_log_frames
+	WHERE job_id = ?1 AND pos >= COALESCE((SELECT seg FROM job_log_frames WHERE job_id = ?1 AND pos <= ?2 ORDER BY pos DESC LIMIT 1), 0)
+	UNION ALL
+	SELECT pos, pos, LENGTH(data), data, NULL, 1 FROM job_log_chunks
+	WHERE job_id = ?1 AND pos >= COALESCE((SELECT MAX(pos) FROM job_log_chunks WHERE job_id = ?1 AND pos <= ?2), 0)
+	ORDER BY pos`
+
+// eachSegment calls fn with each segment of a job's log in order, from the
+// one holding byte from, until fn returns false or the log ends. A
+// segment's text stops at byte upto of the log (all of it when upto is
+// negative): nothing past it is inflated. The text is valid only during
+// the call. One segment at a time is held in memory.
+func (db *DB) eachSegment(ctx context.Context, jobID, from, upto int64, fn func(s *segment) bool) error {
+	rows, err := db.read.QueryContext(ctx, segmentsQuery, jobID, from)
+	if err != nil {
+		return wrap("read log", err)
+	}
+	defer rows.Close()
+	var (
+		s     segment
+		z     []byte // the segment's stored bytes
+		size  int64  // its bytes as written
+		plain bool   // stored as written
+		text  []byte // reused between segments
+		open  bool   // a segment is gathered
+	)
+	emit := func() (bool, error) {
+		if !open {
+			return true, nil
+		}
+		n := size
+		if upto >= 0 {
+			n = max(0, min(n, upto-s.pos))
+		}
+		if plain {
+			s.text = z[:n]
+		} else {
+			if text, err = inflate(text, z, int(n)); err != nil {
+				return false, fmt.Errorf("read log: job %d, segment at %d: %w", jobID, s.pos, err)
+			}
+			s.text = text
+		}
+		return fn(&s), nil
+	}
+	for rows.Next() {
+		var pos, seg, n int64
+		var data, times []byte
+		var isPlain bool
+		if err := rows.Scan(&pos, &seg, &n, &data, &times, &isPlain); err != nil {
+			return wrap("read log", err)
+		}
+		if pos == seg {
+			if more, err := emit(); err != nil || !more {
+				return err
+			}
+			if upto >= 0 && pos >= upto {
+				return nil
+			}
+			s, z, size, plain, open = segment{pos: pos, marks: s.marks[:0]}, z[:0], 0, isPlain, true
+		} else if !open || pos != s.pos+size {
+			return fmt.Errorf("read log: job %d has a frame at %d where %d was expected", jobID, pos, s.pos+size)
+		}
+		z = append(z, data...)
+		size += n
+		if s.marks, err = decodeMarks(s.marks, pos, times); err != nil {
+			return fmt.Errorf("read log: job %d, frame at %d: %w", jobID, pos, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return wrap("read log", err)
+	}
+	_, err = emit()
+	return err
+}
+
+// ReadLog returns up to max bytes of a job's log from byte offset from, and
+// fewer only where the log ends; nothing when from is at or past the end. A
+// reader that passes from plus what it got as the next offset sees every
+// byte once, without gaps or repeats, while the log is written and after.
 func (db *DB) ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error) {
 	if from < 0 {
 		return nil, invalid("negative log offset")
 	}
-	// Start at the chunk that holds byte `from`: the last one beginning at or
-	// before it. One statement, so the chunks and the compressed flag come
-	// from one snapshot even while CompressLog swaps them.
-	rows, err := db.read.QueryContext(ctx, `SELECT c.pos, c.data, l.compressed
-		FROM job_log_chunks c JOIN job_logs l ON l.job_id = c.job_id
-		WHERE c.job_id = ?1 AND c.pos >= (SELECT COALESCE(MAX(pos), 0) FROM job_log_chunks WHERE job_id = ?1 AND pos <= ?2)
-		ORDER BY c.pos`, jobID, from)
-	if err != nil {
-		return nil, wrap("read log", err)
-	}
-	defer rows.Close()
 	var out []byte
-	for rows.Next() && len(out) < max {
-		var pos int64
-		var data []byte
-		var compressed bool
-		if err := rows.Scan(&pos, &data, &compressed); err != nil {
-			return nil, wrap("read log", err)
-		}
-		skip := from - pos
+	err := db.eachSegment(ctx, jobID, from, from+int64(max), func(s *segment) bool {
+		skip := from - s.pos
 		if skip < 0 {
-			skip = 0
+			skip = 0 // the segments after the first
 		}
-		if compressed {
-			if out, err = inflateInto(out, data, skip, max-len(out)); err != nil {
-				return nil, fmt.Errorf("read log: job %d, segment at %d: %w", jobID, pos, err)
-			}
-			continue
+		if skip < int64(len(s.text)) {
+			out = append(out, s.text[skip:]...)
 		}
-		if skip >= int64(len(data)) {
-			continue
-		}
-		out = append(out, data[skip:]...)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("read log", err)
-	}
-	return out, nil
-}
-
-// logSegmentSize is how many bytes of the log as written one compressed
-// chunk holds. A read inflates only the segments it touches, each from its
-// start, so this bounds the work of reading a page of however long a log;
-// deflate looks back only 32 KiB, so longer segments would hardly compress
-// better.
-const logSegmentSize = 256 << 10
-
-// logCompression is the deflate level of finished logs. Compressing runs
-// once per job and off the writer; reading runs on every page view, and
-// inflating is about as fast whatever the level.
-const logCompression = flate.DefaultCompression
-
-// CompressLog stores a finished job's log deflated, in segments of 256 KiB
-// of the log as written, after which ReadLog returns the same bytes at the
-// same offsets, LogInfoOf reports it compressed and AppendLog refuses it
-// (ErrConflict). A job that has not finished is ErrConflict: its log may
-// still grow, so callers compress only after storing the job's final status,
-// which the runner stores only once the job's log is closed. A log already
-// compressed or deleted is left as it is (nil), so calling again is harmless;
-// a missing job is ErrNotFound.
-//
-// The log is read and compressed from a read snapshot, without holding the
-// writer; replacing the plain chunks with the compressed ones is one write
-// transaction, which fails with ErrConflict if the log grew in between.
-// Readers see one form or the other, never a mix.
-func (db *DB) CompressLog(ctx context.Context, jobID int64) error {
-	var size int64
-	var segs []logSegment
-	err := db.readTx(ctx, func(tx txn) error {
-		var status JobStatus
-		var hasLog, compressed bool
-		err := tx.QueryRowContext(ctx, `SELECT j.status, l.job_id IS NOT NULL, COALESCE(l.size, 0), COALESCE(l.compressed, 0)
-			FROM jobs j LEFT JOIN job_logs l ON l.job_id = j.id WHERE j.id = ?`, jobID).Scan(&status, &hasLog, &size, &compressed)
-		if err != nil {
-			return wrap("get log", err)
-		}
-		if !status.Finished() {
-			return fmt.Errorf("compress log: job %d is %s, its log may still grow: %w", jobID, status, ErrConflict)
-		}
-		if !hasLog || compressed {
-			return nil
-		}
-		segs, err = deflateLog(ctx, tx, jobID, size)
-		if segs == nil {
-			segs = []logSegment{} // an empty log: marked compressed all the same
-		}
-		return err
+		return len(out) < max
 	})
-	if err != nil || segs == nil {
-		return err
-	}
-	return db.writeTx(ctx, func(tx txn) error {
-		var now int64
-		var compressed bool
-		err := tx.QueryRowContext(ctx, `SELECT size, compressed FROM job_logs WHERE job_id = ?`, jobID).Scan(&now, &compressed)
-		if errors.Is(err, sql.ErrNoRows) || compressed {
-			return nil // deleted by retention, or compressed by another call, meanwhile
-		} else if err != nil {
-			return wrap("get log", err)
-		}
-		if now != size {
-			return fmt.Errorf("compress log: job %d: the log grew from %d to %d bytes while it was compressed: %w", jobID, size, now, ErrConflict)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM job_log_chunks WHERE job_id = ?`, jobID); err != nil {
-			return wrap("delete plain log chunks", err)
-		}
-		for _, s := range segs {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO job_log_chunks (job_id, pos, data) VALUES (?, ?, ?)`, jobID, s.pos, s.data); err != nil {
-				return wrap("store compressed log", err)
-			}
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE job_logs SET compressed = 1 WHERE job_id = ?`, jobID)
-		return wrap("mark log compressed", err)
-	})
+	return out, err
 }
 
-// logSegment is one compressed chunk: pos is the offset of its first byte
-// in the log as written.
-type logSegment struct {
-	pos  int64
-	data []byte
+// NoTime is the arrival time of a line of a log stored without times: those
+// written before version 15, and by AppendLog.
+const NoTime time.Duration = -1
+
+// LineTime is when a line of a job's log arrived: At after the log began,
+// or NoTime when the log has no times.
+type LineTime struct {
+	Offset int64 // of the line's first byte in the log as written
+	At     time.Duration
 }
 
-// deflateLog reads a job's plain chunks in order and deflates them into
-// segments of logSegmentSize bytes (the last one shorter). The chunks must
-// join without gaps into size bytes.
-func deflateLog(ctx context.Context, tx txn, jobID, size int64) ([]logSegment, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT pos, data FROM job_log_chunks WHERE job_id = ? ORDER BY pos`, jobID)
-	if err != nil {
-		return nil, wrap("read log", err)
+// LogTimes returns the arrival times of the lines of a job's log that begin
+// within n bytes from byte offset from, in order: the time of the write
+// that brought each line's first byte, to the millisecond. A line begins at
+// offset 0 and after each '\n'. A missing job has no lines.
+func (db *DB) LogTimes(ctx context.Context, jobID, from int64, n int) ([]LineTime, error) {
+	if from < 0 || n < 0 {
+		return nil, invalid("negative log offset or length")
 	}
-	defer rows.Close()
-	var segs []logSegment
-	buf := new(bytes.Buffer)
-	zw, err := flate.NewWriter(buf, logCompression)
-	if err != nil {
-		return nil, err
-	}
-	var start, n int64 // the current segment's offset, and the bytes deflated so far
-	cut := func() error {
-		if err := zw.Close(); err != nil {
-			return err
-		}
-		segs = append(segs, logSegment{pos: start, data: buf.Bytes()})
-		buf = new(bytes.Buffer)
-		zw.Reset(buf)
-		start = n
-		return nil
-	}
-	for rows.Next() {
-		var pos int64
-		var data []byte
-		if err := rows.Scan(&pos, &data); err != nil {
-			return nil, wrap("read log", err)
-		}
-		if pos != n {
-			return nil, fmt.Errorf("compress log: job %d has a chunk at %d where %d was expected", jobID, pos, n)
-		}
-		for len(data) > 0 {
-			k := min(int64(len(data)), start+logSegmentSize-n)
-			if _, err := zw.Write(data[:k]); err != nil {
-				return nil, err
-			}
-			n += k
-			data = data[k:]
-			if n == start+logSegmentSize {
-				if err := cut(); err != nil {
-					return nil, err
+	var out []LineTime
+	prev := byte('\n') // the byte before the first one looked at
+	start := max(from-1, 0)
+	err := db.eachSegment(ctx, jobID, start, from+int64(n), func(s *segment) bool {
+		m := 0 // the mark in force
+		for i := max(start-s.pos, 0); i < int64(len(s.text)); i++ {
+			o := s.pos + i
+			if o >= from && prev == '\n' {
+				for m+1 < len(s.marks) && s.marks[m+1].off <= o {
+					m++
 				}
+				at := NoTime
+				if len(s.marks) > 0 {
+					at = time.Duration(s.marks[m].ms) * time.Millisecond
+				}
+				out = append(out, LineTime{Offset: o, At: at})
 			}
+			prev = s.text[i]
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("read log", err)
-	}
-	if n != size {
-		return nil, fmt.Errorf("compress log: job %d has %d bytes of chunks for a log of %d", jobID, n, size)
-	}
-	if n > start {
-		if err := cut(); err != nil {
-			return nil, err
-		}
-	}
-	return segs, nil
+		return true
+	})
+	return out, err
 }
 
-// inflaters keeps flate readers for reuse: each holds a 32 KiB window and
-// tables that a page read would otherwise allocate anew.
-var inflaters sync.Pool
-
-// inflateInto appends to dst up to n bytes of a compressed segment, from
-// byte skip of its content on. A segment shorter than skip adds nothing.
-func inflateInto(dst, seg []byte, skip int64, n int) ([]byte, error) {
-	src := bytes.NewReader(seg)
-	zr, _ := inflaters.Get().(io.ReadCloser)
-	if zr == nil {
-		zr = flate.NewReader(src)
-	} else if err := zr.(flate.Resetter).Reset(src, nil); err != nil {
-		return dst, err
-	}
-	defer inflaters.Put(zr)
-	if skip > 0 {
-		if _, err := io.CopyN(io.Discard, zr, skip); errors.Is(err, io.EOF) {
-			return dst, nil
-		} else if err != nil {
-			return dst, err
-		}
-	}
-	out := bytes.NewBuffer(dst)
-	_, err := out.ReadFrom(io.LimitReader(zr, int64(n)))
-	return out.Bytes(), err
+// LogMatch is a line of a job's log that a search matched.
+type LogMatch struct {
+	Line   int64 // its number, from 1
+	Offset int64 // of its first byte in the log as written
 }
 
-// CompressFinishedLogs compresses up to limit logs of finished jobs that are
-// still stored as written, oldest first, and returns how many it
-// compressed: the logs whose compression was missed because the server
-// stopped while the job ran (the next start marks it interrupted), and logs
+// searchLineMax bounds the bytes of a line that a search looks at: a longer
+// line is matched on its beginning, so that a log of one endless line
+// cannot take memory beyond it.
+const searchLineMax = 64 << 10
+
+// SearchLog returns the first limit lines of a job's log that match says
+// match, in order. It inflates one segment at a time, so that it holds at
+// most a segment and a line in memory whatever the log's size. match gets
+// each line with its line end, and of a line longer than 64 KiB only its
+// first 64 KiB; the lines come in order, so a match may keep state from one
+// to the next (an escape sequence's, say: see ansi.Matcher). A missing job
+// has no lines; limit below 1 is ErrInvalid.
+func (db *DB) SearchLog(ctx context.Context, jobID int64, match func(line []byte) bool, limit int) ([]LogMatch, error) {
+	if limit < 1 {
+		return nil, invalid("a search needs a limit of at least one line")
+	}
+	var out []LogMatch
+	cur := LogMatch{Line: 1}
+	var line []byte // the current line's start, kept while it spans segments
+	test := func(l []byte) bool {
+		if match(l[:min(len(l), searchLineMax)]) {
+			out = append(out, cur)
+		}
+		return len(out) < limit
+	}
+	err := db.eachSegment(ctx, jobID, 0, -1, func(s *segment) bool {
+		text := s.text
+		for len(text) > 0 {
+			i := bytes.IndexByte(text, '\n')
+			if i < 0 {
+				line = append(line, text[:min(len(text), searchLineMax-len(line))]...)
+				return true
+			}
+			l := text[:i+1]
+			if len(line) > 0 {
+				line = append(line, l[:min(len(l), searchLineMax-len(line))]...)
+				l = line
+			}
+			if !test(l) {
+				return false
+			}
+			text = text[i+1:]
+			cur = LogMatch{Line: cur.Line + 1, Offset: s.pos + int64(len(s.text)-len(text))}
+			line = line[:0]
+		}
+		return true
+	})
+	if err == nil && len(line) > 0 && len(out) < limit {
+		test(line) // the last line, without a line end
+	}
+	return out, err
+}
+
+// CompressFinishedLogs converts up to limit logs of finished jobs that are
+// still stored in the plain chunks of the format before version 15, oldest
+// first, into frames, and returns how many it converted; it then gives the
+// pages they took back to the file system. Such logs are those that missed
+// compression because the server stopped while the job ran, and those
 // written before compression existed. It stops at the first failure.
 func (db *DB) CompressFinishedLogs(ctx context.Context, limit int) (int, error) {
 	ids, err := queryAll(ctx, db.read, "find uncompressed logs", scanValue[int64], `SELECT l.job_id
@@ -315,11 +359,81 @@ func (db *DB) CompressFinishedLogs(ctx context.Context, limit int) (int, error) 
 		return 0, err
 	}
 	for i, id := range ids {
-		if err := db.CompressLog(ctx, id); err != nil {
+		if err := db.compressLog(ctx, id); err != nil {
 			return i, err
 		}
 	}
+	if len(ids) > 0 {
+		if err := db.writeTx(ctx, func(tx txn) error { return freePages(ctx, tx) }); err != nil {
+			return len(ids), err
+		}
+	}
 	return len(ids), nil
+}
+
+// compressLog stores a finished job's plain log in frames, after which
+// ReadLog returns the same bytes at the same offsets. The log is read and
+// compressed from a read snapshot, without holding the writer; replacing
+// the plain chunks with the frames is one write transaction, which fails
+// with ErrConflict if the log changed in between. Readers see one form or
+// the other, never a mix.
+func (db *DB) compressLog(ctx context.Context, jobID int64) error {
+	var size int64
+	var frames []LogFrame
+	err := db.readTx(ctx, func(tx txn) error {
+		err := tx.QueryRowContext(ctx, `SELECT size FROM job_logs WHERE job_id = ? AND compressed = 0`, jobID).Scan(&size)
+		if err != nil {
+			return wrap("get log", err)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT pos, data FROM job_log_chunks WHERE job_id = ? ORDER BY pos`, jobID)
+		if err != nil {
+			return wrap("read log", err)
+		}
+		defer rows.Close()
+		e := NewLogEncoder()
+		for rows.Next() {
+			var pos int64
+			var data []byte
+			if err := rows.Scan(&pos, &data); err != nil {
+				return wrap("read log", err)
+			}
+			if pos != e.pos {
+				return fmt.Errorf("compress log: job %d has a chunk at %d where %d was expected", jobID, pos, e.pos)
+			}
+			frames = append(frames, e.Encode(data, nil, false)...)
+		}
+		if err := rows.Err(); err != nil {
+			return wrap("read log", err)
+		}
+		if e.pos != size {
+			return fmt.Errorf("compress log: job %d has %d bytes of chunks for a log of %d", jobID, e.pos, size)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return db.writeTx(ctx, func(tx txn) error {
+		res, err := tx.ExecContext(ctx, `UPDATE job_logs SET compressed = 1 WHERE job_id = ? AND compressed = 0 AND size = ?`, jobID, size)
+		if err != nil {
+			return wrap("mark log compressed", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("compress log: the log of job %d changed while it was compressed: %w", jobID, ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM job_log_chunks WHERE job_id = ?`, jobID); err != nil {
+			return wrap("delete plain log chunks", err)
+		}
+		return insertFrames(ctx, tx, jobID, frames)
+	})
+}
+
+// freePages gives the database's free pages back to the file system, so
+// that the file shrinks after logs are deleted or rewritten: the database
+// keeps auto_vacuum = INCREMENTAL (migration 00015).
+func freePages(ctx context.Context, tx txn) error {
+	_, err := tx.ExecContext(ctx, `PRAGMA incremental_vacuum`)
+	return wrap("free pages", err)
 }
 
 // Retention batches: each one deletes the logs of at most this many jobs,
@@ -336,8 +450,8 @@ const (
 // jobs keep their logs. It works oldest first in batches of at most 100 jobs
 // and 64 MiB of log, each its own write transaction, so webhooks and job
 // output wait for one batch at most; when ctx ends it stops between batches,
-// what it deleted so far staying deleted. The pages freed are reused by
-// later writes: the file stops growing but does not shrink.
+// what it deleted so far staying deleted. Each batch gives the pages it
+// freed back to the file system, so the file shrinks.
 func (db *DB) DeleteLogsBefore(ctx context.Context, cutoff time.Time) (int, error) {
 	return db.deleteLogsBefore(ctx, cutoff, retentionBatchJobs, retentionBatchBytes)
 }
@@ -376,6 +490,9 @@ func (db *DB) deleteLogsBefore(ctx context.Context, cutoff time.Time, batchJobs 
 				total += j.size
 				done++
 				if j.hasLog {
+					if _, err := tx.ExecContext(ctx, `DELETE FROM job_log_frames WHERE job_id = ?`, j.id); err != nil {
+						return wrap("delete log frames", err)
+					}
 					if _, err := tx.ExecContext(ctx, `DELETE FROM job_log_chunks WHERE job_id = ?`, j.id); err != nil {
 						return wrap("delete log chunks", err)
 					}
@@ -389,7 +506,10 @@ func (db *DB) deleteLogsBefore(ctx context.Context, cutoff time.Time, batchJobs 
 					return wrap("mark log deleted", err)
 				}
 			}
-			return nil
+			if logs == 0 {
+				return nil
+			}
+			return freePages(ctx, tx)
 		})
 		if err != nil {
 			return deleted, err

@@ -6,9 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"kozmic/internal/ansi"
 )
 
 // finishJob runs a job to success, stamped at the database clock.
@@ -23,20 +27,47 @@ func finishJob(t testing.TB, db *DB, id int64) {
 	}
 }
 
-// writeLog appends a log of roughly size bytes of build-like lines in
-// chunks of varied sizes, some larger than a compressed segment, and returns it.
+// logLines returns about n bytes of build-like lines, coloured.
+func logLines(rng *rand.Rand, at, n int) []byte {
+	var chunk []byte
+	for len(chunk) < n {
+		chunk = fmt.Appendf(chunk, "\x1b[32mstep %d\x1b[0m: compiling package-%d.go ... ok (%d ms)\r\n", at+len(chunk), rng.IntN(500), rng.IntN(10000))
+	}
+	return chunk[:n]
+}
+
+// writeLog stores a log of size bytes of build-like lines as a job's output
+// is stored: through one LogEncoder, in batches of varied sizes, some
+// larger than a segment. It returns the log.
 func writeLog(t testing.TB, db *DB, jobID int64, size int, seed uint64) []byte {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, seed))
+	e := NewLogEncoder()
 	var all []byte
 	for len(all) < size {
-		var chunk []byte
 		n := []int{1, 40, 4 << 10, 100 << 10, 300 << 10}[rng.IntN(5)]
-		for len(chunk) < n {
-			chunk = fmt.Appendf(chunk, "\x1b[32mstep %d\x1b[0m: compiling package-%d.go ... ok (%d ms)\r\n", len(all)+len(chunk), rng.IntN(500), rng.IntN(10000))
+		chunk := logLines(rng, len(all), min(n, size-len(all)))
+		if _, err := db.AppendLogFrames(context.Background(), jobID, e.Encode(chunk, nil, false)); err != nil {
+			t.Fatal(err)
 		}
-		chunk = chunk[:min(len(chunk), n, size-len(all))]
-		if _, err := db.AppendLog(context.Background(), jobID, chunk, false); err != nil {
+		all = append(all, chunk...)
+	}
+	return all
+}
+
+// writePlainLog stores a log of size bytes as Kozmic stored a running job's
+// log before version 15: plain chunks, not compressed. It returns the log.
+func writePlainLog(t testing.TB, db *DB, jobID int64, size int, seed uint64) []byte {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	var all []byte
+	if _, err := db.write.Exec(`INSERT INTO job_logs (job_id, size, compressed, updated_at) VALUES (?, ?, 0, 0)`, jobID, size); err != nil {
+		t.Fatal(err)
+	}
+	for len(all) < size {
+		n := []int{1, 40, 4 << 10, 64 << 10}[rng.IntN(4)]
+		chunk := logLines(rng, len(all), min(n, size-len(all)))
+		if _, err := db.write.Exec(`INSERT INTO job_log_chunks (job_id, pos, data) VALUES (?, ?, ?)`, jobID, len(all), chunk); err != nil {
 			t.Fatal(err)
 		}
 		all = append(all, chunk...)
@@ -60,8 +91,8 @@ func checkReads(t *testing.T, db *DB, jobID int64, all []byte) {
 				t.Fatalf("ReadLog(%d, %d): %v", from, max, err)
 			}
 			rest := all[min(from, len(all)):]
-			// At least max bytes unless the log ends, and exactly the log's bytes.
-			if len(got) < min(max, len(rest)) || !bytes.Equal(got, rest[:len(got)]) {
+			// max bytes unless the log ends, and exactly the log's bytes.
+			if len(got) != min(max, len(rest)) || !bytes.Equal(got, rest[:len(got)]) {
 				t.Fatalf("ReadLog(from %d, max %d) = %d bytes, not the log's %d bytes from there", from, max, len(got), len(rest))
 			}
 		}
@@ -82,99 +113,121 @@ func checkReads(t *testing.T, db *DB, jobID int64, all []byte) {
 	}
 }
 
+// storedLogBytes is what a job's log takes in the database, frames and
+// plain chunks.
 func storedLogBytes(t testing.TB, db *DB, jobID int64) int {
-	return count(t, db, `SELECT COALESCE(SUM(LENGTH(data)), 0) FROM job_log_chunks WHERE job_id = ?`, jobID)
+	return count(t, db, `SELECT (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM job_log_frames WHERE job_id = ?1)
+		+ (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM job_log_chunks WHERE job_id = ?1)`, jobID)
 }
 
-func TestCompressLogKeepsBytesAndOffsets(t *testing.T) {
+// A log stored through an encoder reads back byte for byte from any offset,
+// compressed, in segments of at most logSegmentSize bytes as written.
+func TestLogFramesKeepBytesAndOffsets(t *testing.T) {
 	ctx := context.Background()
 	db, _, _, jobs := newBuildFixture(t)
 	id := jobs[0].ID
 	all := writeLog(t, db, id, 3*logSegmentSize+12345, 1)
+	wantSegments := (len(all)+logSegmentSize-1)/logSegmentSize + 1 // and the notice's
 	if _, err := db.AppendLog(ctx, id, []byte("[log truncated]\r\n"), true); err != nil {
 		t.Fatal(err)
 	}
 	all = append(all, "[log truncated]\r\n"...)
 	checkReads(t, db, id, all)
-
-	// Still running: its log may grow, so it stays as it is.
-	if _, err := db.UpdateJob(ctx, id, JobUpdate{Status: JobRunning}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.CompressLog(ctx, id); !errors.Is(err, ErrConflict) {
-		t.Fatalf("CompressLog of a running job: err = %v, want ErrConflict", err)
-	}
-	if _, err := db.UpdateJob(ctx, id, JobUpdate{Status: JobFailure}); err != nil {
-		t.Fatal(err)
-	}
-	plain := storedLogBytes(t, db, id)
-	if err := db.CompressLog(ctx, id); err != nil {
-		t.Fatal(err)
-	}
 	li, err := db.LogInfoOf(ctx, id)
 	if err != nil || li.Size != int64(len(all)) || !li.Truncated || !li.Compressed || !li.DeletedAt.IsZero() {
-		t.Errorf("log info after compressing = %+v, %v; want size %d, truncated, compressed", li, err, len(all))
+		t.Errorf("log info = %+v, %v; want size %d, truncated, compressed", li, err, len(all))
 	}
-	stored := storedLogBytes(t, db, id)
-	if stored*4 > plain {
-		t.Errorf("compressed log takes %d bytes of %d", stored, plain)
+	if stored := storedLogBytes(t, db, id); stored*4 > len(all) {
+		t.Errorf("the log takes %d bytes for %d", stored, len(all))
 	}
-	wantSegments := (len(all) + logSegmentSize - 1) / logSegmentSize
-	if n := count(t, db, `SELECT COUNT(*) FROM job_log_chunks WHERE job_id = ?`, id); n != wantSegments {
-		t.Errorf("%d chunks after compressing, want %d segments", n, wantSegments)
+	if n := count(t, db, `SELECT COUNT(DISTINCT seg) FROM job_log_frames WHERE job_id = ?`, id); n != wantSegments {
+		t.Errorf("%d segments, want %d", n, wantSegments)
 	}
-	checkReads(t, db, id, all)
-
-	// Again: nothing changes.
-	if err := db.CompressLog(ctx, id); err != nil || storedLogBytes(t, db, id) != stored {
-		t.Errorf("second CompressLog: %v, stored %d bytes, want %d", err, storedLogBytes(t, db, id), stored)
+	if n := count(t, db, `SELECT MAX(s) FROM (SELECT SUM(size) s FROM job_log_frames WHERE job_id = ? GROUP BY seg)`, id); n > logSegmentSize {
+		t.Errorf("a segment holds %d bytes, more than %d", n, logSegmentSize)
 	}
-	// A compressed log is closed.
-	if _, err := db.AppendLog(ctx, id, []byte("late"), false); !errors.Is(err, ErrConflict) {
-		t.Errorf("AppendLog to a compressed log: err = %v, want ErrConflict", err)
-	}
-	checkReads(t, db, id, all)
-
-	if err := db.CompressLog(ctx, 9999); !errors.Is(err, ErrNotFound) {
-		t.Errorf("CompressLog of a missing job: err = %v, want ErrNotFound", err)
-	}
-	if err := db.CompressLog(ctx, jobs[1].ID); !errors.Is(err, ErrConflict) {
-		t.Errorf("CompressLog of an enqueued job: err = %v, want ErrConflict", err)
+	if n := count(t, db, `SELECT COUNT(*) FROM job_log_chunks`); n != 0 {
+		t.Errorf("%d plain chunks stored", n)
 	}
 }
 
-func TestCompressEmptyLogs(t *testing.T) {
+// Each frame is readable as soon as it is stored, before its segment ends,
+// and frames that do not follow the stored log are refused whole.
+func TestLogFramesAreReadableAsStored(t *testing.T) {
+	ctx := context.Background()
+	db, _, _, jobs := newBuildFixture(t)
+	id := jobs[0].ID
+	rng := rand.New(rand.NewPCG(3, 3))
+	e := NewLogEncoder()
+	var all []byte
+	for len(all) < logSegmentSize+50<<10 {
+		chunk := logLines(rng, len(all), 1+rng.IntN(20<<10))
+		if _, err := db.AppendLogFrames(ctx, id, e.Encode(chunk, nil, false)); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, chunk...)
+		got, err := db.ReadLog(ctx, id, 0, 1<<30)
+		if err != nil || !bytes.Equal(got, all) {
+			t.Fatalf("after %d bytes stored, ReadLog returned %d bytes (%v)", len(all), len(got), err)
+		}
+	}
+	stale := NewLogEncoder().Encode([]byte("again\n"), nil, true)
+	if _, err := db.AppendLogFrames(ctx, id, stale); !errors.Is(err, ErrConflict) {
+		t.Errorf("frames from offset 0 onto %d bytes: err = %v, want ErrConflict", len(all), err)
+	}
+	if li, _ := db.LogInfoOf(ctx, id); li.Size != int64(len(all)) || li.Truncated {
+		t.Errorf("after refused frames: %+v", li)
+	}
+	checkReads(t, db, id, all)
+	if _, err := db.AppendLogFrames(ctx, 9999, nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("frames of a missing job: err = %v, want ErrNotFound", err)
+	}
+}
+
+// Frames that could not be stored leave no hole: the log goes on where
+// they began, in a new deflate stream.
+func TestLostLogFramesLeaveNoGap(t *testing.T) {
+	ctx := context.Background()
+	db, _, _, jobs := newBuildFixture(t)
+	id := jobs[0].ID
+	e := NewLogEncoder()
+	if _, err := db.AppendLogFrames(ctx, id, e.Encode([]byte("one\n"), nil, false)); err != nil {
+		t.Fatal(err)
+	}
+	e.Lost(e.Encode([]byte("lost\n"), nil, false))
+	if _, err := db.AppendLogFrames(ctx, id, e.Encode([]byte("two\n"), nil, false)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.ReadLog(ctx, id, 0, 100); err != nil || string(got) != "one\ntwo\n" {
+		t.Errorf("log = %q, %v; want one and two", got, err)
+	}
+}
+
+func TestEmptyLogsReadEmpty(t *testing.T) {
 	ctx := context.Background()
 	db, _, _, jobs := newBuildFixture(t)
 	// jobs[0] never logged; jobs[1] has a log row but no bytes.
-	if _, err := db.AppendLog(ctx, jobs[1].ID, nil, false); err != nil {
+	if _, err := db.AppendLogFrames(ctx, jobs[1].ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, j := range jobs {
-		finishJob(t, db, j.ID)
-		if err := db.CompressLog(ctx, j.ID); err != nil {
-			t.Fatalf("job %d: %v", j.ID, err)
-		}
 		if got, err := db.ReadLog(ctx, j.ID, 0, 100); err != nil || len(got) != 0 {
 			t.Errorf("job %d: read %q, %v; want nothing", j.ID, got, err)
 		}
-	}
-	if n := count(t, db, `SELECT COUNT(*) FROM job_logs`); n != 1 {
-		t.Errorf("%d log rows, want 1: compressing a job without a log made one", n)
 	}
 	if li, _ := db.LogInfoOf(ctx, jobs[1].ID); !li.Compressed || li.Size != 0 {
 		t.Errorf("empty log info = %+v, want compressed and empty", li)
 	}
 }
 
-// Readers never see a half-swapped log: every read during compression
-// returns the log's bytes.
-func TestReadLogWhileCompressing(t *testing.T) {
+// Readers never see a half-converted log: every read while a plain log of
+// before version 15 is converted returns the log's bytes.
+func TestReadLogWhileConvertingAPlainLog(t *testing.T) {
 	ctx := context.Background()
 	db, _, _, jobs := newBuildFixture(t)
 	id := jobs[0].ID
-	all := writeLog(t, db, id, 2*logSegmentSize+999, 2)
 	finishJob(t, db, id)
+	all := writePlainLog(t, db, id, 2*logSegmentSize+999, 2)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -199,19 +252,20 @@ func TestReadLogWhileCompressing(t *testing.T) {
 			}
 		})
 	}
-	err := db.CompressLog(ctx, id)
+	n, err := db.CompressFinishedLogs(ctx, 10)
 	close(stop)
 	wg.Wait()
 	close(errs)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || n != 1 {
+		t.Fatalf("CompressFinishedLogs = %d, %v; want 1", n, err)
 	}
 	for err := range errs {
 		t.Error(err)
 	}
 	if li, _ := db.LogInfoOf(ctx, id); !li.Compressed {
-		t.Error("log not compressed")
+		t.Error("log not converted")
 	}
+	checkReads(t, db, id, all)
 }
 
 func TestCompressFinishedLogs(t *testing.T) {
@@ -223,7 +277,11 @@ func TestCompressFinishedLogs(t *testing.T) {
 	}
 	logs := map[int64][]byte{}
 	for i, j := range append(jobs, more...) {
-		logs[j.ID] = writeLog(t, db, j.ID, 5000, uint64(i))
+		if j.ID == more[0].ID {
+			logs[j.ID] = writeLog(t, db, j.ID, 5000, uint64(i)) // stored in frames already
+		} else {
+			logs[j.ID] = writePlainLog(t, db, j.ID, 5000, uint64(i))
+		}
 	}
 	finishJob(t, db, jobs[0].ID)
 	finishJob(t, db, jobs[1].ID)
@@ -231,10 +289,7 @@ func TestCompressFinishedLogs(t *testing.T) {
 	if _, err := db.UpdateJob(ctx, more[1].ID, JobUpdate{Status: JobRunning}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.CompressLog(ctx, more[0].ID); err != nil {
-		t.Fatal(err)
-	}
-	// Two finished logs were missed; the running one is not touched.
+	// Two finished plain logs; the running one is not touched.
 	if n, err := db.CompressFinishedLogs(ctx, 1); err != nil || n != 1 {
 		t.Fatalf("CompressFinishedLogs(limit 1) = %d, %v; want 1", n, err)
 	}
@@ -252,6 +307,125 @@ func TestCompressFinishedLogs(t *testing.T) {
 		if got, err := db.ReadLog(ctx, id, 0, 1<<20); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("job %d: log differs after compressing (%v)", id, err)
 		}
+	}
+	// A plain log takes no frames: it would be a second copy.
+	if _, err := db.AppendLog(ctx, more[1].ID, []byte("x"), false); !errors.Is(err, ErrConflict) {
+		t.Errorf("AppendLog to a plain log: err = %v, want ErrConflict", err)
+	}
+}
+
+// Each line reads back with the time of the write that brought its first
+// byte, also where lines span writes, frames and segments.
+func TestLogTimesAreEachLinesArrival(t *testing.T) {
+	ctx := context.Background()
+	db, _, _, jobs := newBuildFixture(t)
+	id := jobs[0].ID
+	type write struct {
+		text string
+		at   time.Duration
+	}
+	long := strings.Repeat("x", logSegmentSize) // crosses into a second segment
+	writes := []write{
+		{"first line\nsecond ", 5 * time.Millisecond},
+		{"half\nthird\n", 1500 * time.Millisecond},
+		{"fourth " + long, 2 * time.Second},
+		{"\nfifth\n", 61 * time.Minute},
+		{"sixth\n", 61*time.Minute + 10*time.Millisecond},
+	}
+	want := []time.Duration{5 * time.Millisecond, 5 * time.Millisecond, 1500 * time.Millisecond,
+		2 * time.Second, 61 * time.Minute, 61*time.Minute + 10*time.Millisecond}
+	e := NewLogEncoder()
+	var all []byte
+	// Two batches, so that a frame begins in the middle of a write's output.
+	for _, batch := range [][]write{writes[:2], writes[2:]} {
+		var data []byte
+		var marks []LogMark
+		for _, w := range batch {
+			marks = append(marks, LogMark{Offset: int64(len(all) + len(data)), At: w.at})
+			data = append(data, w.text...)
+		}
+		if _, err := db.AppendLogFrames(ctx, id, e.Encode(data, marks, false)); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, data...)
+	}
+	var starts []int64
+	for i := range all {
+		if i == 0 || all[i-1] == '\n' {
+			starts = append(starts, int64(i))
+		}
+	}
+	got, err := db.LogTimes(ctx, id, 0, len(all))
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("LogTimes = %v, %v; want %d lines", got, err, len(want))
+	}
+	for i, lt := range got {
+		if lt.Offset != starts[i] || lt.At != want[i] {
+			t.Errorf("line %d: %+v, want offset %d at %v", i+1, lt, starts[i], want[i])
+		}
+	}
+	// From the middle: only the lines that begin in the range, whichever
+	// segment their time was marked in.
+	fifth := starts[4]
+	got, err = db.LogTimes(ctx, id, starts[3]+1, int(fifth-starts[3]))
+	if err != nil || len(got) != 1 || got[0].Offset != fifth || got[0].At != want[4] {
+		t.Errorf("LogTimes from inside the fourth line = %v, %v; want the fifth at %v", got, err, want[4])
+	}
+	// A log stored without times says so.
+	if _, err := db.AppendLog(ctx, jobs[1].ID, []byte("a\nb\n"), false); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.LogTimes(ctx, jobs[1].ID, 0, 100); err != nil || len(got) != 2 || got[1] != (LineTime{2, NoTime}) {
+		t.Errorf("LogTimes of a log without times = %v, %v", got, err)
+	}
+}
+
+// Search reads the log segment by segment and finds lines whichever frames
+// and segments they span.
+func TestSearchLogFindsLinesAcrossFramesAndSegments(t *testing.T) {
+	ctx := context.Background()
+	db, _, _, jobs := newBuildFixture(t)
+	id := jobs[0].ID
+	e := NewLogEncoder()
+	var all []byte
+	store := func(s string) {
+		if _, err := db.AppendLogFrames(ctx, id, e.Encode([]byte(s), nil, false)); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, s...)
+	}
+	// lines of "ok\n" and one "oook\n", n bytes in all (n % 3 == 2).
+	filler := func(n int) (string, int64) { return strings.Repeat("ok\n", n/3-1) + "oook\n", int64(n / 3) }
+	first, firstLines := filler(2*logSegmentSize - len("one NEEDLE\n") - len("two nee"))
+	second, secondLines := filler(logSegmentSize + 2)
+	store("one NEEDLE\n" + first + "two nee") // the match ends a segment, and a frame;
+	store("dle\n" + second)                   // its line goes on in the next
+	store("three \x1b[1mne\x1b[0medle\n")     // and one is broken by escapes
+	store("four needle")                      // the last, without a line end
+	if n := count(t, db, `SELECT COUNT(DISTINCT seg) FROM job_log_frames WHERE job_id = ?`, id); n != 4 {
+		t.Fatalf("%d segments, want 4", n)
+	}
+	wantLines := []int64{1, 2 + firstLines, 3 + firstLines + secondLines, 4 + firstLines + secondLines}
+	wantOffsets := []int64{0, int64(len("one NEEDLE\n") + len(first))}
+	wantOffsets = append(wantOffsets, wantOffsets[1]+int64(len("two needle\n")+len(second)))
+	wantOffsets = append(wantOffsets, int64(bytes.LastIndex(all, []byte("four"))))
+	got, err := db.SearchLog(ctx, id, ansi.Matcher("NeedLE"), 10)
+	if err != nil || len(got) != len(wantLines) {
+		t.Fatalf("SearchLog = %v, %v; want lines %v", got, err, wantLines)
+	}
+	for i, m := range got {
+		if m.Line != wantLines[i] || m.Offset != wantOffsets[i] {
+			t.Errorf("match %d: %+v, want line %d at %d", i, m, wantLines[i], wantOffsets[i])
+		}
+	}
+	if got, err := db.SearchLog(ctx, id, ansi.Matcher("needle"), 2); err != nil || len(got) != 2 || got[1].Line != wantLines[1] {
+		t.Errorf("SearchLog with limit 2 = %v, %v", got, err)
+	}
+	if got, err := db.SearchLog(ctx, id, ansi.Matcher("nowhere"), 2); err != nil || len(got) != 0 {
+		t.Errorf("SearchLog for what is not there = %v, %v", got, err)
+	}
+	if _, err := db.SearchLog(ctx, id, ansi.Matcher("needle"), 0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("SearchLog with limit 0: err = %v, want ErrInvalid", err)
 	}
 }
 
@@ -277,21 +451,21 @@ func TestDeleteLogsBefore(t *testing.T) {
 		second = append(second, jobs[1].ID)
 		return jobs[0].ID
 	}
-	finishedAt := func(at time.Time, compress bool) int64 {
+	// plain: stored before version 15 and not converted yet.
+	finishedAt := func(at time.Time, plain bool) int64 {
 		t.Helper()
 		id := newJob()
-		writeLog(t, db, id, 3000, uint64(id))
+		if plain {
+			writePlainLog(t, db, id, 3000, uint64(id))
+		} else {
+			writeLog(t, db, id, 3000, uint64(id))
+		}
 		setClock(db, at)
 		finishJob(t, db, id)
 		finishJob(t, db, second[len(second)-1])
-		if compress {
-			if err := db.CompressLog(ctx, id); err != nil {
-				t.Fatal(err)
-			}
-		}
 		return id
 	}
-	// Deleted: finished before the cutoff, however recently, compressed or not.
+	// Deleted: finished before the cutoff, however recently, in frames or plain.
 	var old []int64
 	for i := range 5 {
 		old = append(old, finishedAt(cutoff.Add(-time.Duration(i+1)*24*time.Hour), i%2 == 0))
@@ -345,6 +519,9 @@ func TestDeleteLogsBefore(t *testing.T) {
 	if n := count(t, db, `SELECT COUNT(*) FROM job_log_chunks WHERE job_id NOT IN (SELECT job_id FROM job_logs)`); n != 0 {
 		t.Errorf("%d chunks left without their log", n)
 	}
+	if n := count(t, db, `SELECT COUNT(*) FROM job_log_frames WHERE job_id NOT IN (SELECT job_id FROM job_logs)`); n != 0 {
+		t.Errorf("%d frames left without their log", n)
+	}
 	if n := count(t, db, `SELECT COUNT(*) FROM job_logs`); n != len(kept) {
 		t.Errorf("%d logs left, want the %d kept", n, len(kept))
 	}
@@ -372,6 +549,79 @@ func TestDeleteLogsBefore(t *testing.T) {
 	}
 }
 
+// Retention gives the pages of the logs it deletes back to the file system:
+// the file shrinks, in a new database as in a migrated one.
+func TestRetentionShrinksTheFile(t *testing.T) {
+	ctx := context.Background()
+	db, f, _, jobs := newBuildFixture(t)
+	if n := count(t, db, `PRAGMA auto_vacuum`); n != 2 {
+		t.Errorf("auto_vacuum = %d, want 2 (incremental)", n)
+	}
+	ids := []int64{jobs[0].ID, jobs[1].ID}
+	for i := range 3 {
+		_, more, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: fmt.Sprint(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, more[0].ID, more[1].ID)
+	}
+	const perLog = 1 << 20
+	rng := rand.New(rand.NewPCG(4, 4))
+	for _, id := range ids {
+		// Random bytes: they take their size compressed too.
+		data := make([]byte, perLog)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		if _, err := db.AppendLog(ctx, id, data, false); err != nil {
+			t.Fatal(err)
+		}
+		finishJob(t, db, id)
+	}
+	fileSize := func() int64 {
+		t.Helper()
+		if _, err := db.write.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(db.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := fileSize()
+	if n, err := db.DeleteLogsBefore(ctx, time.Now().Add(time.Hour)); err != nil || n != len(ids) {
+		t.Fatalf("DeleteLogsBefore = %d, %v; want %d", n, err, len(ids))
+	}
+	if after := fileSize(); before-after < int64(len(ids))*perLog*9/10 {
+		t.Errorf("the file went from %d to %d bytes after deleting %d bytes of logs", before, after, len(ids)*perLog)
+	}
+}
+
+// Deleting a project deletes its logs and gives their pages back.
+func TestDeletingAProjectGivesItsLogsPagesBack(t *testing.T) {
+	ctx := context.Background()
+	db, f, _, jobs := newBuildFixture(t)
+	data := make([]byte, 2<<20)
+	rng := rand.New(rand.NewPCG(5, 5))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	if _, err := db.AppendLog(ctx, jobs[0].ID, data, false); err != nil {
+		t.Fatal(err)
+	}
+	pages := count(t, db, `PRAGMA page_count`)
+	if err := db.DeleteProject(ctx, f.project.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, `PRAGMA freelist_count`); n != 0 {
+		t.Errorf("%d free pages left in the file", n)
+	}
+	if after := count(t, db, `PRAGMA page_count`); (pages-after)*count(t, db, `PRAGMA page_size`) < len(data) {
+		t.Errorf("%d pages before deleting the project, %d after", pages, after)
+	}
+}
+
 func TestDeleteLogsBeforeStopsWithContext(t *testing.T) {
 	db, _, _, jobs := newBuildFixture(t)
 	writeLog(t, db, jobs[0].ID, 100, 1)
@@ -386,8 +636,8 @@ func TestDeleteLogsBeforeStopsWithContext(t *testing.T) {
 	}
 }
 
-// Under steady use (new jobs log, finish and are compressed; retention
-// deletes old logs) the file stops growing: freed pages are reused.
+// Under steady use (new jobs log and finish; retention deletes old logs)
+// the file stops growing: freed pages are reused or given back.
 func TestRetentionKeepsDatabaseSizeSteady(t *testing.T) {
 	ctx := context.Background()
 	db := newTestDB(t)
@@ -412,14 +662,8 @@ func TestRetentionKeepsDatabaseSizeSteady(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, j := range jobs {
-				// Half the jobs were interrupted before compression: plain logs go too.
 				writeLog(t, db, j.ID, logSize, uint64(j.ID))
 				finishJob(t, db, j.ID)
-				if j.ID%2 == 0 {
-					if err := db.CompressLog(ctx, j.ID); err != nil {
-						t.Fatal(err)
-					}
-				}
 			}
 		}
 		if _, err := db.DeleteLogsBefore(ctx, now.Add(-keep)); err != nil {
@@ -442,29 +686,25 @@ func TestRetentionKeepsDatabaseSizeSteady(t *testing.T) {
 	t.Logf("page count settled at %d (peak %d) for %d pages of logs written", settled, peak, written)
 }
 
+// BenchmarkReadLogCompressedEnd reads the last 64 KiB of a 10 MB log, as
+// a job page does, and reports how much smaller the log is stored.
 func BenchmarkReadLogCompressedEnd(b *testing.B) {
 	ctx := context.Background()
 	db, _, _, jobs := newBuildFixture(b)
 	id := jobs[0].ID
+	e := NewLogEncoder()
 	var chunk, all []byte
 	for i := range 100_000 {
 		chunk = fmt.Appendf(chunk, "\x1b[32m[%6d]\x1b[0m go test ./pkg/module%03d/... ok  \t%.3fs  coverage: %d.%d%% of statements\r\n",
 			i, i%997, float64(i%5000)/1000, i%100, i%10)
 		if len(chunk) >= 32<<10 || i == 99_999 {
-			if _, err := db.AppendLog(ctx, id, chunk, false); err != nil {
+			if _, err := db.AppendLogFrames(ctx, id, e.Encode(chunk, nil, false)); err != nil {
 				b.Fatal(err)
 			}
 			all = append(all, chunk...)
 			chunk = chunk[:0]
 		}
 	}
-	plain := storedLogBytes(b, db, id)
-	finishJob(b, db, id)
-	began := time.Now()
-	if err := db.CompressLog(ctx, id); err != nil {
-		b.Fatal(err)
-	}
-	compressing := time.Since(began)
 	stored := storedLogBytes(b, db, id)
 	from := int64(len(all) - 64<<10)
 	b.ReportAllocs()
@@ -474,34 +714,6 @@ func BenchmarkReadLogCompressedEnd(b *testing.B) {
 			b.Fatalf("read %d bytes, %v", len(got), err)
 		}
 	}
-	b.ReportMetric(float64(plain)/float64(stored), "ratio")
+	b.ReportMetric(float64(len(all))/float64(stored), "ratio")
 	b.ReportMetric(float64(len(all))/(1<<20), "log-MiB")
-	b.ReportMetric(float64(compressing.Milliseconds()), "compress-ms")
-}
-
-// For comparison with BenchmarkReadLogCompressedEnd: the same read of the log as written.
-func BenchmarkReadLogPlainEnd(b *testing.B) {
-	ctx := context.Background()
-	db, _, _, jobs := newBuildFixture(b)
-	id := jobs[0].ID
-	var chunk []byte
-	var size int64
-	for i := range 100_000 {
-		chunk = fmt.Appendf(chunk, "\x1b[32m[%6d]\x1b[0m go test ./pkg/module%03d/... ok  \t%.3fs  coverage: %d.%d%% of statements\r\n",
-			i, i%997, float64(i%5000)/1000, i%100, i%10)
-		if len(chunk) >= 32<<10 || i == 99_999 {
-			var err error
-			if size, err = db.AppendLog(ctx, id, chunk, false); err != nil {
-				b.Fatal(err)
-			}
-			chunk = chunk[:0]
-		}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if got, err := db.ReadLog(ctx, id, size-64<<10, 64<<10); err != nil || len(got) < 64<<10 {
-			b.Fatalf("read %d bytes, %v", len(got), err)
-		}
-	}
 }

@@ -304,7 +304,11 @@ func (db *DB) WebhookSecret(ctx context.Context, projectID int64) (string, error
 // deliveries and pending statuses.
 func (db *DB) DeleteProject(ctx context.Context, id int64) error {
 	return db.writeTx(ctx, func(tx txn) error {
-		return execOne(ctx, tx, "delete project", `DELETE FROM projects WHERE id = ?`, id)
+		if err := execOne(ctx, tx, "delete project", `DELETE FROM projects WHERE id = ?`, id); err != nil {
+			return err
+		}
+		// Its builds and their logs went with it: their pages go back too.
+		return freePages(ctx, tx)
 	})
 }
 

@@ -381,8 +381,8 @@ func TestDeleteProjectRemovesEverything(t *testing.T) {
 	if n := count(t, db, `SELECT COUNT(*) FROM job_logs`); n != 1 {
 		t.Errorf("job_logs rows = %d, want 1 (the kept project's)", n)
 	}
-	if n := count(t, db, `SELECT COUNT(*) FROM job_log_chunks`); n != 1 {
-		t.Errorf("job_log_chunks rows = %d, want 1", n)
+	if n := count(t, db, `SELECT COUNT(*) FROM job_log_frames`); n != 1 {
+		t.Errorf("job_log_frames rows = %d, want 1", n)
 	}
 	if n := count(t, db, `SELECT COUNT(*) FROM users`); n != 4 {
 		t.Errorf("users = %d, want 4: deleting a project keeps people", n)
@@ -664,7 +664,7 @@ func TestListingsUseIndexes(t *testing.T) {
 		"hook calls of a hook":     `SELECT id FROM hook_calls WHERE hook_id = 1`,
 		"expired sessions":         `SELECT token_hash FROM sessions WHERE expiry < 5`,
 		"a user's sessions":        `SELECT token_hash FROM sessions WHERE user_id = 1`,
-		"log chunks from offset":   `SELECT data FROM job_log_chunks WHERE job_id = 1 AND pos >= 10 ORDER BY pos`,
+		"log segments from offset": strings.NewReplacer("?1", "1", "?2", "10").Replace(segmentsQuery),
 		"deliveries by age":        `SELECT delivery_id FROM webhook_deliveries WHERE received_at < 5`,
 		"projects owned by a user": `SELECT id FROM projects WHERE owner_id = 1`,
 		"logs past retention": `SELECT j.id, l.size FROM jobs j LEFT JOIN job_logs l ON l.job_id = j.id

@@ -111,3 +111,13 @@ func (s *Stripper) Strip(p []byte) []byte {
 	s.out = out
 	return out
 }
+
+// Matcher returns a test of whether a line of terminal output contains
+// query, ignoring case and escape sequences. It strips with one Stripper
+// from line to line, so it must be given the lines of one log in order,
+// each with its line end, as a sequence may span lines.
+func Matcher(query string) func(line []byte) bool {
+	q := bytes.ToLower([]byte(query))
+	var s Stripper
+	return func(line []byte) bool { return bytes.Contains(bytes.ToLower(s.Strip(line)), q) }
+}
