@@ -41,7 +41,7 @@ type liveServer struct {
 	logs    *syncbuf.Buffer
 }
 
-func newLiveServer(t *testing.T) *liveServer {
+func newLiveServer(t testing.TB) *liveServer {
 	t.Helper()
 	ctx := context.Background()
 	db := testdb.Open(t)
