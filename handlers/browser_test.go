@@ -313,7 +313,7 @@ func TestBrowserLongLog(t *testing.T) {
 	jobURL := fmt.Sprintf("%s/projects/%d/builds/1/jobs/%d", srv.url, p.ID, job)
 
 	count := func(tab context.Context) int {
-		n, _ := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#log .line").length`))
+		n, _ := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#log p").length`))
 		return n
 	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(jobURL), chromedp.WaitVisible(chromedp.ID("L1000"))); err != nil {
