@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"html"
@@ -192,8 +193,8 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 
 	lines := newLineRenderer(p, b, j, from, line)
 	err = h.jobs.Follow(ctx, j.ID, from, func(c runner.Chunk) error {
-		if out := lines.writeChunk(c, h.logRendered); out != "" {
-			return send(lines.event(out))
+		if ev := lines.streamChunk(c, h.logRendered); ev != "" {
+			return send(ev)
 		}
 		return nil
 	})
@@ -311,7 +312,7 @@ const lineCutClass = "line-cut"
 
 // lineRenderer turns terminal output into numbered HTML lines, holding an
 // unfinished line back until its newline comes: at most maxLineShown bytes
-// of it, counting the rest. A line is <p id=L{n}>, its HTML, </p>: its
+// of it, counting the rest. A line is <p id=L{n}> and its HTML: its
 // number is a CSS counter that each block of lines starts at its first
 // line's (kozmic.js), so that a line costs little more than its text.
 type lineRenderer struct {
@@ -331,6 +332,9 @@ func newLineRenderer(p store.Project, b store.Build, j store.Job, from int64, li
 
 // write takes more output and returns the HTML of the lines it completed.
 func (l *lineRenderer) write(p []byte) string {
+	if want := len(p) + len(p)/2; cap(l.out) < want { // ordinary output's HTML fits
+		l.out = make([]byte, 0, want)
+	}
 	l.out = l.out[:0]
 	for {
 		i := bytes.IndexByte(p, '\n')
@@ -338,16 +342,20 @@ func (l *lineRenderer) write(p []byte) string {
 			l.hold(p)
 			return string(l.out)
 		}
-		l.hold(p[:i])
-		l.line(1)
+		if len(l.pending) == 0 && i <= maxLineShown {
+			l.line(p[:i], 1) // whole in p: no need to hold it
+		} else {
+			l.hold(p[:i])
+			l.line(l.pending, 1)
+		}
 		p = p[i+1:]
 	}
 }
 
-// renderedChunk is what rendering a chunk made: its lines' HTML and the
-// renderer's state after it.
+// renderedChunk is what rendering a chunk for the stream made: its event
+// and the renderer's state after it.
 type renderedChunk struct {
-	html    string
+	event   string
 	pending []byte
 	skipped int64
 	next    int
@@ -364,26 +372,33 @@ type renderState struct {
 	skipped int64
 }
 
-// writeChunk is write(c.Data), done once for all the live followers passed
-// the chunk whole (c.Shared) from the same state: the first renders it and
-// the others take its HTML and its state. It calls counted with the bytes
-// it rendered itself.
-func (l *lineRenderer) writeChunk(c runner.Chunk, counted func(int)) string {
-	if c.Shared == nil {
+// streamChunk takes the chunk c of the log and returns the event of the
+// lines it completed, or "" if it completed none. It renders the chunk
+// once for all the live followers passed it whole (c.Shared) from the same
+// state: the first renders it and the others take its event and its state.
+// It calls counted with the bytes it rendered itself.
+func (l *lineRenderer) streamChunk(c runner.Chunk, counted func(int)) string {
+	render := func(r *lineRenderer) string {
 		counted(len(c.Data))
-		return l.write(c.Data)
+		if out := r.write(c.Data); out != "" {
+			return r.event(out)
+		}
+		return ""
+	}
+	if c.Shared == nil {
+		return render(l)
 	}
 	key := renderState{pos: l.pos, next: l.next, held: len(l.pending), skipped: l.skipped}
 	r := c.Shared.Do(key, func() any {
-		counted(len(c.Data))
 		// On a copy: the followers' renderers share nothing.
-		cp := lineRenderer{pending: slices.Clone(l.pending), skipped: l.skipped, next: l.next, pos: l.pos, rawURL: l.rawURL}
-		html := cp.write(c.Data)
-		return renderedChunk{html: html, pending: cp.pending, skipped: cp.skipped, next: cp.next, pos: cp.pos}
+		cp := lineRenderer{pending: slices.Clone(l.pending), skipped: l.skipped, next: l.next, pos: l.pos, rawURL: l.rawURL, out: l.out}
+		ev := render(&cp)
+		l.out = cp.out
+		return renderedChunk{event: ev, pending: cp.pending, skipped: cp.skipped, next: cp.next, pos: cp.pos}
 	}).(renderedChunk)
 	l.pending = append(l.pending[:0], r.pending...)
 	l.skipped, l.next, l.pos = r.skipped, r.next, r.pos
-	return r.html
+	return r.event
 }
 
 // hold adds p to the unfinished line, keeping no more than maxLineShown bytes.
@@ -399,14 +414,16 @@ func (l *lineRenderer) flush() string {
 		return ""
 	}
 	l.out = l.out[:0]
-	l.line(0)
+	l.line(l.pending, 0)
 	return string(l.out)
 }
 
-// line renders the unfinished line, which ends with newline bytes (1 for
-// \n, 0 at the end of the log), and starts the next one.
-func (l *lineRenderer) line(newline int64) {
-	raw := l.pending
+// line renders the line raw (the unfinished line, which is held or in the
+// output at hand), which ends with newline bytes (1 for \n, 0 at the end of
+// the log), and starts the next one. The line's end tag is left out, as
+// HTML allows: the next line's start, or the end of its block, ends it.
+func (l *lineRenderer) line(raw []byte, newline int64) {
+	size := int64(len(raw))
 	if l.skipped > 0 {
 		raw = wholeRunes(raw)
 	}
@@ -420,8 +437,7 @@ func (l *lineRenderer) line(newline int64) {
 		// the terminal waits for its end, so it shows nothing of it.
 		l.out = fmt.Appendf(l.out, `<a class="%s" href="%s">line truncated — see raw log</a>`, lineCutClass, html.EscapeString(l.rawURL))
 	}
-	l.out = append(l.out, "</p>"...)
-	l.pos += int64(len(l.pending)) + l.skipped + newline
+	l.pos += size + l.skipped + newline
 	l.pending, l.skipped = l.pending[:0], 0
 	l.next++
 }
@@ -450,14 +466,27 @@ func logBlock(class, htmlLines string) string {
 // logLinesClass marks a block of log lines, of a page or of an event.
 const logLinesClass = "log-lines"
 
-// event wraps rendered lines as one server-sent event whose id resumes after them.
+// event wraps rendered lines as one server-sent event whose id resumes
+// after them. Rendered lines hold no line break (see appendTerminalHTML),
+// so they go out as one data line, written at once.
 func (l *lineRenderer) event(htmlLines string) string {
-	return sseMessage(fmt.Sprintf("%d:%d", l.pos, l.next), "line", logBlock(logLinesClass, htmlLines))
+	id := strconv.FormatInt(l.pos, 10) + ":" + strconv.Itoa(l.next)
+	if strings.IndexByte(htmlLines, '\n') >= 0 || strings.IndexByte(htmlLines, '\r') >= 0 { // never, but a stray one must not start a field
+		return sseMessage(id, "line", logBlock(logLinesClass, htmlLines))
+	}
+	const head, tail = "event: line\ndata: <div class=\"" + logLinesClass + "\">", "</div>\n\n"
+	var b strings.Builder
+	b.Grow(len("id: \n") + len(id) + len(head) + len(htmlLines) + len(tail))
+	b.WriteString("id: " + id + "\n" + head)
+	b.WriteString(htmlLines)
+	b.WriteString(tail)
+	return b.String()
 }
 
 // appendTerminalHTML appends the HTML of one line of terminal output (no
 // \n in it) as terminal-to-html renders it on a screen of its own, so that
-// no line's colours or cursor moves reach another; an empty line is empty.
+// no line's colours or cursor moves reach another; an empty line is empty,
+// and no line break is left in it.
 // Text with only SGR sequences (colours and such, the bulk of a build's
 // output) takes a fast path of its own; anything else goes through
 // terminal.Render.
@@ -465,12 +494,16 @@ func appendTerminalHTML(b, line []byte) []byte {
 	if out, ok := appendSGRText(b, line); ok {
 		return out
 	}
-	out := strings.ReplaceAll(terminal.Render(line), "\n", "")
+	out := noLineBreaks.Replace(terminal.Render(line))
 	if out == "&nbsp;" { // terminal.Render's empty line
 		return b
 	}
 	return append(b, out...)
 }
+
+// noLineBreaks drops what terminal.Render leaves of line breaks: the \n it
+// ends lines with, and any \r in an element's attributes.
+var noLineBreaks = strings.NewReplacer("\n", "", "\r", "")
 
 // textEscape says which bytes of a line's text the fast path cannot copy
 // as they are: control characters (escape sequences among them), which it
@@ -482,6 +515,28 @@ var textEscape = func() (t [256]bool) {
 	t['&'], t['<'], t['>'] = true, true, true
 	return t
 }()
+
+// plainPrefix is how many bytes p starts with that textEscape lets
+// through: eight at a time while none of them needs a look.
+func plainPrefix(p []byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	n := 0
+	for ; n+8 <= len(p); n += 8 {
+		x := binary.LittleEndian.Uint64(p[n:])
+		// The high bit of a byte of each term is set where a byte of x is
+		// below 0x20 (given that it is below 0x80), or is &, < or >.
+		below := (x - ones*0x20) &^ x
+		amp, lt, gt := x^(ones*'&'), x^(ones*'<'), x^(ones*'>')
+		zero := (amp-ones)&^amp | (lt-ones)&^lt | (gt-ones)&^gt
+		if (below|zero)&highs != 0 {
+			break
+		}
+	}
+	for n < len(p) && !textEscape[p[n]] {
+		n++
+	}
+	return n
+}
 
 // sgrStyle is the part of terminal-to-html's style that the fast path
 // sets: SGR colours (30–37, 90–97 and their backgrounds) and attributes.
@@ -609,10 +664,7 @@ func appendSGRText(b, line []byte) ([]byte, bool) {
 	var cur, open sgrStyle // the style now, and the open span's
 	spanOpen := false
 	for i := 0; i < len(line); {
-		j := i
-		for j < len(line) && !textEscape[line[j]] {
-			j++
-		}
+		j := i + plainPrefix(line[i:])
 		if j > i || (j < len(line) && line[j] != 0x1b) {
 			// Text: in a span of the current style.
 			if spanOpen && (cur == sgrStyle{} || cur != open) {

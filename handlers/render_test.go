@@ -59,6 +59,17 @@ func TestLogLinesRenderAsTerminalToHTMLRendersThem(t *testing.T) {
 			t.Errorf("%q renders as\n%q, want\n%q", line, got, "<p>"+want)
 		}
 	}
+	// The fast path's scan, eight bytes at a time, stops at each byte
+	// that needs a look wherever it is, also among UTF-8 bytes.
+	for _, special := range []byte("\x00\x1b\x1f&<>") {
+		for at := range 40 {
+			p := []byte(strings.Repeat("aü ~\x7f", 10))[:40]
+			p[at] = special
+			if n := plainPrefix(p); n != at {
+				t.Errorf("%q: plain up to %d, want %d", p, n, at)
+			}
+		}
+	}
 	for _, line := range fast {
 		if _, ok := appendSGRText(nil, []byte(line)); !ok {
 			t.Errorf("%q does not take the fast path", line)
