@@ -50,33 +50,17 @@ func BenchmarkLiveLogFollowers(b *testing.B) {
 	if err != nil {
 		b.Skip("no curl to follow the log with")
 	}
-	srv := newLiveServer(b)
-	br := newBrowserAt(b, srv.url)
-	br.signIn("/")
+	srv, br, p, build, job := scriptJob(b, followedScript)
 	base, _ := url.Parse(srv.url)
 	var cookie []string
 	for _, c := range br.c.Jar.Cookies(base) {
 		cookie = append(cookie, c.Name+"="+c.Value)
 	}
 	ctx := context.Background()
-	repo := testrepo.New(b, nil)
-	p, err := srv.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/loud",
-		GitURL: repo.Path, WebhookSecret: "s"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := srv.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "loud", DockerImage: testimage.Name, BuildScript: followedScript}); err != nil {
-		b.Fatal(err)
-	}
-	build, jobs, err := srv.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: repo.Git("rev-parse", "HEAD")})
-	if err != nil {
-		b.Fatal(err)
-	}
 	owner, err := srv.db.UserByID(ctx, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
-	job := jobs[0]
 	// run runs the job again (the first time: at all) with n followers and
 	// returns the CPU time it took, the bytes each follower read and the
 	// log's size.
@@ -134,6 +118,32 @@ func BenchmarkLiveLogFollowers(b *testing.B) {
 	b.ReportMetric(100*float64(cpu[2]-cpu[0])/float64(cpu[0]), "cpu-10-%")
 	b.ReportMetric(float64(events)/float64(logBytes), "event-bytes/log-byte")
 	b.ReportMetric(cpu[0].Seconds()/float64(b.N), "cpu-0-s/op")
+}
+
+// scriptJob starts a live server (newLiveServer) with a browser signed in
+// as its owner, and makes a project of a local git repository with one
+// hook, which runs script, and a build of it, whose job waits for the
+// runner to be woken.
+func scriptJob(tb testing.TB, script string) (*liveServer, *browser, store.Project, store.Build, store.Job) {
+	tb.Helper()
+	srv := newLiveServer(tb)
+	br := newBrowserAt(tb, srv.url)
+	br.signIn("/")
+	ctx := context.Background()
+	repo := testrepo.New(tb, nil)
+	p, err := srv.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/loud",
+		GitURL: repo.Path, WebhookSecret: "s"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := srv.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "loud", DockerImage: testimage.Name, BuildScript: script}); err != nil {
+		tb.Fatal(err)
+	}
+	build, jobs, err := srv.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: repo.Git("rev-parse", "HEAD")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return srv, br, p, build, jobs[0]
 }
 
 // cpuTime is the CPU time, user and system, this process has used.
