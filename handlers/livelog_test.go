@@ -83,19 +83,37 @@ func (c *lineChecker) follow(er *eventReader, onEvent func(id string, next int))
 	}
 }
 
-// liveScript prints a coloured line, then lines numbered 1 to 100*bursts
-// in bursts of 100, pausing between bursts so that the log arrives over
-// several of the runner's flushes.
-func liveLogScript(bursts int, pause string) string {
+// liveLogScript prints a coloured line, then lines numbered 1 to
+// bursts*size in bursts of size, pausing between bursts (for pause
+// seconds) so that the log arrives over several of the runner's flushes.
+func liveLogScript(bursts, size int, pause string) string {
 	return fmt.Sprintf(`#!/bin/sh
 printf '\033[32mstart\033[0m\n'
 i=0
 while [ $i -lt %d ]; do
-  printf 'line %%s of the log\n' $(seq $((i*100+1)) $((i*100+100)))
+  printf 'line %%s of the log\n' $(seq $((i*%[2]d+1)) $((i*%[2]d+%[2]d)))
   i=$((i+1))
   sleep %s
 done
-`, bursts, pause)
+`, bursts, size, pause)
+}
+
+// openFrom opens the log stream at path as b, resuming after the event
+// lastID unless it is "", and returns its reader.
+func openFrom(t *testing.T, b *browser, path, lastID string) *eventReader {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // only keeps a broken stream from hanging
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", b.base+path, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	res, err := b.c.Do(req)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("open the stream: %v %v", res, err)
+	}
+	t.Cleanup(func() { res.Body.Close() })
+	return newEventReader(res.Body)
 }
 
 // Four live followers of a job cost about one rendering of its log: each
@@ -109,23 +127,9 @@ func TestLiveFollowersShareOneRender(t *testing.T) {
 		t.Skip("set KOZMIC_TEST_DOCKER=1 to run jobs on a Docker engine")
 	}
 	const bursts = 30
-	srv, br, p, build, job := scriptJob(t, liveLogScript(bursts, "0.1"))
+	srv, br, p, build, job := scriptJob(t, liveLogScript(bursts, 100, "0.1"))
 	stream := fmt.Sprintf("/projects/%d/builds/%d/jobs/%d/log/stream", p.ID, build.Number, job.ID)
-	open := func(lastID string) *eventReader {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // only keeps a broken stream from hanging
-		t.Cleanup(cancel)
-		req, _ := http.NewRequestWithContext(ctx, "GET", br.base+stream, nil)
-		if lastID != "" {
-			req.Header.Set("Last-Event-ID", lastID)
-		}
-		res, err := br.c.Do(req)
-		if err != nil || res.StatusCode != 200 {
-			t.Fatalf("open the stream: %v %v", res, err)
-		}
-		t.Cleanup(func() { res.Body.Close() })
-		return newEventReader(res.Body)
-	}
+	open := func(lastID string) *eventReader { return openFrom(t, br, stream, lastID) }
 	type result struct {
 		next int // the line due when the stream ended
 		err  error
@@ -196,5 +200,32 @@ func TestLiveFollowersShareOneRender(t *testing.T) {
 	t.Logf("%v lines, %d bytes of log; %.0f bytes rendered for %d followers from the start and 2 in the middle", ends, info.Size, rendered, followers)
 	if rendered < float64(info.Size) || rendered >= 2*float64(info.Size) {
 		t.Errorf("%.0f bytes rendered for %d bytes of log, want one rendering and what two followers caught up on, less than twice the log", rendered, info.Size)
+	}
+}
+
+// A live follower who stops reading while a job prints 24 MB falls behind,
+// is dropped, and later resumes from the store and then with the others:
+// it still sees every line once, in order, with no gap, as does a follower
+// who kept reading.
+func TestDroppedLiveFollowerSeesEveryLineOnce(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run jobs on a Docker engine")
+	}
+	const bursts, size = 100, 10000
+	srv, br, p, build, job := scriptJob(t, liveLogScript(bursts, size, "0"))
+	stream := fmt.Sprintf("/projects/%d/builds/%d/jobs/%d/log/stream", p.ID, build.Number, job.ID)
+	keen, idle := openFrom(t, br, stream, ""), openFrom(t, br, stream, "")
+	srv.jobs.Enqueued()
+	var c lineChecker
+	c = lineChecker{next: 1, lines: bursts * size}
+	if err := c.follow(keen, nil); err != nil {
+		t.Fatalf("the follower who kept reading: %v", err)
+	}
+	if srv.jobs.Logs().Dropped() == 0 {
+		t.Fatal("no follower was dropped: the test did not test falling behind")
+	}
+	slow := lineChecker{next: 1, lines: bursts * size}
+	if err := slow.follow(idle, nil); err != nil || slow.next != c.next {
+		t.Errorf("the dropped follower: %v, ended before L%d, the other before L%d", err, slow.next, c.next)
 	}
 }
