@@ -154,15 +154,17 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 
 	var mu sync.Mutex // the heartbeat and the log write to w in turn
-	send := func(s string) error {
+	// send writes b, which it does not change: one event's bytes are
+	// written to each of its followers as they are.
+	send := func(b []byte) error {
 		mu.Lock()
 		defer mu.Unlock()
-		if _, err := io.WriteString(w, s); err != nil {
+		if _, err := w.Write(b); err != nil {
 			return err
 		}
 		return rc.Flush()
 	}
-	if err := send(": log of job " + strconv.FormatInt(j.ID, 10) + "\n\n"); err != nil {
+	if err := send([]byte(": log of job " + strconv.FormatInt(j.ID, 10) + "\n\n")); err != nil {
 		return
 	}
 	ctx, cancel := context.WithCancelCause(r.Context())
@@ -180,7 +182,7 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 			case <-ctx.Done():
 				return
 			case <-beat.C:
-				if send(": heartbeat\n\n") != nil {
+				if send([]byte(": heartbeat\n\n")) != nil {
 					cancel(nil)
 				}
 			case <-recheck.C:
@@ -193,7 +195,7 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 
 	lines := newLineRenderer(p, b, j, from, line)
 	err = h.jobs.Follow(ctx, j.ID, from, func(c runner.Chunk) error {
-		if ev := lines.streamChunk(c, h.logRendered); ev != "" {
+		if ev := lines.streamChunk(c, h.logRendered); ev != nil {
 			return send(ev)
 		}
 		return nil
@@ -207,7 +209,7 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 		h.log.InfoContext(r.Context(), "log stream ended: access ended", "job", j.ID, "user", viewer)
 		var notice bytes.Buffer
 		views.LogAccessEnded(p.ID, b.Number, j.ID).Render(r.Context(), &notice)
-		send(sseMessage("", "end", notice.String()))
+		send([]byte(sseMessage("", "end", notice.String())))
 		return
 	case errors.Is(err, context.Canceled): // the viewer left
 		return
@@ -216,7 +218,7 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if out := lines.flush(); out != "" {
-		if send(lines.event(out)) != nil {
+		if send(lines.event([]byte(out))) != nil {
 			return
 		}
 	}
@@ -230,7 +232,7 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	}
 	var head bytes.Buffer
 	views.JobHead(v).Render(ctx, &head)
-	send(sseMessage("", "end", head.String()))
+	send([]byte(sseMessage("", "end", head.String())))
 }
 
 // logRendered counts bytes of log rendered to HTML.
@@ -331,7 +333,11 @@ func newLineRenderer(p store.Project, b store.Build, j store.Job, from int64, li
 }
 
 // write takes more output and returns the HTML of the lines it completed.
-func (l *lineRenderer) write(p []byte) string {
+func (l *lineRenderer) write(p []byte) string { return string(l.writeHTML(p)) }
+
+// writeHTML is write, returning the HTML in the renderer's own buffer,
+// which its next call reuses.
+func (l *lineRenderer) writeHTML(p []byte) []byte {
 	if want := len(p) + len(p)/2; cap(l.out) < want { // ordinary output's HTML fits
 		l.out = make([]byte, 0, want)
 	}
@@ -340,7 +346,7 @@ func (l *lineRenderer) write(p []byte) string {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			l.hold(p)
-			return string(l.out)
+			return l.out
 		}
 		if len(l.pending) == 0 && i <= maxLineShown {
 			l.line(p[:i], 1) // whole in p: no need to hold it
@@ -355,7 +361,7 @@ func (l *lineRenderer) write(p []byte) string {
 // renderedChunk is what rendering a chunk for the stream made: its event
 // and the renderer's state after it.
 type renderedChunk struct {
-	event   string
+	event   []byte
 	pending []byte
 	skipped int64
 	next    int
@@ -373,17 +379,17 @@ type renderState struct {
 }
 
 // streamChunk takes the chunk c of the log and returns the event of the
-// lines it completed, or "" if it completed none. It renders the chunk
+// lines it completed, or nil if it completed none. It renders the chunk
 // once for all the live followers passed it whole (c.Shared) from the same
 // state: the first renders it and the others take its event and its state.
 // It calls counted with the bytes it rendered itself.
-func (l *lineRenderer) streamChunk(c runner.Chunk, counted func(int)) string {
-	render := func(r *lineRenderer) string {
+func (l *lineRenderer) streamChunk(c runner.Chunk, counted func(int)) []byte {
+	render := func(r *lineRenderer) []byte {
 		counted(len(c.Data))
-		if out := r.write(c.Data); out != "" {
+		if out := r.writeHTML(c.Data); len(out) > 0 {
 			return r.event(out)
 		}
-		return ""
+		return nil
 	}
 	if c.Shared == nil {
 		return render(l)
@@ -469,18 +475,15 @@ const logLinesClass = "log-lines"
 // event wraps rendered lines as one server-sent event whose id resumes
 // after them. Rendered lines hold no line break (see appendTerminalHTML),
 // so they go out as one data line, written at once.
-func (l *lineRenderer) event(htmlLines string) string {
+func (l *lineRenderer) event(htmlLines []byte) []byte {
 	id := strconv.FormatInt(l.pos, 10) + ":" + strconv.Itoa(l.next)
-	if strings.IndexByte(htmlLines, '\n') >= 0 || strings.IndexByte(htmlLines, '\r') >= 0 { // never, but a stray one must not start a field
-		return sseMessage(id, "line", logBlock(logLinesClass, htmlLines))
+	if bytes.IndexByte(htmlLines, '\n') >= 0 || bytes.IndexByte(htmlLines, '\r') >= 0 { // never, but a stray one must not start a field
+		return []byte(sseMessage(id, "line", logBlock(logLinesClass, string(htmlLines))))
 	}
 	const head, tail = "event: line\ndata: <div class=\"" + logLinesClass + "\">", "</div>\n\n"
-	var b strings.Builder
-	b.Grow(len("id: \n") + len(id) + len(head) + len(htmlLines) + len(tail))
-	b.WriteString("id: " + id + "\n" + head)
-	b.WriteString(htmlLines)
-	b.WriteString(tail)
-	return b.String()
+	b := make([]byte, 0, len("id: \n")+len(id)+len(head)+len(htmlLines)+len(tail))
+	b = append(append(append(b, "id: "+id+"\n"+head...), htmlLines...), tail...)
+	return b
 }
 
 // appendTerminalHTML appends the HTML of one line of terminal output (no
