@@ -161,7 +161,7 @@ func BenchmarkLogPage(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		res, page := br.do("GET", path, nil)
-		if res.StatusCode != 200 || strings.Count(page, `class="line"`) != logPageLines {
+		if res.StatusCode != 200 || strings.Count(page, `<p id=L`) != logPageLines {
 			b.Fatalf("status %d", res.StatusCode)
 		}
 	}

@@ -41,7 +41,7 @@ type liveServer struct {
 	logs    *syncbuf.Buffer
 }
 
-func newLiveServer(t *testing.T) *liveServer {
+func newLiveServer(t testing.TB) *liveServer {
 	t.Helper()
 	ctx := context.Background()
 	db := testdb.Open(t)
@@ -236,7 +236,14 @@ func TestBrowserLiveLog(t *testing.T) {
 	if coloured == 0 {
 		t.Error("the log's colours were not rendered")
 	}
+	checkLineNumbers(t, tab)
 	screenshot(t, tab, "job.png")
+	// A click on a line's number links to the line.
+	if linked, err := chromedp.Run(tab, chromedp.Evaluate[bool](`(function () { var r = document.getElementById("L3").getBoundingClientRect();
+			document.elementFromPoint(r.left + 5, r.top + r.height / 2).dispatchEvent(new MouseEvent("click", {bubbles: true, clientX: r.left + 5, clientY: r.top + r.height / 2}));
+			return location.hash === "#L3"; })()`)); err != nil || !linked {
+		t.Errorf("a click on line 3's number does not link it: %v", err)
+	}
 
 	// Back on the first tab, never reloaded: the dashboard shows the build passed.
 	if err := chromedp.Do(ctx, waitText("#dashboard", func(s string) bool { return strings.Contains(s, "passed") })); err != nil {
@@ -248,6 +255,21 @@ func TestBrowserLiveLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	screenshot(t, ctx, "build.png")
+}
+
+// checkLineNumbers checks that every block of log lines on the page starts
+// the line counter that numbers its lines (kozmic.js) at its first line's
+// number, less one: the number its first line then shows.
+func checkLineNumbers(t *testing.T, tab context.Context) {
+	t.Helper()
+	bad, err := chromedp.Run(tab, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#log > .log-lines")).filter(function (b) {
+			var first = b.querySelector("p");
+			return !first || b.style.counterReset !== "line " + (Number(first.id.slice(1)) - 1);
+		}).map(function (b) { return b.style.counterReset + " before " + (b.querySelector("p") || {}).id; })`))
+	blocks, _ := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#log > .log-lines").length`))
+	if err != nil || len(bad) > 0 || blocks == 0 {
+		t.Errorf("of %d blocks of lines, these count their lines wrong: %v, %v", blocks, bad, err)
+	}
 }
 
 // browserSignIn signs the browser in to srv (as the fake GitHub's octocat)
@@ -313,7 +335,7 @@ func TestBrowserLongLog(t *testing.T) {
 	jobURL := fmt.Sprintf("%s/projects/%d/builds/1/jobs/%d", srv.url, p.ID, job)
 
 	count := func(tab context.Context) int {
-		n, _ := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#log .line").length`))
+		n, _ := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#log p").length`))
 		return n
 	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(jobURL), chromedp.WaitVisible(chromedp.ID("L1000"))); err != nil {
@@ -344,6 +366,7 @@ func TestBrowserLongLog(t *testing.T) {
 	if !strings.Contains(text, "step 54321 of a very long build") {
 		t.Errorf("#L54321 reads %q", text)
 	}
+	checkLineNumbers(t, tab)
 	if n := count(tab); n < 54321 || n > 56000 {
 		t.Errorf("%d lines loaded to show line 54,321", n)
 	}

@@ -3,11 +3,13 @@ package handlers
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"html"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,6 +102,7 @@ func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 		// page's read, so that the page ends near logPageBytes.
 		data = upToLines(data[:min(len(data), logPageRead)], logPageLines-(lines.next-line))
 		read += int64(len(data))
+		h.logRendered(len(data))
 		out.WriteString(lines.write(data))
 	}
 	if eof && j.Status.Finished() {
@@ -108,7 +111,7 @@ func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	// Each page is a block of its own, so that the browser can skip laying
 	// out the pages that are off screen.
-	io.WriteString(w, `<div class="log-page">`+out.String()+`</div>`)
+	io.WriteString(w, logBlock("log-page "+logLinesClass, out.String()))
 	if !eof {
 		next := fmt.Sprintf("%s/log?at=%d:%d", paths.Job(p.ID, b.Number, j.ID), lines.pos, lines.next)
 		views.LogMore(next, "intersect once").Render(r.Context(), w)
@@ -151,15 +154,17 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 
 	var mu sync.Mutex // the heartbeat and the log write to w in turn
-	send := func(s string) error {
+	// send writes b, which it does not change: one event's bytes are
+	// written to each of its followers as they are.
+	send := func(b []byte) error {
 		mu.Lock()
 		defer mu.Unlock()
-		if _, err := io.WriteString(w, s); err != nil {
+		if _, err := w.Write(b); err != nil {
 			return err
 		}
 		return rc.Flush()
 	}
-	if err := send(": log of job " + strconv.FormatInt(j.ID, 10) + "\n\n"); err != nil {
+	if err := send([]byte(": log of job " + strconv.FormatInt(j.ID, 10) + "\n\n")); err != nil {
 		return
 	}
 	ctx, cancel := context.WithCancelCause(r.Context())
@@ -177,7 +182,7 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 			case <-ctx.Done():
 				return
 			case <-beat.C:
-				if send(": heartbeat\n\n") != nil {
+				if send([]byte(": heartbeat\n\n")) != nil {
 					cancel(nil)
 				}
 			case <-recheck.C:
@@ -190,8 +195,8 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 
 	lines := newLineRenderer(p, b, j, from, line)
 	err = h.jobs.Follow(ctx, j.ID, from, func(c runner.Chunk) error {
-		if out := lines.write(c.Data); out != "" {
-			return send(lines.event(out))
+		if ev := lines.streamChunk(c, h.logRendered); ev != nil {
+			return send(ev)
 		}
 		return nil
 	})
@@ -204,7 +209,7 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 		h.log.InfoContext(r.Context(), "log stream ended: access ended", "job", j.ID, "user", viewer)
 		var notice bytes.Buffer
 		views.LogAccessEnded(p.ID, b.Number, j.ID).Render(r.Context(), &notice)
-		send(sseMessage("", "end", notice.String()))
+		send([]byte(sseMessage("", "end", notice.String())))
 		return
 	case errors.Is(err, context.Canceled): // the viewer left
 		return
@@ -213,7 +218,7 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if out := lines.flush(); out != "" {
-		if send(lines.event(out)) != nil {
+		if send(lines.event([]byte(out))) != nil {
 			return
 		}
 	}
@@ -227,7 +232,14 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	}
 	var head bytes.Buffer
 	views.JobHead(v).Render(ctx, &head)
-	send(sseMessage("", "end", head.String()))
+	send([]byte(sseMessage("", "end", head.String())))
+}
+
+// logRendered counts bytes of log rendered to HTML.
+func (h *Handler) logRendered(n int) {
+	if h.metrics != nil {
+		h.metrics.LogRendered(n)
+	}
 }
 
 // errAccessEnded ends a log stream whose viewer may no longer read it.
@@ -302,13 +314,16 @@ const lineCutClass = "line-cut"
 
 // lineRenderer turns terminal output into numbered HTML lines, holding an
 // unfinished line back until its newline comes: at most maxLineShown bytes
-// of it, counting the rest.
+// of it, counting the rest. A line is <p id=L{n}> and its HTML: its
+// number is a CSS counter that each block of lines starts at its first
+// line's (kozmic.js), so that a line costs little more than its text.
 type lineRenderer struct {
 	pending []byte // the unfinished line's first bytes, at most maxLineShown
 	skipped int64  // bytes of the unfinished line past maxLineShown
 	next    int    // number of the next line
 	pos     int64  // byte offset where the unfinished line starts
 	rawURL  string // the raw log, which a cut line's marker links
+	out     []byte // the HTML being written, kept for its capacity
 }
 
 // newLineRenderer renders job j's log from byte offset from, numbering
@@ -318,18 +333,78 @@ func newLineRenderer(p store.Project, b store.Build, j store.Job, from int64, li
 }
 
 // write takes more output and returns the HTML of the lines it completed.
-func (l *lineRenderer) write(p []byte) string {
-	var b strings.Builder
+func (l *lineRenderer) write(p []byte) string { return string(l.writeHTML(p)) }
+
+// writeHTML is write, returning the HTML in the renderer's own buffer,
+// which its next call reuses.
+func (l *lineRenderer) writeHTML(p []byte) []byte {
+	if want := len(p) + len(p)/2; cap(l.out) < want { // ordinary output's HTML fits
+		l.out = make([]byte, 0, want)
+	}
+	l.out = l.out[:0]
 	for {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			l.hold(p)
-			return b.String()
+			return l.out
 		}
-		l.hold(p[:i])
-		l.line(&b, 1)
+		if len(l.pending) == 0 && i <= maxLineShown {
+			l.line(p[:i], 1) // whole in p: no need to hold it
+		} else {
+			l.hold(p[:i])
+			l.line(l.pending, 1)
+		}
 		p = p[i+1:]
 	}
+}
+
+// renderedChunk is what rendering a chunk for the stream made: its event
+// and the renderer's state after it.
+type renderedChunk struct {
+	event   []byte
+	pending []byte
+	skipped int64
+	next    int
+	pos     int64
+}
+
+// renderState is a lineRenderer's state before a chunk, as far as it
+// differs between followers of one log: the bytes of an unfinished line
+// are the log's from pos on, the same for every follower.
+type renderState struct {
+	pos     int64
+	next    int
+	held    int
+	skipped int64
+}
+
+// streamChunk takes the chunk c of the log and returns the event of the
+// lines it completed, or nil if it completed none. It renders the chunk
+// once for all the live followers passed it whole (c.Shared) from the same
+// state: the first renders it and the others take its event and its state.
+// It calls counted with the bytes it rendered itself.
+func (l *lineRenderer) streamChunk(c runner.Chunk, counted func(int)) []byte {
+	render := func(r *lineRenderer) []byte {
+		counted(len(c.Data))
+		if out := r.writeHTML(c.Data); len(out) > 0 {
+			return r.event(out)
+		}
+		return nil
+	}
+	if c.Shared == nil {
+		return render(l)
+	}
+	key := renderState{pos: l.pos, next: l.next, held: len(l.pending), skipped: l.skipped}
+	r := c.Shared.Do(key, func() any {
+		// On a copy: the followers' renderers share nothing.
+		cp := lineRenderer{pending: slices.Clone(l.pending), skipped: l.skipped, next: l.next, pos: l.pos, rawURL: l.rawURL, out: l.out}
+		ev := render(&cp)
+		l.out = cp.out
+		return renderedChunk{event: ev, pending: cp.pending, skipped: cp.skipped, next: cp.next, pos: cp.pos}
+	}).(renderedChunk)
+	l.pending = append(l.pending[:0], r.pending...)
+	l.skipped, l.next, l.pos = r.skipped, r.next, r.pos
+	return r.event
 }
 
 // hold adds p to the unfinished line, keeping no more than maxLineShown bytes.
@@ -344,29 +419,31 @@ func (l *lineRenderer) flush() string {
 	if len(l.pending) == 0 && l.skipped == 0 {
 		return ""
 	}
-	var b strings.Builder
-	l.line(&b, 0)
-	return b.String()
+	l.out = l.out[:0]
+	l.line(l.pending, 0)
+	return string(l.out)
 }
 
-// line renders the unfinished line, which ends with newline bytes (1 for
-// \n, 0 at the end of the log), and starts the next one.
-func (l *lineRenderer) line(b *strings.Builder, newline int64) {
-	raw := l.pending
+// line renders the line raw (the unfinished line, which is held or in the
+// output at hand), which ends with newline bytes (1 for \n, 0 at the end of
+// the log), and starts the next one. The line's end tag is left out, as
+// HTML allows: the next line's start, or the end of its block, ends it.
+func (l *lineRenderer) line(raw []byte, newline int64) {
+	size := int64(len(raw))
 	if l.skipped > 0 {
 		raw = wholeRunes(raw)
 	}
 	raw = bytes.TrimSuffix(raw, []byte("\r"))
-	n := strconv.Itoa(l.next)
-	fmt.Fprintf(b, `<div class="line" id="L%s"><a href="#L%s">%s</a><span>%s</span>`, n, n, n,
-		strings.ReplaceAll(terminal.Render(raw), "\n", ""))
+	l.out = append(l.out, "<p id=L"...)
+	l.out = strconv.AppendInt(l.out, int64(l.next), 10)
+	l.out = append(l.out, '>')
+	l.out = appendTerminalHTML(l.out, raw)
 	if l.skipped > 0 {
 		// An escape sequence cut short at the end needs nothing here:
-		// terminal.Render waits for its end, so it shows nothing of it.
-		fmt.Fprintf(b, `<a class="%s" href="%s">line truncated — see raw log</a>`, lineCutClass, html.EscapeString(l.rawURL))
+		// the terminal waits for its end, so it shows nothing of it.
+		l.out = fmt.Appendf(l.out, `<a class="%s" href="%s">line truncated — see raw log</a>`, lineCutClass, html.EscapeString(l.rawURL))
 	}
-	b.WriteString(`</div>`)
-	l.pos += int64(len(l.pending)) + l.skipped + newline
+	l.pos += size + l.skipped + newline
 	l.pending, l.skipped = l.pending[:0], 0
 	l.next++
 }
@@ -385,7 +462,261 @@ func wholeRunes(p []byte) []byte {
 	return p
 }
 
-// event wraps rendered lines as one server-sent event whose id resumes after them.
-func (l *lineRenderer) event(htmlLines string) string {
-	return sseMessage(fmt.Sprintf("%d:%d", l.pos, l.next), "line", htmlLines)
+// logBlock wraps the HTML of consecutive lines as one block of them, which
+// kozmic.js numbers from its first line on. A page is a block of class
+// log-page as well.
+func logBlock(class, htmlLines string) string {
+	return `<div class="` + class + `">` + htmlLines + `</div>`
+}
+
+// logLinesClass marks a block of log lines, of a page or of an event.
+const logLinesClass = "log-lines"
+
+// event wraps rendered lines as one server-sent event whose id resumes
+// after them. Rendered lines hold no line break (see appendTerminalHTML),
+// so they go out as one data line, written at once.
+func (l *lineRenderer) event(htmlLines []byte) []byte {
+	id := strconv.FormatInt(l.pos, 10) + ":" + strconv.Itoa(l.next)
+	if bytes.IndexByte(htmlLines, '\n') >= 0 || bytes.IndexByte(htmlLines, '\r') >= 0 { // never, but a stray one must not start a field
+		return []byte(sseMessage(id, "line", logBlock(logLinesClass, string(htmlLines))))
+	}
+	const head, tail = "event: line\ndata: <div class=\"" + logLinesClass + "\">", "</div>\n\n"
+	b := make([]byte, 0, len("id: \n")+len(id)+len(head)+len(htmlLines)+len(tail))
+	b = append(append(append(b, "id: "+id+"\n"+head...), htmlLines...), tail...)
+	return b
+}
+
+// appendTerminalHTML appends the HTML of one line of terminal output (no
+// \n in it) as terminal-to-html renders it on a screen of its own, so that
+// no line's colours or cursor moves reach another; an empty line is empty,
+// and no line break is left in it.
+// Text with only SGR sequences (colours and such, the bulk of a build's
+// output) takes a fast path of its own; anything else goes through
+// terminal.Render.
+func appendTerminalHTML(b, line []byte) []byte {
+	if out, ok := appendSGRText(b, line); ok {
+		return out
+	}
+	out := noLineBreaks.Replace(terminal.Render(line))
+	if out == "&nbsp;" { // terminal.Render's empty line
+		return b
+	}
+	return append(b, out...)
+}
+
+// noLineBreaks drops what terminal.Render leaves of line breaks: the \n it
+// ends lines with, and any \r in an element's attributes.
+var noLineBreaks = strings.NewReplacer("\n", "", "\r", "")
+
+// textEscape says which bytes of a line's text the fast path cannot copy
+// as they are: control characters (escape sequences among them), which it
+// handles or leaves to terminal.Render, and what HTML must escape.
+var textEscape = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['&'], t['<'], t['>'] = true, true, true
+	return t
+}()
+
+// plainPrefix is how many bytes p starts with that textEscape lets
+// through: eight at a time while none of them needs a look.
+func plainPrefix(p []byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	n := 0
+	for ; n+8 <= len(p); n += 8 {
+		x := binary.LittleEndian.Uint64(p[n:])
+		// The high bit of a byte of each term is set where a byte of x is
+		// below 0x20 (given that it is below 0x80), or is &, < or >.
+		below := (x - ones*0x20) &^ x
+		amp, lt, gt := x^(ones*'&'), x^(ones*'<'), x^(ones*'>')
+		zero := (amp-ones)&^amp | (lt-ones)&^lt | (gt-ones)&^gt
+		if (below|zero)&highs != 0 {
+			break
+		}
+	}
+	for n < len(p) && !textEscape[p[n]] {
+		n++
+	}
+	return n
+}
+
+// sgrStyle is the part of terminal-to-html's style that the fast path
+// sets: SGR colours (30–37, 90–97 and their backgrounds) and attributes.
+type sgrStyle struct {
+	fg, bg uint8
+	attrs  uint8 // sgrBold and the others
+}
+
+const (
+	sgrBold = 1 << iota
+	sgrFaint
+	sgrItalic
+	sgrUnderline
+	sgrBlink
+	sgrStrike
+)
+
+// sgrAttrClasses are the classes of the attributes, in terminal-to-html's order.
+var sgrAttrClasses = []struct {
+	bit   uint8
+	class string
+}{{sgrBold, "term-fg1"}, {sgrFaint, "term-fg2"}, {sgrItalic, "term-fg3"}, {sgrUnderline, "term-fg4"}, {sgrBlink, "term-fg5"}, {sgrStrike, "term-fg9"}}
+
+// appendSpan appends the span that starts text of style s, with the
+// classes terminal-to-html gives it.
+func (s sgrStyle) appendSpan(b []byte) []byte {
+	b = append(b, `<span class="`...)
+	sep := ""
+	add := func(class string, n uint8) {
+		b = append(append(b, sep...), class...)
+		if n > 0 {
+			b = strconv.AppendInt(b, int64(n), 10)
+		}
+		sep = " "
+	}
+	switch {
+	case s.fg >= 30 && s.fg <= 37:
+		add("term-fg", s.fg)
+	case s.fg >= 90 && s.fg <= 97:
+		add("term-fgi", s.fg)
+	}
+	switch {
+	case s.bg >= 40 && s.bg <= 47:
+		add("term-bg", s.bg)
+	case s.bg >= 100 && s.bg <= 107:
+		add("term-bgi", s.bg)
+	}
+	for _, a := range sgrAttrClasses {
+		if s.attrs&a.bit != 0 {
+			add(a.class, 0)
+		}
+	}
+	return append(b, `">`...)
+}
+
+// apply changes s as terminal-to-html does for the SGR sequence whose
+// parameters are params ("1;32"). It reports false for what the fast path
+// leaves to terminal-to-html: 256 and 24-bit colours.
+func (s *sgrStyle) apply(params []byte) bool {
+	var fields [][]byte
+	for f := range bytes.SplitSeq(params, []byte(";")) {
+		if len(f) > 0 { // terminal-to-html skips empty parameters
+			fields = append(fields, f)
+		}
+	}
+	if len(fields) == 0 || (len(fields) == 1 && string(fields[0]) == "0") {
+		*s = sgrStyle{}
+		return true
+	}
+	for _, f := range fields {
+		n, err := strconv.ParseUint(string(f), 10, 8)
+		if err != nil {
+			continue // as terminal-to-html does
+		}
+		switch c := uint8(n); c {
+		case 0:
+			*s = sgrStyle{}
+		case 1:
+			s.attrs = s.attrs&^sgrFaint | sgrBold
+		case 2:
+			s.attrs = s.attrs&^sgrBold | sgrFaint
+		case 3:
+			s.attrs |= sgrItalic
+		case 4:
+			s.attrs |= sgrUnderline
+		case 5, 6:
+			s.attrs |= sgrBlink
+		case 9:
+			s.attrs |= sgrStrike
+		case 21, 22:
+			s.attrs &^= sgrBold | sgrFaint
+		case 23:
+			s.attrs &^= sgrItalic
+		case 24:
+			s.attrs &^= sgrUnderline
+		case 25:
+			s.attrs &^= sgrBlink
+		case 29:
+			s.attrs &^= sgrStrike
+		case 38, 48:
+			return false
+		case 39:
+			s.fg = 0
+		case 49:
+			s.bg = 0
+		case 30, 31, 32, 33, 34, 35, 36, 37, 90, 91, 92, 93, 94, 95, 96, 97:
+			s.fg = c
+		case 40, 41, 42, 43, 44, 45, 46, 47, 100, 101, 102, 103, 104, 105, 106, 107:
+			s.bg = c
+		}
+	}
+	return true
+}
+
+// appendSGRText is appendTerminalHTML's fast path: for a line of valid
+// UTF-8 whose only control characters start SGR sequences (ESC [ … m), it
+// appends the HTML terminal.Render makes of it (escaping only what HTML
+// needs escaped in text) and reports true; for any other line it appends
+// nothing and reports false.
+func appendSGRText(b, line []byte) ([]byte, bool) {
+	if !utf8.Valid(line) {
+		return b, false
+	}
+	start := len(b)
+	var cur, open sgrStyle // the style now, and the open span's
+	spanOpen := false
+	for i := 0; i < len(line); {
+		j := i + plainPrefix(line[i:])
+		if j > i || (j < len(line) && line[j] != 0x1b) {
+			// Text: in a span of the current style.
+			if spanOpen && (cur == sgrStyle{} || cur != open) {
+				b = append(b, "</span>"...)
+				spanOpen = false
+			}
+			if !spanOpen && cur != (sgrStyle{}) {
+				b = cur.appendSpan(b)
+				open, spanOpen = cur, true
+			}
+		}
+		b = append(b, line[i:j]...)
+		if j == len(line) {
+			break
+		}
+		switch c := line[j]; c {
+		case '&':
+			b = append(b, "&amp;"...)
+			i = j + 1
+		case '<':
+			b = append(b, "&lt;"...)
+			i = j + 1
+		case '>':
+			b = append(b, "&gt;"...)
+			i = j + 1
+		case 0x1b:
+			k := j + 1
+			if k == len(line) || line[k] != '[' {
+				return b[:start], false
+			}
+			k++
+			for k < len(line) && (line[k] >= '0' && line[k] <= '9' || line[k] == ';' || line[k] == '?') {
+				k++
+			}
+			if k == len(line) || line[k] != 'm' && line[k] != 'M' || !cur.apply(line[j+2:k]) {
+				return b[:start], false
+			}
+			i = k + 1
+		default: // another control character
+			return b[:start], false
+		}
+	}
+	if spanOpen {
+		b = append(b, "</span>"...)
+	} else {
+		// terminal-to-html trims trailing blanks outside a span.
+		for len(b) > start && b[len(b)-1] == ' ' {
+			b = b[:len(b)-1]
+		}
+	}
+	return b, true
 }

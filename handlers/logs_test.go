@@ -122,6 +122,16 @@ func fetchAll(t testing.TB, b *browser, path string, n int) []string {
 	return bodies
 }
 
+// logLine finds the lines in a log's HTML.
+const logLine = "p[id^=L]"
+
+// shownText is the text a log line shows, without a cut line's marker.
+func shownText(line *goquery.Selection) string {
+	line = line.Clone()
+	line.Find("a." + lineCutClass).Remove()
+	return line.Text()
+}
+
 // checkLongLine checks the HTML of longLineJob's log: its three lines, the
 // long one cut to at most maxLineShown bytes (but not much fewer) of its
 // text, whole runes only, and then a marker linking the raw log.
@@ -130,13 +140,13 @@ func checkLongLine(t *testing.T, where, html, rawURL string) {
 	if len(html) > 4*maxLineShown {
 		t.Errorf("%s: %d bytes of HTML for lines of %d bytes shown at most", where, len(html), maxLineShown)
 	}
-	lines := parse(t, html).Find(".line")
+	lines := parse(t, html).Find(logLine)
 	if lines.Length() != 3 || lines.Eq(0).AttrOr("id", "") != "L1" || lines.Eq(2).AttrOr("id", "") != "L3" ||
-		lines.Eq(0).Find("span").Text() != "before" || lines.Eq(2).Find("span").Text() != "after" {
+		shownText(lines.Eq(0)) != "before" || shownText(lines.Eq(2)) != "after" {
 		t.Fatalf("%s: the lines around the long one are not L1 before and L3 after: %.500s", where, html)
 	}
 	long := lines.Eq(1)
-	text := long.Find("span").First().Text()
+	text := shownText(long)
 	visible := strings.Repeat(longLineVisible, maxLineShown/len(longLineVisible)+1)
 	if len(text) > maxLineShown || len(text) < maxLineShown/2 || !strings.HasPrefix(visible, text) || strings.ContainsRune(text, '\uFFFD') {
 		t.Errorf("%s: L2 shows %d bytes, not a clean start of the line of at most %d: …%q", where, len(text), maxLineShown, text[max(0, len(text)-40):])
@@ -224,11 +234,11 @@ func TestLogLineCutNeverSplitsARuneOrShowsPartOfAnEscape(t *testing.T) {
 				p = p[k:]
 			}
 			where := fmt.Sprintf("%s in pieces of %d", name, piece)
-			lines := parse(t, html.String()).Find(".line")
-			if lines.Length() != 3 || lines.Eq(2).Find("span").Text() != "last" || l.next != 4 || l.pos != int64(len(log)) {
+			lines := parse(t, html.String()).Find(logLine)
+			if lines.Length() != 3 || shownText(lines.Eq(2)) != "last" || l.next != 4 || l.pos != int64(len(log)) {
 				t.Fatalf("%s: %d lines, next L%d at %d of %d", where, lines.Length(), l.next, l.pos, len(log))
 			}
-			if text := lines.Eq(1).Find("span").First().Text(); text != shown {
+			if text := shownText(lines.Eq(1)); text != shown {
 				t.Errorf("%s: the cut line ends in %q", where, text[max(0, len(text)-10):])
 			}
 			if lines.Eq(1).Find("a."+lineCutClass).Length() != 1 {
@@ -259,8 +269,8 @@ func TestLogPagesOfLongLinesStayBounded(t *testing.T) {
 		}
 		pages++
 		doc := parse(t, frag)
-		doc.Find(".line").Each(func(_ int, l *goquery.Selection) {
-			if text := l.Find("span").First().Text(); l.AttrOr("id", "") != fmt.Sprintf("L%d", want) ||
+		doc.Find(logLine).Each(func(_ int, l *goquery.Selection) {
+			if text := shownText(l); l.AttrOr("id", "") != fmt.Sprintf("L%d", want) ||
 				!strings.HasPrefix(text, fmt.Sprintf("line %d x", want)) || len(text) != lineLen {
 				t.Fatalf("L%d: %s of %d bytes", want, l.AttrOr("id", ""), len(text))
 			}

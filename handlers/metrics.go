@@ -13,6 +13,9 @@ type Metrics interface {
 	// Webhook counts a webhook delivery by its result, such as "created"
 	// or "unauthorized" (see metrics.WebhookResults).
 	Webhook(result string)
+	// LogRendered counts bytes of job log rendered to HTML, for pages and
+	// live streams (which render a live chunk once for all its followers).
+	LogRendered(bytes int)
 	// ServeHTTP answers a scrape in the Prometheus text format.
 	http.Handler
 }

@@ -56,6 +56,7 @@ type Metrics struct {
 	jobDuration  prometheus.Histogram
 	queueWait    prometheus.Histogram
 	logBytes     prometheus.Counter
+	logRendered  prometheus.Counter
 	webhooks     *prometheus.CounterVec
 	serve        http.Handler
 }
@@ -76,6 +77,8 @@ func New(src Source, log *slog.Logger) *Metrics {
 			Buckets: []float64{0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600}}),
 		logBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "kozmic_log_bytes_written_total",
 			Help: "Bytes of job log written to the database: after masking secrets, before compression, up to each job's limit."}),
+		logRendered: prometheus.NewCounter(prometheus.CounterOpts{Name: "kozmic_log_rendered_bytes_total",
+			Help: "Bytes of job log rendered to HTML for log pages and live logs; the live followers of a job share one rendering."}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kozmic_webhooks_received_total",
 			Help: "Webhook deliveries by how they were answered."}, []string{"result"}),
 	}
@@ -85,7 +88,7 @@ func New(src Source, log *slog.Logger) *Metrics {
 	for _, r := range WebhookResults {
 		m.webhooks.WithLabelValues(r)
 	}
-	reg.MustRegister(m.jobsFinished, m.jobDuration, m.queueWait, m.logBytes, m.webhooks,
+	reg.MustRegister(m.jobsFinished, m.jobDuration, m.queueWait, m.logBytes, m.logRendered, m.webhooks,
 		newDBCollector(src, log),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -110,6 +113,9 @@ func (m *Metrics) JobFinished(status store.JobStatus, took time.Duration) {
 
 // LogBytes counts n bytes of job log stored.
 func (m *Metrics) LogBytes(n int) { m.logBytes.Add(float64(n)) }
+
+// LogRendered counts n bytes of job log rendered to HTML.
+func (m *Metrics) LogRendered(n int) { m.logRendered.Add(float64(n)) }
 
 // Webhook counts a webhook delivery by its result, one of WebhookResults.
 func (m *Metrics) Webhook(result string) { m.webhooks.WithLabelValues(result).Inc() }

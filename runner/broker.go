@@ -12,6 +12,42 @@ import (
 type Chunk struct {
 	Offset int64
 	Data   []byte
+	// Shared is the same for every live follower passed this chunk whole
+	// as it was published, so that they can do work on it (rendering it,
+	// say) once for all; nil for a chunk read from the store or a part of
+	// a published one.
+	Shared *Shared
+}
+
+// Shared holds values made from one published chunk, one for each key,
+// for all its followers. The zero value is ready to use.
+type Shared struct {
+	mu   sync.Mutex
+	vals map[any]*sharedValue
+}
+
+// sharedValue is one value of a Shared, made once.
+type sharedValue struct {
+	once sync.Once
+	v    any
+}
+
+// Do returns the value for key (a comparable value), calling makeValue for it
+// if no follower has yet; a follower asking for a key being made waits for
+// it.
+func (s *Shared) Do(key any, makeValue func() any) any {
+	s.mu.Lock()
+	if s.vals == nil {
+		s.vals = map[any]*sharedValue{}
+	}
+	v := s.vals[key]
+	if v == nil {
+		v = &sharedValue{}
+		s.vals[key] = v
+	}
+	s.mu.Unlock()
+	v.once.Do(func() { v.v = makeValue() })
+	return v.v
 }
 
 // subscriberBuffer is how many chunks a live follower may fall behind before
@@ -68,6 +104,7 @@ func (b *Broker) unsubscribe(jobID int64, s *subscription) {
 func (b *Broker) publish(jobID int64, c Chunk) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	c.Shared = &Shared{}
 	for s := range b.subs[jobID] {
 		select {
 		case s.c <- c:
@@ -107,6 +144,7 @@ type LogReader interface {
 // then new output as it is stored, until the job has finished and all of its
 // log was passed, or ctx ends, or fn fails. Each byte is passed once, in
 // order, also when the follower falls behind and is dropped by the broker.
+// A chunk passed whole as it was published carries its Shared.
 func (b *Broker) Follow(ctx context.Context, st LogReader, jobID, from int64, fn func(Chunk) error) error {
 	pos := from
 	// catchUp passes everything stored from pos on.
@@ -153,7 +191,10 @@ func (b *Broker) Follow(ctx context.Context, st LogReader, jobID, from int64, fn
 						return err
 					}
 				default:
-					if err := fn(Chunk{Offset: pos, Data: c.Data[pos-c.Offset:]}); err != nil {
+					if c.Offset < pos { // a part of it: its own
+						c = Chunk{Offset: pos, Data: c.Data[pos-c.Offset:]}
+					}
+					if err := fn(c); err != nil {
 						b.unsubscribe(jobID, sub)
 						return err
 					}

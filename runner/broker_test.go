@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,5 +96,85 @@ func finishJob(t testing.TB, db *store.DB, id int64) {
 		if _, err := db.UpdateJob(ctx, id, store.JobUpdate{Status: s}); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// The live followers of a job are passed each published chunk with one
+// Shared, so that what they make of it is made once for all of them: one
+// value for each chunk passed shared, however many followers it reached. A
+// follower dropped for reading slowly catches up from the store with chunks
+// of its own and then shares again. Every follower still sees every byte
+// once and in order.
+func TestLiveFollowersShareOneValuePerPublishedChunk(t *testing.T) {
+	db, job := newTestStore(t)
+	ctx := context.Background()
+	b := NewBroker()
+	l := newJobLog(context.Background(), db, b, job.ID, 1<<30, nil, slog.New(slog.DiscardHandler))
+	var made atomic.Int64
+	type result struct {
+		data       []byte
+		shared     map[int64]bool // offsets of the chunks passed shared
+		own        int
+		wrongValue bool
+		err        error
+	}
+	follow := func(slow bool) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			r := result{shared: map[int64]bool{}}
+			r.err = b.Follow(ctx, db, job.ID, 0, func(c Chunk) error {
+				r.data = append(r.data, c.Data...)
+				if c.Shared == nil {
+					r.own++
+				} else {
+					r.shared[c.Offset] = true
+					v := c.Shared.Do("copy", func() any { made.Add(1); return string(c.Data) })
+					r.wrongValue = r.wrongValue || v != string(c.Data)
+				}
+				if slow {
+					time.Sleep(3 * time.Millisecond)
+				}
+				return nil
+			})
+			ch <- r
+		}()
+		return ch
+	}
+	const followers = 4
+	chans := []chan result{follow(true)}
+	for range followers - 1 {
+		chans = append(chans, follow(false))
+	}
+	for subscribed := 0; subscribed < followers; {
+		b.mu.Lock()
+		subscribed = len(b.subs[job.ID])
+		b.mu.Unlock()
+		runtime.Gosched()
+	}
+	var want bytes.Buffer
+	for i := range 2000 {
+		n := want.Len()
+		fmt.Fprintf(&want, "line %06d of the log\r\n", i)
+		l.append(want.Bytes()[n:], false)
+	}
+	l.Close()
+	finishJob(t, db, job.ID)
+	b.end(job.ID)
+	union, passed := map[int64]bool{}, 0
+	for i, ch := range chans {
+		r := <-ch
+		if r.err != nil || !bytes.Equal(r.data, want.Bytes()) || r.wrongValue {
+			t.Errorf("follower %d: %v, %d of %d bytes, a value of another chunk: %t", i, r.err, len(r.data), want.Len(), r.wrongValue)
+		}
+		if i == 0 && (r.own == 0 || len(r.shared) == 0) {
+			t.Errorf("the slow follower had %d chunks of its own and %d shared: it was not dropped, or did not share again", r.own, len(r.shared))
+		}
+		for off := range r.shared {
+			union[off] = true
+		}
+		passed += len(r.shared)
+	}
+	if made.Load() != int64(len(union)) || passed < 2*len(union) {
+		t.Errorf("%d values made for %d chunks passed shared %d times to %d followers", made.Load(), len(union), passed, followers)
 	}
 }

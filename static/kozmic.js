@@ -6,8 +6,28 @@ document.addEventListener("submit", function (e) {
   }
 });
 
+// A log line's number is a CSS counter (.log p::before), which each block
+// of lines, a page or an event of the live log, starts at its first line's
+// number, from that line's id (L<n>): the server sends no numbers.
+function numberLines() {
+  document.querySelectorAll("#log > .log-lines:not([style])").forEach(function (block) {
+    var first = block.querySelector("p[id^=L]");
+    block.style.counterReset = "line " + (first ? Number(first.id.slice(1)) - 1 : 0);
+  });
+}
+document.addEventListener("htmx:afterSwap", numberLines);
+
+// A click on a line's number (the line's left padding) links to the line.
+document.addEventListener("click", function (e) {
+  var line = e.target.closest && e.target.closest("#log p[id]");
+  if (line && e.clientX < line.getBoundingClientRect().left + parseFloat(getComputedStyle(line).paddingLeft)) {
+    window.location.hash = line.id;
+  }
+});
+
 // A followed log scrolls with its new lines.
 document.addEventListener("htmx:sseMessage", function (e) {
+  numberLines();
   var follow = document.getElementById("follow");
   if (follow && follow.checked && e.target.id === "log") {
     window.scrollTo(0, document.body.scrollHeight);
