@@ -155,7 +155,7 @@ func TestLiveFollowersShareOneValuePerPublishedChunk(t *testing.T) {
 	for i := range 2000 {
 		n := want.Len()
 		fmt.Fprintf(&want, "line %06d of the log\r\n", i)
-		l.append(want.Bytes()[n:], false)
+		l.append(batch{data: want.Bytes()[n:]})
 	}
 	l.Close()
 	finishJob(t, db, job.ID)
