@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -85,20 +83,6 @@ func BenchmarkWebhookIngest(b *testing.B) {
 	b.ReportMetric(ms(99), "p99-ms")
 	b.ReportMetric(float64(errs.Load()), "errors")
 	b.ReportMetric(float64(backupSize(b, s.db)-sizeBefore)/float64(b.N), "db-bytes/build")
-}
-
-// backupSize is the size of a backup of db: the bytes its data takes,
-// without pages that are free or only in the WAL.
-func backupSize(b *testing.B, db *store.DB) int64 {
-	path := filepath.Join(b.TempDir(), "backup.db")
-	if err := db.Backup(context.Background(), path); err != nil {
-		b.Fatal(err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return fi.Size()
 }
 
 // benchProject is a signed-in browser on a test server with a project of

@@ -46,6 +46,7 @@ type DB struct {
 	write    *sql.DB
 	read     *sql.DB
 	stmts    *stmtCache // the writer's prepared statements
+	builds   buildBatcher
 	seal     *sealer
 	now      func() time.Time
 	instance string
@@ -162,6 +163,9 @@ func dsn(path string, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Set("_txlock", "immediate")
+		// CreateBuild's savepoints copy pages to a sub-journal: in memory
+		// that costs no system calls.
+		q.Add("_pragma", "temp_store(MEMORY)")
 	}
 	// A file: URI escapes '?', '#' and '%' in the path, which a plain name cannot.
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
@@ -222,8 +226,10 @@ func (db *DB) Ping(ctx context.Context) error {
 	return db.read.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
 }
 
-// Close closes both pools.
+// Close lets the builds being written finish, refuses later ones and
+// closes both pools.
 func (db *DB) Close() error {
+	db.builds.close()
 	var err error
 	if db.read != nil {
 		err = db.read.Close()
