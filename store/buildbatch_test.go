@@ -178,3 +178,31 @@ func TestPayloadMigrationDropsWebhookBodiesAndKeepsBuilds(t *testing.T) {
 		t.Errorf("Run build of the commit after a new hook: %+v, %v; want one job of vet", run, err)
 	}
 }
+
+// WebhookProject reads a project's webhook secret and default branch in one
+// prepared statement, prepared at the first webhook and reused after it.
+func TestWebhookProjectIsOnePreparedRead(t *testing.T) {
+	ctx := context.Background()
+	db := newTestDB(t)
+	f := newFixture(t, db, "acme/widget")
+	if err := db.SetDefaultBranch(ctx, f.project.ID, "trunk"); err != nil {
+		t.Fatal(err)
+	}
+	prepared := func() int {
+		db.reads.mu.Lock()
+		defer db.reads.mu.Unlock()
+		return len(db.reads.stmts)
+	}
+	for range 2 {
+		wp, err := db.WebhookProject(ctx, f.project.ID)
+		if err != nil || wp != (WebhookProject{Secret: "whsec-acme/widget", DefaultBranch: "trunk"}) {
+			t.Errorf("WebhookProject = %+v, %v", wp, err)
+		}
+		if n := prepared(); n != 1 {
+			t.Errorf("prepared reads = %d, want 1", n)
+		}
+	}
+	if _, err := db.WebhookProject(ctx, f.project.ID+100); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing project: %v, want ErrNotFound", err)
+	}
+}

@@ -312,8 +312,11 @@ type WebhookProject struct {
 func (db *DB) WebhookProject(ctx context.Context, projectID int64) (WebhookProject, error) {
 	var wp WebhookProject
 	var sealed []byte
-	err := db.read.QueryRowContext(ctx, `SELECT webhook_secret_enc, default_branch FROM projects WHERE id = ?`, projectID).
-		Scan(&sealed, &wp.DefaultBranch)
+	// Prepared once: parsing the query cost as much as running it.
+	s, err := db.reads.prepared(ctx, `SELECT webhook_secret_enc, default_branch FROM projects WHERE id = ?`)
+	if err == nil {
+		err = s.QueryRowContext(ctx, projectID).Scan(&sealed, &wp.DefaultBranch)
+	}
 	if err != nil {
 		return WebhookProject{}, wrap("get webhook project", err)
 	}
