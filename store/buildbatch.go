@@ -44,7 +44,7 @@ type buildRequest struct {
 
 // create creates nb's build in db's next batch and returns once it is
 // committed or has failed.
-func (q *buildBatcher) create(db *DB, ctx context.Context, nb NewBuild) (BuildRun, error) {
+func (q *buildBatcher) create(ctx context.Context, db *DB, nb NewBuild) (BuildRun, error) {
 	r := &buildRequest{ctx: ctx, nb: nb, done: make(chan struct{})}
 	q.mu.Lock()
 	if q.closed {
@@ -101,7 +101,9 @@ func (q *buildBatcher) take() []*buildRequest {
 	defer q.mu.Unlock()
 	n := min(len(q.pending), maxBuildBatch)
 	batch := q.pending[:n:n]
-	q.pending = q.pending[n:]
+	if q.pending = q.pending[n:]; len(q.pending) == 0 {
+		q.pending = nil // lets the array, and the calls it holds, go
+	}
 	return batch
 }
 

@@ -206,3 +206,38 @@ func TestWebhookProjectIsOnePreparedRead(t *testing.T) {
 		t.Errorf("missing project: %v, want ErrNotFound", err)
 	}
 }
+
+// Close writes the builds waiting for the writer before it closes the
+// database, and a build asked for after Close fails and writes nothing.
+func TestCloseWritesQueuedBuildsAndRefusesLaterOnes(t *testing.T) {
+	ctx := context.Background()
+	db := newTestDB(t)
+	f := newFixture(t, db, "acme/widget")
+	release, _ := holdWriter(t, db)
+	queued := make(chan error, 1)
+	go func() {
+		_, _, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: "queued"})
+		queued <- err
+	}()
+	waitQueued(db, 1)
+	closed := make(chan error, 1)
+	go func() { closed <- db.Close() }()
+	release()
+	if err := <-queued; err != nil {
+		t.Errorf("the build queued at Close: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: "late"}); !errors.Is(err, errClosed) {
+		t.Errorf("a build after Close: %v, want errClosed", err)
+	}
+	reopened, err := openAt(t, db.path, testKey, migrations.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := reopened.Builds(ctx, f.project.ID, BuildQuery{})
+	if err != nil || len(bs) != 1 || bs[0].SHA != "queued" {
+		t.Errorf("builds after reopening: %+v, %v; want the queued one alone", bs, err)
+	}
+}

@@ -181,7 +181,7 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error
 	if err := nb.check(); err != nil {
 		return Build{}, nil, err
 	}
-	run, err := db.builds.create(db, ctx, nb)
+	run, err := db.builds.create(ctx, db, nb)
 	if err != nil {
 		return Build{}, nil, err
 	}
