@@ -10,7 +10,9 @@ import (
 // a third of the cost of a small write transaction. A statement cannot be
 // prepared while a transaction holds the writer's only connection, so a
 // query first seen inside one runs unprepared and is queued; writeTx
-// prepares the queue once the connection is free again.
+// prepares the queue once the connection is free again. On the reader
+// pool, which has no such transaction, a read prepares its statement at
+// once (prepared).
 type stmtCache struct {
 	pool *sql.DB
 
