@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -19,9 +20,9 @@ var errClosed = errors.New("the database is closed")
 // transaction (group commit): a commit costs as much for one build as for
 // many, as the pages they change are mostly the same. A goroutine, started
 // by the first call, takes every call that is waiting once the writer
-// connection is its own and runs each in a savepoint, so that a call that
-// fails rolls back its own changes only and gets its own error. Its zero
-// value is ready; close stops it.
+// connection is its own and writes them together; each call gets its own
+// result or error, and one that fails leaves the others' builds in place
+// (see writeBuildBatch). Its zero value is ready; close stops it.
 type buildBatcher struct {
 	mu      sync.Mutex
 	pending []*buildRequest
@@ -119,9 +120,13 @@ func (db *DB) runBuildBatches(q *buildBatcher) {
 }
 
 // writeBuildBatch takes q's pending calls once the writer is free and
-// creates their builds in one transaction, each in a savepoint. If the
-// transaction itself fails (to begin, to commit, or to roll a savepoint
-// back), every call of the batch gets that error and nothing is written.
+// creates their builds in one transaction. A call refused before it writes
+// (see insertBuild) gets its error there and the others go on; one that
+// fails after writing cannot be taken out of the transaction alone (a
+// savepoint for each call would copy every page it changes once more), so
+// the transaction is rolled back, that call gets its error, and the others
+// are written again without it. If the transaction itself fails (to begin
+// or to commit), every call in it gets that error.
 func (db *DB) writeBuildBatch(q *buildBatcher) {
 	var batch []*buildRequest
 	defer func() {
@@ -134,39 +139,48 @@ func (db *DB) writeBuildBatch(q *buildBatcher) {
 	// Not a caller's context: one that ends interrupts the connection,
 	// which would roll back the builds of every other caller with it.
 	ctx := context.Background()
-	err := db.writeTx(ctx, func(tx txn) error {
-		// Taken only now, so that calls that came while the writer was busy
-		// join this transaction.
-		batch = q.take()
-		for _, r := range batch {
-			if err := r.ctx.Err(); err != nil {
-				r.err = fmt.Errorf("create build: %w", err)
-				continue
+	for {
+		var failed int // 1 + the index in batch of a call that failed after writing
+		err := db.writeTx(ctx, func(tx txn) error {
+			if batch == nil {
+				// Taken only now, so that calls that came while the writer
+				// was busy join this transaction.
+				batch = q.take()
 			}
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT build`); err != nil {
-				return wrap("begin build savepoint", err)
-			}
-			if r.err = db.insertBuild(ctx, tx, r.nb, nil, &r.run); r.err != nil {
-				r.run = BuildRun{}
-				db.writes.failed(r.err, db.now())
-				if _, err := tx.ExecContext(ctx, `ROLLBACK TO build`); err != nil {
-					return wrap("roll back build savepoint", err)
+			for i, r := range batch {
+				r.run, r.err = BuildRun{}, nil
+				if err := r.ctx.Err(); err != nil {
+					r.err = fmt.Errorf("create build: %w", err)
+					continue
+				}
+				wrote, err := db.insertBuild(ctx, tx, r.nb, nil, &r.run)
+				if err != nil {
+					r.run, r.err = BuildRun{}, err
+					if wrote {
+						failed = i + 1
+						return err
+					}
 				}
 			}
-			if _, err := tx.ExecContext(ctx, `RELEASE build`); err != nil {
-				return wrap("release build savepoint", err)
+			return nil
+		})
+		switch {
+		case failed > 0:
+			r := batch[failed-1]
+			batch = slices.Delete(batch, failed-1, failed)
+			close(r.done)
+			if len(batch) > 0 {
+				continue
+			}
+		case err != nil && batch == nil:
+			// The transaction never began: fail what it would have taken.
+			batch = q.take()
+			fallthrough
+		case err != nil:
+			for _, r := range batch {
+				r.run, r.err = BuildRun{}, err
 			}
 		}
-		return nil
-	})
-	if err == nil {
 		return
-	}
-	if batch == nil {
-		// The transaction never began: fail what it would have taken.
-		batch = q.take()
-	}
-	for _, r := range batch {
-		r.run, r.err = BuildRun{}, err
 	}
 }

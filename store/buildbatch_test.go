@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,9 @@ import (
 
 	"kozmic/migrations"
 )
+
+// errBoom stands for the error of a trigger that says boom.
+var errBoom = errors.New("boom")
 
 // holdWriter takes the writer's only connection until the returned
 // function gives it back, and counts the commits made on that connection
@@ -52,10 +56,10 @@ func waitQueued(db *DB, n int) {
 }
 
 // Builds asked for while the writer is busy are written together in one
-// commit once it is free, each in its own savepoint: those that fail (a
-// delivery seen before, a project without hooks, a missing project, a
-// caller that gave up) get their own error and leave nothing behind, and
-// the others are committed whole.
+// commit once it is free: those that fail (a delivery seen before, a
+// project without hooks, a missing project, a caller that gave up, and one
+// that fails halfway through its writes) get their own error and leave
+// nothing behind, and the others are committed whole.
 func TestQueuedBuildsShareOneCommitAndFailAlone(t *testing.T) {
 	ctx := context.Background()
 	db := newTestDB(t)
@@ -69,6 +73,11 @@ func TestQueuedBuildsShareOneCommitAndFailAlone(t *testing.T) {
 	if _, _, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: "seen", DeliveryID: "d-seen"}); err != nil {
 		t.Fatal(err)
 	}
+	// A build of "boom" fails after its build row is written.
+	if _, err := db.write.ExecContext(ctx, `CREATE TEMP TRIGGER boom BEFORE INSERT ON hook_calls
+		WHEN (SELECT sha FROM builds WHERE id = NEW.build_id) = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END`); err != nil {
+		t.Fatal(err)
+	}
 	gaveUp, cancel := context.WithCancel(ctx)
 	cancel()
 	calls := []struct {
@@ -77,6 +86,7 @@ func TestQueuedBuildsShareOneCommitAndFailAlone(t *testing.T) {
 		want error
 	}{
 		{ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: "a", DeliveryID: "d-a"}, nil},
+		{ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: "boom", DeliveryID: "d-boom"}, errBoom},
 		{ctx, NewBuild{ProjectID: f.project.ID, Ref: "refs/heads/main", SHA: "x", DeliveryID: "d-seen"}, ErrSeenDelivery},
 		{ctx, NewBuild{ProjectID: bare.project.ID, Ref: "refs/heads/main", SHA: "b", DeliveryID: "d-b"}, ErrNoHooks},
 		{ctx, NewBuild{ProjectID: 999, Ref: "refs/heads/main", SHA: "c"}, ErrNotFound},
@@ -105,7 +115,9 @@ func TestQueuedBuildsShareOneCommitAndFailAlone(t *testing.T) {
 			t.Errorf("build of %s: %+v with %d jobs, %v; want it with 2 jobs", c.nb.SHA, builds[i], len(jobs[i]), errs[i])
 		case c.want == nil:
 			numbers = append(numbers, builds[i].Number)
-		case !errors.Is(errs[i], c.want):
+		case c.want == errBoom && (errs[i] == nil || !strings.Contains(errs[i].Error(), "boom")):
+			t.Errorf("build of %s: err = %v, want the trigger's", c.nb.SHA, errs[i])
+		case c.want != errBoom && !errors.Is(errs[i], c.want):
 			t.Errorf("build of %s: err = %v, want %v", c.nb.SHA, errs[i], c.want)
 		}
 	}
@@ -123,7 +135,7 @@ func TestQueuedBuildsShareOneCommitAndFailAlone(t *testing.T) {
 		t.Errorf("the project without hooks used %d build numbers", n)
 	}
 	var kept []string
-	for _, id := range []string{"d-seen", "d-a", "d-b", "d-y", "d-d"} {
+	for _, id := range []string{"d-seen", "d-a", "d-boom", "d-b", "d-y", "d-d"} {
 		if count(t, db, `SELECT COUNT(*) FROM webhook_deliveries WHERE delivery_id = ?`, id) == 1 {
 			kept = append(kept, id)
 		}

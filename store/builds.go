@@ -220,9 +220,10 @@ func (db *DB) RunBuild(ctx context.Context, nb NewBuild, rerunEdited bool) (Buil
 	}
 	var run BuildRun
 	err := db.writeTx(ctx, func(tx txn) error {
-		return db.insertBuild(ctx, tx, nb, func(tx txn, run *BuildRun) error {
+		_, err := db.insertBuild(ctx, tx, nb, func(tx txn, run *BuildRun) error {
 			return db.addHookJobs(ctx, tx, run, rerunEdited)
 		}, &run)
+		return err
 	})
 	if err != nil {
 		return BuildRun{}, err
@@ -257,41 +258,54 @@ func (nb *NewBuild) check() error {
 
 // insertBuild does CreateBuild's work for nb, checked, in tx, and tells
 // what it did in run; when the build exists, again, if set, runs on it in
-// the same transaction. On an error the caller rolls back what it wrote.
-func (db *DB) insertBuild(ctx context.Context, tx txn, nb NewBuild, again func(txn, *BuildRun) error, run *BuildRun) error {
+// the same transaction. Every refusal (a delivery seen before, a missing
+// project, one without hooks) comes before the first write: wrote says
+// whether a failure may have left changes in tx, for the caller to roll
+// back.
+func (db *DB) insertBuild(ctx context.Context, tx txn, nb NewBuild, again func(txn, *BuildRun) error, run *BuildRun) (wrote bool, err error) {
 	if nb.DeliveryID != "" {
-		res, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (delivery_id, project_id, event, received_at)
-			SELECT ?, id, ?, ? FROM projects WHERE id = ? ON CONFLICT (delivery_id) DO NOTHING`,
-			nb.DeliveryID, nb.Event, db.nowMS(), nb.ProjectID)
+		var seen bool
+		err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE delivery_id = ?)`, nb.DeliveryID).Scan(&seen)
 		if err != nil {
-			return wrap("record delivery", err)
+			return false, wrap("find delivery", err)
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return wrap("record delivery", err)
-		} else if n == 0 {
+		if seen {
 			if err := projectExists(ctx, tx, nb.ProjectID); err != nil {
-				return err
+				return false, err
 			}
-			return ErrSeenDelivery
+			return false, ErrSeenDelivery
 		}
 	}
 	b, err := scanBuild(tx.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds
 		WHERE project_id = ? AND ref = ? AND sha = ?`, nb.ProjectID, nb.Ref, nb.SHA))
 	if err == nil {
 		run.Build, run.Existed = b, true
-		if again != nil {
-			return again(tx, run)
+		if err := db.recordDelivery(ctx, tx, nb); err != nil {
+			return true, err
 		}
-		return nil
+		if again != nil {
+			return true, again(tx, run)
+		}
+		return true, nil
 	} else if !errors.Is(err, sql.ErrNoRows) {
-		return wrap("find build", err)
+		return false, wrap("find build", err)
 	}
 
 	now := db.nowMS()
+	// Only a project with hooks gets a number: a build that would have no
+	// jobs is refused before anything is written.
 	err = tx.QueryRowContext(ctx, `UPDATE projects SET last_build_number = last_build_number + 1
-		WHERE id = ? RETURNING last_build_number`, nb.ProjectID).Scan(&b.Number)
-	if err != nil {
-		return wrap("allocate build number", err)
+		WHERE id = ?1 AND EXISTS (SELECT 1 FROM hooks WHERE project_id = ?1) RETURNING last_build_number`, nb.ProjectID).Scan(&b.Number)
+	if errors.Is(err, sql.ErrNoRows) {
+		if err := projectExists(ctx, tx, nb.ProjectID); err != nil {
+			return false, err
+		}
+		return false, ErrNoHooks
+	} else if err != nil {
+		return false, wrap("allocate build number", err)
+	}
+	if err := db.recordDelivery(ctx, tx, nb); err != nil {
+		return true, err
 	}
 	b, err = scanBuild(tx.QueryRowContext(ctx, `
 		INSERT INTO builds (project_id, number, ref, sha, author, message, trigger_kind, trigger_pr, trigger_user_id, trigger_user,
@@ -300,27 +314,33 @@ func (db *DB) insertBuild(ctx context.Context, tx txn, nb NewBuild, again func(t
 		nb.ProjectID, b.Number, nb.Ref, nb.SHA, nb.Author, nb.Message, nb.Trigger.Kind, nb.Trigger.PR, nb.Trigger.UserID, nb.Trigger.User,
 		nb.FromFork, nb.ForkRepo, nb.ForkRepoID, now))
 	if err != nil {
-		return wrap("insert build", err)
+		return true, wrap("insert build", err)
 	}
 	run.Build = b
 	// Set-based inserts keep the statement count fixed however many hooks there are.
-	res, err := tx.ExecContext(ctx, `INSERT INTO hook_calls (hook_id, build_id, hook_title, created_at)
+	_, err = tx.ExecContext(ctx, `INSERT INTO hook_calls (hook_id, build_id, hook_title, created_at)
 		SELECT id, ?, title, ? FROM hooks WHERE project_id = ? ORDER BY title`, b.ID, now, nb.ProjectID)
 	if err != nil {
-		return wrap("insert hook calls", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return wrap("insert hook calls", err)
-	} else if n == 0 {
-		return ErrNoHooks // rolls back the build and its number
+		return true, wrap("insert hook calls", err)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO jobs (build_id, hook_call_id, attempt, status, created_at)
 		SELECT build_id, id, 1, 'enqueued', created_at FROM hook_calls WHERE build_id = ? ORDER BY id`, b.ID)
 	if err != nil {
-		return wrap("insert jobs", err)
+		return true, wrap("insert jobs", err)
 	}
 	run.Jobs, err = queryJobs(ctx, tx, `WHERE j.build_id = ? ORDER BY hc.hook_title, j.hook_call_id, j.attempt`, b.ID)
-	return err
+	return true, err
+}
+
+// recordDelivery records nb's webhook delivery, if it has one, for a
+// project that exists.
+func (db *DB) recordDelivery(ctx context.Context, tx txn, nb NewBuild) error {
+	if nb.DeliveryID == "" {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (delivery_id, project_id, event, received_at)
+		VALUES (?, ?, ?, ?)`, nb.DeliveryID, nb.ProjectID, nb.Event, db.nowMS())
+	return wrap("record delivery", err)
 }
 
 // addHookJobs adds to run's build, from before, a hook call and a first

@@ -165,9 +165,6 @@ func dsn(path string, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Set("_txlock", "immediate")
-		// CreateBuild's savepoints copy pages to a sub-journal: in memory
-		// that costs no system calls.
-		q.Add("_pragma", "temp_store(MEMORY)")
 	}
 	// A file: URI escapes '?', '#' and '%' in the path, which a plain name cannot.
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
