@@ -173,10 +173,10 @@ func scanBuild(row scanner) (Build, error) {
 // number is missing or out of place, or whose user is over MaxTriggerUser
 // bytes, is ErrInvalid.
 //
-// Concurrent calls share one transaction (see buildBatcher), each in a
-// savepoint of its own: one that fails rolls back only its own changes.
-// A call returns once its build is committed or has failed; one whose
-// context ends before its turn writes nothing.
+// Concurrent calls share one transaction (see buildBatcher); one that
+// fails writes nothing and leaves the others' builds in place. A call
+// returns once its build is committed or has failed; one whose context
+// ends before its turn writes nothing.
 func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error) {
 	if err := nb.check(); err != nil {
 		return Build{}, nil, err
