@@ -120,26 +120,27 @@ type Trigger struct {
 // is not owner/name (store.ValidFullName, at most store.MaxForkRepo bytes),
 // or a default branch that is no branch name (at most store.MaxBranch bytes).
 func ParseWebhook(forge Forge, event string, body []byte) (Trigger, error) {
+	var t Trigger
+	var err error
+	var defaultBranch string
 	switch event {
 	case "ping":
 		return Trigger{Reason: "pong"}, nil
-	case "push", "pull_request":
-	default:
-		return Trigger{}, ErrUnhandledEvent
-	}
-	parsed, err := github.ParseWebHook(event, body)
-	if err != nil {
-		return Trigger{}, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	var t Trigger
-	var defaultBranch string
-	switch e := parsed.(type) {
-	case *github.PushEvent:
-		t, err = pushTrigger(e)
+	case "push":
+		var e github.PushEvent
+		if err := json.Unmarshal(body, &e); err != nil {
+			return Trigger{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		t, err = pushTrigger(&e)
 		defaultBranch = e.GetRepo().GetDefaultBranch()
-	case *github.PullRequestEvent:
+	case "pull_request":
+		var pb pullRequestBody
+		if err := json.Unmarshal(body, &pb); err != nil {
+			return Trigger{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		e, giteaShaped := pb.event()
 		// The headers naming the forge are not signed; the body is.
-		if giteaShaped(body) {
+		if giteaShaped {
 			forge = ForgeGitea
 		}
 		t, err = pullRequestTrigger(forge, e)
@@ -178,17 +179,34 @@ func validBranch(b string) bool {
 	return len(b) <= store.MaxBranch && git.ValidRef("refs/heads/"+b)
 }
 
-// giteaShaped reports whether a pull request event's body is Gitea's or
-// Forgejo's: their head branch carries repo_id, GitHub's never does.
-func giteaShaped(body []byte) bool {
-	var p struct {
-		PullRequest struct {
-			Head struct {
-				RepoID *int64 `json:"repo_id"`
-			} `json:"head"`
-		} `json:"pull_request"`
+// pullRequestBody is a pull request event's body from GitHub, Gitea or
+// Forgejo, read in one pass: go-github's event, and the repo_id that only
+// Gitea's and Forgejo's head branch carries (the outer fields take the
+// names "pull_request" and "head" from the embedded ones).
+type pullRequestBody struct {
+	github.PullRequestEvent
+	PullRequest *struct {
+		github.PullRequest
+		Head *struct {
+			github.PullRequestBranch
+			RepoID *int64 `json:"repo_id"`
+		} `json:"head"`
+	} `json:"pull_request"`
+}
+
+// event returns the body as go-github's event, and whether it is Gitea's
+// or Forgejo's: their head branch carries repo_id, GitHub's never does.
+func (b *pullRequestBody) event() (e *github.PullRequestEvent, giteaShaped bool) {
+	e = &b.PullRequestEvent
+	if b.PullRequest == nil {
+		return e, false
 	}
-	return json.Unmarshal(body, &p) == nil && p.PullRequest.Head.RepoID != nil
+	e.PullRequest = &b.PullRequest.PullRequest
+	if h := b.PullRequest.Head; h != nil {
+		e.PullRequest.Head = &h.PullRequestBranch
+		giteaShaped = h.RepoID != nil
+	}
+	return e, giteaShaped
 }
 
 const zeroSHA = "0000000000000000000000000000000000000000"

@@ -293,7 +293,7 @@ func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// git listed HEAD anyway: the badge's branch comes free.
-	h.learnDefaultBranch(ctx, p, defaultBranch)
+	h.learnDefaultBranch(ctx, p.ID, p.DefaultBranch, defaultBranch)
 	// A repository on this machine has the commit at hand; of any other,
 	// the first job's checkout reads it (runner, SetBuildCommit).
 	commit, _, err := git.LocalCommit(ctx, p.CloneURL(), sha)

@@ -126,22 +126,23 @@ func (h *Handler) createGitProject(w http.ResponseWriter, r *http.Request) {
 	h.log.InfoContext(r.Context(), "project created", "project", p.ID, "name", p.FullName, "by", u.Login())
 	// An ssh project learns its default branch at its first Run build or
 	// webhook instead.
-	h.learnDefaultBranch(r.Context(), p, defaultBranch)
+	h.learnDefaultBranch(r.Context(), p.ID, p.DefaultBranch, defaultBranch)
 	http.Redirect(w, r, paths.Project(p.ID)+"?created", http.StatusSeeOther)
 }
 
-// learnDefaultBranch records branch as p's default branch, which its badge
-// shows, when it is known and new. A failure is only logged: the next
-// webhook or Run build tells it again.
-func (h *Handler) learnDefaultBranch(ctx context.Context, p store.Project, branch string) {
-	if branch == "" || branch == p.DefaultBranch {
+// learnDefaultBranch records branch as the default branch of the project
+// projectID, which its badge shows, when it is known and not the one known
+// already. A failure is only logged: the next webhook or Run build tells it
+// again.
+func (h *Handler) learnDefaultBranch(ctx context.Context, projectID int64, known, branch string) {
+	if branch == "" || branch == known {
 		return
 	}
-	if err := h.db.SetDefaultBranch(ctx, p.ID, branch); err != nil {
-		h.log.WarnContext(ctx, "record default branch", "project", p.ID, "branch", clip(branch), "err", err)
+	if err := h.db.SetDefaultBranch(ctx, projectID, branch); err != nil {
+		h.log.WarnContext(ctx, "record default branch", "project", projectID, "branch", clip(branch), "err", err)
 		return
 	}
-	h.log.InfoContext(ctx, "default branch", "project", p.ID, "branch", clip(branch))
+	h.log.InfoContext(ctx, "default branch", "project", projectID, "branch", clip(branch))
 }
 
 // refusal is a request refused for a reason the person can act on: the

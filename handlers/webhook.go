@@ -190,7 +190,7 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 		return h.webhookFailed(w, r, errNoSuchRoute)
 	}
 	// Strangers can post here: the body is read only for a project that exists.
-	secret, err := h.db.WebhookSecret(r.Context(), projectID)
+	target, err := h.db.WebhookProject(r.Context(), projectID)
 	if err != nil {
 		return h.webhookFailed(w, r, err)
 	}
@@ -200,7 +200,7 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 	if err != nil {
 		return h.webhookFailed(w, r, err)
 	}
-	if err := gh.VerifySignature([]byte(secret), r.Header.Get("X-Hub-Signature-256"), chunks.reader()); err != nil {
+	if err := gh.VerifySignature([]byte(target.Secret), r.Header.Get("X-Hub-Signature-256"), chunks.reader()); err != nil {
 		return h.webhookFailed(w, r, errUnauthorized)
 	}
 	// Only a signed body is copied whole: a forged one never leaves the pool.
@@ -220,11 +220,7 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 	case err != nil:
 		return h.webhookFailed(w, r, fmt.Errorf("%w: %v", errBadRequest, err))
 	}
-	if t.DefaultBranch != "" {
-		if p, err := h.db.ProjectByID(r.Context(), projectID); err == nil {
-			h.learnDefaultBranch(r.Context(), p, t.DefaultBranch)
-		}
-	}
+	h.learnDefaultBranch(r.Context(), projectID, target.DefaultBranch, t.DefaultBranch)
 	switch {
 	case !t.Build:
 		writeJSON(w, http.StatusOK, map[string]string{"result": "no build: " + t.Reason})
@@ -233,7 +229,7 @@ func (h *Handler) receiveWebhook(w http.ResponseWriter, r *http.Request) (result
 
 	b, jobs, err := h.db.CreateBuild(r.Context(), store.NewBuild{
 		ProjectID: projectID, Ref: t.Ref, SHA: t.SHA, Author: t.Author, Message: t.Message, Trigger: webhookTrigger(t),
-		FromFork: t.FromFork, ForkRepo: t.ForkRepo, ForkRepoID: t.ForkRepoID, Payload: body, Event: event,
+		FromFork: t.FromFork, ForkRepo: t.ForkRepo, ForkRepoID: t.ForkRepoID, Event: event,
 		DeliveryID: firstHeader(r, "X-GitHub-Delivery", "X-Gitea-Delivery", "X-Forgejo-Delivery"),
 	})
 	switch {

@@ -38,7 +38,7 @@ func openReadOnly(ctx context.Context, abs string, seal *sealer) (*DB, error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	write.SetMaxOpenConns(1)
-	db := &DB{write: write, read: read, stmts: newStmtCache(write), seal: seal, now: time.Now, path: abs}
+	db := &DB{write: write, read: read, stmts: newStmtCache(write), reads: newStmtCache(read), seal: seal, now: time.Now, path: abs}
 	if err := db.checkKeyReadOnly(ctx); err != nil {
 		db.Close()
 		return nil, err

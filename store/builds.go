@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -135,9 +134,6 @@ type NewBuild struct {
 	// ForkRepoID is, with FromFork, the id of the fork's repository, or 0
 	// when it is unknown or the project's own.
 	ForkRepoID int64
-	// Payload is the JSON that caused the build (the webhook body), kept with
-	// every hook call. Empty means {}.
-	Payload []byte
 	// DeliveryID, when set, is the webhook delivery that asked for the build,
 	// recorded in the same transaction; Event is its event name.
 	DeliveryID string
@@ -176,8 +172,16 @@ func scanBuild(row scanner) (Build, error) {
 // negative id, or a trigger whose kind is unknown, whose pull request
 // number is missing or out of place, or whose user is over MaxTriggerUser
 // bytes, is ErrInvalid.
+//
+// Concurrent calls share one transaction (see buildBatcher); one that
+// fails writes nothing and leaves the others' builds in place. A call
+// returns once its build is committed or has failed; one whose context
+// ends before its turn writes nothing.
 func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (Build, []Job, error) {
-	run, err := db.createBuild(ctx, nb, nil)
+	if err := nb.check(); err != nil {
+		return Build{}, nil, err
+	}
+	run, err := db.builds.create(ctx, db, nb)
 	if err != nil {
 		return Build{}, nil, err
 	}
@@ -211,109 +215,132 @@ type BuildRun struct {
 // The errors are CreateBuild's, except that a commit built before is no
 // ErrNoHooks when the project has no hooks left.
 func (db *DB) RunBuild(ctx context.Context, nb NewBuild, rerunEdited bool) (BuildRun, error) {
-	return db.createBuild(ctx, nb, func(tx txn, run *BuildRun) error {
-		return db.addHookJobs(ctx, tx, run, rerunEdited)
-	})
-}
-
-// createBuild is CreateBuild; when the build exists, again, if set, runs on
-// it in the same transaction.
-func (db *DB) createBuild(ctx context.Context, nb NewBuild, again func(txn, *BuildRun) error) (BuildRun, error) {
-	if nb.Trigger.Kind == "" {
-		nb.Trigger.Kind = TriggerPush
-	}
-	switch {
-	case nb.Trigger.Kind != TriggerPush && nb.Trigger.Kind != TriggerPullRequest && nb.Trigger.Kind != TriggerManual:
-		return BuildRun{}, invalid(fmt.Sprintf("%q is not a way to start a build", nb.Trigger.Kind))
-	case (nb.Trigger.Kind == TriggerPullRequest) != (nb.Trigger.PR > 0) || nb.Trigger.PR < 0:
-		return BuildRun{}, invalid("a pull request's build, and only that, has the pull request's number")
-	case len(nb.Trigger.User) > MaxTriggerUser:
-		return BuildRun{}, invalid(fmt.Sprintf("who started the build is named in at most %d bytes", MaxTriggerUser))
-	case nb.Ref == "" || nb.SHA == "":
-		return BuildRun{}, invalid("a build needs a ref and a commit")
-	case (nb.ForkRepo != "" || nb.ForkRepoID != 0) && !nb.FromFork:
-		return BuildRun{}, invalid("only a build from a fork has a fork repository")
-	case nb.ForkRepo != "" && (!ValidFullName(nb.ForkRepo) || len(nb.ForkRepo) > MaxForkRepo):
-		return BuildRun{}, invalid(fmt.Sprintf(`the fork repository's name must look like "owner/name", in at most %d bytes`, MaxForkRepo))
-	case nb.ForkRepoID < 0:
-		return BuildRun{}, invalid("the fork repository's id cannot be negative")
-	}
-	payload := "{}"
-	if len(nb.Payload) > 0 {
-		if !json.Valid(nb.Payload) {
-			return BuildRun{}, invalid("the build payload is not JSON")
-		}
-		payload = string(nb.Payload)
+	if err := nb.check(); err != nil {
+		return BuildRun{}, err
 	}
 	var run BuildRun
 	err := db.writeTx(ctx, func(tx txn) error {
-		if nb.DeliveryID != "" {
-			res, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (delivery_id, project_id, event, received_at)
-				SELECT ?, id, ?, ? FROM projects WHERE id = ? ON CONFLICT (delivery_id) DO NOTHING`,
-				nb.DeliveryID, nb.Event, db.nowMS(), nb.ProjectID)
-			if err != nil {
-				return wrap("record delivery", err)
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return wrap("record delivery", err)
-			} else if n == 0 {
-				if err := projectExists(ctx, tx, nb.ProjectID); err != nil {
-					return err
-				}
-				return ErrSeenDelivery
-			}
-		}
-		b, err := scanBuild(tx.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds
-			WHERE project_id = ? AND ref = ? AND sha = ?`, nb.ProjectID, nb.Ref, nb.SHA))
-		if err == nil {
-			run.Build, run.Existed = b, true
-			if again != nil {
-				return again(tx, &run)
-			}
-			return nil
-		} else if !errors.Is(err, sql.ErrNoRows) {
-			return wrap("find build", err)
-		}
-
-		now := db.nowMS()
-		err = tx.QueryRowContext(ctx, `UPDATE projects SET last_build_number = last_build_number + 1
-			WHERE id = ? RETURNING last_build_number`, nb.ProjectID).Scan(&b.Number)
-		if err != nil {
-			return wrap("allocate build number", err)
-		}
-		b, err = scanBuild(tx.QueryRowContext(ctx, `
-			INSERT INTO builds (project_id, number, ref, sha, author, message, trigger_kind, trigger_pr, trigger_user_id, trigger_user,
-				from_fork, fork_repo, fork_repo_id, status, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), ?, ?, ?, ?, 'enqueued', ?) RETURNING `+buildColumns,
-			nb.ProjectID, b.Number, nb.Ref, nb.SHA, nb.Author, nb.Message, nb.Trigger.Kind, nb.Trigger.PR, nb.Trigger.UserID, nb.Trigger.User,
-			nb.FromFork, nb.ForkRepo, nb.ForkRepoID, now))
-		if err != nil {
-			return wrap("insert build", err)
-		}
-		run.Build = b
-		// Set-based inserts keep the statement count fixed however many hooks there are.
-		res, err := tx.ExecContext(ctx, `INSERT INTO hook_calls (hook_id, build_id, hook_title, payload, created_at)
-			SELECT id, ?, title, ?, ? FROM hooks WHERE project_id = ? ORDER BY title`, b.ID, payload, now, nb.ProjectID)
-		if err != nil {
-			return wrap("insert hook calls", err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return wrap("insert hook calls", err)
-		} else if n == 0 {
-			return ErrNoHooks // rolls back the build and its number
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO jobs (build_id, hook_call_id, attempt, status, created_at)
-			SELECT build_id, id, 1, 'enqueued', created_at FROM hook_calls WHERE build_id = ? ORDER BY id`, b.ID)
-		if err != nil {
-			return wrap("insert jobs", err)
-		}
-		run.Jobs, err = queryJobs(ctx, tx, `WHERE j.build_id = ? ORDER BY hc.hook_title, j.hook_call_id, j.attempt`, b.ID)
+		_, err := db.insertBuild(ctx, tx, nb, func(tx txn, run *BuildRun) error {
+			return db.addHookJobs(ctx, tx, run, rerunEdited)
+		}, &run)
 		return err
 	})
 	if err != nil {
 		return BuildRun{}, err
 	}
 	return run, nil
+}
+
+// check gives nb's trigger its default kind and refuses, as ErrInvalid,
+// what CreateBuild refuses before it writes.
+func (nb *NewBuild) check() error {
+	if nb.Trigger.Kind == "" {
+		nb.Trigger.Kind = TriggerPush
+	}
+	switch {
+	case nb.Trigger.Kind != TriggerPush && nb.Trigger.Kind != TriggerPullRequest && nb.Trigger.Kind != TriggerManual:
+		return invalid(fmt.Sprintf("%q is not a way to start a build", nb.Trigger.Kind))
+	case (nb.Trigger.Kind == TriggerPullRequest) != (nb.Trigger.PR > 0) || nb.Trigger.PR < 0:
+		return invalid("a pull request's build, and only that, has the pull request's number")
+	case len(nb.Trigger.User) > MaxTriggerUser:
+		return invalid(fmt.Sprintf("who started the build is named in at most %d bytes", MaxTriggerUser))
+	case nb.Ref == "" || nb.SHA == "":
+		return invalid("a build needs a ref and a commit")
+	case (nb.ForkRepo != "" || nb.ForkRepoID != 0) && !nb.FromFork:
+		return invalid("only a build from a fork has a fork repository")
+	case nb.ForkRepo != "" && (!ValidFullName(nb.ForkRepo) || len(nb.ForkRepo) > MaxForkRepo):
+		return invalid(fmt.Sprintf(`the fork repository's name must look like "owner/name", in at most %d bytes`, MaxForkRepo))
+	case nb.ForkRepoID < 0:
+		return invalid("the fork repository's id cannot be negative")
+	}
+	return nil
+}
+
+// insertBuild does CreateBuild's work for nb, checked, in tx, and tells
+// what it did in run; when the build exists, again, if set, runs on it in
+// the same transaction. Every refusal (a delivery seen before, a missing
+// project, one without hooks) comes before the first write: wrote says
+// whether a failure may have left changes in tx, for the caller to roll
+// back.
+func (db *DB) insertBuild(ctx context.Context, tx txn, nb NewBuild, again func(txn, *BuildRun) error, run *BuildRun) (wrote bool, err error) {
+	if nb.DeliveryID != "" {
+		var seen bool
+		err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE delivery_id = ?)`, nb.DeliveryID).Scan(&seen)
+		if err != nil {
+			return false, wrap("find delivery", err)
+		}
+		if seen {
+			if err := projectExists(ctx, tx, nb.ProjectID); err != nil {
+				return false, err
+			}
+			return false, ErrSeenDelivery
+		}
+	}
+	b, err := scanBuild(tx.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds
+		WHERE project_id = ? AND ref = ? AND sha = ?`, nb.ProjectID, nb.Ref, nb.SHA))
+	if err == nil {
+		run.Build, run.Existed = b, true
+		if err := db.recordDelivery(ctx, tx, nb); err != nil {
+			return true, err
+		}
+		if again != nil {
+			return true, again(tx, run)
+		}
+		return true, nil
+	} else if !errors.Is(err, sql.ErrNoRows) {
+		return false, wrap("find build", err)
+	}
+
+	now := db.nowMS()
+	// Only a project with hooks gets a number: a build that would have no
+	// jobs is refused before anything is written.
+	err = tx.QueryRowContext(ctx, `UPDATE projects SET last_build_number = last_build_number + 1
+		WHERE id = ?1 AND EXISTS (SELECT 1 FROM hooks WHERE project_id = ?1) RETURNING last_build_number`, nb.ProjectID).Scan(&b.Number)
+	if errors.Is(err, sql.ErrNoRows) {
+		if err := projectExists(ctx, tx, nb.ProjectID); err != nil {
+			return false, err
+		}
+		return false, ErrNoHooks
+	} else if err != nil {
+		return false, wrap("allocate build number", err)
+	}
+	if err := db.recordDelivery(ctx, tx, nb); err != nil {
+		return true, err
+	}
+	b, err = scanBuild(tx.QueryRowContext(ctx, `
+		INSERT INTO builds (project_id, number, ref, sha, author, message, trigger_kind, trigger_pr, trigger_user_id, trigger_user,
+			from_fork, fork_repo, fork_repo_id, status, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), ?, ?, ?, ?, 'enqueued', ?) RETURNING `+buildColumns,
+		nb.ProjectID, b.Number, nb.Ref, nb.SHA, nb.Author, nb.Message, nb.Trigger.Kind, nb.Trigger.PR, nb.Trigger.UserID, nb.Trigger.User,
+		nb.FromFork, nb.ForkRepo, nb.ForkRepoID, now))
+	if err != nil {
+		return true, wrap("insert build", err)
+	}
+	run.Build = b
+	// Set-based inserts keep the statement count fixed however many hooks there are.
+	_, err = tx.ExecContext(ctx, `INSERT INTO hook_calls (hook_id, build_id, hook_title, created_at)
+		SELECT id, ?, title, ? FROM hooks WHERE project_id = ? ORDER BY title`, b.ID, now, nb.ProjectID)
+	if err != nil {
+		return true, wrap("insert hook calls", err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO jobs (build_id, hook_call_id, attempt, status, created_at)
+		SELECT build_id, id, 1, 'enqueued', created_at FROM hook_calls WHERE build_id = ? ORDER BY id`, b.ID)
+	if err != nil {
+		return true, wrap("insert jobs", err)
+	}
+	run.Jobs, err = queryJobs(ctx, tx, `WHERE j.build_id = ? ORDER BY hc.hook_title, j.hook_call_id, j.attempt`, b.ID)
+	return true, err
+}
+
+// recordDelivery records nb's webhook delivery, if it has one, for a
+// project that exists.
+func (db *DB) recordDelivery(ctx context.Context, tx txn, nb NewBuild) error {
+	if nb.DeliveryID == "" {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (delivery_id, project_id, event, received_at)
+		VALUES (?, ?, ?, ?)`, nb.DeliveryID, nb.ProjectID, nb.Event, db.nowMS())
+	return wrap("record delivery", err)
 }
 
 // addHookJobs adds to run's build, from before, a hook call and a first
@@ -347,9 +374,8 @@ func (db *DB) addHookJobs(ctx context.Context, tx txn, run *BuildRun, rerunEdite
 		return err
 	}
 	now := db.nowMS()
-	// A new hook's call keeps the payload of the event that made the build.
-	res, err := tx.ExecContext(ctx, `INSERT INTO hook_calls (hook_id, build_id, hook_title, payload, created_at)
-		SELECT h.id, ?1, h.title, COALESCE((SELECT payload FROM hook_calls WHERE build_id = ?1 ORDER BY id LIMIT 1), '{}'), ?2
+	res, err := tx.ExecContext(ctx, `INSERT INTO hook_calls (hook_id, build_id, hook_title, created_at)
+		SELECT h.id, ?1, h.title, ?2
 		FROM hooks h WHERE h.project_id = ?3 AND NOT EXISTS (SELECT 1 FROM hook_calls WHERE build_id = ?1 AND hook_id = h.id)
 		ORDER BY h.title`, b.ID, now, b.ProjectID)
 	if err != nil {

@@ -10,7 +10,9 @@ import (
 // a third of the cost of a small write transaction. A statement cannot be
 // prepared while a transaction holds the writer's only connection, so a
 // query first seen inside one runs unprepared and is queued; writeTx
-// prepares the queue once the connection is free again.
+// prepares the queue once the connection is free again. On the reader
+// pool, which has no such transaction, a read prepares its statement at
+// once (prepared).
 type stmtCache struct {
 	pool *sql.DB
 
@@ -37,6 +39,30 @@ func (c *stmtCache) get(query string) *sql.Stmt {
 	return s
 }
 
+// prepared returns the prepared statement for query, preparing it first
+// if need be. Preparing takes a connection of the pool: it is only for a
+// pool none of whose connections the caller holds (the reader pool).
+func (c *stmtCache) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	s := c.stmts[query]
+	c.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	s, err := c.pool.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev := c.stmts[query]; prev != nil {
+		s.Close() // prepared meanwhile by another caller
+		return prev, nil
+	}
+	c.stmts[query] = s
+	return s, nil
+}
+
 // prepareQueued prepares the queued queries. It must not run inside a
 // transaction on the pool. A query that fails to prepare is dropped: it
 // keeps running unprepared and reports its own error there.
@@ -61,6 +87,9 @@ func (c *stmtCache) prepareQueued(ctx context.Context) {
 }
 
 func (c *stmtCache) close() {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for q, s := range c.stmts {

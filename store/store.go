@@ -47,6 +47,8 @@ type DB struct {
 	write    *sql.DB
 	read     *sql.DB
 	stmts    *stmtCache // the writer's prepared statements
+	reads    *stmtCache // the reader pool's prepared statements, of reads every webhook makes
+	builds   buildBatcher
 	seal     *sealer
 	now      func() time.Time
 	instance string
@@ -122,6 +124,7 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	db.read.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	db.reads = newStmtCache(db.read)
 
 	if err := db.checkKey(ctx); err != nil {
 		db.Close()
@@ -229,9 +232,12 @@ func (db *DB) Ping(ctx context.Context) error {
 	return db.read.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
 }
 
-// Close closes both pools.
+// Close lets the builds being written finish, refuses later ones and
+// closes both pools.
 func (db *DB) Close() error {
+	db.builds.close()
 	var err error
+	db.reads.close()
 	if db.read != nil {
 		err = db.read.Close()
 	}
