@@ -156,7 +156,7 @@ func median(ds []float64) float64 {
 // arm's median. One iteration is the 20 pairs.
 func BenchmarkTrivialJobThroughServer(b *testing.B) {
 	jb := newJobBench(b, runner.Config{}, "#!/bin/sh\nexit 0\n")
-	jb.run(b)                                                // the first job warms the clone and the image
+	jb.run(b)                                                 // the first job warms the clone and the image
 	dockerRun(b, []string{"--rm"}, "/bin/sh", "-c", "exit 0") // and the CLI's first start
 	var ratios, kozmic, raw []float64
 	for b.Loop() {
