@@ -17,10 +17,11 @@ import (
 )
 
 // rawRun is the baseline: create, attach, start, wait and remove one
-// container through the same client, with the output counted and dropped.
+// container through the same client, without a TTY as the runner's, with
+// the output counted and dropped.
 func rawRun(b *testing.B, dc *docker.Client, cmd []string, out io.Writer) {
 	c, err := dc.CreateContainer(docker.CreateContainerOptions{
-		Config:     &docker.Config{Image: testImage, Cmd: cmd, Tty: true},
+		Config:     &docker.Config{Image: testImage, Cmd: cmd},
 		HostConfig: &docker.HostConfig{NetworkMode: "none", LogConfig: docker.LogConfig{Type: "none"}},
 	})
 	if err != nil {
@@ -28,7 +29,7 @@ func rawRun(b *testing.B, dc *docker.Client, cmd []string, out io.Writer) {
 	}
 	success := make(chan struct{})
 	cw, err := dc.AttachToContainerNonBlocking(docker.AttachToContainerOptions{Container: c.ID, OutputStream: out,
-		ErrorStream: out, RawTerminal: true, Stream: true, Stdout: true, Stderr: true, Success: success})
+		ErrorStream: out, Stream: true, Stdout: true, Stderr: true, Success: success})
 	if err != nil {
 		b.Fatal(err)
 	}

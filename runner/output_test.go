@@ -1,0 +1,85 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"kozmic/internal/testrepo"
+	"kozmic/store"
+)
+
+// Without a TTY, Docker reads stdout and stderr through two pipes; a script
+// alternating between them, a line at a time with nothing between the
+// writes, must still show its lines in the order it wrote them.
+func TestStdoutAndStderrKeepTheirOrder(t *testing.T) {
+	h := newHarness(t, Config{})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
+	p, _ := h.project(rp, store.Hook{Title: "order",
+		BuildScript: "#!/bin/sh\nfor i in $(seq 1 500); do echo \"out $i\"; echo \"err $i\" >&2; done\n"})
+	j := h.runOK(p, rp.Git("rev-parse", "HEAD"))
+	var want strings.Builder
+	for i := 1; i <= 500; i++ {
+		fmt.Fprintf(&want, "out %d\nerr %d\n", i, i)
+	}
+	log := h.logOf(j.ID)
+	if !strings.Contains(log, want.String()) {
+		t.Errorf("the log does not have the 1,000 lines in the order written:\n%s", log)
+	}
+}
+
+// Colours reach the log: escapes a script prints itself, and those of a
+// tool that colours only on a terminal unless FORCE_COLOR or CLICOLOR_FORCE
+// asks it to, as colour libraries do; TERM says what the escapes mean.
+func TestColoursReachTheLogWithoutATerminal(t *testing.T) {
+	h := newHarness(t, Config{})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
+	p, _ := h.project(rp, store.Hook{Title: "colours", BuildScript: "#!/bin/sh\n" +
+		"printf '\\033[31mred\\033[0m\\n'\n" +
+		"colour() { if [ -t 1 ] || [ -n \"$FORCE_COLOR\" ] || [ \"$CLICOLOR_FORCE\" = 1 ]; then printf '\\033[32m%s\\033[0m\\n' \"$1\"; else echo \"$1\"; fi; }\n" +
+		"colour tool-green\n" +
+		"echo \"TERM=$TERM\"\n"})
+	j := h.runOK(p, rp.Git("rev-parse", "HEAD"))
+	log := h.logOf(j.ID)
+	for _, want := range []string{"\x1b[31mred\x1b[0m\n", "\x1b[32mtool-green\x1b[0m\n", "TERM=xterm\n"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log lacks %q:\n%q", want, log)
+		}
+	}
+}
+
+// A line a script prints reaches a follower of the job's log while the
+// script goes on running (here: until the job is canceled), not when the
+// container ends.
+func TestOutputReachesAFollowerWhileTheJobRuns(t *testing.T) {
+	h := newHarness(t, Config{})
+	rp := testrepo.New(t, map[string]string{"README": "x"})
+	p, _ := h.project(rp, store.Hook{Title: "live",
+		BuildScript: "#!/bin/sh\necho first line, then a long wait\nwhile true; do sleep 1; done\n"})
+	_, jobs := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var seen strings.Builder
+	err := h.r.Logs().Follow(ctx, h.db, jobs[0].ID, 0, func(c Chunk) error {
+		seen.Write(c.Data)
+		if strings.Contains(seen.String(), "first line, then a long wait\n") {
+			return errFound
+		}
+		return nil
+	})
+	if err != errFound {
+		t.Fatalf("follow ended with %v before the line arrived; log so far:\n%s", err, seen.String())
+	}
+	if j, err := h.db.JobByID(ctx, jobs[0].ID); err != nil || j.Status != store.JobRunning {
+		t.Errorf("job when its line arrived = %s, %v; want running", j.Status, err)
+	}
+	if err := h.r.Cancel(ctx, jobs[0].ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitJob(jobs[0].ID, finished)
+}
+
+var errFound = errors.New("found")
