@@ -12,6 +12,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"kozmic/git"
 	"kozmic/internal/testrepo"
 	"kozmic/store"
 )
@@ -105,6 +106,88 @@ func BenchmarkTrivialJob(b *testing.B) {
 			h.r.cleanup.Wait()
 		}
 	})
+}
+
+// BenchmarkTrivialJobPhases runs a job whose script is `exit 0` from
+// "enqueued" to "finished" step by step, as a worker does, and reports how
+// long each step takes, in ms per job: claim (the store's claim), checkout
+// (the job's definition and the clone of its commit), image (the image
+// check and, at most once per PullInterval, the pull), create, start (the
+// upload of the source and script, the attach and the start), wait (until
+// the container has exited and its output is read), record (the rest of
+// the log and the result into the store) and remove (the container's
+// removal, which a worker leaves to its cleanup, off the job's path).
+func BenchmarkTrivialJobPhases(b *testing.B) {
+	needDocker(b)
+	h, _ := benchHarness(b, Config{})
+	rp := testrepo.New(b, map[string]string{"README": "x"})
+	sha := rp.Git("rev-parse", "HEAD")
+	p, _ := h.project(rp, store.Hook{Title: "trivial", BuildScript: "#!/bin/sh\nexit 0\n"})
+	ctx := context.Background()
+	phases := []string{"claim", "checkout", "image", "create", "start", "wait", "record", "remove"}
+	spent := make([]time.Duration, len(phases))
+	for b.Loop() {
+		b.StopTimer()
+		// A new branch each time: a second build of the same push is none.
+		if _, _, err := h.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/" + nextSHA(), SHA: sha}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		phase := 0
+		last := time.Now()
+		step := func() {
+			now := time.Now()
+			spent[phase] += now.Sub(last)
+			phase, last = phase+1, now
+		}
+		ch, ok, err := h.db.ClaimJob(ctx)
+		if err != nil || !ok {
+			b.Fatalf("claim: %v %v", ok, err)
+		}
+		step()
+		run, err := h.db.JobRunOf(ctx, ch.Job.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l := newJobLog(ctx, h.db, h.r.Logs(), ch.Job.ID, h.r.cfg.MaxLogBytes, nil, h.r.log)
+		dir := b.TempDir()
+		if err := git.Clone(ctx, git.CloneSpec{Remote: git.Remote{URL: run.Project.CloneURL()}, Ref: run.Build.Ref, SHA: sha}, dir, l); err != nil {
+			b.Fatal(err)
+		}
+		step()
+		img, err := h.r.image(ctx, testImage, l)
+		if err != nil {
+			b.Fatal(err)
+		}
+		step()
+		c, err := h.r.createContainer(ctx, img.ID, run.Hook.BuildScript, jobEnv(run), map[string]string{LabelJob: itoa(ch.Job.ID)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		step()
+		attached, err := h.r.startContainer(ctx, c, gitSource{path: dir, sha: sha}, run.Hook.BuildScript, l)
+		if err != nil {
+			b.Fatal(err)
+		}
+		step()
+		code, err := h.r.waitContainer(ctx, c, attached)
+		attached.Close()
+		if err != nil || code != 0 {
+			b.Fatalf("wait: %d, %v", code, err)
+		}
+		step()
+		l.Close()
+		h.r.finish(ch.Job.ID, result{status: store.JobSuccess, exitCode: &code, containerID: c})
+		step()
+		h.r.remove(c)
+		step()
+		b.StopTimer()
+		h.r.cleanup.Wait() // the log's compression, which would load the next job
+		b.StartTimer()
+	}
+	for i, name := range phases {
+		b.ReportMetric(float64(spent[i].Microseconds())/1000/float64(b.N), name+"-ms/op")
+	}
 }
 
 // logLines of 500 bytes each make 100 MB.

@@ -82,12 +82,24 @@ func (r *Runner) createContainer(ctx context.Context, image, script string, env 
 // copies its output to out until it exits, and returns its exit code. When
 // ctx ends first, the container is killed.
 func (r *Runner) runContainer(ctx context.Context, id string, src source, script string, out io.Writer) (int, error) {
+	attached, err := r.startContainer(ctx, id, src, script, out)
+	if err != nil {
+		return 0, err
+	}
+	defer attached.Close()
+	return r.waitContainer(ctx, id, attached)
+}
+
+// startContainer uploads the source and the script, attaches to the
+// container's stdout and stderr, copying them to out, and starts it. The
+// caller closes the attachment.
+func (r *Runner) startContainer(ctx context.Context, id string, src source, script string, out io.Writer) (docker.CloseWaiter, error) {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(writeUpload(pw, src.dir(), script)) }()
 	err := r.docker.UploadToContainer(id, docker.UploadToContainerOptions{InputStream: pr, Path: "/", Context: ctx})
 	pr.Close()
 	if err != nil {
-		return 0, fmt.Errorf("Could not copy the source into the container: %v", err)
+		return nil, fmt.Errorf("Could not copy the source into the container: %v", err)
 	}
 
 	success := make(chan struct{})
@@ -96,15 +108,22 @@ func (r *Runner) runContainer(ctx context.Context, id string, src source, script
 		Stream: true, Stdout: true, Stderr: true, Success: success,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("Could not attach to the container: %v", err)
+		return nil, fmt.Errorf("Could not attach to the container: %v", err)
 	}
 	<-success
 	success <- struct{}{}
-	defer attached.Close()
 
 	if err := r.docker.StartContainerWithContext(id, nil, ctx); err != nil {
-		return 0, fmt.Errorf("Could not start the script (does it begin with a #! line naming an interpreter in the image?): %v", err)
+		attached.Close()
+		return nil, fmt.Errorf("Could not start the script (is there a /bin/sh in the image, and does the script begin with a #! line?): %v", err)
 	}
+	return attached, nil
+}
+
+// waitContainer waits for a started container to exit and for the rest of
+// its output, and returns its exit code. When ctx ends first, the container
+// is killed.
+func (r *Runner) waitContainer(ctx context.Context, id string, attached docker.CloseWaiter) (int, error) {
 	stopKill := context.AfterFunc(ctx, func() {
 		r.docker.KillContainer(docker.KillContainerOptions{ID: id, Signal: docker.SIGKILL})
 	})

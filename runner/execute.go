@@ -292,41 +292,39 @@ func cacheID(imageID, install string, ids map[string]string) string {
 // pullState is the last pull of one image reference.
 type pullState struct {
 	done chan struct{} // closed when the pull ended
-	at   time.Time
+	at   time.Time     // when it ended
 	err  error
 }
 
-// image makes sure the image is present and returns it. It pulls at most
-// once per PullInterval per reference (concurrent jobs share one pull); if
-// the pull fails and the image is present, it says so and uses that copy.
+// image returns the image ref names, from this Docker engine at once when
+// it is there: then, if ref was not pulled within PullInterval, a pull
+// refreshes it in the background for later jobs, so that no job waits for
+// a registry while a copy is at hand (nor, for an image built or imported
+// on this engine and in no registry, for the registry's refusal). An image
+// not on the engine is pulled while the job waits; a pull that failed is
+// not tried again within PullInterval. Jobs wanting one reference share
+// its pull.
 func (r *Runner) image(ctx context.Context, ref string, out io.Writer) (*docker.Image, error) {
-	r.pullMu.Lock()
-	p := r.pulls[ref]
-	fresh := p != nil && (p.at.IsZero() || time.Since(p.at) < r.cfg.PullInterval)
-	if !fresh {
-		p = &pullState{done: make(chan struct{})}
-		r.pulls[ref] = p
-		r.pullMu.Unlock()
+	if img, err := r.docker.InspectImage(ref); err == nil {
+		p, started := r.pull(ref, io.Discard)
+		switch {
+		case started:
+			say(out, "Using %s from this Docker engine; pulling a newer copy, if there is one, for later jobs", ref)
+		case pullFailed(p) != nil:
+			say(out, "Using %s from this Docker engine (its last pull failed: %v)", ref, p.err)
+		default:
+			say(out, "Using %s from this Docker engine", ref)
+		}
+		return img, nil
+	}
+	p, started := r.pull(ref, out)
+	if started {
 		say(out, "Pulling %s", ref)
-		repo, tag := splitRef(ref)
-		err := r.docker.PullImage(docker.PullImageOptions{Repository: repo, Tag: tag, OutputStream: out, Context: ctx}, docker.AuthConfiguration{})
-		r.pullMu.Lock()
-		p.err, p.at = err, time.Now()
-		if ctx.Err() != nil {
-			delete(r.pulls, ref) // cut short by this job's end: the next job pulls again
-		}
-		r.pullMu.Unlock()
-		close(p.done)
-	} else {
-		r.pullMu.Unlock()
-		select {
-		case <-p.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if p.err == nil {
-			say(out, "Using %s, pulled %s ago", ref, time.Since(p.at).Round(time.Second))
-		}
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	img, err := r.docker.InspectImage(ref)
 	if err != nil {
@@ -335,10 +333,51 @@ func (r *Runner) image(ctx context.Context, ref string, out io.Writer) (*docker.
 		}
 		return nil, fmt.Errorf("The image %s is not on this Docker engine: %v", ref, err)
 	}
-	if p.err != nil {
-		say(out, "Could not pull %s (%v); using the copy on this Docker engine", ref, p.err)
-	}
 	return img, nil
+}
+
+// pull starts a pull of ref, with its progress in out, unless one is under
+// way or ended within PullInterval, and returns the one started or that
+// one, which ended when done is closed. The pull outlives the job that
+// asked for it, as other jobs may wait for it, and ends with the runner.
+func (r *Runner) pull(ref string, out io.Writer) (p *pullState, started bool) {
+	r.pullMu.Lock()
+	defer r.pullMu.Unlock()
+	if p := r.pulls[ref]; p != nil {
+		select {
+		case <-p.done:
+			if time.Since(p.at) < r.cfg.PullInterval {
+				return p, false
+			}
+		default: // under way
+			return p, false
+		}
+	}
+	p = &pullState{done: make(chan struct{})}
+	r.pulls[ref] = p
+	r.cleanup.Go(func() {
+		repo, tag := splitRef(ref)
+		err := r.docker.PullImage(docker.PullImageOptions{Repository: repo, Tag: tag, OutputStream: out, Context: r.pullCtx}, docker.AuthConfiguration{})
+		if err != nil {
+			r.log.Warn("pull image", "image", ref, "err", err)
+		}
+		r.pullMu.Lock()
+		p.err, p.at = err, time.Now()
+		r.pullMu.Unlock()
+		close(p.done)
+	})
+	return p, true
+}
+
+// pullFailed is the error of a pull that has ended, and nil for one that
+// succeeded or is under way.
+func pullFailed(p *pullState) error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
 }
 
 // splitRef splits an image reference into repository and tag; no tag means

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
 
 	"kozmic/internal/testrepo"
 	"kozmic/store"
@@ -83,3 +87,76 @@ func TestOutputReachesAFollowerWhileTheJobRuns(t *testing.T) {
 }
 
 var errFound = errors.New("found")
+
+// holdingRegistry is a registry on 127.0.0.1 that accepts connections and
+// never answers, holding them until the test ends; accepted is closed on
+// the first.
+type holdingRegistry struct {
+	addr     string
+	accepted chan struct{}
+}
+
+func newHoldingRegistry(t *testing.T) *holdingRegistry {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &holdingRegistry{addr: ln.Addr().String(), accepted: make(chan struct{})}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if conns = append(conns, c); len(conns) == 1 {
+				close(reg.accepted)
+			}
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return reg
+}
+
+// A job whose image is on the engine runs at once, without waiting for
+// its registry: here one that never answers. The pull that refreshes the
+// image for later jobs reaches the registry and is still waiting for it
+// when the job has finished.
+func TestImageOnTheEngineNeverWaitsForItsRegistry(t *testing.T) {
+	h := newHarness(t, Config{})
+	reg := newHoldingRegistry(t)
+	repo := reg.addr + "/kozmic-test/held"
+	if err := h.dc.TagImage(testImage, docker.TagImageOptions{Repo: repo, Tag: "latest"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.dc.RemoveImage(repo + ":latest") })
+	rp := testrepo.New(t, map[string]string{"README": "x"})
+	p, _ := h.project(rp, store.Hook{Title: "held", DockerImage: repo + ":latest", BuildScript: "#!/bin/sh\necho ran\n"})
+	j := h.runOK(p, rp.Git("rev-parse", "HEAD"))
+	if log := h.logOf(j.ID); !strings.Contains(log, "Using "+repo+":latest from this Docker engine") || strings.Contains(log, "Pulling") {
+		t.Errorf("the log does not say the image on the engine was used without waiting for a pull:\n%s", log)
+	}
+	select {
+	case <-reg.accepted:
+	case <-time.After(time.Minute):
+		t.Fatal("the image was never pulled to refresh it")
+	}
+	h.r.pullMu.Lock()
+	pl := h.r.pulls[repo+":latest"]
+	h.r.pullMu.Unlock()
+	select {
+	case <-pl.done:
+		t.Errorf("the pull ended (%v) though the registry never answered", pl.err)
+	default:
+	}
+}

@@ -135,25 +135,28 @@ type Runner struct {
 	recMu     sync.Mutex
 	recording map[int64]bool
 
-	pullMu sync.Mutex
-	pulls  map[string]*pullState
+	pullMu    sync.Mutex
+	pulls     map[string]*pullState
+	pullCtx   context.Context // the pulls' context: Shutdown ends it
+	stopPulls context.CancelFunc
 
 	stopClaiming context.CancelFunc
 	stopJobs     context.CancelCauseFunc
 	jobsCtx      context.Context
 	workers      sync.WaitGroup
 	// cleanup is what a job leaves to be done off the worker's path: removing
-	// its containers and, once its result is recorded, compressing its log.
-	// Shutdown and Exec wait for it.
+	// its containers and, once its result is recorded, compressing its log;
+	// and the image pulls. Shutdown and Exec wait for it.
 	cleanup sync.WaitGroup
 }
 
 // New returns a runner; Start sets it going.
 func New(cfg Config, st Store, dc *docker.Client, n Notifier, log *slog.Logger) *Runner {
 	cfg.defaults()
+	pullCtx, stopPulls := context.WithCancel(context.Background())
 	return &Runner{cfg: cfg, store: st, docker: dc, notify: n, log: log, logs: NewBroker(),
 		wake: make(chan struct{}, 1), active: map[int64]context.CancelCauseFunc{}, recording: map[int64]bool{},
-		pulls: map[string]*pullState{}}
+		pulls: map[string]*pullState{}, pullCtx: pullCtx, stopPulls: stopPulls}
 }
 
 // NewDockerClient connects to the Docker engine at host (a unix:// or
@@ -644,6 +647,7 @@ func (r *Runner) Shutdown(ctx context.Context) {
 		r.stopJobs(errShutdown)
 		<-done
 	}
+	r.stopPulls() // a refresh for later jobs has no later jobs to serve
 	r.cleanup.Wait()
 }
 
