@@ -111,12 +111,13 @@ func BenchmarkTrivialJob(b *testing.B) {
 // BenchmarkTrivialJobPhases runs a job whose script is `exit 0` from
 // "enqueued" to "finished" step by step, as a worker does, and reports how
 // long each step takes, in ms per job: claim (the store's claim), checkout
-// (the job's definition and the clone of its commit), image (the image
-// check and, at most once per PullInterval, the pull), create, start (the
-// upload of the source and script, the attach and the start), wait (until
-// the container has exited and its output is read), record (the rest of
-// the log and the result into the store) and remove (the container's
-// removal, which a worker leaves to its cleanup, off the job's path).
+// (the job's definition and the clone of its commit, while the image check
+// and the build container are made), create (what is left of those after
+// the clone), start (the upload of the source and script, the attach and
+// the start), wait (until the container has exited and its output is
+// read), record (the rest of the log and the result into the store) and
+// remove (the container's removal, which a worker leaves to its cleanup,
+// off the job's path).
 func BenchmarkTrivialJobPhases(b *testing.B) {
 	needDocker(b)
 	h, _ := benchHarness(b, Config{})
@@ -124,7 +125,7 @@ func BenchmarkTrivialJobPhases(b *testing.B) {
 	sha := rp.Git("rev-parse", "HEAD")
 	p, _ := h.project(rp, store.Hook{Title: "trivial", BuildScript: "#!/bin/sh\nexit 0\n"})
 	ctx := context.Background()
-	phases := []string{"claim", "checkout", "image", "create", "start", "wait", "record", "remove"}
+	phases := []string{"claim", "checkout", "create", "start", "wait", "record", "remove"}
 	spent := make([]time.Duration, len(phases))
 	for b.Loop() {
 		b.StopTimer()
@@ -151,35 +152,33 @@ func BenchmarkTrivialJobPhases(b *testing.B) {
 		}
 		l := newJobLog(ctx, h.db, h.r.Logs(), ch.Job.ID, h.r.cfg.MaxLogBytes, nil, h.r.log)
 		dir := b.TempDir()
+		s := spec{jobID: ch.Job.ID, projectID: p.ID, image: run.Hook.DockerImage, build: run.Hook.BuildScript,
+			src: gitSource{path: dir, sha: sha}, env: jobEnv(run)}
+		e := h.r.prepare(ctx, s)
 		if err := git.Clone(ctx, git.CloneSpec{Remote: git.Remote{URL: run.Project.CloneURL()}, Ref: run.Build.Ref, SHA: sha}, dir, l); err != nil {
 			b.Fatal(err)
 		}
 		step()
-		img, err := h.r.image(ctx, testImage, l)
+		<-e.done
+		if e.imgErr != nil || e.createErr != nil {
+			b.Fatal(e.imgErr, e.createErr)
+		}
+		step()
+		attached, err := h.r.startContainer(ctx, e.container, s.src, s.build, l)
 		if err != nil {
 			b.Fatal(err)
 		}
 		step()
-		c, err := h.r.createContainer(ctx, img.ID, run.Hook.BuildScript, jobEnv(run), map[string]string{LabelJob: itoa(ch.Job.ID)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		step()
-		attached, err := h.r.startContainer(ctx, c, gitSource{path: dir, sha: sha}, run.Hook.BuildScript, l)
-		if err != nil {
-			b.Fatal(err)
-		}
-		step()
-		code, err := h.r.waitContainer(ctx, c, attached)
+		code, err := h.r.waitContainer(ctx, e.container, attached)
 		attached.Close()
 		if err != nil || code != 0 {
 			b.Fatalf("wait: %d, %v", code, err)
 		}
 		step()
 		l.Close()
-		h.r.finish(ch.Job.ID, result{status: store.JobSuccess, exitCode: &code, containerID: c})
+		h.r.finish(ch.Job.ID, result{status: store.JobSuccess, exitCode: &code, containerID: e.container})
 		step()
-		h.r.remove(c)
+		h.r.remove(e.container)
 		step()
 		b.StopTimer()
 		h.r.cleanup.Wait() // the log's compression, which would load the next job

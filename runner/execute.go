@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -68,6 +69,48 @@ type spec struct {
 	fork      string           // names the fork whose scope is scope, for the log; "" for the project scope
 	src       source
 	env       []string // the build step's environment; the install step gets none of it
+	early     *early   // the build container, made while the commit was fetched; or nil
+}
+
+// early is the image and build container of a job without an install
+// step, made while its commit is fetched: they need only the image and the
+// script. Their log lines wait in log until the job's log reaches them.
+type early struct {
+	done      chan struct{} // closed when the fields are set
+	log       bytes.Buffer
+	img       *docker.Image
+	imgErr    error
+	container string
+	createErr error
+}
+
+// prepare starts making the image and build container of s in the
+// background when s has no install step, and returns them; nil otherwise.
+// The caller hands them to execute in s.early, or to discard.
+func (r *Runner) prepare(ctx context.Context, s spec) *early {
+	if strings.TrimSpace(s.install) != "" {
+		return nil
+	}
+	e := &early{done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		if e.img, e.imgErr = r.image(ctx, s.image, &e.log); e.imgErr != nil {
+			return
+		}
+		e.container, e.createErr = r.createContainer(ctx, e.img.ID, s.build, s.env, r.labels(s))
+	}()
+	return e
+}
+
+// discard removes what prepare made, for a job that ends before its steps.
+func (r *Runner) discard(e *early) {
+	if e == nil {
+		return
+	}
+	<-e.done
+	if e.container != "" {
+		r.removeLater(e.container)
+	}
 }
 
 // result is how an execution ended.
@@ -190,20 +233,20 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 		fmt.Fprintf(out, "\x1b[1;31m==> %s\x1b[0m\r\n", res.message)
 		return res
 	}
-	base, err := r.image(ctx, s.image, out)
+	var base *docker.Image
+	var err error
+	if s.early != nil {
+		<-s.early.done
+		out.Write(s.early.log.Bytes())
+		base, err = s.early.img, s.early.imgErr
+	} else {
+		base, err = r.image(ctx, s.image, out)
+	}
 	if err != nil {
 		return fail("%s", err)
 	}
 	runFrom := base.ID
-	labels := map[string]string{LabelProject: strconv.FormatInt(s.projectID, 10)}
-	if r.cfg.Instance != "" {
-		labels[LabelInstance] = r.cfg.Instance
-	}
-	if s.jobID != 0 {
-		labels[LabelJob] = strconv.FormatInt(s.jobID, 10)
-	} else {
-		labels[LabelExec] = "1"
-	}
+	labels := r.labels(s)
 
 	if strings.TrimSpace(s.install) != "" {
 		ids, err := s.src.objectIDs(s.tracked)
@@ -248,7 +291,12 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 	}
 
 	say(out, "Running the build script")
-	c, err := r.createContainer(ctx, runFrom, s.build, s.env, labels)
+	var c string
+	if s.early != nil {
+		c, err = s.early.container, s.early.createErr
+	} else {
+		c, err = r.createContainer(ctx, runFrom, s.build, s.env, labels)
+	}
 	if err != nil {
 		return fail("%s", err)
 	}
@@ -270,6 +318,20 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 		say(out, "The build script exited with %d", code)
 	}
 	return res
+}
+
+// labels are the labels of a job's containers.
+func (r *Runner) labels(s spec) map[string]string {
+	labels := map[string]string{LabelProject: strconv.FormatInt(s.projectID, 10)}
+	if r.cfg.Instance != "" {
+		labels[LabelInstance] = r.cfg.Instance
+	}
+	if s.jobID != 0 {
+		labels[LabelJob] = strconv.FormatInt(s.jobID, 10)
+	} else {
+		labels[LabelExec] = "1"
+	}
+	return labels
 }
 
 // cacheID is SHA-256 over the base image's ID, the install script, and each

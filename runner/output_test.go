@@ -88,20 +88,20 @@ func TestOutputReachesAFollowerWhileTheJobRuns(t *testing.T) {
 
 var errFound = errors.New("found")
 
-// holdingRegistry is a registry on 127.0.0.1 that accepts connections and
-// never answers, holding them until the test ends; accepted is closed on
-// the first.
-type holdingRegistry struct {
+// silentServer is a server on 127.0.0.1 (a registry, a git server) that
+// accepts connections and never answers, holding them until the test
+// ends; accepted is closed on the first.
+type silentServer struct {
 	addr     string
 	accepted chan struct{}
 }
 
-func newHoldingRegistry(t *testing.T) *holdingRegistry {
+func newSilentServer(t *testing.T) *silentServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := &holdingRegistry{addr: ln.Addr().String(), accepted: make(chan struct{})}
+	srv := &silentServer{addr: ln.Addr().String(), accepted: make(chan struct{})}
 	var mu sync.Mutex
 	var conns []net.Conn
 	go func() {
@@ -112,7 +112,7 @@ func newHoldingRegistry(t *testing.T) *holdingRegistry {
 			}
 			mu.Lock()
 			if conns = append(conns, c); len(conns) == 1 {
-				close(reg.accepted)
+				close(srv.accepted)
 			}
 			mu.Unlock()
 		}
@@ -125,7 +125,7 @@ func newHoldingRegistry(t *testing.T) *holdingRegistry {
 			c.Close()
 		}
 	})
-	return reg
+	return srv
 }
 
 // A job whose image is on the engine runs at once, without waiting for
@@ -134,7 +134,7 @@ func newHoldingRegistry(t *testing.T) *holdingRegistry {
 // when the job has finished.
 func TestImageOnTheEngineNeverWaitsForItsRegistry(t *testing.T) {
 	h := newHarness(t, Config{})
-	reg := newHoldingRegistry(t)
+	reg := newSilentServer(t)
 	repo := reg.addr + "/kozmic-test/held"
 	if err := h.dc.TagImage(testImage, docker.TagImageOptions{Repo: repo, Tag: "latest"}); err != nil {
 		t.Fatal(err)
@@ -158,5 +158,55 @@ func TestImageOnTheEngineNeverWaitsForItsRegistry(t *testing.T) {
 	case <-pl.done:
 		t.Errorf("the pull ended (%v) though the registry never answered", pl.err)
 	default:
+	}
+}
+
+// The build container of a job without an install step is made while the
+// job's commit is fetched, off the job's path: here from a git server
+// that never answers, so the fetch lasts until the job is canceled. The
+// cancel removes the container (the harness checks that none is left).
+func TestBuildContainerIsMadeWhileTheCommitIsFetched(t *testing.T) {
+	h := newHarness(t, Config{})
+	git := newSilentServer(t)
+	owner, err := h.db.CreateLocalUser(context.Background(), "owner", "x", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := h.db.CreateProject(context.Background(), store.NewProject{OwnerID: owner.ID, Source: store.SourceGit,
+		FullName: "acme/silent", GitURL: "http://" + git.addr + "/acme/silent.git", WebhookSecret: "whsec"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.db.CreateHook(context.Background(), store.Hook{ProjectID: p.ID, Title: "early", DockerImage: testImage,
+		BuildScript: "#!/bin/sh\necho never\n"}); err != nil {
+		t.Fatal(err)
+	}
+	_, jobs := h.build(p, "refs/heads/main", strings.Repeat("a", 40))
+	select {
+	case <-git.accepted:
+	case <-time.After(time.Minute):
+		t.Fatal("the commit was never fetched")
+	}
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		cs, err := h.dc.ListContainers(docker.ListContainersOptions{All: true, Filters: map[string][]string{
+			"label": {LabelJob + "=" + itoa(jobs[0].ID), LabelInstance + "=" + h.db.InstanceID()}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cs) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no build container while the commit was fetched; log:\n%s", h.logOf(jobs[0].ID))
+		}
+	}
+	if j, err := h.db.JobByID(context.Background(), jobs[0].ID); err != nil || j.Status != store.JobRunning {
+		t.Errorf("job = %s, %v; want running, its commit still being fetched", j.Status, err)
+	}
+	if err := h.r.Cancel(context.Background(), jobs[0].ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.waitJob(jobs[0].ID, finished); j.Status != store.JobError {
+		t.Errorf("canceled job = %s", j.Status)
 	}
 }

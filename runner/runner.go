@@ -489,8 +489,19 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 			r.log.Info("pinned the SSH host key of a git server", "project", run.Project.ID, "job", run.Job.ID, "fingerprint", fp)
 			return nil
 		}}
+	scope := run.Build.CacheScope()
+	fork, _ := run.Build.ScopeName(scope)
+	s := spec{
+		jobID: run.Job.ID, projectID: run.Project.ID, image: run.Hook.DockerImage,
+		install: run.Hook.InstallScript, build: run.Hook.BuildScript, tracked: run.Hook.TrackedFiles,
+		scope: scope, fork: fork, src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run),
+	}
+	// The image check and the build container need no checkout: made
+	// meanwhile, they are off the job's path.
+	s.early = r.prepare(ctx, s)
 	c := git.CloneSpec{Remote: remote, Ref: run.Build.Ref, SHA: run.Build.SHA}
 	if err := git.Clone(ctx, c, dir, out); err != nil {
+		r.discard(s.early)
 		if cause := context.Cause(ctx); cause != nil {
 			return result{status: store.JobError, message: cause.Error()}
 		}
@@ -499,13 +510,7 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 		return result{status: store.JobError, message: msg}
 	}
 	r.recordCommit(ctx, run, dir)
-	scope := run.Build.CacheScope()
-	fork, _ := run.Build.ScopeName(scope)
-	return r.execute(ctx, spec{
-		jobID: run.Job.ID, projectID: run.Project.ID, image: run.Hook.DockerImage,
-		install: run.Hook.InstallScript, build: run.Hook.BuildScript, tracked: run.Hook.TrackedFiles,
-		scope: scope, fork: fork, src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run),
-	}, out)
+	return r.execute(ctx, s, out)
 }
 
 // recordCommit reads the author and subject of a build's commit from the
