@@ -97,7 +97,9 @@ func (r *Runner) prepare(ctx context.Context, s spec) *early {
 		if e.img, e.imgErr = r.image(ctx, s.image, &e.log); e.imgErr != nil {
 			return
 		}
-		e.container, e.createErr = r.createContainer(ctx, e.img.ID, s.build, s.env, r.labels(s))
+		// Not cut short by the job's end, which may come during the clone: the
+		// engine might make the container all the same, unknown to discard.
+		e.container, e.createErr = r.createContainer(context.WithoutCancel(ctx), e.img.ID, s.build, s.env, r.labels(s))
 	}()
 	return e
 }
