@@ -376,7 +376,7 @@ func TestQuickStartPushBuildsThroughThePostReceiveHook(t *testing.T) {
 	status, log := c.waitBuild(s, id, 1)
 	pushed := sh("git -C hello rev-parse HEAD")
 	if status != "passed" || !strings.Contains(log, "Building main at "+strings.TrimSpace(pushed)) ||
-		!strings.Contains(log, "Hello from Kozmic\r\nHello again") {
+		!strings.Contains(log, "Hello from Kozmic\nHello again") {
 		t.Fatalf("the pushed commit's build %s; log:\n%s", status, log)
 	}
 	if _, page := c.do("GET", fmt.Sprintf("/projects/%d/builds/1", id), nil); !strings.Contains(page, "Say hello again") ||

@@ -12,15 +12,17 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"kozmic/git"
 	"kozmic/internal/testrepo"
 	"kozmic/store"
 )
 
 // rawRun is the baseline: create, attach, start, wait and remove one
-// container through the same client, with the output counted and dropped.
+// container through the same client, without a TTY as the runner's, with
+// the output counted and dropped.
 func rawRun(b *testing.B, dc *docker.Client, cmd []string, out io.Writer) {
 	c, err := dc.CreateContainer(docker.CreateContainerOptions{
-		Config:     &docker.Config{Image: testImage, Cmd: cmd, Tty: true},
+		Config:     &docker.Config{Image: testImage, Cmd: cmd},
 		HostConfig: &docker.HostConfig{NetworkMode: "none", LogConfig: docker.LogConfig{Type: "none"}},
 	})
 	if err != nil {
@@ -28,7 +30,7 @@ func rawRun(b *testing.B, dc *docker.Client, cmd []string, out io.Writer) {
 	}
 	success := make(chan struct{})
 	cw, err := dc.AttachToContainerNonBlocking(docker.AttachToContainerOptions{Container: c.ID, OutputStream: out,
-		ErrorStream: out, RawTerminal: true, Stream: true, Stdout: true, Stderr: true, Success: success})
+		ErrorStream: out, Stream: true, Stdout: true, Stderr: true, Success: success})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -104,6 +106,87 @@ func BenchmarkTrivialJob(b *testing.B) {
 			h.r.cleanup.Wait()
 		}
 	})
+}
+
+// BenchmarkTrivialJobPhases runs a job whose script is `exit 0` from
+// "enqueued" to "finished" step by step, as a worker does, and reports how
+// long each step takes, in ms per job: claim (the store's claim), checkout
+// (the job's definition and the clone of its commit, while the image check
+// and the build container are made), create (what is left of those after
+// the clone), start (the upload of the source and script, the attach and
+// the start), wait (until the container has exited and its output is
+// read), record (the rest of the log and the result into the store) and
+// remove (the container's removal, which a worker leaves to its cleanup,
+// off the job's path).
+func BenchmarkTrivialJobPhases(b *testing.B) {
+	needDocker(b)
+	h, _ := benchHarness(b, Config{})
+	rp := testrepo.New(b, map[string]string{"README": "x"})
+	sha := rp.Git("rev-parse", "HEAD")
+	p, _ := h.project(rp, store.Hook{Title: "trivial", BuildScript: "#!/bin/sh\nexit 0\n"})
+	ctx := context.Background()
+	phases := []string{"claim", "checkout", "create", "start", "wait", "record", "remove"}
+	spent := make([]time.Duration, len(phases))
+	for b.Loop() {
+		b.StopTimer()
+		// A new branch each time: a second build of the same push is none.
+		if _, _, err := h.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/" + nextSHA(), SHA: sha}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		phase := 0
+		last := time.Now()
+		step := func() {
+			now := time.Now()
+			spent[phase] += now.Sub(last)
+			phase, last = phase+1, now
+		}
+		ch, ok, err := h.db.ClaimJob(ctx)
+		if err != nil || !ok {
+			b.Fatalf("claim: %v %v", ok, err)
+		}
+		step()
+		run, err := h.db.JobRunOf(ctx, ch.Job.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l := newJobLog(ctx, h.db, h.r.Logs(), ch.Job.ID, h.r.cfg.MaxLogBytes, nil, h.r.log)
+		dir := b.TempDir()
+		s := spec{jobID: ch.Job.ID, projectID: p.ID, image: run.Hook.DockerImage, build: run.Hook.BuildScript,
+			src: gitSource{path: dir, sha: sha}, env: jobEnv(run)}
+		e := h.r.prepare(ctx, s)
+		if err := git.Clone(ctx, git.CloneSpec{Remote: git.Remote{URL: run.Project.CloneURL()}, Ref: run.Build.Ref, SHA: sha}, dir, l); err != nil {
+			b.Fatal(err)
+		}
+		step()
+		<-e.done
+		if e.imgErr != nil || e.createErr != nil {
+			b.Fatal(e.imgErr, e.createErr)
+		}
+		step()
+		attached, err := h.r.startContainer(ctx, e.container, s.src, s.build, l)
+		if err != nil {
+			b.Fatal(err)
+		}
+		step()
+		code, err := h.r.waitContainer(ctx, e.container, attached)
+		attached.Close()
+		if err != nil || code != 0 {
+			b.Fatalf("wait: %d, %v", code, err)
+		}
+		step()
+		l.Close()
+		h.r.finish(ch.Job.ID, result{status: store.JobSuccess, exitCode: &code, containerID: e.container})
+		step()
+		h.r.remove(e.container)
+		step()
+		b.StopTimer()
+		h.r.cleanup.Wait() // the log's compression, which would load the next job
+		b.StartTimer()
+	}
+	for i, name := range phases {
+		b.ReportMetric(float64(spent[i].Microseconds())/1000/float64(b.N), name+"-ms/op")
+	}
 }
 
 // logLines of 500 bytes each make 100 MB.

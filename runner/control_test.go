@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -233,8 +234,9 @@ func TestContainersAreConfinedAndLimited(t *testing.T) {
 			t.Errorf("mount %+v: only the /kozmic volume is allowed", m)
 		}
 	}
-	if c.Config.Labels[LabelProject] != itoa(p.ID) || !c.Config.Tty || c.Config.WorkingDir != "/kozmic/src" {
-		t.Errorf("config: labels %v, tty %v, workdir %q", c.Config.Labels, c.Config.Tty, c.Config.WorkingDir)
+	if c.Config.Labels[LabelProject] != itoa(p.ID) || c.Config.Tty || !slices.Equal(c.Config.Entrypoint, mergedEntrypoint) ||
+		c.Config.WorkingDir != "/kozmic/src" {
+		t.Errorf("config: labels %v, tty %v, entrypoint %q, workdir %q", c.Config.Labels, c.Config.Tty, c.Config.Entrypoint, c.Config.WorkingDir)
 	}
 	if err := h.r.Cancel(context.Background(), jobs[0].ID, "test"); err != nil {
 		t.Fatal(err)

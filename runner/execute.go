@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -68,6 +69,50 @@ type spec struct {
 	fork      string           // names the fork whose scope is scope, for the log; "" for the project scope
 	src       source
 	env       []string // the build step's environment; the install step gets none of it
+	early     *early   // the build container, made while the commit was fetched; or nil
+}
+
+// early is the image and build container of a job without an install
+// step, made while its commit is fetched: they need only the image and the
+// script. Their log lines wait in log until the job's log reaches them.
+type early struct {
+	done      chan struct{} // closed when the fields are set
+	log       bytes.Buffer
+	img       *docker.Image
+	imgErr    error
+	container string
+	createErr error
+}
+
+// prepare starts making the image and build container of s in the
+// background when s has no install step, and returns them; nil otherwise.
+// The caller hands them to execute in s.early, or to discard.
+func (r *Runner) prepare(ctx context.Context, s spec) *early {
+	if strings.TrimSpace(s.install) != "" {
+		return nil
+	}
+	e := &early{done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		if e.img, e.imgErr = r.image(ctx, s.image, &e.log); e.imgErr != nil {
+			return
+		}
+		// Not cut short by the job's end, which may come during the clone: the
+		// engine might make the container all the same, unknown to discard.
+		e.container, e.createErr = r.createContainer(context.WithoutCancel(ctx), e.img.ID, s.build, s.env, r.labels(s))
+	}()
+	return e
+}
+
+// discard removes what prepare made, for a job that ends before its steps.
+func (r *Runner) discard(e *early) {
+	if e == nil {
+		return
+	}
+	<-e.done
+	if e.container != "" {
+		r.removeLater(e.container)
+	}
 }
 
 // result is how an execution ended.
@@ -190,20 +235,20 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 		fmt.Fprintf(out, "\x1b[1;31m==> %s\x1b[0m\r\n", res.message)
 		return res
 	}
-	base, err := r.image(ctx, s.image, out)
+	var base *docker.Image
+	var err error
+	if s.early != nil {
+		<-s.early.done
+		out.Write(s.early.log.Bytes())
+		base, err = s.early.img, s.early.imgErr
+	} else {
+		base, err = r.image(ctx, s.image, out)
+	}
 	if err != nil {
 		return fail("%s", err)
 	}
 	runFrom := base.ID
-	labels := map[string]string{LabelProject: strconv.FormatInt(s.projectID, 10)}
-	if r.cfg.Instance != "" {
-		labels[LabelInstance] = r.cfg.Instance
-	}
-	if s.jobID != 0 {
-		labels[LabelJob] = strconv.FormatInt(s.jobID, 10)
-	} else {
-		labels[LabelExec] = "1"
-	}
+	labels := r.labels(s)
 
 	if strings.TrimSpace(s.install) != "" {
 		ids, err := s.src.objectIDs(s.tracked)
@@ -248,7 +293,12 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 	}
 
 	say(out, "Running the build script")
-	c, err := r.createContainer(ctx, runFrom, s.build, s.env, labels)
+	var c string
+	if s.early != nil {
+		c, err = s.early.container, s.early.createErr
+	} else {
+		c, err = r.createContainer(ctx, runFrom, s.build, s.env, labels)
+	}
 	if err != nil {
 		return fail("%s", err)
 	}
@@ -272,6 +322,20 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 	return res
 }
 
+// labels are the labels of a job's containers.
+func (r *Runner) labels(s spec) map[string]string {
+	labels := map[string]string{LabelProject: strconv.FormatInt(s.projectID, 10)}
+	if r.cfg.Instance != "" {
+		labels[LabelInstance] = r.cfg.Instance
+	}
+	if s.jobID != 0 {
+		labels[LabelJob] = strconv.FormatInt(s.jobID, 10)
+	} else {
+		labels[LabelExec] = "1"
+	}
+	return labels
+}
+
 // cacheID is SHA-256 over the base image's ID, the install script, and each
 // tracked path (sorted) with its object id; a missing path counts by its
 // path alone, so removing a tracked file changes the id.
@@ -292,41 +356,39 @@ func cacheID(imageID, install string, ids map[string]string) string {
 // pullState is the last pull of one image reference.
 type pullState struct {
 	done chan struct{} // closed when the pull ended
-	at   time.Time
+	at   time.Time     // when it ended
 	err  error
 }
 
-// image makes sure the image is present and returns it. It pulls at most
-// once per PullInterval per reference (concurrent jobs share one pull); if
-// the pull fails and the image is present, it says so and uses that copy.
+// image returns the image ref names, from this Docker engine at once when
+// it is there: then, if ref was not pulled within PullInterval, a pull
+// refreshes it in the background for later jobs, so that no job waits for
+// a registry while a copy is at hand (nor, for an image built or imported
+// on this engine and in no registry, for the registry's refusal). An image
+// not on the engine is pulled while the job waits; a pull that failed is
+// not tried again within PullInterval. Jobs wanting one reference share
+// its pull.
 func (r *Runner) image(ctx context.Context, ref string, out io.Writer) (*docker.Image, error) {
-	r.pullMu.Lock()
-	p := r.pulls[ref]
-	fresh := p != nil && (p.at.IsZero() || time.Since(p.at) < r.cfg.PullInterval)
-	if !fresh {
-		p = &pullState{done: make(chan struct{})}
-		r.pulls[ref] = p
-		r.pullMu.Unlock()
+	if img, err := r.docker.InspectImage(ref); err == nil {
+		p, started := r.pull(ref, io.Discard)
+		switch {
+		case started:
+			say(out, "Using %s from this Docker engine; pulling a newer copy, if there is one, for later jobs", ref)
+		case pullFailed(p) != nil:
+			say(out, "Using %s from this Docker engine (its last pull failed: %v)", ref, p.err)
+		default:
+			say(out, "Using %s from this Docker engine", ref)
+		}
+		return img, nil
+	}
+	p, started := r.pull(ref, out)
+	if started {
 		say(out, "Pulling %s", ref)
-		repo, tag := splitRef(ref)
-		err := r.docker.PullImage(docker.PullImageOptions{Repository: repo, Tag: tag, OutputStream: out, Context: ctx}, docker.AuthConfiguration{})
-		r.pullMu.Lock()
-		p.err, p.at = err, time.Now()
-		if ctx.Err() != nil {
-			delete(r.pulls, ref) // cut short by this job's end: the next job pulls again
-		}
-		r.pullMu.Unlock()
-		close(p.done)
-	} else {
-		r.pullMu.Unlock()
-		select {
-		case <-p.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if p.err == nil {
-			say(out, "Using %s, pulled %s ago", ref, time.Since(p.at).Round(time.Second))
-		}
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	img, err := r.docker.InspectImage(ref)
 	if err != nil {
@@ -335,10 +397,51 @@ func (r *Runner) image(ctx context.Context, ref string, out io.Writer) (*docker.
 		}
 		return nil, fmt.Errorf("The image %s is not on this Docker engine: %v", ref, err)
 	}
-	if p.err != nil {
-		say(out, "Could not pull %s (%v); using the copy on this Docker engine", ref, p.err)
-	}
 	return img, nil
+}
+
+// pull starts a pull of ref, with its progress in out, unless one is under
+// way or ended within PullInterval, and returns the one started or that
+// one, which ended when done is closed. The pull outlives the job that
+// asked for it, as other jobs may wait for it, and ends with the runner.
+func (r *Runner) pull(ref string, out io.Writer) (p *pullState, started bool) {
+	r.pullMu.Lock()
+	defer r.pullMu.Unlock()
+	if p := r.pulls[ref]; p != nil {
+		select {
+		case <-p.done:
+			if time.Since(p.at) < r.cfg.PullInterval {
+				return p, false
+			}
+		default: // under way
+			return p, false
+		}
+	}
+	p = &pullState{done: make(chan struct{})}
+	r.pulls[ref] = p
+	r.cleanup.Go(func() {
+		repo, tag := splitRef(ref)
+		err := r.docker.PullImage(docker.PullImageOptions{Repository: repo, Tag: tag, OutputStream: out, Context: r.pullCtx}, docker.AuthConfiguration{})
+		if err != nil {
+			r.log.Warn("pull image", "image", ref, "err", err)
+		}
+		r.pullMu.Lock()
+		p.err, p.at = err, time.Now()
+		r.pullMu.Unlock()
+		close(p.done)
+	})
+	return p, true
+}
+
+// pullFailed is the error of a pull that has ended, and nil for one that
+// succeeded or is under way.
+func pullFailed(p *pullState) error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
 }
 
 // splitRef splits an image reference into repository and tag; no tag means

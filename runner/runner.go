@@ -134,24 +134,27 @@ type Runner struct {
 	recMu     sync.Mutex
 	recording map[int64]bool
 
-	pullMu sync.Mutex
-	pulls  map[string]*pullState
+	pullMu    sync.Mutex
+	pulls     map[string]*pullState
+	pullCtx   context.Context // the pulls' context: Shutdown ends it
+	stopPulls context.CancelFunc
 
 	stopClaiming context.CancelFunc
 	stopJobs     context.CancelCauseFunc
 	jobsCtx      context.Context
 	workers      sync.WaitGroup
 	// cleanup is what a job leaves to be done off the worker's path: removing
-	// its containers. Shutdown and Exec wait for it.
+	// its containers, and the image pulls. Shutdown and Exec wait for it.
 	cleanup sync.WaitGroup
 }
 
 // New returns a runner; Start sets it going.
 func New(cfg Config, st Store, dc *docker.Client, n Notifier, log *slog.Logger) *Runner {
 	cfg.defaults()
+	pullCtx, stopPulls := context.WithCancel(context.Background())
 	return &Runner{cfg: cfg, store: st, docker: dc, notify: n, log: log, logs: NewBroker(),
 		wake: make(chan struct{}, 1), active: map[int64]context.CancelCauseFunc{}, recording: map[int64]bool{},
-		pulls: map[string]*pullState{}}
+		pulls: map[string]*pullState{}, pullCtx: pullCtx, stopPulls: stopPulls}
 }
 
 // NewDockerClient connects to the Docker engine at host (a unix:// or
@@ -484,8 +487,19 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 			r.log.Info("pinned the SSH host key of a git server", "project", run.Project.ID, "job", run.Job.ID, "fingerprint", fp)
 			return nil
 		}}
+	scope := run.Build.CacheScope()
+	fork, _ := run.Build.ScopeName(scope)
+	s := spec{
+		jobID: run.Job.ID, projectID: run.Project.ID, image: run.Hook.DockerImage,
+		install: run.Hook.InstallScript, build: run.Hook.BuildScript, tracked: run.Hook.TrackedFiles,
+		scope: scope, fork: fork, src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run),
+	}
+	// The image check and the build container need no checkout: made
+	// meanwhile, they are off the job's path.
+	s.early = r.prepare(ctx, s)
 	c := git.CloneSpec{Remote: remote, Ref: run.Build.Ref, SHA: run.Build.SHA}
 	if err := git.Clone(ctx, c, dir, out); err != nil {
+		r.discard(s.early)
 		if cause := context.Cause(ctx); cause != nil {
 			return result{status: store.JobError, message: cause.Error()}
 		}
@@ -494,13 +508,7 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 		return result{status: store.JobError, message: msg}
 	}
 	r.recordCommit(ctx, run, dir)
-	scope := run.Build.CacheScope()
-	fork, _ := run.Build.ScopeName(scope)
-	return r.execute(ctx, spec{
-		jobID: run.Job.ID, projectID: run.Project.ID, image: run.Hook.DockerImage,
-		install: run.Hook.InstallScript, build: run.Hook.BuildScript, tracked: run.Hook.TrackedFiles,
-		scope: scope, fork: fork, src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run),
-	}, out)
+	return r.execute(ctx, s, out)
 }
 
 // recordCommit reads the author and subject of a build's commit from the
@@ -635,6 +643,7 @@ func (r *Runner) Shutdown(ctx context.Context) {
 		r.stopJobs(errShutdown)
 		<-done
 	}
+	r.stopPulls() // a refresh for later jobs has no later jobs to serve
 	r.cleanup.Wait()
 }
 

@@ -66,7 +66,7 @@ func TestForkScopeServesOnlyBuildsOfTheSameFork(t *testing.T) {
 	}
 	check := func(name string, j store.Job, log string, cache store.CacheResult, scope store.CacheScope, sees string) {
 		t.Helper()
-		if j.Cache != cache || j.CacheScope != scope || !strings.Contains(log, "build sees: installed from "+sees+"\r\n") {
+		if j.Cache != cache || j.CacheScope != scope || !strings.Contains(log, "build sees: installed from "+sees+"\n") {
 			t.Errorf("%s: cache %q in scope %q, want %q in %q, seeing %q; log:\n%s", name, j.Cache, j.CacheScope, cache, scope, sees, log)
 		}
 	}
@@ -126,7 +126,7 @@ func TestForkScopeFollowsRepositoryIDNotName(t *testing.T) {
 		j := h.waitJob(jobs[0].ID, finished)
 		log := h.logOf(j.ID)
 		if j.Status != store.JobSuccess || j.Cache != tt.cache || j.CacheScope != store.ForkCacheScope(tt.id) ||
-			!strings.Contains(log, "build sees: installed from "+tt.sees+"\r\n") ||
+			!strings.Contains(log, "build sees: installed from "+tt.sees+"\n") ||
 			!strings.Contains(log, "Using the install cache of the fork "+tt.logged+",") {
 			t.Errorf("%s: %s, cache %q in scope %q, want %q in %q, seeing %q; log:\n%s",
 				tt.name, j.Status, j.Cache, j.CacheScope, tt.cache, store.ForkCacheScope(tt.id), tt.sees, log)
