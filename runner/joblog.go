@@ -15,11 +15,14 @@ const (
 	// finds output stores it, so a quiet job costs no transactions and a
 	// chatty one at most ten a second.
 	flushInterval = 100 * time.Millisecond
-	flushBytes    = 64 << 10 // or a batch is this large
+	// flushBytes: or a batch is this large. A batch is one write
+	// transaction, whose commit costs about as much as compressing the
+	// batch: a job printing fast is stored in few large ones.
+	flushBytes = 512 << 10
 	// batchQueue batches may wait for the database: 4 MiB, enough to ride out
 	// a WAL checkpoint's fsync without making the container wait, and a
 	// bound on memory when the database is slower than the job for long.
-	batchQueue = 64
+	batchQueue = 8
 )
 
 // batch is output gathered for the writer: the log's next bytes, the

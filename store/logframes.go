@@ -2,13 +2,14 @@ package store
 
 import (
 	"bytes"
-	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"time"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // A job's log is stored in its final form as it is written: each batch of
