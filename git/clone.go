@@ -89,7 +89,8 @@ func Clone(ctx context.Context, c CloneSpec, dir string, out io.Writer) error {
 		}
 		return err
 	}
-	if err := git(local, "init", "-q"); err != nil {
+	// No template: its sample hooks take half of what init costs.
+	if err := git(local, "init", "-q", "--template="); err != nil {
 		return fmt.Errorf("git init: %w", err)
 	}
 	if err := git(local, "remote", "add", "--end-of-options", "origin", c.URL); err != nil {
