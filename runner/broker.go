@@ -100,10 +100,12 @@ func (b *Broker) unsubscribe(jobID int64, s *subscription) {
 }
 
 // publish passes a stored chunk to the job's followers without blocking: a
-// follower whose buffer is full is dropped and its channel closed.
-func (b *Broker) publish(jobID int64, c Chunk) {
+// follower whose buffer is full is dropped and its channel closed. It
+// says whether the job had followers: if not, nobody holds c.Data.
+func (b *Broker) publish(jobID int64, c Chunk) (passed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	passed = len(b.subs[jobID]) > 0
 	c.Shared = &Shared{}
 	for s := range b.subs[jobID] {
 		select {
@@ -114,6 +116,7 @@ func (b *Broker) publish(jobID int64, c Chunk) {
 			b.dropped.Add(1)
 		}
 	}
+	return passed
 }
 
 // Dropped counts the followers dropped for falling behind.

@@ -61,6 +61,10 @@ type jobLog struct {
 	full    bool  // the log reached max: output is dropped
 	closed  bool
 	batches chan batch // bounded (batchQueue): a database slower for long slows the reader
+	// spare holds batch buffers the writer is done with, for the next
+	// batches: a job printing fast would otherwise allocate (and the
+	// collector clear) a new one per batch.
+	spare chan []byte
 	done    chan struct{}
 	stop    chan struct{}
 }
@@ -70,7 +74,7 @@ type jobLog struct {
 // retrying a batch the database refused, which is then lost.
 func newJobLog(ctx context.Context, st Store, b *Broker, jobID, max int64, secrets []string, log *slog.Logger) *jobLog {
 	l := &jobLog{ctx: ctx, jobID: jobID, store: st, broker: b, max: max, log: log, began: time.Now(), enc: store.NewLogEncoder(), mask: newMasker(secrets),
-		batches: make(chan batch, batchQueue), done: make(chan struct{}), stop: make(chan struct{})}
+		batches: make(chan batch, batchQueue), spare: make(chan []byte, 2), done: make(chan struct{}), stop: make(chan struct{})}
 	go l.writeBatches()
 	go l.tick()
 	return l
@@ -119,7 +123,12 @@ func (l *jobLog) handOff() {
 		return
 	}
 	l.batches <- l.cur
-	l.cur = batch{data: make([]byte, 0, flushBytes+flushBytes/4)}
+	select {
+	case buf := <-l.spare:
+		l.cur = batch{data: buf}
+	default:
+		l.cur = batch{data: make([]byte, 0, flushBytes+flushBytes/4)}
+	}
 }
 
 // tick hands what was gathered to the writer every flushInterval until Close.
@@ -165,7 +174,18 @@ func (l *jobLog) append(b batch) {
 		l.log.Error("store job log: a piece of the log is lost", "job", l.jobID, "bytes", len(b.data), "err", err)
 		return
 	}
-	l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b.data)), Data: b.data})
+	if !l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b.data)), Data: b.data}) {
+		l.recycle(b.data)
+	}
+}
+
+// recycle keeps a batch's buffer, which nobody holds any more, for a later
+// batch; the writer calls it.
+func (l *jobLog) recycle(buf []byte) {
+	select {
+	case l.spare <- buf[:0]:
+	default: // enough kept
+	}
 }
 
 // Close stores what is left. Followers are ended by Runner.finish once the
