@@ -65,8 +65,8 @@ type jobLog struct {
 	// batches: a job printing fast would otherwise allocate (and the
 	// collector clear) a new one per batch.
 	spare chan []byte
-	done    chan struct{}
-	stop    chan struct{}
+	done  chan struct{}
+	stop  chan struct{}
 }
 
 // newJobLog starts the writer and the flush ticker of job jobID's log, whose
