@@ -51,8 +51,10 @@ func (s *Shared) Do(key any, makeValue func() any) any {
 }
 
 // subscriberBuffer is how many chunks a live follower may fall behind before
-// it is dropped (it then catches up from the store).
-const subscriberBuffer = 64
+// it is dropped (it then catches up from the store): 1.6 s of a quiet job's
+// output, and a bound on what one stalled follower keeps from the collector
+// (16 batches of at most 640 KiB) when a job prints fast.
+const subscriberBuffer = 16
 
 // Broker passes stored log chunks to live followers. A follower too slow to
 // keep up is dropped rather than allowed to slow the job; Follow resumes it
