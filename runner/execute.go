@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +15,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"kozmic/internal/syncbuf"
 	"kozmic/store"
 )
 
@@ -74,10 +74,11 @@ type spec struct {
 
 // early is the image and build container of a job without an install
 // step, made while its commit is fetched: they need only the image and the
-// script. Their log lines wait in log until the job's log reaches them.
+// script. Their log lines wait in log until the job's log reaches them: a
+// pull the job gave up waiting for may still write there.
 type early struct {
 	done      chan struct{} // closed when the fields are set
-	log       bytes.Buffer
+	log       syncbuf.Buffer
 	img       *docker.Image
 	imgErr    error
 	container string
@@ -239,7 +240,7 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 	var err error
 	if s.early != nil {
 		<-s.early.done
-		out.Write(s.early.log.Bytes())
+		io.WriteString(out, s.early.log.String())
 		base, err = s.early.img, s.early.imgErr
 	} else {
 		base, err = r.image(ctx, s.image, out)

@@ -1,5 +1,6 @@
-// Package syncbuf is a buffer that many goroutines may write at once, for
-// tests that read what a server logged or printed.
+// Package syncbuf is a buffer that many goroutines may write at once: for
+// tests that read what a server logged or printed, and for output that a
+// goroutine may go on writing after its reader has read it.
 package syncbuf
 
 import (
