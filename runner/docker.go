@@ -113,11 +113,24 @@ func (r *Runner) startContainer(ctx context.Context, id string, src source, scri
 	<-success
 	success <- struct{}{}
 
-	if err := r.docker.StartContainerWithContext(id, nil, ctx); err != nil {
+	if err := r.start(ctx, id); err != nil {
 		attached.Close()
 		return nil, fmt.Errorf("Could not start the script (is there a /bin/sh in the image, and does the script begin with a #! line?): %v", err)
 	}
 	return attached, nil
+}
+
+// start starts a created container; see Runner.firstStart.
+func (r *Runner) start(ctx context.Context, id string) error {
+	if !r.started.Load() {
+		r.firstStart.Lock()
+		defer r.firstStart.Unlock()
+	}
+	err := r.docker.StartContainerWithContext(id, nil, ctx)
+	if err == nil {
+		r.started.Store(true)
+	}
+	return err
 }
 
 // waitContainer waits for a started container to exit and for the rest of

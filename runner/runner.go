@@ -134,10 +134,15 @@ type Runner struct {
 	recMu     sync.Mutex
 	recording map[int64]bool
 
-	pullMu    sync.Mutex
-	pulls     map[string]*pullState
-	pullCtx   context.Context // the pulls' context: Shutdown ends it
-	stopPulls context.CancelFunc
+	// firstStart makes a container start wait for one that is running
+	// until one has succeeded: the Docker client notes the engine's API
+	// version at its first start, unguarded, so two first starts would race.
+	firstStart sync.Mutex
+	started    atomic.Bool
+	pullMu     sync.Mutex
+	pulls      map[string]*pullState
+	pullCtx    context.Context // the pulls' context: Shutdown ends it
+	stopPulls  context.CancelFunc
 
 	stopClaiming context.CancelFunc
 	stopJobs     context.CancelCauseFunc
