@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
@@ -43,10 +44,11 @@ var mergedEntrypoint = []string{"/bin/sh", "-c", "exec " + scriptPath + " 2>&1"}
 // there is cached), and never privileges, the Docker socket or host paths.
 // A script without a #! line is its own entry point, unmerged: the shell
 // would run it as a shell script, where it must fail to start, as it does
-// on the command line, so that runStep can explain the #! line.
-func (r *Runner) createContainer(ctx context.Context, image, script string, env []string, labels map[string]string) (string, error) {
+// on the command line, so that runStep can explain the #! line. So is a
+// script in an image without /bin/sh (shell false; see runScript).
+func (r *Runner) createContainer(ctx context.Context, image, script string, env []string, labels map[string]string, shell bool) (string, error) {
 	entrypoint := mergedEntrypoint
-	if !store.HasShebang(script) {
+	if !shell || !store.HasShebang(script) {
 		entrypoint = []string{scriptPath}
 	}
 	hc := &docker.HostConfig{
@@ -115,7 +117,11 @@ func (r *Runner) startContainer(ctx context.Context, id string, src source, scri
 
 	if err := r.start(ctx, id); err != nil {
 		attached.Close()
-		return nil, fmt.Errorf("Could not start the script (is there a /bin/sh in the image, and does the script begin with a #! line?): %v", err)
+		// The runtime's words, as runc and crun put them.
+		if msg := err.Error(); strings.Contains(msg, `"/bin/sh"`) && (strings.Contains(msg, "no such file") || strings.Contains(msg, "not found")) {
+			return nil, fmt.Errorf("%w: %v", errNoShell, err)
+		}
+		return nil, fmt.Errorf("Could not start the script (does it begin with a #! line naming an interpreter in the image?): %v", err)
 	}
 	return attached, nil
 }

@@ -44,6 +44,9 @@ const (
 	// NoShebangMessage follows a script without a #! line that the
 	// container runtime refused to start; %s is "build" or "install".
 	NoShebangMessage = "The %s script needs a #! line naming its interpreter, such as #!/bin/sh, as its first line: without one it cannot be run (exec format error)."
+	// NoShellMessage says that a script runs without its stderr merged into
+	// its stdout, because the image has no /bin/sh to merge them.
+	NoShellMessage = "The image has no /bin/sh: the script runs on its own, so its output and its errors reach the log apart, and lines written close together may come out of order."
 )
 
 var (
@@ -100,7 +103,7 @@ func (r *Runner) prepare(ctx context.Context, s spec) *early {
 		}
 		// Not cut short by the job's end, which may come during the clone: the
 		// engine might make the container all the same, unknown to discard.
-		e.container, e.createErr = r.createContainer(context.WithoutCancel(ctx), e.img.ID, s.build, s.env, r.labels(s))
+		e.container, e.createErr = r.createContainer(context.WithoutCancel(ctx), e.img.ID, s.build, s.env, r.labels(s), r.hasShell(e.img.ID))
 	}()
 	return e
 }
@@ -170,6 +173,40 @@ func (r *Runner) runStep(ctx context.Context, c string, src source, step, script
 		say(out, NoShebangMessage, step)
 	}
 	return code, err
+}
+
+// errNoShell is a container that could not start because its image has no
+// /bin/sh to start the script with (mergedEntrypoint).
+var errNoShell = errors.New("the image has no /bin/sh")
+
+// runScript runs the script of container c, made of image (base or an
+// install image of it) by createContainer, as runStep does, and returns the
+// container it ran in. When c cannot start because the image has no
+// /bin/sh, it removes c, notes base as an image without one (hasShell),
+// says so in the log, and runs the script in a new container of image made
+// with env and labels, the script on its own; the container returned is
+// then that one, or "" if it could not be made.
+func (r *Runner) runScript(ctx context.Context, c, base, image, script string, env []string, labels map[string]string, src source, step string, out io.Writer) (string, int, error) {
+	code, err := r.runStep(ctx, c, src, step, script, out)
+	if !errors.Is(err, errNoShell) {
+		return c, code, err
+	}
+	r.removeLater(c)
+	r.noShell.Store(base, true)
+	say(out, "%s", NoShellMessage)
+	if c, err = r.createContainer(ctx, image, script, env, labels, false); err != nil {
+		return "", 0, err
+	}
+	code, err = r.runStep(ctx, c, src, step, script, out)
+	return c, code, err
+}
+
+// hasShell says whether containers of the base image with this ID (and of
+// its install images) can start their script with /bin/sh: unless one of
+// them could not (runScript).
+func (r *Runner) hasShell(base string) bool {
+	_, without := r.noShell.Load(base)
+	return !without
 }
 
 // say writes a line of Kozmic's own into a job's log, set apart in bold cyan.
@@ -267,18 +304,21 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 		} else {
 			res.cache = store.CacheMiss
 			say(out, "Running the install script")
-			c, err := r.createContainer(ctx, base.ID, s.install, []string{"CI=true", "KOZMIC=true"}, labels)
+			env := []string{"CI=true", "KOZMIC=true"}
+			c, err := r.createContainer(ctx, base.ID, s.install, env, labels, r.hasShell(base.ID))
 			if err != nil {
 				return fail("%s", err)
 			}
-			code, err := r.runStep(ctx, c, s.src, "install", s.install, out)
+			c, code, err := r.runScript(ctx, c, base.ID, base.ID, s.install, env, labels, s.src, "install", out)
 			if err == nil && code == 0 {
 				err = r.commit(ctx, c, res.cacheID, s.projectID, s.scope)
 				if err == nil {
 					runFrom = cached
 				}
 			}
-			r.removeLater(c)
+			if c != "" {
+				r.removeLater(c)
+			}
 			switch {
 			case ctx.Err() != nil:
 				return res
@@ -298,14 +338,16 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 	if s.early != nil {
 		c, err = s.early.container, s.early.createErr
 	} else {
-		c, err = r.createContainer(ctx, runFrom, s.build, s.env, labels)
+		c, err = r.createContainer(ctx, runFrom, s.build, s.env, labels, r.hasShell(base.ID))
 	}
 	if err != nil {
 		return fail("%s", err)
 	}
-	res.containerID = c
-	defer r.removeLater(c)
-	code, err := r.runStep(ctx, c, s.src, "build", s.build, out)
+	c, code, err := r.runScript(ctx, c, base.ID, runFrom, s.build, s.env, labels, s.src, "build", out)
+	if c != "" {
+		res.containerID = c
+		defer r.removeLater(c)
+	}
 	if ctx.Err() != nil {
 		return res
 	}

@@ -12,6 +12,7 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"kozmic/internal/testimage"
 	"kozmic/internal/testrepo"
 	"kozmic/store"
 )
@@ -33,6 +34,38 @@ func TestStdoutAndStderrKeepTheirOrder(t *testing.T) {
 	if !strings.Contains(log, want.String()) {
 		t.Errorf("the log does not have the 1,000 lines in the order written:\n%s", log)
 	}
+}
+
+// An image without /bin/sh, which merging stderr into stdout needs, still
+// runs its scripts, install and build: each on its own, the log saying why
+// the first time. A later job knows the image and starts its scripts on
+// their own at once.
+func TestImageWithoutAShellStillRunsItsScripts(t *testing.T) {
+	h := newHarness(t, Config{})
+	if err := testimage.EnsureNoShell(h.dc); err != nil {
+		t.Fatal(err)
+	}
+	rp := testrepo.New(t, map[string]string{"README": "x"})
+	p, _ := h.project(rp, store.Hook{Title: "no shell", DockerImage: testimage.NoShell,
+		InstallScript: "#!/bin/busybox sh\necho installed > /installed\n",
+		BuildScript:   "#!/bin/busybox sh\necho to-out\necho to-err >&2\ncat /installed\n"})
+	sha := rp.Git("rev-parse", "HEAD")
+	first := h.runOK(p, sha)
+	log := h.logOf(first.ID)
+	for _, want := range []string{NoShellMessage, "to-out\n", "to-err\n", "installed\n"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the first job's log lacks %q:\n%s", want, log)
+		}
+	}
+	if n := strings.Count(log, NoShellMessage); n != 1 {
+		t.Errorf("the first job says %d times that the image has no shell; want once, at its first container", n)
+	}
+	_, jobs := h.build(p, "refs/heads/again", sha)
+	again := h.waitJob(jobs[0].ID, finished)
+	if log := h.logOf(again.ID); again.Status != store.JobSuccess || strings.Contains(log, NoShellMessage) || !strings.Contains(log, "to-err\n") {
+		t.Errorf("the second job tried /bin/sh again, or did not run:\n%s", log)
+	}
+	removeCacheImages(t, h, 0)
 }
 
 // Colours reach the log: escapes a script prints itself, and those of a

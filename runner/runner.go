@@ -139,10 +139,13 @@ type Runner struct {
 	// version at its first start, unguarded, so two first starts would race.
 	firstStart sync.Mutex
 	started    atomic.Bool
-	pullMu     sync.Mutex
-	pulls      map[string]*pullState
-	pullCtx    context.Context // the pulls' context: Shutdown ends it
-	stopPulls  context.CancelFunc
+	// noShell holds the IDs of base images found to have no /bin/sh (see
+	// hasShell).
+	noShell   sync.Map
+	pullMu    sync.Mutex
+	pulls     map[string]*pullState
+	pullCtx   context.Context // the pulls' context: Shutdown ends it
+	stopPulls context.CancelFunc
 
 	stopClaiming context.CancelFunc
 	stopJobs     context.CancelCauseFunc

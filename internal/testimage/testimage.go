@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 
 	docker "github.com/fsouza/go-dockerclient"
 )
@@ -28,9 +30,24 @@ func Host() string {
 	return "unix:///var/run/docker.sock"
 }
 
+// NoShell is an image like Name's without /bin/sh: busybox is there, at
+// /bin/busybox, for a script to name in its #! line.
+const NoShell = "127.0.0.1:1/kozmic-test/no-shell:latest"
+
 // Ensure imports the image into the engine unless it is there already.
 func Ensure(dc *docker.Client) error {
-	if _, err := dc.InspectImage(Name); err == nil {
+	return ensure(dc, Name, applets)
+}
+
+// EnsureNoShell imports the image NoShell unless it is there already.
+func EnsureNoShell(dc *docker.Client) error {
+	return ensure(dc, NoShell, slices.DeleteFunc(slices.Clone(applets), func(a string) bool { return a == "sh" }))
+}
+
+// ensure imports Debian's static busybox with links of the applets in /bin
+// as the image name, unless it is there already.
+func ensure(dc *docker.Client, name string, applets []string) error {
+	if _, err := dc.InspectImage(name); err == nil {
 		return nil
 	}
 	bb, err := os.ReadFile("/bin/busybox")
@@ -50,6 +67,7 @@ func Ensure(dc *docker.Client) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	return dc.ImportImage(docker.ImportImageOptions{Repository: "127.0.0.1:1/kozmic-test/busybox", Tag: "latest",
+	at := strings.LastIndex(name, ":") // the tag's, after the registry's port
+	return dc.ImportImage(docker.ImportImageOptions{Repository: name[:at], Tag: name[at+1:],
 		Source: "-", InputStream: &buf, OutputStream: io.Discard})
 }
