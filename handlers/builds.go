@@ -180,6 +180,39 @@ func (h *Handler) rerunFailed(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, paths.Build(p.ID, b.Number), http.StatusSeeOther)
 }
 
+// cancelBuild cancels every job of a build that has not finished, for its
+// managers and owner: a queued job never runs, a running one is killed,
+// each ending as an error "canceled by <login>". A job that finishes
+// meanwhile keeps its result.
+func (h *Handler) cancelBuild(w http.ResponseWriter, r *http.Request) {
+	p, _, err := h.projectFor(r, store.RoleManager)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	b, err := h.buildFor(r, p)
+	var jobs []store.Job
+	if err == nil {
+		jobs, err = h.db.Jobs(r.Context(), b.ID)
+	}
+	for _, j := range jobs {
+		if err != nil {
+			break
+		}
+		if !j.Status.Finished() {
+			// ErrConflict: it finished since it was read.
+			if err = h.jobs.Cancel(r.Context(), j.ID, user(r).Login()); errors.Is(err, store.ErrConflict) {
+				err = nil
+			}
+		}
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, paths.Build(p.ID, b.Number), http.StatusSeeOther)
+}
+
 // The query keys of a build page after Run build of a commit built before:
 // how many jobs that added for new hooks and re-ran for edited ones, and how
 // many edited hooks it left alone.

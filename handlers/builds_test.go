@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -489,5 +490,90 @@ func TestJobPageSaysLogWasDeleted(t *testing.T) {
 	}
 	if _, frag := b.do("GET", jobURL+"/log", nil); strings.Contains(frag, "old output") {
 		t.Error("the deleted log is still served")
+	}
+}
+
+// Cancel build ends every job of the build that has not finished, queued
+// or running, as canceled by whoever asked, while a finished job keeps its
+// result. Its managers and owner may, after a confirmation; a member may
+// not, and their request changes nothing.
+func TestCancelBuildEndsEveryUnfinishedJob(t *testing.T) {
+	s := newTestServer(t)
+	owner := newBrowser(t, s)
+	ctx := context.Background()
+	p := ownedProject(t, s, owner, "octocat/Hello-World", 1296269)
+	bs := signInTeam(t, s, p)
+	for _, title := range []string{"done", "queued", "running"} {
+		if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: title, DockerImage: "busybox", BuildScript: "#!/bin/sh"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build, created, err := s.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: strings.Repeat("c", 40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := map[string]int64{}
+	for _, j := range created {
+		job[j.HookTitle] = j.ID
+	}
+	moveJob(t, s, job["done"], store.JobSuccess, "")
+	moveJob(t, s, job["running"], store.JobRunning, "")
+	buildURL := fmt.Sprintf("/projects/%d/builds/%d", p.ID, build.Number)
+	statuses := func() map[string]string {
+		jobs, err := s.db.Jobs(ctx, build.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, j := range jobs {
+			got[j.HookTitle] = string(j.Status) + " " + j.Error
+		}
+		return got
+	}
+
+	for _, tt := range []struct {
+		login  string
+		b      *browser
+		cancel bool
+	}{{"octocat", owner, true}, {"hubot", bs["hubot"], true}, {"monalisa", bs["monalisa"], false}} {
+		doc, _ := fetchPage(t, tt.b, buildURL, 200)
+		f := doc.Find("#" + views.JobsTableID + ` form[action$="/cancel"]`)
+		if !tt.cancel {
+			if f.Length() != 0 {
+				t.Errorf("the build page offers %s, a member, to cancel the build", tt.login)
+			}
+			continue
+		}
+		checkForm(t, "build as "+tt.login, f, buildURL+"/cancel", "Cancel build")
+		if !f.HasClass("confirm") || attrOf(f, "data-confirm") != "Cancel every job of this build that has not finished?" {
+			t.Errorf("build as %s: cancelling the build is not confirmed: class %q", tt.login, attrOf(f, "class"))
+		}
+	}
+
+	before := statuses()
+	if res, _ := bs["monalisa"].do("POST", buildURL+"/cancel", url.Values{}); res.StatusCode != 403 {
+		t.Errorf("a member's cancel: %d, want 403", res.StatusCode)
+	}
+	if got := statuses(); !maps.Equal(got, before) {
+		t.Errorf("a member's refused cancel changed the jobs from %v to %v", before, got)
+	}
+
+	if res, _ := bs["hubot"].do("POST", buildURL+"/cancel", url.Values{}); res.StatusCode != 303 || res.Header.Get("Location") != buildURL {
+		t.Fatalf("cancel: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	want := map[string]string{"done": "success ", "queued": "error canceled by hubot", "running": "error canceled by hubot"}
+	if got := statuses(); !maps.Equal(got, want) {
+		t.Errorf("after Cancel build the jobs are %v, want %v", got, want)
+	}
+	doc, _ := fetchPage(t, owner, buildURL, 200)
+	if f := doc.Find("#" + views.JobsTableID + ` form[action$="/cancel"]`); f.Length() != 0 {
+		t.Error("a finished build still offers to cancel it")
+	}
+	// Once more, with nothing left to cancel: nothing changes.
+	if res, _ := owner.do("POST", buildURL+"/cancel", url.Values{}); res.StatusCode != 303 {
+		t.Errorf("cancel of a finished build: %d", res.StatusCode)
+	}
+	if got := statuses(); !maps.Equal(got, want) {
+		t.Errorf("a second Cancel build changed the jobs to %v", got)
 	}
 }

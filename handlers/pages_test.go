@@ -1128,9 +1128,10 @@ func TestPageBuild(t *testing.T) {
 		if table.Length() != 1 || !polls(table) {
 			t.Errorf("an unfinished build's jobs table (%d) does not poll", table.Length())
 		}
-		if table.Find("form").Length() != 0 {
+		if table.Find(`form[action$="/rerun"]`).Length() != 0 {
 			t.Error("an unfinished build offers a re-run")
 		}
+		checkForm(t, "unfinished build", table.Find(`form[action$="/cancel"]`), buildURL+"/cancel", "Cancel build")
 		rows := table.Find("ul.rows > li")
 		if rows.Length() != 2 {
 			t.Fatalf("%d job rows after re-run, want 2 (the latest attempts)", rows.Length())

@@ -54,6 +54,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /projects/{id}/builds", h.requireUser(h.runBuild))
 	h.mux.HandleFunc("GET /projects/{id}/builds/{n}", h.requireUser(h.showBuild))
 	h.mux.HandleFunc("POST /projects/{id}/builds/{n}/rerun", h.requireUser(h.rerunFailed))
+	h.mux.HandleFunc("POST /projects/{id}/builds/{n}/cancel", h.requireUser(h.cancelBuild))
 	h.mux.HandleFunc("GET /projects/{id}/builds/{n}/jobs/{job}", h.requireUser(h.showJob))
 	h.mux.HandleFunc("POST /projects/{id}/builds/{n}/jobs/{job}/cancel", h.requireUser(h.cancelJob))
 	h.mux.HandleFunc("POST /projects/{id}/builds/{n}/jobs/{job}/restart", h.requireUser(h.restartJob))
