@@ -132,6 +132,11 @@ func (h *Handler) showBuild(w http.ResponseWriter, r *http.Request) {
 	if !b.StartedAt.IsZero() {
 		v.Duration = took(b.StartedAt, b.FinishedAt)
 	}
+	// A build that finished without starting (every job canceled while
+	// queued) waited for nothing in the end: no queue time.
+	if !b.StartedAt.IsZero() || !v.Finished {
+		v.Queued = took(b.CreatedAt, b.StartedAt)
+	}
 	waiting := h.jobs.Waiting()
 	for _, j := range latestAttempts(jobs) {
 		row := views.JobRow{ID: j.ID, Title: j.HookTitle, Attempt: j.Attempt, Status: views.JobStatus(j.Status), Duration: took(j.StartedAt, j.FinishedAt)}

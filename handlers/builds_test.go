@@ -496,7 +496,8 @@ func TestJobPageSaysLogWasDeleted(t *testing.T) {
 // Cancel build ends every job of the build that has not finished, queued
 // or running, as canceled by whoever asked, while a finished job keeps its
 // result. Its managers and owner may, after a confirmation; a member may
-// not, and their request changes nothing.
+// not, and their request changes nothing. (Before any job starts, the
+// page shows how long the build has been queued, ticking.)
 func TestCancelBuildEndsEveryUnfinishedJob(t *testing.T) {
 	s := newTestServer(t)
 	owner := newBrowser(t, s)
@@ -516,9 +517,14 @@ func TestCancelBuildEndsEveryUnfinishedJob(t *testing.T) {
 	for _, j := range created {
 		job[j.HookTitle] = j.ID
 	}
+	buildURL := fmt.Sprintf("/projects/%d/builds/%d", p.ID, build.Number)
+	// Nothing started yet: the build says how long it has been queued, ticking.
+	doc, _ := fetchPage(t, owner, buildURL, 200)
+	if q := doc.Find("#" + views.JobsTableID + " .head > span.queued time.elapsed"); attrOf(q, "data-since") == "<no data-since>" || !strings.HasPrefix(textOf(q.Parent()), "queued ") {
+		t.Errorf("a build not started yet shows its queue time as %q (data-since %q)", textOf(q.Parent()), attrOf(q, "data-since"))
+	}
 	moveJob(t, s, job["done"], store.JobSuccess, "")
 	moveJob(t, s, job["running"], store.JobRunning, "")
-	buildURL := fmt.Sprintf("/projects/%d/builds/%d", p.ID, build.Number)
 	statuses := func() map[string]string {
 		jobs, err := s.db.Jobs(ctx, build.ID)
 		if err != nil {
@@ -565,7 +571,7 @@ func TestCancelBuildEndsEveryUnfinishedJob(t *testing.T) {
 	if got := statuses(); !maps.Equal(got, want) {
 		t.Errorf("after Cancel build the jobs are %v, want %v", got, want)
 	}
-	doc, _ := fetchPage(t, owner, buildURL, 200)
+	doc, _ = fetchPage(t, owner, buildURL, 200)
 	if f := doc.Find("#" + views.JobsTableID + ` form[action$="/cancel"]`); f.Length() != 0 {
 		t.Error("a finished build still offers to cancel it")
 	}

@@ -1066,8 +1066,11 @@ func TestPageBuild(t *testing.T) {
 		t.Errorf("a finished build's jobs table (%d) polls", table.Length())
 	}
 	checkStatus(t, "build", table.Find(".head > .status"), "failed", "status-failure")
-	if got := textOf(table.Find(".head > span.muted")); !durationRE.MatchString(got) {
+	if got := textOf(table.Find(".head > span.muted").Not(".queued")); !durationRE.MatchString(got) {
 		t.Errorf("build duration %q", got)
+	}
+	if got := textOf(table.Find(".head > span.queued")); !strings.HasPrefix(got, "queued ") || !durationRE.MatchString(strings.TrimPrefix(got, "queued ")) {
+		t.Errorf("build queue time %q", got)
 	}
 	rows := table.Find("ul.rows > li")
 	if rows.Length() != 2 {
