@@ -47,11 +47,16 @@ func firstLine(s string) string {
 }
 
 // buildsSection is the list of a project's builds, newest first, a page at
-// a time (?before=N), optionally of one branch (?branch=).
+// a time (?before=N), optionally of one branch (?branch=), started one way
+// (?event=, one of views.BuildEvents) and in one status (?status=, one of
+// views.BuildStatuses). An event or status of no such value filters
+// nothing.
 func (h *Handler) buildsSection(r *http.Request, p store.Project) (views.BuildsView, error) {
 	branch := strings.TrimSpace(r.URL.Query().Get("branch"))
 	before, _ := strconv.Atoi(r.URL.Query().Get("before"))
 	q := store.BuildQuery{Before: before, Limit: buildsPerPage + 1}
+	event, status := filterValue(r, "event", views.BuildEvents), filterValue(r, "status", views.BuildStatuses)
+	q.Trigger, q.Status = store.TriggerKind(event), store.BuildStatus(status)
 	if branch != "" {
 		q.Ref = branch
 		if !strings.HasPrefix(branch, "refs/") {
@@ -62,7 +67,7 @@ func (h *Handler) buildsSection(r *http.Request, p store.Project) (views.BuildsV
 	if err != nil {
 		return views.BuildsView{}, err
 	}
-	v := views.BuildsView{ProjectID: p.ID, Branch: branch, DefaultBranch: p.DefaultBranch,
+	v := views.BuildsView{ProjectID: p.ID, Branch: branch, Event: event, Status: status, DefaultBranch: p.DefaultBranch,
 		BadgeMD: fmt.Sprintf("[![build](%s/badges/%s.svg)](%s%s)", h.baseURL, p.FullName, h.baseURL, paths.Project(p.ID))}
 	if len(bs) > buildsPerPage {
 		bs = bs[:buildsPerPage]
@@ -77,6 +82,18 @@ func (h *Handler) buildsSection(r *http.Request, p store.Project) (views.BuildsV
 		v.Builds = append(v.Builds, row)
 	}
 	return v, nil
+}
+
+// filterValue is the query parameter key when it is one of the options'
+// values, else "".
+func filterValue(r *http.Request, key string, options []views.FilterOption) string {
+	v := r.URL.Query().Get(key)
+	for _, o := range options {
+		if o.Value == v {
+			return v
+		}
+	}
+	return ""
 }
 
 // trigger says how b was started and by whom: "push", "pull request #12"

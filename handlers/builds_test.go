@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -581,5 +582,81 @@ func TestCancelBuildEndsEveryUnfinishedJob(t *testing.T) {
 	}
 	if got := statuses(); !maps.Equal(got, want) {
 		t.Errorf("a second Cancel build changed the jobs to %v", got)
+	}
+}
+
+// The project page's builds list filters by event and status, with the
+// branch, each filter keeping the others; its pages of older builds keep
+// them all, the form shows them chosen, a filter nothing matches says so,
+// and a value that is no option filters nothing.
+func TestProjectBuildsFilterByEventAndStatus(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	ctx := context.Background()
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "busybox", BuildScript: "#!/bin/sh"}); err != nil {
+		t.Fatal(err)
+	}
+	// 30 manual builds of main that failed (1–30), then a push that passed
+	// (31), a pull request that failed (32) and a push still queued (33).
+	build := func(n int, ref string, tr store.Trigger, st store.JobStatus) {
+		_, jobs, err := s.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: ref, SHA: fmt.Sprintf("%040d", n), Trigger: tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st != store.JobEnqueued {
+			moveJob(t, s, jobs[0].ID, st, "")
+		}
+	}
+	for n := 1; n <= 30; n++ {
+		build(n, "refs/heads/main", store.Trigger{Kind: store.TriggerManual, User: "octocat"}, store.JobFailure)
+	}
+	build(31, "refs/heads/main", store.Trigger{Kind: store.TriggerPush}, store.JobSuccess)
+	build(32, "refs/pull/9/head", store.Trigger{Kind: store.TriggerPullRequest, PR: 9}, store.JobFailure)
+	build(33, "refs/heads/dev", store.Trigger{Kind: store.TriggerPush}, store.JobEnqueued)
+
+	numbers := func(doc *goquery.Document) []string {
+		var got []string
+		doc.Find("ul.builds > li .build > a").Each(func(_ int, a *goquery.Selection) { got = append(got, textOf(a)) })
+		return got
+	}
+	base := fmt.Sprintf("/projects/%d", p.ID)
+	for _, tt := range []struct {
+		query, event, status string
+		first                []string // the first numbers listed
+		n                    int      // how many on the first page
+		older                string   // the older builds' link; "" for none
+	}{
+		{"?event=push", "push", "", []string{"#33", "#31"}, 2, ""},
+		{"?status=failure", "", "failure", []string{"#32", "#30"}, 25, base + "?before=7&status=failure"},
+		{"?event=manual&status=failure&branch=main", "manual", "failure", []string{"#30", "#29"}, 25, base + "?before=6&branch=main&event=manual&status=failure"},
+		{"?before=6&branch=main&event=manual&status=failure", "manual", "failure", []string{"#5", "#4"}, 5, ""},
+		{"?event=pull_request&status=success", "pull_request", "success", nil, 0, ""},
+		{"?event=nonsense&status=%3Cb%3E", "", "", []string{"#33", "#32"}, 25, base + "?before=9"},
+	} {
+		doc, _ := fetchPage(t, b, base+tt.query, 200)
+		got := numbers(doc)
+		if len(got) != tt.n || (tt.n > 0 && !slices.Equal(got[:2], tt.first)) {
+			t.Errorf("%s: %d builds starting %v, want %d starting %v", tt.query, len(got), got[:min(2, len(got))], tt.n, tt.first)
+		}
+		if ev := doc.Find(`select[name="event"] option[selected]`); attrOf(ev, "value") != tt.event {
+			t.Errorf("%s: the event filter shows %q chosen, want %q", tt.query, attrOf(ev, "value"), tt.event)
+		}
+		if st := doc.Find(`select[name="status"] option[selected]`); attrOf(st, "value") != tt.status {
+			t.Errorf("%s: the status filter shows %q chosen, want %q", tt.query, attrOf(st, "value"), tt.status)
+		}
+		older := doc.Find("a").FilterFunction(func(_ int, a *goquery.Selection) bool { return a.Text() == "Older builds" })
+		if got := attrOf(older, "href"); tt.older == "" && older.Length() != 0 || tt.older != "" && got != tt.older {
+			t.Errorf("%s: older builds link %q, want %q", tt.query, got, tt.older)
+		}
+		if tt.n == 0 && !strings.Contains(textOf(doc.Find("main")), "No builds match these filters.") {
+			t.Errorf("%s: no builds, and no word that none match", tt.query)
+		}
+	}
+	page, _ := fetchPage(t, b, base, 200)
+	for _, sel := range []string{`select[name="event"]`, `select[name="status"]`} {
+		if f := page.Find(sel); f.Length() != 1 || attrOf(f, "aria-label") == "<no aria-label>" {
+			t.Errorf("%s: %d, without a label", sel, f.Length())
+		}
 	}
 }

@@ -468,13 +468,16 @@ func (db *DB) BranchBuild(ctx context.Context, projectID int64, ref string) (Bui
 
 // BuildQuery selects a page of a project's builds, newest first.
 type BuildQuery struct {
-	Ref    string // only builds of this ref; empty: all
-	Before int    // only builds numbered below this; 0: from the newest
-	Limit  int    // at most this many; 0 means 50
+	Ref     string      // only builds of this ref; empty: all
+	Status  BuildStatus // only builds with this status; empty: all
+	Trigger TriggerKind // only builds started this way; empty: all
+	Before  int         // only builds numbered below this; 0: from the newest
+	Limit   int         // at most this many; 0 means 50
 }
 
 // Builds lists a project's builds newest first, one page at a time: pass the
-// last number of a page as Before to get the next.
+// last number of a page as Before to get the next. Ref, Status and Trigger
+// narrow the list, all of those given at once.
 func (db *DB) Builds(ctx context.Context, projectID int64, q BuildQuery) ([]Build, error) {
 	if q.Limit <= 0 {
 		q.Limit = 50
@@ -488,6 +491,14 @@ func (db *DB) Builds(ctx context.Context, projectID int64, q BuildQuery) ([]Buil
 	if q.Ref != "" {
 		query += ` AND ref = ?`
 		args = append(args, q.Ref)
+	}
+	if q.Status != "" {
+		query += ` AND status = ?`
+		args = append(args, q.Status)
+	}
+	if q.Trigger != "" {
+		query += ` AND trigger_kind = ?`
+		args = append(args, q.Trigger)
 	}
 	query += ` ORDER BY number DESC LIMIT ?`
 	args = append(args, q.Limit)

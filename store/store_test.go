@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -649,6 +650,8 @@ func TestListingsUseIndexes(t *testing.T) {
 	queries := map[string]string{
 		"builds of a project": `SELECT id FROM builds WHERE project_id = 1 AND number < 100 ORDER BY number DESC LIMIT 50`,
 		"builds of a branch":  `SELECT id FROM builds WHERE project_id = 1 AND number < 100 AND ref = 'refs/heads/main' ORDER BY number DESC LIMIT 50`,
+		"builds by status":    `SELECT id FROM builds WHERE project_id = 1 AND number < 100 AND status = 'failure' ORDER BY number DESC LIMIT 50`,
+		"builds by trigger":   `SELECT id FROM builds WHERE project_id = 1 AND number < 100 AND trigger_kind = 'manual' ORDER BY number DESC LIMIT 50`,
 		"a branch's badge build": `SELECT id FROM builds WHERE project_id = 1 AND ref = 'refs/heads/main' AND NOT from_fork
 			AND ref NOT LIKE 'refs/pull/%' AND ref NOT LIKE 'refs/merge-requests/%' ORDER BY number DESC LIMIT 1`,
 		"jobs of a build":          `SELECT id FROM jobs WHERE build_id = 1`,
@@ -688,6 +691,69 @@ func TestListingsUseIndexes(t *testing.T) {
 			if strings.Contains(step, "SCAN ") && !partial || strings.Contains(step, "TEMP B-TREE") {
 				t.Errorf("%s: plan %q scans or sorts", name, strings.Join(plan, "; "))
 			}
+		}
+	}
+}
+
+// Builds narrows its list by ref, status and how a build was started, all
+// at once, newest first and a page at a time.
+func TestBuildsFilterByStatusAndTrigger(t *testing.T) {
+	db := newTestDB(t)
+	f := newFixture(t, db, "acme/filters")
+	ctx := context.Background()
+	type made struct {
+		ref     string
+		trigger Trigger
+		status  JobStatus
+	}
+	for i, m := range []made{
+		{"refs/heads/main", Trigger{Kind: TriggerPush}, JobSuccess},                // 1
+		{"refs/heads/main", Trigger{Kind: TriggerManual, User: "ann"}, JobFailure}, // 2
+		{"refs/pull/7/head", Trigger{Kind: TriggerPullRequest, PR: 7}, JobFailure}, // 3
+		{"refs/heads/dev", Trigger{Kind: TriggerPush}, JobFailure},                 // 4
+		{"refs/heads/main", Trigger{Kind: TriggerPush}, JobFailure},                // 5
+		{"refs/heads/main", Trigger{Kind: TriggerManual, User: "ann"}, ""},         // 6: still enqueued
+	} {
+		_, jobs, err := db.CreateBuild(ctx, NewBuild{ProjectID: f.project.ID, Ref: m.ref, SHA: fmt.Sprintf("%040d", i), Trigger: m.trigger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.status == "" {
+			continue
+		}
+		for _, j := range jobs {
+			if _, err := db.UpdateJob(ctx, j.ID, JobUpdate{Status: JobRunning}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.UpdateJob(ctx, j.ID, JobUpdate{Status: m.status}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tt := range []struct {
+		q    BuildQuery
+		want []int
+	}{
+		{BuildQuery{}, []int{6, 5, 4, 3, 2, 1}},
+		{BuildQuery{Status: BuildFailure}, []int{5, 4, 3, 2}},
+		{BuildQuery{Trigger: TriggerManual}, []int{6, 2}},
+		{BuildQuery{Status: BuildFailure, Trigger: TriggerPush}, []int{5, 4}},
+		{BuildQuery{Status: BuildFailure, Trigger: TriggerPush, Ref: "refs/heads/main"}, []int{5}},
+		{BuildQuery{Status: BuildFailure, Limit: 2}, []int{5, 4}},
+		{BuildQuery{Status: BuildFailure, Before: 4, Limit: 2}, []int{3, 2}},
+		{BuildQuery{Status: BuildEnqueued}, []int{6}},
+		{BuildQuery{Trigger: TriggerPullRequest, Status: BuildSuccess}, nil},
+	} {
+		bs, err := db.Builds(ctx, f.project.ID, tt.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int
+		for _, b := range bs {
+			got = append(got, b.Number)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("Builds(%+v) = %v, want %v", tt.q, got, tt.want)
 		}
 	}
 }
