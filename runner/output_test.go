@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -121,54 +119,14 @@ func TestOutputReachesAFollowerWhileTheJobRuns(t *testing.T) {
 
 var errFound = errors.New("found")
 
-// silentServer is a server on 127.0.0.1 (a registry, a git server) that
-// accepts connections and never answers, holding them until the test
-// ends; accepted is closed on the first.
-type silentServer struct {
-	addr     string
-	accepted chan struct{}
-}
-
-func newSilentServer(t *testing.T) *silentServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &silentServer{addr: ln.Addr().String(), accepted: make(chan struct{})}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if conns = append(conns, c); len(conns) == 1 {
-				close(srv.accepted)
-			}
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return srv
-}
-
 // A job whose image is on the engine runs at once, without waiting for
 // its registry: here one that never answers. The pull that refreshes the
 // image for later jobs reaches the registry and is still waiting for it
 // when the job has finished.
 func TestImageOnTheEngineNeverWaitsForItsRegistry(t *testing.T) {
 	h := newHarness(t, Config{})
-	reg := newSilentServer(t)
-	repo := reg.addr + "/kozmic-test/held"
+	reg := testrepo.NewSilent(t)
+	repo := reg.Addr + "/kozmic-test/held"
 	if err := h.dc.TagImage(testImage, docker.TagImageOptions{Repo: repo, Tag: "latest"}); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +138,7 @@ func TestImageOnTheEngineNeverWaitsForItsRegistry(t *testing.T) {
 		t.Errorf("the log does not say the image on the engine was used without waiting for a pull:\n%s", log)
 	}
 	select {
-	case <-reg.accepted:
+	case <-reg.Accepted:
 	case <-time.After(time.Minute):
 		t.Fatal("the image was never pulled to refresh it")
 	}
@@ -200,13 +158,13 @@ func TestImageOnTheEngineNeverWaitsForItsRegistry(t *testing.T) {
 // cancel removes the container (the harness checks that none is left).
 func TestBuildContainerIsMadeWhileTheCommitIsFetched(t *testing.T) {
 	h := newHarness(t, Config{})
-	git := newSilentServer(t)
+	git := testrepo.NewSilent(t)
 	owner, err := h.db.CreateLocalUser(context.Background(), "owner", "x", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := h.db.CreateProject(context.Background(), store.NewProject{OwnerID: owner.ID, Source: store.SourceGit,
-		FullName: "acme/silent", GitURL: "http://" + git.addr + "/acme/silent.git", WebhookSecret: "whsec"})
+		FullName: "acme/silent", GitURL: git.URL, WebhookSecret: "whsec"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +174,7 @@ func TestBuildContainerIsMadeWhileTheCommitIsFetched(t *testing.T) {
 	}
 	_, jobs := h.build(p, "refs/heads/main", strings.Repeat("a", 40))
 	select {
-	case <-git.accepted:
+	case <-git.Accepted:
 	case <-time.After(time.Minute):
 		t.Fatal("the commit was never fetched")
 	}

@@ -80,6 +80,7 @@ func (r *Repo) Commit(files map[string]string, remove []string) string {
 // accepts connections and sends each to Accepted, and reads and writes
 // nothing. The listener and connections are closed at the end of the test.
 type Silent struct {
+	Addr     string        // its host:port, for a server other than git's (a registry, say)
 	URL      string        // an http:// git URL on it
 	Accepted chan net.Conn // buffered for 64 connections
 }
@@ -91,7 +92,7 @@ func NewSilent(t testing.TB) *Silent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Silent{URL: "http://" + ln.Addr().String() + "/acme/app.git", Accepted: make(chan net.Conn, 64)}
+	s := &Silent{Addr: ln.Addr().String(), URL: "http://" + ln.Addr().String() + "/acme/app.git", Accepted: make(chan net.Conn, 64)}
 	var (
 		mu    sync.Mutex
 		conns []net.Conn
