@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"runtime/metrics"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"kozmic/gh"
+	"kozmic/internal/heappeak"
 	"kozmic/internal/syncbuf"
 	"kozmic/internal/testdb"
 	"kozmic/internal/testimage"
@@ -191,7 +191,7 @@ var logScript = "yes " + strings.Repeat("x", 499) + " | head -n 200000"
 // the peak of the Go heap's objects sampled every 10 ms throughout.
 func BenchmarkLogThroughServer(b *testing.B) {
 	jb := newJobBench(b, runner.Config{MaxLogBytes: 1 << 30}, "#!/bin/sh\n"+logScript+"\n")
-	peak := watchHeap(b)
+	peak := heappeak.Watch(b)
 	var ratios, cpuRatios, kozmic, raw []float64
 	for b.Loop() {
 		var before, after syscall.Rusage
@@ -218,29 +218,4 @@ func BenchmarkLogThroughServer(b *testing.B) {
 	b.ReportMetric(median(kozmic), "kozmic-ms")
 	b.ReportMetric(median(raw), "raw-ms")
 	b.ReportMetric(float64(peak())/(1<<20), "heap-MiB")
-}
-
-// watchHeap samples the Go heap's objects every 10 ms until the benchmark
-// ends and returns a function that reads the peak.
-func watchHeap(b *testing.B) func() uint64 {
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	go func() {
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				metrics.Read(sample)
-				if v := sample[0].Value.Uint64(); v > peak.Load() {
-					peak.Store(v)
-				}
-			}
-		}
-	}()
-	b.Cleanup(func() { close(stop) })
-	return peak.Load
 }
