@@ -50,7 +50,7 @@ func TestCancelRightAfterClaimNeverRunsTheJob(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	h.r.jobsCtx, h.r.stopJobs = context.WithCancelCause(ctx)
 	var worker sync.WaitGroup
-	worker.Go(func() { h.r.work(ctx) })
+	worker.Go(func() { h.r.work(ctx, 0) })
 	t.Cleanup(func() {
 		stop()
 		worker.Wait()

@@ -44,7 +44,7 @@ func startFullDiskJob(t *testing.T) *fullDiskJob {
 	if err := h.db.DeleteHook(context.Background(), hooks[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	ch, jobCtx, ok, err := h.r.claim(context.Background())
+	ch, jobCtx, ok, err := h.r.claim(context.Background(), 0)
 	if err != nil || !ok || ch.Job.ID != jobs[0].ID {
 		t.Fatalf("claim = %v %v %v", ch.Job.ID, ok, err)
 	}

@@ -121,7 +121,10 @@ type Runner struct {
 
 	wake chan struct{} // a job was enqueued, or the Docker engine answers again
 	busy atomic.Int32
-	down atomic.Bool // the Docker engine did not answer the last ping
+	// slots holds, for each worker, the id of the job it runs (0: none):
+	// atomics, so that Slots never waits for a claim's database write.
+	slots []atomic.Int64
+	down  atomic.Bool // the Docker engine did not answer the last ping
 
 	// mu guards active, and makes a claim and the job's registration one
 	// step as Cancel sees it (see claim).
@@ -161,7 +164,8 @@ func New(cfg Config, st Store, dc *docker.Client, n Notifier, log *slog.Logger) 
 	cfg.defaults()
 	pullCtx, stopPulls := context.WithCancel(context.Background())
 	return &Runner{cfg: cfg, store: st, docker: dc, notify: n, log: log, logs: NewBroker(),
-		wake: make(chan struct{}, 1), active: map[int64]context.CancelCauseFunc{}, recording: map[int64]bool{},
+		wake: make(chan struct{}, 1), slots: make([]atomic.Int64, cfg.Workers),
+		active: map[int64]context.CancelCauseFunc{}, recording: map[int64]bool{},
 		pulls: map[string]*pullState{}, pullCtx: pullCtx, stopPulls: stopPulls}
 }
 
@@ -263,8 +267,8 @@ func (r *Runner) ping(ctx context.Context) bool {
 }
 
 func (r *Runner) startWorkers(ctx context.Context) {
-	for range r.cfg.Workers {
-		r.workers.Go(func() { r.work(ctx) })
+	for slot := range r.cfg.Workers {
+		r.workers.Go(func() { r.work(ctx, slot) })
 	}
 	r.workers.Go(func() { r.sweepEvery(ctx, r.cfg.SweepInterval) })
 	r.Enqueued()
@@ -338,7 +342,21 @@ func (r *Runner) Waiting() string {
 	return fmt.Sprintf("waiting for a free worker: %d of %d busy", busy, r.cfg.Workers)
 }
 
-func (r *Runner) work(ctx context.Context) {
+// Slots says which job each worker runs: element i is the id of the job
+// worker i+1 runs, 0 while it has none; there are Config.Workers of them.
+// A job holds its slot from its claim until its result is recorded (or the
+// server stopped it). It is cheap: it reads what the workers noted.
+func (r *Runner) Slots() []int64 {
+	ids := make([]int64, len(r.slots))
+	for i := range r.slots {
+		ids[i] = r.slots[i].Load()
+	}
+	return ids
+}
+
+// work is worker slot's loop (0-based): it claims jobs and runs them until
+// ctx ends.
+func (r *Runner) work(ctx context.Context, slot int) {
 	for {
 		if r.down.Load() {
 			// A job claimed now would fail on every Docker call: leave it
@@ -350,7 +368,7 @@ func (r *Runner) work(ctx context.Context) {
 			}
 			continue
 		}
-		ch, jobCtx, ok, err := r.claim(ctx)
+		ch, jobCtx, ok, err := r.claim(ctx, slot)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -376,6 +394,7 @@ func (r *Runner) work(ctx context.Context) {
 		r.changed(r.jobsCtx, ch)
 		r.jobStarted(ch.Job)
 		r.runJob(jobCtx, ch.Job)
+		r.slots[slot].Store(0)
 		r.busy.Add(-1)
 	}
 }
@@ -384,8 +403,9 @@ func (r *Runner) work(ctx context.Context) {
 // active, with the context Cancel cancels, in one step under r.mu: Cancel
 // finds a job either active or not yet claimed, never claimed but unknown
 // to it, which it would mark canceled in the store while the job runs on.
-// ok is false when no job waits.
-func (r *Runner) claim(ctx context.Context) (store.JobChanged, context.Context, bool, error) {
+// It notes the job as worker slot's (see Slots). ok is false when no job
+// waits.
+func (r *Runner) claim(ctx context.Context, slot int) (store.JobChanged, context.Context, bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ch, ok, err := r.store.ClaimJob(ctx)
@@ -394,6 +414,7 @@ func (r *Runner) claim(ctx context.Context) (store.JobChanged, context.Context, 
 	}
 	jobCtx, cancel := context.WithCancelCause(r.jobsCtx)
 	r.active[ch.Job.ID] = cancel
+	r.slots[slot].Store(ch.Job.ID)
 	return ch, jobCtx, true, nil
 }
 
