@@ -216,15 +216,36 @@ func (db *DB) ProjectsOf(ctx context.Context, userID int64) ([]Project, error) {
 type ProjectSummary struct {
 	Project
 	Latest *Build // the newest build of any ref; nil: none yet
+	// Default is the newest build of the default branch that is no pull
+	// request's, the one its badge shows; nil: none, or the branch is unknown.
+	Default *Build
+	Recent  []BuildMark // the RecentBuilds newest builds, oldest first
 }
 
 // ProjectsWithLatestBuild lists the projects a user owns or is a member of
 // (as ProjectsOf does), by name, each with its latest build, in one query:
-// the latest build is found through the (project_id, number) index.
+// the latest build is found through the (project_id, number) index. Each
+// comes with its default branch's build and recent builds too (see
+// fillDashboard), all from one snapshot.
 func (db *DB) ProjectsWithLatestBuild(ctx context.Context, userID int64) ([]ProjectSummary, error) {
+	var out []ProjectSummary
+	err := db.readTx(ctx, func(tx txn) error {
+		var err error
+		if out, err = projectsWithLatestBuild(ctx, tx, userID); err != nil {
+			return err
+		}
+		return fillDashboard(ctx, tx, userID, out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func projectsWithLatestBuild(ctx context.Context, tx txn, userID int64) ([]ProjectSummary, error) {
 	// p is a derived table so that the projects' columns cannot clash with
 	// the builds' (id, created_at); b's columns are zero where there is no build.
-	return queryAll(ctx, db.read, "list projects with latest build", scanProjectSummary, `SELECT p.*,
+	return queryAll(ctx, tx, "list projects with latest build", scanProjectSummary, `SELECT p.*,
 			COALESCE(b.id, 0), COALESCE(b.project_id, 0), COALESCE(b.number, 0), COALESCE(b.ref, ''),
 			COALESCE(b.sha, ''), COALESCE(b.author, ''), COALESCE(b.message, ''),
 			COALESCE(b.trigger_kind, ''), COALESCE(b.trigger_pr, 0), COALESCE(b.trigger_user_id, 0), COALESCE(b.trigger_user, ''),
