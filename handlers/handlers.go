@@ -34,6 +34,9 @@ type Jobs interface {
 	Waiting() string
 	// Unreachable says that the Docker engine does not answer, or "".
 	Unreachable() string
+	// Slots says which job each worker runs: element i is the id of
+	// worker i+1's job, 0 while it has none; one element a worker.
+	Slots() []int64
 	// Recording says whether a job has ended and its log and result are
 	// being stored (which a full disk can make last).
 	Recording(jobID int64) bool

@@ -17,6 +17,7 @@ func (h *Handler) routes() {
 	h.mux.Handle("POST /webhooks/{projectID}", bodyLimit{h.webhook, 0}) // not a form
 
 	h.mux.HandleFunc("GET /{$}", h.home)
+	h.mux.HandleFunc("GET /now", h.requireUser(h.nowPanel))
 	h.mux.HandleFunc("GET /login", h.loginPage)
 	h.mux.HandleFunc("POST /login", h.localLogin)
 	h.mux.HandleFunc("GET /auth/github", h.githubLogin)

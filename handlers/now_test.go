@@ -1,0 +1,264 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/PuerkitoBio/goquery"
+
+	"kozmic/internal/paths"
+	"kozmic/internal/syncbuf"
+	"kozmic/internal/testdb"
+	"kozmic/internal/testimage"
+	"kozmic/internal/testrepo"
+	"kozmic/runner"
+	"kozmic/store"
+	"kozmic/views"
+)
+
+// gitProject makes a private project of a git URL owned by owner, with
+// its default branch main.
+func gitProject(t *testing.T, db *store.DB, owner store.User, name, gitURL string) store.Project {
+	t.Helper()
+	p, err := db.CreateProject(context.Background(), store.NewProject{OwnerID: owner.ID, Source: store.SourceGit, FullName: name,
+		GitURL: gitURL, DefaultBranch: "main", WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// nowRows are the rows of the now panel in doc, as their text.
+func nowRows(doc *goquery.Document) []string {
+	var rows []string
+	doc.Find("#" + views.NowID + " ul.now-jobs > li").Each(func(_ int, li *goquery.Selection) { rows = append(rows, textOf(li)) })
+	return rows
+}
+
+// The now panel lists the running and waiting jobs of the viewer's
+// projects, each waiting one with its place in the whole queue and what it
+// waits for; another team's jobs are counted, never named. Without scripts
+// GET /now leads to the dashboard; htmx gets the panel alone.
+func TestNowPanelListsTheViewersJobsWithTheirPlaceAndNeverAnotherTeams(t *testing.T) {
+	s := newLocalTestServer(t)
+	ann, annB := signInLocal(t, s, "ann")
+	bob, bobB := signInLocal(t, s, "bob")
+	annP := gitProject(t, s.db, ann, "ann/app", "https://git.example.com/ann/app.git")
+	bobP := gitProject(t, s.db, bob, "bob/secret-plans", "https://git.example.com/bob/secret-plans.git")
+
+	doc, _ := fetchPage(t, annB, "/", 200)
+	panel := doc.Find("#" + views.NowID)
+	for k, v := range map[string]string{"hx-get": "/now", "hx-trigger": "every 3s", "hx-swap": "outerHTML"} {
+		if got := attrOf(panel, k); got != v {
+			t.Errorf("panel %s=%q, want %q", k, got, v)
+		}
+	}
+	if got := textOf(panel.Find("p.muted")); got != "Nothing is running." || panel.Find("li").Length() != 0 ||
+		textOf(panel.Find(".workers")) != "0 of 2 workers busy" {
+		t.Errorf("idle panel: %q", textOf(panel))
+	}
+
+	// The queue: ann's #1 (then running), bob's #1, ann's #2.
+	_, running := buildWithLog(t, s, annP, "refs/heads/main", "a1", "m", "", store.JobRunning)
+	_, bobs := buildWithLog(t, s, bobP, "refs/heads/main", "b1", "m", "", store.JobEnqueued)
+	_, waiting := buildWithLog(t, s, annP, "refs/heads/main", "a2", "m", "", store.JobEnqueued)
+
+	doc, body := fetchPage(t, annB, "/", 200)
+	want := []string{"running ann/app #1 test", "enqueued ann/app #2 test #2 in the queue · starting ·"}
+	rows := nowRows(doc)
+	if len(rows) != 2 || !strings.HasPrefix(rows[0], want[0]) || !strings.HasPrefix(rows[1], want[1]) {
+		t.Errorf("ann's panel rows = %q, want them to start %q", rows, want)
+	}
+	li := doc.Find("#" + views.NowID + " ul.now-jobs > li")
+	if a := li.Eq(0).Find("a.hook"); attrOf(a, "href") != paths.Job(annP.ID, 1, running.ID) {
+		t.Errorf("the running job links to %q", attrOf(a, "href"))
+	}
+	if a := li.Eq(1).Find("a.hook"); attrOf(a, "href") != paths.Job(annP.ID, 2, waiting.ID) {
+		t.Errorf("the waiting job links to %q", attrOf(a, "href"))
+	}
+	for i, el := range []*goquery.Selection{li.Eq(0).Find("time.elapsed"), li.Eq(1).Find("time.elapsed")} {
+		if _, ticks := el.Attr("data-since"); !ticks || !strings.HasPrefix(attrOf(el, "datetime"), "PT") {
+			t.Errorf("row %d's time does not tick: %q", i, attrOf(el, "data-since"))
+		}
+	}
+	if got := textOf(doc.Find("#" + views.NowID + " .unlisted")); !strings.HasPrefix(got, "Not listed: 1 waiting") {
+		t.Errorf("ann's note on bob's job: %q", got)
+	}
+	if strings.Contains(body, "secret-plans") || strings.Contains(body, paths.Job(bobP.ID, 1, bobs.ID)) {
+		t.Error("ann's dashboard shows bob's project or job")
+	}
+
+	// Bob sees his own, first in the queue, and nothing of ann's.
+	poll := fetchPoll(t, bobB, "/now", views.NowID)
+	rows = nowRows(poll)
+	if len(rows) != 1 || !strings.HasPrefix(rows[0], "enqueued bob/secret-plans #1 test #1 in the queue · starting") {
+		t.Errorf("bob's panel rows = %q", rows)
+	}
+	if got := textOf(poll.Find(".unlisted")); !strings.HasPrefix(got, "Not listed: 1 running and 1 waiting") {
+		t.Errorf("bob's note: %q", got)
+	}
+	if html, _ := poll.Html(); strings.Contains(html, "ann/app") {
+		t.Error("bob's panel shows ann's project")
+	}
+
+	// While Docker does not answer, a waiting job says it waits for it.
+	s.Handler.jobs = unreachableJobs{Jobs: s.Handler.jobs, msg: "Docker is not reachable"}
+	if rows = nowRows(fetchPoll(t, annB, "/now", views.NowID)); len(rows) != 2 || !strings.Contains(rows[1], "#2 in the queue · waiting for Docker") {
+		t.Errorf("rows while Docker is down = %q", rows)
+	}
+
+	// Without htmx, /now is the dashboard; signed out, the sign-in page.
+	if res, _ := annB.do("GET", "/now", nil); res.StatusCode != 303 || res.Header.Get("Location") != "/" {
+		t.Errorf("GET /now without htmx: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	anon := newBrowser(t, s)
+	anon.header.Set("HX-Request", "true")
+	if res, _ := anon.do("GET", "/now", nil); res.StatusCode != 303 || !strings.HasPrefix(res.Header.Get("Location"), "/login") {
+		t.Errorf("GET /now signed out: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+}
+
+// Under each project on the dashboard: its default branch's newest build
+// (status word, number, age) and its last ten results, oldest first, each a
+// link to its build named by number, status word and branch; a project
+// without builds says so.
+func TestDashboardStripShowsTheLastTenResultsInOrderLinkingToTheirBuilds(t *testing.T) {
+	s := newLocalTestServer(t)
+	ann, b := signInLocal(t, s, "ann")
+	p := gitProject(t, s.db, ann, "ann/app", "https://git.example.com/ann/app.git")
+	idle := gitProject(t, s.db, ann, "ann/idle", "https://git.example.com/ann/idle.git")
+	statuses := []store.JobStatus{store.JobSuccess, store.JobFailure, store.JobError, store.JobSuccess}
+	var builds []store.Build
+	for i := range 12 {
+		ref := "refs/heads/main"
+		if i%4 == 3 {
+			ref = "refs/heads/dev"
+		}
+		st := statuses[i%len(statuses)]
+		if i == 11 {
+			st = store.JobRunning
+		}
+		build, _ := buildWithLog(t, s, p, ref, fmt.Sprintf("%040x", i), "m", "", st)
+		builds = append(builds, build)
+	}
+	doc, _ := fetchPage(t, b, "/", 200)
+	for _, where := range []*goquery.Selection{doc.Find("#" + views.DashboardID), fetchPoll(t, b, "/", views.DashboardID).Find("#" + views.DashboardID)} {
+		row := where.Find(fmt.Sprintf(`a[href="%s"]`, paths.Project(p.ID))).Closest("li")
+		marks := row.Find(".trend ol.strip > li > a.mark")
+		if marks.Length() != 10 {
+			t.Fatalf("%d marks, want 10", marks.Length())
+		}
+		marks.Each(func(i int, a *goquery.Selection) {
+			want := builds[i+2]
+			word := views.BuildStatus(want.Status).Word
+			label := fmt.Sprintf("#%d %s, %s", want.Number, word, want.Branch())
+			if attrOf(a, "href") != paths.Build(p.ID, want.Number) || attrOf(a, "aria-label") != label || attrOf(a, "title") != label ||
+				!a.HasClass(views.BuildStatus(want.Status).Class) {
+				t.Errorf("mark %d = %s %q %q, want build %d: %q", i, attrOf(a, "href"), attrOf(a, "aria-label"), attrOf(a, "class"), want.Number, label)
+			}
+		})
+		if got := attrOf(row.Find("ol.strip"), "aria-label"); got != "The last 10 builds, oldest first" {
+			t.Errorf("strip label %q", got)
+		}
+		// The newest, #12, runs on dev: main's newest is #11.
+		def := row.Find(".default-build")
+		if got := textOf(def); got != "main error #11 just now" {
+			t.Errorf("default branch build %q", got)
+		}
+		if a := def.Find("a"); attrOf(a, "href") != paths.Build(p.ID, 11) {
+			t.Errorf("default build link %q", attrOf(a, "href"))
+		}
+		idleRow := where.Find(fmt.Sprintf(`a[href="%s"]`, paths.Project(idle.ID))).Closest("li")
+		if got := textOf(idleRow.Find(".trend")); got != "main no builds yet No builds yet" || idleRow.Find(".strip").Length() != 0 {
+			t.Errorf("a project without builds: %q", got)
+		}
+	}
+}
+
+// A job that holds a worker is on the panel with that worker's number, the
+// jobs behind it wait for a free worker, and once the jobs are done the
+// panel is empty again: a real runner on Docker, its only worker held
+// right after its claim.
+func TestNowPanelShowsTheWorkerOfARunningJobUntilItEnds(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run jobs on a Docker engine")
+	}
+	ctx := context.Background()
+	db := testdb.Open(t)
+	dc, err := runner.NewDockerClient(testimage.Host())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.Ensure(dc); err != nil {
+		t.Fatal(err)
+	}
+	gate := &claimGate{claimed: make(chan int64), released: make(chan struct{})}
+	runnerLog := &syncbuf.Buffer{}
+	jobs := runner.New(runner.Config{Workers: 1, Network: "none", WorkDir: t.TempDir(), Instance: db.InstanceID()},
+		db, dc, gate, slog.New(slog.NewTextHandler(runnerLog, nil)))
+	jobs.Start(ctx)
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		jobs.Shutdown(sctx)
+	})
+	s := newTestServerWith(t, false, func(d *Deps) { d.DB = db; d.Sessions = db.Sessions(); d.Jobs = jobs })
+	s.db = db
+	ann, b := signInLocal(t, s, "ann")
+	repo := testrepo.New(t, map[string]string{"README": "x"})
+	p := gitProject(t, db, ann, "ann/held", repo.Path)
+	if _, err := db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: testimage.Name, BuildScript: "#!/bin/sh\necho done\n"}); err != nil {
+		t.Fatal(err)
+	}
+	first, _, err := db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: repo.Git("rev-parse", "HEAD")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs.Enqueued()
+	select {
+	case <-gate.claimed:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("no job was claimed; runner log:\n%s", runnerLog)
+	}
+	second, _, err := db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: repo.Commit(map[string]string{"README": "y"}, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll := fetchPoll(t, b, "/now", views.NowID)
+	rows := nowRows(poll)
+	if len(rows) != 2 || !strings.HasPrefix(rows[0], fmt.Sprintf("running ann/held #%d test worker 1 ·", first.Number)) ||
+		!strings.HasPrefix(rows[1], fmt.Sprintf("enqueued ann/held #%d test #1 in the queue · waiting for a free worker ·", second.Number)) {
+		t.Errorf("panel while the worker is held: %q", rows)
+	}
+	if got := textOf(poll.Find(".workers")); got != "1 of 1 workers busy" {
+		t.Errorf("workers: %q", got)
+	}
+
+	close(gate.released)
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		poll = fetchPoll(t, b, "/now", views.NowID)
+		if len(nowRows(poll)) == 0 && textOf(poll.Find(".workers")) == "0 of 1 workers busy" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the panel still shows %q; runner log:\n%s", textOf(poll.Selection), runnerLog)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := textOf(poll.Find("p.muted")); got != "Nothing is running." {
+		t.Errorf("the panel once the jobs are done: %q", got)
+	}
+	for _, n := range []int{first.Number, second.Number} {
+		bs, _ := db.Builds(ctx, p.ID, store.BuildQuery{})
+		for _, bl := range bs {
+			if bl.Number == n && bl.Status != store.BuildSuccess {
+				t.Errorf("build %d: %s; runner log:\n%s", n, bl.Status, runnerLog)
+			}
+		}
+	}
+}
