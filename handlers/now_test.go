@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
+	"github.com/chromedp/chromedp"
 
 	"kozmic/internal/paths"
 	"kozmic/internal/syncbuf"
@@ -132,6 +134,8 @@ func TestDashboardStripShowsTheLastTenResultsInOrderLinkingToTheirBuilds(t *test
 	ann, b := signInLocal(t, s, "ann")
 	p := gitProject(t, s.db, ann, "ann/app", "https://git.example.com/ann/app.git")
 	idle := gitProject(t, s.db, ann, "ann/idle", "https://git.example.com/ann/idle.git")
+	devOnly := gitProject(t, s.db, ann, "ann/dev-only", "https://git.example.com/ann/dev-only.git")
+	buildWithLog(t, s, devOnly, "refs/heads/dev", "d1", "m", "", store.JobSuccess)
 	statuses := []store.JobStatus{store.JobSuccess, store.JobFailure, store.JobError, store.JobSuccess}
 	var builds []store.Build
 	for i := range 12 {
@@ -174,8 +178,12 @@ func TestDashboardStripShowsTheLastTenResultsInOrderLinkingToTheirBuilds(t *test
 			t.Errorf("default build link %q", attrOf(a, "href"))
 		}
 		idleRow := where.Find(fmt.Sprintf(`a[href="%s"]`, paths.Project(idle.ID))).Closest("li")
-		if got := textOf(idleRow.Find(".trend")); got != "main no builds yet No builds yet" || idleRow.Find(".strip").Length() != 0 {
+		if got := textOf(idleRow.Find(".trend")); got != "No builds yet" || idleRow.Find(".strip").Length() != 0 {
 			t.Errorf("a project without builds: %q", got)
+		}
+		devRow := where.Find(fmt.Sprintf(`a[href="%s"]`, paths.Project(devOnly.ID))).Closest("li")
+		if got := textOf(devRow.Find(".default-build")); got != "main no builds yet" || devRow.Find(".strip a.mark").Length() != 1 {
+			t.Errorf("a project with no build of its default branch: %q", got)
 		}
 	}
 }
@@ -259,6 +267,140 @@ func TestNowPanelShowsTheWorkerOfARunningJobUntilItEnds(t *testing.T) {
 			if bl.Number == n && bl.Status != store.BuildSuccess {
 				t.Errorf("build %d: %s; runner log:\n%s", n, bl.Status, runnerLog)
 			}
+		}
+	}
+}
+
+// The now panel in Chromium, on a phone and on a desktop: with no script of
+// the test's, it shows held jobs appear on both workers with one waiting,
+// their times tick, and once they are let go it says nothing is running;
+// under the project, the strip's marks lead to their builds; the page fits.
+func TestBrowserNowPanelFollowsJobsAndTheStripLinksToBuilds(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
+	}
+	srv := newLiveServer(t)
+	ctx := newChrome(t)
+	if err := browserSignIn(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	bg := context.Background()
+	octocat, err := srv.db.UserByID(bg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := testrepo.New(t, map[string]string{"README": "x"})
+	p := gitProject(t, srv.db, octocat, "octocat/hello-world", repo.Path)
+	site := gitProject(t, srv.db, octocat, "octocat/website", t.TempDir())
+	gitProject(t, srv.db, octocat, "octocat/new-idea", t.TempDir())
+	for _, pr := range []store.Project{p, site} {
+		if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: pr.ID, Title: "test", DockerImage: testimage.Name, BuildScript: testimage.HeldScript}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Finished builds for the strips, made finished at once: nothing wakes
+	// the runner meanwhile, so it leaves them alone.
+	history := func(pr store.Project, results ...store.JobStatus) {
+		for i, st := range results {
+			ref := "refs/heads/main"
+			if i%3 == 2 {
+				ref = "refs/heads/feature/strip"
+			}
+			_, jobs, err := srv.db.CreateBuild(bg, store.NewBuild{ProjectID: pr.ID, Ref: ref, SHA: fmt.Sprintf("%040x", i+1), Message: "m"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.db.UpdateJob(bg, jobs[0].ID, store.JobUpdate{Status: store.JobRunning})
+			srv.db.UpdateJob(bg, jobs[0].ID, store.JobUpdate{Status: st})
+		}
+	}
+	ok, fail, bad := store.JobSuccess, store.JobFailure, store.JobError
+	history(p, ok, ok, fail, ok, bad, ok, fail, ok, ok)
+	history(site, ok, fail, ok)
+
+	const panel = "#" + views.NowID
+	round := 0
+	for _, size := range []struct {
+		name          string
+		width, height int64
+		opts          []chromedp.EmulateViewportOption
+	}{{"phone", 390, 844, []chromedp.EmulateViewportOption{chromedp.EmulateMobile}}, {"desktop", 1280, 800, nil}} {
+		round++
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(size.width, size.height, size.opts...),
+			chromedp.Navigate(srv.url+"/"),
+			waitText(panel, func(s string) bool { return strings.Contains(s, "Nothing is running.") })); err != nil {
+			t.Fatal(err)
+		}
+		// Three held jobs: two run, one waits. The page is not reloaded.
+		var held []int64
+		for i := range 3 {
+			sha := repo.Commit(map[string]string{"README": fmt.Sprintf("%s %d", size.name, i)}, nil)
+			_, jobs, err := srv.db.CreateBuild(bg, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: sha, Message: "Hold a worker"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, jobs[0].ID)
+		}
+		srv.jobs.Enqueued()
+		if err := chromedp.Do(ctx, waitText(panel, func(s string) bool {
+			return strings.Contains(s, "worker 1") && strings.Contains(s, "worker 2") &&
+				strings.Contains(s, "#1 in the queue · waiting for a free worker") && strings.Contains(s, "2 of 2 workers busy")
+		})); err != nil {
+			t.Fatalf("%s: %v\nserver log:\n%s", size.name, err, srv.logs)
+		}
+		// A running job's time ticks between polls and across them.
+		const firstTime = panel + " ul.now-jobs > li:first-child time.elapsed"
+		start, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(firstTime)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := chromedp.Do(ctx, waitText(firstTime, func(s string) bool { return s != start && s != "" })); err != nil {
+			t.Fatalf("%s: the running job's time stays at %q: %v", size.name, start, err)
+		}
+		if bad, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(fitCheck, size.width))); err != nil || bad != "" {
+			t.Errorf("the dashboard with jobs on a %s (%d px): %v\n%s", size.name, size.width, err, bad)
+		}
+		// Each status mark shows an icon of its own, not colour alone.
+		icons, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#dashboard .strip a.mark")).map(a =>
+			a.className.replace("mark ", "") + "=" + getComputedStyle(a, "::before").content)`))
+		if err != nil || len(icons) == 0 {
+			t.Fatalf("marks: %v", err)
+		}
+		seen := map[string]string{}
+		for _, ic := range icons {
+			class, icon, _ := strings.Cut(ic, "=")
+			if icon == "none" || icon == "" || seen[class] != "" && seen[class] != icon {
+				t.Errorf("mark %s shows %q", class, icon)
+			}
+			seen[class] = icon
+		}
+		if seen["status-success"] == seen["status-failure"] || seen["status-success"] == seen["status-running"] {
+			t.Errorf("statuses share an icon: %v", seen)
+		}
+		shot := "dashboard-now.png"
+		if size.name == "phone" {
+			shot = "phone-dashboard-now.png"
+		}
+		screenshot(t, ctx, shot)
+
+		// Let them go: the running two, then the one that waited.
+		for _, id := range held {
+			if err := testimage.Release(srv.dc, runner.LabelJob+"="+strconv.FormatInt(id, 10), runner.LabelInstance+"="+srv.db.InstanceID()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := chromedp.Do(ctx, waitText(panel, func(s string) bool {
+			return strings.Contains(s, "Nothing is running.") && strings.Contains(s, "0 of 2 workers busy")
+		})); err != nil {
+			t.Fatalf("%s: %v\nserver log:\n%s", size.name, err, srv.logs)
+		}
+
+		// The strip's newest mark is the last build, and leads to it.
+		newest := 9 + 3*round
+		sel := fmt.Sprintf(`#dashboard a.mark[href="%s"]`, paths.Build(p.ID, newest))
+		if err := chromedp.Do(ctx, chromedp.WaitVisible(sel+`.status-success`), chromedp.Click(sel),
+			waitText("h1", func(s string) bool { return s == fmt.Sprintf("Build #%d", newest) })); err != nil {
+			t.Fatalf("%s: the strip's newest mark: %v", size.name, err)
 		}
 	}
 }

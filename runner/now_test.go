@@ -8,30 +8,15 @@ import (
 	"testing"
 	"time"
 
-	docker "github.com/fsouza/go-dockerclient"
-
+	"kozmic/internal/testimage"
 	"kozmic/internal/testrepo"
 	"kozmic/store"
 )
 
-// heldScript runs until the file /tmp/go appears in its container, which
-// the test makes (release) when it wants the job to end.
-const heldScript = "#!/bin/sh\necho holding\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\necho released\n"
-
-// release makes /tmp/go in the running build container of job id, so that
-// heldScript ends.
+// release lets job id, running testimage.HeldScript, end.
 func (h *harness) release(id int64) {
 	h.t.Helper()
-	cs, err := h.dc.ListContainers(docker.ListContainersOptions{Filters: map[string][]string{
-		"label": {LabelJob + "=" + strconv.FormatInt(id, 10), LabelInstance + "=" + h.db.InstanceID()}, "status": {"running"}}})
-	if err != nil || len(cs) != 1 {
-		h.t.Fatalf("job %d's running containers: %d, %v", id, len(cs), err)
-	}
-	ex, err := h.dc.CreateExec(docker.CreateExecOptions{Container: cs[0].ID, Cmd: []string{"touch", "/tmp/go"}})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if err := h.dc.StartExec(ex.ID, docker.StartExecOptions{}); err != nil {
+	if err := testimage.Release(h.dc, LabelJob+"="+strconv.FormatInt(id, 10), LabelInstance+"="+h.db.InstanceID()); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -62,7 +47,7 @@ func TestSlotsNameTheJobEachWorkerRunsUntilItEnds(t *testing.T) {
 		t.Fatalf("idle slots = %v, want two empty ones", s)
 	}
 	rp := testrepo.New(t, map[string]string{"README": "x"})
-	p, _ := h.project(rp, store.Hook{Title: "held", BuildScript: heldScript})
+	p, _ := h.project(rp, store.Hook{Title: "held", BuildScript: testimage.HeldScript})
 	_, first := h.build(p, "refs/heads/main", rp.Git("rev-parse", "HEAD"))
 	_, second := h.build(p, "refs/heads/main", rp.Commit(map[string]string{"README": "y"}, nil))
 	a, b := first[0].ID, second[0].ID
