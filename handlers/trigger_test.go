@@ -11,6 +11,7 @@ import (
 
 	"kozmic/internal/testrepo"
 	"kozmic/store"
+	"kozmic/views"
 )
 
 // trimmed is the text of the first element s selects, its spaces folded.
@@ -69,7 +70,7 @@ func TestManualBuildShowsCommitSubjectAndAuthorFromGit(t *testing.T) {
 	}
 
 	_, page = a.do("GET", "/", nil)
-	row = parse(t, page).Find(".rows li").First()
+	row = parse(t, page).Find("#" + views.DashboardID + " .rows li").First()
 	if got := trimmed(row.Find(".message")); got != subject {
 		t.Errorf("dashboard message = %q, want %q", got, subject)
 	}
