@@ -12,7 +12,6 @@ type ActiveJob struct {
 	ID          int64
 	Status      JobStatus // JobRunning or JobEnqueued
 	Hook        string    // the hook's title
-	Attempt     int
 	ProjectID   int64
 	Project     string // the project's full name
 	BuildNumber int
@@ -51,7 +50,7 @@ const maySee = `(p.is_public OR p.owner_id = ?1 OR EXISTS (SELECT 1 FROM members
 
 // activeJobColumns are the columns scanActiveJob reads, from jobs j,
 // hook_calls hc, builds b and projects p.
-const activeJobColumns = `j.id, j.status, hc.hook_title, j.attempt, p.id, p.full_name, b.number, j.created_at, j.started_at`
+const activeJobColumns = `j.id, j.status, hc.hook_title, p.id, p.full_name, b.number, j.created_at, j.started_at`
 
 const activeJobJoins = ` JOIN hook_calls hc ON hc.id = j.hook_call_id
 	JOIN builds b ON b.id = j.build_id JOIN projects p ON p.id = b.project_id `
@@ -70,7 +69,7 @@ const queuedQuery = `SELECT ` + activeJobColumns + `, (SELECT COUNT(*) FROM jobs
 
 func scanActiveJob(row scanner, extra ...any) (ActiveJob, error) {
 	var a ActiveJob
-	err := row.Scan(append([]any{&a.ID, &a.Status, &a.Hook, &a.Attempt, &a.ProjectID, &a.Project, &a.BuildNumber,
+	err := row.Scan(append([]any{&a.ID, &a.Status, &a.Hook, &a.ProjectID, &a.Project, &a.BuildNumber,
 		msTime{&a.CreatedAt}, msTime{&a.StartedAt}}, extra...)...)
 	return a, err
 }
