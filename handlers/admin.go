@@ -126,7 +126,7 @@ func (h *Handler) adminClearCache(w http.ResponseWriter, r *http.Request) {
 // store, the Docker engine from the runner.
 func (h *Handler) adminView(r *http.Request) (views.AdminView, error) {
 	ctx := r.Context()
-	v := views.AdminView{User: user(r).Login(), Version: h.version, Workers: h.jobs.Workers(),
+	v := views.AdminView{User: user(r).Login(), Version: cmp.Or(h.version, "unknown"), Workers: h.jobs.Workers(),
 		Started: ago(h.started), Uptime: took(h.started, time.Time{})}
 	q, err := h.db.JobQueue(ctx)
 	if err != nil {
@@ -197,7 +197,8 @@ func projectName(names map[int64]string, id int64) string {
 func cacheGroups(imgs []runner.CacheImage, names map[int64]string, lastUsed map[store.ProjectCacheUse]time.Time) []views.AdminCache {
 	type image struct {
 		runner.CacheImage
-		used time.Time
+		used    time.Time
+		wasUsed bool
 	}
 	byProject := map[int64][]image{}
 	for _, img := range imgs {
@@ -205,7 +206,7 @@ func cacheGroups(imgs []runner.CacheImage, names map[int64]string, lastUsed map[
 		if !ok {
 			used = img.Created
 		}
-		byProject[img.ProjectID] = append(byProject[img.ProjectID], image{img, used})
+		byProject[img.ProjectID] = append(byProject[img.ProjectID], image{img, used, ok})
 	}
 	var groups []views.AdminCache
 	for id, imgs := range byProject {
@@ -215,7 +216,7 @@ func cacheGroups(imgs []runner.CacheImage, names map[int64]string, lastUsed map[
 		for _, img := range imgs {
 			total += img.Size
 			g.Images = append(g.Images, views.AdminImage{CacheID: img.Use.ID[:min(12, len(img.Use.ID))], Scope: string(img.Use.Scope),
-				Size: byteSize(img.Size), LastUsed: ago(img.used)})
+				Size: byteSize(img.Size), LastUsed: ago(img.used), Used: img.wasUsed})
 		}
 		g.Summary = fmt.Sprintf("%d %s, %s", len(imgs), plural(len(imgs), "image", "images"), byteSize(total))
 		groups = append(groups, g)

@@ -2,6 +2,8 @@ package handlers
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,6 +16,9 @@ import (
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	docker "github.com/fsouza/go-dockerclient"
 
 	"kozmic/internal/testimage"
@@ -212,6 +217,13 @@ func liveAdmin(t *testing.T) (*liveServer, *browser) {
 	return srv, b
 }
 
+// newCacheID is a fresh cache id, as the runner makes them: 64 hex digits.
+func newCacheID() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // cacheImageOf commits a stopped container of the test image as an install
 // cache image of the server's instance for a project, labelled as the
 // runner labels its own, and removes it at the end of the test.
@@ -252,8 +264,7 @@ func TestAdminClearRemovesAProjectsCacheImages(t *testing.T) {
 		return p
 	}
 	p, other := project("octocat/cached"), project("octocat/other")
-	stamp := time.Now().UnixNano()
-	ids := []string{fmt.Sprintf("%064x", stamp), fmt.Sprintf("%064x", stamp+1), fmt.Sprintf("%064x", stamp+2)}
+	ids := []string{newCacheID(), newCacheID(), newCacheID()}
 	mine := []string{cacheImageOf(t, srv, p.ID, ids[0]), cacheImageOf(t, srv, p.ID, ids[1])}
 	theirs := cacheImageOf(t, srv, other.ID, ids[2])
 	// A job of p used the first image an hour ago, and is running now in a
@@ -300,7 +311,8 @@ func TestAdminClearRemovesAProjectsCacheImages(t *testing.T) {
 	// The image a job used comes first: used just now; the other, never
 	// used, counts from when it was made.
 	if imgs.Length() != 2 || textOf(imgs.Eq(0).Find("code")) != ids[0][:12] || textOf(imgs.Eq(0).Find(".tag")) != "project" ||
-		!regexp.MustCompile(`^\d+\.\d MiB, used just now$`).MatchString(textOf(imgs.Eq(0).Find(".meta"))) {
+		!regexp.MustCompile(`^\d+\.\d MiB, used just now$`).MatchString(textOf(imgs.Eq(0).Find(".meta"))) ||
+		!regexp.MustCompile(`^\d+\.\d MiB, made just now, not used yet$`).MatchString(textOf(imgs.Eq(1).Find(".meta"))) {
 		t.Errorf("images: %q", textOf(imgs))
 	}
 	form := g.Find("form")
@@ -386,4 +398,110 @@ func adminBenchBuilds(b *testing.B, db *store.DB, p store.Project) {
 		})
 	}
 	wg.Wait()
+}
+
+// The admin page fits a phone and a desktop, and its Clear is reached with
+// the Tab key alone and pressed with Enter: the browser asks first, and
+// only once that is accepted are the project's images gone.
+func TestBrowserAdminPageFitsAndClearsByKeyboard(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
+	}
+	srv := newLiveServer(t)
+	ctx := newChrome(t)
+	if err := browserSignIn(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	makeAdmin(t, srv.db)
+	bg := context.Background()
+	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/a-project-with-a-long-name",
+		GitURL: t.TempDir(), WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: p.ID, Title: "unit tests", DockerImage: testimage.Name, BuildScript: "#!/bin/sh"}); err != nil {
+		t.Fatal(err)
+	}
+	// One job running (marked so: the runner, with nothing enqueued, leaves it), one waiting.
+	_, jobs, err := srv.db.CreateBuild(bg, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.db.UpdateJob(bg, jobs[0].ID, store.JobUpdate{Status: store.JobRunning}); err != nil {
+		t.Fatal(err)
+	}
+	mine := []string{cacheImageOf(t, srv, p.ID, newCacheID()), cacheImageOf(t, srv, p.ID, newCacheID())}
+	c, err := srv.dc.CreateContainer(docker.CreateContainerOptions{Config: &docker.Config{Image: testimage.Name, Cmd: []string{"sleep", "60"},
+		Labels: map[string]string{runner.LabelInstance: srv.db.InstanceID(), runner.LabelJob: strconv.FormatInt(jobs[0].ID, 10),
+			runner.LabelProject: strconv.FormatInt(p.ID, 10)}}, HostConfig: &docker.HostConfig{NetworkMode: "none"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.dc.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true}) })
+	if err := srv.dc.StartContainer(c.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, size := range []struct {
+		name          string
+		width, height int64
+		opts          []chromedp.EmulateViewportOption
+		shot          string
+	}{{"phone", 390, 844, []chromedp.EmulateViewportOption{chromedp.EmulateMobile}, "phone-admin.png"}, {"desktop", 1280, 800, nil, "admin.png"}} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(size.width, size.height, size.opts...),
+			chromedp.Navigate(srv.url+views.AdminPath), chromedp.WaitVisible(chromedp.ID(views.AdminServerID))); err != nil {
+			t.Fatal(err)
+		}
+		bad, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(fitCheck, size.width)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bad != "" {
+			t.Errorf("the admin page on a %s (%d px):\n%s", size.name, size.width, bad)
+		}
+		screenshot(t, ctx, size.shot)
+	}
+
+	// From the top of the page, Tab until the Clear button has the focus.
+	const isClear = `(document.activeElement && document.activeElement.closest("form.confirm") || {}).action || ""`
+	clearURL := fmt.Sprintf("%s%s/projects/%d/cache/clear", srv.url, views.AdminPath, p.ID)
+	reached := false
+	for range 40 {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Tab)); err != nil {
+			t.Fatal(err)
+		}
+		if at, _ := chromedp.Run(ctx, chromedp.Evaluate[string](isClear)); at == clearURL {
+			reached = true
+			break
+		}
+	}
+	if !reached {
+		t.Fatal("40 presses of Tab never reached the Clear button")
+	}
+	// Enter waits for the confirmation, which another goroutine accepts.
+	asked := make(chan string, 1)
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for ev, err := range dialogs {
+			if err != nil {
+				close(asked)
+				return
+			}
+			asked <- ev.Message
+			chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+			return
+		}
+	}()
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Enter),
+		waitText(".flash-ok", func(s string) bool { return s == "Removed 2 install cache images." })); err != nil {
+		t.Fatal(err)
+	}
+	if msg := <-asked; !strings.HasPrefix(msg, "Clear the install cache of octocat/a-project-with-a-long-name?") {
+		t.Errorf("the confirmation asked %q", msg)
+	}
+	for _, name := range mine {
+		if _, err := srv.dc.InspectImage(name); err == nil {
+			t.Errorf("%s is still there", name)
+		}
+	}
 }
