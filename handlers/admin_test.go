@@ -227,7 +227,7 @@ func newCacheID() string {
 // cacheImageOf commits a stopped container of the test image as an install
 // cache image of the server's instance for a project, labelled as the
 // runner labels its own, and removes it at the end of the test.
-func cacheImageOf(t *testing.T, srv *liveServer, projectID int64, cacheID string) string {
+func cacheImageOf(t testing.TB, srv *liveServer, projectID int64, cacheID string) string {
 	t.Helper()
 	c, err := srv.dc.CreateContainer(docker.CreateContainerOptions{Config: &docker.Config{Image: testimage.Name, Cmd: []string{"true"}},
 		HostConfig: &docker.HostConfig{NetworkMode: "none"}})
@@ -504,4 +504,38 @@ func TestBrowserAdminPageFitsAndClearsByKeyboard(t *testing.T) {
 			t.Errorf("%s is still there", name)
 		}
 	}
+}
+
+// BenchmarkAdminPageWithDocker is BenchmarkAdminPage with the Docker
+// engine's part: a started runner on the engine, its version, a running
+// container of the running job and six install cache images of the
+// project, each looked up for its last use among the 100,000 builds.
+func BenchmarkAdminPageWithDocker(b *testing.B) {
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		b.Skip("set KOZMIC_TEST_DOCKER=1 to run benchmarks against a Docker engine")
+	}
+	srv := newLiveServer(b)
+	br := newBrowserAt(b, srv.url)
+	br.signIn("/")
+	makeAdmin(b, srv.db)
+	p, err := srv.db.CreateProject(context.Background(), store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/bench",
+		GitURL: b.TempDir(), WebhookSecret: "s"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := srv.db.CreateHook(context.Background(), store.Hook{ProjectID: p.ID, Title: "test", DockerImage: testimage.Name, BuildScript: "#!/bin/sh"}); err != nil {
+		b.Fatal(err)
+	}
+	adminBenchBuilds(b, srv.db, p)
+	for range 6 {
+		cacheImageOf(b, srv, p.ID, newCacheID())
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		res, page := br.do("GET", views.AdminPath, nil)
+		if res.StatusCode != 200 || strings.Count(page, "used") < 6 || !strings.Contains(page, "reachable") {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/page")
 }

@@ -99,8 +99,10 @@ func (db *DB) CacheLastUsedOf(ctx context.Context, uses []ProjectCacheUse) (map[
 	err := db.readTx(ctx, func(tx txn) error {
 		for _, u := range uses {
 			var last time.Time
-			err := tx.QueryRowContext(ctx, `SELECT j.started_at FROM jobs j JOIN builds b ON b.id = j.build_id
-				WHERE j.cache_id = ? AND j.cache_scope = ? AND b.project_id = ? AND j.started_at IS NOT NULL
+			// INDEXED BY: without statistics SQLite would rather walk
+			// the project's builds, all of them.
+			err := tx.QueryRowContext(ctx, `SELECT j.started_at FROM jobs j INDEXED BY jobs_cache_use JOIN builds b ON b.id = j.build_id
+				WHERE j.cache_id = ? AND j.cache_id <> '' AND j.cache_scope = ? AND b.project_id = ? AND j.started_at IS NOT NULL
 				ORDER BY j.started_at DESC LIMIT 1`, u.ID, u.Scope, u.ProjectID).Scan(msTime{&last})
 			switch {
 			case err == nil:
