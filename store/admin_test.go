@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,5 +188,32 @@ func TestCacheLastUsedOfKeepsProjectsApart(t *testing.T) {
 	names, err := db.ProjectNames(ctx, []int64{f.project.ID, other.project.ID, 999})
 	if err != nil || len(names) != 2 || names[f.project.ID] != "acme/widget" || names[other.project.ID] != "acme/other" {
 		t.Errorf("ProjectNames = %v, %v", names, err)
+	}
+}
+
+// CacheLastUsedOf reads an image's last use through the index
+// jobs_cache_use, newest first, so that it costs the same however many
+// builds the project has (SQLite, without statistics, would otherwise walk
+// every build of the project and sort their jobs).
+func TestCacheLastUsedOfReadsThroughItsIndex(t *testing.T) {
+	db := newTestDB(t)
+	rows, err := db.read.Query(`EXPLAIN QUERY PLAN `+cacheLastUsedQuery, "c1", CacheScopeProject, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	joined := strings.Join(plan, "\n")
+	if !strings.HasPrefix(joined, "SEARCH j USING INDEX jobs_cache_use (cache_id=? AND cache_scope=?") ||
+		strings.Contains(joined, "TEMP B-TREE") || strings.Contains(joined, "project_id=?") {
+		t.Errorf("the plan:\n%s", joined)
 	}
 }

@@ -90,6 +90,13 @@ type ProjectCacheUse struct {
 	CacheUse
 }
 
+// cacheLastUsedQuery is the newest start of a job of a project with an
+// install cache image. INDEXED BY: without statistics SQLite would rather
+// walk the project's builds, all of them.
+const cacheLastUsedQuery = `SELECT j.started_at FROM jobs j INDEXED BY jobs_cache_use JOIN builds b ON b.id = j.build_id
+	WHERE j.cache_id = ?1 AND j.cache_id <> '' AND j.cache_scope = ?2 AND b.project_id = ?3 AND j.started_at IS NOT NULL
+	ORDER BY j.started_at DESC LIMIT 1`
+
 // CacheLastUsedOf returns when a job of its project last started with each
 // of uses; an image no job has used yet is absent. Each is one look-up in
 // the index jobs_cache_use, newest first, so a project's history does not
@@ -99,11 +106,7 @@ func (db *DB) CacheLastUsedOf(ctx context.Context, uses []ProjectCacheUse) (map[
 	err := db.readTx(ctx, func(tx txn) error {
 		for _, u := range uses {
 			var last time.Time
-			// INDEXED BY: without statistics SQLite would rather walk
-			// the project's builds, all of them.
-			err := tx.QueryRowContext(ctx, `SELECT j.started_at FROM jobs j INDEXED BY jobs_cache_use JOIN builds b ON b.id = j.build_id
-				WHERE j.cache_id = ? AND j.cache_id <> '' AND j.cache_scope = ? AND b.project_id = ? AND j.started_at IS NOT NULL
-				ORDER BY j.started_at DESC LIMIT 1`, u.ID, u.Scope, u.ProjectID).Scan(msTime{&last})
+			err := tx.QueryRowContext(ctx, cacheLastUsedQuery, u.ID, u.Scope, u.ProjectID).Scan(msTime{&last})
 			switch {
 			case err == nil:
 				m[u] = last
