@@ -322,6 +322,7 @@ func checkWritable(path string) error {
 // cfg.ShutdownGrace (or until the hard stop in ctx) and leaves the rest to
 // the next start's recovery.
 func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) error {
+	started := time.Now()
 	dc, err := runner.NewDockerTLSClient(cfg.DockerHost, cfg.DockerCertPath)
 	if err != nil {
 		return err
@@ -363,7 +364,7 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 	defer func() { stopPosting(); <-maintaining }()
 	h := handlers.New(handlers.Deps{DB: db, Jobs: jobs, GitHub: github, Projects: projects, Sessions: db.Sessions(), BaseURL: cfg.BaseURL,
 		GitHubURL: cfg.GitHubURL, Log: log, Metrics: mets, MetricsToken: cfg.MetricsToken, TrustedProxies: cfg.TrustedProxies,
-		MinFreeDisk: uint64(cfg.MinFreeDisk)})
+		MinFreeDisk: uint64(cfg.MinFreeDisk), Version: buildVersion(), Started: started})
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 
 	"kozmic/views"
@@ -16,6 +17,7 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	}
+	r = r.WithContext(context.WithValue(r.Context(), userKey{}, u)) // for the layout: is this an admin?
 	projects, err := h.db.ProjectsWithLatestBuild(r.Context(), u.ID)
 	if err != nil {
 		h.fail(w, r, err)

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -91,8 +92,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// A failure before requireUser ran (an unknown page): the session still tells who is here.
 		u, _ := h.currentUser(r)
 		v.User = u.Login()
+		r = r.WithContext(context.WithValue(r.Context(), userKey{}, u)) // for the layout: is this an admin?
 	}
-	if err := views.ErrorPage(v).Render(views.WithBanner(r.Context(), h.jobs.Unreachable()), w); err != nil {
+	if err := views.ErrorPage(v).Render(h.pageContext(r), w); err != nil {
 		h.log.WarnContext(r.Context(), "render error page", "err", err)
 	}
 }

@@ -20,7 +20,6 @@ import (
 	"kozmic/gh"
 	"kozmic/runner"
 	"kozmic/store"
-	"kozmic/views"
 )
 
 // Jobs is what the handlers need of the job runner.
@@ -42,6 +41,9 @@ type Jobs interface {
 	Recording(jobID int64) bool
 	// ClearCache removes a project's install cache images.
 	ClearCache(ctx context.Context, projectID int64) (int, error)
+	// Engine tells the Docker engine's version, this server's running
+	// containers and install cache images, giving up after a few seconds.
+	Engine(ctx context.Context) (runner.Engine, error)
 	Follow(ctx context.Context, jobID, from int64, fn func(runner.Chunk) error) error
 }
 
@@ -87,6 +89,10 @@ type Deps struct {
 	// MinFreeDisk is the free space, in bytes, below which the database's
 	// directory makes GET /healthz answer 503; 0: no minimum.
 	MinFreeDisk uint64
+	// Version is the server's version and Started when it started, for
+	// the admin page; a zero Started is when New ran.
+	Version string
+	Started time.Time
 }
 
 // defaultHeartbeat is Deps.Heartbeat when it is not set.
@@ -110,6 +116,8 @@ type Handler struct {
 	metricsToken string       // the bearer token /metrics requires; "": none
 	heartbeat    time.Duration
 	minFreeDisk  uint64 // bytes; below it /healthz says the disk is low
+	version      string // the server's, for the admin page
+	started      time.Time
 	// now is the sessions' clock: when they are touched and expire idle.
 	now func() time.Time
 	// accessRecheck is how often a log stream checks its viewer's access.
@@ -141,8 +149,8 @@ func New(d Deps) *Handler {
 	}
 	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, projects: cmp.Or(d.Projects, gh.NewProjects(d.GitHub, d.DB, log)), sessions: sm, logins: newLoginLimiter(), now: time.Now, log: log, mux: http.NewServeMux(),
 		metrics: d.Metrics, metricsToken: d.MetricsToken, trustedProxies: d.TrustedProxies,
-		minFreeDisk: d.MinFreeDisk,
-		baseURL:     strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
+		minFreeDisk: d.MinFreeDisk, version: d.Version, started: cmp.Or(d.Started, time.Now()),
+		baseURL: strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
 	if h.heartbeat = d.Heartbeat; h.heartbeat == 0 {
 		h.heartbeat = defaultHeartbeat
 	}
@@ -223,7 +231,7 @@ func (h *Handler) renderPolled(w http.ResponseWriter, r *http.Request, page, par
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	if err := c.Render(views.WithBanner(r.Context(), h.jobs.Unreachable()), w); err != nil {
+	if err := c.Render(h.pageContext(r), w); err != nil {
 		h.log.ErrorContext(r.Context(), "render", "path", r.URL.Path, "err", err)
 	}
 }
