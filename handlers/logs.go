@@ -433,8 +433,10 @@ func (l *lineRenderer) line(raw []byte, newline int64) {
 	raw = bytes.TrimSuffix(raw, []byte("\r"))
 	l.out = append(l.out, "<p id=L"...)
 	l.out = strconv.AppendInt(l.out, int64(l.next), 10)
-	l.out = append(l.out, '>')
-	l.out = appendTerminalHTML(l.out, raw)
+	var command bool
+	if l.out, command = appendLogCommand(l.out, raw); !command {
+		l.out = appendTerminalHTML(append(l.out, '>'), raw)
+	}
 	if l.skipped > 0 {
 		// An escape sequence cut short at the end needs nothing here:
 		// the terminal waits for its end, so it shows nothing of it.
