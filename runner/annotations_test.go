@@ -14,7 +14,7 @@ import (
 // annotations of its job, numbered as the log's lines, also when a line
 // comes in several writes that land in different batches; groups, coloured
 // lines and Kozmic's own lines are none. Past store.MaxAnnotations they are
-// only counted.
+// only counted. A secret in one is masked, as in the log.
 func TestScriptAnnotationsAreStoredWithTheirLogLines(t *testing.T) {
 	h := newHarness(t, Config{})
 	rp := testrepo.New(t, map[string]string{"README": "x"})
@@ -23,11 +23,14 @@ func TestScriptAnnotationsAreStoredWithTheirLogLines(t *testing.T) {
 		// One line in three writes, each flushed as a batch of its own.
 		"printf '::err'; sleep 0.3; printf 'or file=app.go,line=12,col=3,title=Bad%%3A call::broken <b>'; sleep 0.3; printf 'here\\n'\n" +
 		"echo '::endgroup::'\n" +
-		"printf '::warning::with crlf\\r\\n'\n" +
+		"printf \"::warning::with crlf and $API_TOKEN\\r\\n\"\n" +
 		"printf '\\033[33m::warning::coloured is text\\033[0m\\n'\n" +
 		"echo '  ::notice::indented is text'\n" +
 		"for i in $(seq 1 1005); do echo \"::notice::n $i\"; done\n" +
 		"printf '::error::last line, no newline'\n"})
+	if err := h.db.SetSecret(context.Background(), p.ID, store.Secret{Name: "API_TOKEN", Value: "tok-12345-secret"}); err != nil {
+		t.Fatal(err)
+	}
 	j := h.runOK(p, rp.Git("rev-parse", "HEAD"))
 	notes, counts, err := h.db.Annotations(context.Background(), j.ID)
 	if err != nil {
@@ -41,7 +44,7 @@ func TestScriptAnnotationsAreStoredWithTheirLogLines(t *testing.T) {
 	}
 	want := []store.Annotation{
 		{Level: store.AnnotationError, File: "app.go", Line: 12, Col: 3, Title: "Bad: call", Message: "broken <b>here"},
-		{Level: store.AnnotationWarning, Message: "with crlf"},
+		{Level: store.AnnotationWarning, Message: "with crlf and ********"},
 		{Level: store.AnnotationNotice, Message: "n 1"},
 	}
 	lines := strings.Split(h.logOf(j.ID), "\n")
