@@ -119,3 +119,28 @@ func TestScannerHoldsAtMostMaxLineOfALine(t *testing.T) {
 		t.Fatalf("found %d commands, message of %d bytes; want 1 of %d", n, len(msg), MaxMessage)
 	}
 }
+
+// BenchmarkScanner scans build output of ordinary lines with a command
+// line now and then, as the runner does every byte of a job's log, in
+// pieces of 32 KiB; b.SetBytes makes its figure MB/s.
+func BenchmarkScanner(b *testing.B) {
+	var out strings.Builder
+	for i := 0; out.Len() < 8<<20; i++ {
+		fmt.Fprintf(&out, "\x1b[36mstep\x1b[0m %d of a very long build: compiling package number %d\n", i, i)
+		if i%1000 == 0 {
+			fmt.Fprintf(&out, "::warning file=pkg%d.go,line=%d::something to look at\n", i, i)
+		}
+	}
+	data := []byte(out.String())
+	b.SetBytes(int64(len(data)))
+	n := 0
+	for b.Loop() {
+		var s Scanner
+		for p := data; len(p) > 0; p = p[min(len(p), 32<<10):] {
+			s.Scan(p[:min(len(p), 32<<10)], func(int, Command) { n++ })
+		}
+	}
+	if n == 0 {
+		b.Fatal("found no commands")
+	}
+}
