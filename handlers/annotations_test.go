@@ -138,7 +138,7 @@ func TestJobPageListsAnnotationsLinkingToTheirLines(t *testing.T) {
 	// A job without annotations has no list.
 	_, plain := buildWithLog(t, s, p, "refs/heads/main", "def", "m", "::notice without its end\n", store.JobSuccess)
 	doc, _ = fetchPage(t, owner, fmt.Sprintf("/projects/%d/builds/2/jobs/%d", p.ID, plain.ID), 200)
-	if n := doc.Find("#" + views.AnnotationsID).Length(); n != 0 {
+	if n := doc.Find("#" + views.AnnotationsID + " li").Length(); n != 0 {
 		t.Errorf("a job without annotations has %d lists", n)
 	}
 }

@@ -129,7 +129,8 @@ func TestBrowserFoldsGroupsAndLinksAnnotations(t *testing.T) {
 		cancel()
 	}
 
-	// A live log: the ended group folds, the one being written stays open.
+	// A live log: the ended group folds, the one being written stays open;
+	// at its end the list of annotations shows the ones it printed.
 	repo := testrepo.New(t, nil)
 	live, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/live-groups",
 		GitURL: repo.Path, WebhookSecret: "s"})
@@ -137,7 +138,7 @@ func TestBrowserFoldsGroupsAndLinksAnnotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: live.ID, Title: "live", DockerImage: testimage.Name,
-		BuildScript: "#!/bin/sh\necho '::group::Setup'\necho 'setting up'\necho '::endgroup::'\necho '::group::Tests'\necho 'tests running'\n" +
+		BuildScript: "#!/bin/sh\necho '::warning::live warning'\necho '::group::Setup'\necho 'setting up'\necho '::endgroup::'\necho '::group::Tests'\necho 'tests running'\n" +
 			"while true; do sleep 1; done\n"}); err != nil {
 		t.Fatal(err)
 	}
@@ -154,5 +155,8 @@ func TestBrowserFoldsGroupsAndLinksAnnotations(t *testing.T) {
 		&& Array.from(document.querySelectorAll("#log p.folded")).map(function (l) { return l.textContent + "|" + l.className; }).join() === "setting up|folded,|group-end folded"`)
 	if err := srv.jobs.Cancel(bg, liveJobs[0].ID, "test"); err != nil {
 		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, waitText("#"+views.AnnotationsID+" li", func(s string) bool { return strings.Contains(s, "warning live warning") })); err != nil {
+		t.Error(err)
 	}
 }

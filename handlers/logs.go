@@ -229,6 +229,10 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	}
 	var head bytes.Buffer
 	views.JobHead(v).Render(ctx, &head)
+	if v.Annotations.Counts.Total() > 0 { // the list as the job left it, in place of the page's
+		v.Annotations.Update = true
+		views.JobAnnotations(v.Annotations).Render(ctx, &head)
+	}
 	send([]byte(sseMessage("", "end", head.String())))
 }
 
