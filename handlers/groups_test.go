@@ -78,11 +78,20 @@ func TestBrowserFoldsGroupsAndLinksAnnotations(t *testing.T) {
 		shot          string
 	}{{"phone", 390, 844, []chromedp.EmulateViewportOption{chromedp.EmulateMobile}, "phone-job-annotations.png"}, {"desktop", 1280, 800, nil, "job-annotations.png"}} {
 		tab, cancel := chromedp.NewContext(ctx)
-		if err := chromedp.Do(tab, chromedp.EmulateViewport(size.width, size.height, size.opts...), chromedp.Navigate(jobURL),
-			chromedp.WaitReady(chromedp.ID("L1"))); err != nil {
+		where := size.name
+		// The build page counts the job's annotations, linking to its list.
+		if err := chromedp.Do(tab, chromedp.EmulateViewport(size.width, size.height, size.opts...),
+			chromedp.Navigate(fmt.Sprintf("%s/projects/%d/builds/1", srv.url, p.ID)),
+			waitText("#"+views.JobsTableID+" a.annotation-counts", func(s string) bool { return s == "✖\uFE0E 1 error ⚠\uFE0E 1 warning" })); err != nil {
 			t.Fatal(err)
 		}
-		where := size.name
+		if bad, err := chromedp.Run(tab, chromedp.Evaluate[string](fmt.Sprintf(fitCheck, size.width))); err != nil || bad != "" {
+			t.Errorf("%s: the build page does not fit: %s %v", where, bad, err)
+		}
+		if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS("#"+views.JobsTableID+" a.annotation-counts")), chromedp.WaitReady(chromedp.ID("L1"))); err != nil {
+			t.Fatal(err)
+		}
+		expect(tab, where+", from the build page", `location.href === "`+jobURL+`#`+views.AnnotationsID+`" && document.getElementById("`+views.AnnotationsID+`").getBoundingClientRect().top < window.innerHeight`)
 		// The outer group folded, the page after it loads by itself.
 		if !expect(tab, where+", loaded", `!open("L2") && !open("L1000") && shown("L2") && !shown("L3") && !shown("L999") && !shown("L1000") && !shown("L1200")
 			&& shown("L1203") && shown("L1204") && document.getElementById("L2").tabIndex === 0 && document.getElementById("L2").getAttribute("role") === "button"`) {
