@@ -162,10 +162,11 @@ func (l *jobLog) writeBatches() {
 	}
 }
 
-// append stores batch b and then publishes it to followers at its offset.
-// A refused write is tried again until it lands (see retryWrite); when that
-// ends without it (the server is stopping, or the job is gone), the batch
-// is lost, the log goes on without it and the job goes on.
+// append stores batch b, publishes it to followers at its offset and then
+// stores its annotations. A refused write is tried again until it lands
+// (see retryWrite); when that ends without it (the server is stopping, or
+// the job is gone), the batch is lost, its annotations with it, the log
+// goes on without it and the job goes on.
 func (l *jobLog) append(b batch) {
 	frames := l.enc.Encode(b.data, b.marks, b.truncated)
 	var size int64
@@ -179,10 +180,11 @@ func (l *jobLog) append(b batch) {
 		l.log.Error("store job log: a piece of the log is lost", "job", l.jobID, "bytes", len(b.data), "err", err)
 		return
 	}
-	l.storeNotes(b.notes)
-	if !l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b.data)), Data: b.data}) {
+	// A batch of only annotations (of a last line handed off before) has nothing to publish.
+	if len(b.data) == 0 || !l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b.data)), Data: b.data}) {
 		l.recycle(b.data)
 	}
+	l.storeNotes(b.notes) // after: followers need not wait for them
 }
 
 // recycle keeps a batch's buffer, which nobody holds any more, for a later
