@@ -154,9 +154,15 @@ func (h *Handler) showBuild(w http.ResponseWriter, r *http.Request) {
 	if !b.StartedAt.IsZero() || !v.Finished {
 		v.Queued = took(b.CreatedAt, b.StartedAt)
 	}
+	notes, err := h.db.BuildAnnotationCounts(r.Context(), b.ID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	waiting := h.jobs.Waiting()
 	for _, j := range latestAttempts(jobs) {
-		row := views.JobRow{ID: j.ID, Title: j.HookTitle, Attempt: j.Attempt, Status: views.JobStatus(j.Status), Duration: took(j.StartedAt, j.FinishedAt)}
+		row := views.JobRow{ID: j.ID, Title: j.HookTitle, Attempt: j.Attempt, Status: views.JobStatus(j.Status), Duration: took(j.StartedAt, j.FinishedAt),
+			Annotations: notes[j.ID]}
 		switch j.Cache {
 		case store.CacheHit:
 			row.Cache = "cache hit"

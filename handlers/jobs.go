@@ -76,6 +76,9 @@ func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b s
 		latest = a.Attempt <= j.Attempt
 	}
 	v.CanRestart = j.Status.Finished() && latest && j.HookID != 0
+	if v.Annotations, err = h.annotationsView(r.Context(), p, b, j); err != nil {
+		return v, err
+	}
 	info, err := h.db.LogInfoOf(r.Context(), j.ID)
 	if err != nil {
 		return v, err

@@ -229,6 +229,10 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	}
 	var head bytes.Buffer
 	views.JobHead(v).Render(ctx, &head)
+	if v.Annotations.Counts.Total() > 0 { // the list as the job left it, in place of the page's
+		v.Annotations.Update = true
+		views.JobAnnotations(v.Annotations).Render(ctx, &head)
+	}
 	send([]byte(sseMessage("", "end", head.String())))
 }
 
@@ -433,8 +437,10 @@ func (l *lineRenderer) line(raw []byte, newline int64) {
 	raw = bytes.TrimSuffix(raw, []byte("\r"))
 	l.out = append(l.out, "<p id=L"...)
 	l.out = strconv.AppendInt(l.out, int64(l.next), 10)
-	l.out = append(l.out, '>')
-	l.out = appendTerminalHTML(l.out, raw)
+	var command bool
+	if l.out, command = appendLogCommand(l.out, raw); !command {
+		l.out = appendTerminalHTML(append(l.out, '>'), raw)
+	}
 	if l.skipped > 0 {
 		// An escape sequence cut short at the end needs nothing here:
 		// the terminal waits for its end, so it shows nothing of it.

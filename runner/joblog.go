@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"kozmic/internal/logcmd"
 	"kozmic/store"
 )
 
@@ -26,12 +27,13 @@ const (
 )
 
 // batch is output gathered for the writer: the log's next bytes, the
-// arrival time of each write in them, and whether they end the log at the
-// size limit.
+// arrival time of each write in them, whether they end the log at the
+// size limit, and the annotations they hold.
 type batch struct {
 	data      []byte
 	marks     []store.LogMark
 	truncated bool
+	notes     // the annotations in data
 }
 
 // jobLog is where a job's output goes: it masks secrets, notes when each
@@ -56,6 +58,8 @@ type jobLog struct {
 
 	mu      sync.Mutex
 	mask    *masker
+	cmds    logcmd.Scanner // finds the annotations in the output as it is taken
+	kept    int            // annotations gathered so far, at most store.MaxAnnotations
 	cur     batch
 	taken   int64 // bytes of log taken so far, the notice aside
 	full    bool  // the log reached max: output is dropped
@@ -108,6 +112,7 @@ func (l *jobLog) take(out []byte) {
 	}
 	l.cur.data = append(l.cur.data, out...)
 	l.taken += int64(len(out))
+	l.cmds.Scan(out, l.annotate)
 	if l.full {
 		l.cur.data = fmt.Appendf(l.cur.data, "\r\n\x1b[1;33m[log truncated at %d bytes]\x1b[0m\r\n", l.max)
 		l.cur.truncated = true
@@ -119,7 +124,7 @@ func (l *jobLog) take(out []byte) {
 
 // handOff passes the gathered batch to the writer; l.mu is held.
 func (l *jobLog) handOff() {
-	if len(l.cur.data) == 0 {
+	if len(l.cur.data) == 0 && l.cur.seen.Total() == 0 {
 		return
 	}
 	l.batches <- l.cur
@@ -157,10 +162,11 @@ func (l *jobLog) writeBatches() {
 	}
 }
 
-// append stores batch b and then publishes it to followers at its offset.
-// A refused write is tried again until it lands (see retryWrite); when that
-// ends without it (the server is stopping, or the job is gone), the batch
-// is lost, the log goes on without it and the job goes on.
+// append stores batch b, publishes it to followers at its offset and then
+// stores its annotations. A refused write is tried again until it lands
+// (see retryWrite); when that ends without it (the server is stopping, or
+// the job is gone), the batch is lost, its annotations with it, the log
+// goes on without it and the job goes on.
 func (l *jobLog) append(b batch) {
 	frames := l.enc.Encode(b.data, b.marks, b.truncated)
 	var size int64
@@ -174,9 +180,11 @@ func (l *jobLog) append(b batch) {
 		l.log.Error("store job log: a piece of the log is lost", "job", l.jobID, "bytes", len(b.data), "err", err)
 		return
 	}
-	if !l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b.data)), Data: b.data}) {
+	// A batch of only annotations (of a last line handed off before) has nothing to publish.
+	if len(b.data) == 0 || !l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b.data)), Data: b.data}) {
 		l.recycle(b.data)
 	}
+	l.storeNotes(b.notes) // after: followers need not wait for them
 }
 
 // recycle keeps a batch's buffer, which nobody holds any more, for a later
@@ -199,6 +207,7 @@ func (l *jobLog) Close() {
 	if !l.full {
 		l.take(l.mask.flush())
 	}
+	l.cmds.End(l.annotate)
 	l.handOff()
 	l.closed = true
 	close(l.batches)

@@ -18,9 +18,12 @@ function numberLines() {
 document.addEventListener("htmx:afterSwap", numberLines);
 
 // A click on a line's number (the line's left padding) links to the line.
+function onLineNumber(e, line) {
+  return e.clientX < line.getBoundingClientRect().left + parseFloat(getComputedStyle(line).paddingLeft);
+}
 document.addEventListener("click", function (e) {
   var line = e.target.closest && e.target.closest("#log p[id]");
-  if (line && e.clientX < line.getBoundingClientRect().left + parseFloat(getComputedStyle(line).paddingLeft)) {
+  if (line && onLineNumber(e, line)) {
     window.location.hash = line.id;
   }
 });
@@ -90,3 +93,134 @@ function tickElapsed() {
   });
 }
 window.setInterval(tickElapsed, 1000);
+
+// ---- groups ----
+// A build script's ::group:: lines fold. The server sends every line flat,
+// a group's header (p.group-start) and its end (p.group-end, a row of no
+// height) among them, so that a group may span pages and events: this
+// script keeps the groups open at the end of what is loaded, folds each
+// new line into them, and makes each header a button. A finished log
+// starts with its groups folded; a live one keeps the group it is writing
+// into open and folds a group when it ends, unless someone opened or
+// closed it by hand. Without the script every line shows.
+var openGroups = [];
+function isFolded(header) {
+  return header.getAttribute("aria-expanded") === "false";
+}
+// setFolded shows or hides the lines of the group that header starts, up
+// to its end or the end of what is loaded, keeping nested groups as they
+// are; a header folded away itself keeps them hidden.
+function setFolded(header, folded) {
+  header.setAttribute("aria-expanded", folded ? "false" : "true");
+  var hidden = header.classList.contains("folded");
+  var inside = [header];
+  for (var line = nextLogLine(header); line && inside.length; line = nextLogLine(line)) {
+    line.classList.toggle("folded", hidden || inside.some(isFolded));
+    if (line.classList.contains("group-start")) {
+      inside.push(line);
+    } else if (line.classList.contains("group-end")) {
+      inside.pop();
+    }
+  }
+}
+// nextLogLine is the line after line, in its block or the blocks after it.
+function nextLogLine(line) {
+  var next = line.nextElementSibling;
+  for (var block = line.parentElement; !next && block; ) {
+    block = block.nextElementSibling;
+    next = block && block.classList.contains("log-lines") ? block.firstElementChild : null;
+  }
+  return next;
+}
+function foldLines(block, live) {
+  block.querySelectorAll(":scope > p").forEach(function (line) {
+    line.classList.toggle("folded", openGroups.some(isFolded));
+    if (line.classList.contains("group-start")) {
+      line.dataset.depth = Math.min(openGroups.length, 2);
+      line.tabIndex = 0;
+      line.setAttribute("role", "button");
+      line.setAttribute("aria-expanded", live ? "true" : "false");
+      openGroups.push(line);
+    } else if (line.classList.contains("group-end") && openGroups.length) {
+      var ended = openGroups.pop();
+      if (live && !ended.dataset.byHand && !isFolded(ended)) {
+        setFolded(ended, true);
+      }
+    }
+  });
+  block.dataset.groups = "";
+}
+function foldNewLines() {
+  var log = document.getElementById("log");
+  if (!log) {
+    return;
+  }
+  var blocks = log.querySelectorAll(":scope > .log-lines");
+  var fresh = log.querySelectorAll(":scope > .log-lines:not([data-groups])");
+  var live = log.hasAttribute("sse-swap");
+  if (fresh.length && blocks[blocks.length - fresh.length] !== fresh[0]) {
+    // A block came before others already seen: fold everything anew.
+    openGroups = [];
+    fresh = blocks;
+  }
+  fresh.forEach(function (block) { foldLines(block, live); });
+}
+document.addEventListener("htmx:afterSwap", foldNewLines);
+document.addEventListener("htmx:sseMessage", foldNewLines);
+
+function toggleGroup(header) {
+  header.dataset.byHand = "";
+  setFolded(header, !isFolded(header));
+}
+document.addEventListener("click", function (e) {
+  var header = e.target.closest && e.target.closest("#log p.group-start[aria-expanded]");
+  if (header && !onLineNumber(e, header)) {
+    toggleGroup(header);
+  }
+});
+document.addEventListener("keydown", function (e) {
+  var header = e.target.closest && e.target.closest("#log p.group-start[aria-expanded]");
+  if (header && (e.key === "Enter" || e.key === " ")) {
+    e.preventDefault();
+    toggleGroup(header);
+  }
+});
+
+// A linked line (#L123) in a folded group opens the groups around it, once
+// it is loaded: a group folded again later stays so.
+var revealedLine = "";
+function revealLine() {
+  var id = window.location.hash.slice(1);
+  var line = /^L\d+$/.test(id) && id !== revealedLine && document.getElementById(id);
+  if (!line) {
+    return;
+  }
+  revealedLine = id;
+  if (!line.classList.contains("folded")) {
+    return;
+  }
+  // Back from the line, each header whose end is not on the way holds it.
+  var depth = 0;
+  for (var prev = previousLogLine(line); prev && line.classList.contains("folded"); prev = previousLogLine(prev)) {
+    if (prev.classList.contains("group-end")) {
+      depth++;
+    } else if (prev.classList.contains("group-start")) {
+      if (depth > 0) {
+        depth--;
+      } else if (isFolded(prev)) {
+        toggleGroup(prev);
+      }
+    }
+  }
+  line.scrollIntoView({ block: "center" });
+}
+function previousLogLine(line) {
+  var prev = line.previousElementSibling;
+  for (var block = line.parentElement; !prev && block; ) {
+    block = block.previousElementSibling;
+    prev = block && block.classList.contains("log-lines") ? block.lastElementChild : null;
+  }
+  return prev;
+}
+document.addEventListener("htmx:afterSettle", revealLine);
+window.addEventListener("hashchange", revealLine);
