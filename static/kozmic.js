@@ -10,7 +10,7 @@ document.addEventListener("submit", function (e) {
 // of lines, a page or an event of the live log, starts at its first line's
 // number, from that line's id (L<n>): the server sends no numbers.
 function numberLines() {
-  document.querySelectorAll("#log > .log-lines:not([style])").forEach(function (block) {
+  document.querySelectorAll("#log .log-lines:not([style])").forEach(function (block) {
     var first = block.querySelector("p[id^=L]");
     block.style.counterReset = "line " + (first ? Number(first.id.slice(1)) - 1 : 0);
   });
@@ -90,3 +90,14 @@ function tickElapsed() {
   });
 }
 window.setInterval(tickElapsed, 1000);
+
+/* ---- sections ---- */
+// A live log's section that was open while its step ran closes when the
+// step has passed (its new head comes with data-fold); the reader may open
+// it again.
+document.addEventListener("htmx:sseMessage", function () {
+  document.querySelectorAll("#log summary[data-fold]").forEach(function (head) {
+    head.removeAttribute("data-fold");
+    head.parentElement.open = false;
+  });
+});
