@@ -59,7 +59,7 @@ func TestJobStepsSplitTheStoredLogAtTheRunnersLines(t *testing.T) {
 	rp := testrepo.New(t, map[string]string{"deps.txt": "lib 1\n", "main.c": "v1"})
 	p, _ := h.project(rp,
 		store.Hook{Title: "a-installs", InstallScript: "#!/bin/sh\necho installing\nprintf 'no newline at the end'\n",
-			BuildScript: "#!/bin/sh\necho building\nprintf '\\033[1;36m==> Running the build script\\033[0m\\r\\n'\necho done\n",
+			BuildScript:  "#!/bin/sh\necho building\nprintf '\\033[1;36m==> Running the build script\\033[0m\\r\\n'\necho done\n",
 			TrackedFiles: []string{"deps.txt"}},
 		store.Hook{Title: "b-fails", BuildScript: "#!/bin/sh\necho about to fail\nexit 3\n"})
 	t.Cleanup(func() { removeCacheImages(t, h, p.ID) })
