@@ -262,11 +262,11 @@ func TestBrowserLiveLog(t *testing.T) {
 // number, less one: the number its first line then shows.
 func checkLineNumbers(t *testing.T, tab context.Context) {
 	t.Helper()
-	bad, err := chromedp.Run(tab, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#log > .log-lines")).filter(function (b) {
+	bad, err := chromedp.Run(tab, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#log .log-lines")).filter(function (b) {
 			var first = b.querySelector("p");
 			return !first || b.style.counterReset !== "line " + (Number(first.id.slice(1)) - 1);
 		}).map(function (b) { return b.style.counterReset + " before " + (b.querySelector("p") || {}).id; })`))
-	blocks, _ := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#log > .log-lines").length`))
+	blocks, _ := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#log .log-lines").length`))
 	if err != nil || len(bad) > 0 || blocks == 0 {
 		t.Errorf("of %d blocks of lines, these count their lines wrong: %v, %v", blocks, bad, err)
 	}

@@ -66,8 +66,9 @@ func (s *liveSections) pass(ctx context.Context, c runner.Chunk, lines *lineRend
 }
 
 // learn takes the job's steps as they are now: it sends the new heads of
-// open sections whose steps ended, and opens the sections of steps that
-// begin where the log was passed to.
+// open sections whose steps ended (marked to fold when they passed and a
+// later step began), and opens the sections of steps that begin where the
+// log was passed to.
 func (s *liveSections) learn(ctx context.Context, steps []store.JobStep, lines *lineRenderer, send func([]byte) error) error {
 	s.steps = steps
 	if s.opened < 0 {
@@ -79,10 +80,12 @@ func (s *liveSections) learn(ctx context.Context, steps []store.JobStep, lines *
 		}
 	}
 	var ended []views.LogSection
-	for _, st := range steps[:s.opened] {
+	for i, st := range steps[:s.opened] {
 		if shown, ok := s.shown[st.Seq]; !ok || shown != st.Status {
 			sec := sectionOf(st)
-			sec.Fold = shown == store.StepRunning && !sec.Open
+			// The last step's section stays as it is: the reader was
+			// following it, and no other takes its place.
+			sec.Fold = shown == store.StepRunning && !sec.Open && i+1 < len(steps)
 			s.shown[st.Seq] = st.Status
 			ended = append(ended, sec)
 		}

@@ -193,4 +193,16 @@ func TestLiveSectionsFollowTheRunnersSteps(t *testing.T) {
 	if id := events[len(events)-2].id; id != "4:3:2" {
 		t.Errorf("the image section's event id = %q, want 4:3:2", id)
 	}
+	// The last step passes: its head says so, and it stays open.
+	imageDone := image
+	imageDone.Status, imageDone.FinishedAt = store.StepSuccess, t0.Add(2*time.Second)
+	events = nil
+	pass(runner.Chunk{Offset: 6, Steps: []store.JobStep{fetchDone, imageDone}})
+	if len(events) != 1 {
+		t.Fatalf("the last step's end made %d events", len(events))
+	}
+	head := parse(t, events[0].data).Find("summary")
+	if attrOf(head, "id") != "log-section-2-head" || attrOf(head, "data-fold") != "<no data-fold>" || !strings.Contains(textOf(head), "passed") {
+		t.Errorf("the last step's new head: %s", events[0].data)
+	}
 }
