@@ -123,7 +123,7 @@ func logSections(steps []store.JobStep, j store.Job, pageURL string) []views.Log
 // sectionOf shows step s as a section of its job's log, open unless it
 // passed or was skipped.
 func sectionOf(s store.JobStep) views.LogSection {
-	return views.LogSection{ID: views.LogSectionID(s.Seq), Name: s.Name.Title(), Status: s.Status,
+	return views.LogSection{ID: views.LogSectionID(s.Seq), Line: s.Line, Name: s.Name.Title(), Status: s.Status,
 		Duration: took(s.StartedAt, s.FinishedAt), Open: s.Status != store.StepSuccess && s.Status != store.StepSkipped}
 }
 

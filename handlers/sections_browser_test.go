@@ -131,6 +131,14 @@ func TestBrowserJobSections(t *testing.T) {
 		}
 	}
 
+	// A link to a line of a folded section opens the section at the line.
+	if err := chromedp.Do(ctx, chromedp.Navigate(jobURL+"?from=link#L20"), chromedp.WaitVisible(chromedp.ID("L20"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := state(); got != "Fetch closed, Image closed, Install closed, Build script open" {
+		t.Errorf("after a link to line 20, the sections are: %s", got)
+	}
+
 	// The build's jobs beside the log: this one marked, the other a link.
 	current, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#job-list a[aria-current=page]").textContent`))
 	if !strings.Contains(current, "build") || !strings.Contains(current, "passed") {

@@ -43,7 +43,7 @@ function seekLine() {
     return;
   }
   var line = document.getElementById(id);
-  var more = document.querySelector("#log > .log-more");
+  var more = document.querySelector("#log > .log-more") || sectionMore(Number(id.slice(1)));
   if (line) {
     shownLine = id;
     line.scrollIntoView({ block: "center" });
@@ -100,4 +100,28 @@ document.addEventListener("htmx:sseMessage", function () {
     head.removeAttribute("data-fold");
     head.parentElement.open = false;
   });
+});
+
+// In a log in sections, a line not loaded yet is sought in its section
+// (the last that begins at or before it), opened: the placeholder there
+// loads its next page.
+function sectionMore(n) {
+  var found = null;
+  document.querySelectorAll("#log > details[data-line]").forEach(function (d) {
+    if (Number(d.dataset.line) <= n) {
+      found = d;
+    }
+  });
+  if (!found) {
+    return null;
+  }
+  found.open = true;
+  return found.querySelector(".log-more");
+}
+// A page of a log in sections loads no lines by itself while its sections
+// are folded: a link to a line is sought as soon as the page is there.
+document.addEventListener("DOMContentLoaded", function () {
+  if (document.querySelector("#log > details[data-line]")) {
+    seekLine();
+  }
 });
