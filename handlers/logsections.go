@@ -91,7 +91,7 @@ func (s *liveSections) learn(ctx context.Context, steps []store.JobStep, lines *
 		}
 	}
 	if len(ended) > 0 {
-		if err := send(s.render(ctx, "", views.LiveLogSection(views.LogSection{}, ended))); err != nil {
+		if err := send(s.render(ctx, "", views.LogSectionHeads(ended))); err != nil {
 			return err
 		}
 	}
@@ -110,7 +110,7 @@ func (s *liveSections) open(ctx context.Context, lines *lineRenderer) []byte {
 	s.opened++
 	s.shown[st.Seq] = st.Status
 	id := strconv.FormatInt(lines.pos, 10) + ":" + strconv.Itoa(lines.next) + ":" + strconv.Itoa(s.opened)
-	return s.render(ctx, id, views.LiveLogSection(sectionOf(st), nil))
+	return s.render(ctx, id, views.LiveLogSection(sectionOf(st)))
 }
 
 // render is a "section" event of c.

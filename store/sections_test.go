@@ -53,9 +53,6 @@ func TestJobStepsEndEachOtherInOrder(t *testing.T) {
 			}
 		}
 	}
-	if d := read[3].Duration(time.Time{}); d != 5500*time.Millisecond {
-		t.Errorf("build step took %s, want 5.5s", d)
-	}
 	// Ending again changes nothing: no step runs.
 	if again, err := db.EndJobStep(ctx, id, StepError, t0.Add(time.Hour)); err != nil || again[3] != want[3] {
 		t.Errorf("ending again: %+v, %v", again, err)

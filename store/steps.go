@@ -73,14 +73,6 @@ type JobStep struct {
 	Status     StepStatus
 }
 
-// Duration is how long the step ran, as of now while it runs.
-func (s JobStep) Duration(now time.Time) time.Duration {
-	if s.FinishedAt.IsZero() {
-		return now.Sub(s.StartedAt)
-	}
-	return s.FinishedAt.Sub(s.StartedAt)
-}
-
 const stepColumns = `job_id, seq, name, log_offset, line, started_at, finished_at, status`
 
 func scanStep(row scanner) (JobStep, error) {
