@@ -206,3 +206,58 @@ func TestLiveSectionsFollowTheRunnersSteps(t *testing.T) {
 		t.Errorf("the last step's new head: %s", events[0].data)
 	}
 }
+
+// Beside a job's log, the build's jobs are listed with their status and
+// title, each linking to its page, the job shown marked as the current
+// one; the list polls for itself, answered alone, until the build has
+// finished.
+func TestJobPageListsTheBuildsJobsUntilTheBuildFinishes(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	ctx := context.Background()
+	for _, title := range []string{"lint", "unit"} {
+		if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: title, DockerImage: "busybox", BuildScript: "#!/bin/sh"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build, jobs, err := s.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: "abc"})
+	if err != nil || len(jobs) != 2 {
+		t.Fatalf("build: %v %v", jobs, err)
+	}
+	moveJob(t, s, jobs[0].ID, store.JobSuccess, store.CacheNone)
+	moveJob(t, s, jobs[1].ID, store.JobRunning, store.CacheNone)
+	page := fmt.Sprintf("/projects/%d/builds/%d/jobs/%d", p.ID, build.Number, jobs[1].ID)
+	check := func(doc *goquery.Selection, polls bool) {
+		t.Helper()
+		var rows []string
+		doc.Find("#" + views.JobListID + " li a").Each(func(_ int, a *goquery.Selection) {
+			// Its duration is the last word, which a slow run may make 1s.
+			text := textOf(a)
+			if i := strings.LastIndexByte(text, ' '); i >= 0 && durationRE.MatchString(text[i+1:]) {
+				text = text[:i] + " (duration)"
+			}
+			rows = append(rows, fmt.Sprintf("%s %s %s", attrOf(a, "href"), attrOf(a, "aria-current"), text))
+		})
+		want := []string{
+			fmt.Sprintf("/projects/%d/builds/%d/jobs/%d <no aria-current> passed lint (duration)", p.ID, build.Number, jobs[0].ID),
+			fmt.Sprintf("%s page running unit (duration)", page),
+		}
+		if strings.Join(rows, "\n") != strings.Join(want, "\n") {
+			t.Errorf("the list of jobs:\n%s\nwant\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
+		}
+		if got := attrOf(doc.Find("#"+views.JobListID), "hx-get"); (got == page) != polls {
+			t.Errorf("the list polls %q; want polling %v", got, polls)
+		}
+	}
+	doc, _ := fetchPage(t, b, page, 200)
+	check(doc.Selection, true)
+	check(fetchPoll(t, b, page, views.JobListID).Selection, true)
+	if _, err := s.db.UpdateJob(ctx, jobs[1].ID, store.JobUpdate{Status: store.JobFailure}); err != nil {
+		t.Fatal(err)
+	}
+	doc = fetchPoll(t, b, page, views.JobListID)
+	if attrOf(doc.Find("#"+views.JobListID), "hx-get") != "<no hx-get>" || !strings.Contains(textOf(doc.Find("a[aria-current]")), "failed unit") {
+		t.Errorf("once the build has finished, the list reads %q and polls %q", textOf(doc.Selection), attrOf(doc.Find("#"+views.JobListID), "hx-get"))
+	}
+}
