@@ -2,9 +2,11 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"kozmic/internal/testrepo"
 	"kozmic/store"
@@ -106,5 +108,64 @@ func TestJobStepBeginsAfterHeldBackOutput(t *testing.T) {
 	}
 	if s := steps[0]; s.Offset != int64(len("a\nhalf s3cr\r\n")) || s.Line != 3 || s.Status != store.StepFailure {
 		t.Errorf("step = %+v, want it at byte 13, line 3, failed", s)
+	}
+}
+
+// A follower learns of each step before any byte of the log after the
+// step's start, live as the log is written and catching up from the store,
+// and last sees every step ended.
+func TestFollowPassesEachStepBeforeItsBytes(t *testing.T) {
+	db, job := newTestStore(t)
+	ctx := context.Background()
+	b := NewBroker()
+	l := newJobLog(ctx, db, b, job.ID, 1<<30, nil, slog.New(slog.DiscardHandler))
+	follow := func() chan error {
+		errs := make(chan error, 1)
+		go func() {
+			known := map[int]int64{} // step seq → where it begins
+			var last []store.JobStep
+			err := b.Follow(ctx, db, job.ID, 0, func(c Chunk) error {
+				if c.Steps != nil {
+					for _, s := range c.Steps {
+						known[s.Seq] = s.Offset
+					}
+					last = c.Steps
+					return nil
+				}
+				steps, err := db.JobSteps(ctx, job.ID)
+				if err != nil {
+					return err
+				}
+				for _, s := range steps {
+					if _, ok := known[s.Seq]; !ok && s.Offset < c.Offset+int64(len(c.Data)) {
+						return fmt.Errorf("bytes %d to %d came before step %s, which begins at %d", c.Offset, c.Offset+int64(len(c.Data)), s.Name, s.Offset)
+					}
+				}
+				return nil
+			})
+			if err == nil && (len(last) != 4 || last[3].Status != store.StepFailure) {
+				err = fmt.Errorf("the last steps seen: %+v", last)
+			}
+			errs <- err
+		}()
+		return errs
+	}
+	live := follow()
+	time.Sleep(50 * time.Millisecond) // let it subscribe
+	for _, name := range []store.StepName{store.StepFetch, store.StepImage, store.StepInstall, store.StepBuild} {
+		l.beginStep(name, store.StepRunning)
+		for i := range 20000 {
+			fmt.Fprintf(l, "%s line %d\n", name, i)
+		}
+	}
+	l.endStep(store.JobFailure)
+	l.Close()
+	finishJob(t, db, job.ID)
+	b.end(job.ID)
+	if err := <-live; err != nil {
+		t.Errorf("live follower: %v", err)
+	}
+	if err := <-follow(); err != nil {
+		t.Errorf("follower from the store: %v", err)
 	}
 }
