@@ -144,9 +144,9 @@ func upToLines(p []byte, n int) []byte {
 // their last state). Each event's id is "offset:line" of the next line, so a
 // reconnect with Last-Event-ID continues with no gap and no repeat. Where a
 // step of the job begins, a "section" event opens its section, into which
-// the lines after it go, and its id adds how many are open
-// (liveSections). When the
-// job ends a final "end" event carries its status. Every h.heartbeat a
+// the lines after it go, its id adding how many are open (liveSections);
+// when a step ends, one brings its section's new head. When the job ends a
+// final "end" event carries its status. Every h.heartbeat a
 // comment line keeps an idle stream open. Every h.accessRecheck the viewer's
 // access is checked again (mayStillRead): once their session has ended or
 // they may no longer view the project, an "end" event says so instead and
