@@ -49,7 +49,7 @@ func (h *Handler) showJob(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	h.render(w, r, http.StatusOK, views.JobPage(v))
+	h.renderPolled(w, r, views.JobPage(v), views.JobList(v.Jobs, v.PollURL))
 }
 
 // jobView is what a job's page shows, also sent again when its log ends.
@@ -79,6 +79,10 @@ func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b s
 	if v.Annotations, err = h.annotationsView(r.Context(), p, b, j); err != nil {
 		return v, err
 	}
+	v.Jobs = jobLinks(p, b, j, all)
+	if !b.Status.Finished() {
+		v.PollURL = path
+	}
 	info, err := h.db.LogInfoOf(r.Context(), j.ID)
 	if err != nil {
 		return v, err
@@ -89,7 +93,56 @@ func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b s
 	case info.Truncated:
 		v.LogNote = "This log reached the size limit (KOZMIC_MAX_LOG_BYTES): the rest of the job's output was not kept."
 	}
+	if j.Status.Finished() {
+		steps, err := h.db.JobSteps(r.Context(), j.ID)
+		if err != nil {
+			return v, err
+		}
+		v.Sections = logSections(steps, j, v.PageURL)
+	}
 	return v, nil
+}
+
+// logSections are the sections of a finished job's log, one for each of
+// its steps, each loading its own byte range of the log a page at a time:
+// closed when the step passed or was skipped, open otherwise. A step the
+// store still shows running (its end was lost) ends as its job did.
+func logSections(steps []store.JobStep, j store.Job, pageURL string) []views.LogSection {
+	out := make([]views.LogSection, len(steps))
+	for i, s := range steps {
+		if s.Status == store.StepRunning {
+			s.Status, s.FinishedAt = store.StepStatusOf(j.Status), j.FinishedAt
+		}
+		url := pageURL + "?at=" + strconv.FormatInt(s.Offset, 10) + ":" + strconv.Itoa(s.Line)
+		if i+1 < len(steps) {
+			url += "&to=" + strconv.FormatInt(steps[i+1].Offset, 10)
+		}
+		out[i] = sectionOf(s)
+		out[i].PageURL = url
+	}
+	return out
+}
+
+// sectionOf shows step s as a section of its job's log, open unless it
+// passed or was skipped.
+func sectionOf(s store.JobStep) views.LogSection {
+	return views.LogSection{ID: views.LogSectionID(s.Seq), Line: s.Line, Name: s.Name.Title(), Status: s.Status,
+		Duration: took(s.StartedAt, s.FinishedAt), Open: s.Status != store.StepSuccess && s.Status != store.StepSkipped}
+}
+
+// jobLinks lists the build's jobs beside job j's log: the newest attempt
+// of each, except that j stands for its own.
+func jobLinks(p store.Project, b store.Build, j store.Job, all []store.Job) []views.JobLink {
+	latest := latestAttempts(all)
+	out := make([]views.JobLink, len(latest))
+	for i, a := range latest {
+		if a.HookCallID == j.HookCallID {
+			a = j
+		}
+		out[i] = views.JobLink{Title: a.HookTitle, URL: paths.Job(p.ID, b.Number, a.ID), Status: views.JobStatus(a.Status),
+			Duration: took(a.StartedAt, a.FinishedAt), Attempt: a.Attempt, Current: a.ID == j.ID}
+	}
+	return out
 }
 
 func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) {

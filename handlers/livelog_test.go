@@ -74,6 +74,9 @@ func (c *lineChecker) follow(er *eventReader, onEvent func(id string, next int))
 			}
 			return nil
 		}
+		if ev.event == "section" { // a step's section opens: no lines
+			continue
+		}
 		if err := c.check(ev.data); err != nil {
 			return err
 		}

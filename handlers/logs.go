@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -73,19 +74,25 @@ const logPageRead = 64 << 10
 // log as numbered HTML lines (logPageLines of them, fewer if their HTML
 // reaches logPageBytes; a line longer than maxLineShown is cut), followed,
 // if the log goes on, by a placeholder that loads the page after it when it
-// scrolls into view. A job still running keeps its unfinished last line for
-// a later page.
+// scrolls into view. With &to=END the log ends at byte END, where the
+// next section of it begins (see logSections). A job still running keeps
+// its unfinished last line for a later page.
 func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 	p, _, b, j, err := h.projectJob(r, store.RoleMember)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	from, line := parseEventID(r.URL.Query().Get("at"))
+	q := r.URL.Query()
+	from, line := parseEventID(q.Get("at"))
+	to, err := strconv.ParseInt(q.Get("to"), 10, 64)
+	if err != nil || to < from {
+		to = math.MaxInt64 // the log's end
+	}
 	lines := newLineRenderer(p, b, j, from, line)
 	var out strings.Builder
 	read, eof := from, false
-	for lines.next-line < logPageLines && out.Len() < logPageBytes {
+	for lines.next-line < logPageLines && out.Len() < logPageBytes && read < to {
 		data, err := h.db.ReadLog(r.Context(), j.ID, read, logPageRead)
 		if err != nil {
 			h.fail(w, r, err)
@@ -97,11 +104,12 @@ func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 		}
 		// A read returns a stored chunk whole: a step takes no more than a
 		// page's read, so that the page ends near logPageBytes.
-		data = upToLines(data[:min(len(data), logPageRead)], logPageLines-(lines.next-line))
+		data = upToLines(data[:min(len(data), logPageRead, int(min(to-read, logPageRead)))], logPageLines-(lines.next-line))
 		read += int64(len(data))
 		h.logRendered(len(data))
 		out.WriteString(lines.write(data))
 	}
+	eof = eof || read >= to
 	if eof && j.Status.Finished() {
 		out.WriteString(lines.flush())
 	}
@@ -111,6 +119,9 @@ func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, logBlock("log-page "+logLinesClass, out.String()))
 	if !eof {
 		next := fmt.Sprintf("%s/log?at=%d:%d", paths.Job(p.ID, b.Number, j.ID), lines.pos, lines.next)
+		if to != math.MaxInt64 {
+			next += "&to=" + strconv.FormatInt(to, 10)
+		}
 		views.LogMore(next, "intersect once").Render(r.Context(), w)
 	}
 }
@@ -131,8 +142,11 @@ func upToLines(p []byte, n int) []byte {
 // new output as it comes, as numbered HTML lines (ANSI colours rendered on
 // the server; a line is sent when it is complete, so \r progress bars show
 // their last state). Each event's id is "offset:line" of the next line, so a
-// reconnect with Last-Event-ID continues with no gap and no repeat. When the
-// job ends a final "end" event carries its status. Every h.heartbeat a
+// reconnect with Last-Event-ID continues with no gap and no repeat. Where a
+// step of the job begins, a "section" event opens its section, into which
+// the lines after it go, its id adding how many are open (liveSections);
+// when a step ends, one brings its section's new head. When the job ends a
+// final "end" event carries its status. Every h.heartbeat a
 // comment line keeps an idle stream open. Every h.accessRecheck the viewer's
 // access is checked again (mayStillRead): once their session has ended or
 // they may no longer view the project, an "end" event says so instead and
@@ -144,7 +158,7 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	from, line := parseEventID(r.Header.Get("Last-Event-ID"))
+	from, line, opened := parseStreamID(r.Header.Get("Last-Event-ID"))
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
@@ -191,11 +205,9 @@ func (h *Handler) logStream(w http.ResponseWriter, r *http.Request) {
 	})
 
 	lines := newLineRenderer(p, b, j, from, line)
+	sections := newLiveSections(from, opened)
 	err = h.jobs.Follow(ctx, j.ID, from, func(c runner.Chunk) error {
-		if ev := lines.streamChunk(c, h.logRendered); ev != nil {
-			return send(ev)
-		}
-		return nil
+		return sections.pass(ctx, c, lines, send, h.logRendered)
 	})
 	if errors.Is(err, context.Canceled) {
 		err = context.Cause(ctx)

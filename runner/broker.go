@@ -8,10 +8,15 @@ import (
 	"kozmic/store"
 )
 
-// Chunk is a piece of a job's stored log starting at byte Offset.
+// Chunk is a piece of a job's stored log starting at byte Offset; or,
+// with Steps set and no Data, the job's steps as they are when its log
+// reaches Offset.
 type Chunk struct {
 	Offset int64
 	Data   []byte
+	// Steps are all the job's steps so far (store.JobStep), in order; nil
+	// in a chunk of log.
+	Steps []store.JobStep
 	// Shared is the same for every live follower passed this chunk whole
 	// as it was published, so that they can do work on it (rendering it,
 	// say) once for all; nil for a chunk read from the store or a part of
@@ -143,21 +148,39 @@ func (b *Broker) end(jobID int64) {
 type LogReader interface {
 	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
 	JobByID(ctx context.Context, id int64) (store.Job, error)
+	JobSteps(ctx context.Context, jobID int64) ([]store.JobStep, error)
 }
 
 // Follow calls fn with a job's log from byte offset from on: what is stored,
 // then new output as it is stored, until the job has finished and all of its
 // log was passed, or ctx ends, or fn fails. Each byte is passed once, in
 // order, also when the follower falls behind and is dropped by the broker.
-// A chunk passed whole as it was published carries its Shared.
+// A chunk passed whole as it was published carries its Shared. The job's
+// steps come in chunks of their own (Chunk.Steps), each before the first
+// byte of the log that follows where a step it lists begins; the same
+// steps may come more than once.
 func (b *Broker) Follow(ctx context.Context, st LogReader, jobID, from int64, fn func(Chunk) error) error {
 	pos := from
 	// catchUp passes everything stored from pos on.
 	catchUp := func() error {
 		for {
 			data, err := st.ReadLog(ctx, jobID, pos, 256<<10)
-			if err != nil || len(data) == 0 {
+			if err != nil {
 				return err
+			}
+			// Read after the bytes, the steps include every step that begins
+			// in them: the runner stores a step before the bytes after its start.
+			steps, err := st.JobSteps(ctx, jobID)
+			if err != nil {
+				return err
+			}
+			if len(steps) > 0 {
+				if err := fn(Chunk{Offset: pos, Steps: steps}); err != nil {
+					return err
+				}
+			}
+			if len(data) == 0 {
+				return nil
 			}
 			if err := fn(Chunk{Offset: pos, Data: data}); err != nil {
 				return err
@@ -189,6 +212,13 @@ func (b *Broker) Follow(ctx context.Context, st LogReader, jobID, from int64, fn
 				}
 				end := c.Offset + int64(len(c.Data))
 				switch {
+				case c.Steps != nil:
+					// Published between the bytes before and after the
+					// step: passing it now keeps that order.
+					if err := fn(c); err != nil {
+						b.unsubscribe(jobID, sub)
+						return err
+					}
 				case end <= pos: // already passed
 				case c.Offset > pos: // a gap: take it from the store
 					if err := catchUp(); err != nil {

@@ -73,6 +73,7 @@ type spec struct {
 	src       source
 	env       []string // the build step's environment; the install step gets none of it
 	early     *early   // the build container, made while the commit was fetched; or nil
+	log       *jobLog  // the job's log, to mark where each step begins; nil for `kozmic exec`
 }
 
 // early is the image and build container of a job without an install
@@ -275,6 +276,7 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 	}
 	var base *docker.Image
 	var err error
+	s.log.beginStep(store.StepImage, store.StepRunning)
 	if s.early != nil {
 		<-s.early.done
 		io.WriteString(out, s.early.log.String())
@@ -291,14 +293,21 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 	if strings.TrimSpace(s.install) != "" {
 		ids, err := s.src.objectIDs(s.tracked)
 		if err != nil {
+			s.log.beginStep(store.StepInstall, store.StepRunning)
 			return fail("Could not read the tracked files: %s", err)
 		}
 		res.cacheID, res.scope = cacheID(base.ID, s.install, ids), s.scope
+		cached := r.cacheImage(res.cacheID, s.projectID, s.scope)
+		img, err := r.docker.InspectImage(cached)
+		if err == nil {
+			s.log.beginStep(store.StepInstall, store.StepSkipped)
+		} else {
+			s.log.beginStep(store.StepInstall, store.StepRunning)
+		}
 		if s.fork != "" {
 			say(out, "Using the install cache of the fork %s, which trusted builds never use", s.fork)
 		}
-		cached := r.cacheImage(res.cacheID, s.projectID, s.scope)
-		if img, err := r.docker.InspectImage(cached); err == nil {
+		if err == nil {
 			say(out, "%s", SkippedInstall)
 			res.cache, runFrom = store.CacheHit, img.ID
 		} else {
@@ -333,6 +342,7 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 		}
 	}
 
+	s.log.beginStep(store.StepBuild, store.StepRunning)
 	say(out, "Running the build script")
 	var c string
 	if s.early != nil {

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -28,12 +29,23 @@ const (
 
 // batch is output gathered for the writer: the log's next bytes, the
 // arrival time of each write in them, whether they end the log at the
-// size limit, and the annotations they hold.
+// size limit, and the annotations they hold; or, in the same queue so that
+// it lands between the bytes before and after it, a step of the job
+// beginning or the last one ending.
 type batch struct {
 	data      []byte
 	marks     []store.LogMark
 	truncated bool
 	notes     // the annotations in data
+	step      *stepMark
+}
+
+// stepMark is a step beginning (begin set) or the running step ending with
+// end, at time at.
+type stepMark struct {
+	begin store.JobStep
+	end   store.StepStatus
+	at    time.Time
 }
 
 // jobLog is where a job's output goes: it masks secrets, notes when each
@@ -62,6 +74,10 @@ type jobLog struct {
 	kept    int            // annotations gathered so far, at most store.MaxAnnotations
 	cur     batch
 	taken   int64 // bytes of log taken so far, the notice aside
+	size    int64 // bytes of the log so far, the notice included
+	lines   int   // newlines in the log so far
+	atLine  bool  // the log so far ends with a newline, or is empty
+	stepped bool  // a step has begun
 	full    bool  // the log reached max: output is dropped
 	closed  bool
 	batches chan batch // bounded (batchQueue): a database slower for long slows the reader
@@ -77,7 +93,7 @@ type jobLog struct {
 // stored log must still be empty; Close stops them. The end of ctx stops
 // retrying a batch the database refused, which is then lost.
 func newJobLog(ctx context.Context, st Store, b *Broker, jobID, max int64, secrets []string, log *slog.Logger) *jobLog {
-	l := &jobLog{ctx: ctx, jobID: jobID, store: st, broker: b, max: max, log: log, began: time.Now(), enc: store.NewLogEncoder(), mask: newMasker(secrets),
+	l := &jobLog{ctx: ctx, jobID: jobID, store: st, broker: b, max: max, log: log, began: time.Now(), enc: store.NewLogEncoder(), mask: newMasker(secrets), atLine: true,
 		batches: make(chan batch, batchQueue), spare: make(chan []byte, 2), done: make(chan struct{}), stop: make(chan struct{})}
 	go l.writeBatches()
 	go l.tick()
@@ -110,16 +126,50 @@ func (l *jobLog) take(out []byte) {
 	if rest := l.max - l.taken; int64(len(out)) > rest {
 		out, l.full = out[:rest], true
 	}
+	start := len(l.cur.data)
 	l.cur.data = append(l.cur.data, out...)
 	l.taken += int64(len(out))
 	l.cmds.Scan(out, l.annotate)
 	if l.full {
 		l.cur.data = fmt.Appendf(l.cur.data, "\r\n\x1b[1;33m[log truncated at %d bytes]\x1b[0m\r\n", l.max)
 		l.cur.truncated = true
-		l.handOff()
-	} else if len(l.cur.data) >= flushBytes {
+	}
+	added := l.cur.data[start:]
+	l.size += int64(len(added))
+	l.lines += bytes.Count(added, []byte{'\n'})
+	l.atLine = added[len(added)-1] == '\n'
+	if l.full || len(l.cur.data) >= flushBytes {
 		l.handOff()
 	}
+}
+
+// beginStep marks where the job's step name begins: at the log's end as
+// stored once what was written before is, on a line of its own (a newline
+// ends an unfinished line first). status is store.StepRunning, or
+// store.StepSkipped for a step that ends as it begins. The writer stores
+// the step after the bytes before it and before the bytes after it, and
+// then passes it to live followers, so that they see the log split where
+// the store does. A nil jobLog (kozmic exec) records nothing.
+func (l *jobLog) beginStep(name store.StepName, status store.StepStatus) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	if !l.full {
+		// The step before has ended, and what the masker holds back is its
+		// output's end: a secret does not run on from one step into the next.
+		l.take(l.mask.flush())
+		if !l.atLine {
+			l.take([]byte("\r\n"))
+		}
+	}
+	l.handOff()
+	l.stepped = true
+	l.batches <- batch{step: &stepMark{begin: store.JobStep{Name: name, Offset: l.size, Line: l.lines + 1, StartedAt: time.Now(), Status: status}}}
 }
 
 // handOff passes the gathered batch to the writer; l.mu is held.
@@ -158,8 +208,34 @@ func (l *jobLog) tick() {
 func (l *jobLog) writeBatches() {
 	defer close(l.done)
 	for b := range l.batches {
-		l.append(b)
+		if b.step != nil {
+			l.recordStep(*b.step)
+		} else {
+			l.append(b)
+		}
 	}
+}
+
+// recordStep stores a step's beginning or end, tried again as a batch is
+// (see append), and then passes the job's steps to its followers at the
+// offset where the log stands. A step the store never took is lost: its
+// part of the log shows in the step before.
+func (l *jobLog) recordStep(m stepMark) {
+	var steps []store.JobStep
+	err := retryWrite(l.ctx, l.log, "store job step", l.jobID, func() (err error) {
+		ctx := context.WithoutCancel(l.ctx)
+		if m.end != "" {
+			steps, err = l.store.EndJobStep(ctx, l.jobID, m.end, m.at)
+		} else {
+			steps, err = l.store.BeginJobStep(ctx, l.jobID, m.begin)
+		}
+		return err
+	})
+	if err != nil {
+		l.log.Error("store job step: the step is lost", "job", l.jobID, "step", m.begin.Name, "err", err)
+		return
+	}
+	l.broker.publish(l.jobID, Chunk{Offset: m.begin.Offset, Steps: steps})
 }
 
 // append stores batch b, publishes it to followers at its offset and then
@@ -194,6 +270,22 @@ func (l *jobLog) recycle(buf []byte) {
 	case l.spare <- buf[:0]:
 	default: // enough kept
 	}
+}
+
+// endStep ends the running step, if a step began, with the status of a
+// job that ended as js, after the output written so far. Nothing may be
+// written after it but by Close.
+func (l *jobLog) endStep(js store.JobStatus) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || !l.stepped {
+		return
+	}
+	if !l.full {
+		l.take(l.mask.flush())
+	}
+	l.handOff()
+	l.batches <- batch{step: &stepMark{begin: store.JobStep{Offset: l.size}, end: store.StepStatusOf(js), at: time.Now()}}
 }
 
 // Close stores what is left. Followers are ended by Runner.finish once the

@@ -37,6 +37,9 @@ type Store interface {
 	AppendLogFrames(ctx context.Context, jobID int64, frames []store.LogFrame) (int64, error)
 	AddAnnotations(ctx context.Context, jobID int64, notes []store.Annotation, seen store.AnnotationCounts) error
 	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
+	BeginJobStep(ctx context.Context, jobID int64, s store.JobStep) ([]store.JobStep, error)
+	EndJobStep(ctx context.Context, jobID int64, status store.StepStatus, at time.Time) ([]store.JobStep, error)
+	JobSteps(ctx context.Context, jobID int64) ([]store.JobStep, error)
 	CacheLastUsed(ctx context.Context, projectID int64) (map[store.CacheUse]time.Time, error)
 	ProjectByID(ctx context.Context, id int64) (store.Project, error)
 	PinHostKey(ctx context.Context, projectID int64, key string) error
@@ -484,12 +487,15 @@ func (r *Runner) runLoaded(ctx context.Context, jobID int64) result {
 	// The job has ended; storing the rest of its log may take long on a
 	// database that refuses writes, and its page says so meanwhile.
 	r.setRecording(jobID, true)
+	out.endStep(res.status)
 	out.Close()
 	return res
 }
 
-// runCheckedOut clones the commit into a temporary directory and executes the job there.
-func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Writer) result {
+// runCheckedOut clones the commit into a temporary directory and executes
+// the job there, marking in out where each step begins.
+func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out *jobLog) result {
+	out.beginStep(store.StepFetch, store.StepRunning)
 	say(out, "Job %d of build #%d of %s, attempt %d: %s at %.12s", run.Job.ID, run.Build.Number,
 		run.Project.FullName, run.Job.Attempt, run.Build.Branch(), run.Build.SHA)
 	dir, err := os.MkdirTemp(r.cfg.WorkDir, "kozmic-job-*")
@@ -522,7 +528,7 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out io.Wri
 	s := spec{
 		jobID: run.Job.ID, projectID: run.Project.ID, image: run.Hook.DockerImage,
 		install: run.Hook.InstallScript, build: run.Hook.BuildScript, tracked: run.Hook.TrackedFiles,
-		scope: scope, fork: fork, src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run),
+		scope: scope, fork: fork, src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run), log: out,
 	}
 	// The image check and the build container need no checkout: made
 	// meanwhile, they are off the job's path.

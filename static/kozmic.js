@@ -7,12 +7,17 @@ document.addEventListener("submit", function (e) {
 });
 
 // A log line's number is a CSS counter (.log p::before), which each block
-// of lines, a page or an event of the live log, starts at its first line's
-// number, from that line's id (L<n>): the server sends no numbers.
+// of lines, a page or an event of the live log, starts on its first line at
+// that line's number, from its id (L<n>): the server sends no numbers.
 function numberLines() {
-  document.querySelectorAll("#log > .log-lines:not([style])").forEach(function (block) {
+  document.querySelectorAll("#log .log-lines:not([data-numbered])").forEach(function (block) {
+    // On the first line, not the block: Chromium ignores the counter-reset
+    // of a block that skips its layout off screen (content-visibility).
     var first = block.querySelector("p[id^=L]");
-    block.style.counterReset = "line " + (first ? Number(first.id.slice(1)) - 1 : 0);
+    if (first) {
+      first.style.counterReset = "line " + (Number(first.id.slice(1)) - 1);
+    }
+    block.dataset.numbered = "";
   });
 }
 document.addEventListener("htmx:afterSwap", numberLines);
@@ -46,7 +51,7 @@ function seekLine() {
     return;
   }
   var line = document.getElementById(id);
-  var more = document.querySelector("#log > .log-more");
+  var more = document.querySelector("#log > .log-more") || sectionMore(Number(id.slice(1)));
   if (line) {
     shownLine = id;
     line.scrollIntoView({ block: "center" });
@@ -104,6 +109,7 @@ window.setInterval(tickElapsed, 1000);
 // into open and folds a group when it ends, unless someone opened or
 // closed it by hand. Without the script every line shows.
 var openGroups = [];
+var groupsIn = null; // the section (or log) whose lines openGroups holds
 function isFolded(header) {
   return header.getAttribute("aria-expanded") === "false";
 }
@@ -133,6 +139,11 @@ function nextLogLine(line) {
   return next;
 }
 function foldLines(block, live) {
+  // A group never runs on from one step's section into the next.
+  if (block.parentElement !== groupsIn) {
+    openGroups = [];
+    groupsIn = block.parentElement;
+  }
   block.querySelectorAll(":scope > p").forEach(function (line) {
     line.classList.toggle("folded", openGroups.some(isFolded));
     if (line.classList.contains("group-start")) {
@@ -155,12 +166,13 @@ function foldNewLines() {
   if (!log) {
     return;
   }
-  var blocks = log.querySelectorAll(":scope > .log-lines");
-  var fresh = log.querySelectorAll(":scope > .log-lines:not([data-groups])");
+  // Blocks of lines are the log's own, or its sections' (sections.templ).
+  var blocks = log.querySelectorAll(".log-lines");
+  var fresh = log.querySelectorAll(".log-lines:not([data-groups])");
   var live = log.hasAttribute("sse-swap");
   if (fresh.length && blocks[blocks.length - fresh.length] !== fresh[0]) {
     // A block came before others already seen: fold everything anew.
-    openGroups = [];
+    groupsIn = null;
     fresh = blocks;
   }
   fresh.forEach(function (block) { foldLines(block, live); });
@@ -224,3 +236,37 @@ function previousLogLine(line) {
 }
 document.addEventListener("htmx:afterSettle", revealLine);
 window.addEventListener("hashchange", revealLine);
+/* ---- sections ---- */
+// A live log's section that was open while its step ran closes when the
+// step has passed (its new head comes with data-fold); the reader may open
+// it again.
+document.addEventListener("htmx:sseMessage", function () {
+  document.querySelectorAll("#log summary[data-fold]").forEach(function (head) {
+    head.removeAttribute("data-fold");
+    head.parentElement.open = false;
+  });
+});
+
+// In a log in sections, a line not loaded yet is sought in its section
+// (the last that begins at or before it), opened: the placeholder there
+// loads its next page.
+function sectionMore(n) {
+  var found = null;
+  document.querySelectorAll("#log > details[data-line]").forEach(function (d) {
+    if (Number(d.dataset.line) <= n) {
+      found = d;
+    }
+  });
+  if (!found) {
+    return null;
+  }
+  found.open = true;
+  return found.querySelector(".log-more");
+}
+// A page of a log in sections loads no lines by itself while its sections
+// are folded: a link to a line is sought as soon as the page is there.
+document.addEventListener("DOMContentLoaded", function () {
+  if (document.querySelector("#log > details[data-line]")) {
+    seekLine();
+  }
+});

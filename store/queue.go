@@ -182,7 +182,7 @@ func insertAttempt(ctx context.Context, tx txn, now, buildID, hookCallID int64, 
 }
 
 // RecoverInterruptedJobs marks every job left running by a stopped server as
-// an error (InterruptedMessage) and enqueues a new attempt for it, unless the
+// an error (InterruptedMessage), and its running step too, and enqueues a new attempt for it, unless the
 // attempt before it was interrupted too: a job is re-run after a crash once.
 // It returns the interrupted jobs and the new attempts.
 func (db *DB) RecoverInterruptedJobs(ctx context.Context) ([]JobChanged, error) {
@@ -209,6 +209,9 @@ func (db *DB) RecoverInterruptedJobs(ctx context.Context) ([]JobChanged, error) 
 			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'error', finished_at = ?, interrupted = 1, error = ?
 				WHERE id = ?`, now, InterruptedMessage, r.id); err != nil {
 				return wrap("mark interrupted job", err)
+			}
+			if err := endRunningStep(ctx, tx, r.id, StepError, now); err != nil {
+				return err
 			}
 			changed := []int64{r.id}
 			if r.again {
