@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/accessibility"
+	"github.com/chromedp/cdproto/cdp"
+
 	"github.com/chromedp/chromedp"
 	docker "github.com/fsouza/go-dockerclient"
 
@@ -257,19 +260,56 @@ func TestBrowserLiveLog(t *testing.T) {
 	screenshot(t, ctx, "build.png")
 }
 
-// checkLineNumbers checks that every block of log lines on the page starts
-// the line counter that numbers its lines (kozmic.js) on its first line, at
-// that line's number less one: the number the line then shows.
+// checkLineNumbers checks the numbers the browser shows before the log's
+// lines (a CSS counter that kozmic.js starts on each block's first line): of
+// the first line of each block of lines on screen and of the last line on
+// screen, the number shown must be the line's own (its id, L<n>). The
+// number is read from the page's accessibility tree, where the counter's
+// value is the text of the line's ::before.
 func checkLineNumbers(t *testing.T, tab context.Context) {
 	t.Helper()
-	bad, err := chromedp.Run(tab, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#log .log-lines")).filter(function (b) {
-			var first = b.querySelector("p");
-			return !first || first.style.counterReset !== "line " + (Number(first.id.slice(1)) - 1);
-		}).map(function (b) { var first = b.querySelector("p") || {style: {}}; return first.style.counterReset + " on " + first.id; })`))
-	blocks, _ := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#log .log-lines").length`))
-	if err != nil || len(bad) > 0 || blocks == 0 {
-		t.Errorf("of %d blocks of lines, these count their lines wrong: %v, %v", blocks, bad, err)
+	ids, err := chromedp.Run(tab, chromedp.Evaluate[[]string](`(function () {
+			function onScreen(p) { var r = p.getBoundingClientRect(); return r.height > 0 && r.bottom > 0 && r.top < window.innerHeight; }
+			var lines = Array.from(document.querySelectorAll("#log .log-lines > p[id^=L]")).filter(onScreen);
+			var ids = lines.filter(function (p) { return p === p.parentElement.querySelector("p[id^=L]"); }).map(function (p) { return p.id; });
+			if (lines.length) { ids.push(lines[lines.length - 1].id); }
+			return ids.slice(-6);
+		})()`))
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("no log line on screen to check the numbers of (%v)", err)
 	}
+	if _, err := chromedp.Call(tab, accessibility.Enable, cdp.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if shown, err := lineNumberShown(tab, id); err != nil || "L"+shown != id {
+			t.Errorf("line %s shows the number %q (%v)", id, shown, err)
+		}
+	}
+}
+
+// lineNumberShown is the text of log line id's ::before, as the page's
+// accessibility tree holds it: its first child's first text.
+func lineNumberShown(tab context.Context, id string) (string, error) {
+	nodes, err := chromedp.Run(tab, chromedp.Nodes("#"+id))
+	if err != nil {
+		return "", err
+	}
+	self := false
+	line, err := chromedp.Call(tab, accessibility.GetPartialAXTree, accessibility.GetPartialAXTreeParams{BackendNodeID: nodes[0].BackendNodeID, FetchRelatives: &self})
+	if err != nil || len(line.Nodes) == 0 || len(line.Nodes[0].ChildIDs) == 0 {
+		return "", fmt.Errorf("no accessible children of %s: %v", id, err)
+	}
+	before, err := chromedp.Call(tab, accessibility.GetChildAXNodes, accessibility.GetChildAXNodesParams{ID: line.Nodes[0].ChildIDs[0]})
+	if err != nil {
+		return "", err
+	}
+	for _, n := range before.Nodes {
+		if n.Name != nil && n.Role != nil && string(n.Role.Value) == `"StaticText"` {
+			return strings.Trim(string(n.Name.Value), `"`), nil
+		}
+	}
+	return "", fmt.Errorf("no text before %s", id)
 }
 
 // browserSignIn signs the browser in to srv (as the fake GitHub's octocat)
