@@ -45,6 +45,9 @@ func (h *Handler) showJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := h.jobView(r, p, role, b, j)
+	if err == nil {
+		v.Tools, err = h.logTools(r, p, b, j)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -74,22 +74,53 @@ const logPageRead = 64 << 10
 // reaches logPageBytes; a line longer than maxLineShown is cut), followed,
 // if the log goes on, by a placeholder that loads the page after it when it
 // scrolls into view. A job still running keeps its unfinished last line for
-// a later page.
+// a later page. ?line=N instead starts the page at the page holding line N,
+// found in the stored log (see logPageAtLine); ?before=N ends it before
+// line N; ?earlier=1 leads a page from ?at= with the link that loads the
+// lines before it, as a page from ?line= is.
 func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 	p, _, b, j, err := h.projectJob(r, store.RoleMember)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	from, line := parseEventID(r.URL.Query().Get("at"))
+	q := r.URL.Query()
+	before, _ := strconv.Atoi(q.Get("before"))
+	var page string
+	if q.Has("line") {
+		page, err = h.logPageAtLine(r.Context(), p, b, j, q.Get("line"), before, timesOff)
+	} else {
+		from, line := parseEventID(q.Get("at"))
+		page, err = h.renderLogPage(r.Context(), p, b, j, from, line, before, timesOff)
+		if q.Get("earlier") == "1" {
+			page = h.logEarlier(r.Context(), p, b, j, int64(line), timesOff) + page
+		}
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	io.WriteString(w, page)
+}
+
+// renderLogPage renders the page of job j's log that starts at byte offset
+// from with line number line, ending before line before if that is above
+// line, with the times shown as times says: its block of lines and, if the
+// log goes on, the placeholder that loads the rest.
+func (h *Handler) renderLogPage(ctx context.Context, p store.Project, b store.Build, j store.Job, from int64, line, before int, times timesMode) (string, error) {
 	lines := newLineRenderer(p, b, j, from, line)
+	lines.times = times
+	limit := logPageLines
+	if before > line {
+		limit = min(limit, before-line)
+	}
 	var out strings.Builder
 	read, eof := from, false
-	for lines.next-line < logPageLines && out.Len() < logPageBytes {
-		data, err := h.db.ReadLog(r.Context(), j.ID, read, logPageRead)
+	for lines.next-line < limit && out.Len() < logPageBytes {
+		data, marks, err := h.db.ReadLogMarks(ctx, j.ID, read, logPageRead)
 		if err != nil {
-			h.fail(w, r, err)
-			return
+			return "", err
 		}
 		if len(data) == 0 {
 			eof = true
@@ -97,22 +128,27 @@ func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 		}
 		// A read returns a stored chunk whole: a step takes no more than a
 		// page's read, so that the page ends near logPageBytes.
-		data = upToLines(data[:min(len(data), logPageRead)], logPageLines-(lines.next-line))
+		data = upToLines(data[:min(len(data), logPageRead)], limit-(lines.next-line))
 		read += int64(len(data))
 		h.logRendered(len(data))
-		out.WriteString(lines.write(data))
+		out.WriteString(lines.write(data, marks))
 	}
 	if eof && j.Status.Finished() {
 		out.WriteString(lines.flush())
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	// Each page is a block of its own, so that the browser can skip laying
 	// out the pages that are off screen.
-	io.WriteString(w, logBlock("log-page "+logLinesClass, out.String()))
-	if !eof {
+	page := logBlock("log-page "+logLinesClass, out.String())
+	if !eof && (before <= line || lines.next < before) {
 		next := fmt.Sprintf("%s/log?at=%d:%d", paths.Job(p.ID, b.Number, j.ID), lines.pos, lines.next)
-		views.LogMore(next, "intersect once").Render(r.Context(), w)
+		if before > line {
+			next += "&before=" + strconv.Itoa(before)
+		}
+		var more strings.Builder
+		views.LogMore(next, "intersect once").Render(ctx, &more)
+		page += more.String()
 	}
+	return page, nil
 }
 
 // upToLines cuts p after its nth newline, if it has that many.
@@ -321,24 +357,30 @@ type lineRenderer struct {
 	pos     int64  // byte offset where the unfinished line starts
 	rawURL  string // the raw log, which a cut line's marker links
 	out     []byte // the HTML being written, kept for its capacity
+	lineTimes
 }
 
 // newLineRenderer renders job j's log from byte offset from, numbering
 // lines from line on.
 func newLineRenderer(p store.Project, b store.Build, j store.Job, from int64, line int) *lineRenderer {
-	return &lineRenderer{next: line, pos: from, rawURL: paths.Job(p.ID, b.Number, j.ID) + "/log.txt"}
+	return &lineRenderer{next: line, pos: from, rawURL: paths.Job(p.ID, b.Number, j.ID) + "/log.txt",
+		lineTimes: lineTimes{at: -1, began: j.StartedAt}}
 }
 
-// write takes more output and returns the HTML of the lines it completed.
-func (l *lineRenderer) write(p []byte) string { return string(l.writeHTML(p)) }
+// write takes more output, with its arrival marks (store.ReadLogMarks),
+// and returns the HTML of the lines it completed.
+func (l *lineRenderer) write(p []byte, marks []store.LogMark) string {
+	return string(l.writeHTML(p, marks))
+}
 
 // writeHTML is write, returning the HTML in the renderer's own buffer,
 // which its next call reuses.
-func (l *lineRenderer) writeHTML(p []byte) []byte {
+func (l *lineRenderer) writeHTML(p []byte, marks []store.LogMark) []byte {
 	if want := len(p) + len(p)/2; cap(l.out) < want { // ordinary output's HTML fits
 		l.out = make([]byte, 0, want)
 	}
 	l.out = l.out[:0]
+	l.startBlock(marks)
 	for {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
@@ -363,6 +405,7 @@ type renderedChunk struct {
 	skipped int64
 	next    int
 	pos     int64
+	times   lineTimes
 }
 
 // renderState is a lineRenderer's state before a chunk, as far as it
@@ -373,6 +416,8 @@ type renderState struct {
 	next    int
 	held    int
 	skipped int64
+	at      int64 // the arrival time in force, which the log's marks also set alike
+	marks   int   // marks held back, which the chunk's own marks follow
 }
 
 // streamChunk takes the chunk c of the log and returns the event of the
@@ -383,7 +428,7 @@ type renderState struct {
 func (l *lineRenderer) streamChunk(c runner.Chunk, counted func(int)) []byte {
 	render := func(r *lineRenderer) []byte {
 		counted(len(c.Data))
-		if out := r.writeHTML(c.Data); len(out) > 0 {
+		if out := r.writeHTML(c.Data, c.Marks); len(out) > 0 {
 			return r.event(out)
 		}
 		return nil
@@ -391,16 +436,18 @@ func (l *lineRenderer) streamChunk(c runner.Chunk, counted func(int)) []byte {
 	if c.Shared == nil {
 		return render(l)
 	}
-	key := renderState{pos: l.pos, next: l.next, held: len(l.pending), skipped: l.skipped}
+	key := renderState{pos: l.pos, next: l.next, held: len(l.pending), skipped: l.skipped, at: l.at, marks: len(l.marks)}
 	r := c.Shared.Do(key, func() any {
 		// On a copy: the followers' renderers share nothing.
-		cp := lineRenderer{pending: slices.Clone(l.pending), skipped: l.skipped, next: l.next, pos: l.pos, rawURL: l.rawURL, out: l.out}
+		cp := lineRenderer{pending: slices.Clone(l.pending), skipped: l.skipped, next: l.next, pos: l.pos, rawURL: l.rawURL, out: l.out,
+			lineTimes: l.lineTimes.clone()}
 		ev := render(&cp)
 		l.out = cp.out
-		return renderedChunk{event: ev, pending: cp.pending, skipped: cp.skipped, next: cp.next, pos: cp.pos}
+		return renderedChunk{event: ev, pending: cp.pending, skipped: cp.skipped, next: cp.next, pos: cp.pos, times: cp.lineTimes}
 	}).(renderedChunk)
 	l.pending = append(l.pending[:0], r.pending...)
 	l.skipped, l.next, l.pos = r.skipped, r.next, r.pos
+	l.lineTimes = r.times.clone()
 	return r.event
 }
 
@@ -417,6 +464,7 @@ func (l *lineRenderer) flush() string {
 		return ""
 	}
 	l.out = l.out[:0]
+	l.startBlock(nil)
 	l.line(l.pending, 0)
 	return string(l.out)
 }
@@ -433,6 +481,7 @@ func (l *lineRenderer) line(raw []byte, newline int64) {
 	raw = bytes.TrimSuffix(raw, []byte("\r"))
 	l.out = append(l.out, "<p id=L"...)
 	l.out = strconv.AppendInt(l.out, int64(l.next), 10)
+	l.out = l.appendTime(l.out, l.pos)
 	l.out = append(l.out, '>')
 	l.out = appendTerminalHTML(l.out, raw)
 	if l.skipped > 0 {

@@ -174,7 +174,7 @@ func (l *jobLog) append(b batch) {
 		l.log.Error("store job log: a piece of the log is lost", "job", l.jobID, "bytes", len(b.data), "err", err)
 		return
 	}
-	if !l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b.data)), Data: b.data}) {
+	if !l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b.data)), Data: b.data, Marks: b.marks}) {
 		l.recycle(b.data)
 	}
 }

@@ -35,7 +35,7 @@ type Store interface {
 	RerunFailedJobs(ctx context.Context, buildID int64, by store.User) ([]store.JobChanged, error)
 	RecoverInterruptedJobs(ctx context.Context) ([]store.JobChanged, error)
 	AppendLogFrames(ctx context.Context, jobID int64, frames []store.LogFrame) (int64, error)
-	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
+	ReadLogMarks(ctx context.Context, jobID, from int64, max int) ([]byte, []store.LogMark, error)
 	CacheLastUsed(ctx context.Context, projectID int64) (map[store.CacheUse]time.Time, error)
 	ProjectByID(ctx context.Context, id int64) (store.Project, error)
 	PinHostKey(ctx context.Context, projectID int64, key string) error

@@ -34,8 +34,10 @@ document.addEventListener("htmx:sseMessage", function (e) {
   }
 });
 
-// A link to a line (#L123) of a finished log, which loads a page at a time:
-// load pages until that line is there, then show it once.
+// A link to a line (#L123): shown once it is there. A finished log loads a
+// page at a time: a line not loaded yet is fetched with the page holding it
+// (log?line=N), which replaces what the log showed and leads with a link to
+// the lines before it. A live log brings every line from the first.
 var shownLine = "";
 function seekLine() {
   var id = window.location.hash.slice(1);
@@ -43,12 +45,14 @@ function seekLine() {
     return;
   }
   var line = document.getElementById(id);
-  var more = document.querySelector("#log > .log-more");
+  var log = document.getElementById("log");
+  var tools = document.getElementById("log-tools");
   if (line) {
     shownLine = id;
     line.scrollIntoView({ block: "center" });
-  } else if (more) {
-    htmx.trigger(more, "seek");
+  } else if (log && tools && !log.hasAttribute("sse-swap") && log.dataset.seeking !== id) {
+    log.dataset.seeking = id;
+    htmx.ajax("GET", tools.dataset.job + "/log?line=" + id.slice(1), { target: "#log", swap: "innerHTML" });
   }
 }
 document.addEventListener("htmx:afterSettle", function () {
@@ -90,3 +94,198 @@ function tickElapsed() {
   });
 }
 window.setInterval(tickElapsed, 1000);
+
+/* ---- logtools ---- */
+
+// Times: each line's <p> has data-t (ms from the job's start to the line's
+// arrival) where it differs from the line before it in its block; shown,
+// as the time since the start or the time of day, they are each line's
+// data-ts, which the stylesheet puts beside its number. The choice is kept
+// (localStorage) from job to job; ?times= in the address comes first.
+var timesKey = "kozmic-log-times";
+function two(n) { return (n < 10 ? "0" : "") + n; }
+function logOffset(ms) {
+  var s = Math.floor(ms / 1000), milli = String(ms % 1000).padStart(3, "0");
+  if (s >= 3600) {
+    return "+" + Math.floor(s / 3600) + ":" + two(Math.floor(s / 60) % 60) + ":" + two(s % 60) + "." + milli;
+  }
+  return "+" + Math.floor(s / 60) + ":" + two(s % 60) + "." + milli;
+}
+function logWall(ms) {
+  var d = new Date(ms);
+  return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds()) + "." + String(d.getMilliseconds()).padStart(3, "0");
+}
+function showTimes() {
+  var log = document.getElementById("log");
+  var select = document.getElementById("log-times");
+  var tools = document.getElementById("log-tools");
+  if (!log || !select || !tools) {
+    return;
+  }
+  var mode = select.value;
+  var started = Number(tools.dataset.started);
+  log.classList.toggle("log-timed", mode !== "");
+  log.querySelectorAll(".log-lines").forEach(function (block) {
+    if (block.dataset.times === mode) {
+      return;
+    }
+    block.dataset.times = mode;
+    var t = null;
+    block.querySelectorAll("p[id^=L]").forEach(function (p) {
+      if (p.dataset.t !== undefined) {
+        t = Number(p.dataset.t);
+      }
+      if (mode === "" || t === null) {
+        delete p.dataset.ts;
+      } else {
+        p.dataset.ts = mode === "wall" ? logWall(started + t) : logOffset(t);
+      }
+    });
+  });
+}
+document.addEventListener("change", function (e) {
+  if (e.target.id === "log-times") {
+    try { window.localStorage.setItem(timesKey, e.target.value); } catch (err) { /* private mode: not kept */ }
+    showTimes();
+  }
+});
+
+// Search: the results (links to the matching lines, data-line, and the
+// pages starting at them, data-page) come as you type; Enter and
+// Shift+Enter, or the arrows, step through them, loading the page of a
+// line not loaded yet, and the matched text of loaded lines is marked.
+var search = { query: null, links: [], at: -1 };
+function searchResults() {
+  var box = document.getElementById("log-search-results");
+  if (!box) {
+    return;
+  }
+  var query = box.dataset.query || "";
+  if (query !== search.query) {
+    document.querySelectorAll("#log mark.log-hit").forEach(function (m) {
+      var parent = m.parentNode;
+      parent.replaceChild(document.createTextNode(m.textContent), m);
+      parent.normalize();
+    });
+    document.querySelectorAll("#log p.log-current").forEach(function (p) { p.classList.remove("log-current"); });
+    search = { query: query, links: Array.prototype.slice.call(box.querySelectorAll("a[data-line]")), at: -1 };
+  }
+  var found = search.links.length > 0;
+  ["log-search-prev", "log-search-next"].forEach(function (id) {
+    var b = document.getElementById(id);
+    if (b) {
+      b.hidden = false;
+      b.disabled = !found;
+    }
+  });
+  showCount();
+  markMatches();
+}
+function showCount() {
+  var count = document.getElementById("log-search-count");
+  var box = document.getElementById("log-search-results");
+  if (!count || !box || !search.query) {
+    if (count) { count.textContent = ""; }
+    return;
+  }
+  var all = Number(box.dataset.count || 0);
+  count.textContent = search.at < 0 ? all + (all === 1 ? " match" : " matches") : (search.at + 1) + " of " + all;
+}
+function markLine(p, query) {
+  if (p.dataset.marked === query) {
+    return;
+  }
+  p.dataset.marked = query;
+  var q = query.toLowerCase();
+  var walker = document.createTreeWalker(p, NodeFilter.SHOW_TEXT);
+  var nodes = [];
+  while (walker.nextNode()) {
+    if (!walker.currentNode.parentNode.closest("a.line-cut")) {
+      nodes.push(walker.currentNode);
+    }
+  }
+  nodes.forEach(function (node) {
+    var i;
+    while ((i = node.data.toLowerCase().indexOf(q)) >= 0) {
+      var hit = node.splitText(i);
+      node = hit.splitText(q.length);
+      var mark = document.createElement("mark");
+      mark.className = "log-hit";
+      hit.parentNode.replaceChild(mark, hit);
+      mark.appendChild(hit);
+    }
+  });
+}
+function markMatches() {
+  if (!search.query) {
+    return;
+  }
+  search.links.forEach(function (a) {
+    var p = document.getElementById("L" + a.dataset.line);
+    if (p) {
+      markLine(p, search.query);
+    }
+  });
+}
+function goToMatch(step) {
+  if (search.links.length === 0) {
+    return;
+  }
+  search.at = (search.at + step + search.links.length) % search.links.length;
+  var a = search.links[search.at];
+  var id = "L" + a.dataset.line;
+  showCount();
+  document.querySelectorAll("#log p.log-current").forEach(function (p) { p.classList.remove("log-current"); });
+  var show = function () {
+    var p = document.getElementById(id);
+    if (p) {
+      markLine(p, search.query);
+      p.classList.add("log-current");
+      shownLine = id;
+      history.replaceState(null, "", "#" + id);
+      p.scrollIntoView({ block: "center" });
+    }
+  };
+  if (document.getElementById(id) || document.getElementById("log").hasAttribute("sse-swap")) {
+    show();
+  } else {
+    htmx.ajax("GET", a.dataset.page + "&earlier=1", { target: "#log", swap: "innerHTML" }).then(show);
+  }
+}
+document.addEventListener("click", function (e) {
+  var b = e.target.closest && e.target.closest("#log-search-prev, #log-search-next");
+  if (b) {
+    goToMatch(b.id === "log-search-next" ? 1 : -1);
+  }
+});
+document.addEventListener("keydown", function (e) {
+  if (e.target.id !== "log-q" || e.key !== "Enter") {
+    return;
+  }
+  e.preventDefault();
+  if (search.query !== e.target.value) {
+    htmx.trigger(e.target, "search"); // the list comes, then Enter steps
+  } else {
+    goToMatch(e.shiftKey ? -1 : 1);
+  }
+});
+
+function logTools() {
+  var select = document.getElementById("log-times");
+  if (!select) {
+    return;
+  }
+  document.querySelectorAll("#log-tools .no-js").forEach(function (b) { b.hidden = true; });
+  if (!/[?&]times=/.test(window.location.search)) {
+    try { select.value = window.localStorage.getItem(timesKey) || ""; } catch (err) { /* not kept */ }
+  }
+  showTimes();
+  searchResults();
+  seekLine();
+}
+document.addEventListener("DOMContentLoaded", logTools);
+document.addEventListener("htmx:afterSwap", function () {
+  showTimes();
+  searchResults();
+});
+document.addEventListener("htmx:sseMessage", showTimes);

@@ -1,0 +1,238 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"kozmic/internal/ansi"
+	"kozmic/internal/paths"
+	"kozmic/store"
+	"kozmic/views"
+)
+
+// timesMode is how a page shows its lines' arrival times as text, for a
+// browser without scripts (?times=): kozmic.js shows them from each line's
+// data-t itself.
+type timesMode string
+
+const (
+	timesOff    timesMode = ""
+	timesOffset timesMode = "offset" // since the job started
+	timesWall   timesMode = "wall"   // the time of day, in UTC
+)
+
+// parseTimes reads ?times=; anything else shows no times.
+func parseTimes(s string) timesMode {
+	if m := timesMode(s); m == timesOffset || m == timesWall {
+		return m
+	}
+	return timesOff
+}
+
+// lineTimes gives each line a lineRenderer renders its arrival time: a
+// line's <p> carries data-t, the milliseconds from the log's beginning to
+// the write that brought its first byte, where that differs from the line
+// before it in the same block (and on a block's first line), so that a
+// burst of lines costs one attribute. Lines of a log stored without times
+// carry none.
+type lineTimes struct {
+	marks []store.LogMark // of the output given, not yet reached by a line
+	at    int64           // ms: the time in force at the line being rendered; -1 unknown
+	shown int64           // ms: the data-t last written in this block; -1 none
+	times timesMode       // adds data-ts, the time as text, to every line
+	began time.Time       // the job's start, for timesWall
+}
+
+// clone is t with marks of its own.
+func (t lineTimes) clone() lineTimes {
+	t.marks = slices.Clone(t.marks)
+	return t
+}
+
+// startBlock begins a block of lines, taking the marks of the output that
+// follows what was given before.
+func (t *lineTimes) startBlock(marks []store.LogMark) {
+	t.marks = append(t.marks, marks...)
+	t.shown = -1
+}
+
+// appendTime adds the arrival time of the line starting at byte pos to its
+// start tag.
+func (t *lineTimes) appendTime(out []byte, pos int64) []byte {
+	for len(t.marks) > 0 && t.marks[0].Offset <= pos {
+		t.at = t.marks[0].At.Milliseconds()
+		t.marks = t.marks[1:]
+	}
+	if t.at < 0 {
+		return out
+	}
+	if t.at != t.shown {
+		out = append(out, " data-t="...)
+		out = strconv.AppendInt(out, t.at, 10)
+		t.shown = t.at
+	}
+	switch t.times {
+	case timesOffset:
+		out = append(append(out, ` data-ts="`...), views.LogOffset(t.at)...)
+		out = append(out, '"')
+	case timesWall:
+		out = t.began.Add(time.Duration(t.at) * time.Millisecond).UTC().AppendFormat(append(out, ` data-ts="`...), "15:04:05.000")
+		out = append(out, '"')
+	}
+	return out
+}
+
+// logPageAt returns the line a page starts at to show line n: pages are
+// logPageLines long from the log's first line, so that a page loaded for a
+// link meets the pages before and after it as paging from the start makes
+// them (but where long lines end a page early).
+func logPageAt(n int64) int64 { return (n-1)/logPageLines*logPageLines + 1 }
+
+// logPageAtLine renders the page of job j's log that holds line lineParam
+// (a number from 1): led, unless it is the first, by the link that loads
+// the page before it. It finds where the page starts by counting lines in
+// the stored log. A line the log does not have is store.ErrNotFound, a
+// malformed number store.ErrInvalid.
+func (h *Handler) logPageAtLine(ctx context.Context, p store.Project, b store.Build, j store.Job, lineParam string, before int, times timesMode) (string, error) {
+	n, err := strconv.ParseInt(lineParam, 10, 64)
+	if err != nil || n < 1 {
+		return "", fmt.Errorf("log line %q: %w", lineParam, store.ErrInvalid)
+	}
+	start := logPageAt(n)
+	from, err := h.db.LineStart(ctx, j.ID, start)
+	if err != nil {
+		return "", err
+	}
+	page, err := h.renderLogPage(ctx, p, b, j, from, int(start), before, times)
+	if err != nil {
+		return "", err
+	}
+	return h.logEarlier(ctx, p, b, j, start, times) + page, nil
+}
+
+// logEarlier is the link that loads the lines before line start (up to a
+// page of them), put before a page that starts there; none before line 1.
+func (h *Handler) logEarlier(ctx context.Context, p store.Project, b store.Build, j store.Job, start int64, times timesMode) string {
+	if start <= 1 {
+		return ""
+	}
+	prev := max(1, start-logPageLines)
+	jobURL := paths.Job(p.ID, b.Number, j.ID)
+	link := url.Values{"line": {strconv.FormatInt(prev, 10)}}
+	if times != timesOff {
+		link.Set("times", string(times))
+	}
+	var earlier strings.Builder
+	// Rendering to a strings.Builder cannot fail.
+	views.LogEarlier(jobURL+"?"+link.Encode()+"#L"+strconv.FormatInt(prev, 10),
+		fmt.Sprintf("%s/log?line=%d&before=%d", jobURL, prev, start), prev, start-1).Render(ctx, &earlier)
+	return earlier.String()
+}
+
+// Bounds of a log search: the query's length in bytes, the matches it lists
+// (it counts them all), and its time, after which it answers with what it
+// found in the lines it searched so far.
+const (
+	searchQueryMax   = 200
+	searchMatchesMax = 1000
+	searchTimeout    = 5 * time.Second
+)
+
+// logSearch answers GET .../log/search?q= with the lines of a job's log that
+// hold q, ignoring case and terminal escapes, searched in the stored log:
+// how many, and the first searchMatchesMax as links to the lines, each
+// knowing where its page starts (offset:line). htmx (search as you type)
+// gets the results alone, anything else the job's page with them. An empty
+// query searches nothing; one longer than searchQueryMax is refused with a
+// note saying so; a search that takes searchTimeout answers with what it
+// found so far and says so.
+func (h *Handler) logSearch(w http.ResponseWriter, r *http.Request) {
+	p, role, b, j, err := h.projectJob(r, store.RoleMember)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	sv, err := h.searchLog(r.Context(), p, b, j, r.URL.Query().Get("q"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	part := views.LogSearchResults(sv)
+	if r.Header.Get("HX-Request") == "true" {
+		h.renderPolled(w, r, part, part) // spares reading the page's parts
+		return
+	}
+	v, err := h.jobView(r, p, role, b, j)
+	if err == nil {
+		v.Tools, err = h.logTools(r, p, b, j)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	v.Tools.Search = &sv
+	h.renderPolled(w, r, views.JobPage(v), part)
+}
+
+// searchLog searches job j's log for q as logSearch says.
+func (h *Handler) searchLog(ctx context.Context, p store.Project, b store.Build, j store.Job, q string) (views.LogSearchView, error) {
+	sv := views.LogSearchView{Query: q}
+	switch {
+	case q == "":
+		return sv, nil
+	case len(q) > searchQueryMax:
+		sv.Note = fmt.Sprintf("A search takes up to %d characters.", searchQueryMax)
+		return sv, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, searchTimeout)
+	defer cancel()
+	found, err := h.db.SearchLog(ctx, j.ID, ansi.Matcher(q), searchMatchesMax)
+	if errors.Is(err, context.DeadlineExceeded) {
+		h.log.WarnContext(ctx, "log search cut short", "job", j.ID, "lines", found.Lines)
+		sv.Note = fmt.Sprintf("The search stopped after %s, at line %d.", searchTimeout, found.Lines)
+	} else if err != nil {
+		return sv, err
+	}
+	sv.Searched, sv.Count = true, found.Count
+	jobURL := paths.Job(p.ID, b.Number, j.ID)
+	for _, m := range found.Matches {
+		sv.Matches = append(sv.Matches, views.LogSearchMatch{Line: m.Line,
+			URL:  fmt.Sprintf("%s?line=%d#L%d", jobURL, m.Line, m.Line),
+			Page: fmt.Sprintf("%s/log?at=%d:%d", jobURL, m.Offset, m.Line)})
+	}
+	if found.Count > len(found.Matches) {
+		sv.Note = fmt.Sprintf("The first %d matches are listed.", len(found.Matches))
+	}
+	return sv, nil
+}
+
+// logTools is what the job page's log tools show for the request: the
+// times chosen by ?times=, and for a finished log its first page, at the
+// page holding ?line=N when asked (from the start if the log has no line N).
+func (h *Handler) logTools(r *http.Request, p store.Project, b store.Build, j store.Job) (views.LogToolsView, error) {
+	q := r.URL.Query()
+	jobURL := paths.Job(p.ID, b.Number, j.ID)
+	t := views.LogToolsView{JobURL: jobURL, SearchURL: jobURL + "/log/search", Times: string(parseTimes(q.Get("times")))}
+	if !j.StartedAt.IsZero() {
+		t.Started = j.StartedAt.UnixMilli()
+	}
+	if !j.Status.Finished() {
+		return t, nil
+	}
+	var err error
+	if q.Has("line") {
+		t.FirstPage, err = h.logPageAtLine(r.Context(), p, b, j, q.Get("line"), 0, parseTimes(q.Get("times")))
+		if err == nil || !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrInvalid) {
+			return t, err
+		}
+	}
+	t.FirstPage, err = h.renderLogPage(r.Context(), p, b, j, 0, 1, 0, parseTimes(q.Get("times")))
+	return t, err
+}
