@@ -91,7 +91,7 @@ func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 		page, err = h.logPageAtLine(r.Context(), p, b, j, q.Get("line"), before, timesOff)
 	} else {
 		from, line := parseEventID(q.Get("at"))
-		page, err = h.renderLogPage(r.Context(), p, b, j, from, line, before, timesOff)
+		page, _, err = h.renderLogPage(r.Context(), p, b, j, from, line, before, timesOff)
 		if q.Get("earlier") == "1" {
 			page = h.logEarlier(r.Context(), p, b, j, int64(line), timesOff) + page
 		}
@@ -107,8 +107,9 @@ func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 // renderLogPage renders the page of job j's log that starts at byte offset
 // from with line number line, ending before line before if that is above
 // line, with the times shown as times says: its block of lines and, if the
-// log goes on, the placeholder that loads the rest.
-func (h *Handler) renderLogPage(ctx context.Context, p store.Project, b store.Build, j store.Job, from int64, line, before int, times timesMode) (string, error) {
+// log goes on, the placeholder that loads the rest. It also returns the
+// number of the line after the page.
+func (h *Handler) renderLogPage(ctx context.Context, p store.Project, b store.Build, j store.Job, from int64, line, before int, times timesMode) (string, int, error) {
 	lines := newLineRenderer(p, b, j, from, line)
 	lines.times = times
 	limit := logPageLines
@@ -120,7 +121,7 @@ func (h *Handler) renderLogPage(ctx context.Context, p store.Project, b store.Bu
 	for lines.next-line < limit && out.Len() < logPageBytes {
 		data, marks, err := h.db.ReadLogMarks(ctx, j.ID, read, logPageRead)
 		if err != nil {
-			return "", err
+			return "", 0, err
 		}
 		if len(data) == 0 {
 			eof = true
@@ -148,7 +149,7 @@ func (h *Handler) renderLogPage(ctx context.Context, p store.Project, b store.Bu
 		views.LogMore(next, "intersect once").Render(ctx, &more)
 		page += more.String()
 	}
-	return page, nil
+	return page, lines.next, nil
 }
 
 // upToLines cuts p after its nth newline, if it has that many.

@@ -83,7 +83,7 @@ func (t *lineTimes) appendTime(out []byte, pos int64) []byte {
 		out = append(append(out, ` data-ts="`...), views.LogOffset(t.at)...)
 		out = append(out, '"')
 	case timesWall:
-		out = t.began.Add(time.Duration(t.at) * time.Millisecond).UTC().AppendFormat(append(out, ` data-ts="`...), "15:04:05.000")
+		out = t.began.Add(time.Duration(t.at)*time.Millisecond).UTC().AppendFormat(append(out, ` data-ts="`...), "15:04:05.000")
 		out = append(out, '"')
 	}
 	return out
@@ -110,7 +110,14 @@ func (h *Handler) logPageAtLine(ctx context.Context, p store.Project, b store.Bu
 	if err != nil {
 		return "", err
 	}
-	page, err := h.renderLogPage(ctx, p, b, j, from, int(start), before, times)
+	page, next, err := h.renderLogPage(ctx, p, b, j, from, int(start), before, times)
+	if err == nil && int64(next) <= n {
+		// Long lines ended the page before line n, or the log ends first.
+		start = n
+		if from, err = h.db.LineStart(ctx, j.ID, n); err == nil {
+			page, _, err = h.renderLogPage(ctx, p, b, j, from, int(n), before, times)
+		}
+	}
 	if err != nil {
 		return "", err
 	}
@@ -233,6 +240,6 @@ func (h *Handler) logTools(r *http.Request, p store.Project, b store.Build, j st
 			return t, err
 		}
 	}
-	t.FirstPage, err = h.renderLogPage(r.Context(), p, b, j, 0, 1, 0, parseTimes(q.Get("times")))
+	t.FirstPage, _, err = h.renderLogPage(r.Context(), p, b, j, 0, 1, 0, parseTimes(q.Get("times")))
 	return t, err
 }
