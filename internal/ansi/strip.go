@@ -119,5 +119,25 @@ func (s *Stripper) Strip(p []byte) []byte {
 func Matcher(query string) func(line []byte) bool {
 	q := bytes.ToLower([]byte(query))
 	var s Stripper
-	return func(line []byte) bool { return bytes.Contains(bytes.ToLower(s.Strip(line)), q) }
+	var lower []byte // reused: a search of a long log tests every line
+	return func(line []byte) bool {
+		lower = appendLower(lower[:0], s.Strip(line))
+		return bytes.Contains(lower, q)
+	}
+}
+
+// appendLower appends p in lower case to dst.
+func appendLower(dst, p []byte) []byte {
+	for _, c := range p {
+		if c >= 0x80 {
+			return append(dst, bytes.ToLower(p)...) // beyond ASCII: Unicode's rules
+		}
+	}
+	for _, c := range p {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }
