@@ -20,9 +20,8 @@ type timedWrite struct {
 	at   time.Duration
 }
 
-// timedLogJob makes a finished job of p whose log is writes, stored as the
-// runner stores output (frames with arrival times), in batches of at most
-// batch writes. It returns the build and the job as stored.
+// timedLogJob makes a finished job of p whose log is writes (see
+// writeTimedLog). It returns the build and the job as stored.
 func timedLogJob(t testing.TB, s *testServer, p store.Project, writes []timedWrite, batch int) (store.Build, store.Job) {
 	t.Helper()
 	ctx := context.Background()
@@ -35,7 +34,21 @@ func timedLogJob(t testing.TB, s *testServer, p store.Project, writes []timedWri
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: store.JobRunning})
+	writeTimedLog(t, s.db, jobs[0].ID, writes, batch)
+	j, err := s.db.JobByID(ctx, jobs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, j
+}
+
+// writeTimedLog runs the job jobID (marked running, then success) with the
+// log writes, stored as the runner stores output: frames with arrival times,
+// in batches of at most batch writes.
+func writeTimedLog(t testing.TB, db *store.DB, jobID int64, writes []timedWrite, batch int) {
+	t.Helper()
+	ctx := context.Background()
+	db.UpdateJob(ctx, jobID, store.JobUpdate{Status: store.JobRunning})
 	e := store.NewLogEncoder()
 	var pos int64
 	for len(writes) > 0 {
@@ -46,18 +59,13 @@ func timedLogJob(t testing.TB, s *testServer, p store.Project, writes []timedWri
 			marks = append(marks, store.LogMark{Offset: pos + int64(len(data)), At: w.at})
 			data = append(data, w.text...)
 		}
-		if _, err := s.db.AppendLogFrames(ctx, jobs[0].ID, e.Encode(data, marks, false)); err != nil {
+		if _, err := db.AppendLogFrames(ctx, jobID, e.Encode(data, marks, false)); err != nil {
 			t.Fatal(err)
 		}
 		pos += int64(len(data))
 		writes = writes[n:]
 	}
-	s.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: store.JobSuccess})
-	j, err := s.db.JobByID(ctx, jobs[0].ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b, j
+	db.UpdateJob(ctx, jobID, store.JobUpdate{Status: store.JobSuccess})
 }
 
 // timesShown reads the data-t and data-ts of every log line in doc, by id.

@@ -180,6 +180,12 @@ function searchResults() {
   });
   showCount();
   markMatches();
+  var input = document.getElementById("log-q");
+  if (stepWhenFound && input && input.value === query) {
+    var step = stepWhenFound;
+    stepWhenFound = 0;
+    goToMatch(step);
+  }
 }
 function showCount() {
   var count = document.getElementById("log-search-count");
@@ -258,15 +264,27 @@ document.addEventListener("click", function (e) {
     goToMatch(b.id === "log-search-next" ? 1 : -1);
   }
 });
+// Enter in the search box submits its form, which with scripts steps to
+// the next match (Shift+Enter: the one before) instead of leaving the page.
+var searchBack = false, stepWhenFound = 0;
 document.addEventListener("keydown", function (e) {
-  if (e.target.id !== "log-q" || e.key !== "Enter") {
+  if (e.target.id === "log-q" && e.key === "Enter") {
+    searchBack = e.shiftKey;
+  }
+});
+document.addEventListener("submit", function (e) {
+  var input = document.getElementById("log-q");
+  if (!e.target.matches("form.log-search") || !input) {
     return;
   }
   e.preventDefault();
-  if (search.query !== e.target.value) {
-    htmx.trigger(e.target, "search"); // the list comes, then Enter steps
+  var back = searchBack;
+  searchBack = false;
+  if (search.query !== input.value) {
+    stepWhenFound = back ? -1 : 1; // once the list for what is typed comes
+    htmx.trigger(input, "search");
   } else {
-    goToMatch(e.shiftKey ? -1 : 1);
+    goToMatch(back ? -1 : 1);
   }
 });
 
@@ -276,6 +294,7 @@ function logTools() {
     return;
   }
   document.querySelectorAll("#log-tools .no-js").forEach(function (b) { b.hidden = true; });
+  numberLines(); // the page came with its log's first page
   if (!/[?&]times=/.test(window.location.search)) {
     try { select.value = window.localStorage.getItem(timesKey) || ""; } catch (err) { /* not kept */ }
   }
