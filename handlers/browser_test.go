@@ -258,14 +258,14 @@ func TestBrowserLiveLog(t *testing.T) {
 }
 
 // checkLineNumbers checks that every block of log lines on the page starts
-// the line counter that numbers its lines (kozmic.js) at its first line's
-// number, less one: the number its first line then shows.
+// the line counter that numbers its lines (kozmic.js) on its first line at
+// that line's number, less one: the number the line then shows.
 func checkLineNumbers(t *testing.T, tab context.Context) {
 	t.Helper()
 	bad, err := chromedp.Run(tab, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#log > .log-lines")).filter(function (b) {
 			var first = b.querySelector("p");
-			return !first || b.style.counterReset !== "line " + (Number(first.id.slice(1)) - 1);
-		}).map(function (b) { return b.style.counterReset + " before " + (b.querySelector("p") || {}).id; })`))
+			return !first || first.style.counterReset !== "line " + (Number(first.id.slice(1)) - 1);
+		}).map(function (b) { var first = b.querySelector("p") || { style: {} }; return first.style.counterReset + " at " + first.id; })`))
 	blocks, _ := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#log > .log-lines").length`))
 	if err != nil || len(bad) > 0 || blocks == 0 {
 		t.Errorf("of %d blocks of lines, these count their lines wrong: %v, %v", blocks, bad, err)

@@ -8,11 +8,12 @@ document.addEventListener("submit", function (e) {
 
 // A log line's number is a CSS counter (.log p::before), which each block
 // of lines, a page or an event of the live log, starts at its first line's
-// number, from that line's id (L<n>): the server sends no numbers.
+// number, from that line's id (L<n>): the server sends no numbers. The
+// first line starts it, not the block: a page's content-visibility
+// contains its style, which keeps a counter the block starts from its lines.
 function numberLines() {
-  document.querySelectorAll("#log > .log-lines:not([style])").forEach(function (block) {
-    var first = block.querySelector("p[id^=L]");
-    block.style.counterReset = "line " + (first ? Number(first.id.slice(1)) - 1 : 0);
+  document.querySelectorAll("#log > .log-lines > p[id^=L]:first-child:not([style])").forEach(function (first) {
+    first.style.counterReset = "line " + (Number(first.id.slice(1)) - 1);
   });
 }
 document.addEventListener("htmx:afterSwap", numberLines);
