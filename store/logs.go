@@ -63,7 +63,7 @@ func (db *DB) AppendLog(ctx context.Context, jobID int64, data []byte, truncated
 		} else if err != nil {
 			return wrap("append log", err)
 		}
-		e := &LogEncoder{pos: at, fresh: true}
+		e := &LogEncoder{pos: at, fresh: true, lines: -1} // the lines before at are not counted
 		size, err = db.appendFrames(ctx, tx, jobID, at, e.Encode(data, nil, false), truncated)
 		return err
 	})
@@ -98,13 +98,20 @@ func (db *DB) appendFrames(ctx context.Context, tx txn, jobID, at int64, frames 
 	return size, insertFrames(ctx, tx, jobID, frames)
 }
 
-// insertFrames stores the frames of a job's log.
+// insertFrames stores the frames of a job's log, and for each that starts
+// a segment the line ends before it, where its encoder counted them
+// (job_log_lines, which LineStart reads).
 func insertFrames(ctx context.Context, tx txn, jobID int64, frames []LogFrame) error {
 	for _, f := range frames {
 		_, err := tx.ExecContext(ctx, `INSERT INTO job_log_frames (job_id, pos, seg, size, data, times) VALUES (?, ?, ?, ?, ?, ?)`,
 			jobID, f.pos, f.seg, f.size, f.data, f.times)
 		if err != nil {
 			return wrap("store log frame", err)
+		}
+		if f.pos == f.seg && f.lines >= 0 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO job_log_lines (job_id, seg, lines) VALUES (?, ?, ?)`, jobID, f.seg, f.lines); err != nil {
+				return wrap("store log line count", err)
+			}
 		}
 	}
 	return nil
@@ -280,17 +287,27 @@ func appendMarks(dst []LogMark, ms []timeMark, from, end int64) []LogMark {
 }
 
 // LineStart returns the offset of the first byte of line n (from 1) of a
-// job's log, counting the lines segment by segment: ErrNotFound when the log
-// has fewer lines (a log that ends with a line end has no line after it),
-// ErrInvalid for n below 1.
+// job's log: ErrNotFound when the log has fewer lines (a log that ends with
+// a line end has no line after it), ErrInvalid for n below 1. It counts the
+// lines segment by segment from the last segment before the line whose
+// count of line ends before it is stored (job_log_lines), or from the
+// log's start.
 func (db *DB) LineStart(ctx context.Context, jobID, n int64) (int64, error) {
 	if n < 1 {
 		return 0, invalid("line numbers start at 1")
 	}
-	need := n - 1 // line ends before the line
+	// A segment with fewer than n-1 line ends before it: line n begins
+	// after its first byte.
+	var from, before int64
+	err := db.read.QueryRowContext(ctx, `SELECT seg, lines FROM job_log_lines WHERE job_id = ? AND lines < ? ORDER BY seg DESC LIMIT 1`,
+		jobID, n-1).Scan(&from, &before)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, wrap("find log line", err)
+	}
+	need := n - 1 - before // line ends before the line, from the first segment read
 	var start int64
 	found := false
-	err := db.eachSegment(ctx, jobID, 0, -1, func(s *segment) bool {
+	err = db.eachSegment(ctx, jobID, from, -1, func(s *segment) bool {
 		if need == 0 {
 			// The line ends before were all in earlier segments: the line
 			// is this segment's first.
@@ -580,6 +597,9 @@ func (db *DB) deleteLogsBefore(ctx context.Context, cutoff time.Time, batchJobs 
 				if j.hasLog {
 					if _, err := tx.ExecContext(ctx, `DELETE FROM job_log_frames WHERE job_id = ?`, j.id); err != nil {
 						return wrap("delete log frames", err)
+					}
+					if _, err := tx.ExecContext(ctx, `DELETE FROM job_log_lines WHERE job_id = ?`, j.id); err != nil {
+						return wrap("delete log line counts", err)
 					}
 					if _, err := tx.ExecContext(ctx, `DELETE FROM job_log_chunks WHERE job_id = ?`, j.id); err != nil {
 						return wrap("delete log chunks", err)

@@ -172,3 +172,86 @@ func TestSearchLogCountsAllAndStopsWithItsContext(t *testing.T) {
 		t.Errorf("SearchLog canceled: %d matches in %d of %d lines, err %v", got.Count, got.Lines, lines, err)
 	}
 }
+
+// linesOf returns where each line of log begins.
+func linesOf(log []byte) []int64 {
+	starts := []int64{0}
+	for i, c := range log {
+		if c == '\n' && i+1 < len(log) {
+			starts = append(starts, int64(i+1))
+		}
+	}
+	return starts
+}
+
+// A line is found from the stored count of line ends before its segment:
+// the segments before it are not read (here, the first cannot be), and
+// retention deletes the counts with the log.
+func TestLineStartReadsOnlyFromTheSegmentItsCountIsStoredFor(t *testing.T) {
+	ctx := context.Background()
+	db, _, _, jobs := newBuildFixture(t)
+	id := jobs[0].ID
+	all := writeLog(t, db, id, 5*logSegmentSize, 11)
+	starts := linesOf(all)
+	if n := count(t, db, `SELECT COUNT(*) FROM job_log_lines WHERE job_id = ?`, id); n != 5 {
+		t.Fatalf("%d line counts stored, want one for each of 5 segments", n)
+	}
+	for _, n := range []int{1, 2, len(starts) / 3, len(starts) / 2, len(starts) - 1, len(starts)} {
+		if got, err := db.LineStart(ctx, id, int64(n)); err != nil || got != starts[n-1] {
+			t.Errorf("LineStart(%d) = %d, %v; want %d", n, got, err, starts[n-1])
+		}
+	}
+	// Every line that begins in a segment's first bytes, where the count
+	// is right at the edge.
+	for seg := int64(logSegmentSize); seg < int64(len(all)); seg += logSegmentSize {
+		for n, s := range starts {
+			if s >= seg-100 && s <= seg+100 {
+				if got, err := db.LineStart(ctx, id, int64(n+1)); err != nil || got != s {
+					t.Errorf("LineStart(%d) near segment %d = %d, %v; want %d", n+1, seg, got, err, s)
+				}
+			}
+		}
+	}
+	if _, err := db.write.Exec(`UPDATE job_log_frames SET data = x'ff' WHERE job_id = ? AND pos = 0`, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.LineStart(ctx, id, 2); err == nil {
+		t.Fatal("the first segment still reads: the test would prove nothing")
+	}
+	last := len(starts)
+	if got, err := db.LineStart(ctx, id, int64(last)); err != nil || got != starts[last-1] {
+		t.Errorf("LineStart(%d) past a broken first segment = %d, %v; want %d", last, got, err, starts[last-1])
+	}
+	finishJob(t, db, id)
+	if _, err := db.DeleteLogsBefore(ctx, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM job_log_lines WHERE job_id = ?`, id); n != 0 {
+		t.Errorf("%d line counts left after the log was deleted", n)
+	}
+}
+
+// Frames that were not stored take their lines back from the count: the
+// log goes on from where they began, its segments counted right.
+func TestLineCountsLeaveOutLostFrames(t *testing.T) {
+	ctx := context.Background()
+	db, _, _, jobs := newBuildFixture(t)
+	id := jobs[0].ID
+	e := NewLogEncoder()
+	stored := []byte(strings.Repeat("kept line\n", logSegmentSize/10+100))
+	if _, err := db.AppendLogFrames(ctx, id, e.Encode(stored, nil, false)); err != nil {
+		t.Fatal(err)
+	}
+	e.Lost(e.Encode([]byte(strings.Repeat("lost\n", 100)), nil, false))
+	more := []byte(strings.Repeat("later line\n", logSegmentSize/11*2))
+	if _, err := db.AppendLogFrames(ctx, id, e.Encode(more, nil, false)); err != nil {
+		t.Fatal(err)
+	}
+	all := append(stored, more...)
+	starts := linesOf(all)
+	for _, n := range []int{len(starts) - 1, len(starts)} {
+		if got, err := db.LineStart(ctx, id, int64(n)); err != nil || got != starts[n-1] {
+			t.Errorf("LineStart(%d) = %d, %v; want %d", n, got, err, starts[n-1])
+		}
+	}
+}
