@@ -131,6 +131,10 @@ func (h *Handler) renderLogPage(ctx context.Context, p store.Project, b store.Bu
 		// page's read, so that the page ends near logPageBytes.
 		data = upToLines(data[:min(len(data), logPageRead)], limit-(lines.next-line))
 		read += int64(len(data))
+		// The next read gives the marks of what this one leaves.
+		for len(marks) > 0 && marks[len(marks)-1].Offset >= read {
+			marks = marks[:len(marks)-1]
+		}
 		h.logRendered(len(data))
 		out.WriteString(lines.write(data, marks))
 	}

@@ -39,9 +39,9 @@ func parseTimes(s string) timesMode {
 // lineTimes gives each line a lineRenderer renders its arrival time: a
 // line's <p> carries data-t, the milliseconds from the log's beginning to
 // the write that brought its first byte, where that differs from the line
-// before it in the same block (and on a block's first line), so that a
-// burst of lines costs one attribute. Lines of a log stored without times
-// carry none.
+// before it (and on the first line of each write, so on a block's first
+// line), so that a burst of lines costs one attribute. Lines of a log
+// stored without times carry none.
 type lineTimes struct {
 	marks []store.LogMark // of the output given, not yet reached by a line
 	at    int64           // ms: the time in force at the line being rendered; -1 unknown
@@ -56,8 +56,8 @@ func (t lineTimes) clone() lineTimes {
 	return t
 }
 
-// startBlock begins a block of lines, taking the marks of the output that
-// follows what was given before.
+// startBlock begins the lines of a write, taking the marks of its output,
+// which follows what was given before.
 func (t *lineTimes) startBlock(marks []store.LogMark) {
 	t.marks = append(t.marks, marks...)
 	t.shown = -1
