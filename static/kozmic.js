@@ -70,7 +70,6 @@ window.addEventListener("hashchange", seekLine);
 // element appeared. The text is written as when.Duration writes it.
 var elapsedSeen = new WeakMap();
 function showDuration(s) {
-  function two(n) { return (n < 10 ? "0" : "") + n; }
   if (s < 60) {
     return s + "s";
   }
@@ -104,6 +103,7 @@ window.setInterval(tickElapsed, 1000);
 // data-ts, which the stylesheet puts beside its number. The choice is kept
 // (localStorage) from job to job; ?times= in the address comes first.
 var timesKey = "kozmic-log-times";
+// two writes n (0 to 99) in two digits.
 function two(n) { return (n < 10 ? "0" : "") + n; }
 function logOffset(ms) {
   var s = Math.floor(ms / 1000), milli = String(ms % 1000).padStart(3, "0");
