@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"kozmic/internal/ansi"
+	textclip "kozmic/internal/clip"
 	"kozmic/internal/paths"
 	"kozmic/store"
 	"kozmic/views"
@@ -152,6 +155,10 @@ const (
 	searchTimeout    = 5 * time.Second
 )
 
+// searchLineShown is how much of a matched line's text, without its
+// escape sequences, the list of matches shows.
+const searchLineShown = 160
+
 // logSearch answers GET .../log/search?q= with the lines of a job's log that
 // hold q, ignoring case and terminal escapes, searched in the stored log:
 // how many, and the first searchMatchesMax as links to the lines, each
@@ -200,7 +207,22 @@ func (h *Handler) searchLog(ctx context.Context, p store.Project, b store.Build,
 	}
 	ctx, cancel := context.WithTimeout(ctx, searchTimeout)
 	defer cancel()
-	found, err := h.db.SearchLog(ctx, j.ID, ansi.Matcher(q), searchMatchesMax)
+	matcher := ansi.Matcher(q)
+	var texts []string // of the matches listed, in order
+	match := func(line []byte) bool {
+		if !matcher(line) {
+			return false
+		}
+		if len(texts) < searchMatchesMax {
+			// A line's own stripper: its text as shown, but for a
+			// sequence begun on a line before it.
+			var plain ansi.Stripper
+			text := bytes.TrimRight(plain.Strip(line), "\r\n")
+			texts = append(texts, textclip.To(string(text[:min(len(text), searchLineShown+utf8.UTFMax)]), searchLineShown))
+		}
+		return true
+	}
+	found, err := h.db.SearchLog(ctx, j.ID, match, searchMatchesMax)
 	if errors.Is(err, context.DeadlineExceeded) {
 		h.log.WarnContext(ctx, "log search cut short", "job", j.ID, "lines", found.Lines)
 		sv.Note = fmt.Sprintf("The search stopped after %s, at line %d.", searchTimeout, found.Lines)
@@ -209,8 +231,8 @@ func (h *Handler) searchLog(ctx context.Context, p store.Project, b store.Build,
 	}
 	sv.Searched, sv.Count = true, found.Count
 	jobURL := paths.Job(p.ID, b.Number, j.ID)
-	for _, m := range found.Matches {
-		sv.Matches = append(sv.Matches, views.LogSearchMatch{Line: m.Line,
+	for i, m := range found.Matches {
+		sv.Matches = append(sv.Matches, views.LogSearchMatch{Line: m.Line, Text: texts[i],
 			URL:  fmt.Sprintf("%s?line=%d#L%d", jobURL, m.Line, m.Line),
 			Page: fmt.Sprintf("%s/log?at=%d:%d", jobURL, m.Offset, m.Line)})
 	}

@@ -228,6 +228,10 @@ func TestLogSearchFindsLinesAcrossSegmentsIgnoringCaseAndEscapes(t *testing.T) {
 			if attrOf(a, "href") != fmt.Sprintf("%s?line=%d#L%d", f.jobURL, n, n) || attrOf(a, "data-line") != fmt.Sprint(n) {
 				t.Errorf("match %d: href %q data-line %q, want line %d", i, attrOf(a, "href"), attrOf(a, "data-line"), n)
 			}
+			// It shows the line's text, without escapes.
+			if want := shownText(parse(t, fetchBody(t, b, attrOf(a, "data-page"))).Find(logLine).First()); textOf(a.Parent()) != textOf(a)+" "+want {
+				t.Errorf("match %d reads %q, want its line's %q", i, textOf(a.Parent()), want)
+			}
 			// The page at the match's position starts with its line.
 			page := parse(t, fetchBody(t, b, attrOf(a, "data-page")))
 			if first := page.Find(logLine).First(); attrOf(first, "id") != fmt.Sprintf("L%d", n) ||
