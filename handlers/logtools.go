@@ -100,9 +100,10 @@ func logPageAt(n int64) int64 { return (n-1)/logPageLines*logPageLines + 1 }
 
 // logPageAtLine renders the page of job j's log that holds line lineParam
 // (a number from 1): led, unless it is the first, by the link that loads
-// the page before it. It finds where the page starts by counting lines in
-// the stored log. A line the log does not have is store.ErrNotFound, a
-// malformed number store.ErrInvalid.
+// the page before it. It finds where the page starts with store.LineStart;
+// where long lines end that page before line n, the page starts at line n
+// itself. A line the log does not have is store.ErrNotFound, a malformed
+// number store.ErrInvalid.
 func (h *Handler) logPageAtLine(ctx context.Context, p store.Project, b store.Build, j store.Job, lineParam string, before int, times timesMode) (string, error) {
 	n, err := strconv.ParseInt(lineParam, 10, 64)
 	if err != nil || n < 1 {
