@@ -1,7 +1,10 @@
 // Package ansi removes terminal escape sequences from output read in pieces.
 package ansi
 
-import "bytes"
+import (
+	"bytes"
+	"slices"
+)
 
 // escapeState is where a Stripper stands in the escape sequence
 // syntax of ECMA-48 (and xterm's OSC): between sequences, or inside one.
@@ -128,16 +131,26 @@ func Matcher(query string) func(line []byte) bool {
 
 // appendLower appends p in lower case to dst.
 func appendLower(dst, p []byte) []byte {
-	for _, c := range p {
-		if c >= 0x80 {
-			return append(dst, bytes.ToLower(p)...) // beyond ASCII: Unicode's rules
-		}
+	n := len(dst)
+	dst = slices.Grow(dst, len(p))[:n+len(p)]
+	var high byte // any byte past ASCII sets its top bit
+	for i, c := range p {
+		dst[n+i] = asciiLower[c]
+		high |= c
 	}
-	for _, c := range p {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
+	if high >= 0x80 {
+		return append(dst[:n], bytes.ToLower(p)...) // Unicode's rules
 	}
 	return dst
 }
+
+// asciiLower maps each byte to itself, but A to Z to a to z.
+var asciiLower = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
+	}
+	return t
+}()
