@@ -206,7 +206,7 @@ func (h *Handler) searchLog(ctx context.Context, p store.Project, b store.Build,
 		sv.Note = fmt.Sprintf("A search takes up to %d characters.", searchQueryMax)
 		return sv, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, searchTimeout)
+	ctx, cancel := context.WithTimeout(ctx, h.searchTimeout)
 	defer cancel()
 	matcher := ansi.Matcher(q)
 	var texts []string // of the matches listed, in order
@@ -226,7 +226,7 @@ func (h *Handler) searchLog(ctx context.Context, p store.Project, b store.Build,
 	found, err := h.db.SearchLog(ctx, j.ID, match, searchMatchesMax)
 	if errors.Is(err, context.DeadlineExceeded) {
 		h.log.WarnContext(ctx, "log search cut short", "job", j.ID, "lines", found.Lines)
-		sv.Note = fmt.Sprintf("The search stopped after %s, at line %d.", searchTimeout, found.Lines)
+		sv.Note = fmt.Sprintf("The search stopped after %s, at line %d.", h.searchTimeout, found.Lines)
 	} else if err != nil {
 		return sv, err
 	}

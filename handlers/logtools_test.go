@@ -282,6 +282,13 @@ func TestLogSearchIsBoundedAndForMembersOnly(t *testing.T) {
 	if doc, _ := fetchPage(t, f.owner, f.jobURL+"/log/search?q="+long, 200); attrOf(doc.Find("#"+views.LogSearchInputID), "value") != long {
 		t.Error("the page of a query too long lost it")
 	}
+	// Out of time: what it found so far (here, nothing), and why.
+	f.s.searchTimeout = time.Nanosecond
+	doc = fetchPoll(t, f.owner, f.jobURL+"/log/search?q=needle", views.LogSearchResultsID)
+	if box := doc.Find("#" + views.LogSearchResultsID); textOf(box) != "0 matching lines for “needle”The search stopped after 1ns, at line 0." {
+		t.Errorf("a search out of time: %q", textOf(box))
+	}
+	f.s.searchTimeout = searchTimeout
 	doc = fetchPoll(t, f.owner, f.jobURL+"/log/search?q=", views.LogSearchResultsID)
 	if box := doc.Find("#" + views.LogSearchResultsID); textOf(box) != "" || attrOf(box, "data-count") != "0" {
 		t.Errorf("an empty query: %q", textOf(box))
