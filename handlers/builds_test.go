@@ -119,7 +119,7 @@ func TestBuildAndJobPages(t *testing.T) {
 		t.Error("the build page shows template code instead of the time")
 	}
 	res, page = b.do("GET", jobURL, nil)
-	if res.StatusCode != 200 || !strings.Contains(page, `hx-get="`+jobURL+`/log"`) || !strings.Contains(page, "Restart") || strings.Contains(page, ">Cancel<") {
+	if res.StatusCode != 200 || !strings.Contains(page, `<p id=L1>`) || !strings.Contains(page, "Restart") || strings.Contains(page, ">Cancel<") {
 		t.Errorf("job page: %d", res.StatusCode)
 	}
 
@@ -422,9 +422,11 @@ func TestLogPages(t *testing.T) {
 	if doc.Find("[sse-connect]").Length() != 0 || doc.Find("#follow").Length() != 0 {
 		t.Error("a finished job's page streams its log or offers to follow it")
 	}
+	// The job's page holds the first page, and the placeholder for the next.
 	more := doc.Find("#" + views.LogID + " > ." + views.LogMoreClass)
-	if next, _ := more.Attr("hx-get"); next != jobURL+"/log" || more.AttrOr("hx-trigger", "") != "load, seek" {
-		t.Fatalf("log placeholder = %q %q", next, more.AttrOr("hx-trigger", ""))
+	if next, _ := more.Attr("hx-get"); !strings.HasPrefix(next, jobURL+"/log?at=") || !strings.HasSuffix(next, ":1001") ||
+		more.AttrOr("hx-trigger", "") != "intersect once" || doc.Find("#"+views.LogID+" "+logLine).Length() != logPageLines {
+		t.Fatalf("log placeholder = %q %q after %d lines", next, more.AttrOr("hx-trigger", ""), doc.Find("#"+views.LogID+" "+logLine).Length())
 	}
 
 	next, pages, want := jobURL+"/log", 0, 1
@@ -453,7 +455,7 @@ func TestLogPages(t *testing.T) {
 			t.Errorf("page %d lost its colours", pages)
 		}
 		next = doc.Find("."+views.LogMoreClass).AttrOr("hx-get", "")
-		if next != "" && doc.Find("."+views.LogMoreClass).AttrOr("hx-trigger", "") != "intersect once, seek" {
+		if next != "" && doc.Find("."+views.LogMoreClass).AttrOr("hx-trigger", "") != "intersect once" {
 			t.Error("the next page does not load as it scrolls into view")
 		}
 		if pages > 5 {

@@ -126,6 +126,8 @@ type Handler struct {
 	webhookBudget *byteBudget
 	// webhookBodyTimeout is how long a webhook body may take to arrive.
 	webhookBodyTimeout time.Duration
+	// searchTimeout is how long a log search may take (searchTimeout).
+	searchTimeout time.Duration
 	// trustedProxies are the peers whose X-Forwarded-For is believed.
 	trustedProxies []netip.Prefix
 	mux            *http.ServeMux
@@ -150,7 +152,8 @@ func New(d Deps) *Handler {
 	h := &Handler{db: d.DB, jobs: d.Jobs, github: d.GitHub, projects: cmp.Or(d.Projects, gh.NewProjects(d.GitHub, d.DB, log)), sessions: sm, logins: newLoginLimiter(), now: time.Now, log: log, mux: http.NewServeMux(),
 		metrics: d.Metrics, metricsToken: d.MetricsToken, trustedProxies: d.TrustedProxies,
 		minFreeDisk: d.MinFreeDisk, version: d.Version, started: cmp.Or(d.Started, time.Now()),
-		baseURL: strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
+		searchTimeout: searchTimeout,
+		baseURL:       strings.TrimRight(d.BaseURL.String(), "/"), githubURL: strings.TrimRight(d.GitHubURL.String(), "/")}
 	if h.heartbeat = d.Heartbeat; h.heartbeat == 0 {
 		h.heartbeat = defaultHeartbeat
 	}

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 
@@ -45,6 +46,9 @@ func (h *Handler) showJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := h.jobView(r, p, role, b, j)
+	if err == nil && r.Header.Get("HX-Request") != "true" { // a poll gets the list of jobs alone
+		err = h.logView(r, p, b, j, &v)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -93,13 +97,6 @@ func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b s
 	case info.Truncated:
 		v.LogNote = "This log reached the size limit (KOZMIC_MAX_LOG_BYTES): the rest of the job's output was not kept."
 	}
-	if j.Status.Finished() {
-		steps, err := h.db.JobSteps(r.Context(), j.ID)
-		if err != nil {
-			return v, err
-		}
-		v.Sections = logSections(steps, j, v.PageURL)
-	}
 	return v, nil
 }
 
@@ -114,13 +111,23 @@ func logSections(steps []store.JobStep, j store.Job, pageURL string) []views.Log
 			s.Status, s.FinishedAt = store.StepStatusOf(j.Status), j.FinishedAt
 		}
 		url := pageURL + "?at=" + strconv.FormatInt(s.Offset, 10) + ":" + strconv.Itoa(s.Line)
-		if i+1 < len(steps) {
-			url += "&to=" + strconv.FormatInt(steps[i+1].Offset, 10)
+		if rng := stepRange(steps, i); rng.to != math.MaxInt64 {
+			url += "&to=" + strconv.FormatInt(rng.to, 10)
 		}
 		out[i] = sectionOf(s)
 		out[i].PageURL = url
 	}
 	return out
+}
+
+// stepRange is the part of a log with these steps that is step i's
+// section: from its start to the next step's.
+func stepRange(steps []store.JobStep, i int) logRange {
+	rng := logRange{from: steps[i].Offset, line: steps[i].Line, to: math.MaxInt64}
+	if i+1 < len(steps) {
+		rng.to = steps[i+1].Offset
+	}
+	return rng
 }
 
 // sectionOf shows step s as a section of its job's log, open unless it

@@ -25,7 +25,7 @@ type lineChecker struct {
 }
 
 // lineStart finds where each line of a stream's HTML starts.
-var lineStart = regexp.MustCompile(`<p id=L(\d+)>`)
+var lineStart = regexp.MustCompile(`<p id=L(\d+)[^>]*>`)
 
 // scriptStart is how liveLogScript's first line shows.
 const scriptStart = `<span class="term-fg32">start</span>`

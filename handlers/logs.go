@@ -74,9 +74,13 @@ const logPageRead = 64 << 10
 // log as numbered HTML lines (logPageLines of them, fewer if their HTML
 // reaches logPageBytes; a line longer than maxLineShown is cut), followed,
 // if the log goes on, by a placeholder that loads the page after it when it
-// scrolls into view. With &to=END the log ends at byte END, where the
-// next section of it begins (see logSections). A job still running keeps
-// its unfinished last line for a later page.
+// scrolls into view. With &to=END the page ends at byte END at the latest,
+// where the next section of the log begins (see logSections). A job still
+// running keeps its unfinished last line for a later page. ?line=N instead
+// starts the page at the page holding line N, found in the stored log, in
+// the section holding it (see logPageAtLine); ?before=N ends it before
+// line N; ?earlier=1 leads a page from ?at= with the link that loads the
+// lines before it, as a page from ?line= is.
 func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 	p, _, b, j, err := h.projectJob(r, store.RoleMember)
 	if err != nil {
@@ -84,19 +88,70 @@ func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	from, line := parseEventID(q.Get("at"))
+	before, _ := strconv.Atoi(q.Get("before"))
 	to, err := strconv.ParseInt(q.Get("to"), 10, 64)
-	if err != nil || to < from {
+	if err != nil || to < 0 {
 		to = math.MaxInt64 // the log's end
 	}
+	var page string
+	if q.Has("line") {
+		var n int64
+		var steps []store.JobStep
+		if n, err = parseLine(q.Get("line")); err == nil {
+			steps, err = h.db.JobSteps(r.Context(), j.ID)
+		}
+		if err == nil {
+			page, err = h.logPageAtLine(r.Context(), p, b, j, n, before, sectionHolding(steps, n), timesOff)
+		}
+	} else {
+		from, line := parseEventID(q.Get("at"))
+		page, _, err = h.renderLogPage(r.Context(), p, b, j, logRange{from: from, line: line, to: to}, before, timesOff)
+		if err == nil && q.Get("earlier") == "1" {
+			var steps []store.JobStep
+			if steps, err = h.db.JobSteps(r.Context(), j.ID); err == nil {
+				page = h.logEarlier(r.Context(), p, b, j, int64(line), sectionHolding(steps, int64(line)), timesOff) + page
+			}
+		}
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	io.WriteString(w, page)
+}
+
+// logRange is the part of a job's log a page is read from: from byte from,
+// the start of line number line, to byte to (math.MaxInt64: the log's end).
+// It is a section of the log (see logSections), or all of it.
+type logRange struct {
+	from int64
+	line int
+	to   int64
+}
+
+// wholeLog is all of a log.
+var wholeLog = logRange{from: 0, line: 1, to: math.MaxInt64}
+
+// renderLogPage renders the page of job j's log that starts at rng's start,
+// ending at its end or before line before if that is above rng.line, with
+// the times shown as times says: its block of lines and, if the range goes
+// on, the placeholder that loads the rest of it. It also returns the
+// number of the line after the page.
+func (h *Handler) renderLogPage(ctx context.Context, p store.Project, b store.Build, j store.Job, rng logRange, before int, times timesMode) (string, int, error) {
+	from, line, to := rng.from, rng.line, rng.to
 	lines := newLineRenderer(p, b, j, from, line)
+	lines.times = times
+	limit := logPageLines
+	if before > line {
+		limit = min(limit, before-line)
+	}
 	var out strings.Builder
 	read, eof := from, false
-	for lines.next-line < logPageLines && out.Len() < logPageBytes && read < to {
-		data, err := h.db.ReadLog(r.Context(), j.ID, read, logPageRead)
+	for lines.next-line < limit && out.Len() < logPageBytes && read < to {
+		data, marks, err := h.db.ReadLogMarks(ctx, j.ID, read, logPageRead)
 		if err != nil {
-			h.fail(w, r, err)
-			return
+			return "", 0, err
 		}
 		if len(data) == 0 {
 			eof = true
@@ -104,26 +159,35 @@ func (h *Handler) logPage(w http.ResponseWriter, r *http.Request) {
 		}
 		// A read returns a stored chunk whole: a step takes no more than a
 		// page's read, so that the page ends near logPageBytes.
-		data = upToLines(data[:min(len(data), logPageRead, int(min(to-read, logPageRead)))], logPageLines-(lines.next-line))
+		data = upToLines(data[:min(len(data), logPageRead, int(min(to-read, logPageRead)))], limit-(lines.next-line))
 		read += int64(len(data))
+		// The next read gives the marks of what this one leaves.
+		for len(marks) > 0 && marks[len(marks)-1].Offset >= read {
+			marks = marks[:len(marks)-1]
+		}
 		h.logRendered(len(data))
-		out.WriteString(lines.write(data))
+		out.WriteString(lines.write(data, marks))
 	}
 	eof = eof || read >= to
 	if eof && j.Status.Finished() {
 		out.WriteString(lines.flush())
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	// Each page is a block of its own, so that the browser can skip laying
 	// out the pages that are off screen.
-	io.WriteString(w, logBlock("log-page "+logLinesClass, out.String()))
-	if !eof {
+	page := logBlock("log-page "+logLinesClass, out.String())
+	if !eof && (before <= line || lines.next < before) {
 		next := fmt.Sprintf("%s/log?at=%d:%d", paths.Job(p.ID, b.Number, j.ID), lines.pos, lines.next)
 		if to != math.MaxInt64 {
 			next += "&to=" + strconv.FormatInt(to, 10)
 		}
-		views.LogMore(next, "intersect once").Render(r.Context(), w)
+		if before > line {
+			next += "&before=" + strconv.Itoa(before)
+		}
+		var more strings.Builder
+		views.LogMore(next, "intersect once").Render(ctx, &more)
+		page += more.String()
 	}
+	return page, lines.next, nil
 }
 
 // upToLines cuts p after its nth newline, if it has that many.
@@ -337,24 +401,30 @@ type lineRenderer struct {
 	pos     int64  // byte offset where the unfinished line starts
 	rawURL  string // the raw log, which a cut line's marker links
 	out     []byte // the HTML being written, kept for its capacity
+	lineTimes
 }
 
 // newLineRenderer renders job j's log from byte offset from, numbering
 // lines from line on.
 func newLineRenderer(p store.Project, b store.Build, j store.Job, from int64, line int) *lineRenderer {
-	return &lineRenderer{next: line, pos: from, rawURL: paths.Job(p.ID, b.Number, j.ID) + "/log.txt"}
+	return &lineRenderer{next: line, pos: from, rawURL: paths.Job(p.ID, b.Number, j.ID) + "/log.txt",
+		lineTimes: lineTimes{at: -1, began: j.StartedAt}}
 }
 
-// write takes more output and returns the HTML of the lines it completed.
-func (l *lineRenderer) write(p []byte) string { return string(l.writeHTML(p)) }
+// write takes more output, with its arrival marks (store.ReadLogMarks),
+// and returns the HTML of the lines it completed.
+func (l *lineRenderer) write(p []byte, marks []store.LogMark) string {
+	return string(l.writeHTML(p, marks))
+}
 
 // writeHTML is write, returning the HTML in the renderer's own buffer,
 // which its next call reuses.
-func (l *lineRenderer) writeHTML(p []byte) []byte {
+func (l *lineRenderer) writeHTML(p []byte, marks []store.LogMark) []byte {
 	if want := len(p) + len(p)/2; cap(l.out) < want { // ordinary output's HTML fits
 		l.out = make([]byte, 0, want)
 	}
 	l.out = l.out[:0]
+	l.startBlock(marks)
 	for {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
@@ -379,6 +449,7 @@ type renderedChunk struct {
 	skipped int64
 	next    int
 	pos     int64
+	times   lineTimes
 }
 
 // renderState is a lineRenderer's state before a chunk, as far as it
@@ -389,6 +460,8 @@ type renderState struct {
 	next    int
 	held    int
 	skipped int64
+	at      int64 // the arrival time in force, which the log's marks also set alike
+	marks   int   // marks held back, which the chunk's own marks follow
 }
 
 // streamChunk takes the chunk c of the log and returns the event of the
@@ -399,7 +472,7 @@ type renderState struct {
 func (l *lineRenderer) streamChunk(c runner.Chunk, counted func(int)) []byte {
 	render := func(r *lineRenderer) []byte {
 		counted(len(c.Data))
-		if out := r.writeHTML(c.Data); len(out) > 0 {
+		if out := r.writeHTML(c.Data, c.Marks); len(out) > 0 {
 			return r.event(out)
 		}
 		return nil
@@ -407,16 +480,18 @@ func (l *lineRenderer) streamChunk(c runner.Chunk, counted func(int)) []byte {
 	if c.Shared == nil {
 		return render(l)
 	}
-	key := renderState{pos: l.pos, next: l.next, held: len(l.pending), skipped: l.skipped}
+	key := renderState{pos: l.pos, next: l.next, held: len(l.pending), skipped: l.skipped, at: l.at, marks: len(l.marks)}
 	r := c.Shared.Do(key, func() any {
 		// On a copy: the followers' renderers share nothing.
-		cp := lineRenderer{pending: slices.Clone(l.pending), skipped: l.skipped, next: l.next, pos: l.pos, rawURL: l.rawURL, out: l.out}
+		cp := lineRenderer{pending: slices.Clone(l.pending), skipped: l.skipped, next: l.next, pos: l.pos, rawURL: l.rawURL, out: l.out,
+			lineTimes: l.lineTimes.clone()}
 		ev := render(&cp)
 		l.out = cp.out
-		return renderedChunk{event: ev, pending: cp.pending, skipped: cp.skipped, next: cp.next, pos: cp.pos}
+		return renderedChunk{event: ev, pending: cp.pending, skipped: cp.skipped, next: cp.next, pos: cp.pos, times: cp.lineTimes}
 	}).(renderedChunk)
 	l.pending = append(l.pending[:0], r.pending...)
 	l.skipped, l.next, l.pos = r.skipped, r.next, r.pos
+	l.lineTimes = r.times.clone()
 	return r.event
 }
 
@@ -433,6 +508,7 @@ func (l *lineRenderer) flush() string {
 		return ""
 	}
 	l.out = l.out[:0]
+	l.startBlock(nil)
 	l.line(l.pending, 0)
 	return string(l.out)
 }
@@ -449,6 +525,7 @@ func (l *lineRenderer) line(raw []byte, newline int64) {
 	raw = bytes.TrimSuffix(raw, []byte("\r"))
 	l.out = append(l.out, "<p id=L"...)
 	l.out = strconv.AppendInt(l.out, int64(l.next), 10)
+	l.out = l.appendTime(l.out, l.pos)
 	var command bool
 	if l.out, command = appendLogCommand(l.out, raw); !command {
 		l.out = appendTerminalHTML(append(l.out, '>'), raw)

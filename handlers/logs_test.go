@@ -230,7 +230,7 @@ func TestLogLineCutNeverSplitsARuneOrShowsPartOfAnEscape(t *testing.T) {
 			var html strings.Builder
 			for p := log; p != ""; {
 				k := min(len(p), piece)
-				html.WriteString(l.write([]byte(p[:k])))
+				html.WriteString(l.write([]byte(p[:k]), nil))
 				p = p[k:]
 			}
 			where := fmt.Sprintf("%s in pieces of %d", name, piece)

@@ -62,6 +62,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("GET /projects/{id}/builds/{n}/jobs/{job}/log/stream", h.requireUser(h.logStream))
 	h.mux.HandleFunc("GET /projects/{id}/builds/{n}/jobs/{job}/log", h.requireUser(h.logPage))
 	h.mux.HandleFunc("GET /projects/{id}/builds/{n}/jobs/{job}/log.txt", h.requireUser(h.rawLog))
+	h.mux.HandleFunc("GET /projects/{id}/builds/{n}/jobs/{job}/log/search", h.requireUser(h.logSearch))
 	h.mux.HandleFunc("GET /badges/{owner}/{file}", h.badge)
 	h.mux.HandleFunc("GET /admin", h.requireAdmin(h.admin))
 	h.mux.HandleFunc("POST /admin/projects/{id}/cache/clear", h.requireAdmin(h.adminClearCache))

@@ -17,6 +17,9 @@ type Chunk struct {
 	// Steps are all the job's steps so far (store.JobStep), in order; nil
 	// in a chunk of log.
 	Steps []store.JobStep
+	// Marks are the arrival times of Data's bytes, the first at Offset (see
+	// store.ReadLogMarks); none for a log stored without times.
+	Marks []store.LogMark
 	// Shared is the same for every live follower passed this chunk whole
 	// as it was published, so that they can do work on it (rendering it,
 	// say) once for all; nil for a chunk read from the store or a part of
@@ -146,7 +149,7 @@ func (b *Broker) end(jobID int64) {
 
 // LogReader is what Follow needs of the store.
 type LogReader interface {
-	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
+	ReadLogMarks(ctx context.Context, jobID, from int64, max int) ([]byte, []store.LogMark, error)
 	JobByID(ctx context.Context, id int64) (store.Job, error)
 	JobSteps(ctx context.Context, jobID int64) ([]store.JobStep, error)
 }
@@ -164,7 +167,7 @@ func (b *Broker) Follow(ctx context.Context, st LogReader, jobID, from int64, fn
 	// catchUp passes everything stored from pos on.
 	catchUp := func() error {
 		for {
-			data, err := st.ReadLog(ctx, jobID, pos, 256<<10)
+			data, marks, err := st.ReadLogMarks(ctx, jobID, pos, 256<<10)
 			if err != nil {
 				return err
 			}
@@ -182,7 +185,7 @@ func (b *Broker) Follow(ctx context.Context, st LogReader, jobID, from int64, fn
 			if len(data) == 0 {
 				return nil
 			}
-			if err := fn(Chunk{Offset: pos, Data: data}); err != nil {
+			if err := fn(Chunk{Offset: pos, Data: data, Marks: marks}); err != nil {
 				return err
 			}
 			pos += int64(len(data))
@@ -227,7 +230,7 @@ func (b *Broker) Follow(ctx context.Context, st LogReader, jobID, from int64, fn
 					}
 				default:
 					if c.Offset < pos { // a part of it: its own
-						c = Chunk{Offset: pos, Data: c.Data[pos-c.Offset:]}
+						c = Chunk{Offset: pos, Data: c.Data[pos-c.Offset:], Marks: marksFrom(c.Marks, pos)}
 					}
 					if err := fn(c); err != nil {
 						b.unsubscribe(jobID, sub)
@@ -242,4 +245,17 @@ func (b *Broker) Follow(ctx context.Context, st LogReader, jobID, from int64, fn
 		}
 		// Dropped for being slow: subscribe again and catch up from the store.
 	}
+}
+
+// marksFrom returns the arrival marks of the bytes from offset pos on: the
+// one in force at pos, moved there, and those after it.
+func marksFrom(marks []store.LogMark, pos int64) []store.LogMark {
+	if len(marks) == 0 {
+		return nil
+	}
+	i := 0
+	for i+1 < len(marks) && marks[i+1].Offset <= pos {
+		i++
+	}
+	return append([]store.LogMark{{Offset: pos, At: marks[i].At}}, marks[i+1:]...)
 }

@@ -257,7 +257,7 @@ func (l *jobLog) append(b batch) {
 		return
 	}
 	// A batch of only annotations (of a last line handed off before) has nothing to publish.
-	if len(b.data) == 0 || !l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b.data)), Data: b.data}) {
+	if len(b.data) == 0 || !l.broker.publish(l.jobID, Chunk{Offset: size - int64(len(b.data)), Data: b.data, Marks: b.marks}) {
 		l.recycle(b.data)
 	}
 	l.storeNotes(b.notes) // after: followers need not wait for them

@@ -36,7 +36,7 @@ type Store interface {
 	RecoverInterruptedJobs(ctx context.Context) ([]store.JobChanged, error)
 	AppendLogFrames(ctx context.Context, jobID int64, frames []store.LogFrame) (int64, error)
 	AddAnnotations(ctx context.Context, jobID int64, notes []store.Annotation, seen store.AnnotationCounts) error
-	ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error)
+	ReadLogMarks(ctx context.Context, jobID, from int64, max int) ([]byte, []store.LogMark, error)
 	BeginJobStep(ctx context.Context, jobID int64, s store.JobStep) ([]store.JobStep, error)
 	EndJobStep(ctx context.Context, jobID int64, status store.StepStatus, at time.Time) ([]store.JobStep, error)
 	JobSteps(ctx context.Context, jobID int64) ([]store.JobStep, error)

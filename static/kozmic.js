@@ -42,8 +42,11 @@ document.addEventListener("htmx:sseMessage", function (e) {
   }
 });
 
-// A link to a line (#L123) of a finished log, which loads a page at a time:
-// load pages until that line is there, then show it once.
+// A link to a line (#L123): shown once it is there, its section opened. A
+// finished log loads a page at a time: a line not loaded yet is fetched
+// with the page holding it (log?line=N), which replaces what the log, or
+// the section holding the line, showed and leads with a link to the lines
+// before it. A live log brings every line from the first.
 var shownLine = "";
 function seekLine() {
   var id = window.location.hash.slice(1);
@@ -51,12 +54,18 @@ function seekLine() {
     return;
   }
   var line = document.getElementById(id);
-  var more = document.querySelector("#log > .log-more") || sectionMore(Number(id.slice(1)));
+  var log = document.getElementById("log");
+  var tools = document.getElementById("log-tools");
   if (line) {
     shownLine = id;
+    var section = line.closest("details");
+    if (section) {
+      section.open = true;
+    }
     line.scrollIntoView({ block: "center" });
-  } else if (more) {
-    htmx.trigger(more, "seek");
+  } else if (log && tools && !log.hasAttribute("sse-swap") && log.dataset.seeking !== id) {
+    log.dataset.seeking = id;
+    htmx.ajax("GET", tools.dataset.job + "/log?line=" + id.slice(1), { target: sectionBody(Number(id.slice(1))) || log, swap: "innerHTML" });
   }
 }
 document.addEventListener("htmx:afterSettle", function () {
@@ -73,7 +82,6 @@ window.addEventListener("hashchange", seekLine);
 // element appeared. The text is written as when.Duration writes it.
 var elapsedSeen = new WeakMap();
 function showDuration(s) {
-  function two(n) { return (n < 10 ? "0" : "") + n; }
   if (s < 60) {
     return s + "s";
   }
@@ -248,9 +256,9 @@ document.addEventListener("htmx:sseMessage", function () {
 });
 
 // In a log in sections, a line not loaded yet is sought in its section
-// (the last that begins at or before it), opened: the placeholder there
-// loads its next page.
-function sectionMore(n) {
+// (the last that begins at or before it), opened: the page holding it
+// takes the place of what the section's body showed.
+function sectionBody(n) {
   var found = null;
   document.querySelectorAll("#log > details[data-line]").forEach(function (d) {
     if (Number(d.dataset.line) <= n) {
@@ -261,12 +269,223 @@ function sectionMore(n) {
     return null;
   }
   found.open = true;
-  return found.querySelector(".log-more");
+  return found.querySelector(".log-section-body");
 }
-// A page of a log in sections loads no lines by itself while its sections
-// are folded: a link to a line is sought as soon as the page is there.
-document.addEventListener("DOMContentLoaded", function () {
-  if (document.querySelector("#log > details[data-line]")) {
-    seekLine();
+
+/* ---- logtools ---- */
+
+// Times: each line's <p> has data-t (ms from the job's start to the line's
+// arrival) where it differs from the line before it in its block; shown,
+// as the time since the start or the time of day, they are each line's
+// data-ts, which the stylesheet puts beside its number. The choice is kept
+// (localStorage) from job to job; ?times= in the address comes first.
+var timesKey = "kozmic-log-times";
+// two writes n (0 to 99) in two digits.
+function two(n) { return (n < 10 ? "0" : "") + n; }
+function logOffset(ms) {
+  var s = Math.floor(ms / 1000), milli = String(ms % 1000).padStart(3, "0");
+  if (s >= 3600) {
+    return "+" + Math.floor(s / 3600) + ":" + two(Math.floor(s / 60) % 60) + ":" + two(s % 60) + "." + milli;
+  }
+  return "+" + Math.floor(s / 60) + ":" + two(s % 60) + "." + milli;
+}
+function logWall(ms) {
+  var d = new Date(ms);
+  return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds()) + "." + String(d.getMilliseconds()).padStart(3, "0");
+}
+function showTimes() {
+  var log = document.getElementById("log");
+  var select = document.getElementById("log-times");
+  var tools = document.getElementById("log-tools");
+  if (!log || !select || !tools) {
+    return;
+  }
+  var mode = select.value;
+  var started = Number(tools.dataset.started);
+  log.classList.toggle("log-timed", mode !== "");
+  log.querySelectorAll(".log-lines").forEach(function (block) {
+    if (block.dataset.times === mode) {
+      return;
+    }
+    block.dataset.times = mode;
+    var t = null;
+    block.querySelectorAll("p[id^=L]").forEach(function (p) {
+      if (p.dataset.t !== undefined) {
+        t = Number(p.dataset.t);
+      }
+      if (mode === "" || t === null) {
+        delete p.dataset.ts;
+      } else {
+        p.dataset.ts = mode === "wall" ? logWall(started + t) : logOffset(t);
+      }
+    });
+  });
+}
+document.addEventListener("change", function (e) {
+  if (e.target.id === "log-times") {
+    try { window.localStorage.setItem(timesKey, e.target.value); } catch (err) { /* private mode: not kept */ }
+    showTimes();
   }
 });
+
+// Search: the results (links to the matching lines, data-line, and the
+// pages starting at them, data-page) come as you type; Enter and
+// Shift+Enter, or the arrows, step through them, loading the page of a
+// line not loaded yet, and the matched text of loaded lines is marked.
+var search = { query: null, links: [], at: -1 };
+function searchResults() {
+  var box = document.getElementById("log-search-results");
+  if (!box) {
+    return;
+  }
+  var query = box.dataset.query || "";
+  if (query !== search.query) {
+    document.querySelectorAll("#log mark.log-hit").forEach(function (m) {
+      var parent = m.parentNode;
+      parent.replaceChild(document.createTextNode(m.textContent), m);
+      parent.normalize();
+    });
+    document.querySelectorAll("#log p.log-current").forEach(function (p) { p.classList.remove("log-current"); });
+    search = { query: query, links: Array.prototype.slice.call(box.querySelectorAll("a[data-line]")), at: -1 };
+  }
+  var found = search.links.length > 0;
+  ["log-search-prev", "log-search-next"].forEach(function (id) {
+    var b = document.getElementById(id);
+    if (b) {
+      b.hidden = false;
+      b.disabled = !found;
+    }
+  });
+  showCount();
+  markMatches();
+  var input = document.getElementById("log-q");
+  if (stepWhenFound && input && input.value === query) {
+    var step = stepWhenFound;
+    stepWhenFound = 0;
+    goToMatch(step);
+  }
+}
+function showCount() {
+  var count = document.getElementById("log-search-count");
+  var box = document.getElementById("log-search-results");
+  if (!count || !box || !search.query) {
+    if (count) { count.textContent = ""; }
+    return;
+  }
+  var all = Number(box.dataset.count || 0);
+  count.textContent = search.at < 0 ? all + (all === 1 ? " match" : " matches") : (search.at + 1) + " of " + all;
+}
+function markLine(p, query) {
+  if (p.dataset.marked === query) {
+    return;
+  }
+  p.dataset.marked = query;
+  var q = query.toLowerCase();
+  var walker = document.createTreeWalker(p, NodeFilter.SHOW_TEXT);
+  var nodes = [];
+  while (walker.nextNode()) {
+    if (!walker.currentNode.parentNode.closest("a.line-cut")) {
+      nodes.push(walker.currentNode);
+    }
+  }
+  nodes.forEach(function (node) {
+    var i;
+    while ((i = node.data.toLowerCase().indexOf(q)) >= 0) {
+      var hit = node.splitText(i);
+      node = hit.splitText(q.length);
+      var mark = document.createElement("mark");
+      mark.className = "log-hit";
+      hit.parentNode.replaceChild(mark, hit);
+      mark.appendChild(hit);
+    }
+  });
+}
+function markMatches() {
+  if (!search.query) {
+    return;
+  }
+  search.links.forEach(function (a) {
+    var p = document.getElementById("L" + a.dataset.line);
+    if (p) {
+      markLine(p, search.query);
+    }
+  });
+}
+function goToMatch(step) {
+  if (search.links.length === 0) {
+    return;
+  }
+  search.at = (search.at + step + search.links.length) % search.links.length;
+  var a = search.links[search.at];
+  var id = "L" + a.dataset.line;
+  showCount();
+  document.querySelectorAll("#log p.log-current").forEach(function (p) { p.classList.remove("log-current"); });
+  var show = function () {
+    var p = document.getElementById(id);
+    if (p) {
+      markLine(p, search.query);
+      p.classList.add("log-current");
+      shownLine = id;
+      history.replaceState(null, "", "#" + id);
+      p.scrollIntoView({ block: "center" });
+    }
+  };
+  if (document.getElementById(id) || document.getElementById("log").hasAttribute("sse-swap")) {
+    show();
+  } else {
+    htmx.ajax("GET", a.dataset.page + "&earlier=1", { target: "#log", swap: "innerHTML" }).then(show);
+  }
+}
+document.addEventListener("click", function (e) {
+  var b = e.target.closest && e.target.closest("#log-search-prev, #log-search-next");
+  if (b) {
+    goToMatch(b.id === "log-search-next" ? 1 : -1);
+  }
+});
+// Enter in the search box submits its form, which with scripts steps to
+// the next match (Shift+Enter: the one before) instead of leaving the page.
+var searchBack = false, stepWhenFound = 0;
+document.addEventListener("keydown", function (e) {
+  if (e.target.id === "log-q" && e.key === "Enter") {
+    searchBack = e.shiftKey;
+  }
+});
+document.addEventListener("submit", function (e) {
+  var input = document.getElementById("log-q");
+  if (!e.target.matches("form.log-search") || !input) {
+    return;
+  }
+  e.preventDefault();
+  var back = searchBack;
+  searchBack = false;
+  if (search.query !== input.value) {
+    stepWhenFound = back ? -1 : 1; // once the list for what is typed comes
+    htmx.trigger(input, "search");
+  } else {
+    goToMatch(back ? -1 : 1);
+  }
+});
+
+function logTools() {
+  var select = document.getElementById("log-times");
+  if (!select) {
+    return;
+  }
+  document.querySelectorAll("#log-tools .no-js").forEach(function (b) { b.hidden = true; });
+  // The page came with its log's first page (of each section).
+  numberLines();
+  foldNewLines();
+  if (!/[?&]times=/.test(window.location.search)) {
+    try { select.value = window.localStorage.getItem(timesKey) || ""; } catch (err) { /* not kept */ }
+  }
+  showTimes();
+  searchResults();
+  seekLine();
+  revealLine();
+}
+document.addEventListener("DOMContentLoaded", logTools);
+document.addEventListener("htmx:afterSwap", function () {
+  showTimes();
+  searchResults();
+});
+document.addEventListener("htmx:sseMessage", showTimes);

@@ -48,6 +48,7 @@ type LogFrame struct {
 	data      []byte // deflated, ending with a sync flush
 	times     []byte // arrival marks (encodeMarks); nil when none were given
 	truncated bool   // it ends the log at the size limit
+	lines     int64  // line ends in the log before pos; -1 when not known
 }
 
 // Len is how many bytes of the log as written the frame holds.
@@ -61,6 +62,7 @@ type LogEncoder struct {
 	pos, seg int64 // the log's bytes encoded so far, and where the current segment begins
 	fresh    bool  // the next frame starts a new segment
 	at       int64 // milliseconds: the arrival time of the last byte encoded
+	lines    int64 // line ends in the bytes encoded so far; -1 when not known (see AppendLog)
 	zw       *flate.Writer
 	buf      bytes.Buffer
 }
@@ -91,9 +93,12 @@ func (e *LogEncoder) Encode(data []byte, marks []LogMark, truncated bool) []LogF
 		// Writing to a bytes.Buffer cannot fail.
 		e.zw.Write(data[:n])
 		e.zw.Flush()
-		f := LogFrame{pos: e.pos, seg: e.seg, size: n, data: bytes.Clone(e.buf.Bytes())}
+		f := LogFrame{pos: e.pos, seg: e.seg, size: n, data: bytes.Clone(e.buf.Bytes()), lines: e.lines}
 		if marks != nil {
 			f.times, marks = e.encodeMarks(e.pos+int64(n), marks)
+		}
+		if e.lines >= 0 {
+			e.lines += int64(bytes.Count(data[:n], []byte{'\n'}))
 		}
 		frames = append(frames, f)
 		e.pos += int64(n)
@@ -142,7 +147,7 @@ func (e *LogEncoder) encodeMarks(end int64, marks []LogMark) ([]byte, []LogMark)
 // deflate stream they held is gone.
 func (e *LogEncoder) Lost(frames []LogFrame) {
 	if len(frames) > 0 {
-		e.pos, e.fresh = frames[0].pos, true
+		e.pos, e.fresh, e.lines = frames[0].pos, true, frames[0].lines
 	}
 }
 

@@ -63,7 +63,7 @@ func (db *DB) AppendLog(ctx context.Context, jobID int64, data []byte, truncated
 		} else if err != nil {
 			return wrap("append log", err)
 		}
-		e := &LogEncoder{pos: at, fresh: true}
+		e := &LogEncoder{pos: at, fresh: true, lines: -1} // the lines before at are not counted
 		size, err = db.appendFrames(ctx, tx, jobID, at, e.Encode(data, nil, false), truncated)
 		return err
 	})
@@ -98,13 +98,20 @@ func (db *DB) appendFrames(ctx context.Context, tx txn, jobID, at int64, frames 
 	return size, insertFrames(ctx, tx, jobID, frames)
 }
 
-// insertFrames stores the frames of a job's log.
+// insertFrames stores the frames of a job's log, and for each that starts
+// a segment the line ends before it, where its encoder counted them
+// (job_log_lines, which LineStart reads).
 func insertFrames(ctx context.Context, tx txn, jobID int64, frames []LogFrame) error {
 	for _, f := range frames {
 		_, err := tx.ExecContext(ctx, `INSERT INTO job_log_frames (job_id, pos, seg, size, data, times) VALUES (?, ?, ?, ?, ?, ?)`,
 			jobID, f.pos, f.seg, f.size, f.data, f.times)
 		if err != nil {
 			return wrap("store log frame", err)
+		}
+		if f.pos == f.seg && f.lines >= 0 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO job_log_lines (job_id, seg, lines) VALUES (?, ?, ?)`, jobID, f.seg, f.lines); err != nil {
+				return wrap("store log line count", err)
+			}
 		}
 	}
 	return nil
@@ -225,21 +232,106 @@ func (db *DB) eachSegment(ctx context.Context, jobID, from, upto int64, fn func(
 // reader that passes from plus what it got as the next offset sees every
 // byte once, without gaps or repeats, while the log is written and after.
 func (db *DB) ReadLog(ctx context.Context, jobID, from int64, max int) ([]byte, error) {
+	data, _, err := db.readLog(ctx, jobID, from, max, false)
+	return data, err
+}
+
+// ReadLogMarks is ReadLog with the arrival times of the bytes it returns:
+// marks in ascending Offset within them, the first at from, giving the time
+// in force there. A log stored without times (see NoTime) has no marks.
+func (db *DB) ReadLogMarks(ctx context.Context, jobID, from int64, max int) ([]byte, []LogMark, error) {
+	return db.readLog(ctx, jobID, from, max, true)
+}
+
+// readLog is ReadLog, and ReadLogMarks when withMarks.
+func (db *DB) readLog(ctx context.Context, jobID, from int64, max int, withMarks bool) ([]byte, []LogMark, error) {
 	if from < 0 {
-		return nil, invalid("negative log offset")
+		return nil, nil, invalid("negative log offset")
 	}
 	var out []byte
+	var marks []LogMark
 	err := db.eachSegment(ctx, jobID, from, from+int64(max), func(s *segment) bool {
 		skip := from - s.pos
 		if skip < 0 {
 			skip = 0 // the segments after the first
 		}
 		if skip < int64(len(s.text)) {
+			if withMarks {
+				marks = appendMarks(marks, s.marks, s.pos+skip, s.pos+int64(len(s.text)))
+			}
 			out = append(out, s.text[skip:]...)
 		}
 		return len(out) < max
 	})
-	return out, err
+	return out, marks, err
+}
+
+// appendMarks appends to dst the marks of the bytes from from to end: the
+// one in force at from, moved to from, then those after it, of ms, a
+// segment's marks. A mark that changes no time (a segment begins with
+// one) is left out.
+func appendMarks(dst []LogMark, ms []timeMark, from, end int64) []LogMark {
+	for i, m := range ms {
+		at := time.Duration(m.ms) * time.Millisecond
+		switch {
+		case m.off >= end:
+			return dst
+		case len(dst) > 0 && dst[len(dst)-1].At == at:
+		case m.off > from:
+			dst = append(dst, LogMark{Offset: m.off, At: at})
+		case i+1 == len(ms) || ms[i+1].off > from: // in force at from
+			dst = append(dst, LogMark{Offset: from, At: at})
+		}
+	}
+	return dst
+}
+
+// LineStart returns the offset of the first byte of line n (from 1) of a
+// job's log: ErrNotFound when the log has fewer lines (a log that ends with
+// a line end has no line after it), ErrInvalid for n below 1. It counts the
+// lines segment by segment from the last segment before the line whose
+// count of line ends before it is stored (job_log_lines), or from the
+// log's start.
+func (db *DB) LineStart(ctx context.Context, jobID, n int64) (int64, error) {
+	if n < 1 {
+		return 0, invalid("line numbers start at 1")
+	}
+	// A segment with fewer than n-1 line ends before it: line n begins
+	// after its first byte.
+	var from, before int64
+	err := db.read.QueryRowContext(ctx, `SELECT seg, lines FROM job_log_lines WHERE job_id = ? AND lines < ? ORDER BY seg DESC LIMIT 1`,
+		jobID, n-1).Scan(&from, &before)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, wrap("find log line", err)
+	}
+	need := n - 1 - before // line ends before the line, from the first segment read
+	var start int64
+	found := false
+	err = db.eachSegment(ctx, jobID, from, -1, func(s *segment) bool {
+		if need == 0 {
+			// The line ends before were all in earlier segments: the line
+			// is this segment's first.
+			start, found = s.pos, true
+			return false
+		}
+		if c := int64(bytes.Count(s.text, []byte{'\n'})); c < need {
+			need -= c
+			return true
+		}
+		i := 0
+		for ; need > 0; need-- {
+			i += bytes.IndexByte(s.text[i:], '\n') + 1
+		}
+		start, found = s.pos+int64(i), i < len(s.text)
+		return !found
+	})
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("find line %d of the log of job %d: %w", n, jobID, ErrNotFound)
+	}
+	return start, nil
 }
 
 // NoTime is the arrival time of a line of a log stored without times: those
@@ -296,25 +388,36 @@ type LogMatch struct {
 // cannot take memory beyond it.
 const searchLineMax = 64 << 10
 
-// SearchLog returns the first limit lines of a job's log that match says
-// match, in order. It inflates one segment at a time, so that it holds at
-// most a segment and a line in memory whatever the log's size. match gets
-// each line with its line end, and of a line longer than 64 KiB only its
-// first 64 KiB; the lines come in order, so a match may keep state from one
-// to the next (an escape sequence's, say: see ansi.Matcher). A missing job
-// has no lines; limit below 1 is ErrInvalid.
-func (db *DB) SearchLog(ctx context.Context, jobID int64, match func(line []byte) bool, limit int) ([]LogMatch, error) {
+// LogSearch is what a search of a job's log found.
+type LogSearch struct {
+	Matches []LogMatch // the first matching lines, in order, up to the limit asked for
+	Count   int        // how many lines matched in all
+	Lines   int64      // how many lines were searched: all of the log's, unless the search was cut short
+}
+
+// SearchLog searches a job's log for the lines that match says match, and
+// returns the first limit of them in order, and how many there are in all.
+// It inflates one segment at a time, so that it holds at most a segment and
+// a line in memory whatever the log's size. match gets each line with its
+// line end, and of a line longer than 64 KiB only its first 64 KiB; the
+// lines come in order, so a match may keep state from one to the next (an
+// escape sequence's, say: see ansi.Matcher). A missing job has no lines;
+// limit below 1 is ErrInvalid. When ctx ends first, it returns what it
+// found in the lines it searched, with ctx's error.
+func (db *DB) SearchLog(ctx context.Context, jobID int64, match func(line []byte) bool, limit int) (LogSearch, error) {
+	var out LogSearch
 	if limit < 1 {
-		return nil, invalid("a search needs a limit of at least one line")
+		return out, invalid("a search needs a limit of at least one line")
 	}
-	var out []LogMatch
 	cur := LogMatch{Line: 1}
 	var line []byte // the current line's start, kept while it spans segments
-	test := func(l []byte) bool {
+	test := func(l []byte) {
+		out.Lines = cur.Line
 		if match(l[:min(len(l), searchLineMax)]) {
-			out = append(out, cur)
+			if out.Count++; len(out.Matches) < limit {
+				out.Matches = append(out.Matches, cur)
+			}
 		}
-		return len(out) < limit
 	}
 	err := db.eachSegment(ctx, jobID, 0, -1, func(s *segment) bool {
 		text := s.text
@@ -329,16 +432,18 @@ func (db *DB) SearchLog(ctx context.Context, jobID int64, match func(line []byte
 				line = append(line, l[:min(len(l), searchLineMax-len(line))]...)
 				l = line
 			}
-			if !test(l) {
-				return false
-			}
+			test(l)
 			text = text[i+1:]
 			cur = LogMatch{Line: cur.Line + 1, Offset: s.pos + int64(len(s.text)-len(text))}
 			line = line[:0]
 		}
-		return true
+		// A segment is the unit of work: a search cut short stops between two.
+		return ctx.Err() == nil
 	})
-	if err == nil && len(line) > 0 && len(out) < limit {
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil && len(line) > 0 {
 		test(line) // the last line, without a line end
 	}
 	return out, err
@@ -492,6 +597,9 @@ func (db *DB) deleteLogsBefore(ctx context.Context, cutoff time.Time, batchJobs 
 				if j.hasLog {
 					if _, err := tx.ExecContext(ctx, `DELETE FROM job_log_frames WHERE job_id = ?`, j.id); err != nil {
 						return wrap("delete log frames", err)
+					}
+					if _, err := tx.ExecContext(ctx, `DELETE FROM job_log_lines WHERE job_id = ?`, j.id); err != nil {
+						return wrap("delete log line counts", err)
 					}
 					if _, err := tx.ExecContext(ctx, `DELETE FROM job_log_chunks WHERE job_id = ?`, j.id); err != nil {
 						return wrap("delete log chunks", err)

@@ -409,7 +409,8 @@ func TestSearchLogFindsLinesAcrossFramesAndSegments(t *testing.T) {
 	wantOffsets := []int64{0, int64(len("one NEEDLE\n") + len(first))}
 	wantOffsets = append(wantOffsets, wantOffsets[1]+int64(len("two needle\n")+len(second)))
 	wantOffsets = append(wantOffsets, int64(bytes.LastIndex(all, []byte("four"))))
-	got, err := db.SearchLog(ctx, id, ansi.Matcher("NeedLE"), 10)
+	found, err := db.SearchLog(ctx, id, ansi.Matcher("NeedLE"), 10)
+	got := found.Matches
 	if err != nil || len(got) != len(wantLines) {
 		t.Fatalf("SearchLog = %v, %v; want lines %v", got, err, wantLines)
 	}
@@ -418,10 +419,10 @@ func TestSearchLogFindsLinesAcrossFramesAndSegments(t *testing.T) {
 			t.Errorf("match %d: %+v, want line %d at %d", i, m, wantLines[i], wantOffsets[i])
 		}
 	}
-	if got, err := db.SearchLog(ctx, id, ansi.Matcher("needle"), 2); err != nil || len(got) != 2 || got[1].Line != wantLines[1] {
+	if got, err := db.SearchLog(ctx, id, ansi.Matcher("needle"), 2); err != nil || len(got.Matches) != 2 || got.Matches[1].Line != wantLines[1] || got.Count != 4 {
 		t.Errorf("SearchLog with limit 2 = %v, %v", got, err)
 	}
-	if got, err := db.SearchLog(ctx, id, ansi.Matcher("nowhere"), 2); err != nil || len(got) != 0 {
+	if got, err := db.SearchLog(ctx, id, ansi.Matcher("nowhere"), 2); err != nil || len(got.Matches) != 0 || got.Count != 0 {
 		t.Errorf("SearchLog for what is not there = %v, %v", got, err)
 	}
 	if _, err := db.SearchLog(ctx, id, ansi.Matcher("needle"), 0); !errors.Is(err, ErrInvalid) {

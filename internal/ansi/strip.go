@@ -1,7 +1,10 @@
 // Package ansi removes terminal escape sequences from output read in pieces.
 package ansi
 
-import "bytes"
+import (
+	"bytes"
+	"slices"
+)
 
 // escapeState is where a Stripper stands in the escape sequence
 // syntax of ECMA-48 (and xterm's OSC): between sequences, or inside one.
@@ -119,5 +122,35 @@ func (s *Stripper) Strip(p []byte) []byte {
 func Matcher(query string) func(line []byte) bool {
 	q := bytes.ToLower([]byte(query))
 	var s Stripper
-	return func(line []byte) bool { return bytes.Contains(bytes.ToLower(s.Strip(line)), q) }
+	var lower []byte // reused: a search of a long log tests every line
+	return func(line []byte) bool {
+		lower = appendLower(lower[:0], s.Strip(line))
+		return bytes.Contains(lower, q)
+	}
 }
+
+// appendLower appends p in lower case to dst.
+func appendLower(dst, p []byte) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, len(p))[:n+len(p)]
+	var high byte // any byte past ASCII sets its top bit
+	for i, c := range p {
+		dst[n+i] = asciiLower[c]
+		high |= c
+	}
+	if high >= 0x80 {
+		return append(dst[:n], bytes.ToLower(p)...) // Unicode's rules
+	}
+	return dst
+}
+
+// asciiLower maps each byte to itself, but A to Z to a to z.
+var asciiLower = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
+	}
+	return t
+}()

@@ -21,3 +21,22 @@ func TestMatcherIgnoresCaseAndEscapes(t *testing.T) {
 		}
 	}
 }
+
+// Case is ignored beyond ASCII too, and the buffer a line is lowered into
+// keeps nothing of the line before.
+func TestMatcherIgnoresCaseBeyondASCII(t *testing.T) {
+	match := Matcher("grün")
+	for _, tt := range []struct {
+		line string
+		want bool
+	}{
+		{"GRÜN\n", true},
+		{"\x1b[1mGrÜn\x1b[0m light\n", true},
+		{"grun\n", false},
+		{"g\n", false},
+	} {
+		if got := match([]byte(tt.line)); got != tt.want {
+			t.Errorf("match(%q) = %v, want %v", tt.line, got, tt.want)
+		}
+	}
+}
