@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -385,4 +386,77 @@ func TestChartBarsReachTheirBuildsByClickAndKeyboard(t *testing.T) {
 	if tip, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("#`+views.ChartID+` a.chart-bar title")].pop().textContent`)); tip != fmt.Sprintf("#%d running", builds) {
 		t.Errorf("the running build's bar says %q", tip)
 	}
+}
+
+// BenchmarkProjectPageInsights renders a project's page, with its chart,
+// figures, branches and pull requests, for a project with 100,000 builds
+// through the real handler, session and store: six in ten of its default
+// branch, three in ten of 300 other branches, one in ten of 2,000 pull
+// requests; their jobs finished (passed, failed or errored) but for the
+// newest two, running and queued. It reports ms/page.
+func BenchmarkProjectPageInsights(b *testing.B) {
+	s, br, p := benchProject(b)
+	ctx := context.Background()
+	const builds = 100_000
+	jobs := make([]int64, builds)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < builds; i += 4 {
+				nb := store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: fmt.Sprintf("%040x", i), Author: "Ann", Message: "a change"}
+				switch i % 10 {
+				case 6, 7, 8:
+					nb.Ref = fmt.Sprintf("refs/heads/feature-%d", i%300)
+				case 9:
+					n := i/10%2000 + 1
+					nb.Ref, nb.Trigger, nb.FromFork = fmt.Sprintf("refs/pull/%d/head", n), store.Trigger{Kind: store.TriggerPullRequest, PR: n}, true
+				}
+				_, js, err := s.db.CreateBuild(ctx, nb)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				jobs[i] = js[0].ID
+			}
+		})
+	}
+	wg.Wait()
+	if err := s.db.SetDefaultBranch(ctx, p.ID, "main"); err != nil {
+		b.Fatal(err)
+	}
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < builds-1; i += 4 {
+				st := store.JobSuccess
+				switch {
+				case i == builds-2:
+					st = store.JobRunning
+				case i%7 == 0:
+					st = store.JobFailure
+				case i%13 == 0:
+					st = store.JobError
+				}
+				steps := []store.JobStatus{store.JobRunning}
+				if st != store.JobRunning {
+					steps = append(steps, st)
+				}
+				for _, next := range steps {
+					if _, err := s.db.UpdateJob(ctx, jobs[i], store.JobUpdate{Status: next}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	path := fmt.Sprintf("/projects/%d", p.ID)
+	b.ResetTimer()
+	for b.Loop() {
+		res, page := br.do("GET", path, nil)
+		if res.StatusCode != 200 || strings.Count(page, `class="chart-bar"`) != chartBuilds || !strings.Contains(page, "More pull requests") {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/page")
 }
