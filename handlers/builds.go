@@ -57,12 +57,7 @@ func (h *Handler) buildsSection(r *http.Request, p store.Project) (views.BuildsV
 	q := store.BuildQuery{Before: before, Limit: buildsPerPage + 1}
 	event, status := filterValue(r, "event", views.BuildEvents), filterValue(r, "status", views.BuildStatuses)
 	q.Trigger, q.Status = store.TriggerKind(event), store.BuildStatus(status)
-	if branch != "" {
-		q.Ref = branch
-		if !strings.HasPrefix(branch, "refs/") {
-			q.Ref = "refs/heads/" + branch
-		}
-	}
+	q.Ref = branchRef(branch)
 	bs, err := h.db.Builds(r.Context(), p.ID, q)
 	if err != nil {
 		return views.BuildsView{}, err
@@ -82,6 +77,15 @@ func (h *Handler) buildsSection(r *http.Request, p store.Project) (views.BuildsV
 		v.Builds = append(v.Builds, row)
 	}
 	return v, nil
+}
+
+// branchRef is the ref a branch filter names: a full ref as it is, a
+// branch's name as refs/heads/NAME; "" for none.
+func branchRef(branch string) string {
+	if branch == "" || strings.HasPrefix(branch, "refs/") {
+		return branch
+	}
+	return "refs/heads/" + branch
 }
 
 // filterValue is the query parameter key when it is one of the options'
@@ -318,6 +322,9 @@ func (h *Handler) runBuild(w http.ResponseWriter, r *http.Request) {
 		v, err := h.projectView(r, p, role)
 		if err == nil {
 			v.Builds, err = h.buildsSection(r, p)
+		}
+		if err == nil {
+			v.Insights, err = h.insightsSection(r, p)
 		}
 		if err != nil {
 			h.fail(w, r, err)

@@ -138,6 +138,9 @@ func (h *Handler) showProject(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		v.Builds, err = h.buildsSection(r, p)
 	}
+	if err == nil {
+		v.Insights, err = h.insightsSection(r, p)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
