@@ -131,7 +131,9 @@ func TestBrowserFoldsGroupsAndLinksAnnotations(t *testing.T) {
 		// line (which starts inside the groups, whose headers are on the page
 		// before), the line shown.
 		link := fmt.Sprintf(`#%s a[href$="?line=1200#L1200"]`, views.AnnotationsID)
-		if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(link)), chromedp.WaitReady(chromedp.ID("L1200"))); err != nil {
+		if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(link)),
+			// The link to the lines before it is the new page's alone.
+			chromedp.WaitReady(chromedp.CSS("#log ."+views.LogEarlierClass))); err != nil {
 			t.Fatal(err)
 		}
 		expect(tab, where+", linked", `location.hash === "#L1200" && shown("L1200")
