@@ -276,16 +276,7 @@ func TestAdminClearRemovesAProjectsCacheImages(t *testing.T) {
 	if _, err := srv.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: store.JobRunning, CacheID: ids[0], Cache: store.CacheHit, CacheScope: store.CacheScopeProject}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := srv.dc.CreateContainer(docker.CreateContainerOptions{Config: &docker.Config{Image: testimage.Name, Cmd: []string{"sleep", "60"},
-		Labels: map[string]string{runner.LabelInstance: srv.db.InstanceID(), runner.LabelJob: strconv.FormatInt(jobs[0].ID, 10),
-			runner.LabelProject: strconv.FormatInt(p.ID, 10)}}, HostConfig: &docker.HostConfig{NetworkMode: "none"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.dc.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true}) })
-	if err := srv.dc.StartContainer(c.ID, nil); err != nil {
-		t.Fatal(err)
-	}
+	c := runningJobContainer(t, srv, p.ID, jobs[0].ID)
 
 	doc, _ := fetchPage(t, b, views.AdminPath, 200)
 	d := doc.Find("#" + views.AdminDockerID)
@@ -404,14 +395,7 @@ func adminBenchBuilds(b *testing.B, db *store.DB, p store.Project) {
 // the Tab key alone and pressed with Enter: the browser asks first, and
 // only once that is accepted are the project's images gone.
 func TestBrowserAdminPageFitsAndClearsByKeyboard(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
-	}
-	srv := newLiveServer(t)
-	ctx := newChrome(t)
-	if err := browserSignIn(ctx, srv); err != nil {
-		t.Fatal(err)
-	}
+	srv, ctx := signedInBrowser(t)
 	makeAdmin(t, srv.db)
 	bg := context.Background()
 	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/a-project-with-a-long-name",
@@ -431,16 +415,7 @@ func TestBrowserAdminPageFitsAndClearsByKeyboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	mine := []string{cacheImageOf(t, srv, p.ID, newCacheID()), cacheImageOf(t, srv, p.ID, newCacheID())}
-	c, err := srv.dc.CreateContainer(docker.CreateContainerOptions{Config: &docker.Config{Image: testimage.Name, Cmd: []string{"sleep", "60"},
-		Labels: map[string]string{runner.LabelInstance: srv.db.InstanceID(), runner.LabelJob: strconv.FormatInt(jobs[0].ID, 10),
-			runner.LabelProject: strconv.FormatInt(p.ID, 10)}}, HostConfig: &docker.HostConfig{NetworkMode: "none"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.dc.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true}) })
-	if err := srv.dc.StartContainer(c.ID, nil); err != nil {
-		t.Fatal(err)
-	}
+	runningJobContainer(t, srv, p.ID, jobs[0].ID)
 
 	for _, size := range []struct {
 		name          string
@@ -538,4 +513,22 @@ func BenchmarkAdminPageWithDocker(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/page")
+}
+
+// runningJobContainer starts a container labelled as this server's for job
+// jobID of project projectID, as the runner labels a job's, and removes it
+// at the test's end.
+func runningJobContainer(t *testing.T, srv *liveServer, projectID, jobID int64) *docker.Container {
+	t.Helper()
+	c, err := srv.dc.CreateContainer(docker.CreateContainerOptions{Config: &docker.Config{Image: testimage.Name, Cmd: []string{"sleep", "60"},
+		Labels: map[string]string{runner.LabelInstance: srv.db.InstanceID(), runner.LabelJob: strconv.FormatInt(jobID, 10),
+			runner.LabelProject: strconv.FormatInt(projectID, 10)}}, HostConfig: &docker.HostConfig{NetworkMode: "none"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.dc.RemoveContainer(docker.RemoveContainerOptions{ID: c.ID, Force: true}) })
+	if err := srv.dc.StartContainer(c.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

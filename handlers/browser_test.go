@@ -75,6 +75,22 @@ func newLiveServer(t testing.TB) *liveServer {
 	return &liveServer{url: srv.URL, handler: srv.Config.Handler, db: db, jobs: jobs, dc: dc, logs: logs}
 }
 
+// signedInBrowser starts a live server and a Chromium signed in to it with
+// (the fake) GitHub, as a person would; it skips unless KOZMIC_TEST_BROWSER
+// and KOZMIC_TEST_DOCKER are set.
+func signedInBrowser(t *testing.T) (*liveServer, context.Context) {
+	t.Helper()
+	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
+	}
+	srv := newLiveServer(t)
+	ctx := newChrome(t)
+	if err := browserSignIn(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	return srv, ctx
+}
+
 // newChrome starts Debian's Chromium headless with a fresh profile, kept
 // off the network but for this machine.
 func newChrome(t *testing.T) context.Context {
@@ -164,16 +180,7 @@ done
 `
 
 func TestBrowserLiveLog(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
-	}
-	srv := newLiveServer(t)
-	ctx := newChrome(t)
-
-	// Sign in with (the fake) GitHub, as a person would.
-	if err := browserSignIn(ctx, srv); err != nil {
-		t.Fatal(err)
-	}
+	srv, ctx := signedInBrowser(t)
 
 	// A project of a real git repository on this machine.
 	repo := testrepo.New(t, nil)
@@ -334,14 +341,7 @@ func browserSignIn(ctx context.Context, srv *liveServer) error {
 // KOZMIC_TEST_DOCKER are set.
 func browserBuild(t *testing.T, name string, nb store.NewBuild, hooks ...string) (*liveServer, context.Context, store.Project, []store.Job) {
 	t.Helper()
-	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
-	}
-	srv := newLiveServer(t)
-	ctx := newChrome(t)
-	if err := browserSignIn(ctx, srv); err != nil {
-		t.Fatal(err)
-	}
+	srv, ctx := signedInBrowser(t)
 	bg := context.Background()
 	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: name,
 		GitURL: t.TempDir(), WebhookSecret: "s"})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -221,14 +220,7 @@ func TestProjectPageListsTwentyBranchesAndLinksToTheRest(t *testing.T) {
 // 390-pixel phone and a 1280-pixel desktop. The builds ran for real, for
 // different times, some failing, one still running.
 func TestChartBarsReachTheirBuildsByClickAndKeyboard(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
-	}
-	srv := newLiveServer(t)
-	ctx := newChrome(t)
-	if err := browserSignIn(ctx, srv); err != nil {
-		t.Fatal(err)
-	}
+	srv, ctx := signedInBrowser(t)
 	bg := context.Background()
 	repo := testrepo.New(t, map[string]string{"README": "0\n"})
 	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/insights",

@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"kozmic/internal/paths"
-	"kozmic/internal/syncbuf"
 	"kozmic/internal/testdb"
 	"kozmic/internal/testimage"
 	"kozmic/internal/testrepo"
@@ -198,25 +196,7 @@ func TestNowPanelShowsTheWorkerOfARunningJobUntilItEnds(t *testing.T) {
 	}
 	ctx := context.Background()
 	db := testdb.Open(t)
-	dc, err := runner.NewDockerClient(testimage.Host())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testimage.Ensure(dc); err != nil {
-		t.Fatal(err)
-	}
-	gate := &claimGate{claimed: make(chan int64), released: make(chan struct{})}
-	runnerLog := &syncbuf.Buffer{}
-	jobs := runner.New(runner.Config{Workers: 1, Network: "none", WorkDir: t.TempDir(), Instance: db.InstanceID()},
-		db, dc, gate, slog.New(slog.NewTextHandler(runnerLog, nil)))
-	jobs.Start(ctx)
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		jobs.Shutdown(sctx)
-	})
-	s := newTestServerWith(t, false, func(d *Deps) { d.DB = db; d.Sessions = db.Sessions(); d.Jobs = jobs })
-	s.db = db
+	s, jobs, gate, runnerLog := gatedServer(t, db)
 	ann, b := signInLocal(t, s, "ann")
 	repo := testrepo.New(t, map[string]string{"README": "x"})
 	p := gitProject(t, db, ann, "ann/held", repo.Path)
@@ -276,14 +256,7 @@ func TestNowPanelShowsTheWorkerOfARunningJobUntilItEnds(t *testing.T) {
 // their times tick, and once they are let go it says nothing is running;
 // under the project, the strip's marks lead to their builds; the page fits.
 func TestBrowserNowPanelFollowsJobsAndTheStripLinksToBuilds(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
-	}
-	srv := newLiveServer(t)
-	ctx := newChrome(t)
-	if err := browserSignIn(ctx, srv); err != nil {
-		t.Fatal(err)
-	}
+	srv, ctx := signedInBrowser(t)
 	bg := context.Background()
 	octocat, err := srv.db.UserByID(bg, 1)
 	if err != nil {

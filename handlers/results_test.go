@@ -42,6 +42,33 @@ func (g *claimGate) JobChanged(_ context.Context, ch store.JobChanged) {
 	})
 }
 
+// gatedServer is a test server on db whose runner (one worker, jobs on the
+// Docker engine) holds the first job it claims at gate until the test lets
+// it go, logging to runnerLog.
+func gatedServer(t *testing.T, db *store.DB) (*testServer, *runner.Runner, *claimGate, *syncbuf.Buffer) {
+	t.Helper()
+	dc, err := runner.NewDockerClient(testimage.Host())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.Ensure(dc); err != nil {
+		t.Fatal(err)
+	}
+	gate := &claimGate{claimed: make(chan int64), released: make(chan struct{})}
+	runnerLog := &syncbuf.Buffer{}
+	jobs := runner.New(runner.Config{Workers: 1, Network: "none", WorkDir: t.TempDir(), Instance: db.InstanceID()},
+		db, dc, gate, slog.New(slog.NewTextHandler(runnerLog, nil)))
+	jobs.Start(context.Background())
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		jobs.Shutdown(sctx)
+	})
+	s := newTestServerWith(t, false, func(d *Deps) { d.DB = db; d.Sessions = db.Sessions(); d.Jobs = jobs })
+	s.db = db
+	return s, jobs, gate, runnerLog
+}
+
 // A real job that runs while the database's disk is full is not lost: its
 // log is refused, and the runner tries again, holding the result back
 // until the log is in. Meanwhile the job's page (for a signed-in member,
@@ -56,25 +83,7 @@ func TestJobOnFullDiskLandsWholeOnceThereIsSpace(t *testing.T) {
 	ctx := context.Background()
 	dir := tmpfs.Mount(t, 8<<20)
 	db := testdb.OpenAt(t, filepath.Join(dir, "kozmic.db"))
-	dc, err := runner.NewDockerClient(testimage.Host())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testimage.Ensure(dc); err != nil {
-		t.Fatal(err)
-	}
-	gate := &claimGate{claimed: make(chan int64), released: make(chan struct{})}
-	runnerLog := &syncbuf.Buffer{}
-	jobs := runner.New(runner.Config{Workers: 1, Network: "none", WorkDir: t.TempDir(), Instance: db.InstanceID()},
-		db, dc, gate, slog.New(slog.NewTextHandler(runnerLog, nil)))
-	jobs.Start(ctx)
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		jobs.Shutdown(sctx)
-	})
-	s := newTestServerWith(t, false, func(d *Deps) { d.DB = db; d.Sessions = db.Sessions(); d.Jobs = jobs })
-	s.db = db
+	s, jobs, gate, runnerLog := gatedServer(t, db)
 
 	ann, b := signInLocal(t, s, "ann")
 	repo := testrepo.New(t, map[string]string{"README": "x"})

@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -29,14 +28,7 @@ done
 // by keyboard and by click; the list beside the log links to the other
 // job of the build. At a phone's width and a desktop's, the page fits.
 func TestBrowserJobSections(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
-	}
-	srv := newLiveServer(t)
-	ctx := newChrome(t)
-	if err := browserSignIn(ctx, srv); err != nil {
-		t.Fatal(err)
-	}
+	srv, ctx := signedInBrowser(t)
 	bg := context.Background()
 	repo := testrepo.New(t, map[string]string{"deps.txt": "lib 1\n"})
 	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/sections",

@@ -197,20 +197,7 @@ func TestCacheLastUsedOfKeepsProjectsApart(t *testing.T) {
 // every build of the project and sort their jobs).
 func TestCacheLastUsedOfReadsThroughItsIndex(t *testing.T) {
 	db := newTestDB(t)
-	rows, err := db.read.Query(`EXPLAIN QUERY PLAN `+cacheLastUsedQuery, "c1", CacheScopeProject, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
+	plan := queryPlan(t, db, cacheLastUsedQuery, "c1", CacheScopeProject, 1)
 	joined := strings.Join(plan, "\n")
 	if !strings.HasPrefix(joined, "SEARCH j USING INDEX jobs_cache_use (cache_id=? AND cache_scope=?") ||
 		strings.Contains(joined, "TEMP B-TREE") || strings.Contains(joined, "project_id=?") {

@@ -214,20 +214,7 @@ func TestDashboardQueriesUseIndexes(t *testing.T) {
 	db := newTestDB(t)
 	for name, q := range map[string]string{"running": runningQuery, "queued": queuedQuery,
 		"default builds": defaultBuildsQuery, "recent builds": recentBuildsQuery} {
-		rows, err := db.read.Query(`EXPLAIN QUERY PLAN `+q, 1, 2, 3)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, db, q, 1, 2, 3)
 		for _, step := range plan {
 			// The partial indexes hold running or enqueued jobs only; q is
 			// at most QueueScanned of those.

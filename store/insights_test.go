@@ -267,20 +267,7 @@ func TestInsightsQueriesReadThroughIndexes(t *testing.T) {
 			"SEARCH builds USING INDEX sqlite_autoindex_builds_1 (project_id=? AND number=?)"}},
 		{buildStatsQuery, []string{"SEARCH builds USING COVERING INDEX builds_by_ref_created (project_id=? AND ref=? AND created_at>?)"}},
 	} {
-		rows, err := db.read.Query("EXPLAIN QUERY PLAN "+tt.query, 1, "branch", "refs/heads/main", 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, db, tt.query, 1, "branch", "refs/heads/main", 10)
 		all := strings.Join(plan, "\n")
 		for _, w := range tt.want {
 			if !strings.Contains(all, w) {

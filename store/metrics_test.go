@@ -34,20 +34,7 @@ func TestJobCounts(t *testing.T) {
 // JobCounts reads the partial indexes, not the jobs table.
 func TestJobCountsUsesIndexes(t *testing.T) {
 	db := newTestDB(t)
-	rows, err := db.read.Query("EXPLAIN QUERY PLAN " + jobCountsQuery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
+	plan := queryPlan(t, db, jobCountsQuery)
 	all := strings.Join(plan, "\n")
 	if !strings.Contains(all, "jobs_enqueued") || !strings.Contains(all, "jobs_running") {
 		t.Errorf("plan does not use both partial indexes:\n%s", all)

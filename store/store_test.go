@@ -670,20 +670,7 @@ func TestListingsUseIndexes(t *testing.T) {
 			WHERE l.compressed = 0 AND j.status IN ('success', 'failure', 'error') ORDER BY l.job_id LIMIT 5`,
 	}
 	for name, q := range queries {
-		rows, err := db.read.Query(`EXPLAIN QUERY PLAN ` + q)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, db, q)
 		for _, step := range plan {
 			// Scanning the partial index of enqueued jobs reads only the
 			// queue; that of uncompressed logs, only running jobs' logs.
@@ -886,4 +873,25 @@ func TestWriteTransactionsCountsWritesAndNotReads(t *testing.T) {
 	if got := db.WriteTransactions() - before; got != 0 {
 		t.Errorf("reads counted as %d writes", got)
 	}
+}
+
+// queryPlan is SQLite's plan of query q with args, a step a line of
+// EXPLAIN QUERY PLAN's details.
+func queryPlan(t testing.TB, db *DB, q string, args ...any) []string {
+	t.Helper()
+	rows, err := db.read.Query("EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatalf("explain %s: %v", q, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	return plan
 }
