@@ -139,6 +139,44 @@ func BenchmarkProjectPage(b *testing.B) {
 	}
 }
 
+// BenchmarkBuildPage renders the page of a finished build in the middle of
+// a project's 100,000 builds, its job with annotations, through the real
+// handler, session and store; ms/page is the server's time per page.
+func BenchmarkBuildPage(b *testing.B) {
+	s, br, p := benchProject(b)
+	benchBuilds(b, s, p, 100_000)
+	ctx := context.Background()
+	build, err := s.db.BuildByNumber(ctx, p.ID, 50_000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	jobs, err := s.db.Jobs(ctx, build.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, st := range []store.JobStatus{store.JobRunning, store.JobFailure} {
+		if _, err := s.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: st}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := s.db.AppendLog(ctx, jobs[0].ID, []byte(strings.Repeat("output\n", 10)), false); err != nil {
+		b.Fatal(err)
+	}
+	notes := []store.Annotation{{LogLine: 3, Level: store.AnnotationError, Message: "broken"}, {LogLine: 9, Level: store.AnnotationWarning, Message: "slow"}}
+	if err := s.db.AddAnnotations(ctx, jobs[0].ID, notes, store.AnnotationCounts{Errors: 1, Warnings: 1}); err != nil {
+		b.Fatal(err)
+	}
+	path := fmt.Sprintf("/projects/%d/builds/50000", p.ID)
+	b.ResetTimer()
+	for b.Loop() {
+		res, page := br.do("GET", path, nil)
+		if res.StatusCode != 200 || !strings.Contains(page, "1 error") {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/page")
+}
+
 // BenchmarkLogPage serves one page (1,000 lines, with colours) from the
 // middle of a finished 100,000-line log, through the real handler and store.
 func BenchmarkLogPage(b *testing.B) {
