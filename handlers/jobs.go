@@ -45,15 +45,35 @@ func (h *Handler) showJob(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	if r.Header.Get("HX-Request") == "true" {
+		// The list of the build's jobs polls for itself: it reads them alone.
+		all, err := h.db.Jobs(r.Context(), b.ID)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		list := views.JobList(jobLinks(p, b, j, all), jobListPoll(p, b, j))
+		h.renderPolled(w, r, list, list)
+		return
+	}
 	v, err := h.jobView(r, p, role, b, j)
-	if err == nil && r.Header.Get("HX-Request") != "true" { // a poll gets the list of jobs alone
+	if err == nil {
 		err = h.logView(r, p, b, j, &v)
 	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	h.renderPolled(w, r, views.JobPage(v), views.JobList(v.Jobs, v.PollURL))
+	h.renderPolled(w, r, views.JobPage(v), views.JobList(v.Jobs, v.PollURL)) // for its Vary
+}
+
+// jobListPoll is where the list of jobs beside job j's log polls for
+// itself: its page, until the build has finished; then "", no more polls.
+func jobListPoll(p store.Project, b store.Build, j store.Job) string {
+	if b.Status.Finished() {
+		return ""
+	}
+	return paths.Job(p.ID, b.Number, j.ID)
 }
 
 // jobView is what a job's page shows, also sent again when its log ends.
@@ -83,10 +103,7 @@ func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b s
 	if v.Annotations, err = h.annotationsView(r.Context(), p, b, j); err != nil {
 		return v, err
 	}
-	v.Jobs = jobLinks(p, b, j, all)
-	if !b.Status.Finished() {
-		v.PollURL = path
-	}
+	v.Jobs, v.PollURL = jobLinks(p, b, j, all), jobListPoll(p, b, j)
 	info, err := h.db.LogInfoOf(r.Context(), j.ID)
 	if err != nil {
 		return v, err
