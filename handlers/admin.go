@@ -146,7 +146,8 @@ func (h *Handler) adminView(r *http.Request) (views.AdminView, error) {
 	v.Database = views.AdminDatabase{File: byteSize(st.FileBytes), Free: byteSize(st.FreeBytes), WAL: byteSize(st.WALBytes),
 		Logs: fmt.Sprintf("%s compressed, of %d %s", byteSize(st.LogBytes), st.Logs, plural(int(st.Logs), "job", "jobs"))}
 
-	e, err := h.jobs.Engine(ctx)
+	e := h.jobs.EngineInfos(ctx)[0]
+	err = e.Err
 	v.Docker = views.AdminDocker{Endpoint: e.Endpoint, Version: e.Version, APIVersion: e.APIVersion, Platform: e.OS + "/" + e.Arch, Reachable: err == nil}
 	if err != nil {
 		v.Docker.Error = engineError(err)

@@ -41,9 +41,11 @@ type Jobs interface {
 	Recording(jobID int64) bool
 	// ClearCache removes a project's install cache images.
 	ClearCache(ctx context.Context, projectID int64) (int, error)
-	// Engine tells the Docker engine's version, this server's running
+	// Engines reports each Docker engine's slots, load and health, cheaply.
+	Engines() []runner.EngineState
+	// EngineInfos tells each Docker engine's version, this server's running
 	// containers and install cache images, giving up after a few seconds.
-	Engine(ctx context.Context) (runner.Engine, error)
+	EngineInfos(ctx context.Context) []runner.EngineInfo
 	Follow(ctx context.Context, jobID, from int64, fn func(runner.Chunk) error) error
 }
 

@@ -62,12 +62,16 @@ func TestEngineListsOnlyThisInstancesRunningContainersAndCacheImages(t *testing.
 	cacheImage(mine, 7, store.ForkCacheScope(101), ownCache)
 	cacheImage(theirs, 7, store.CacheScopeProject, fmt.Sprintf("%064x", time.Now().UnixNano()+1))
 
-	e, err := r.Engine(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	es := r.EngineInfos(context.Background())
+	if len(es) != 1 {
+		t.Fatalf("%d engines, want 1", len(es))
 	}
-	if e.Version == "" || e.APIVersion == "" || e.Endpoint != h.dc.Endpoint() {
-		t.Errorf("engine %q, API %q at %q", e.Version, e.APIVersion, e.Endpoint)
+	e := es[0]
+	if e.Err != nil {
+		t.Fatal(e.Err)
+	}
+	if e.Version == "" || e.APIVersion == "" || e.Endpoint != h.dc.Endpoint() || e.Name != "local" || e.Slots != 2 {
+		t.Errorf("engine %s (%d slots): %q, API %q at %q", e.Name, e.Slots, e.Version, e.APIVersion, e.Endpoint)
 	}
 	if len(e.Containers) != 1 || e.Containers[0].ID != running[:12] || e.Containers[0].JobID != 42 || e.Containers[0].ProjectID != 7 ||
 		time.Since(e.Containers[0].Created) > time.Minute {
@@ -83,7 +87,7 @@ func TestEngineListsOnlyThisInstancesRunningContainersAndCacheImages(t *testing.
 	}
 }
 
-// An engine that accepts connections and never answers costs Engine its
+// An engine that accepts connections and never answers costs EngineInfos its
 // timeout, and says so; one whose socket is not there fails at once with
 // the connection's error.
 func TestEngineGivesUpOnAnEngineThatNeverAnswers(t *testing.T) {
@@ -98,9 +102,9 @@ func TestEngineGivesUpOnAnEngineThatNeverAnswers(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := New(Config{}, nil, dc, nil, log)
-		_, err = r.Engine(context.Background())
+		err = r.EngineInfos(context.Background())[0].Err
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: Engine = %v, want an error saying %q", tc.host, err, tc.want)
+			t.Errorf("%s: EngineInfos gave %v, want an error saying %q", tc.host, err, tc.want)
 		}
 	}
 }

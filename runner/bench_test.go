@@ -62,7 +62,7 @@ func runnerJob(b *testing.B, h *harness, p store.Project, sha string, src source
 		b.Fatalf("claim: %v %v", ok, err)
 	}
 	l := newJobLog(context.Background(), h.db, h.r.Logs(), ch.Job.ID, h.r.cfg.MaxLogBytes, nil, h.r.log)
-	res := h.r.execute(ctx, spec{jobID: ch.Job.ID, projectID: p.ID, image: testImage, build: script, src: src}, l)
+	res := h.r.execute(ctx, h.r.local(), spec{jobID: ch.Job.ID, projectID: p.ID, image: testImage, build: script, src: src}, l)
 	l.Close()
 	h.r.finish(ch.Job.ID, res)
 	if res.status != store.JobSuccess {
@@ -154,7 +154,7 @@ func BenchmarkTrivialJobPhases(b *testing.B) {
 		dir := b.TempDir()
 		s := spec{jobID: ch.Job.ID, projectID: p.ID, image: run.Hook.DockerImage, build: run.Hook.BuildScript,
 			src: gitSource{path: dir, sha: sha}, env: jobEnv(run)}
-		e := h.r.prepare(ctx, s)
+		e := h.r.local().prepare(ctx, s)
 		if err := git.Clone(ctx, git.CloneSpec{Remote: git.Remote{URL: run.Project.CloneURL()}, Ref: run.Build.Ref, SHA: sha}, dir, l); err != nil {
 			b.Fatal(err)
 		}
@@ -164,12 +164,12 @@ func BenchmarkTrivialJobPhases(b *testing.B) {
 			b.Fatal(e.imgErr, e.createErr)
 		}
 		step()
-		attached, err := h.r.startContainer(ctx, e.container, s.src, s.build, l)
+		attached, err := h.r.local().startContainer(ctx, e.container, s.src, s.build, l)
 		if err != nil {
 			b.Fatal(err)
 		}
 		step()
-		code, err := h.r.waitContainer(ctx, e.container, attached)
+		code, err := h.r.local().waitContainer(ctx, e.container, attached)
 		attached.Close()
 		if err != nil || code != 0 {
 			b.Fatalf("wait: %d, %v", code, err)
@@ -178,7 +178,7 @@ func BenchmarkTrivialJobPhases(b *testing.B) {
 		l.Close()
 		h.r.finish(ch.Job.ID, result{status: store.JobSuccess, exitCode: &code, containerID: e.container})
 		step()
-		h.r.remove(e.container)
+		h.r.local().remove(e.container)
 		step()
 		b.StopTimer()
 		h.r.cleanup.Wait() // the log's compression, which would load the next job

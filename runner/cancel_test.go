@@ -49,6 +49,7 @@ func TestCancelRightAfterClaimNeverRunsTheJob(t *testing.T) {
 	notes.r = h.r
 	ctx, stop := context.WithCancel(context.Background())
 	h.r.jobsCtx, h.r.stopJobs = context.WithCancelCause(ctx)
+	h.r.pool.setReady(h.r.pool.members[0], true, nil) // as if it had answered a ping
 	var worker sync.WaitGroup
 	worker.Go(func() { h.r.work(ctx, 0) })
 	t.Cleanup(func() {

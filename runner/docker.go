@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
@@ -25,6 +27,92 @@ const (
 	scriptPath = "/kozmic/script"
 	srcPath    = "/kozmic/src"
 )
+
+// dockerEngine is a Docker engine jobs run on, reached over its API: the
+// engine the runner's pool is made of.
+type dockerEngine struct {
+	r      *Runner
+	label  string // its name
+	docker *docker.Client
+	// firstStart makes a container start wait for one that is running
+	// until one has succeeded: the Docker client notes the engine's API
+	// version at its first start, unguarded, so two first starts would race.
+	firstStart sync.Mutex
+	started    atomic.Bool
+	// noShell holds the IDs of base images found to have no /bin/sh (see
+	// hasShell).
+	noShell sync.Map
+	// pulls are the image pulls on this engine, one per reference (see pull).
+	pullMu sync.Mutex
+	pulls  map[string]*pullState
+}
+
+func newDockerEngine(r *Runner, name string, dc *docker.Client) *dockerEngine {
+	return &dockerEngine{r: r, label: name, docker: dc, pulls: map[string]*pullState{}}
+}
+
+// errNoClient is the error of every call to an engine without a client,
+// which a runner that is never started may have.
+var errNoClient = errors.New("no Docker engine")
+
+func (e *dockerEngine) name() string { return e.label }
+
+func (e *dockerEngine) endpoint() string {
+	if e.docker == nil {
+		return ""
+	}
+	return e.docker.Endpoint()
+}
+
+// ping asks the engine whether it answers within pingTimeout.
+func (e *dockerEngine) ping(ctx context.Context) error {
+	if e.docker == nil {
+		return errNoClient
+	}
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	return e.docker.PingWithContext(ctx)
+}
+
+// recover removes this instance's job containers on the engine, with
+// their volumes, but those of the jobs keep says run.
+func (e *dockerEngine) recover(ctx context.Context, keep func(jobID int64) bool) error {
+	labels := []string{LabelJob}
+	if e.r.cfg.Instance != "" {
+		labels = append(labels, LabelInstance+"="+e.r.cfg.Instance)
+	}
+	left, err := e.docker.ListContainers(docker.ListContainersOptions{All: true, Context: ctx,
+		Filters: map[string][]string{"label": labels}})
+	if err != nil {
+		return fmt.Errorf("list leftover containers: %w", err)
+	}
+	for _, c := range left {
+		if id, err := strconv.ParseInt(c.Labels[LabelJob], 10, 64); err == nil && keep(id) {
+			continue
+		}
+		e.r.log.Info("removing a container left by an earlier run", "engine", e.label, "container", c.ID[:12], "job", c.Labels[LabelJob])
+		e.remove(c.ID)
+	}
+	return nil
+}
+
+// holds says whether the engine has the base image of s and, made of it,
+// the install cache image of s's install script and tracked files.
+func (e *dockerEngine) holds(ctx context.Context, s spec) bool {
+	if strings.TrimSpace(s.install) == "" {
+		return false
+	}
+	ids, err := s.src.objectIDs(s.tracked)
+	if err != nil {
+		return false // the job's install step reports it
+	}
+	base, err := e.docker.InspectImage(s.image)
+	if err != nil {
+		return false
+	}
+	_, err = e.docker.InspectImage(e.r.cacheImage(cacheID(base.ID, s.install, ids), s.projectID, s.scope))
+	return err == nil
+}
 
 // outputEnv asks tools for colours without a TTY: the TERM a TTY would
 // have set, and the variables colour libraries honour when output is not a
@@ -46,23 +134,23 @@ var mergedEntrypoint = []string{"/bin/sh", "-c", "exec " + scriptPath + " 2>&1"}
 // would run it as a shell script, where it must fail to start, as it does
 // on the command line, so that runStep can explain the #! line. So is a
 // script in an image without /bin/sh (shell false; see runScript).
-func (r *Runner) createContainer(ctx context.Context, image, script string, env []string, labels map[string]string, shell bool) (string, error) {
+func (e *dockerEngine) createContainer(ctx context.Context, image, script string, env []string, labels map[string]string, shell bool) (string, error) {
 	entrypoint := mergedEntrypoint
 	if !shell || !store.HasShebang(script) {
 		entrypoint = []string{scriptPath}
 	}
 	hc := &docker.HostConfig{
-		NetworkMode: r.cfg.Network,
-		Memory:      r.cfg.Memory,
-		NanoCPUs:    int64(r.cfg.CPUs * 1e9),
-		PidsLimit:   &r.cfg.PidsLimit,
+		NetworkMode: e.r.cfg.Network,
+		Memory:      e.r.cfg.Memory,
+		NanoCPUs:    int64(e.r.cfg.CPUs * 1e9),
+		PidsLimit:   &e.r.cfg.PidsLimit,
 		Privileged:  false,
 		// Output is read by attaching; a second copy in Docker's own log is waste.
 		LogConfig: docker.LogConfig{Type: "none"},
 		Mounts: []docker.HostMount{{Type: "volume", Target: "/kozmic",
 			VolumeOptions: &docker.VolumeOptions{Labels: labels}}},
 	}
-	c, err := r.docker.CreateContainer(docker.CreateContainerOptions{
+	c, err := e.docker.CreateContainer(docker.CreateContainerOptions{
 		Context: ctx,
 		Config: &docker.Config{
 			Image:      image,
@@ -83,29 +171,29 @@ func (r *Runner) createContainer(ctx context.Context, image, script string, env 
 // runContainer uploads the source and the script, starts the container,
 // copies its output to out until it exits, and returns its exit code. When
 // ctx ends first, the container is killed.
-func (r *Runner) runContainer(ctx context.Context, id string, src source, script string, out io.Writer) (int, error) {
-	attached, err := r.startContainer(ctx, id, src, script, out)
+func (e *dockerEngine) runContainer(ctx context.Context, id string, src source, script string, out io.Writer) (int, error) {
+	attached, err := e.startContainer(ctx, id, src, script, out)
 	if err != nil {
 		return 0, err
 	}
 	defer attached.Close()
-	return r.waitContainer(ctx, id, attached)
+	return e.waitContainer(ctx, id, attached)
 }
 
 // startContainer uploads the source and the script, attaches to the
 // container's stdout and stderr, copying them to out, and starts it. The
 // caller closes the attachment.
-func (r *Runner) startContainer(ctx context.Context, id string, src source, script string, out io.Writer) (docker.CloseWaiter, error) {
+func (e *dockerEngine) startContainer(ctx context.Context, id string, src source, script string, out io.Writer) (docker.CloseWaiter, error) {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(writeUpload(pw, src.dir(), script)) }()
-	err := r.docker.UploadToContainer(id, docker.UploadToContainerOptions{InputStream: pr, Path: "/", Context: ctx})
+	err := e.docker.UploadToContainer(id, docker.UploadToContainerOptions{InputStream: pr, Path: "/", Context: ctx})
 	pr.Close()
 	if err != nil {
 		return nil, fmt.Errorf("Could not copy the source into the container: %v", err)
 	}
 
 	success := make(chan struct{})
-	attached, err := r.docker.AttachToContainerNonBlocking(docker.AttachToContainerOptions{
+	attached, err := e.docker.AttachToContainerNonBlocking(docker.AttachToContainerOptions{
 		Container: id, OutputStream: out, ErrorStream: out,
 		Stream: true, Stdout: true, Stderr: true, Success: success,
 	})
@@ -115,7 +203,7 @@ func (r *Runner) startContainer(ctx context.Context, id string, src source, scri
 	<-success
 	success <- struct{}{}
 
-	if err := r.start(ctx, id); err != nil {
+	if err := e.start(ctx, id); err != nil {
 		attached.Close()
 		// The runtime's words, as runc and crun put them.
 		if msg := err.Error(); strings.Contains(msg, `"/bin/sh"`) && (strings.Contains(msg, "no such file") || strings.Contains(msg, "not found")) {
@@ -127,14 +215,14 @@ func (r *Runner) startContainer(ctx context.Context, id string, src source, scri
 }
 
 // start starts a created container; see Runner.firstStart.
-func (r *Runner) start(ctx context.Context, id string) error {
-	if !r.started.Load() {
-		r.firstStart.Lock()
-		defer r.firstStart.Unlock()
+func (e *dockerEngine) start(ctx context.Context, id string) error {
+	if !e.started.Load() {
+		e.firstStart.Lock()
+		defer e.firstStart.Unlock()
 	}
-	err := r.docker.StartContainerWithContext(id, nil, ctx)
+	err := e.docker.StartContainerWithContext(id, nil, ctx)
 	if err == nil {
-		r.started.Store(true)
+		e.started.Store(true)
 	}
 	return err
 }
@@ -142,13 +230,13 @@ func (r *Runner) start(ctx context.Context, id string) error {
 // waitContainer waits for a started container to exit and for the rest of
 // its output, and returns its exit code. When ctx ends first, the container
 // is killed.
-func (r *Runner) waitContainer(ctx context.Context, id string, attached docker.CloseWaiter) (int, error) {
+func (e *dockerEngine) waitContainer(ctx context.Context, id string, attached docker.CloseWaiter) (int, error) {
 	stopKill := context.AfterFunc(ctx, func() {
-		r.docker.KillContainer(docker.KillContainerOptions{ID: id, Signal: docker.SIGKILL})
+		e.docker.KillContainer(docker.KillContainerOptions{ID: id, Signal: docker.SIGKILL})
 	})
 	defer stopKill()
 	// Waiting must outlive ctx: after a kill, the wait is how we know it is dead.
-	code, err := r.docker.WaitContainerWithContext(id, context.WithoutCancel(ctx))
+	code, err := e.docker.WaitContainerWithContext(id, context.WithoutCancel(ctx))
 	if err != nil {
 		return 0, fmt.Errorf("Lost the container while waiting for it: %v", err)
 	}
@@ -252,14 +340,14 @@ func (r *Runner) cacheImage(cacheID string, projectID int64, scope store.CacheSc
 
 // commit saves a finished install container as the cache image of a
 // project's scope.
-func (r *Runner) commit(ctx context.Context, id, cacheID string, projectID int64, scope store.CacheScope) error {
-	_, err := r.docker.CommitContainer(docker.CommitContainerOptions{
+func (e *dockerEngine) commit(ctx context.Context, id, cacheID string, projectID int64, scope store.CacheScope) error {
+	_, err := e.docker.CommitContainer(docker.CommitContainerOptions{
 		Context:    ctx,
 		Container:  id,
 		Repository: CacheRepository + cacheID,
-		Tag:        r.cacheTag(projectID, scope),
+		Tag:        e.r.cacheTag(projectID, scope),
 		Run: &docker.Config{Labels: map[string]string{
-			LabelCache: cacheID, LabelProject: strconv.FormatInt(projectID, 10), LabelInstance: r.cfg.Instance,
+			LabelCache: cacheID, LabelProject: strconv.FormatInt(projectID, 10), LabelInstance: e.r.cfg.Instance,
 			LabelScope: string(scope),
 		}},
 	})
@@ -272,16 +360,16 @@ func (r *Runner) commit(ctx context.Context, id, cacheID string, projectID int64
 // removeLater removes a finished container as part of the job's cleanup, so
 // that the job's result does not wait for it. Shutdown and Exec wait for the
 // cleanup; a removal cut short by a crash is done by the next start's recovery.
-func (r *Runner) removeLater(id string) {
-	r.cleanup.Go(func() { r.remove(id) })
+func (e *dockerEngine) removeLater(id string) {
+	e.r.cleanup.Go(func() { e.remove(id) })
 }
 
 // remove deletes a container with its volumes, whatever state it is in.
-func (r *Runner) remove(id string) {
-	err := r.docker.RemoveContainer(docker.RemoveContainerOptions{ID: id, Force: true, RemoveVolumes: true})
+func (e *dockerEngine) remove(id string) {
+	err := e.docker.RemoveContainer(docker.RemoveContainerOptions{ID: id, Force: true, RemoveVolumes: true})
 	var nsc *docker.NoSuchContainer
 	if err != nil && !errors.As(err, &nsc) {
-		r.log.Error("remove container", "container", id, "err", err)
+		e.r.log.Error("remove container", "container", id, "err", err)
 	}
 }
 
@@ -325,29 +413,29 @@ func (r *Runner) poolLimit(p cachePool) int {
 // says so in out. The image of cacheID in scope, which the job has just
 // made and is about to use, counts as the most recent. An image a
 // container still uses stays.
-func (r *Runner) pruneCache(ctx context.Context, projectID int64, scope store.CacheScope, cacheID string, out io.Writer) int {
-	imgs, err := r.cacheImages(ctx, projectID)
+func (e *dockerEngine) pruneCache(ctx context.Context, projectID int64, scope store.CacheScope, cacheID string, out io.Writer) int {
+	imgs, err := e.cacheImages(ctx, projectID)
 	if err != nil {
-		r.log.Warn("list cache images", "project", projectID, "err", err)
+		e.r.log.Warn("list cache images", "project", projectID, "err", err)
 		return 0
 	}
 	pool := scopePool(scope)
 	imgs = slices.DeleteFunc(imgs, func(img docker.APIImages) bool { return imagePool(img) != pool })
-	return r.prune(ctx, projectID, imgs, r.poolLimit(pool), store.CacheUse{Scope: scope, ID: cacheID}, out)
+	return e.prune(ctx, projectID, imgs, e.r.poolLimit(pool), store.CacheUse{Scope: scope, ID: cacheID}, out)
 }
 
 // prune keeps the keep most recently used of imgs, cache images of one
 // pool of a project, and removes the rest, returning how many. The image of
 // fresh, if there is one, counts as just used.
-func (r *Runner) prune(ctx context.Context, projectID int64, imgs []docker.APIImages, keep int, fresh store.CacheUse, out io.Writer) int {
+func (e *dockerEngine) prune(ctx context.Context, projectID int64, imgs []docker.APIImages, keep int, fresh store.CacheUse, out io.Writer) int {
 	if len(imgs) <= keep {
 		return 0
 	}
 	used := map[store.CacheUse]time.Time{} // `kozmic exec` has no store: image age decides
-	if r.store != nil {
+	if e.r.store != nil {
 		var err error
-		if used, err = r.store.CacheLastUsed(ctx, projectID); err != nil {
-			r.log.Error("read cache use", "project", projectID, "err", err)
+		if used, err = e.r.store.CacheLastUsed(ctx, projectID); err != nil {
+			e.r.log.Error("read cache use", "project", projectID, "err", err)
 			return 0
 		}
 	}
@@ -368,8 +456,8 @@ func (r *Runner) prune(ctx context.Context, projectID int64, imgs []docker.APIIm
 	n := 0
 	for _, img := range imgs[keep:] {
 		// By ID: an unscoped image's tag is not one cacheTag makes any more.
-		if err := r.docker.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Context: ctx}); err != nil {
-			r.log.Warn("remove cache image", "image", img.ID, "err", err)
+		if err := e.docker.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Context: ctx}); err != nil {
+			e.r.log.Warn("remove cache image", "image", img.ID, "err", err)
 			continue
 		}
 		n++

@@ -49,7 +49,7 @@ func startFullDiskJob(t *testing.T) *fullDiskJob {
 		t.Fatalf("claim = %v %v %v", ch.Job.ID, ok, err)
 	}
 	f := &fullDiskJob{h: h, id: ch.Job.ID, unfill: tmpfs.Fill(t, dir)}
-	f.ran.Go(func() { h.r.runJob(jobCtx, ch.Job) })
+	f.ran.Go(func() { h.r.runJob(jobCtx, ch.Job, &seat{p: h.r.pool}) })
 	t.Cleanup(func() {
 		h.r.stopJobs(errShutdown)
 		f.ran.Wait()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
@@ -17,16 +18,19 @@ import (
 // does not answer.
 const engineTimeout = 3 * time.Second
 
-// Engine is the Docker engine as the admin page shows it: what it says of
-// itself, the containers of this Kozmic's jobs it runs, and this Kozmic's
-// install cache images on it.
-type Engine struct {
-	Endpoint    string // the address the runner reaches it at
+// EngineInfo is a Docker engine as the admin page shows it: its state in
+// the pool, what it says of itself, the containers of this Kozmic's jobs it
+// runs, and this Kozmic's install cache images on it.
+type EngineInfo struct {
+	EngineState
 	Version     string // the engine's version, such as 27.5.1
 	APIVersion  string
 	OS, Arch    string
 	Containers  []Container // oldest first
 	CacheImages []CacheImage
+	// Err is why the engine could not be asked, such as "no answer within
+	// 3s"; the fields above but EngineState are then empty.
+	Err error
 }
 
 // Container is a running container of one of this Kozmic's jobs.
@@ -46,34 +50,42 @@ type CacheImage struct {
 	Created   time.Time
 }
 
-// Engine asks the Docker engine for its version, the running containers
-// carrying this instance's label (LabelInstance) and this instance's
-// install cache images, all within engineTimeout. It fails with the
-// engine's or the connection's error, and with "no answer within 3s" when
-// the engine does not answer in time; it never waits longer.
-func (r *Runner) Engine(ctx context.Context) (Engine, error) {
-	e := Engine{}
-	if r.docker == nil {
-		return e, errors.New("no Docker engine")
+// EngineInfos asks each engine, at once, for its version, the running
+// containers carrying this instance's label (LabelInstance) and this
+// instance's install cache images, each within engineTimeout. An engine
+// that fails has the engine's or the connection's error in Err, or "no
+// answer within 3s" when it did not answer in time; it never waits longer.
+func (r *Runner) EngineInfos(ctx context.Context) []EngineInfo {
+	states := r.Engines()
+	out := make([]EngineInfo, len(states))
+	var wg sync.WaitGroup
+	for i, m := range r.pool.members {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, engineTimeout)
+			defer cancel()
+			out[i].EngineState = states[i]
+			err := m.info(ctx, &out[i])
+			if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err = fmt.Errorf("no answer within %v", engineTimeout)
+			}
+			out[i].Err = err
+		})
 	}
-	e.Endpoint = r.docker.Endpoint()
-	ctx, cancel := context.WithTimeout(ctx, engineTimeout)
-	defer cancel()
-	err := r.engine(ctx, &e)
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return e, fmt.Errorf("no answer within %v", engineTimeout)
-	}
-	return e, err
+	wg.Wait()
+	return out
 }
 
-func (r *Runner) engine(ctx context.Context, e *Engine) error {
-	v, err := r.docker.VersionWithContext(ctx)
+func (e *dockerEngine) info(ctx context.Context, info *EngineInfo) error {
+	if e.docker == nil {
+		return errNoClient
+	}
+	v, err := e.docker.VersionWithContext(ctx)
 	if err != nil {
 		return err
 	}
-	e.Version, e.APIVersion, e.OS, e.Arch = v.Get("Version"), v.Get("ApiVersion"), v.Get("Os"), v.Get("Arch")
-	cs, err := r.docker.ListContainers(docker.ListContainersOptions{Context: ctx,
-		Filters: map[string][]string{"label": {LabelInstance + "=" + r.cfg.Instance}, "status": {"running"}}})
+	info.Version, info.APIVersion, info.OS, info.Arch = v.Get("Version"), v.Get("ApiVersion"), v.Get("Os"), v.Get("Arch")
+	cs, err := e.docker.ListContainers(docker.ListContainersOptions{Context: ctx,
+		Filters: map[string][]string{"label": {LabelInstance + "=" + e.r.cfg.Instance}, "status": {"running"}}})
 	if err != nil {
 		return fmt.Errorf("list containers: %w", err)
 	}
@@ -81,16 +93,16 @@ func (r *Runner) engine(ctx context.Context, e *Engine) error {
 		c := cs[i]
 		job, _ := strconv.ParseInt(c.Labels[LabelJob], 10, 64)
 		project, _ := strconv.ParseInt(c.Labels[LabelProject], 10, 64)
-		e.Containers = append(e.Containers, Container{ID: c.ID[:min(12, len(c.ID))], JobID: job, ProjectID: project,
+		info.Containers = append(info.Containers, Container{ID: c.ID[:min(12, len(c.ID))], JobID: job, ProjectID: project,
 			Created: time.Unix(c.Created, 0)})
 	}
-	imgs, err := r.cacheImages(ctx, 0)
+	imgs, err := e.cacheImages(ctx, 0)
 	if err != nil {
 		return err
 	}
 	for _, img := range imgs {
 		project, _ := strconv.ParseInt(img.Labels[LabelProject], 10, 64)
-		e.CacheImages = append(e.CacheImages, CacheImage{ID: img.ID, ProjectID: project, Size: img.Size, Created: time.Unix(img.Created, 0),
+		info.CacheImages = append(info.CacheImages, CacheImage{ID: img.ID, ProjectID: project, Size: img.Size, Created: time.Unix(img.Created, 0),
 			Use: store.CacheUse{Scope: store.CacheScope(img.Labels[LabelScope]), ID: img.Labels[LabelCache]}})
 	}
 	return nil

@@ -92,31 +92,31 @@ type early struct {
 // prepare starts making the image and build container of s in the
 // background when s has no install step, and returns them; nil otherwise.
 // The caller hands them to execute in s.early, or to discard.
-func (r *Runner) prepare(ctx context.Context, s spec) *early {
+func (e *dockerEngine) prepare(ctx context.Context, s spec) *early {
 	if strings.TrimSpace(s.install) != "" {
 		return nil
 	}
-	e := &early{done: make(chan struct{})}
+	pre := &early{done: make(chan struct{})}
 	go func() {
-		defer close(e.done)
-		if e.img, e.imgErr = r.image(ctx, s.image, &e.log); e.imgErr != nil {
+		defer close(pre.done)
+		if pre.img, pre.imgErr = e.image(ctx, s.image, &pre.log); pre.imgErr != nil {
 			return
 		}
 		// Not cut short by the job's end, which may come during the clone: the
 		// engine might make the container all the same, unknown to discard.
-		e.container, e.createErr = r.createContainer(context.WithoutCancel(ctx), e.img.ID, s.build, s.env, r.labels(s), r.hasShell(e.img.ID))
+		pre.container, pre.createErr = e.createContainer(context.WithoutCancel(ctx), pre.img.ID, s.build, s.env, e.r.labels(s), e.hasShell(pre.img.ID))
 	}()
-	return e
+	return pre
 }
 
 // discard removes what prepare made, for a job that ends before its steps.
-func (r *Runner) discard(e *early) {
-	if e == nil {
+func (e *dockerEngine) discard(pre *early) {
+	if pre == nil {
 		return
 	}
-	<-e.done
-	if e.container != "" {
-		r.removeLater(e.container)
+	<-pre.done
+	if pre.container != "" {
+		e.removeLater(pre.container)
 	}
 }
 
@@ -166,9 +166,9 @@ func (o *outputHead) Write(p []byte) (int, error) {
 // and says in the log when it failed because the script has no #! line.
 // The runtime reports that ("exec /kozmic/script: exec format error") as
 // the container's first output and exits non-zero, like a failing script.
-func (r *Runner) runStep(ctx context.Context, c string, src source, step, script string, out io.Writer) (int, error) {
+func (e *dockerEngine) runStep(ctx context.Context, c string, src source, step, script string, out io.Writer) (int, error) {
 	o := &outputHead{w: out}
-	code, err := r.runContainer(ctx, c, src, script, o)
+	code, err := e.runContainer(ctx, c, src, script, o)
 	if err == nil && code != 0 && !store.HasShebang(script) &&
 		strings.Contains(strings.ToLower(string(o.head)), "exec format error") {
 		say(out, NoShebangMessage, step)
@@ -187,26 +187,26 @@ var errNoShell = errors.New("the image has no /bin/sh")
 // says so in the log, and runs the script in a new container of image made
 // with env and labels, the script on its own; the container returned is
 // then that one, or "" if it could not be made.
-func (r *Runner) runScript(ctx context.Context, c, base, image, script string, env []string, labels map[string]string, src source, step string, out io.Writer) (string, int, error) {
-	code, err := r.runStep(ctx, c, src, step, script, out)
+func (e *dockerEngine) runScript(ctx context.Context, c, base, image, script string, env []string, labels map[string]string, src source, step string, out io.Writer) (string, int, error) {
+	code, err := e.runStep(ctx, c, src, step, script, out)
 	if !errors.Is(err, errNoShell) {
 		return c, code, err
 	}
-	r.removeLater(c)
-	r.noShell.Store(base, true)
+	e.removeLater(c)
+	e.noShell.Store(base, true)
 	say(out, "%s", NoShellMessage)
-	if c, err = r.createContainer(ctx, image, script, env, labels, false); err != nil {
+	if c, err = e.createContainer(ctx, image, script, env, labels, false); err != nil {
 		return "", 0, err
 	}
-	code, err = r.runStep(ctx, c, src, step, script, out)
+	code, err = e.runStep(ctx, c, src, step, script, out)
 	return c, code, err
 }
 
 // hasShell says whether containers of the base image with this ID (and of
 // its install images) can start their script with /bin/sh: unless one of
 // them could not (runScript).
-func (r *Runner) hasShell(base string) bool {
-	_, without := r.noShell.Load(base)
+func (e *dockerEngine) hasShell(base string) bool {
+	_, without := e.noShell.Load(base)
 	return !without
 }
 
@@ -215,10 +215,10 @@ func say(w io.Writer, format string, args ...any) {
 	fmt.Fprintf(w, "\x1b[1;36m==> "+format+"\x1b[0m\r\n", args...)
 }
 
-// execute runs a hook definition: image, install step (or its cached image),
-// build step. It kills the container when the job stalls, times out, or is
-// canceled, and says so in the log.
-func (r *Runner) execute(ctx context.Context, s spec, w io.Writer) result {
+// execute runs a hook definition on engine e: image, install step (or its
+// cached image), build step. It kills the container when the job stalls,
+// times out, or is canceled, and says so in the log.
+func (r *Runner) execute(ctx context.Context, e engine, s spec, w io.Writer) result {
 	out := &activity{w: w}
 	out.last.Store(time.Now().UnixNano())
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -227,7 +227,7 @@ func (r *Runner) execute(ctx context.Context, s spec, w io.Writer) result {
 	defer cancelTimeout()
 	go r.watchStall(ctx, out, cancel)
 
-	res := r.steps(ctx, s, out)
+	res := e.run(ctx, s, out)
 	if res.status != "" {
 		return res // ended on its own, even if a timer fired just after
 	}
@@ -262,7 +262,7 @@ func (r *Runner) watchStall(ctx context.Context, out *activity, cancel context.C
 	}
 }
 
-func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
+func (e *dockerEngine) run(ctx context.Context, s spec, out io.Writer) result {
 	var res result
 	// fail ends the job as an error, unless ctx ended: then the step failed
 	// because of that, and execute says why from ctx's cause.
@@ -282,13 +282,13 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 		io.WriteString(out, s.early.log.String())
 		base, err = s.early.img, s.early.imgErr
 	} else {
-		base, err = r.image(ctx, s.image, out)
+		base, err = e.image(ctx, s.image, out)
 	}
 	if err != nil {
 		return fail("%s", err)
 	}
 	runFrom := base.ID
-	labels := r.labels(s)
+	labels := e.r.labels(s)
 
 	if strings.TrimSpace(s.install) != "" {
 		ids, err := s.src.objectIDs(s.tracked)
@@ -297,8 +297,8 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 			return fail("Could not read the tracked files: %s", err)
 		}
 		res.cacheID, res.scope = cacheID(base.ID, s.install, ids), s.scope
-		cached := r.cacheImage(res.cacheID, s.projectID, s.scope)
-		img, err := r.docker.InspectImage(cached)
+		cached := e.r.cacheImage(res.cacheID, s.projectID, s.scope)
+		img, err := e.docker.InspectImage(cached)
 		if err == nil {
 			s.log.beginStep(store.StepInstall, store.StepSkipped)
 		} else {
@@ -314,19 +314,19 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 			res.cache = store.CacheMiss
 			say(out, "Running the install script")
 			env := []string{"CI=true", "KOZMIC=true"}
-			c, err := r.createContainer(ctx, base.ID, s.install, env, labels, r.hasShell(base.ID))
+			c, err := e.createContainer(ctx, base.ID, s.install, env, labels, e.hasShell(base.ID))
 			if err != nil {
 				return fail("%s", err)
 			}
-			c, code, err := r.runScript(ctx, c, base.ID, base.ID, s.install, env, labels, s.src, "install", out)
+			c, code, err := e.runScript(ctx, c, base.ID, base.ID, s.install, env, labels, s.src, "install", out)
 			if err == nil && code == 0 {
-				err = r.commit(ctx, c, res.cacheID, s.projectID, s.scope)
+				err = e.commit(ctx, c, res.cacheID, s.projectID, s.scope)
 				if err == nil {
 					runFrom = cached
 				}
 			}
 			if c != "" {
-				r.removeLater(c)
+				e.removeLater(c)
 			}
 			switch {
 			case ctx.Err() != nil:
@@ -338,7 +338,7 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 				res.status, res.exitCode = store.JobFailure, &code
 				return res
 			}
-			r.pruneCache(ctx, s.projectID, s.scope, res.cacheID, out)
+			e.pruneCache(ctx, s.projectID, s.scope, res.cacheID, out)
 		}
 	}
 
@@ -348,15 +348,15 @@ func (r *Runner) steps(ctx context.Context, s spec, out io.Writer) result {
 	if s.early != nil {
 		c, err = s.early.container, s.early.createErr
 	} else {
-		c, err = r.createContainer(ctx, runFrom, s.build, s.env, labels, r.hasShell(base.ID))
+		c, err = e.createContainer(ctx, runFrom, s.build, s.env, labels, e.hasShell(base.ID))
 	}
 	if err != nil {
 		return fail("%s", err)
 	}
-	c, code, err := r.runScript(ctx, c, base.ID, runFrom, s.build, s.env, labels, s.src, "build", out)
+	c, code, err := e.runScript(ctx, c, base.ID, runFrom, s.build, s.env, labels, s.src, "build", out)
 	if c != "" {
 		res.containerID = c
-		defer r.removeLater(c)
+		defer e.removeLater(c)
 	}
 	if ctx.Err() != nil {
 		return res
@@ -421,9 +421,9 @@ type pullState struct {
 // not on the engine is pulled while the job waits; a pull that failed is
 // not tried again within PullInterval. Jobs wanting one reference share
 // its pull.
-func (r *Runner) image(ctx context.Context, ref string, out io.Writer) (*docker.Image, error) {
-	if img, err := r.docker.InspectImage(ref); err == nil {
-		p, started := r.pull(ref, io.Discard)
+func (e *dockerEngine) image(ctx context.Context, ref string, out io.Writer) (*docker.Image, error) {
+	if img, err := e.docker.InspectImage(ref); err == nil {
+		p, started := e.pull(ref, io.Discard)
 		switch {
 		case started:
 			say(out, "Using %s from this Docker engine; pulling a newer copy, if there is one, for later jobs", ref)
@@ -434,7 +434,7 @@ func (r *Runner) image(ctx context.Context, ref string, out io.Writer) (*docker.
 		}
 		return img, nil
 	}
-	p, started := r.pull(ref, out)
+	p, started := e.pull(ref, out)
 	if started {
 		say(out, "Pulling %s", ref)
 	}
@@ -443,7 +443,7 @@ func (r *Runner) image(ctx context.Context, ref string, out io.Writer) (*docker.
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	img, err := r.docker.InspectImage(ref)
+	img, err := e.docker.InspectImage(ref)
 	if err != nil {
 		if p.err != nil {
 			return nil, fmt.Errorf("The image %s could not be pulled and is not on this Docker engine: %v", ref, p.err)
@@ -457,13 +457,13 @@ func (r *Runner) image(ctx context.Context, ref string, out io.Writer) (*docker.
 // way or ended within PullInterval, and returns the one started or that
 // one, which ended when done is closed. The pull outlives the job that
 // asked for it, as other jobs may wait for it, and ends with the runner.
-func (r *Runner) pull(ref string, out io.Writer) (p *pullState, started bool) {
-	r.pullMu.Lock()
-	defer r.pullMu.Unlock()
-	if p := r.pulls[ref]; p != nil {
+func (e *dockerEngine) pull(ref string, out io.Writer) (p *pullState, started bool) {
+	e.pullMu.Lock()
+	defer e.pullMu.Unlock()
+	if p := e.pulls[ref]; p != nil {
 		select {
 		case <-p.done:
-			if time.Since(p.at) < r.cfg.PullInterval {
+			if time.Since(p.at) < e.r.cfg.PullInterval {
 				return p, false
 			}
 		default: // under way
@@ -471,16 +471,16 @@ func (r *Runner) pull(ref string, out io.Writer) (p *pullState, started bool) {
 		}
 	}
 	p = &pullState{done: make(chan struct{})}
-	r.pulls[ref] = p
-	r.cleanup.Go(func() {
+	e.pulls[ref] = p
+	e.r.cleanup.Go(func() {
 		repo, tag := splitRef(ref)
-		err := r.docker.PullImage(docker.PullImageOptions{Repository: repo, Tag: tag, OutputStream: out, Context: r.pullCtx}, docker.AuthConfiguration{})
+		err := e.docker.PullImage(docker.PullImageOptions{Repository: repo, Tag: tag, OutputStream: out, Context: e.r.pullCtx}, docker.AuthConfiguration{})
 		if err != nil {
-			r.log.Warn("pull image", "image", ref, "err", err)
+			e.r.log.Warn("pull image", "image", ref, "err", err)
 		}
-		r.pullMu.Lock()
+		e.pullMu.Lock()
 		p.err, p.at = err, time.Now()
-		r.pullMu.Unlock()
+		e.pullMu.Unlock()
 		close(p.done)
 	})
 	return p, true

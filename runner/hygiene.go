@@ -19,7 +19,45 @@ type Swept struct {
 	Containers, Volumes, Images int
 }
 
-// Sweep removes what this Kozmic (its instance label) left on the Docker
+// Sweep sweeps every engine that answered its last ping (see sweep) and
+// adds up what it removed; its error joins each engine's.
+func (r *Runner) Sweep(ctx context.Context) (Swept, error) {
+	var all Swept
+	var errs []error
+	for _, m := range r.pool.members {
+		if m.down.Load() {
+			continue
+		}
+		s, err := m.sweep(ctx)
+		all.Containers, all.Volumes, all.Images = all.Containers+s.Containers, all.Volumes+s.Volumes, all.Images+s.Images
+		if err != nil {
+			errs = append(errs, fmt.Errorf("engine %s: %w", m.name(), err))
+		}
+	}
+	return all, errors.Join(errs...)
+}
+
+// ClearCache removes every install cache image of a project from every
+// engine that answered its last ping (see clearCache), and returns how many
+// it removed; its error joins each engine's.
+func (r *Runner) ClearCache(ctx context.Context, projectID int64) (int, error) {
+	n := 0
+	var errs []error
+	for _, m := range r.pool.members {
+		if m.down.Load() {
+			errs = append(errs, fmt.Errorf("engine %s is not reachable", m.name()))
+			continue
+		}
+		k, err := m.clearCache(ctx, projectID)
+		n += k
+		if err != nil {
+			errs = append(errs, fmt.Errorf("engine %s: %w", m.name(), err))
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// sweep removes what this Kozmic (its instance label) left on the Docker
 // engine and no longer needs: stopped containers that no running job owns,
 // dangling volumes, the cache images of deleted projects, cache images
 // made before cache scopes, and each project's cache images beyond the
@@ -28,35 +66,35 @@ type Swept struct {
 // another Kozmic's among them, are never touched. It goes on past single
 // failures, which it logs, and returns the first error that stopped a
 // whole step.
-func (r *Runner) Sweep(ctx context.Context) (Swept, error) {
+func (e *dockerEngine) sweep(ctx context.Context) (Swept, error) {
 	var s Swept
-	mine := LabelInstance + "=" + r.cfg.Instance
-	stopped, err := r.docker.ListContainers(docker.ListContainersOptions{All: true, Context: ctx,
+	mine := LabelInstance + "=" + e.r.cfg.Instance
+	stopped, err := e.docker.ListContainers(docker.ListContainersOptions{All: true, Context: ctx,
 		Filters: map[string][]string{"label": {mine}, "status": {"created", "exited", "dead"}}})
 	if err != nil {
 		return s, fmt.Errorf("list stopped containers: %w", err)
 	}
 	for _, c := range stopped {
 		// A job's install container stops before it is committed: leave it to its job.
-		if id, err := strconv.ParseInt(c.Labels[LabelJob], 10, 64); err == nil && r.isActive(id) {
+		if id, err := strconv.ParseInt(c.Labels[LabelJob], 10, 64); err == nil && e.r.isActive(id) {
 			continue
 		}
-		r.remove(c.ID)
+		e.remove(c.ID)
 		s.Containers++
 	}
-	vols, err := r.docker.ListVolumes(docker.ListVolumesOptions{Context: ctx,
+	vols, err := e.docker.ListVolumes(docker.ListVolumesOptions{Context: ctx,
 		Filters: map[string][]string{"label": {mine}, "dangling": {"true"}}})
 	if err != nil {
 		return s, fmt.Errorf("list dangling volumes: %w", err)
 	}
 	for _, v := range vols {
-		if err := r.docker.RemoveVolumeWithOptions(docker.RemoveVolumeOptions{Context: ctx, Name: v.Name}); err != nil {
-			r.log.Warn("remove volume", "volume", v.Name, "err", err)
+		if err := e.docker.RemoveVolumeWithOptions(docker.RemoveVolumeOptions{Context: ctx, Name: v.Name}); err != nil {
+			e.r.log.Warn("remove volume", "volume", v.Name, "err", err)
 			continue
 		}
 		s.Volumes++
 	}
-	imgs, err := r.cacheImages(ctx, 0)
+	imgs, err := e.cacheImages(ctx, 0)
 	if err != nil {
 		return s, err
 	}
@@ -69,16 +107,16 @@ func (r *Runner) Sweep(ctx context.Context) (Swept, error) {
 		byProject[pid][imagePool(img)] = append(byProject[pid][imagePool(img)], img)
 	}
 	for pid, pools := range byProject {
-		_, err := r.store.ProjectByID(ctx, pid)
+		_, err := e.r.store.ProjectByID(ctx, pid)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			removed, _ := r.ClearCache(ctx, pid)
+			removed, _ := e.clearCache(ctx, pid)
 			s.Images += removed
 		case err != nil:
 			return s, fmt.Errorf("look up project %d: %w", pid, err)
 		default:
 			for pool, in := range pools {
-				s.Images += r.prune(ctx, pid, in, r.poolLimit(pool), store.CacheUse{}, io.Discard)
+				s.Images += e.prune(ctx, pid, in, e.r.poolLimit(pool), store.CacheUse{}, io.Discard)
 			}
 		}
 	}
@@ -90,27 +128,27 @@ func (r *Runner) Sweep(ctx context.Context) (Swept, error) {
 // after the job is recorded, and holds its image until then.
 const clearTries = 20
 
-// ClearCache removes every install cache image of a project, of every
+// clearCache removes every install cache image of a project, of every
 // scope (its own and its forks'), so that its next jobs run their install
 // scripts again; it returns how many it removed. An image a container
 // holds is tried again for a few seconds (clearTries), so that one of a
 // job that just finished goes too; one a running job uses stays, and is
 // counted as an error.
-func (r *Runner) ClearCache(ctx context.Context, projectID int64) (int, error) {
-	if r.docker == nil {
-		return 0, errors.New("clear cache: no Docker engine")
+func (e *dockerEngine) clearCache(ctx context.Context, projectID int64) (int, error) {
+	if e.docker == nil {
+		return 0, errNoClient
 	}
-	imgs, err := r.cacheImages(ctx, projectID)
+	imgs, err := e.cacheImages(ctx, projectID)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	var errs []error
 	for _, img := range imgs {
-		err := r.docker.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Context: ctx})
+		err := e.docker.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Context: ctx})
 		for try := 1; try < clearTries && isConflict(err) && ctx.Err() == nil; try++ {
 			time.Sleep(250 * time.Millisecond)
-			err = r.docker.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Context: ctx})
+			err = e.docker.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Context: ctx})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", img.ID, err))
@@ -123,12 +161,12 @@ func (r *Runner) ClearCache(ctx context.Context, projectID int64) (int, error) {
 
 // cacheImages lists this instance's install cache images, of one project
 // or (projectID 0) of all.
-func (r *Runner) cacheImages(ctx context.Context, projectID int64) ([]docker.APIImages, error) {
-	labels := []string{LabelCache, LabelInstance + "=" + r.cfg.Instance}
+func (e *dockerEngine) cacheImages(ctx context.Context, projectID int64) ([]docker.APIImages, error) {
+	labels := []string{LabelCache, LabelInstance + "=" + e.r.cfg.Instance}
 	if projectID != 0 {
 		labels = append(labels, LabelProject+"="+strconv.FormatInt(projectID, 10))
 	}
-	imgs, err := r.docker.ListImages(docker.ListImagesOptions{Context: ctx, Filters: map[string][]string{"label": labels}})
+	imgs, err := e.docker.ListImages(docker.ListImagesOptions{Context: ctx, Filters: map[string][]string{"label": labels}})
 	if err != nil {
 		return nil, fmt.Errorf("list cache images: %w", err)
 	}

@@ -99,8 +99,8 @@ func TestJobLogDropsOutputPastTheLimitAtTheSource(t *testing.T) {
 // written, counted from the log's start.
 func TestJobLogRecordsEachLinesArrival(t *testing.T) {
 	db, job := newTestStore(t)
+	began := time.Now() // before the log starts its clock, so that no line comes later than elapsed
 	l := newJobLog(context.Background(), db, NewBroker(), job.ID, 1<<20, nil, slog.New(slog.DiscardHandler))
-	began := time.Now()
 	l.Write([]byte("first\nsecond "))
 	time.Sleep(300 * time.Millisecond)
 	l.Write([]byte("half\nthird\n"))

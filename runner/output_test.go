@@ -142,9 +142,10 @@ func TestImageOnTheEngineNeverWaitsForItsRegistry(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the image was never pulled to refresh it")
 	}
-	h.r.pullMu.Lock()
-	pl := h.r.pulls[repo+":latest"]
-	h.r.pullMu.Unlock()
+	e := h.r.local()
+	e.pullMu.Lock()
+	pl := e.pulls[repo+":latest"]
+	e.pullMu.Unlock()
 	select {
 	case <-pl.done:
 		t.Errorf("the pull ended (%v) though the registry never answered", pl.err)

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,8 @@ type Store interface {
 	CacheLastUsed(ctx context.Context, projectID int64) (map[store.CacheUse]time.Time, error)
 	ProjectByID(ctx context.Context, id int64) (store.Project, error)
 	PinHostKey(ctx context.Context, projectID int64, key string) error
+	InterruptJob(ctx context.Context, jobID int64, message string) ([]store.JobChanged, error)
+	PlaceJob(ctx context.Context, jobID int64, engine string) error
 	SetBuildCommit(ctx context.Context, buildID int64, author, subject string) error
 }
 
@@ -54,7 +57,7 @@ type Notifier interface {
 
 // Config tunes the runner; zero values take the defaults noted.
 type Config struct {
-	Workers           int           // jobs at once; default 2
+	Workers           int           // jobs at once on the one engine of New's client; default 2
 	StallTimeout      time.Duration // kill after this long without output; default 15m
 	JobTimeout        time.Duration // kill after this long; default 1h
 	CachedImagesLimit int           // install-cache images per project, and as many again for its forks; default 3
@@ -67,6 +70,10 @@ type Config struct {
 	WorkDir           string        // where checkouts go; default the system's temporary directory
 	PingInterval      time.Duration // how often the Docker engine is checked; default 5s
 	SweepInterval     time.Duration // how often leftovers are swept (Sweep); default 1h
+	// Engines are the Docker engines jobs run on, each with its slots;
+	// without them, New's client is the one engine, named "local", with
+	// Workers slots. With them, Workers becomes the sum of their slots.
+	Engines []EngineConfig
 	// Instance labels this Kozmic's containers (store.DB.InstanceID): the
 	// start-up recovery removes only leftovers of the same instance, so
 	// several Kozmic servers can share one Docker engine.
@@ -118,17 +125,17 @@ func (c *Config) defaults() {
 type Runner struct {
 	cfg    Config
 	store  Store
-	docker *docker.Client
 	notify Notifier
 	log    *slog.Logger
 	logs   *Broker
+	// pool is the engines jobs run on: Config.Engines, or New's client.
+	pool *pool
 
-	wake chan struct{} // a job was enqueued, or the Docker engine answers again
+	wake chan struct{} // a job was enqueued, a slot freed, or an engine answers again
 	busy atomic.Int32
 	// slots holds, for each worker, the id of the job it runs (0: none):
 	// atomics, so that Slots never waits for a claim's database write.
 	slots []atomic.Int64
-	down  atomic.Bool // the Docker engine did not answer the last ping
 
 	// mu guards active, and makes a claim and the job's registration one
 	// step as Cancel sees it (see claim).
@@ -141,16 +148,6 @@ type Runner struct {
 	recMu     sync.Mutex
 	recording map[int64]bool
 
-	// firstStart makes a container start wait for one that is running
-	// until one has succeeded: the Docker client notes the engine's API
-	// version at its first start, unguarded, so two first starts would race.
-	firstStart sync.Mutex
-	started    atomic.Bool
-	// noShell holds the IDs of base images found to have no /bin/sh (see
-	// hasShell).
-	noShell   sync.Map
-	pullMu    sync.Mutex
-	pulls     map[string]*pullState
 	pullCtx   context.Context // the pulls' context: Shutdown ends it
 	stopPulls context.CancelFunc
 
@@ -163,14 +160,27 @@ type Runner struct {
 	cleanup sync.WaitGroup
 }
 
-// New returns a runner; Start sets it going.
+// New returns a runner; Start sets it going. Its jobs run on
+// Config.Engines, or without them on the one engine dc (which may be nil
+// for a runner that is never started).
 func New(cfg Config, st Store, dc *docker.Client, n Notifier, log *slog.Logger) *Runner {
 	cfg.defaults()
 	pullCtx, stopPulls := context.WithCancel(context.Background())
-	return &Runner{cfg: cfg, store: st, docker: dc, notify: n, log: log, logs: NewBroker(),
-		wake: make(chan struct{}, 1), slots: make([]atomic.Int64, cfg.Workers),
-		active: map[int64]context.CancelCauseFunc{}, recording: map[int64]bool{},
-		pulls: map[string]*pullState{}, pullCtx: pullCtx, stopPulls: stopPulls}
+	r := &Runner{store: st, notify: n, log: log, logs: NewBroker(),
+		wake: make(chan struct{}, 1), active: map[int64]context.CancelCauseFunc{}, recording: map[int64]bool{},
+		pullCtx: pullCtx, stopPulls: stopPulls}
+	engines := cfg.Engines
+	if len(engines) == 0 {
+		engines = []EngineConfig{{Name: "local", Client: dc, Slots: cfg.Workers}}
+	}
+	ms := make([]*member, len(engines))
+	for i, e := range engines {
+		ms[i] = &member{engine: newDockerEngine(r, e.Name, e.Client), slots: max(e.Slots, 1), jobs: map[int64]context.CancelCauseFunc{}}
+	}
+	r.pool = newPool(ms)
+	cfg.Workers = r.pool.capacity()
+	r.cfg, r.slots = cfg, make([]atomic.Int64, cfg.Workers)
+	return r
 }
 
 // NewDockerClient connects to the Docker engine at host (a unix:// or
@@ -201,100 +211,54 @@ func NewDockerTLSClient(host, certDir string) (*docker.Client, error) {
 // Logs is the broker live log followers subscribe to.
 func (r *Runner) Logs() *Broker { return r.logs }
 
-// pingTimeout is how long the Docker engine has to answer a ping.
+// pingTimeout is how long a Docker engine has to answer a ping.
 const pingTimeout = 3 * time.Second
 
-// Start removes containers an earlier process left behind, records its
-// interrupted jobs (re-enqueuing each once) and starts the workers, and
-// from then on pings the Docker engine every Config.PingInterval until
-// Shutdown (see Unreachable). If the engine does not answer the first ping
-// within a few seconds, Start returns and the monitor does the rest once it
-// answers; until then jobs wait in the queue.
+// Start pings every engine and removes the containers an earlier process
+// left on those that answer, records its interrupted jobs (re-enqueuing
+// each once) and starts the workers; from then on it pings each engine
+// every Config.PingInterval until Shutdown (see Unreachable). An engine
+// takes jobs once it answered and its leftovers are gone; one that stops
+// answering takes none, and its running jobs run again elsewhere. If no
+// engine answers the first ping within a few seconds, Start returns and
+// jobs wait in the queue until one does.
 func (r *Runner) Start(ctx context.Context) {
 	base := context.WithoutCancel(ctx)
 	claimCtx, stopClaiming := context.WithCancel(base)
 	r.jobsCtx, r.stopJobs = context.WithCancelCause(base)
 	r.stopClaiming = stopClaiming
-	started, level := false, slog.LevelWarn // the first failure is worth a warning, the retries are not
-	startUp := func() {
-		if err := r.recoverLeftovers(claimCtx); err != nil {
-			if claimCtx.Err() == nil {
-				r.log.Log(claimCtx, level, "the runner cannot start yet: jobs wait", "err", err)
-			}
-			level = slog.LevelDebug
-			return
-		}
-		r.startWorkers(claimCtx)
-		started = true
+	var wg sync.WaitGroup
+	for _, m := range r.pool.members {
+		wg.Go(func() { r.check(claimCtx, m) })
 	}
-	if r.ping(claimCtx) {
-		startUp()
+	wg.Wait()
+	if !r.startUp(claimCtx, slog.LevelWarn) {
+		r.workers.Go(func() { // the database failed: try again
+			tick := time.NewTicker(r.cfg.PingInterval)
+			defer tick.Stop()
+			for !r.startUp(claimCtx, slog.LevelDebug) { // the first failure is worth a warning, the retries are not
+				select {
+				case <-claimCtx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		})
 	}
-	r.workers.Go(func() { // the monitor; it alone calls startUp from now on
-		tick := time.NewTicker(r.cfg.PingInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-claimCtx.Done():
-				return
-			case <-tick.C:
-			}
-			if r.ping(claimCtx) && !started {
-				startUp()
-			}
-		}
-	})
+	for _, m := range r.pool.members {
+		r.workers.Go(func() { r.watch(claimCtx, m) })
+	}
 }
 
-// ping asks the Docker engine whether it answers, records that for
-// Unreachable and the workers, and logs each change. When the engine comes
-// back, it wakes the workers.
-func (r *Runner) ping(ctx context.Context) bool {
-	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-	err := r.docker.PingWithContext(pctx)
-	cancel()
-	if ctx.Err() != nil {
-		return false // stopping: that says nothing of the engine
-	}
-	if err != nil {
-		if !r.down.Swap(true) {
-			r.log.Warn("the Docker engine is not reachable: jobs wait until it answers",
-				"endpoint", r.docker.Endpoint(), "err", err)
-		}
-		return false
-	}
-	if r.down.Swap(false) {
-		r.log.Info("the Docker engine is reachable again: waiting jobs start", "endpoint", r.docker.Endpoint())
-		r.Enqueued()
-	}
-	return true
-}
-
-func (r *Runner) startWorkers(ctx context.Context) {
-	for slot := range r.cfg.Workers {
-		r.workers.Go(func() { r.work(ctx, slot) })
-	}
-	r.workers.Go(func() { r.sweepEvery(ctx, r.cfg.SweepInterval) })
-	r.Enqueued()
-}
-
-func (r *Runner) recoverLeftovers(ctx context.Context) error {
-	labels := []string{LabelJob}
-	if r.cfg.Instance != "" {
-		labels = append(labels, LabelInstance+"="+r.cfg.Instance)
-	}
-	left, err := r.docker.ListContainers(docker.ListContainersOptions{All: true, Context: ctx,
-		Filters: map[string][]string{"label": labels}})
-	if err != nil {
-		return fmt.Errorf("list leftover containers: %w", err)
-	}
-	for _, c := range left {
-		r.log.Info("removing a container left by an earlier run", "container", c.ID[:12], "job", c.Labels[LabelJob])
-		r.remove(c.ID)
-	}
+// startUp settles the jobs an earlier process left running and starts the
+// workers; it says whether it could, and logs why not at level.
+func (r *Runner) startUp(ctx context.Context, level slog.Level) bool {
 	changes, err := r.store.RecoverInterruptedJobs(ctx)
 	if err != nil {
-		return fmt.Errorf("recover interrupted jobs: %w", err)
+		if ctx.Err() == nil {
+			r.log.Log(ctx, level, "the runner cannot start yet: jobs wait", "err", fmt.Errorf("recover interrupted jobs: %w", err))
+		}
+		return false
 	}
 	for _, ch := range changes {
 		if ch.Job.Status == store.JobError {
@@ -303,7 +267,75 @@ func (r *Runner) recoverLeftovers(ctx context.Context) error {
 		}
 		r.changed(ctx, ch)
 	}
-	return nil
+	r.startWorkers(ctx)
+	return true
+}
+
+// watch checks engine m every Config.PingInterval until ctx ends.
+func (r *Runner) watch(ctx context.Context, m *member) {
+	tick := time.NewTicker(r.cfg.PingInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		r.check(ctx, m)
+	}
+}
+
+// check pings engine m and records what it found for Unreachable and the
+// pool, logging each change. An engine that stopped answering takes no
+// jobs, and the jobs running on it are canceled to run again elsewhere
+// (see interrupt). One that answers again first has this instance's
+// containers of jobs not running on it removed, as at the start; then it
+// takes jobs, and the workers are woken.
+func (r *Runner) check(ctx context.Context, m *member) {
+	err := m.ping(ctx)
+	if ctx.Err() != nil {
+		return // stopping: that says nothing of the engine
+	}
+	if err != nil {
+		r.lose(m, err)
+		return
+	}
+	if m.down.Swap(false) {
+		r.log.Info("the Docker engine is reachable again: waiting jobs start", "engine", m.name(), "endpoint", m.endpoint())
+	}
+	r.pool.mu.Lock()
+	ready := m.ready
+	r.pool.mu.Unlock()
+	if ready {
+		return
+	}
+	if err := m.recover(ctx, func(jobID int64) bool { return r.pool.runs(m, jobID) }); err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("the Docker engine answers, but its leftovers cannot be listed: it takes no jobs yet",
+				"engine", m.name(), "endpoint", m.endpoint(), "err", err)
+		}
+		return
+	}
+	r.pool.setReady(m, true, nil)
+	r.Enqueued()
+}
+
+// lose records that engine m did not answer (err says how): it takes no
+// more jobs, and its running jobs are canceled with an engineLost cause.
+func (r *Runner) lose(m *member, err error) {
+	if !m.down.Swap(true) {
+		r.log.Warn("the Docker engine is not reachable: it takes no jobs until it answers",
+			"engine", m.name(), "endpoint", m.endpoint(), "err", err)
+	}
+	r.pool.setReady(m, false, engineLost{name: m.name(), endpoint: m.endpoint()})
+}
+
+func (r *Runner) startWorkers(ctx context.Context) {
+	for slot := range r.cfg.Workers {
+		r.workers.Go(func() { r.work(ctx, slot) })
+	}
+	r.workers.Go(func() { r.sweepEvery(ctx, r.cfg.SweepInterval) })
+	r.Enqueued()
 }
 
 // changed tells the notifier, if there is one.
@@ -322,28 +354,50 @@ func (r *Runner) Enqueued() {
 }
 
 // Unreachable is the sentence "Docker is not reachable at <endpoint> —
-// jobs will wait" while the Docker engine does not answer, and "" while it
-// does. It reads what the last ping found, so it is cheap; a runner that
-// was never started has not pinged and returns "".
+// jobs will wait" while the one Docker engine does not answer, and "" while
+// it does. With several engines it names those that do not answer, and
+// says whether jobs wait (none answers) or go to the others. It reads what
+// the last pings found, so it is cheap; a runner that was never started
+// has not pinged and returns "".
 func (r *Runner) Unreachable() string {
-	if !r.down.Load() {
-		return ""
+	var down []string
+	for _, m := range r.pool.members {
+		if m.down.Load() {
+			down = append(down, m.name()+" at "+m.endpoint())
+		}
 	}
-	return fmt.Sprintf("Docker is not reachable at %s — jobs will wait", r.docker.Endpoint())
+	switch {
+	case len(down) == 0:
+		return ""
+	case len(r.pool.members) == 1:
+		return fmt.Sprintf("Docker is not reachable at %s — jobs will wait", r.pool.members[0].endpoint())
+	case len(down) == len(r.pool.members):
+		return fmt.Sprintf("No Docker engine is reachable (%s) — jobs will wait", strings.Join(down, ", "))
+	}
+	return fmt.Sprintf("Docker engines not reachable: %s — jobs run on the others", strings.Join(down, ", "))
 }
 
 // Waiting describes why an enqueued job has not started, such as "waiting
 // for a free worker: 2 of 2 busy" or "waiting for Docker: not reachable at
 // unix:///var/run/docker.sock"; empty when a worker is free.
 func (r *Runner) Waiting() string {
-	if r.down.Load() {
-		return "waiting for Docker: not reachable at " + r.docker.Endpoint()
+	up, slots := false, 0
+	for _, m := range r.pool.members {
+		if !m.down.Load() {
+			up, slots = true, slots+m.slots
+		}
+	}
+	if !up {
+		if len(r.pool.members) == 1 {
+			return "waiting for Docker: not reachable at " + r.pool.members[0].endpoint()
+		}
+		return "waiting for Docker: no engine is reachable"
 	}
 	busy := int(r.busy.Load())
-	if busy < r.cfg.Workers {
+	if busy < slots {
 		return ""
 	}
-	return fmt.Sprintf("waiting for a free worker: %d of %d busy", busy, r.cfg.Workers)
+	return fmt.Sprintf("waiting for a free worker: %d of %d busy", busy, slots)
 }
 
 // Slots says which job each worker runs: element i is the id of the job
@@ -362,9 +416,11 @@ func (r *Runner) Slots() []int64 {
 // ctx ends.
 func (r *Runner) work(ctx context.Context, slot int) {
 	for {
-		if r.down.Load() {
-			// A job claimed now would fail on every Docker call: leave it
-			// enqueued. ping wakes a worker when the engine answers again.
+		// A job is claimed only with a slot to run on: without one, such as
+		// while no engine answers, it waits enqueued. A freed slot, and an
+		// engine that answers again, wake a worker.
+		seat := r.pool.admit()
+		if seat == nil {
 			select {
 			case <-r.wake:
 			case <-ctx.Done():
@@ -373,6 +429,9 @@ func (r *Runner) work(ctx context.Context, slot int) {
 			continue
 		}
 		ch, jobCtx, ok, err := r.claim(ctx, slot)
+		if err != nil || !ok {
+			seat.release(0)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -397,9 +456,11 @@ func (r *Runner) work(ctx context.Context, slot int) {
 		r.busy.Add(1)
 		r.changed(r.jobsCtx, ch)
 		r.jobStarted(ch.Job)
-		r.runJob(jobCtx, ch.Job)
+		r.runJob(jobCtx, ch.Job, seat)
 		r.slots[slot].Store(0)
 		r.busy.Add(-1)
+		seat.release(ch.Job.ID)
+		r.Enqueued() // its slot is free
 	}
 }
 
@@ -423,8 +484,9 @@ func (r *Runner) claim(ctx context.Context, slot int) (store.JobChanged, context
 }
 
 // runJob runs one claimed job to its end, records the result and
-// unregisters the job; ctx is the one claim registered.
-func (r *Runner) runJob(ctx context.Context, job store.Job) {
+// unregisters the job; ctx is the one claim registered. A job whose engine
+// was lost while it ran is interrupted instead: it runs again elsewhere.
+func (r *Runner) runJob(ctx context.Context, job store.Job, seat *seat) {
 	defer func() {
 		r.mu.Lock()
 		r.active[job.ID](nil) // release the job's context
@@ -432,12 +494,19 @@ func (r *Runner) runJob(ctx context.Context, job store.Job) {
 		r.mu.Unlock()
 		r.setRecording(job.ID, false)
 	}()
-	res := r.runLoaded(ctx, job.ID)
+	res := r.runLoaded(ctx, job.ID, seat)
 	if errors.Is(context.Cause(ctx), errShutdown) {
 		r.logs.end(job.ID)
 		return // left running in the store: the next start recovers it
 	}
+	if seat.m != nil && res.status != store.JobSuccess {
+		seat.m.failed.Add(1)
+	}
 	r.setRecording(job.ID, true) // also for a job that ended before it had a log
+	if lost, ok := lostEngine(context.Cause(ctx)); ok {
+		r.interrupt(job.ID, lost)
+		return
+	}
 	r.finish(job.ID, res)
 }
 
@@ -466,7 +535,7 @@ func (r *Runner) Recording(jobID int64) bool {
 // runLoaded loads a claimed job's definition and runs it. A job canceled
 // before it was loaded (while the notifier heard of its claim, say) ends
 // with the cancellation as its message and runs nothing.
-func (r *Runner) runLoaded(ctx context.Context, jobID int64) result {
+func (r *Runner) runLoaded(ctx context.Context, jobID int64, seat *seat) result {
 	run, err := r.store.JobRunOf(ctx, jobID)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil {
@@ -483,7 +552,7 @@ func (r *Runner) runLoaded(ctx context.Context, jobID int64) result {
 		secrets[i] = s.Value
 	}
 	out := newJobLog(r.jobsCtx, r.logStore(), r.logs, jobID, r.cfg.MaxLogBytes, secrets, r.log)
-	res := r.runCheckedOut(ctx, run, out)
+	res := r.runCheckedOut(ctx, run, out, seat)
 	// The job has ended; storing the rest of its log may take long on a
 	// database that refuses writes, and its page says so meanwhile.
 	r.setRecording(jobID, true)
@@ -492,9 +561,10 @@ func (r *Runner) runLoaded(ctx context.Context, jobID int64) result {
 	return res
 }
 
-// runCheckedOut clones the commit into a temporary directory and executes
-// the job there, marking in out where each step begins.
-func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out *jobLog) result {
+// runCheckedOut clones the commit into a temporary directory, places the
+// job on an engine (on the seat's) and executes the job there, marking in
+// out where each step begins.
+func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out *jobLog, seat *seat) result {
 	out.beginStep(store.StepFetch, store.StepRunning)
 	say(out, "Job %d of build #%d of %s, attempt %d: %s at %.12s", run.Job.ID, run.Build.Number,
 		run.Project.FullName, run.Job.Attempt, run.Build.Branch(), run.Build.SHA)
@@ -530,12 +600,23 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out *jobLo
 		install: run.Hook.InstallScript, build: run.Hook.BuildScript, tracked: run.Hook.TrackedFiles,
 		scope: scope, fork: fork, src: gitSource{path: dir, sha: run.Build.SHA}, env: jobEnv(run), log: out,
 	}
-	// The image check and the build container need no checkout: made
-	// meanwhile, they are off the job's path.
-	s.early = r.prepare(ctx, s)
+	// A job with an install script is placed once its checkout tells its
+	// cache id, to go where its cache image is. One without is placed
+	// now: its image check and build container need no checkout, and,
+	// made meanwhile, they are off the job's path.
+	var m *member
+	install := strings.TrimSpace(s.install) != ""
+	if !install {
+		if m, err = r.place(ctx, seat, s, out); err != nil {
+			return result{status: store.JobError, message: err.Error()}
+		}
+		s.early = m.prepare(ctx, s)
+	}
 	c := git.CloneSpec{Remote: remote, Ref: run.Build.Ref, SHA: run.Build.SHA}
 	if err := git.Clone(ctx, c, dir, out); err != nil {
-		r.discard(s.early)
+		if m != nil {
+			m.discard(s.early)
+		}
 		if cause := context.Cause(ctx); cause != nil {
 			return result{status: store.JobError, message: cause.Error()}
 		}
@@ -544,7 +625,53 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out *jobLo
 		return result{status: store.JobError, message: msg}
 	}
 	r.recordCommit(ctx, run, dir)
-	return r.execute(ctx, s, out)
+	if install {
+		if m, err = r.place(ctx, seat, s, out); err != nil {
+			return result{status: store.JobError, message: err.Error()}
+		}
+	}
+	res := r.execute(ctx, m, s, out)
+	if res.status == store.JobError && ctx.Err() == nil {
+		// A Docker call failed: if the engine went with it, the job runs
+		// again elsewhere (lose cancels ctx with its cause).
+		if err := m.ping(ctx); err != nil && ctx.Err() == nil {
+			r.lose(m, err)
+		}
+	}
+	return res
+}
+
+// place puts the job of s, holding seat, on an engine: one that holds its
+// install cache image if one with a free slot does, else the least loaded
+// (see seat.place). It records the engine and says it in out. It fails
+// only when ctx ends first.
+func (r *Runner) place(ctx context.Context, seat *seat, s spec, out io.Writer) (*member, error) {
+	var prefer []*member
+	if len(r.pool.members) > 1 {
+		for _, m := range r.pool.members {
+			if !m.down.Load() && m.holds(ctx, s) {
+				prefer = append(prefer, m)
+			}
+		}
+	}
+	r.mu.Lock()
+	cancel := r.active[s.jobID]
+	r.mu.Unlock()
+	m, err := seat.place(ctx, s.jobID, prefer, cancel)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.store.PlaceJob(ctx, s.jobID, m.name()); err != nil {
+		r.log.Warn("record the job's engine", "job", s.jobID, "engine", m.name(), "err", err)
+	}
+	if len(r.pool.members) > 1 {
+		if slices.Contains(prefer, m) {
+			say(out, "Running on the Docker engine %s, which holds this job's install cache", m.name())
+		} else {
+			say(out, "Running on the Docker engine %s", m.name())
+		}
+	}
+	return m, nil
 }
 
 // recordCommit reads the author and subject of a build's commit from the
@@ -612,6 +739,34 @@ func (r *Runner) finish(jobID int64, res result) {
 	r.log.Info("job finished", "job", jobID, "status", res.status, "build", ch.Build.ID, "build_status", ch.Build.Status)
 	r.jobFinished(ch.Job)
 	r.changed(ctx, ch)
+}
+
+// interrupt records that a job's engine was lost while it ran: the job
+// ends as an interrupted error and, as after a crash of the server, runs
+// again as a new attempt once (store.InterruptJob). Like finish, it tries
+// a refused write again until it lands or the server stops.
+func (r *Runner) interrupt(jobID int64, lost engineLost) {
+	ctx := context.WithoutCancel(r.jobsCtx)
+	msg := fmt.Sprintf("The Docker engine %s stopped answering while this job ran.", lost.name)
+	var changes []store.JobChanged
+	err := retryWrite(r.jobsCtx, r.log, "record an interrupted job", jobID, func() (err error) {
+		changes, err = r.store.InterruptJob(ctx, jobID, msg)
+		return err
+	})
+	r.logs.end(jobID)
+	if err != nil {
+		r.log.Error("record an interrupted job", "job", jobID, "engine", lost.name, "err", err)
+		return
+	}
+	r.log.Warn("job interrupted: its Docker engine stopped answering", "job", jobID, "engine", lost.name,
+		"again", len(changes) > 1)
+	for _, ch := range changes {
+		if ch.Job.ID == jobID {
+			r.jobFinished(ch.Job)
+		}
+		r.changed(ctx, ch)
+	}
+	r.Enqueued()
 }
 
 // Cancel stops a job: an enqueued one never runs, a running one is killed.
@@ -712,13 +867,14 @@ func (r *Runner) Exec(ctx context.Context, s ExecSpec, w io.Writer) (store.JobSt
 	if s.SHA != "" {
 		env = jobEnv(store.JobRun{Project: store.Project{FullName: s.Project}, Build: store.Build{Ref: s.Ref, SHA: s.SHA}})
 	}
-	res := r.execute(ctx, spec{image: s.Image, install: s.InstallScript, build: s.BuildScript,
+	e := r.local()
+	res := r.execute(ctx, r.pool.members[0], spec{image: s.Image, install: s.InstallScript, build: s.BuildScript,
 		tracked: s.TrackedFiles, scope: store.CacheScopeProject, src: dirSource{path: s.Dir}, env: env}, w)
 	r.cleanup.Wait()
 	if res.cache == store.CacheMiss && !s.KeepCache {
 		// A failed install step committed nothing: then there is no image.
 		img := r.cacheImage(res.cacheID, 0, res.scope)
-		err := r.docker.RemoveImageExtended(img, docker.RemoveImageOptions{Context: context.WithoutCancel(ctx)})
+		err := e.docker.RemoveImageExtended(img, docker.RemoveImageOptions{Context: context.WithoutCancel(ctx)})
 		switch {
 		case err == nil:
 			say(w, "Removed the install cache image %.12s (-keep-cache keeps it for the next run)", res.cacheID)
@@ -730,6 +886,11 @@ func (r *Runner) Exec(ctx context.Context, s ExecSpec, w io.Writer) (store.JobSt
 		return res.status, *res.exitCode
 	}
 	return res.status, 1
+}
+
+// local is the engine `kozmic exec` runs on: New's client.
+func (r *Runner) local() *dockerEngine {
+	return r.pool.members[0].engine.(*dockerEngine)
 }
 
 // Follow calls fn with a job's stored log from byte offset from on and then

@@ -192,7 +192,7 @@ func TestFailingInstallScriptFailsTheJob(t *testing.T) {
 // all its projects). Only this instance's: other packages and worktrees test
 // on the same engine, with the same project IDs.
 func removeCacheImages(t testing.TB, h *harness, projectID int64) {
-	imgs, _ := h.r.cacheImages(context.Background(), projectID)
+	imgs, _ := h.r.local().cacheImages(context.Background(), projectID)
 	for _, img := range imgs {
 		h.dc.RemoveImageExtended(img.ID, docker.RemoveImageOptions{Force: true})
 	}
@@ -201,7 +201,7 @@ func removeCacheImages(t testing.TB, h *harness, projectID int64) {
 // cacheImages is the set of cache IDs of the harness's images of a project.
 func cacheImages(t testing.TB, h *harness, projectID int64) map[string]bool {
 	t.Helper()
-	imgs, err := h.r.cacheImages(context.Background(), projectID)
+	imgs, err := h.r.local().cacheImages(context.Background(), projectID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func (h *harness) forkBuild(p store.Project, n int, repoID int64, repo, sha stri
 // imagesByScope counts the harness's cache images of a project by scope.
 func imagesByScope(t testing.TB, h *harness, projectID int64) map[string]int {
 	t.Helper()
-	imgs, err := h.r.cacheImages(context.Background(), projectID)
+	imgs, err := h.r.local().cacheImages(context.Background(), projectID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,11 +77,14 @@ type Job struct {
 	Cache       CacheResult
 	CacheScope  CacheScope // whose install cache Cache refers to
 	Error       string     // why the job errored, in words for people
+	// Engine names the Docker engine the job ran on; empty until it was
+	// placed on one.
+	Engine string
 }
 
 const jobColumns = `j.id, j.build_id, j.hook_call_id, COALESCE(hc.hook_id, 0), hc.hook_title, j.attempt,
 	j.status, j.created_at, j.started_at, j.finished_at, j.exit_code, j.container_id, j.cache_id,
-	CASE j.cache_hit WHEN 1 THEN 'hit' WHEN 0 THEN 'miss' ELSE '' END, j.cache_scope, j.error`
+	CASE j.cache_hit WHEN 1 THEN 'hit' WHEN 0 THEN 'miss' ELSE '' END, j.cache_scope, j.error, j.engine`
 
 const jobFrom = ` FROM jobs j JOIN hook_calls hc ON hc.id = j.hook_call_id `
 
@@ -90,7 +93,7 @@ func scanJob(row scanner) (Job, error) {
 	var exit sql.NullInt64
 	err := row.Scan(&j.ID, &j.BuildID, &j.HookCallID, &j.HookID, &j.HookTitle, &j.Attempt, &j.Status,
 		msTime{&j.CreatedAt}, msTime{&j.StartedAt}, msTime{&j.FinishedAt}, &exit, &j.ContainerID,
-		&j.CacheID, &j.Cache, &j.CacheScope, &j.Error)
+		&j.CacheID, &j.Cache, &j.CacheScope, &j.Error, &j.Engine)
 	if exit.Valid {
 		code := int(exit.Int64)
 		j.ExitCode = &code

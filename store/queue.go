@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -188,50 +189,91 @@ func insertAttempt(ctx context.Context, tx txn, now, buildID, hookCallID int64, 
 func (db *DB) RecoverInterruptedJobs(ctx context.Context) ([]JobChanged, error) {
 	var out []JobChanged
 	err := db.writeTx(ctx, func(tx txn) error {
-		type running struct {
-			id, buildID, hookCallID int64
-			attempt                 int
-			again                   bool // the previous attempt was not interrupted and the hook exists
-		}
-		jobs, err := queryAll(ctx, tx, "find interrupted jobs", func(row scanner) (running, error) {
-			var r running
-			return r, row.Scan(&r.id, &r.buildID, &r.hookCallID, &r.attempt, &r.again)
-		}, `SELECT j.id, j.build_id, j.hook_call_id, j.attempt,
-				hc.hook_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs p
-					WHERE p.hook_call_id = j.hook_call_id AND p.attempt = j.attempt - 1 AND p.interrupted)
-			FROM jobs j JOIN hook_calls hc ON hc.id = j.hook_call_id
-			WHERE j.status = 'running' ORDER BY j.id`)
-		if err != nil {
-			return err
-		}
-		now := db.nowMS()
-		for _, r := range jobs {
-			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'error', finished_at = ?, interrupted = 1, error = ?
-				WHERE id = ?`, now, InterruptedMessage, r.id); err != nil {
-				return wrap("mark interrupted job", err)
-			}
-			if err := endRunningStep(ctx, tx, r.id, StepError, now); err != nil {
-				return err
-			}
-			changed := []int64{r.id}
-			if r.again {
-				id, err := insertAttempt(ctx, tx, now, r.buildID, r.hookCallID, r.attempt+1)
-				if err != nil {
-					return err
-				}
-				changed = append(changed, id)
-			}
-			for _, id := range changed {
-				ch, err := db.jobChanged(ctx, tx, id, r.buildID)
-				if err != nil {
-					return err
-				}
-				out = append(out, ch)
-			}
-		}
-		return nil
+		var err error
+		out, err = db.interrupt(ctx, tx, InterruptedMessage, `j.status = 'running'`)
+		return err
 	})
 	return out, err
+}
+
+// InterruptJob ends running job jobID as RecoverInterruptedJobs ends the
+// jobs of a stopped server, with message as its error: for a job whose
+// Docker engine stopped answering while it ran. It enqueues a new attempt
+// under the same rule, once. It returns the job and the new attempt, if
+// any; a job that is not running is ErrConflict, a missing one ErrNotFound.
+func (db *DB) InterruptJob(ctx context.Context, jobID int64, message string) ([]JobChanged, error) {
+	var out []JobChanged
+	err := db.writeTx(ctx, func(tx txn) error {
+		var status JobStatus
+		if err := tx.QueryRowContext(ctx, `SELECT status FROM jobs WHERE id = ?`, jobID).Scan(&status); err != nil {
+			return wrap("get job", err)
+		}
+		if status != JobRunning {
+			return fmt.Errorf("interrupt job %d, which is %s: %w", jobID, status, ErrConflict)
+		}
+		var err error
+		out, err = db.interrupt(ctx, tx, message, `j.id = ?`, jobID)
+		return err
+	})
+	return out, err
+}
+
+// interrupt marks the running jobs that where selects as interrupted
+// errors with message, with their running steps, and enqueues a new
+// attempt of each whose previous attempt was not interrupted and whose
+// hook exists. It returns the jobs and the new attempts.
+func (db *DB) interrupt(ctx context.Context, tx txn, message, where string, args ...any) ([]JobChanged, error) {
+	type running struct {
+		id, buildID, hookCallID int64
+		attempt                 int
+		again                   bool // the previous attempt was not interrupted and the hook exists
+	}
+	jobs, err := queryAll(ctx, tx, "find interrupted jobs", func(row scanner) (running, error) {
+		var r running
+		return r, row.Scan(&r.id, &r.buildID, &r.hookCallID, &r.attempt, &r.again)
+	}, `SELECT j.id, j.build_id, j.hook_call_id, j.attempt,
+			hc.hook_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs p
+				WHERE p.hook_call_id = j.hook_call_id AND p.attempt = j.attempt - 1 AND p.interrupted)
+		FROM jobs j JOIN hook_calls hc ON hc.id = j.hook_call_id
+		WHERE `+where+` ORDER BY j.id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []JobChanged
+	now := db.nowMS()
+	for _, r := range jobs {
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET status = 'error', finished_at = ?, interrupted = 1, error = ?
+			WHERE id = ?`, now, message, r.id); err != nil {
+			return nil, wrap("mark interrupted job", err)
+		}
+		if err := endRunningStep(ctx, tx, r.id, StepError, now); err != nil {
+			return nil, err
+		}
+		changed := []int64{r.id}
+		if r.again {
+			id, err := insertAttempt(ctx, tx, now, r.buildID, r.hookCallID, r.attempt+1)
+			if err != nil {
+				return nil, err
+			}
+			changed = append(changed, id)
+		}
+		for _, id := range changed {
+			ch, err := db.jobChanged(ctx, tx, id, r.buildID)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ch)
+		}
+	}
+	return out, nil
+}
+
+// PlaceJob records the engine running job jobID runs on.
+func (db *DB) PlaceJob(ctx context.Context, jobID int64, engine string) error {
+	return db.writeTx(ctx, func(tx txn) error {
+		_, err := tx.ExecContext(ctx, `UPDATE jobs SET engine = ? WHERE id = ?`, engine, jobID)
+		return wrap("record the job's engine", err)
+	})
 }
 
 // CacheUse names one install cache image of a project: its scope and its
