@@ -227,17 +227,33 @@ func (e *dockerEngine) start(ctx context.Context, id string) error {
 	return err
 }
 
+// killTimeout bounds the kill of a job's container.
+const killTimeout = 10 * time.Second
+
 // waitContainer waits for a started container to exit and for the rest of
 // its output, and returns its exit code. When ctx ends first, the container
-// is killed.
+// is killed; when it ended because the engine stopped answering
+// (engineLost), the wait is given up at once, as neither the kill nor the
+// container's end may ever be heard of.
 func (e *dockerEngine) waitContainer(ctx context.Context, id string, attached docker.CloseWaiter) (int, error) {
+	// Waiting must outlive ctx: after a kill, the wait is how we know it is dead.
+	waitCtx, giveUp := context.WithCancel(context.WithoutCancel(ctx))
+	defer giveUp()
 	stopKill := context.AfterFunc(ctx, func() {
-		e.docker.KillContainer(docker.KillContainerOptions{ID: id, Signal: docker.SIGKILL})
+		if _, lost := lostEngine(context.Cause(ctx)); lost {
+			giveUp()
+		}
+		// Bounded: an engine that went silent would hold the call for ever.
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
+		defer cancel()
+		e.docker.KillContainer(docker.KillContainerOptions{ID: id, Signal: docker.SIGKILL, Context: kctx})
 	})
 	defer stopKill()
-	// Waiting must outlive ctx: after a kill, the wait is how we know it is dead.
-	code, err := e.docker.WaitContainerWithContext(id, context.WithoutCancel(ctx))
+	code, err := e.docker.WaitContainerWithContext(id, waitCtx)
 	if err != nil {
+		if waitCtx.Err() != nil {
+			return 0, context.Cause(ctx)
+		}
 		return 0, fmt.Errorf("Lost the container while waiting for it: %v", err)
 	}
 	attached.Wait() // the rest of the output
@@ -368,7 +384,9 @@ func (e *dockerEngine) removeLater(id string) {
 func (e *dockerEngine) remove(id string) {
 	err := e.docker.RemoveContainer(docker.RemoveContainerOptions{ID: id, Force: true, RemoveVolumes: true})
 	var nsc *docker.NoSuchContainer
-	if err != nil && !errors.As(err, &nsc) {
+	// A conflict is a removal already under way: the job's own, say, held
+	// up by an engine that went silent, and the recovery's once it answers.
+	if err != nil && !errors.As(err, &nsc) && !isConflict(err) {
 		e.r.log.Error("remove container", "container", id, "err", err)
 	}
 }

@@ -68,12 +68,15 @@ func (r *recorder) all() []store.JobChanged {
 }
 
 type harness struct {
-	t       testing.TB
-	db      *store.DB
-	dc      *docker.Client // the test's own; nil without Docker
-	jobsDC  *docker.Client // the runners'; nil: dc
-	r       *Runner        // the newest runner
-	runners []*Runner      // every runner started, shut down at the end
+	t      testing.TB
+	db     *store.DB
+	dc     *docker.Client // the test's own; nil without Docker
+	jobsDC *docker.Client // the runners'; nil: dc
+	// others are clients of the test's other engines, checked for leftovers
+	// at the end as dc is.
+	others  []*docker.Client
+	r       *Runner   // the newest runner
+	runners []*Runner // every runner started, shut down at the end
 	notes   *recorder
 	logs    *syncbuf.Buffer
 	dbPath  string
@@ -113,8 +116,10 @@ func (h *harness) finish() {
 		r.Shutdown(ctx)
 		cancel()
 	}
-	if h.dc != nil {
-		assertNoLeftovers(h.t, h.dc, h.db.InstanceID())
+	for _, dc := range append([]*docker.Client{h.dc}, h.others...) {
+		if dc != nil {
+			assertNoLeftovers(h.t, dc, h.db.InstanceID())
+		}
 	}
 }
 

@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -159,6 +158,11 @@ type switchProxy struct {
 	on    bool
 	conns map[net.Conn]bool
 	wg    sync.WaitGroup
+	// silent holds every byte, and every new connection, without closing
+	// anything, as a network that drops packets does; audible is
+	// broadcast when that ends.
+	silent  bool
+	audible *sync.Cond
 }
 
 // newSwitchProxy is a proxy to the engine at host (unix:// or tcp://),
@@ -171,9 +175,11 @@ func newSwitchProxy(t testing.TB, host string) *switchProxy {
 		t.Fatal(err)
 	}
 	p := &switchProxy{t: t, ln: ln, network: network, target: target, conns: map[net.Conn]bool{}}
+	p.audible = sync.NewCond(&p.mu)
 	p.wg.Go(p.accept)
 	t.Cleanup(func() {
 		ln.Close()
+		p.silence(false)
 		p.forward(false)
 		p.wg.Wait()
 	})
@@ -191,6 +197,26 @@ func (p *switchProxy) forward(on bool) {
 		for c := range p.conns {
 			c.Close()
 		}
+	}
+}
+
+// silence makes the proxy hold every byte while on, and pass them on again
+// when turned off.
+func (p *switchProxy) silence(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.silent = on
+	if !on {
+		p.audible.Broadcast()
+	}
+}
+
+// hold waits while the proxy is silent.
+func (p *switchProxy) hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.silent {
+		p.audible.Wait()
 	}
 }
 
@@ -212,6 +238,7 @@ func (p *switchProxy) accept() {
 // are done, passing on each half-close.
 func (p *switchProxy) serve(c net.Conn) {
 	defer c.Close()
+	p.hold()
 	p.mu.Lock()
 	on := p.on
 	p.mu.Unlock()
@@ -239,7 +266,19 @@ func (p *switchProxy) serve(c net.Conn) {
 	}()
 	var both sync.WaitGroup
 	pipe := func(dst, src net.Conn) {
-		io.Copy(dst, src)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			p.hold()
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
 		if hc, ok := dst.(interface{ CloseWrite() error }); ok {
 			hc.CloseWrite()
 		}
