@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,7 +19,7 @@ import (
 // twoEngines starts a second, throwaway Docker daemon and a runner whose
 // jobs run on two engines with slots each: "one", the main engine, and
 // "two", the second daemon. Both are checked for leftovers at the end.
-func twoEngines(t *testing.T, slots int) (*harness, *testengine.Engine) {
+func twoEngines(t testing.TB, slots int) (*harness, *testengine.Engine) {
 	t.Helper()
 	needDocker(t)
 	testengine.Skip(t)
@@ -267,4 +268,59 @@ func TestJobOnASilentEngineRunsAgainAndItsContainerGoesWhenItAnswers(t *testing.
 		cs, err := h.dc.ListContainers(docker.ListContainersOptions{All: true, Filters: first})
 		return err == nil && len(cs) == 0
 	})
+}
+
+// BenchmarkTwoEngines runs batches of jobs the whole way (claim, clone,
+// placement, container, log, result) on one engine with 2 slots and on two
+// engines with 2 slots each, the second a throwaway daemon on the same
+// machine, and reports each one's throughput in jobs/s and their ratio:
+// for trivial jobs (`exit 0`), and for jobs that wait half a second (as
+// jobs that wait for a network or a disk do). On one machine the two
+// daemons share its cores, so for trivial jobs, whose cost is the CPU time
+// of Kozmic, git and the engines, the ratio says what the pool costs, not
+// what a second machine would give; the waiting jobs show the pool running
+// twice as many at once.
+func BenchmarkTwoEngines(b *testing.B) {
+	const batch = 16
+	one := newHarness(b, Config{Workers: 2})
+	two, _ := twoEngines(b, 2)
+	rp := testrepo.New(b, map[string]string{"README": "x"})
+	sha := rp.Git("rev-parse", "HEAD")
+	for _, arm := range []struct{ name, script string }{
+		{"trivial", "#!/bin/sh\nexit 0\n"},
+		{"wait-0.5s", "#!/bin/sh\nsleep 0.5\n"},
+	} {
+		b.Run(arm.name, func(b *testing.B) {
+			run := func(h *harness, p store.Project) time.Duration {
+				began := time.Now()
+				var builds []store.Build
+				for i := range batch {
+					bd, _ := h.build(p, fmt.Sprintf("refs/heads/b%d-%d", i, shaSeq.Add(1)), sha)
+					builds = append(builds, bd)
+				}
+				for _, bd := range builds {
+					if got := h.waitBuild(bd); got.Status != store.BuildSuccess {
+						b.Fatalf("build %s", got.Status)
+					}
+				}
+				return time.Since(began)
+			}
+			p1, _ := one.project(rp, store.Hook{Title: "t", BuildScript: arm.script})
+			p2, _ := two.project(rp, store.Hook{Title: "t", BuildScript: arm.script})
+			run(one, p1) // warm: the image checks, the first starts
+			run(two, p2)
+			var d1, d2 time.Duration
+			for b.Loop() {
+				d1 += run(one, p1)
+				d2 += run(two, p2)
+			}
+			jobs := float64(b.N * batch)
+			b.ReportMetric(jobs/d1.Seconds(), "jobs/s-1x2")
+			b.ReportMetric(jobs/d2.Seconds(), "jobs/s-2x2")
+			b.ReportMetric(d1.Seconds()/d2.Seconds(), "ratio")
+		})
+	}
+	if st := two.r.Engines(); st[0].Started == 0 || st[1].Started == 0 {
+		b.Errorf("engines %+v: want jobs on both", st)
+	}
 }
