@@ -44,7 +44,11 @@ type liveServer struct {
 	logs    *syncbuf.Buffer
 }
 
-func newLiveServer(t testing.TB) *liveServer {
+func newLiveServer(t testing.TB) *liveServer { return newLiveServerWith(t) }
+
+// newLiveServerWith is a liveServer whose runner has, besides the Docker
+// engine (named "local", with 2 slots), the engines others.
+func newLiveServerWith(t testing.TB, others ...runner.EngineConfig) *liveServer {
 	t.Helper()
 	ctx := context.Background()
 	db := testdb.Open(t)
@@ -58,7 +62,11 @@ func newLiveServer(t testing.TB) *liveServer {
 	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	mets := metrics.New(db, log)
-	jobs := runner.New(runner.Config{Network: "none", WorkDir: t.TempDir(), Instance: db.InstanceID(), Metrics: mets}, db, dc, nil, log)
+	cfg := runner.Config{Network: "none", WorkDir: t.TempDir(), Instance: db.InstanceID(), Metrics: mets}
+	if len(others) > 0 {
+		cfg.Engines = append([]runner.EngineConfig{{Name: "local", Client: dc, Slots: 2}}, others...)
+	}
+	jobs := runner.New(cfg, db, dc, nil, log)
 	jobs.Start(ctx)
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
