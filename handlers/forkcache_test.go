@@ -231,3 +231,47 @@ func TestJobPageNamesItsInstallCacheScope(t *testing.T) {
 		}
 	}
 }
+
+// A job's page names the Docker engine the job was placed on, beside its
+// install cache's hit; a job never placed on one names none.
+func TestJobPageNamesTheEngineTheJobRanOn(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	ctx := context.Background()
+	if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "busybox",
+		InstallScript: "#!/bin/sh\ntrue\n", BuildScript: "#!/bin/sh\ntrue\n"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, engine := range []string{"builder2", ""} {
+		bd, jobs, err := s.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: newCacheID()[:40]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: store.JobRunning}); err != nil {
+			t.Fatal(err)
+		}
+		if engine != "" {
+			if err := s.db.PlaceJob(ctx, jobs[0].ID, engine); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: store.JobSuccess, Cache: store.CacheHit,
+			CacheID: "c0ffee", CacheScope: store.CacheScopeProject}); err != nil {
+			t.Fatal(err)
+		}
+		res, page := b.do("GET", fmt.Sprintf("/projects/%d/builds/%d/jobs/%d", p.ID, bd.Number, jobs[0].ID), nil)
+		head := parse(t, page).Find("#" + views.JobHeadID)
+		on, cache := head.Find("#"+views.JobEngineID), head.Find("#"+views.JobCacheID)
+		switch {
+		case res.StatusCode != 200:
+			t.Errorf("engine %q: %d", engine, res.StatusCode)
+		case engine != "" && (on.Length() != 1 || textOf(on) != "on engine "+engine):
+			t.Errorf("placed on %s: the head says %q (%d)", engine, textOf(on), on.Length())
+		case engine == "" && on.Length() != 0:
+			t.Errorf("never placed: the head names an engine, %q", textOf(on))
+		case textOf(cache) != "Install cache: project cache · hit, install script skipped":
+			t.Errorf("engine %q: cache note %q", engine, textOf(cache))
+		}
+	}
+}
