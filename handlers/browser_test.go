@@ -86,12 +86,16 @@ func newLiveServerWith(t testing.TB, others ...runner.EngineConfig) *liveServer 
 // signedInBrowser starts a live server and a Chromium signed in to it with
 // (the fake) GitHub, as a person would; it skips unless KOZMIC_TEST_BROWSER
 // and KOZMIC_TEST_DOCKER are set.
-func signedInBrowser(t *testing.T) (*liveServer, context.Context) {
+func signedInBrowser(t *testing.T) (*liveServer, context.Context) { return signedInBrowserWith(t) }
+
+// signedInBrowserWith is signedInBrowser with the engines others besides
+// the Docker engine, as newLiveServerWith has them.
+func signedInBrowserWith(t *testing.T, others ...runner.EngineConfig) (*liveServer, context.Context) {
 	t.Helper()
 	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
 		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
 	}
-	srv := newLiveServer(t)
+	srv := newLiveServerWith(t, others...)
 	ctx := newChrome(t)
 	if err := browserSignIn(ctx, srv); err != nil {
 		t.Fatal(err)
