@@ -275,3 +275,50 @@ func TestJobPageNamesTheEngineTheJobRanOn(t *testing.T) {
 		}
 	}
 }
+
+// Real jobs on two Docker engines, one of which does not answer, run on
+// the other: the second job's page names that engine beside its install
+// cache's hit, and the admin page counts both jobs as started there.
+func TestJobsOnTheEngineThatAnswersSayWhereTheyRanAndCount(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run jobs on a Docker engine")
+	}
+	ctx := context.Background()
+	srv := newLiveServerWith(t, deadEngine(t, "builder2"))
+	b := newBrowserAt(t, srv.url)
+	b.signIn("/")
+	makeAdmin(t, srv.db)
+	repo := testrepo.New(t, map[string]string{"deps.txt": "lib 1.0\n", "README": "one\n"})
+	first := repo.Git("rev-parse", "HEAD")
+	second := repo.Commit(map[string]string{"README": "two\n"}, nil)
+	p, err := srv.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/placed",
+		GitURL: repo.Path, WebhookSecret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.jobs.ClearCache(ctx, p.ID) })
+	if _, err := srv.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: testimage.Name,
+		InstallScript: "#!/bin/sh\necho installing\n", TrackedFiles: []string{"deps.txt"}, BuildScript: "#!/bin/sh\ncat README\n"}); err != nil {
+		t.Fatal(err)
+	}
+	var jobs []store.Job
+	for i, sha := range []string{first, second} {
+		push := fmt.Appendf(nil, `{"ref":"refs/heads/main","after":%q,"head_commit":{"message":"m","author":{"name":"Ann"}}}`, sha)
+		jobs = append(jobs, deliverAndWait(t, srv, p, "push", push, fmt.Sprintf("push-%d", i)))
+	}
+	for i, want := range []store.CacheResult{store.CacheMiss, store.CacheHit} {
+		if j := jobs[i]; j.Status != store.JobSuccess || j.Engine != "local" || j.Cache != want {
+			t.Fatalf("job %d: %s on %q, cache %q; want success on local, cache %q; log:\n%s", i+1, j.Status, j.Engine, j.Cache, want, logText(t, srv.db, j.ID))
+		}
+	}
+	doc, _ := fetchPage(t, b, fmt.Sprintf("/projects/%d/builds/2/jobs/%d", p.ID, jobs[1].ID), 200)
+	if on, cache := textOf(doc.Find("#"+views.JobEngineID)), textOf(doc.Find("#"+views.JobCacheID)); on != "on engine local" ||
+		cache != "Install cache: project cache · hit, install script skipped" {
+		t.Errorf("the second job's head: %q, %q", on, cache)
+	}
+	doc, _ = fetchPage(t, b, views.AdminPath, 200)
+	if local, builder2 := factsOf(doc.Find("#"+views.AdminEngineID(0))), factsOf(doc.Find("#"+views.AdminEngineID(1))); local["Jobs since the start"] != "2 started, 0 failed" ||
+		builder2["Jobs since the start"] != "0 started, 0 failed" {
+		t.Errorf("jobs since the start: local %q, builder2 %q", local["Jobs since the start"], builder2["Jobs since the start"])
+	}
+}
