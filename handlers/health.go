@@ -36,10 +36,11 @@ type engineHealth struct {
 // "engines":[{"name":"local","status":"ok","busy":1,"slots":2}]},
 // else 503 with "status":"unavailable" and the part that failed:
 // "database":"unavailable" when it does not answer, "docker":"unreachable"
-// when no Docker engine answered its last ping, "writes":"failing" while the database's writes fail (a write refused for
-// reasons of the disk, and none succeeded since), or "disk":"low" when the
-// database's directory has less than Deps.MinFreeDisk bytes free
-// ("unavailable" when that cannot be read). While some engines answer and
+// when no Docker engine answered its last ping, "writes":"failing" while
+// the database's writes fail (a write refused for reasons of the disk, and
+// none succeeded since), or "disk":"low" when the database's directory has
+// less than Deps.MinFreeDisk bytes free ("unavailable" when that cannot be
+// read). While some engines answer and
 // others do not, "docker" is "degraded" and the answer still 200: jobs run
 // on the engines that answer; "engines" says which do not, each with its
 // jobs and slots. The database is pinged; the rest reads what the
@@ -66,7 +67,7 @@ func (h *Handler) healthz(w http.ResponseWriter, r *http.Request) {
 		hl.Engines = append(hl.Engines, eh)
 	}
 	switch {
-	case down == len(hl.Engines):
+	case down > 0 && down == len(hl.Engines):
 		fail(&hl.Docker, "unreachable")
 	case down > 0:
 		hl.Docker = "degraded"
