@@ -355,6 +355,7 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 		Memory: cfg.JobMemory, CPUs: cfg.JobCPUs, Instance: db.InstanceID(), Metrics: mets,
 		DeployKeys: projects,
 	}, db, dc, notifiers{statuses, mail}, log)
+	mets.SetEngines(func() []metrics.Engine { return engineMetrics(jobs.Engines()) })
 	jobs.Start(ctx)
 
 	go sweepSessions(postCtx, db, log)
@@ -401,6 +402,15 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 		err = fmt.Errorf("shutdown: %w", serr)
 	}
 	return err
+}
+
+// engineMetrics is the runner's engines as a scrape reports them.
+func engineMetrics(states []runner.EngineState) []metrics.Engine {
+	out := make([]metrics.Engine, len(states))
+	for i, e := range states {
+		out[i] = metrics.Engine{Name: e.Name, Slots: e.Slots, Busy: e.Busy, Up: !e.Down, Started: e.Started, Failed: e.Failed}
+	}
+	return out
 }
 
 // notifiers passes every job change to each notifier in turn.

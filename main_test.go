@@ -515,7 +515,19 @@ func TestServeHealthzAndGracefulShutdown(t *testing.T) {
 	if resp.StatusCode != 503 || body["status"] != "unavailable" || body["database"] != "ok" || body["docker"] != "unreachable" {
 		t.Errorf("healthz without Docker = %d %v", resp.StatusCode, body)
 	}
-	resp, err := http.Get("http://" + addr + "/no/such/page")
+	// The runner's engine is in the metrics, down.
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, line := range []string{`kozmic_engine_up{engine="local"} 0`, `kozmic_engine_slots{engine="local"} 2`} {
+		if !strings.Contains(string(scrape), "\n"+line+"\n") {
+			t.Errorf("the scrape has no line %s:\n%s", line, scrape)
+		}
+	}
+	resp, err = http.Get("http://" + addr + "/no/such/page")
 	if err != nil {
 		t.Fatal(err)
 	}

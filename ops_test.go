@@ -63,7 +63,8 @@ func TestEndToEndOperations(t *testing.T) {
 	}
 	health, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if !regexp.MustCompile(`^\{"status":"ok","database":"ok","docker":"ok","writes":"ok","disk":"ok","disk_free_bytes":[1-9][0-9]*\}$`).
+	if !regexp.MustCompile(`^\{"status":"ok","database":"ok","docker":"ok","writes":"ok","disk":"ok","disk_free_bytes":[1-9][0-9]*,`+
+		`"engines":\[\{"name":"local","status":"ok","busy":0,"slots":[1-9][0-9]*\}\]\}$`).
 		MatchString(strings.TrimSpace(string(health))) || res.StatusCode != 200 {
 		t.Errorf("healthz = %d %s", res.StatusCode, health)
 	}
@@ -137,6 +138,9 @@ func TestEndToEndOperations(t *testing.T) {
 		"kozmic_jobs_enqueued":                                  "0",
 		"kozmic_jobs_running":                                   "0",
 		"kozmic_commit_statuses_pending":                        "0",
+		`kozmic_engine_up{engine="local"}`:                      "1",
+		`kozmic_engine_jobs_started_total{engine="local"}`:      "1",
+		`kozmic_engine_jobs_failed_total{engine="local"}`:       "0",
 	} {
 		if !strings.Contains(body, "\n"+series+" "+want+"\n") {
 			t.Errorf("the scrape lacks %s %s", series, want)

@@ -43,10 +43,10 @@ func (h *Handler) pageContext(r *http.Request) context.Context {
 	return ctx
 }
 
-// adminErrorLen bounds the Docker engine's error as the admin page shows it.
+// adminErrorLen bounds a Docker engine's error as the admin page shows it.
 const adminErrorLen = 300
 
-// engineError is the Docker engine's error as an admin sees it: one line of
+// engineError is a Docker engine's error as an admin sees it: one line of
 // printable text, cut at adminErrorLen bytes.
 func engineError(err error) string {
 	s := strings.Map(func(r rune) rune {
@@ -72,10 +72,11 @@ func byteSize(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
-// admin is the admin page: workers and queue, the Docker engine with this
-// server's containers and install cache images, the database and the
-// server. A Docker engine that does not answer costs the page at most the
-// runner's Engine timeout, and the page says it is unreachable.
+// admin is the admin page: workers and queue, each Docker engine with its
+// load and this server's containers on it, the install cache images of
+// every engine, the database and the server. The engines are asked at
+// once; one that does not answer costs the page at most the runner's
+// engine timeout, and the page says it is unreachable.
 func (h *Handler) admin(w http.ResponseWriter, r *http.Request) {
 	v, err := h.adminView(r)
 	if err != nil {
@@ -123,7 +124,7 @@ func (h *Handler) adminClearCache(w http.ResponseWriter, r *http.Request) {
 }
 
 // adminView gathers the admin page: the queue and the database from the
-// store, the Docker engine from the runner.
+// store, the Docker engines from the runner.
 func (h *Handler) adminView(r *http.Request) (views.AdminView, error) {
 	ctx := r.Context()
 	v := views.AdminView{User: user(r).Login(), Version: cmp.Or(h.version, "unknown"), Workers: len(h.jobs.Slots()),
@@ -146,20 +147,28 @@ func (h *Handler) adminView(r *http.Request) (views.AdminView, error) {
 	v.Database = views.AdminDatabase{File: byteSize(st.FileBytes), Free: byteSize(st.FreeBytes), WAL: byteSize(st.WALBytes),
 		Logs: fmt.Sprintf("%s compressed, of %d %s", byteSize(st.LogBytes), st.Logs, plural(int(st.Logs), "job", "jobs"))}
 
-	e := h.jobs.EngineInfos(ctx)[0]
-	err = e.Err
-	v.Docker = views.AdminDocker{Endpoint: e.Endpoint, Version: e.Version, APIVersion: e.APIVersion, Platform: e.OS + "/" + e.Arch, Reachable: err == nil}
-	if err != nil {
-		v.Docker.Error = engineError(err)
-		return v, nil
-	}
+	infos := h.jobs.EngineInfos(ctx)
 	var ids []int64
-	for _, c := range e.Containers {
-		ids = append(ids, c.ProjectID)
+	var imgs []engineImage
+	for _, e := range infos {
+		if e.Err != nil {
+			continue
+		}
+		for _, c := range e.Containers {
+			ids = append(ids, c.ProjectID)
+		}
+		for _, img := range e.CacheImages {
+			// With one engine, its name would tell nothing.
+			on := ""
+			if len(infos) > 1 {
+				on = e.Name
+			}
+			imgs = append(imgs, engineImage{img, on})
+			ids = append(ids, img.ProjectID)
+		}
 	}
-	uses := make([]store.ProjectCacheUse, len(e.CacheImages))
-	for i, img := range e.CacheImages {
-		ids = append(ids, img.ProjectID)
+	uses := make([]store.ProjectCacheUse, len(imgs))
+	for i, img := range imgs {
 		uses[i] = store.ProjectCacheUse{ProjectID: img.ProjectID, CacheUse: img.Use}
 	}
 	names, err := h.db.ProjectNames(ctx, ids)
@@ -170,17 +179,29 @@ func (h *Handler) adminView(r *http.Request) (views.AdminView, error) {
 	if err != nil {
 		return v, err
 	}
-	for _, c := range e.Containers {
-		row := views.AdminContainer{ID: c.ID, Project: projectName(names, c.ProjectID), Age: ago(c.Created)}
-		if j, ok := running[c.JobID]; ok {
-			row.Job = fmt.Sprintf("#%d %s", j.BuildNumber, j.HookTitle)
-			row.URL = paths.Job(j.ProjectID, j.BuildNumber, j.JobID)
-		} else if c.JobID != 0 {
-			row.Job = fmt.Sprintf("job %d", c.JobID)
+	for _, e := range infos {
+		ae := views.AdminEngine{Name: e.Name, Endpoint: e.Endpoint, Reachable: e.Err == nil, Busy: e.Busy, Slots: e.Slots,
+			Started: e.Started, Failed: e.Failed}
+		if e.Err != nil {
+			ae.Error = engineError(e.Err)
+			v.CacheUnknown = append(v.CacheUnknown, e.Name)
+			v.Engines = append(v.Engines, ae)
+			continue
 		}
-		v.Docker.Containers = append(v.Docker.Containers, row)
+		ae.Version, ae.APIVersion, ae.Platform = e.Version, e.APIVersion, e.OS+"/"+e.Arch
+		for _, c := range e.Containers {
+			row := views.AdminContainer{ID: c.ID, Project: projectName(names, c.ProjectID), Age: ago(c.Created)}
+			if j, ok := running[c.JobID]; ok {
+				row.Job = fmt.Sprintf("#%d %s", j.BuildNumber, j.HookTitle)
+				row.URL = paths.Job(j.ProjectID, j.BuildNumber, j.JobID)
+			} else if c.JobID != 0 {
+				row.Job = fmt.Sprintf("job %d", c.JobID)
+			}
+			ae.Containers = append(ae.Containers, row)
+		}
+		v.Engines = append(v.Engines, ae)
 	}
-	v.Caches = cacheGroups(e.CacheImages, names, lastUsed)
+	v.Caches = cacheGroups(imgs, names, lastUsed)
 	return v, nil
 }
 
@@ -192,12 +213,20 @@ func projectName(names map[int64]string, id int64) string {
 	return fmt.Sprintf("project %d (deleted)", id)
 }
 
+// engineImage is an install cache image and the engine that has it ("":
+// the only one).
+type engineImage struct {
+	runner.CacheImage
+	engine string
+}
+
 // cacheGroups groups install cache images by project, projects by name,
 // each project's images most recently used first (an image no job used yet
-// counts as used when it was made).
-func cacheGroups(imgs []runner.CacheImage, names map[int64]string, lastUsed map[store.ProjectCacheUse]time.Time) []views.AdminCache {
+// counts as used when it was made), an image on several engines in the
+// engines' order.
+func cacheGroups(imgs []engineImage, names map[int64]string, lastUsed map[store.ProjectCacheUse]time.Time) []views.AdminCache {
 	type image struct {
-		runner.CacheImage
+		engineImage
 		used    time.Time
 		wasUsed bool
 	}
@@ -211,13 +240,13 @@ func cacheGroups(imgs []runner.CacheImage, names map[int64]string, lastUsed map[
 	}
 	var groups []views.AdminCache
 	for id, imgs := range byProject {
-		slices.SortFunc(imgs, func(a, b image) int { return b.used.Compare(a.used) })
+		slices.SortStableFunc(imgs, func(a, b image) int { return b.used.Compare(a.used) })
 		g := views.AdminCache{ProjectID: id, Project: projectName(names, id)}
 		var total int64
 		for _, img := range imgs {
 			total += img.Size
 			g.Images = append(g.Images, views.AdminImage{CacheID: img.Use.ID[:min(12, len(img.Use.ID))], Scope: string(img.Use.Scope),
-				Size: byteSize(img.Size), LastUsed: ago(img.used), Used: img.wasUsed})
+				Size: byteSize(img.Size), LastUsed: ago(img.used), Used: img.wasUsed, Engine: img.engine})
 		}
 		g.Summary = fmt.Sprintf("%d %s, %s", len(imgs), plural(len(imgs), "image", "images"), byteSize(total))
 		groups = append(groups, g)

@@ -152,7 +152,7 @@ func TestAdminPageShowsQueueDatabaseAndServer(t *testing.T) {
 		t.Errorf("server facts %q", server)
 	}
 
-	docker := doc.Find("#" + views.AdminDockerID)
+	docker := doc.Find("#" + views.AdminEngineID(0))
 	checkStatus(t, "docker", docker.Find(".head .status"), "unreachable", "status-error")
 	if f := factsOf(docker); f["Error"] != "no Docker engine" {
 		t.Errorf("docker facts %q", f)
@@ -185,7 +185,7 @@ func TestAdminPageSaysUnreachableForADeadEngine(t *testing.T) {
 		b.signIn("/")
 		makeAdmin(t, s.db)
 		doc, _ := fetchPage(t, b, views.AdminPath, 200)
-		d := doc.Find("#" + views.AdminDockerID)
+		d := doc.Find("#" + views.AdminEngineID(0))
 		checkStatus(t, tc.host, d.Find(".head .status"), "unreachable", "status-error")
 		f := factsOf(d)
 		if !strings.Contains(f["Error"], tc.want) || f["Address"] != tc.host || len(f["Error"]) > adminErrorLen+len("…") {
@@ -279,7 +279,7 @@ func TestAdminClearRemovesAProjectsCacheImages(t *testing.T) {
 	c := runningJobContainer(t, srv, p.ID, jobs[0].ID)
 
 	doc, _ := fetchPage(t, b, views.AdminPath, 200)
-	d := doc.Find("#" + views.AdminDockerID)
+	d := doc.Find("#" + views.AdminEngineID(0))
 	checkStatus(t, "docker", d.Find(".head .status"), "reachable", "status-success")
 	f := factsOf(d)
 	if !regexp.MustCompile(`^\d+\.\d+\S* \(API \d+\.\d+, linux/\w+\)$`).MatchString(f["Version"]) || f["Kozmic's containers"] != "1 running" {
@@ -531,4 +531,141 @@ func runningJobContainer(t *testing.T, srv *liveServer, projectID, jobID int64) 
 		t.Fatal(err)
 	}
 	return c
+}
+
+// With two Docker engines, one of them not answering, the admin page has
+// a section for each: its name, address, slots in use and jobs since the
+// start, and the version and this server's containers of the one that
+// answers, the error of the other. The install cache lists the images of
+// the engine that answers, each tagged with it, says whose are unknown,
+// and Clear removes the project's images from the engine that answers and
+// says that not all could be.
+func TestAdminPageShowsEveryEngine(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run tests against a Docker engine")
+	}
+	srv := newLiveServerWith(t, deadEngine(t, "builder2"))
+	b := newBrowserAt(t, srv.url)
+	b.signIn("/")
+	makeAdmin(t, srv.db)
+	ctx := context.Background()
+	p, err := srv.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/cached", GitURL: t.TempDir(), WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{newCacheID(), newCacheID()}
+	mine := []string{cacheImageOf(t, srv, p.ID, ids[0]), cacheImageOf(t, srv, p.ID, ids[1])}
+	c := runningJobContainer(t, srv, p.ID, 4242)
+
+	doc, body := fetchPage(t, b, views.AdminPath, 200)
+	local, builder2 := doc.Find("#"+views.AdminEngineID(0)), doc.Find("#"+views.AdminEngineID(1))
+	if doc.Find("#"+views.AdminEngineID(2)).Length() != 0 || textOf(local.Find("h2")) != "Docker engine local" || textOf(builder2.Find("h2")) != "Docker engine builder2" {
+		t.Fatalf("engine sections: %q, %q", textOf(local.Find("h2")), textOf(builder2.Find("h2")))
+	}
+	checkStatus(t, "local", local.Find(".head .status"), "reachable", "status-success")
+	checkStatus(t, "builder2", builder2.Find(".head .status"), "unreachable", "status-error")
+	f := factsOf(local)
+	if f["Address"] != testimage.Host() || f["Slots in use"] != "0 of 2" || f["Jobs since the start"] != "0 started, 0 failed" ||
+		!regexp.MustCompile(`^\d+\.\d+\S* \(API \d+\.\d+, linux/\w+\)$`).MatchString(f["Version"]) || f["Kozmic's containers"] != "1 running" {
+		t.Errorf("local's facts %q", f)
+	}
+	if row := local.Find(".rows li"); row.Length() != 1 || textOf(row.Find("code")) != c.ID[:12] || !strings.Contains(textOf(row), "octocat/cached job 4242") {
+		t.Errorf("local's containers: %q", textOf(row))
+	}
+	f = factsOf(builder2)
+	if f["Address"] != "tcp://127.0.0.1:1" || f["Slots in use"] != "0 of 1" || f["Jobs since the start"] != "0 started, 0 failed" ||
+		!strings.Contains(f["Error"], "cannot connect to Docker endpoint") || f["Version"] != "" || builder2.Find(".rows li").Length() != 0 {
+		t.Errorf("builder2's facts %q", f)
+	}
+
+	cache := doc.Find("#" + views.AdminCacheID)
+	if got := textOf(cache.Find("p.muted").First()); got != "Unknown on builder2 while it is unreachable." {
+		t.Errorf("the cache's note: %q", got)
+	}
+	imgs := cache.Find(".cache-project .rows li")
+	if textOf(cache.Find(".cache-project h3")) != "octocat/cached" || imgs.Length() != 2 {
+		t.Fatalf("cache: %q", textOf(cache))
+	}
+	imgs.Each(func(i int, li *goquery.Selection) {
+		if tag := li.Find(".tag.engine"); textOf(tag) != "local" {
+			t.Errorf("image %d: engine %q, want local", i, textOf(tag))
+		}
+	})
+	checkInert(t, "admin", doc, body)
+
+	// Clear removes the images on local, and says builder2's could not be.
+	clearURL := fmt.Sprintf("%s/projects/%d/cache/clear", views.AdminPath, p.ID)
+	checkForm(t, "clear", cache.Find(".cache-project form"), clearURL, "Clear")
+	res, page := b.do("POST", clearURL, nil)
+	if fl := parse(t, page).Find(".flash-error"); res.StatusCode != 409 || !strings.HasPrefix(textOf(fl), "Removed 2 install cache images; others could not be removed") {
+		t.Errorf("Clear with builder2 down: %d %q", res.StatusCode, textOf(fl))
+	}
+	for _, name := range mine {
+		if _, err := srv.dc.InspectImage(name); err == nil {
+			t.Errorf("%s is still there", name)
+		}
+	}
+}
+
+// With two Docker engines, one not answering, the admin page and the
+// dashboard's now panel, which then lists each engine's load, fit a phone
+// and a desktop.
+func TestBrowserAdminPageWithTwoEnginesFitsAPhoneAndADesktop(t *testing.T) {
+	srv, ctx := signedInBrowserWith(t, deadEngine(t, "builder-with-a-long-name-2"))
+	makeAdmin(t, srv.db)
+	bg := context.Background()
+	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/a-project-with-a-long-name",
+		GitURL: t.TempDir(), WebhookSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: p.ID, Title: "unit tests", DockerImage: testimage.Name, BuildScript: "#!/bin/sh"}); err != nil {
+		t.Fatal(err)
+	}
+	// One job running (marked so: the runner, with nothing enqueued, leaves it).
+	_, jobs, err := srv.db.CreateBuild(bg, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.db.UpdateJob(bg, jobs[0].ID, store.JobUpdate{Status: store.JobRunning}); err != nil {
+		t.Fatal(err)
+	}
+	cacheImageOf(t, srv, p.ID, newCacheID())
+	cacheImageOf(t, srv, p.ID, newCacheID())
+	runningJobContainer(t, srv, p.ID, jobs[0].ID)
+
+	for _, size := range []struct {
+		name          string
+		width, height int64
+		opts          []chromedp.EmulateViewportOption
+		shot          string
+	}{{"phone", 390, 844, []chromedp.EmulateViewportOption{chromedp.EmulateMobile}, "phone-admin-engines.png"}, {"desktop", 1280, 800, nil, "admin-engines.png"}} {
+		for _, page := range []struct {
+			path, wait, shot string
+			shown, want      string // what a script reads of the page, and what it should say
+		}{
+			{views.AdminPath, "#" + views.AdminServerID, size.shot, `[...document.querySelectorAll("main section h2")].map(h => h.innerText).join("; ")`,
+				"Workers and queue; Docker engine local; Docker engine builder-with-a-long-name-2; Install cache; Database; Server"},
+			{"/", "#" + views.NowID + " ul.engines", "", `document.querySelector("#` + views.NowID + ` ul.engines").innerText.replaceAll("\n", "; ")`,
+				"local: 0 of 2; builder-with-a-long-name-2: not reachable"},
+		} {
+			if err := chromedp.Do(ctx, chromedp.EmulateViewport(size.width, size.height, size.opts...),
+				chromedp.Navigate(srv.url+page.path), chromedp.WaitVisible(page.wait)); err != nil {
+				t.Fatal(err)
+			}
+			if shown, err := chromedp.Run(ctx, chromedp.Evaluate[string](page.shown)); err != nil || shown != page.want {
+				t.Errorf("%s on a %s shows %q (%v), want %q", page.path, size.name, shown, err, page.want)
+			}
+			bad, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(fitCheck, size.width)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bad != "" {
+				t.Errorf("%s on a %s (%d px):\n%s", page.path, size.name, size.width, bad)
+			}
+			if page.shot != "" {
+				screenshot(t, ctx, page.shot)
+			}
+		}
+	}
 }

@@ -44,7 +44,11 @@ type liveServer struct {
 	logs    *syncbuf.Buffer
 }
 
-func newLiveServer(t testing.TB) *liveServer {
+func newLiveServer(t testing.TB) *liveServer { return newLiveServerWith(t) }
+
+// newLiveServerWith is a liveServer whose runner has, besides the Docker
+// engine (named "local", with 2 slots), the engines others.
+func newLiveServerWith(t testing.TB, others ...runner.EngineConfig) *liveServer {
 	t.Helper()
 	ctx := context.Background()
 	db := testdb.Open(t)
@@ -58,7 +62,11 @@ func newLiveServer(t testing.TB) *liveServer {
 	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	mets := metrics.New(db, log)
-	jobs := runner.New(runner.Config{Network: "none", WorkDir: t.TempDir(), Instance: db.InstanceID(), Metrics: mets}, db, dc, nil, log)
+	cfg := runner.Config{Network: "none", WorkDir: t.TempDir(), Instance: db.InstanceID(), Metrics: mets}
+	if len(others) > 0 {
+		cfg.Engines = append([]runner.EngineConfig{{Name: "local", Client: dc, Slots: 2}}, others...)
+	}
+	jobs := runner.New(cfg, db, dc, nil, log)
 	jobs.Start(ctx)
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -78,12 +86,16 @@ func newLiveServer(t testing.TB) *liveServer {
 // signedInBrowser starts a live server and a Chromium signed in to it with
 // (the fake) GitHub, as a person would; it skips unless KOZMIC_TEST_BROWSER
 // and KOZMIC_TEST_DOCKER are set.
-func signedInBrowser(t *testing.T) (*liveServer, context.Context) {
+func signedInBrowser(t *testing.T) (*liveServer, context.Context) { return signedInBrowserWith(t) }
+
+// signedInBrowserWith is signedInBrowser with the engines others besides
+// the Docker engine, as newLiveServerWith has them.
+func signedInBrowserWith(t *testing.T, others ...runner.EngineConfig) (*liveServer, context.Context) {
 	t.Helper()
 	if os.Getenv("KOZMIC_TEST_BROWSER") == "" || os.Getenv("KOZMIC_TEST_DOCKER") == "" {
 		t.Skip("set KOZMIC_TEST_BROWSER=1 and KOZMIC_TEST_DOCKER=1 to drive Chromium against a Docker engine")
 	}
-	srv := newLiveServer(t)
+	srv := newLiveServerWith(t, others...)
 	ctx := newChrome(t)
 	if err := browserSignIn(ctx, srv); err != nil {
 		t.Fatal(err)

@@ -231,3 +231,94 @@ func TestJobPageNamesItsInstallCacheScope(t *testing.T) {
 		}
 	}
 }
+
+// A job's page names the Docker engine the job was placed on, beside its
+// install cache's hit; a job never placed on one names none.
+func TestJobPageNamesTheEngineTheJobRanOn(t *testing.T) {
+	s := newTestServer(t)
+	b := newBrowser(t, s)
+	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	ctx := context.Background()
+	if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "busybox",
+		InstallScript: "#!/bin/sh\ntrue\n", BuildScript: "#!/bin/sh\ntrue\n"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, engine := range []string{"builder2", ""} {
+		bd, jobs, err := s.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: newCacheID()[:40]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: store.JobRunning}); err != nil {
+			t.Fatal(err)
+		}
+		if engine != "" {
+			if err := s.db.PlaceJob(ctx, jobs[0].ID, engine); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.db.UpdateJob(ctx, jobs[0].ID, store.JobUpdate{Status: store.JobSuccess, Cache: store.CacheHit,
+			CacheID: "c0ffee", CacheScope: store.CacheScopeProject}); err != nil {
+			t.Fatal(err)
+		}
+		res, page := b.do("GET", fmt.Sprintf("/projects/%d/builds/%d/jobs/%d", p.ID, bd.Number, jobs[0].ID), nil)
+		head := parse(t, page).Find("#" + views.JobHeadID)
+		on, cache := head.Find("#"+views.JobEngineID), head.Find("#"+views.JobCacheID)
+		switch {
+		case res.StatusCode != 200:
+			t.Errorf("engine %q: %d", engine, res.StatusCode)
+		case engine != "" && (on.Length() != 1 || textOf(on) != "on engine "+engine):
+			t.Errorf("placed on %s: the head says %q (%d)", engine, textOf(on), on.Length())
+		case engine == "" && on.Length() != 0:
+			t.Errorf("never placed: the head names an engine, %q", textOf(on))
+		case textOf(cache) != "Install cache: project cache · hit, install script skipped":
+			t.Errorf("engine %q: cache note %q", engine, textOf(cache))
+		}
+	}
+}
+
+// Real jobs on two Docker engines, one of which does not answer, run on
+// the other: the second job's page names that engine beside its install
+// cache's hit, and the admin page counts both jobs as started there.
+func TestJobsOnTheEngineThatAnswersSayWhereTheyRanAndCount(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run jobs on a Docker engine")
+	}
+	ctx := context.Background()
+	srv := newLiveServerWith(t, deadEngine(t, "builder2"))
+	b := newBrowserAt(t, srv.url)
+	b.signIn("/")
+	makeAdmin(t, srv.db)
+	repo := testrepo.New(t, map[string]string{"deps.txt": "lib 1.0\n", "README": "one\n"})
+	first := repo.Git("rev-parse", "HEAD")
+	second := repo.Commit(map[string]string{"README": "two\n"}, nil)
+	p, err := srv.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/placed",
+		GitURL: repo.Path, WebhookSecret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.jobs.ClearCache(ctx, p.ID) })
+	if _, err := srv.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: testimage.Name,
+		InstallScript: "#!/bin/sh\necho installing\n", TrackedFiles: []string{"deps.txt"}, BuildScript: "#!/bin/sh\ncat README\n"}); err != nil {
+		t.Fatal(err)
+	}
+	var jobs []store.Job
+	for i, sha := range []string{first, second} {
+		push := fmt.Appendf(nil, `{"ref":"refs/heads/main","after":%q,"head_commit":{"message":"m","author":{"name":"Ann"}}}`, sha)
+		jobs = append(jobs, deliverAndWait(t, srv, p, "push", push, fmt.Sprintf("push-%d", i)))
+	}
+	for i, want := range []store.CacheResult{store.CacheMiss, store.CacheHit} {
+		if j := jobs[i]; j.Status != store.JobSuccess || j.Engine != "local" || j.Cache != want {
+			t.Fatalf("job %d: %s on %q, cache %q; want success on local, cache %q; log:\n%s", i+1, j.Status, j.Engine, j.Cache, want, logText(t, srv.db, j.ID))
+		}
+	}
+	doc, _ := fetchPage(t, b, fmt.Sprintf("/projects/%d/builds/2/jobs/%d", p.ID, jobs[1].ID), 200)
+	if on, cache := textOf(doc.Find("#"+views.JobEngineID)), textOf(doc.Find("#"+views.JobCacheID)); on != "on engine local" ||
+		cache != "Install cache: project cache · hit, install script skipped" {
+		t.Errorf("the second job's head: %q, %q", on, cache)
+	}
+	doc, _ = fetchPage(t, b, views.AdminPath, 200)
+	if local, builder2 := factsOf(doc.Find("#"+views.AdminEngineID(0))), factsOf(doc.Find("#"+views.AdminEngineID(1))); local["Jobs since the start"] != "2 started, 0 failed" ||
+		builder2["Jobs since the start"] != "0 started, 0 failed" {
+		t.Errorf("jobs since the start: local %q, builder2 %q", local["Jobs since the start"], builder2["Jobs since the start"])
+	}
+}

@@ -89,13 +89,13 @@ func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {
 func TestHealthz(t *testing.T) {
 	s := newTestServer(t)
 	res, body := get(t, s, "/healthz")
-	if hl := healthOf(t, body); res.StatusCode != 200 || hl.without() != (health{Status: "ok", Database: "ok", Docker: "ok", Writes: "ok", Disk: "ok"}) ||
+	if hl := healthOf(t, body); res.StatusCode != 200 || hl.without() != (healthParts{Status: "ok", Database: "ok", Docker: "ok", Writes: "ok", Disk: "ok"}) ||
 		hl.DiskFree == nil || *hl.DiskFree == 0 {
 		t.Errorf("healthy: %d %s", res.StatusCode, body)
 	}
 	s.db.Close()
 	res, body = get(t, s, "/healthz")
-	if hl := healthOf(t, body); res.StatusCode != 503 || hl.without() != (health{Status: "unavailable", Database: "unavailable", Docker: "ok", Writes: "ok", Disk: "ok"}) {
+	if hl := healthOf(t, body); res.StatusCode != 503 || hl.without() != (healthParts{Status: "unavailable", Database: "unavailable", Docker: "ok", Writes: "ok", Disk: "ok"}) {
 		t.Errorf("database down: %d %s", res.StatusCode, body)
 	}
 	if strings.Contains(body, "closed") {

@@ -3,12 +3,17 @@ package handlers
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"kozmic/internal/testdb"
+	"kozmic/internal/testimage"
 	"kozmic/internal/tmpfs"
+	"kozmic/runner"
 )
 
 // healthOf decodes a /healthz body.
@@ -21,10 +26,13 @@ func healthOf(t *testing.T, body string) health {
 	return hl
 }
 
-// without is the health without its free bytes, which vary, for comparing.
-func (hl health) without() health {
-	hl.DiskFree = nil
-	return hl
+// healthParts is a health's words alone, for comparing.
+type healthParts struct{ Status, Database, Docker, Writes, Disk string }
+
+// without is the health without its free bytes, which vary, and its
+// engines, for comparing.
+func (hl health) without() healthParts {
+	return healthParts{Status: hl.Status, Database: hl.Database, Docker: hl.Docker, Writes: hl.Writes, Disk: hl.Disk}
 }
 
 // While the runner's last ping of Docker failed, /healthz is 503 and says
@@ -33,7 +41,7 @@ func TestHealthzDockerUnreachable(t *testing.T) {
 	s := newTestServer(t)
 	s.Handler.jobs = unreachableJobs{Jobs: s.Handler.jobs, msg: "Docker is not reachable at unix:///secret/docker.sock — jobs will wait"}
 	res, body := get(t, s, "/healthz")
-	if res.StatusCode != 503 || healthOf(t, body).without() != (health{Status: "unavailable", Database: "ok", Docker: "unreachable", Writes: "ok", Disk: "ok"}) {
+	if res.StatusCode != 503 || healthOf(t, body).without() != (healthParts{Status: "unavailable", Database: "ok", Docker: "unreachable", Writes: "ok", Disk: "ok"}) {
 		t.Errorf("Docker down: %d %s", res.StatusCode, body)
 	}
 	if strings.Contains(body, "secret") {
@@ -44,7 +52,7 @@ func TestHealthzDockerUnreachable(t *testing.T) {
 	}
 	s.db.Close()
 	if res, body := get(t, s, "/healthz"); res.StatusCode != 503 ||
-		healthOf(t, body).without() != (health{Status: "unavailable", Database: "unavailable", Docker: "unreachable", Writes: "ok", Disk: "ok"}) {
+		healthOf(t, body).without() != (healthParts{Status: "unavailable", Database: "unavailable", Docker: "unreachable", Writes: "ok", Disk: "ok"}) {
 		t.Errorf("both down: %d %s", res.StatusCode, body)
 	}
 }
@@ -76,7 +84,7 @@ func TestHealthzFailsWhileWritesFail(t *testing.T) {
 	}
 	res, body := get(t, s, "/healthz")
 	hl := healthOf(t, body)
-	if res.StatusCode != 503 || hl.without() != (health{Status: "unavailable", Database: "ok", Docker: "ok", Writes: "failing", Disk: "ok"}) ||
+	if res.StatusCode != 503 || hl.without() != (healthParts{Status: "unavailable", Database: "ok", Docker: "ok", Writes: "failing", Disk: "ok"}) ||
 		hl.DiskFree == nil || *hl.DiskFree != 0 {
 		t.Errorf("writes failing: %d %s", res.StatusCode, body)
 	}
@@ -103,7 +111,7 @@ func TestHealthzFailsOnLowDisk(t *testing.T) {
 	s, _ := newTmpfsServer(t, 8<<20, 16<<20)
 	res, body := get(t, s, "/healthz")
 	hl := healthOf(t, body)
-	if res.StatusCode != 503 || hl.without() != (health{Status: "unavailable", Database: "ok", Docker: "ok", Writes: "ok", Disk: "low"}) ||
+	if res.StatusCode != 503 || hl.without() != (healthParts{Status: "unavailable", Database: "ok", Docker: "ok", Writes: "ok", Disk: "low"}) ||
 		hl.DiskFree == nil || *hl.DiskFree == 0 || *hl.DiskFree > 8<<20 {
 		t.Errorf("8 MiB disk, 16 MiB minimum: %d %s", res.StatusCode, body)
 	}
@@ -111,5 +119,69 @@ func TestHealthzFailsOnLowDisk(t *testing.T) {
 	s, _ = newTmpfsServer(t, 8<<20, 1<<20)
 	if res, body := get(t, s, "/healthz"); res.StatusCode != 200 || healthOf(t, body).Disk != "ok" {
 		t.Errorf("8 MiB disk, 1 MiB minimum: %d %s", res.StatusCode, body)
+	}
+}
+
+// deadEngine is an engine named name that never answers: nothing listens
+// at its address.
+func deadEngine(t testing.TB, name string) runner.EngineConfig {
+	t.Helper()
+	dc, err := runner.NewDockerClient("tcp://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runner.EngineConfig{Name: name, Client: dc, Slots: 1}
+}
+
+// With one Docker engine of two not answering, /healthz stays 200 (jobs
+// run on the other) with "docker":"degraded", and lists each engine by
+// name with its status, jobs and slots, never its address.
+func TestHealthzIsDegradedWhileOneEngineOfTwoIsDown(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run tests against a Docker engine")
+	}
+	srv := newLiveServerWith(t, deadEngine(t, "builder2"))
+	res, body := get(t, srv.handler, "/healthz")
+	hl := healthOf(t, body)
+	if res.StatusCode != 200 || hl.without() != (healthParts{Status: "ok", Database: "ok", Docker: "degraded", Writes: "ok", Disk: "ok"}) {
+		t.Errorf("one engine of two down: %d %s", res.StatusCode, body)
+	}
+	want := []engineHealth{{Name: "local", Status: "ok", Busy: 0, Slots: 2}, {Name: "builder2", Status: "unreachable", Busy: 0, Slots: 1}}
+	if !slices.Equal(hl.Engines, want) {
+		t.Errorf("engines %+v, want %+v", hl.Engines, want)
+	}
+	for _, secret := range []string{"127.0.0.1", "tcp://", "unix://", testimage.Host()} {
+		if strings.Contains(body, secret) {
+			t.Errorf("healthz shows an engine's address (%q): %s", secret, body)
+		}
+	}
+}
+
+// With no Docker engine answering, of two, /healthz is 503 with
+// "docker":"unreachable", each engine listed as unreachable by name alone.
+func TestHealthzIsUnavailableWhileNoEngineAnswers(t *testing.T) {
+	sock := "unix://" + filepath.Join(t.TempDir(), "secret-docker.sock")
+	dc, err := runner.NewDockerClient(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newTestServerWith(t, false, func(d *Deps) {
+		jobs := runner.New(runner.Config{Engines: []runner.EngineConfig{deadEngine(t, "builder1"), {Name: "builder2", Client: dc, Slots: 3}}},
+			d.DB, nil, nil, slog.New(slog.DiscardHandler))
+		jobs.Start(context.Background())
+		t.Cleanup(func() { jobs.Shutdown(context.Background()) })
+		d.Jobs = jobs
+	})
+	res, body := get(t, s, "/healthz")
+	hl := healthOf(t, body)
+	if res.StatusCode != 503 || hl.without() != (healthParts{Status: "unavailable", Database: "ok", Docker: "unreachable", Writes: "ok", Disk: "ok"}) {
+		t.Errorf("no engine answers: %d %s", res.StatusCode, body)
+	}
+	want := []engineHealth{{Name: "builder1", Status: "unreachable", Slots: 1}, {Name: "builder2", Status: "unreachable", Slots: 3}}
+	if !slices.Equal(hl.Engines, want) {
+		t.Errorf("engines %+v, want %+v", hl.Engines, want)
+	}
+	if strings.Contains(body, "127.0.0.1") || strings.Contains(body, "secret") {
+		t.Errorf("healthz shows an engine's address: %s", body)
 	}
 }

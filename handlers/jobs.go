@@ -88,7 +88,7 @@ func (h *Handler) jobView(r *http.Request, p store.Project, role store.Role, b s
 	fork, _ := b.ScopeName(j.CacheScope)
 	v := views.JobView{User: user(r).Login(), ProjectID: p.ID, FullName: p.FullName, BuildNumber: b.Number, ID: j.ID,
 		Title: j.HookTitle, Attempt: j.Attempt, Status: views.JobStatus(j.Status), Duration: took(j.StartedAt, j.FinishedAt),
-		Error: j.Error, Cache: j.Cache, CacheFork: fork, CanConfigure: role >= store.RoleManager,
+		Error: j.Error, Cache: j.Cache, CacheFork: fork, Engine: j.Engine, CanConfigure: role >= store.RoleManager,
 		CanCancel: !j.Status.Finished() && !recording, Finished: j.Status.Finished(), Recording: recording,
 		StreamURL: path + "/log/stream", PageURL: path + "/log", RawURL: path + "/log.txt"}
 	latest := true

@@ -28,7 +28,8 @@ func (h *Handler) nowPanel(w http.ResponseWriter, r *http.Request) {
 
 // nowView is what runs and waits now as user userID may see it (see
 // store.DB.Activity), with the worker each running job holds, which only
-// the runner knows, and what each waiting job waits for.
+// the runner knows, what each waiting job waits for, and, when there are
+// several Docker engines, each one's load.
 func (h *Handler) nowView(ctx context.Context, userID int64) (views.NowView, error) {
 	a, err := h.db.Activity(ctx, userID)
 	if err != nil {
@@ -48,7 +49,19 @@ func (h *Handler) nowView(ctx context.Context, userID int64) (views.NowView, err
 		nj.Slot = slotOf[j.ID]
 		v.Running = append(v.Running, nj)
 	}
-	free, down := len(slots)-len(slotOf), h.jobs.Unreachable() != ""
+	// A waiting job starts at once while an engine that answers has a
+	// free slot: those of engines that do not answer are no use.
+	engines := h.jobs.Engines()
+	free, down := 0, true
+	for _, e := range engines {
+		if !e.Down {
+			free, down = free+max(e.Slots-e.Busy, 0), false
+		}
+		if len(engines) > 1 {
+			v.Engines = append(v.Engines, views.NowEngine{Name: e.Name, Busy: e.Busy, Slots: e.Slots, Down: e.Down})
+		}
+	}
+	free = min(free, len(slots)-len(slotOf))
 	for _, j := range a.Queued {
 		nj := nowJob(j, j.CreatedAt)
 		nj.Position = j.Position

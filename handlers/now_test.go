@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -375,5 +376,57 @@ func TestBrowserNowPanelFollowsJobsAndTheStripLinksToBuilds(t *testing.T) {
 			waitText("h1", func(s string) bool { return s == fmt.Sprintf("Build #%d", newest) })); err != nil {
 			t.Fatalf("%s: the strip's newest mark: %v", size.name, err)
 		}
+	}
+}
+
+// nowEngines are the now panel's engine loads in doc, as their text.
+func nowEngines(doc *goquery.Document) []string {
+	var loads []string
+	doc.Find("#" + views.NowID + " ul.engines > li").Each(func(_ int, li *goquery.Selection) { loads = append(loads, textOf(li)) })
+	return loads
+}
+
+// With two Docker engines, one not answering, the now panel shows each
+// engine's load, the one that does not answer as such, and a waiting job
+// starts on the other rather than waiting for Docker; with one engine the
+// panel lists none.
+func TestNowPanelShowsEachEnginesLoadAndAJobStartsOnTheOneThatAnswers(t *testing.T) {
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run tests against a Docker engine")
+	}
+	srv := newLiveServerWith(t, deadEngine(t, "builder2"))
+	b := newBrowserAt(t, srv.url)
+	b.signIn("/")
+	ctx := context.Background()
+	octocat, err := srv.db.UserByID(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := gitProject(t, srv.db, octocat, "octocat/app", t.TempDir())
+	if _, err := srv.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: testimage.Name, BuildScript: "#!/bin/sh\n"}); err != nil {
+		t.Fatal(err)
+	}
+	// Enqueued without waking the runner, so that it stays in the queue.
+	if _, _, err := srv.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40)}); err != nil {
+		t.Fatal(err)
+	}
+	poll := fetchPoll(t, b, "/now", views.NowID)
+	if got, want := nowEngines(poll), []string{"local: 0 of 2", "builder2: not reachable"}; !slices.Equal(got, want) {
+		t.Errorf("engines %q, want %q", got, want)
+	}
+	if down := poll.Find("ul.engines > li.down"); down.Length() != 1 || !strings.HasPrefix(textOf(down), "builder2") {
+		t.Errorf("%d engines marked down: %q", down.Length(), textOf(down))
+	}
+	if got := textOf(poll.Find(".workers")); got != "0 of 3 workers busy" {
+		t.Errorf("workers: %q", got)
+	}
+	if rows := nowRows(poll); len(rows) != 1 || !strings.HasPrefix(rows[0], "enqueued octocat/app #1 test #1 in the queue · starting ·") {
+		t.Errorf("rows with one engine of two answering = %q", rows)
+	}
+
+	s := newLocalTestServer(t)
+	_, ann := signInLocal(t, s, "ann")
+	if got := nowEngines(fetchPoll(t, ann, "/now", views.NowID)); len(got) != 0 {
+		t.Errorf("one engine, the panel lists %q", got)
 	}
 }

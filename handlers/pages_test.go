@@ -18,6 +18,7 @@ import (
 	nethtml "golang.org/x/net/html"
 
 	"kozmic/internal/fakegithub"
+	"kozmic/runner"
 	"kozmic/store"
 	"kozmic/views"
 )
@@ -969,6 +970,14 @@ type unreachableJobs struct {
 }
 
 func (u unreachableJobs) Unreachable() string { return u.msg }
+
+func (u unreachableJobs) Engines() []runner.EngineState {
+	es := u.Jobs.Engines()
+	for i := range es {
+		es[i].Ready, es[i].Down = false, true
+	}
+	return es
+}
 
 // While Docker does not answer, every page of a signed-in person says so.
 func TestPageDockerBanner(t *testing.T) {

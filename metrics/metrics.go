@@ -3,13 +3,15 @@
 // handlers report what happens through small interfaces of their own
 // (runner.Metrics, handlers.Metrics) that *Metrics satisfies, so neither
 // imports Prometheus; what the database knows (the queue, running jobs,
-// commit statuses waiting) is read from it at each scrape.
+// commit statuses waiting) is read from it at each scrape, and the Docker
+// engines' slots and health from the runner (SetEngines).
 package metrics
 
 import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +25,17 @@ import (
 type Source interface {
 	JobCounts(ctx context.Context) (enqueued, running int, err error)
 	StatusCounts(ctx context.Context) (pending, failed int, err error)
+}
+
+// Engine is a Docker engine as a scrape reports it.
+type Engine struct {
+	Name  string
+	Slots int  // jobs at once
+	Busy  int  // jobs placed on it now
+	Up    bool // it answered its last ping
+	// Started and Failed count the jobs placed on it since the server
+	// started, and those of them that did not succeed.
+	Started, Failed int64
 }
 
 // WebhookResults are the values of the result label of
@@ -58,6 +71,7 @@ type Metrics struct {
 	logBytes     prometheus.Counter
 	logRendered  prometheus.Counter
 	webhooks     *prometheus.CounterVec
+	engines      *engineCollector
 	serve        http.Handler
 }
 
@@ -81,6 +95,7 @@ func New(src Source, log *slog.Logger) *Metrics {
 			Help: "Bytes of job log rendered to HTML for log pages and live logs; the live followers of a job share one rendering."}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kozmic_webhooks_received_total",
 			Help: "Webhook deliveries by how they were answered."}, []string{"result"}),
+		engines: newEngineCollector(),
 	}
 	for _, s := range jobStatuses {
 		m.jobsFinished.WithLabelValues(string(s))
@@ -89,7 +104,7 @@ func New(src Source, log *slog.Logger) *Metrics {
 		m.webhooks.WithLabelValues(r)
 	}
 	reg.MustRegister(m.jobsFinished, m.jobDuration, m.queueWait, m.logBytes, m.logRendered, m.webhooks,
-		newDBCollector(src, log),
+		newDBCollector(src, log), m.engines,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.serve = promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -101,6 +116,13 @@ func New(src Source, log *slog.Logger) *Metrics {
 
 // ServeHTTP answers a scrape in the Prometheus text format.
 func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.serve.ServeHTTP(w, r) }
+
+// SetEngines makes each scrape report the Docker engines engines returns
+// (the runner's, in their configured order), each labelled with its name:
+// its slots, the slots in use, whether it is up, and the jobs started on it
+// and failed. engines is called at every scrape, so it must be cheap.
+// Until it is set, no engine is reported.
+func (m *Metrics) SetEngines(engines func() []Engine) { m.engines.read.Store(&engines) }
 
 // JobStarted records how long a job waited in the queue.
 func (m *Metrics) JobStarted(wait time.Duration) { m.queueWait.Observe(wait.Seconds()) }
@@ -161,5 +183,61 @@ func (c dbCollector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		ch <- prometheus.MustNewConstMetric(c.statusPending, prometheus.GaugeValue, float64(pending))
 		ch <- prometheus.MustNewConstMetric(c.statusFail, prometheus.GaugeValue, float64(failed))
+	}
+}
+
+// engineCollector reports each Docker engine at each scrape, from what
+// the runner last found of it.
+type engineCollector struct {
+	read                              atomic.Pointer[func() []Engine]
+	slots, inUse, up, started, failed *prometheus.Desc
+}
+
+func newEngineCollector() *engineCollector {
+	engine := []string{"engine"}
+	return &engineCollector{
+		slots: prometheus.NewDesc("kozmic_engine_slots", "Jobs a Docker engine runs at once.", engine, nil),
+		inUse: prometheus.NewDesc("kozmic_engine_slots_in_use", "Jobs placed on a Docker engine now.", engine, nil),
+		up: prometheus.NewDesc("kozmic_engine_up",
+			"1 while a Docker engine answered its last ping, 0 while it does not: it takes no jobs.", engine, nil),
+		started: prometheus.NewDesc("kozmic_engine_jobs_started_total", "Jobs placed on a Docker engine since the server started.", engine, nil),
+		failed: prometheus.NewDesc("kozmic_engine_jobs_failed_total",
+			"Jobs placed on a Docker engine since the server started that did not succeed.", engine, nil),
+	}
+}
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.slots
+	ch <- c.inUse
+	ch <- c.up
+	ch <- c.started
+	ch <- c.failed
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	read := c.read.Load()
+	if read == nil {
+		return
+	}
+	for _, e := range (*read)() {
+		up := 0.0
+		if e.Up {
+			up = 1
+		}
+		for _, v := range []struct {
+			desc  *prometheus.Desc
+			kind  prometheus.ValueType
+			value float64
+		}{{c.slots, prometheus.GaugeValue, float64(e.Slots)}, {c.inUse, prometheus.GaugeValue, float64(e.Busy)},
+			{c.up, prometheus.GaugeValue, up}, {c.started, prometheus.CounterValue, float64(e.Started)},
+			{c.failed, prometheus.CounterValue, float64(e.Failed)}} {
+			// A name that is no label value (not UTF-8) fails that series
+			// alone; the scrape logs it and serves the rest.
+			m, err := prometheus.NewConstMetric(v.desc, v.kind, v.value, e.Name)
+			if err != nil {
+				m = prometheus.NewInvalidMetric(v.desc, err)
+			}
+			ch <- m
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -167,5 +168,62 @@ func TestScrapeWithoutDatabase(t *testing.T) {
 		if !strings.Contains(logs.String(), msg) {
 			t.Errorf("%q was not logged:\n%s", msg, logs)
 		}
+	}
+}
+
+// engineLines are a scrape's lines of the engines' series, HELP and TYPE
+// lines left out.
+func engineLines(body string) []string {
+	var lines []string
+	for line := range strings.Lines(body) {
+		if strings.HasPrefix(line, "kozmic_engine_") {
+			lines = append(lines, strings.TrimSuffix(line, "\n"))
+		}
+	}
+	return lines
+}
+
+// Each scrape reports every engine the runner has, as it is at that
+// moment, labelled with its name escaped as the text format wants; before
+// SetEngines, none.
+func TestEngineSeriesAreReadAtEachScrape(t *testing.T) {
+	m := New(testdb.Open(t), slog.New(slog.DiscardHandler))
+	if lines := engineLines(scrape(t, m)); len(lines) != 0 {
+		t.Errorf("engines before SetEngines: %q", lines)
+	}
+	engines := []Engine{{Name: "local", Slots: 2, Busy: 1, Up: true, Started: 7, Failed: 2},
+		{Name: "builder \"2\"\\b\nx", Slots: 4, Busy: 0, Up: false, Started: 3, Failed: 3}}
+	m.SetEngines(func() []Engine { return engines })
+	want := []string{
+		`kozmic_engine_jobs_failed_total{engine="builder \"2\"\\b\nx"} 3`,
+		`kozmic_engine_jobs_failed_total{engine="local"} 2`,
+		`kozmic_engine_jobs_started_total{engine="builder \"2\"\\b\nx"} 3`,
+		`kozmic_engine_jobs_started_total{engine="local"} 7`,
+		`kozmic_engine_slots{engine="builder \"2\"\\b\nx"} 4`,
+		`kozmic_engine_slots{engine="local"} 2`,
+		`kozmic_engine_slots_in_use{engine="builder \"2\"\\b\nx"} 0`,
+		`kozmic_engine_slots_in_use{engine="local"} 1`,
+		`kozmic_engine_up{engine="builder \"2\"\\b\nx"} 0`,
+		`kozmic_engine_up{engine="local"} 1`,
+	}
+	body := scrape(t, m)
+	if got := engineLines(body); !slices.Equal(got, want) {
+		t.Errorf("engine series:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, typ := range []string{"# TYPE kozmic_engine_slots gauge", "# TYPE kozmic_engine_slots_in_use gauge", "# TYPE kozmic_engine_up gauge",
+		"# TYPE kozmic_engine_jobs_started_total counter", "# TYPE kozmic_engine_jobs_failed_total counter"} {
+		if !strings.Contains(body, typ+"\n") {
+			t.Errorf("the scrape has no %q", typ)
+		}
+	}
+
+	// The next scrape reads the engines again.
+	engines[0].Busy, engines[1].Up = 2, true
+	body = scrape(t, m)
+	if v := value(t, body, `kozmic_engine_slots_in_use{engine="local"}`); v != 2 {
+		t.Errorf("slots in use after a change = %v, want 2", v)
+	}
+	if v := value(t, body, `kozmic_engine_up{engine="builder \"2\"\\b\nx"}`); v != 1 {
+		t.Errorf("up after a change = %v, want 1", v)
 	}
 }
