@@ -355,15 +355,16 @@ func (r *Runner) Enqueued() {
 
 // Unreachable is the sentence "Docker is not reachable at <endpoint> —
 // jobs will wait" while the one Docker engine does not answer, and "" while
-// it does. With several engines it names those that do not answer, and
-// says whether jobs wait (none answers) or go to the others. It reads what
-// the last pings found, so it is cheap; a runner that was never started
-// has not pinged and returns "".
+// it does. With several engines it names those that do not answer, by name
+// alone (the admin page has their addresses), and says whether jobs wait
+// (none answers) or run on the others. It reads what the last pings found,
+// so it is cheap; a runner that was never started has not pinged and
+// returns "".
 func (r *Runner) Unreachable() string {
 	var down []string
 	for _, m := range r.pool.members {
 		if m.down.Load() {
-			down = append(down, m.name()+" at "+m.endpoint())
+			down = append(down, m.name())
 		}
 	}
 	switch {
