@@ -227,8 +227,12 @@ func (e *dockerEngine) start(ctx context.Context, id string) error {
 	return err
 }
 
-// killTimeout bounds the kill of a job's container.
-const killTimeout = 10 * time.Second
+// killTimeout bounds the kill of a job's container, removeTimeout its
+// removal.
+const (
+	killTimeout   = 10 * time.Second
+	removeTimeout = time.Minute
+)
 
 // waitContainer waits for a started container to exit and for the rest of
 // its output, and returns its exit code. When ctx ends first, the container
@@ -382,7 +386,11 @@ func (e *dockerEngine) removeLater(id string) {
 
 // remove deletes a container with its volumes, whatever state it is in.
 func (e *dockerEngine) remove(id string) {
-	err := e.docker.RemoveContainer(docker.RemoveContainerOptions{ID: id, Force: true, RemoveVolumes: true})
+	// Bounded: Shutdown waits for removals, and an engine that went silent
+	// would hold one for ever. The next recovery removes what is left.
+	ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
+	defer cancel()
+	err := e.docker.RemoveContainer(docker.RemoveContainerOptions{ID: id, Force: true, RemoveVolumes: true, Context: ctx})
 	var nsc *docker.NoSuchContainer
 	// A conflict is a removal already under way: the job's own, say, held
 	// up by an engine that went silent, and the recovery's once it answers.

@@ -46,15 +46,6 @@ func (h *harness) engineOf(id int64) string {
 	return h.waitJob(id, func(j store.Job) bool { return j.Status == store.JobRunning && j.Engine != "" }).Engine
 }
 
-// release lets the job id, running testimage.HeldScript on the engine dc
-// reaches, end.
-func release(t *testing.T, dc *docker.Client, id int64) {
-	t.Helper()
-	if err := testimage.Release(dc, LabelJob+"="+strconv.FormatInt(id, 10)); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Jobs go to the engine with the most free slots: two jobs, with two free
 // slots on each engine, run one on each.
 func TestJobsSpreadOverBothEnginesWhenBothHaveFreeSlots(t *testing.T) {
@@ -75,8 +66,8 @@ func TestJobsSpreadOverBothEnginesWhenBothHaveFreeSlots(t *testing.T) {
 	if st := h.r.Engines(); st[0].Busy != 1 || st[1].Busy != 1 {
 		t.Errorf("engines %+v while each runs a job, want 1 busy on each", st)
 	}
-	release(t, h.dc, on["one"])
-	release(t, second.Client, on["two"])
+	h.releaseOn(h.dc, on["one"])
+	h.releaseOn(second.Client, on["two"])
 	if got := h.waitBuild(b); got.Status != store.BuildSuccess {
 		t.Fatalf("build %s", got.Status)
 	}
@@ -109,7 +100,7 @@ func TestSecondBuildGoesToTheEngineHoldingItsInstallCache(t *testing.T) {
 	if j1.Status != store.JobSuccess || j1.Engine != "two" || j1.Cache != store.CacheMiss {
 		t.Fatalf("first build: %s on %q, cache %q; want success on two, a miss; log:\n%s", j1.Status, j1.Engine, j1.Cache, h.logOf(j1.ID))
 	}
-	release(t, h.dc, held[0].ID)
+	h.releaseOn(h.dc, held[0].ID)
 	h.waitJob(held[0].ID, finished)
 
 	rp.Commit(map[string]string{"README": "y"}, nil) // the tracked file is unchanged
@@ -157,7 +148,7 @@ func TestJobOnAKilledEngineRunsAgainOnTheOther(t *testing.T) {
 		t.Fatalf("the second job went to %q, want two", e)
 	}
 	h.waitLogOf(jobs[0].ID, "holding") // its script runs on two
-	release(t, h.dc, busy[0].ID)
+	h.releaseOn(h.dc, busy[0].ID)
 	h.waitJob(busy[0].ID, finished)
 
 	if err := second.Kill(); err != nil {
@@ -179,7 +170,7 @@ func TestJobOnAKilledEngineRunsAgainOnTheOther(t *testing.T) {
 		t.Errorf("the second attempt started at %v, before the first was recorded as ended at %v", retry.StartedAt, lost.FinishedAt)
 	}
 	h.waitLogOf(all[1].ID, "holding")
-	release(t, h.dc, all[1].ID)
+	h.releaseOn(h.dc, all[1].ID)
 	if got := h.waitBuild(b); got.Status != store.BuildSuccess {
 		t.Fatalf("build %s after the second attempt; log:\n%s", got.Status, h.logOf(all[1].ID))
 	}
@@ -237,10 +228,11 @@ func TestJobOnASilentEngineRunsAgainAndItsContainerGoesWhenItAnswers(t *testing.
 		t.Fatalf("the second job went to %q, want two", e)
 	}
 	h.waitLogOf(jobs[0].ID, "holding")
-	release(t, h.dc, busy[0].ID)
+	h.releaseOn(h.dc, busy[0].ID)
 	h.waitJob(busy[0].ID, finished)
 
 	px.silence(true)
+	t.Cleanup(func() { px.silence(false) }) // before the harness's end, should the test fail while it is silent
 	lost := h.waitJob(jobs[0].ID, finished)
 	if lost.Status != store.JobError || lost.Error != "The Docker engine two stopped answering while this job ran." {
 		t.Fatalf("the job on the silent engine: %s %q", lost.Status, lost.Error)
@@ -253,11 +245,11 @@ func TestJobOnASilentEngineRunsAgainAndItsContainerGoesWhenItAnswers(t *testing.
 		t.Fatalf("the second attempt went to %q, want one", e)
 	}
 	h.waitLogOf(all[1].ID, "holding")
-	release(t, h.dc, all[1].ID)
+	h.releaseOn(h.dc, all[1].ID)
 	if got := h.waitBuild(b); got.Status != store.BuildSuccess {
 		t.Fatalf("build %s after the second attempt", got.Status)
 	}
-	first := map[string][]string{"label": {LabelJob + "=" + strconv.FormatInt(lost.ID, 10)}}
+	first := map[string][]string{"label": {LabelJob + "=" + strconv.FormatInt(lost.ID, 10), LabelInstance + "=" + h.db.InstanceID()}}
 	if cs, err := h.dc.ListContainers(docker.ListContainersOptions{Filters: first}); err != nil || len(cs) != 1 {
 		t.Fatalf("the first attempt's containers while its engine is silent: %d, %v; want it running on", len(cs), err)
 	}

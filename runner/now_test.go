@@ -11,12 +11,21 @@ import (
 	"kozmic/internal/testimage"
 	"kozmic/internal/testrepo"
 	"kozmic/store"
+
+	docker "github.com/fsouza/go-dockerclient"
 )
 
 // release lets job id, running testimage.HeldScript, end.
 func (h *harness) release(id int64) {
 	h.t.Helper()
-	if err := testimage.Release(h.dc, LabelJob+"="+strconv.FormatInt(id, 10), LabelInstance+"="+h.db.InstanceID()); err != nil {
+	h.releaseOn(h.dc, id)
+}
+
+// releaseOn lets job id, running testimage.HeldScript on the engine dc
+// reaches, end.
+func (h *harness) releaseOn(dc *docker.Client, id int64) {
+	h.t.Helper()
+	if err := testimage.Release(dc, LabelJob+"="+strconv.FormatInt(id, 10), LabelInstance+"="+h.db.InstanceID()); err != nil {
 		h.t.Fatal(err)
 	}
 }
