@@ -30,14 +30,45 @@ func twoEngines(t testing.TB, slots int) (*harness, *testengine.Engine) {
 		t.Fatal(err)
 	}
 	h.others = []*docker.Client{second.Client}
+	h.startEngines(slots, testimage.Host(), second.Host)
+	return h, second
+}
+
+// startEngines starts a runner on two engines with slots each, "one" at
+// host one and "two" at host two.
+func (h *harness) startEngines(slots int, one, two string) {
+	h.t.Helper()
 	engines := []EngineConfig{{Name: "one", Slots: slots}, {Name: "two", Slots: slots}}
-	for i, host := range []string{testimage.Host(), second.Host} {
+	for i, host := range []string{one, two} {
+		var err error
 		if engines[i].Client, err = NewDockerClient(host); err != nil {
-			t.Fatal(err)
+			h.t.Fatal(err)
 		}
 	}
 	h.start(Config{Engines: engines, PingInterval: testPingInterval})
-	return h, second
+}
+
+// heldOnTwo makes, on a runner with one slot on each engine, a job that
+// runs testimage.HeldScript on engine "two": a first job holds "one", so
+// that the second goes to "two", and is let end once the second holds.
+// It returns the second job's build and the job.
+func (h *harness) heldOnTwo() (store.Build, store.Job) {
+	h.t.Helper()
+	rp := testrepo.New(h.t, map[string]string{"README": "x"})
+	p, _ := h.project(rp, store.Hook{Title: "t", BuildScript: testimage.HeldScript})
+	sha := rp.Git("rev-parse", "HEAD")
+	_, busy := h.build(p, "refs/heads/busy", sha)
+	if e := h.engineOf(busy[0].ID); e != "one" {
+		h.t.Fatalf("the first job went to %q, want one", e)
+	}
+	b, jobs := h.build(p, "refs/heads/main", sha)
+	if e := h.engineOf(jobs[0].ID); e != "two" {
+		h.t.Fatalf("the second job went to %q, want two", e)
+	}
+	h.waitLogOf(jobs[0].ID, "holding") // its script runs on two
+	h.releaseOn(h.dc, busy[0].ID)
+	h.waitJob(busy[0].ID, finished)
+	return b, jobs[0]
 }
 
 // engineOf waits until job id runs, placed on an engine, and returns it.
@@ -136,25 +167,12 @@ func TestSecondBuildGoesToTheEngineHoldingItsInstallCache(t *testing.T) {
 // no more jobs.
 func TestJobOnAKilledEngineRunsAgainOnTheOther(t *testing.T) {
 	h, second := twoEngines(t, 1)
-	rp := testrepo.New(t, map[string]string{"README": "x"})
-	p, _ := h.project(rp, store.Hook{Title: "t", BuildScript: testimage.HeldScript})
-	sha := rp.Git("rev-parse", "HEAD")
-	_, busy := h.build(p, "refs/heads/busy", sha)
-	if e := h.engineOf(busy[0].ID); e != "one" {
-		t.Fatalf("the first job went to %q, want one", e)
-	}
-	b, jobs := h.build(p, "refs/heads/main", sha)
-	if e := h.engineOf(jobs[0].ID); e != "two" {
-		t.Fatalf("the second job went to %q, want two", e)
-	}
-	h.waitLogOf(jobs[0].ID, "holding") // its script runs on two
-	h.releaseOn(h.dc, busy[0].ID)
-	h.waitJob(busy[0].ID, finished)
+	b, job := h.heldOnTwo()
 
 	if err := second.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	lost := h.waitJob(jobs[0].ID, finished)
+	lost := h.waitJob(job.ID, finished)
 	if lost.Status != store.JobError || lost.Error != "The Docker engine two stopped answering while this job ran." {
 		t.Fatalf("the job on the killed engine: %s %q", lost.Status, lost.Error)
 	}
@@ -209,31 +227,12 @@ func TestJobOnASilentEngineRunsAgainAndItsContainerGoesWhenItAnswers(t *testing.
 	if h.dc, err = NewDockerClient(testimage.Host()); err != nil {
 		t.Fatal(err)
 	}
-	engines := []EngineConfig{{Name: "one", Slots: 1}, {Name: "two", Slots: 1}}
-	for i, host := range []string{testimage.Host(), "tcp://" + px.addr()} {
-		if engines[i].Client, err = NewDockerClient(host); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h.start(Config{Engines: engines, PingInterval: testPingInterval})
-	rp := testrepo.New(t, map[string]string{"README": "x"})
-	p, _ := h.project(rp, store.Hook{Title: "t", BuildScript: testimage.HeldScript})
-	sha := rp.Git("rev-parse", "HEAD")
-	_, busy := h.build(p, "refs/heads/busy", sha)
-	if e := h.engineOf(busy[0].ID); e != "one" {
-		t.Fatalf("the first job went to %q, want one", e)
-	}
-	b, jobs := h.build(p, "refs/heads/main", sha)
-	if e := h.engineOf(jobs[0].ID); e != "two" {
-		t.Fatalf("the second job went to %q, want two", e)
-	}
-	h.waitLogOf(jobs[0].ID, "holding")
-	h.releaseOn(h.dc, busy[0].ID)
-	h.waitJob(busy[0].ID, finished)
+	h.startEngines(1, testimage.Host(), "tcp://"+px.addr())
+	b, job := h.heldOnTwo()
 
 	px.silence(true)
 	t.Cleanup(func() { px.silence(false) }) // before the harness's end, should the test fail while it is silent
-	lost := h.waitJob(jobs[0].ID, finished)
+	lost := h.waitJob(job.ID, finished)
 	if lost.Status != store.JobError || lost.Error != "The Docker engine two stopped answering while this job ran." {
 		t.Fatalf("the job on the silent engine: %s %q", lost.Status, lost.Error)
 	}
