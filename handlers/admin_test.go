@@ -391,12 +391,12 @@ func adminBenchBuilds(b *testing.B, db *store.DB, p store.Project) {
 	wg.Wait()
 }
 
-// The admin page fits a phone and a desktop, and its Clear is reached with
-// the Tab key alone and pressed with Enter: the browser asks first, and
-// only once that is accepted are the project's images gone.
-func TestBrowserAdminPageFitsAndClearsByKeyboard(t *testing.T) {
-	srv, ctx := signedInBrowser(t)
-	makeAdmin(t, srv.db)
+// adminPageFixture makes what the admin page's browser tests show: a
+// project with a long name and a hook, a job of it running in a container
+// of the test image, and two install cache images of the project, whose
+// names it returns.
+func adminPageFixture(t *testing.T, srv *liveServer) (store.Project, []string) {
+	t.Helper()
 	bg := context.Background()
 	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/a-project-with-a-long-name",
 		GitURL: t.TempDir(), WebhookSecret: "s"})
@@ -406,7 +406,7 @@ func TestBrowserAdminPageFitsAndClearsByKeyboard(t *testing.T) {
 	if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: p.ID, Title: "unit tests", DockerImage: testimage.Name, BuildScript: "#!/bin/sh"}); err != nil {
 		t.Fatal(err)
 	}
-	// One job running (marked so: the runner, with nothing enqueued, leaves it), one waiting.
+	// One job running (marked so: the runner, with nothing enqueued, leaves it).
 	_, jobs, err := srv.db.CreateBuild(bg, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40)})
 	if err != nil {
 		t.Fatal(err)
@@ -416,6 +416,16 @@ func TestBrowserAdminPageFitsAndClearsByKeyboard(t *testing.T) {
 	}
 	mine := []string{cacheImageOf(t, srv, p.ID, newCacheID()), cacheImageOf(t, srv, p.ID, newCacheID())}
 	runningJobContainer(t, srv, p.ID, jobs[0].ID)
+	return p, mine
+}
+
+// The admin page fits a phone and a desktop, and its Clear is reached with
+// the Tab key alone and pressed with Enter: the browser asks first, and
+// only once that is accepted are the project's images gone.
+func TestBrowserAdminPageFitsAndClearsByKeyboard(t *testing.T) {
+	srv, ctx := signedInBrowser(t)
+	makeAdmin(t, srv.db)
+	p, mine := adminPageFixture(t, srv)
 
 	for _, size := range []struct {
 		name          string
@@ -613,26 +623,7 @@ func TestAdminPageShowsEveryEngine(t *testing.T) {
 func TestBrowserAdminPageWithTwoEnginesFitsAPhoneAndADesktop(t *testing.T) {
 	srv, ctx := signedInBrowserWith(t, deadEngine(t, "builder-with-a-long-name-2"))
 	makeAdmin(t, srv.db)
-	bg := context.Background()
-	p, err := srv.db.CreateProject(bg, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/a-project-with-a-long-name",
-		GitURL: t.TempDir(), WebhookSecret: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := srv.db.CreateHook(bg, store.Hook{ProjectID: p.ID, Title: "unit tests", DockerImage: testimage.Name, BuildScript: "#!/bin/sh"}); err != nil {
-		t.Fatal(err)
-	}
-	// One job running (marked so: the runner, with nothing enqueued, leaves it).
-	_, jobs, err := srv.db.CreateBuild(bg, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: strings.Repeat("a", 40)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := srv.db.UpdateJob(bg, jobs[0].ID, store.JobUpdate{Status: store.JobRunning}); err != nil {
-		t.Fatal(err)
-	}
-	cacheImageOf(t, srv, p.ID, newCacheID())
-	cacheImageOf(t, srv, p.ID, newCacheID())
-	runningJobContainer(t, srv, p.ID, jobs[0].ID)
+	adminPageFixture(t, srv)
 
 	for _, size := range []struct {
 		name          string
