@@ -160,7 +160,10 @@ func TestRunBadEnginesExits2WithOneLine(t *testing.T) {
 		"b=tcp://10.0.0.5:2376;tls=" + certDir(t): `kozmic: KOZMIC_ENGINES: engine "b": docker client for tcp://10.0.0.5:2376: tls: failed to find any PEM data in certificate input`,
 	} {
 		dbPath := filepath.Join(t.TempDir(), "k.db")
-		code, _, errOut := runKozmic(context.Background(), nil, env(t, map[string]string{"KOZMIC_DATABASE": dbPath, "KOZMIC_ENGINES": v}))
+		// A server that started anyway stops, to fail the test, not hang it.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		code, _, errOut := runKozmic(ctx, nil, env(t, map[string]string{"KOZMIC_DATABASE": dbPath, "KOZMIC_ADDR": "127.0.0.1:0", "KOZMIC_ENGINES": v}))
+		cancel()
 		if code != 2 || errOut != want+"\n" {
 			t.Errorf("KOZMIC_ENGINES=%q: exit %d, %q\nwant exit 2, %q", v, code, errOut, want)
 		}
