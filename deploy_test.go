@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -118,7 +119,8 @@ func TestDeployedSecondEngineOverTLSRunsJobs(t *testing.T) {
 	}
 
 	bin := kozmicBinary(t)
-	s := startServer(t, bin, "DOCKER_HOST=", "DOCKER_CERT_PATH=", "KOZMIC_ENGINES=b=tcp://"+tcp+";tls="+client)
+	dir := t.TempDir()
+	s := startServerAt(t, bin, dir, "DOCKER_HOST=", "DOCKER_CERT_PATH=", "KOZMIC_ENGINES=b=tcp://"+tcp+";tls="+client)
 	c := newClient(t, s)
 	if code := c.signIn("admin's password"); code != 303 {
 		t.Fatalf("sign in: %d", code)
@@ -137,6 +139,19 @@ func TestDeployedSecondEngineOverTLSRunsJobs(t *testing.T) {
 	}
 	if status, log := c.waitBuild(s, id, 1); status != "passed" || !strings.Contains(log, "building src-v1 on ") {
 		t.Fatalf("build %s; log:\n%s\nserver log:\n%s", status, log, s.logs)
+	}
+	// The job ran on b, by the server's own record.
+	key, err := os.ReadFile(filepath.Join(dir, "kozmic.db.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openTestStore(t, filepath.Join(dir, "kozmic.db"), strings.TrimSpace(string(key)))
+	b, err := db.BuildByNumber(context.Background(), id, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jobs, err := db.Jobs(context.Background(), b.ID); err != nil || len(jobs) != 1 || jobs[0].Engine != "b" {
+		t.Errorf("jobs of build 1: %+v, %v; want one, on engine b", jobs, err)
 	}
 	if res, body := c.do("GET", "/healthz", nil); res.StatusCode != 200 || !strings.Contains(body, `"docker":"ok"`) {
 		t.Errorf("healthz = %d %s", res.StatusCode, body)
