@@ -65,6 +65,10 @@ func TestEnginesSettingErrorsNameTheEngine(t *testing.T) {
 	noKey := t.TempDir()
 	os.WriteFile(filepath.Join(noKey, "ca.pem"), nil, 0o600)
 	os.WriteFile(filepath.Join(noKey, "cert.pem"), nil, 0o600)
+	dirKey := t.TempDir()
+	os.WriteFile(filepath.Join(dirKey, "ca.pem"), nil, 0o600)
+	os.WriteFile(filepath.Join(dirKey, "cert.pem"), nil, 0o600)
+	os.Mkdir(filepath.Join(dirKey, "key.pem"), 0o700)
 	for v, want := range map[string]string{
 		"a=unix:///a.sock,,b=unix:///b.sock":        `engine 2 is empty; engines are separated by one comma`,
 		"a=unix:///a.sock,":                         `engine 2 is empty; engines are separated by one comma`,
@@ -89,6 +93,7 @@ func TestEnginesSettingErrorsNameTheEngine(t *testing.T) {
 		"a=unix:///a.sock;tls=" + tls:               `engine "a": tls is for an engine over the network, not a unix:// socket`,
 		"a=tcp://10.0.0.5:2376;tls=":                `engine "a": tls= names no directory`,
 		"a=tcp://10.0.0.5:2376;tls=" + noKey:        `engine "a": tls: ` + noKey + ` has no key.pem`,
+		"a=tcp://10.0.0.5:2376;tls=" + dirKey:       `engine "a": tls: ` + filepath.Join(dirKey, "key.pem") + ` is not a file`,
 		"a=tcp://10.0.0.5:2376;tls=/no/such/dir":    `engine "a": tls: /no/such/dir has no ca.pem`,
 		"a=tcp://10.0.0.5:2376":                     `engine "a": tcp://10.0.0.5:2376 without tls=DIR would give anyone on the network root on that machine and show them the jobs' secrets: give the engine TLS client certificates (see docs/deploy.md)`,
 		"a=https://builder.internal:2376":           `engine "a": https://builder.internal:2376 without tls=DIR would give anyone on the network root on that machine and show them the jobs' secrets: give the engine TLS client certificates (see docs/deploy.md)`,
