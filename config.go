@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net/mail"
@@ -50,9 +51,12 @@ type Config struct {
 	// Admins are the GitHub logins that are Kozmic admins, in lower case.
 	Admins []string
 
-	DockerHost        string
-	DockerCertPath    string // ca.pem, cert.pem and key.pem for an engine over TLS
-	Workers           int
+	DockerHost     string
+	DockerCertPath string // ca.pem, cert.pem and key.pem for an engine over TLS
+	Workers        int
+	// Engines are the Docker engines of KOZMIC_ENGINES; none: jobs run on
+	// the one at DockerHost, with Workers slots.
+	Engines           []EngineSetting
 	StallTimeout      time.Duration
 	JobTimeout        time.Duration
 	CachedImagesLimit int
@@ -80,6 +84,14 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 
 	ShutdownGrace time.Duration
+}
+
+// EngineSetting is one Docker engine of KOZMIC_ENGINES.
+type EngineSetting struct {
+	Name    string
+	Host    string // a unix://, tcp://, http:// or https:// address
+	CertDir string // ca.pem, cert.pem and key.pem for TLS; empty: none
+	Slots   int    // jobs at once on it
 }
 
 // GitHubEnabled reports whether login with GitHub is configured.
@@ -178,9 +190,8 @@ var settings = []setting{
 		return err
 	}},
 	{"DOCKER_HOST", "docker-host", "unix:///var/run/docker.sock", "Docker engine that runs the jobs.", func(c *Config, v string) error {
-		u, err := url.Parse(v)
-		if err != nil || !map[string]bool{"unix": true, "tcp": true, "http": true, "https": true}[u.Scheme] {
-			return fmt.Errorf("%q is not a unix://, tcp://, http:// or https:// address", v)
+		if err := checkDockerHost(v); err != nil {
+			return err
 		}
 		c.DockerHost = v
 		return nil
@@ -189,16 +200,18 @@ var settings = []setting{
 		if v == "" {
 			return nil
 		}
-		for _, f := range []string{"ca.pem", "cert.pem", "key.pem"} {
-			if _, err := os.Stat(filepath.Join(v, f)); err != nil {
-				return fmt.Errorf("%s has no %s", v, f)
-			}
+		if err := checkCertDir(v); err != nil {
+			return err
 		}
 		c.DockerCertPath = v
 		return nil
 	}},
-	{"KOZMIC_WORKERS", "workers", "2", "Jobs that run at the same time.", func(c *Config, v string) (err error) {
+	{"KOZMIC_WORKERS", "workers", "2", "Jobs that run at the same time; with KOZMIC_ENGINES, the slots of each engine that does not say.", func(c *Config, v string) (err error) {
 		c.Workers, err = parseInt(v, 1, 256)
+		return err
+	}},
+	{"KOZMIC_ENGINES", "engines", "", "Docker engines that run the jobs, instead of DOCKER_HOST: name=address[;slots=N][;tls=DIR] separated by commas, such as local=unix:///var/run/docker.sock;slots=2,b=tcp://10.0.0.5:2376;slots=4;tls=/etc/kozmic/b.", func(c *Config, v string) (err error) {
+		c.Engines, err = parseEngines(v, c.Workers)
 		return err
 	}},
 	{"KOZMIC_STALL_TIMEOUT", "stall-timeout", "15m", "A job that prints nothing for this long is killed.", func(c *Config, v string) (err error) {
@@ -324,6 +337,141 @@ var settings = []setting{
 	}},
 }
 
+// engineName is the name of an engine of KOZMIC_ENGINES.
+var engineName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+// parseEngines reads KOZMIC_ENGINES: engines separated by commas, each
+// name=address followed by options separated by semicolons: slots=N (1 to
+// 256; default slots) and tls=DIR (see checkCertDir). An address other
+// than unix:// or the loopback interface must have tls: a Docker API
+// reached over the network without TLS client certificates is open to
+// anyone on the way, and the jobs' secrets cross it. The errors name the
+// engine, or its place in the list when it has no name.
+func parseEngines(v string, slots int) ([]EngineSetting, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var engines []EngineSetting
+	seen := map[string]bool{}
+	for i, entry := range strings.Split(v, ",") {
+		options := strings.Split(entry, ";")
+		name, host, ok := strings.Cut(options[0], "=")
+		name, host = strings.TrimSpace(name), strings.TrimSpace(host)
+		switch {
+		case strings.TrimSpace(entry) == "":
+			return nil, fmt.Errorf("engine %d is empty; engines are separated by one comma", i+1)
+		case !ok:
+			return nil, fmt.Errorf("engine %d: %q is not name=address, such as b=tcp://10.0.0.5:2376", i+1, strings.TrimSpace(options[0]))
+		case !engineName.MatchString(name):
+			return nil, fmt.Errorf("engine %d: %q is not a name of up to 32 lower-case letters, digits and hyphens, starting with a letter or digit", i+1, name)
+		}
+		fail := func(format string, args ...any) ([]EngineSetting, error) {
+			return nil, fmt.Errorf("engine %q: "+format, append([]any{name}, args...)...)
+		}
+		if seen[name] {
+			return fail("named twice")
+		}
+		seen[name] = true
+		if host == "" {
+			return fail("no address after %s=", name)
+		}
+		if err := checkDockerHost(host); err != nil {
+			return fail("%w", err)
+		}
+		e := EngineSetting{Name: name, Host: host, Slots: slots}
+		given := map[string]bool{}
+		for _, o := range options[1:] {
+			key, val, _ := strings.Cut(o, "=")
+			key, val = strings.TrimSpace(key), strings.TrimSpace(val)
+			if given[key] {
+				return fail("%s given twice", key)
+			}
+			given[key] = true
+			switch key {
+			case "slots":
+				n, err := parseInt(val, 1, 256)
+				if err != nil {
+					return fail("slots: %w", err)
+				}
+				e.Slots = n
+			case "tls":
+				if strings.HasPrefix(host, "unix:") {
+					return fail("tls is for an engine over the network, not a unix:// socket")
+				}
+				if val == "" {
+					return fail("tls= names no directory")
+				}
+				if err := checkCertDir(val); err != nil {
+					return fail("tls: %w", err)
+				}
+				e.CertDir = val
+			default:
+				return fail("unknown option %q; the options are slots=N and tls=DIR", strings.TrimSpace(o))
+			}
+		}
+		if e.CertDir == "" && !localDockerHost(host) {
+			return fail("%s without tls=DIR would give anyone on the network root on that machine and show them the jobs' secrets: "+
+				"give the engine TLS client certificates (see docs/deploy.md)", host)
+		}
+		engines = append(engines, e)
+	}
+	return engines, nil
+}
+
+// checkDockerHost accepts the address of a Docker engine as the Docker
+// client takes it: unix:///path, or tcp://, http:// or https:// with a host
+// and, if it has one, a port from 1 to 65535.
+func checkDockerHost(v string) error {
+	u, err := url.Parse(v)
+	ok := err == nil
+	if ok {
+		switch u.Scheme {
+		case "unix":
+			ok = u.Host == "" && u.Path != ""
+		case "tcp", "http", "https":
+			port, perr := strconv.Atoi(u.Port())
+			ok = u.Hostname() != "" && !strings.HasSuffix(u.Host, ":") && (u.Port() == "" || perr == nil && port >= 1 && port <= 65535)
+		default:
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%q is not a unix://, tcp://, http:// or https:// address", v)
+	}
+	return nil
+}
+
+// localDockerHost says whether a Docker address checkDockerHost accepted
+// stays on this machine: a unix socket, or the loopback interface.
+func localDockerHost(v string) bool {
+	u, _ := url.Parse(v)
+	if u.Scheme == "unix" || u.Hostname() == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(u.Hostname())
+	return err == nil && a.IsLoopback()
+}
+
+// checkCertDir checks that dir holds ca.pem, cert.pem and key.pem, the
+// files of a Docker client over TLS, and that this process may read them.
+func checkCertDir(dir string) error {
+	for _, name := range []string{"ca.pem", "cert.pem", "key.pem"} {
+		f, err := os.Open(filepath.Join(dir, name))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("%s has no %s", dir, name)
+		case err != nil:
+			return fmt.Errorf("cannot read %s: %w", filepath.Join(dir, name), errors.Unwrap(err))
+		}
+		fi, err := f.Stat()
+		f.Close()
+		if err != nil || !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a file", filepath.Join(dir, name))
+		}
+	}
+	return nil
+}
+
 var networkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 // errGitHubOff refuses a GitHub sign-in setting while GitHub sign-in is off.
@@ -372,8 +520,10 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 
 // parseConfig fills a Config for command cmd from its arguments and the
 // environment. It parses: it writes nothing, and reads no file (it only
-// looks that DOCKER_CERT_PATH holds its three), so the key file and the
-// database's directory are the commands' to check. For serve it also
+// looks that DOCKER_CERT_PATH and each tls= of KOZMIC_ENGINES hold their
+// three, readable), so the key file and the database's directory are the
+// commands' to check. KOZMIC_ENGINES cannot go with DOCKER_HOST or
+// DOCKER_CERT_PATH, which it replaces. For serve it also
 // refuses GitHub sign-in open to everyone unless KOZMIC_OPEN_SIGNUP says
 // so (see checkSignIn). Every failure is a *ConfigError, or flag.ErrHelp
 // for -h.
@@ -409,6 +559,16 @@ func parseConfig(cmd string, args []string, getenv func(string) string, usage io
 		}
 		if err := s.set(&c, v); err != nil {
 			return Config{}, &ConfigError{Setting: s.env, Err: err}
+		}
+	}
+	if len(c.Engines) > 0 {
+		// KOZMIC_ENGINES names every engine: a DOCKER_HOST beside it
+		// would be left unused without a word.
+		for _, s := range []struct{ env, flag string }{{"DOCKER_HOST", "docker-host"}, {"DOCKER_CERT_PATH", "docker-cert-path"}} {
+			if getenv(s.env) != "" || given[s.flag] {
+				return Config{}, &ConfigError{Setting: "KOZMIC_ENGINES", Err: fmt.Errorf("%s is set too: set one or the other "+
+					"(the engine at DOCKER_HOST can be one of KOZMIC_ENGINES, such as local=unix:///var/run/docker.sock)", s.env)}
+			}
 		}
 	}
 	if cmd == "serve" {

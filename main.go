@@ -35,6 +35,8 @@ import (
 	"syscall"
 	"time"
 
+	docker "github.com/fsouza/go-dockerclient"
+
 	"kozmic/gh"
 	"kozmic/git"
 	"kozmic/handlers"
@@ -116,6 +118,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if !ok {
 		return code
 	}
+	var engines []runner.EngineConfig
+	if cmd == "serve" {
+		var err error
+		if engines, err = dockerEngines(cfg); err != nil {
+			fmt.Fprintf(stderr, "kozmic: %v\n", err)
+			return exitUsage
+		}
+	}
 	log := newLogger(cfg, stderr)
 	db, code := openStore(ctx, cfg, log, stderr)
 	if db == nil {
@@ -161,7 +171,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			}
 		}
 	}
-	if err := serve(ctx, cfg, db, log); err != nil {
+	if err := serve(ctx, cfg, engines, db, log); err != nil {
 		log.Error("serve", "err", err)
 		return exitFailed
 	}
@@ -317,15 +327,35 @@ func checkWritable(path string) error {
 	return nil
 }
 
-// serve runs the job runner and answers HTTP until ctx ends; then it stops
-// taking requests and jobs, lets running jobs finish for up to
-// cfg.ShutdownGrace (or until the hard stop in ctx) and leaves the rest to
-// the next start's recovery.
-func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) error {
+// dockerEngines makes a client for each engine of cfg.Engines, for
+// runner.Config.Engines; none without them. An engine whose client cannot
+// be made, as when its tls= files hold no certificate and key that go
+// together, is a *ConfigError for KOZMIC_ENGINES naming the engine.
+func dockerEngines(cfg Config) ([]runner.EngineConfig, error) {
+	var engines []runner.EngineConfig
+	for _, e := range cfg.Engines {
+		dc, err := runner.NewDockerTLSClient(e.Host, e.CertDir)
+		if err != nil {
+			return nil, &ConfigError{Setting: "KOZMIC_ENGINES", Err: fmt.Errorf("engine %q: %w", e.Name, err)}
+		}
+		engines = append(engines, runner.EngineConfig{Name: e.Name, Client: dc, Slots: e.Slots})
+	}
+	return engines, nil
+}
+
+// serve runs the job runner on engines (or without them the one at
+// cfg.DockerHost) and answers HTTP until ctx ends; then it stops taking
+// requests and jobs, lets running jobs finish for up to cfg.ShutdownGrace
+// (or until the hard stop in ctx) and leaves the rest to the next start's
+// recovery.
+func serve(ctx context.Context, cfg Config, engines []runner.EngineConfig, db *store.DB, log *slog.Logger) error {
 	started := time.Now()
-	dc, err := runner.NewDockerTLSClient(cfg.DockerHost, cfg.DockerCertPath)
-	if err != nil {
-		return err
+	var dc *docker.Client // the one engine, when KOZMIC_ENGINES names none
+	if len(engines) == 0 {
+		var err error
+		if dc, err = runner.NewDockerTLSClient(cfg.DockerHost, cfg.DockerCertPath); err != nil {
+			return err
+		}
 	}
 	github := gh.New(gh.Config{WebURL: cfg.GitHubURL, ClientID: cfg.GitHubClientID,
 		ClientSecret: cfg.GitHubClientSecret, BaseURL: cfg.BaseURL,
@@ -353,7 +383,7 @@ func serve(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) erro
 		Workers: cfg.Workers, StallTimeout: cfg.StallTimeout, JobTimeout: cfg.JobTimeout,
 		CachedImagesLimit: cfg.CachedImagesLimit, MaxLogBytes: cfg.MaxLogBytes, Network: cfg.JobNetwork,
 		Memory: cfg.JobMemory, CPUs: cfg.JobCPUs, Instance: db.InstanceID(), Metrics: mets,
-		DeployKeys: projects,
+		DeployKeys: projects, Engines: engines,
 	}, db, dc, notifiers{statuses, mail}, log)
 	mets.SetEngines(func() []metrics.Engine { return engineMetrics(jobs.Engines()) })
 	jobs.Start(ctx)

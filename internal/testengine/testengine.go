@@ -66,6 +66,14 @@ func Skip(t testing.TB) {
 // loaded; call Skip first. Several engines may run at once.
 func Start(t testing.TB) *Engine {
 	t.Helper()
+	return StartWith(t)
+}
+
+// StartWith is Start with more flags for dockerd after its own, such as
+// another -H and --tlsverify with its certificates: the daemon then also
+// listens there, while Host and Client stay its unix socket.
+func StartWith(t testing.TB, args ...string) *Engine {
+	t.Helper()
 	dockerd, err := exec.LookPath("dockerd")
 	if err != nil {
 		t.Fatalf("no dockerd to start a second engine with (install docker.io; %s is set): %v", Env, err)
@@ -91,7 +99,7 @@ func Start(t testing.TB) *Engine {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	e.cmd = exec.Command(dockerd,
+	e.cmd = exec.Command(dockerd, append([]string{
 		"--config-file", conf,
 		"--data-root", filepath.Join(root, "d"),
 		"--exec-root", filepath.Join(root, "x"),
@@ -104,8 +112,8 @@ func Start(t testing.TB) *Engine {
 		// (There the records of a killed engine's containers stay in that
 		// containerd, under this namespace.)
 		"--containerd-namespace", filepath.Base(root),
-		"--containerd-plugins-namespace", filepath.Base(root)+"-plugins",
-		"--bridge=none", "--iptables=false", "--ip6tables=false")
+		"--containerd-plugins-namespace", filepath.Base(root) + "-plugins",
+		"--bridge=none", "--iptables=false", "--ip6tables=false"}, args...)...)
 	e.cmd.Env = daemonEnv()
 	e.cmd.Stdout, e.cmd.Stderr = logFile, logFile
 	if err := e.cmd.Start(); err != nil {
