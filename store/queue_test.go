@@ -394,3 +394,49 @@ func TestRunBuildLeavesRunningEditedJobsAndDeletedHooksAlone(t *testing.T) {
 		t.Errorf("%d jobs after a Run build without hooks, want %d", n, jobs)
 	}
 }
+
+// InterruptJob ends one running job as interrupted, with its message, and
+// enqueues its next attempt, leaving the build's other running job alone;
+// the attempt interrupted in turn is not enqueued again, as after a crash.
+// A job that is not running is a conflict and changes nothing. PlaceJob's
+// engine reads back with the job.
+func TestInterruptJobReRunsOneJobOnce(t *testing.T) {
+	ctx := context.Background()
+	db, _, _, jobs := newBuildFixture(t)
+	if _, err := db.InterruptJob(ctx, jobs[0].ID, "gone"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("InterruptJob of an enqueued job: %v, want ErrConflict", err)
+	}
+	for _, j := range jobs {
+		if _, err := db.UpdateJob(ctx, j.ID, JobUpdate{Status: JobRunning}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.PlaceJob(ctx, jobs[0].ID, "builder2"); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := db.InterruptJob(ctx, jobs[0].ID, "The Docker engine builder2 stopped answering while this job ran.")
+	if err != nil || len(changes) != 2 {
+		t.Fatalf("InterruptJob = %d changes, %v; want the job and its new attempt", len(changes), err)
+	}
+	old, next := changes[0].Job, changes[1].Job
+	if old.ID != jobs[0].ID || old.Status != JobError || old.Error != "The Docker engine builder2 stopped answering while this job ran." ||
+		old.Engine != "builder2" || old.FinishedAt.IsZero() {
+		t.Errorf("interrupted job = %+v", old)
+	}
+	if next.Attempt != 2 || next.Status != JobEnqueued || next.Engine != "" || next.HookCallID != old.HookCallID {
+		t.Errorf("new attempt = %+v", next)
+	}
+	if other, _ := db.JobByID(ctx, jobs[1].ID); other.Status != JobRunning {
+		t.Errorf("the build's other job is %s, want still running", other.Status)
+	}
+	if _, err := db.UpdateJob(ctx, next.ID, JobUpdate{Status: JobRunning}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := db.InterruptJob(ctx, next.ID, "gone again")
+	if err != nil || len(again) != 1 || again[0].Job.Status != JobError {
+		t.Fatalf("second interruption: %+v, %v; want the attempt ended, no new one", again, err)
+	}
+	if _, err := db.InterruptJob(ctx, next.ID, "once more"); !errors.Is(err, ErrConflict) {
+		t.Errorf("InterruptJob of a finished job: %v, want ErrConflict", err)
+	}
+}
