@@ -315,3 +315,29 @@ func BenchmarkTwoEngines(b *testing.B) {
 		b.Errorf("engines %+v: want jobs on both", st)
 	}
 }
+
+// Cancel stops a job on the second engine as on the first, and a sweep
+// removes this instance's leftovers from every engine.
+func TestCancelAndSweepReachTheSecondEngine(t *testing.T) {
+	h, second := twoEngines(t, 1)
+	ctx := context.Background()
+	_, job := h.heldOnTwo()
+	if err := h.r.Cancel(ctx, job.ID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.waitJob(job.ID, finished); j.Status != store.JobError || j.Error != "canceled by alice" || j.Engine != "two" {
+		t.Fatalf("canceled job: %s %q on %q", j.Status, j.Error, j.Engine)
+	}
+	left, err := second.Client.CreateContainer(docker.CreateContainerOptions{Config: &docker.Config{Image: testImage, Cmd: []string{"true"},
+		Labels: map[string]string{LabelJob: "999999", LabelInstance: h.db.InstanceID()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	swept, err := h.r.Sweep(ctx)
+	if err != nil || swept.Containers < 1 {
+		t.Fatalf("Sweep = %+v, %v; want the leftover on two removed", swept, err)
+	}
+	if _, err := second.Client.InspectContainerWithOptions(docker.InspectContainerOptions{ID: left.ID}); err == nil {
+		t.Errorf("the leftover container %.12s is still on engine two", left.ID)
+	}
+}
