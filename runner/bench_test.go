@@ -154,7 +154,7 @@ func BenchmarkTrivialJobPhases(b *testing.B) {
 		dir := b.TempDir()
 		s := spec{jobID: ch.Job.ID, projectID: p.ID, image: run.Hook.DockerImage, build: run.Hook.BuildScript,
 			src: gitSource{path: dir, sha: sha}, env: jobEnv(run)}
-		e := h.r.local().prepare(ctx, s)
+		e := h.r.local().prepare(ctx, s).(*early)
 		if err := git.Clone(ctx, git.CloneSpec{Remote: git.Remote{URL: run.Project.CloneURL()}, Ref: run.Build.Ref, SHA: sha}, dir, l); err != nil {
 			b.Fatal(err)
 		}

@@ -72,15 +72,24 @@ type spec struct {
 	fork      string           // names the fork whose scope is scope, for the log; "" for the project scope
 	src       source
 	env       []string // the build step's environment; the install step gets none of it
-	early     *early   // the build container, made while the commit was fetched; or nil
+	early     prepared // what the engine made while the commit was fetched; or nil
 	log       *jobLog  // the job's log, to mark where each step begins; nil for `kozmic exec`
 }
 
-// early is the image and build container of a job without an install
-// step, made while its commit is fetched: they need only the image and the
-// script. Their log lines wait in log until the job's log reaches them: a
-// pull the job gave up waiting for may still write there.
+// prepared is what an engine made of a job before its checkout was done
+// (engine.prepare): only that engine reads it, in run.
+type prepared interface {
+	// discard removes it, for a job that ends before its steps.
+	discard()
+}
+
+// early is what a Docker engine prepares: the image and build container of
+// a job without an install step, made while its commit is fetched: they
+// need only the image and the script. Their log lines wait in log until
+// the job's log reaches them: a pull the job gave up waiting for may still
+// write there.
 type early struct {
+	e         *dockerEngine
 	done      chan struct{} // closed when the fields are set
 	log       syncbuf.Buffer
 	img       *docker.Image
@@ -90,13 +99,14 @@ type early struct {
 }
 
 // prepare starts making the image and build container of s in the
-// background when s has no install step, and returns them; nil otherwise.
-// The caller hands them to execute in s.early, or to discard.
-func (e *dockerEngine) prepare(ctx context.Context, s spec) *early {
+// background when s has no install step, and returns them (an *early);
+// nil otherwise. The caller hands them to execute in s.early, or discards
+// them.
+func (e *dockerEngine) prepare(ctx context.Context, s spec) prepared {
 	if strings.TrimSpace(s.install) != "" {
 		return nil
 	}
-	pre := &early{done: make(chan struct{})}
+	pre := &early{e: e, done: make(chan struct{})}
 	go func() {
 		defer close(pre.done)
 		if pre.img, pre.imgErr = e.image(ctx, s.image, &pre.log); pre.imgErr != nil {
@@ -109,14 +119,11 @@ func (e *dockerEngine) prepare(ctx context.Context, s spec) *early {
 	return pre
 }
 
-// discard removes what prepare made, for a job that ends before its steps.
-func (e *dockerEngine) discard(pre *early) {
-	if pre == nil {
-		return
-	}
+// discard removes the container prepare made, once it is made.
+func (pre *early) discard() {
 	<-pre.done
 	if pre.container != "" {
-		e.removeLater(pre.container)
+		pre.e.removeLater(pre.container)
 	}
 }
 
@@ -276,11 +283,12 @@ func (e *dockerEngine) run(ctx context.Context, s spec, out io.Writer) result {
 	}
 	var base *docker.Image
 	var err error
+	pre, _ := s.early.(*early) // nil unless prepare made one
 	s.log.beginStep(store.StepImage, store.StepRunning)
-	if s.early != nil {
-		<-s.early.done
-		io.WriteString(out, s.early.log.String())
-		base, err = s.early.img, s.early.imgErr
+	if pre != nil {
+		<-pre.done
+		io.WriteString(out, pre.log.String())
+		base, err = pre.img, pre.imgErr
 	} else {
 		base, err = e.image(ctx, s.image, out)
 	}
@@ -345,8 +353,8 @@ func (e *dockerEngine) run(ctx context.Context, s spec, out io.Writer) result {
 	s.log.beginStep(store.StepBuild, store.StepRunning)
 	say(out, "Running the build script")
 	var c string
-	if s.early != nil {
-		c, err = s.early.container, s.early.createErr
+	if pre != nil {
+		c, err = pre.container, pre.createErr
 	} else {
 		c, err = e.createContainer(ctx, runFrom, s.build, s.env, labels, e.hasShell(base.ID))
 	}

@@ -39,9 +39,8 @@ type engine interface {
 	holds(ctx context.Context, s spec) bool
 	// prepare starts making, in the background, what the job of s needs
 	// before its checkout is done, and returns it for run (in s.early) or
-	// discard; nil when there is nothing to make early.
-	prepare(ctx context.Context, s spec) *early
-	discard(e *early)
+	// to be discarded; nil when there is nothing to make early.
+	prepare(ctx context.Context, s spec) prepared
 	// run runs the job's steps on the engine, its image, install script
 	// (or its cache image) and build script, writing their output to out.
 	// When ctx ends, it kills what runs and returns at once.

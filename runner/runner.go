@@ -615,8 +615,8 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out *jobLo
 	}
 	c := git.CloneSpec{Remote: remote, Ref: run.Build.Ref, SHA: run.Build.SHA}
 	if err := git.Clone(ctx, c, dir, out); err != nil {
-		if m != nil {
-			m.discard(s.early)
+		if s.early != nil {
+			s.early.discard()
 		}
 		if cause := context.Cause(ctx); cause != nil {
 			return result{status: store.JobError, message: cause.Error()}
