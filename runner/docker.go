@@ -98,13 +98,9 @@ func (e *dockerEngine) recover(ctx context.Context, keep func(jobID int64) bool)
 
 // holds says whether the engine has the base image of s and, made of it,
 // the install cache image of s's install script and tracked files.
-func (e *dockerEngine) holds(ctx context.Context, s spec) bool {
+func (e *dockerEngine) holds(ctx context.Context, s spec, ids map[string]string) bool {
 	if strings.TrimSpace(s.install) == "" {
 		return false
-	}
-	ids, err := s.src.objectIDs(s.tracked)
-	if err != nil {
-		return false // the job's install step reports it
 	}
 	base, err := e.docker.InspectImage(s.image)
 	if err != nil {

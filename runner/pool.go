@@ -34,9 +34,10 @@ type engine interface {
 	// engine, but those of the jobs keep says are running.
 	recover(ctx context.Context, keep func(jobID int64) bool) error
 	// holds says whether the engine has the install cache image the job
-	// of s would start from, so that placing it there skips its install
-	// script. A job without an install script is held nowhere.
-	holds(ctx context.Context, s spec) bool
+	// of s would start from, its tracked files having the object ids ids,
+	// so that placing it there skips its install script. A job without an
+	// install script is held nowhere.
+	holds(ctx context.Context, s spec, ids map[string]string) bool
 	// prepare starts making, in the background, what the job of s needs
 	// before its checkout is done, and returns it for run (in s.early) or
 	// to be discarded; nil when there is nothing to make early.

@@ -648,10 +648,14 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out *jobLo
 // only when ctx ends first.
 func (r *Runner) place(ctx context.Context, seat *seat, s spec, out io.Writer) (*member, error) {
 	var prefer []*member
-	if len(r.pool.members) > 1 {
-		for _, m := range r.pool.members {
-			if !m.down.Load() && m.holds(ctx, s) {
-				prefer = append(prefer, m)
+	if len(r.pool.members) > 1 && strings.TrimSpace(s.install) != "" {
+		// An error leaves the job without a preference: its install step
+		// reports it.
+		if ids, err := s.src.objectIDs(s.tracked); err == nil {
+			for _, m := range r.pool.members {
+				if !m.down.Load() && m.holds(ctx, s, ids) {
+					prefer = append(prefer, m)
+				}
 			}
 		}
 	}
