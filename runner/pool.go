@@ -89,6 +89,21 @@ func newPool(ms []*member) *pool {
 	return &pool{members: ms, changed: make(chan struct{})}
 }
 
+// load is the slots of the engines that answered their last ping (or
+// were never pinged), and how many of them jobs hold: those placed on
+// them, and the seats not yet placed. up is false when every engine
+// failed its last ping.
+func (p *pool) load() (busy, slots int, up bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.members {
+		if !m.down.Load() {
+			busy, slots, up = busy+m.busy, slots+m.slots, true
+		}
+	}
+	return min(busy+p.seated, slots), slots, up
+}
+
 // capacity is the number of slots of all engines, ready or not.
 func (p *pool) capacity() int {
 	n := 0

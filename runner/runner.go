@@ -382,19 +382,13 @@ func (r *Runner) Unreachable() string {
 // for a free worker: 2 of 2 busy" or "waiting for Docker: not reachable at
 // unix:///var/run/docker.sock"; empty when a worker is free.
 func (r *Runner) Waiting() string {
-	up, slots := false, 0
-	for _, m := range r.pool.members {
-		if !m.down.Load() {
-			up, slots = true, slots+m.slots
-		}
-	}
+	busy, slots, up := r.pool.load()
 	if !up {
 		if len(r.pool.members) == 1 {
 			return "waiting for Docker: not reachable at " + r.pool.members[0].endpoint()
 		}
 		return "waiting for Docker: no engine is reachable"
 	}
-	busy := int(r.busy.Load())
 	if busy < slots {
 		return ""
 	}
