@@ -551,12 +551,7 @@ func runningJobContainer(t *testing.T, srv *liveServer, projectID, jobID int64) 
 // and Clear removes the project's images from the engine that answers and
 // says that not all could be.
 func TestAdminPageShowsEveryEngine(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_DOCKER=1 to run tests against a Docker engine")
-	}
-	srv := newLiveServerWith(t, deadEngine(t, "builder2"))
-	b := newBrowserAt(t, srv.url)
-	b.signIn("/")
+	srv, b := signedInWithDeadEngine(t)
 	makeAdmin(t, srv.db)
 	ctx := context.Background()
 	p, err := srv.db.CreateProject(ctx, store.NewProject{OwnerID: 1, Source: store.SourceGit, FullName: "octocat/cached", GitURL: t.TempDir(), WebhookSecret: "s"})

@@ -180,16 +180,24 @@ func cacheImagesOf(t *testing.T, srv *liveServer, projectID int64) []docker.APII
 	return imgs
 }
 
-// A job's page says whose install cache the job used, and whether it hit.
-func TestJobPageNamesItsInstallCacheScope(t *testing.T) {
+// installHookProject is a test server, octocat's browser and a project
+// of octocat's with one hook that has an install script.
+func installHookProject(t *testing.T) (*testServer, *browser, store.Project) {
+	t.Helper()
 	s := newTestServer(t)
 	b := newBrowser(t, s)
 	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
-	ctx := context.Background()
-	if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "busybox",
+	if _, err := s.db.CreateHook(context.Background(), store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "busybox",
 		InstallScript: "#!/bin/sh\ntrue\n", BuildScript: "#!/bin/sh\ntrue\n"}); err != nil {
 		t.Fatal(err)
 	}
+	return s, b, p
+}
+
+// A job's page says whose install cache the job used, and whether it hit.
+func TestJobPageNamesItsInstallCacheScope(t *testing.T) {
+	s, b, p := installHookProject(t)
+	ctx := context.Background()
 	for _, tt := range []struct {
 		build store.NewBuild
 		cache store.CacheResult
@@ -235,14 +243,8 @@ func TestJobPageNamesItsInstallCacheScope(t *testing.T) {
 // A job's page names the Docker engine the job was placed on, beside its
 // install cache's hit; a job never placed on one names none.
 func TestJobPageNamesTheEngineTheJobRanOn(t *testing.T) {
-	s := newTestServer(t)
-	b := newBrowser(t, s)
-	p := ownedProject(t, s, b, "octocat/Hello-World", 1296269)
+	s, b, p := installHookProject(t)
 	ctx := context.Background()
-	if _, err := s.db.CreateHook(ctx, store.Hook{ProjectID: p.ID, Title: "test", DockerImage: "busybox",
-		InstallScript: "#!/bin/sh\ntrue\n", BuildScript: "#!/bin/sh\ntrue\n"}); err != nil {
-		t.Fatal(err)
-	}
 	for _, engine := range []string{"builder2", ""} {
 		bd, jobs, err := s.db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "refs/heads/main", SHA: newCacheID()[:40]})
 		if err != nil {
@@ -280,13 +282,8 @@ func TestJobPageNamesTheEngineTheJobRanOn(t *testing.T) {
 // the other: the second job's page names that engine beside its install
 // cache's hit, and the admin page counts both jobs as started there.
 func TestJobsOnTheEngineThatAnswersSayWhereTheyRanAndCount(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_DOCKER=1 to run jobs on a Docker engine")
-	}
+	srv, b := signedInWithDeadEngine(t)
 	ctx := context.Background()
-	srv := newLiveServerWith(t, deadEngine(t, "builder2"))
-	b := newBrowserAt(t, srv.url)
-	b.signIn("/")
 	makeAdmin(t, srv.db)
 	repo := testrepo.New(t, map[string]string{"deps.txt": "lib 1.0\n", "README": "one\n"})
 	first := repo.Git("rev-parse", "HEAD")

@@ -133,14 +133,32 @@ func deadEngine(t testing.TB, name string) runner.EngineConfig {
 	return runner.EngineConfig{Name: name, Client: dc, Slots: 1}
 }
 
+// liveServerWithDeadEngine is a live server whose jobs run on two Docker
+// engines: "local", the test engine, and "builder2", which never answers.
+// It skips the test without KOZMIC_TEST_DOCKER.
+func liveServerWithDeadEngine(t testing.TB) *liveServer {
+	t.Helper()
+	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
+		t.Skip("set KOZMIC_TEST_DOCKER=1 to run tests against a Docker engine")
+	}
+	return newLiveServerWith(t, deadEngine(t, "builder2"))
+}
+
+// signedInWithDeadEngine is liveServerWithDeadEngine with a browser signed
+// in as octocat.
+func signedInWithDeadEngine(t testing.TB) (*liveServer, *browser) {
+	t.Helper()
+	srv := liveServerWithDeadEngine(t)
+	b := newBrowserAt(t, srv.url)
+	b.signIn("/")
+	return srv, b
+}
+
 // With one Docker engine of two not answering, /healthz stays 200 (jobs
 // run on the other) with "docker":"degraded", and lists each engine by
 // name with its status, jobs and slots, never its address.
 func TestHealthzIsDegradedWhileOneEngineOfTwoIsDown(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_DOCKER=1 to run tests against a Docker engine")
-	}
-	srv := newLiveServerWith(t, deadEngine(t, "builder2"))
+	srv := liveServerWithDeadEngine(t)
 	res, body := get(t, srv.handler, "/healthz")
 	hl := healthOf(t, body)
 	if res.StatusCode != 200 || hl.without() != (healthParts{Status: "ok", Database: "ok", Docker: "degraded", Writes: "ok", Disk: "ok"}) {

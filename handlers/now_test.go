@@ -391,12 +391,7 @@ func nowEngines(doc *goquery.Document) []string {
 // starts on the other rather than waiting for Docker; with one engine the
 // panel lists none.
 func TestNowPanelShowsEachEnginesLoadAndAJobStartsOnTheOneThatAnswers(t *testing.T) {
-	if os.Getenv("KOZMIC_TEST_DOCKER") == "" {
-		t.Skip("set KOZMIC_TEST_DOCKER=1 to run tests against a Docker engine")
-	}
-	srv := newLiveServerWith(t, deadEngine(t, "builder2"))
-	b := newBrowserAt(t, srv.url)
-	b.signIn("/")
+	srv, b := signedInWithDeadEngine(t)
 	ctx := context.Background()
 	octocat, err := srv.db.UserByID(ctx, 1)
 	if err != nil {
