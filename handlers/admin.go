@@ -114,8 +114,8 @@ func (h *Handler) adminClearCache(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, verr)
 			return
 		}
-		v.Error = fmt.Sprintf("Removed %d install cache %s; others could not be removed: Docker is unreachable, "+
-			"or a running job uses them. Try again later.", n, plural(n, "image", "images"))
+		v.Error = fmt.Sprintf("Removed %d install cache %s; others could not be removed: %s. Try again later.",
+			n, plural(n, "image", "images"), h.whyNotCleared())
 		h.render(w, r, http.StatusConflict, views.AdminPage(v))
 		return
 	}

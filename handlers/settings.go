@@ -69,12 +69,33 @@ func (h *Handler) clearCache(w http.ResponseWriter, r *http.Request) {
 	n, err := h.jobs.ClearCache(r.Context(), p.ID)
 	if err != nil {
 		h.log.Warn("clear install cache", "project", p.ID, "removed", n, "err", err)
-		h.renderSettings(w, r, p, http.StatusConflict, "", "Some install cache images could not be removed: Docker is unreachable, "+
-			"or a running job uses them. Try again later.")
+		h.renderSettings(w, r, p, http.StatusConflict, "", "Some install cache images could not be removed: "+h.whyNotCleared()+". Try again later.")
 		return
 	}
 	h.log.Info("install cache cleared", "project", p.ID, "images", n, "by", user(r).Login())
 	http.Redirect(w, r, settingsURL(p, "cache-cleared"), http.StatusSeeOther)
+}
+
+// whyNotCleared says why install cache images a Clear was to remove may
+// have stayed: the Docker engines that do not answer, named when there are
+// several, or else a running job that uses them.
+func (h *Handler) whyNotCleared() string {
+	engines := h.jobs.Engines()
+	var down []string
+	for _, e := range engines {
+		if e.Down {
+			down = append(down, e.Name)
+		}
+	}
+	switch {
+	case len(down) == 0:
+		return "a running job uses them"
+	case len(engines) == 1:
+		return "Docker is unreachable"
+	case len(down) == 1:
+		return "the Docker engine " + down[0] + " is not reachable"
+	}
+	return "the Docker engines " + strings.Join(down, ", ") + " are not reachable"
 }
 
 func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, p store.Project, status int, flash, errMsg string) {

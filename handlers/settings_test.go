@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"kozmic/runner"
 	"kozmic/store"
 )
 
@@ -194,5 +195,36 @@ func TestHookWithoutShebangIsSavedWithAWarning(t *testing.T) {
 	doc, _ := fetchPage(t, b, settings+"?flash=hook-saved&warn=<b>hi</b>", 200)
 	if n := doc.Find("p.flash-warn").Length(); n != 0 {
 		t.Errorf("an unknown warning key shows %d warnings", n)
+	}
+}
+
+// engineStates is a runner whose engines are as given.
+type engineStates struct {
+	Jobs
+	states []runner.EngineState
+}
+
+func (e engineStates) Engines() []runner.EngineState { return e.states }
+
+// A Clear that left images says why: the engines that do not answer, by
+// name when there are several, or else a running job's use of them.
+func TestClearCacheFailureNamesTheEnginesThatDoNotAnswer(t *testing.T) {
+	s := newTestServer(t)
+	up, down := runner.EngineState{Name: "local"}, runner.EngineState{Name: "builder2", Down: true}
+	other := runner.EngineState{Name: "builder3", Down: true}
+	for _, tc := range []struct {
+		states []runner.EngineState
+		want   string
+	}{
+		{[]runner.EngineState{up}, "a running job uses them"},
+		{[]runner.EngineState{{Name: "local", Down: true}}, "Docker is unreachable"},
+		{[]runner.EngineState{up, down}, "the Docker engine builder2 is not reachable"},
+		{[]runner.EngineState{up, down, other}, "the Docker engines builder2, builder3 are not reachable"},
+	} {
+		h := *s.Handler
+		h.jobs = engineStates{Jobs: s.Handler.jobs, states: tc.states}
+		if got := h.whyNotCleared(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.states, got, tc.want)
+		}
 	}
 }
