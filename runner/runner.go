@@ -1,8 +1,11 @@
 // Package runner runs jobs in Docker: a bounded pool of workers takes
 // enqueued jobs from the store (the jobs table is the queue), checks out the
-// commit, runs the hook's install script (or reuses its cached image) and
-// build script, streams the output into the store and to live followers, and
-// records the result.
+// commit, places the job on one of its Docker engines (pool.go: a free slot,
+// the engine holding the job's install cache first), runs the hook's install
+// script (or reuses its cached image) and build script there, streams the
+// output into the store and to live followers, and records the result. An
+// engine that stops answering gets no jobs, and its running jobs run again
+// elsewhere.
 package runner
 
 import (
