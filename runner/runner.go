@@ -641,11 +641,13 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out *jobLo
 
 // place puts the job of s, holding seat, on an engine: one that holds its
 // install cache image if one with a free slot does, else the least loaded
-// (see seat.place). It records the engine and says it in out. It fails
+// (see seat.place). With several engines, it records the engine and says
+// it in out; with one there is nothing to choose, ask or record. It fails
 // only when ctx ends first.
 func (r *Runner) place(ctx context.Context, seat *seat, s spec, out io.Writer) (*member, error) {
+	several := len(r.pool.members) > 1
 	var prefer []*member
-	if len(r.pool.members) > 1 && strings.TrimSpace(s.install) != "" {
+	if several && strings.TrimSpace(s.install) != "" {
 		// An error leaves the job without a preference: its install step
 		// reports it.
 		if ids, err := s.src.objectIDs(s.tracked); err == nil {
@@ -660,18 +662,16 @@ func (r *Runner) place(ctx context.Context, seat *seat, s spec, out io.Writer) (
 	cancel := r.active[s.jobID]
 	r.mu.Unlock()
 	m, err := seat.place(ctx, s.jobID, prefer, cancel)
-	if err != nil {
-		return nil, err
+	if err != nil || !several {
+		return m, err
 	}
 	if err := r.store.PlaceJob(ctx, s.jobID, m.name()); err != nil {
 		r.log.Warn("record the job's engine", "job", s.jobID, "engine", m.name(), "err", err)
 	}
-	if len(r.pool.members) > 1 {
-		if slices.Contains(prefer, m) {
-			say(out, "Running on the Docker engine %s, which holds this job's install cache", m.name())
-		} else {
-			say(out, "Running on the Docker engine %s", m.name())
-		}
+	if slices.Contains(prefer, m) {
+		say(out, "Running on the Docker engine %s, which holds this job's install cache", m.name())
+	} else {
+		say(out, "Running on the Docker engine %s", m.name())
 	}
 	return m, nil
 }
