@@ -641,13 +641,13 @@ func (r *Runner) runCheckedOut(ctx context.Context, run store.JobRun, out *jobLo
 
 // place puts the job of s, holding seat, on an engine: one that holds its
 // install cache image if one with a free slot does, else the least loaded
-// (see seat.place). With several engines, it records the engine and says
-// it in out; with one there is nothing to choose, ask or record. It fails
-// only when ctx ends first.
+// (see seat.place); only with several engines are they asked. With the
+// engines of Config.Engines, it records the engine and says it in out;
+// with New's one engine, which has no name of the operator's, there is
+// nothing to tell. It fails only when ctx ends first.
 func (r *Runner) place(ctx context.Context, seat *seat, s spec, out io.Writer) (*member, error) {
-	several := len(r.pool.members) > 1
 	var prefer []*member
-	if several && strings.TrimSpace(s.install) != "" {
+	if len(r.pool.members) > 1 && strings.TrimSpace(s.install) != "" {
 		// An error leaves the job without a preference: its install step
 		// reports it.
 		if ids, err := s.src.objectIDs(s.tracked); err == nil {
@@ -662,7 +662,7 @@ func (r *Runner) place(ctx context.Context, seat *seat, s spec, out io.Writer) (
 	cancel := r.active[s.jobID]
 	r.mu.Unlock()
 	m, err := seat.place(ctx, s.jobID, prefer, cancel)
-	if err != nil || !several {
+	if err != nil || len(r.cfg.Engines) == 0 {
 		return m, err
 	}
 	if err := r.store.PlaceJob(ctx, s.jobID, m.name()); err != nil {

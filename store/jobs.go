@@ -78,7 +78,7 @@ type Job struct {
 	CacheScope  CacheScope // whose install cache Cache refers to
 	Error       string     // why the job errored, in words for people
 	// Engine names the Docker engine the job ran on; empty until it was
-	// placed on one, and when Kozmic has only one.
+	// placed on one, and when Kozmic has only the engine of DOCKER_HOST.
 	Engine string
 }
 
